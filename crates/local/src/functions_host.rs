@@ -1,0 +1,378 @@
+//! A stand-in for the Azure Functions host (`func start`), for where the real one cannot run: it reads
+//! `host.json` and the function folders, starts the custom handler executable as the host does, and serves the
+//! Event Grid extension's webhook with the real semantics (reference/functions-custom-handler.md).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use local::functions_host::{FunctionApp, FunctionsHost};
+//! let app = FunctionApp::load(std::path::Path::new("."))?;
+//! let host = FunctionsHost::builder(app)
+//!     .executable("target/debug/near-expiry")
+//!     .only(["near-expiry"])
+//!     .start()
+//!     .await?;
+//! // POST events to host.webhook_url("near-expiry") with `aeg-event-type: Notification`.
+//! host.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `app`: host.json and function.json, read and validated ([`FunctionApp`]).
+//! - `worker`: the handler process: environment, readiness poll, crash/restart rules ([`WorkerStatus`]).
+//! - `invoke`: one invocation: the custom-handler envelope, functionTimeout, failure classes ([`InvocationRecord`]).
+//! - `webhook`: `/runtime/webhooks/eventgrid`, the Event Grid extension's endpoint.
+//! - `output`: the handler's stdout/stderr and response `Logs`, to tracing and to a buffer tests scan.
+
+mod app;
+mod invoke;
+mod output;
+mod webhook;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use warp::Filter;
+
+pub use app::{AppError, CustomHandler, DEFAULT_FUNCTION_TIMEOUT, DEFINITIONS_DIR, FunctionApp, FunctionDefinition};
+pub use invoke::{HOST_VERSION, InvocationError, InvocationRecord};
+pub use output::{HandlerOutput, OutputLine, Stream};
+pub use webhook::WEBHOOK_PATH;
+pub use worker::WorkerStatus;
+
+use invoke::{InvocationLog, Invoker};
+use worker::{Worker, WorkerConfig};
+
+/// How long the real host waits for a new handler to answer `GET /` (its documented default).
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a handler gets to exit after SIGTERM before it is killed.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long [`FunctionsHost::shutdown`] lets running deliveries finish before closing the webhook anyway.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    UnknownFunction(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client for the handler: {0}")]
+    Client(String),
+    #[error("the handler {executable} did not start: {reason}{stderr}")]
+    Handler {
+        executable: PathBuf,
+        reason: String,
+        /// The handler's last stderr lines, prefixed with a newline, or empty.
+        stderr: String,
+    },
+}
+
+/// Options for starting a [`FunctionsHost`]; every one has the real host's default.
+#[derive(Debug, Clone)]
+pub struct FunctionsHostBuilder {
+    app: FunctionApp,
+    executable: Option<PathBuf>,
+    settings: BTreeMap<String, String>,
+    only: Option<Vec<String>>,
+    function_timeout: Option<Option<Duration>>,
+    init_timeout: Duration,
+    shutdown_grace: Duration,
+    port: u16,
+}
+
+impl FunctionsHostBuilder {
+    /// Runs this executable instead of host.json's `defaultExecutablePath` (e.g. `target/debug/near-expiry`).
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// An app setting: an environment variable of the handler, usable as `%NAME%` in host.json `arguments`.
+    pub fn app_setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.insert(name.into(), value.into());
+        self
+    }
+
+    /// Several app settings at once.
+    pub fn app_settings<K: Into<String>, V: Into<String>>(
+        mut self,
+        settings: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.settings.extend(settings.into_iter().map(|(name, value)| (name.into(), value.into())));
+        self
+    }
+
+    /// Serves only these functions (a function app deployed with a subset of the handlers).
+    pub fn only<S: Into<String>>(mut self, functions: impl IntoIterator<Item = S>) -> Self {
+        self.only = Some(functions.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Overrides host.json's `functionTimeout`; `None` means unbounded. An invocation still running at this
+    /// limit fails (on the real host the function fails at `functionTimeout` too).
+    pub fn function_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.function_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a (re)started handler has to answer `GET /` (default 30 s).
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = timeout;
+        self
+    }
+
+    /// How long the handler gets between SIGTERM and SIGKILL on shutdown (default 5 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Serves the webhook on this port of 127.0.0.1 (default 0: any free port; `func start` uses 7071).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Binds the webhook, starts the handler, and returns once the handler answers `GET /`.
+    pub async fn start(self) -> Result<FunctionsHost, StartError> {
+        let mut app = self.app;
+        if let Some(only) = &self.only {
+            app.retain(only).map_err(StartError::UnknownFunction)?;
+        }
+        let executable = match self.executable {
+            Some(path) => path,
+            None => app.executable_path(),
+        };
+        let mut env = self.settings.clone();
+        // An app setting every custom handler app has; the caller's value wins.
+        env.entry("FUNCTIONS_WORKER_RUNTIME".into()).or_insert_with(|| "custom".into());
+        env.insert("FUNCTIONS_APP_ROOT_PATH".into(), app.root().display().to_string());
+        let config = WorkerConfig {
+            executable: executable.clone(),
+            arguments: app
+                .handler()
+                .arguments
+                .iter()
+                .map(|argument| app::expand_arguments(argument, &self.settings))
+                .collect(),
+            working_directory: app.working_directory(),
+            env,
+            init_timeout: self.init_timeout,
+            shutdown_grace: self.shutdown_grace,
+        };
+
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+
+        let output = HandlerOutput::default();
+        let log = InvocationLog::default();
+        let mut worker = Worker::spawn(config, output.clone());
+        let client =
+            reqwest::Client::builder().no_proxy().build().map_err(|error| StartError::Client(error.to_string()))?;
+        let invoker = Invoker {
+            client,
+            status: worker.status(),
+            output: output.clone(),
+            function_timeout: self.function_timeout.unwrap_or(app.function_timeout()),
+            // A delivery arriving while the handler restarts waits for it, as the real host queues it.
+            ready_wait: self.init_timeout,
+            log: log.clone(),
+        };
+
+        // Wait for the first start before accepting deliveries: `start` returning means ready.
+        let mut status = worker.status();
+        let first = status.wait_for(|status| *status != WorkerStatus::Starting).await.map(|status| status.clone());
+        let reason = match first {
+            Ok(WorkerStatus::Running { .. }) => None,
+            Ok(WorkerStatus::Exited) => Some("it exited with code 0 while starting".to_owned()),
+            Ok(WorkerStatus::Failed(reason)) => Some(reason),
+            Ok(other) => Some(format!("it ended up {other:?}")),
+            Err(_) => Some("its supervisor stopped".to_owned()),
+        };
+        if let Some(reason) = reason {
+            worker.shutdown().await;
+            return Err(StartError::Handler { executable, reason, stderr: stderr_tail(&output) });
+        }
+
+        let functions: BTreeMap<String, FunctionDefinition> =
+            app.functions().map(|function| (function.name.clone(), function.clone())).collect();
+        let routes = webhook::routes(Arc::new(functions), Arc::new(invoker)).recover(webhook::recover).unify();
+        let (stop_webhook, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async {
+                    // A dropped sender (the host dropped) stops the server too.
+                    let _ = stopped.await;
+                })
+                .run(),
+        );
+        tracing::info!(%addr, functions = ?app.functions().map(|f| &f.name).collect::<Vec<_>>(), "Functions host stand-in ready");
+
+        Ok(FunctionsHost {
+            addr,
+            app,
+            status,
+            worker,
+            server: Some(server),
+            stop_webhook: Some(stop_webhook),
+            output,
+            log,
+        })
+    }
+}
+
+/// The last stderr lines of the handler, for a start error.
+fn stderr_tail(output: &HandlerOutput) -> String {
+    let lines: Vec<String> =
+        output.lines().into_iter().filter(|line| line.stream == Stream::Stderr).map(|line| line.text).collect();
+    let tail = &lines[lines.len().saturating_sub(20)..];
+    if tail.is_empty() { String::new() } else { format!("\nits last stderr lines:\n{}", tail.join("\n")) }
+}
+
+/// A running Functions host stand-in: the webhook and the handler process it supervises.
+///
+/// Dropping it kills the handler (SIGKILL); [`FunctionsHost::shutdown`] stops it gracefully.
+#[derive(Debug)]
+pub struct FunctionsHost {
+    addr: SocketAddr,
+    app: FunctionApp,
+    status: watch::Receiver<WorkerStatus>,
+    worker: Worker,
+    server: Option<JoinHandle<()>>,
+    stop_webhook: Option<oneshot::Sender<()>>,
+    output: HandlerOutput,
+    log: InvocationLog,
+}
+
+impl FunctionsHost {
+    /// Options for starting `app`.
+    pub fn builder(app: FunctionApp) -> FunctionsHostBuilder {
+        FunctionsHostBuilder {
+            app,
+            executable: None,
+            settings: BTreeMap::new(),
+            only: None,
+            function_timeout: None,
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            port: 0,
+        }
+    }
+
+    /// The app this host serves (restricted to [`FunctionsHostBuilder::only`] if given).
+    pub fn app(&self) -> &FunctionApp {
+        &self.app
+    }
+
+    /// Where the webhook listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The Event Grid webhook of one function, as Event Grid is given it (no `code` needed locally).
+    pub fn webhook_url(&self, function: &str) -> String {
+        let query: String =
+            url::form_urlencoded::Serializer::new(String::new()).append_pair("functionName", function).finish();
+        format!("{}{WEBHOOK_PATH}?{query}", self.url())
+    }
+
+    /// Where the handler process is in its life now.
+    pub fn status(&self) -> WorkerStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the handler's status satisfies `predicate` and returns that status. Bound it with a timeout.
+    pub async fn wait_for_status(&self, predicate: impl FnMut(&WorkerStatus) -> bool) -> WorkerStatus {
+        let mut status = self.status.clone();
+        match status.wait_for(predicate).await {
+            Ok(status) => status.clone(),
+            // The supervisor is gone: the last status is final.
+            Err(_) => self.status(),
+        }
+    }
+
+    /// The pid of the running handler process, if one is running.
+    pub fn worker_pid(&self) -> Option<u32> {
+        match self.status() {
+            WorkerStatus::Running { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Everything the handler wrote (stdout, stderr) and logged (invocation `Logs`).
+    pub fn output(&self) -> &HandlerOutput {
+        &self.output
+    }
+
+    /// Every invocation so far, oldest first.
+    pub fn invocations(&self) -> Vec<InvocationRecord> {
+        self.log.records()
+    }
+
+    /// Stops the handler (SIGTERM, then SIGKILL after the grace period) and the webhook.
+    pub async fn shutdown(mut self) {
+        self.worker.shutdown().await;
+        if let Some(stop) = self.stop_webhook.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let abort = server.abort_handle();
+            // A client holding a request open must not hold the shutdown: cut it off after a while.
+            if tokio::time::timeout(WEBHOOK_DRAIN, server).await.is_err() {
+                abort.abort();
+            }
+        }
+        tracing::info!(addr = %self.addr, "Functions host stand-in stopped");
+    }
+}
+
+impl Drop for FunctionsHost {
+    fn drop(&mut self) {
+        // The worker's own Drop kills the handler; the webhook must not outlive the host either.
+        if let Some(server) = &self.server {
+            server.abort();
+        }
+    }
+}
+
+impl webhook::Dispatch for Invoker {
+    fn invoke<'a>(&'a self, function: &'a FunctionDefinition, event: Value) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(
+            async move { Invoker::invoke(self, function, event).await.map(|_| ()).map_err(|error| error.to_string()) },
+        )
+    }
+
+    fn stopped(&self) -> Option<String> {
+        match &*self.status.borrow() {
+            WorkerStatus::Failed(reason) => Some(reason.clone()),
+            WorkerStatus::ShutDown => Some("it is shutting down".to_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// The repository root, for tests and tools run from inside it: the nearest ancestor of `start` holding
+/// `host.json`.
+pub fn find_app_root(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find(|dir| dir.join("host.json").is_file()).map(Path::to_path_buf)
+}
