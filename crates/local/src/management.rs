@@ -300,7 +300,7 @@ mod tests {
 
     async fn call(m: &Management, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
         let response =
-            warp::test::request().method(method).path(path).body(body.to_owned()).reply(&routes(m.clone())).await;
+            warp::test::request().method(method).path(path).body(body).reply(&routes(m.clone())).await;
         let value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
         (response.status(), value)
     }

@@ -1,6 +1,9 @@
 //! The Event Grid emulator against a real HTTP receiver on loopback: what arrives, when it is retried,
 //! when it is given up on, and what the clock makes happen.
 
+// Test helpers outside #[test] fns: a panic here is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
