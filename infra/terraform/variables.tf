@@ -1,0 +1,167 @@
+# Inputs. Each mirrors a parameter of infra/bicep/main.bicep (same meaning, snake_case names).
+
+variable "resource_group_name" {
+  description = "Existing resource group for the new resources (the Event Grid system topic goes to the vault's resource group)."
+  type        = string
+}
+
+variable "location" {
+  description = "Region for the new resources. Empty: the resource group's region. The system topic always takes the vault's region."
+  type        = string
+  default     = ""
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (lowercase letters, digits and hyphens, 2-10 characters)."
+  type        = string
+  default     = "keyturn"
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]{2,10}$", var.name_prefix))
+    error_message = "name_prefix must be 2-10 lowercase letters, digits or hyphens."
+  }
+}
+
+variable "key_vault_id" {
+  description = "Resource id of the existing Key Vault (RBAC permission model) whose events keyturn handles. Must be in the provider's subscription."
+  type        = string
+
+  validation {
+    condition     = can(regex("(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.KeyVault/vaults/[^/]+$", var.key_vault_id))
+    error_message = "key_vault_id must be a Key Vault resource id."
+  }
+}
+
+variable "handlers" {
+  description = "Handlers to deploy: any of near-expiry, expired, new-version, test-event. Each becomes its own function app."
+  type        = list(string)
+  default     = ["near-expiry", "expired", "new-version", "test-event"]
+
+  validation {
+    condition     = length(var.handlers) > 0 && alltrue([for h in var.handlers : contains(["near-expiry", "expired", "new-version", "test-event"], h)])
+    error_message = "handlers must be a non-empty subset of near-expiry, expired, new-version, test-event."
+  }
+}
+
+variable "hosting_plan" {
+  description = "FlexConsumption (default, scales to zero) or ElasticPremium (always-warm instances, EP1-EP3)."
+  type        = string
+  default     = "FlexConsumption"
+
+  validation {
+    condition     = contains(["FlexConsumption", "ElasticPremium"], var.hosting_plan)
+    error_message = "hosting_plan must be FlexConsumption or ElasticPremium."
+  }
+}
+
+variable "flex_maximum_instance_count" {
+  description = "Flex Consumption: the most instances one handler may scale out to."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.flex_maximum_instance_count >= 1 && var.flex_maximum_instance_count <= 1000
+    error_message = "flex_maximum_instance_count must be between 1 and 1000."
+  }
+}
+
+variable "flex_instance_memory_mb" {
+  description = "Flex Consumption: memory of one instance in MB (512, 2048 or 4096)."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = contains([512, 2048, 4096], var.flex_instance_memory_mb)
+    error_message = "flex_instance_memory_mb must be 512, 2048 or 4096."
+  }
+}
+
+variable "elastic_premium_sku" {
+  description = "Elastic Premium: plan SKU."
+  type        = string
+  default     = "EP1"
+
+  validation {
+    condition     = contains(["EP1", "EP2", "EP3"], var.elastic_premium_sku)
+    error_message = "elastic_premium_sku must be EP1, EP2 or EP3."
+  }
+}
+
+variable "notify_secret_uri" {
+  description = "Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. Empty: no notification channels."
+  type        = string
+  default     = ""
+}
+
+variable "notify_vault_id" {
+  description = "Resource id of the vault holding notify_secret_uri. Empty: the monitored vault (key_vault_id)."
+  type        = string
+  default     = ""
+}
+
+variable "canary_secret_name" {
+  description = "Name of the canary secret whose new versions go to test-event (and to no other handler)."
+  type        = string
+  default     = "keyturn-canary"
+}
+
+variable "mirror_vault_ids" {
+  description = "Resource ids of vaults new-version replicates secrets to (KEYTURN_MIRROR_VAULTS). Empty: no replication."
+  type        = list(string)
+  default     = []
+}
+
+variable "expired_actions_enabled" {
+  description = "Grant expired the write roles its opt-in actions (emergency rotation, disable) need. false: read-only."
+  type        = bool
+  default     = false
+}
+
+variable "create_subscriptions" {
+  description = "Create the Event Grid subscriptions. Event Grid checks that the function exists, so the first apply passes false, the handler packages are deployed, then a second apply passes true (infra/README.md)."
+  type        = bool
+  default     = true
+}
+
+variable "lock_container_name" {
+  description = "Blob container holding the rotation locks (KEYTURN_LOCK_CONTAINER)."
+  type        = string
+  default     = "keyturn-locks"
+}
+
+variable "dead_letter_container_name" {
+  description = "Blob container receiving events Event Grid could not deliver."
+  type        = string
+  default     = "keyturn-deadletter"
+}
+
+variable "log_filter" {
+  description = "keyturn log filter (KEYTURN_LOG), e.g. info or keyturn=debug,info."
+  type        = string
+  default     = "info"
+}
+
+variable "log_retention_days" {
+  description = "Log Analytics retention in days."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730
+    error_message = "log_retention_days must be between 30 and 730."
+  }
+}
+
+variable "key_vault_dns_suffix" {
+  description = "DNS suffix of Key Vault in this cloud (Bicep reads it from environment())."
+  type        = string
+  default     = "vault.azure.net"
+}
+
+variable "tags" {
+  description = "Tags applied to every new resource."
+  type        = map(string)
+  default = {
+    application = "keyturn"
+  }
+}
