@@ -1,0 +1,120 @@
+//! How fast a handler is ready and how much the adapter adds per invocation, measured on the real
+//! `host-echo` binary (run with `cargo bench -p host --bench startup`).
+//!
+//! Target: process start to first readiness answer under 10 ms, since the Functions host starts handlers cold.
+
+// A bench reports on stdout; helpers unwrap because a failed measurement should stop loudly.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STARTS: usize = 50;
+const INVOCATIONS: usize = 2000;
+const NEAR_EXPIRY: &str = include_str!("../../events/fixtures/eventgrid-secret-near-expiry.json");
+
+/// Kills the handler even if the bench panics.
+struct Handler(Child);
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(port: u16) -> Handler {
+    let child = Command::new(env!("CARGO_BIN_EXE_host-echo"))
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("HOST_ECHO_GREETING", "hello")
+        .env("KEYTURN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Handler(child)
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; returns the status code. Responses here are small and
+/// carry Content-Length, which is all this minimal reader handles.
+fn request(stream: &mut TcpStream, head: &str, body: &[u8]) -> u16 {
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(read > 0, "connection closed");
+        buffer.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&buffer);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+                })
+                .unwrap();
+            if buffer.len() >= end + 4 + length {
+                return text[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+fn readiness(port: u16) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    Some(request(&mut stream, "GET / HTTP/1.1\r\nhost: localhost\r\n\r\n", b""))
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    println!("{name}: n={} min={:?} median={:?} p95={:?} max={:?}", samples.len(), at(0.0), at(0.5), at(0.95), at(1.0));
+}
+
+fn main() {
+    let mut starts = Vec::new();
+    for _ in 0..STARTS {
+        let port = free_port();
+        let begin = Instant::now();
+        let _handler = start(port);
+        loop {
+            if readiness(port) == Some(200) {
+                break;
+            }
+            assert!(begin.elapsed() < Duration::from_secs(10), "never ready");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        starts.push(begin.elapsed());
+    }
+    summary("start to ready", starts);
+
+    let port = free_port();
+    let _handler = start(port);
+    while readiness(port) != Some(200) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let body = format!(r#"{{"Data":{{"eventGridEvent":{NEAR_EXPIRY}}},"Metadata":{{}}}}"#);
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\nX-Azure-Functions-InvocationId: bench\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut latencies = Vec::new();
+    for _ in 0..INVOCATIONS {
+        let begin = Instant::now();
+        assert_eq!(request(&mut stream, &head, body.as_bytes()), 200);
+        latencies.push(begin.elapsed());
+    }
+    summary("invocation round trip (keep-alive)", latencies);
+}
