@@ -1,0 +1,171 @@
+//! keyturn's settings, read from the environment in this one place (docs/configuration.md is the reference).
+//!
+//! [`Settings::from_env`] reads the process environment; [`Settings::from_lookup`] takes any lookup function,
+//! so tests never touch the process environment. Parsing never panics: every problem becomes a
+//! [`ConfigError`] naming the variable and saying what a valid value looks like, and all problems are
+//! reported at once so a misconfigured deployment is fixed in one round.
+//!
+//! # Layout
+//! - [`vaults`]: the vault allow-list (`KEYTURN_VAULTS`, `KEYTURN_MIRROR_VAULTS`) and the host rules for vault URLs.
+//! - [`credential`]: which Azure credential keyturn uses (`KEYTURN_CREDENTIAL` and the SDK's `AZURE_*` names).
+//! - [`retry`]: bounded retries for calls to Azure (`KEYTURN_RETRY_*`, `KEYTURN_HTTP_TIMEOUT_SECS`).
+//! - [`lock`]: where the per-object rotation lock lives (`KEYTURN_LOCK_*`).
+//! - [`notify`]: notification and canary settings (`KEYTURN_NOTIFY`, `KEYTURN_CANARY_SECRET`).
+//! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
+//! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
+
+pub mod credential;
+pub mod error;
+pub mod lock;
+pub mod notify;
+pub mod retry;
+pub mod secret;
+pub mod vaults;
+
+use std::path::PathBuf;
+
+pub use credential::CredentialSettings;
+pub use error::{ConfigError, ConfigErrors};
+pub use lock::LockSettings;
+pub use notify::NotifySettings;
+pub use retry::RetrySettings;
+pub use secret::SecretString;
+pub use vaults::{EndpointKind, VaultEntry, VaultList};
+
+/// The PEM bundle of extra CA certificates trusted for calls to Azure endpoints (local emulators only).
+pub const CA_FILE: &str = "KEYTURN_CA_FILE";
+
+/// Everything keyturn's libraries need from the environment, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub vaults: VaultList,
+    pub mirror_vaults: VaultList,
+    pub credential: CredentialSettings,
+    pub retry: RetrySettings,
+    pub lock: LockSettings,
+    pub notify: NotifySettings,
+    /// Extra trust roots (PEM) for the HTTP client the Azure SDK uses; `None` in Azure.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (a variable's value, or `None` when unset).
+    ///
+    /// An empty or all-whitespace value counts as unset: deployment templates commonly write empty strings
+    /// for settings that do not apply.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let env = Env::new(&lookup);
+        let mut errors = Vec::new();
+        let vaults = collect(&mut errors, vaults::VaultList::from_env(&env, vaults::VAULTS, true));
+        let mirror_vaults = collect(&mut errors, vaults::VaultList::from_env(&env, vaults::MIRROR_VAULTS, false));
+        let credential = collect(&mut errors, credential::CredentialSettings::from_env(&env));
+        let retry = collect(&mut errors, retry::RetrySettings::from_env(&env));
+        let lock = collect(&mut errors, lock::LockSettings::from_env(&env));
+        let notify = collect(&mut errors, notify::NotifySettings::from_env(&env));
+        let ca_file = env.get(CA_FILE).map(PathBuf::from);
+        match (vaults, mirror_vaults, credential, retry, lock, notify) {
+            (Some(vaults), Some(mirror_vaults), Some(credential), Some(retry), Some(lock), Some(notify))
+                if errors.is_empty() =>
+            {
+                Ok(Self { vaults, mirror_vaults, credential, retry, lock, notify, ca_file })
+            }
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+fn collect<T>(errors: &mut Vec<ConfigError>, result: Result<T, Vec<ConfigError>>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(mut found) => {
+            errors.append(&mut found);
+            None
+        }
+    }
+}
+
+/// The environment as the parsers see it: trimmed values, empty meaning unset.
+pub(crate) struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Env<'a> {
+    pub(crate) fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { lookup }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    /// A variable parsed as an integer within `min..=max`, or `default` when unset.
+    pub(crate) fn number(&self, name: &'static str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let Some(raw) = self.get(name) else { return Ok(default) };
+        match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::invalid(name, &raw, format!("a whole number from {min} to {max}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub(crate) fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_minimal_azure_configuration_parses() {
+        let settings = Settings::from_lookup(lookup(&[
+            ("KEYTURN_VAULTS", "contoso"),
+            ("KEYTURN_CREDENTIAL", "managed-identity"),
+            ("KEYTURN_LOCK_ACCOUNT_URL", "https://keyturnlocks.blob.core.windows.net/"),
+            ("KEYTURN_LOCK_CONTAINER", "keyturn-locks"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.vaults.entries().len(), 1);
+        assert!(matches!(settings.credential, CredentialSettings::ManagedIdentity { client_id: None }));
+        assert!(matches!(settings.lock, LockSettings::BlobLease { .. }));
+        assert!(settings.ca_file.is_none());
+        assert!(settings.mirror_vaults.entries().is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_and_each_names_its_variable() {
+        let errors = Settings::from_lookup(lookup(&[
+            ("KEYTURN_CREDENTIAL", "magic"),
+            ("KEYTURN_RETRY_MAX", "lots"),
+            ("KEYTURN_LOCK_CONTAINER", "locks"),
+        ]))
+        .unwrap_err();
+        let variables: Vec<&str> = errors.0.iter().map(|e| e.variable()).collect();
+        assert_eq!(
+            variables,
+            ["KEYTURN_VAULTS", "KEYTURN_CREDENTIAL", "KEYTURN_RETRY_MAX", "KEYTURN_LOCK_ACCOUNT_URL"]
+        );
+        let message = errors.to_string();
+        assert!(
+            message.contains("KEYTURN_CREDENTIAL: 'magic' is not valid; expected one of managed-identity"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn whitespace_only_values_count_as_unset() {
+        let errors =
+            Settings::from_lookup(lookup(&[("KEYTURN_VAULTS", "  "), ("KEYTURN_CREDENTIAL", "developer-tools")]))
+                .unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].variable(), "KEYTURN_VAULTS");
+        assert!(errors.to_string().contains("is not set"), "{errors}");
+    }
+}
