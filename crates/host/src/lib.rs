@@ -31,6 +31,16 @@
 //!   [`azure_functions::wire`] holds the envelope types shared with the local Functions host stand-in.
 //! - [`shutdown`]: stop signals and exit codes.
 //! - [`logging`]: the JSON log subscriber.
+//! - `src/bin/host-echo.rs`: the smallest handler binary, wiring only; the process tests and the startup bench
+//!   run it.
+//!
+//! # Adding an adapter
+//! An adapter turns its platform's requests into raw event JSON, hands each to [`Invoker::invoke`], and maps
+//! the [`Verdict`] back: acknowledge or fail. Everything else (decoding, panics, the not-configured state,
+//! logs, draining through [`Invoker::idle`], [`shutdown::signal`] and exit codes) is shared. An AWS Lambda
+//! adapter fed by Event Grid webhooks would be a module beside [`azure_functions`] that also answers the
+//! webhook handshake with `events::delivery`, plus a variant of [`Adapter`] chosen from Lambda's own
+//! environment (`AWS_LAMBDA_RUNTIME_API`).
 //!
 //! # Environment
 //! - `FUNCTIONS_CUSTOMHANDLER_PORT`: set by the Functions host; selects the Azure Functions adapter and the

@@ -67,9 +67,10 @@ pub async fn run(port: u16, invoker: Invoker) -> ExitCode {
         Ok(stopped) => {
             let code = stopped.cause.exit_code();
             if stopped.abandoned == 0 {
-                tracing::info!(exit_code = code, "stopped");
+                tracing::info!(cause = ?stopped.cause, exit_code = code, "stopped");
             } else {
                 tracing::error!(
+                    cause = ?stopped.cause,
                     exit_code = code,
                     abandoned = stopped.abandoned,
                     "stopped before every invocation finished; Event Grid will redeliver those events"
