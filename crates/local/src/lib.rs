@@ -2,7 +2,16 @@
 //!
 //! # Layout
 //! (each module adds its line here)
+//! - [`clock`]: the movable clock the vault and Event Grid share (advance by days, or run at N× speed).
+//! - [`tls`]: the local CA (generated at start, PEM written for clients to trust) and the listeners' leaf.
+//! - [`identity`]: App Service-style managed identity endpoint; the registry of tokens it issued.
+//! - [`keyvault`]: Key Vault emulator over HTTPS: secrets, keys, certificates, soft delete, throttling,
+//!   faults, persistence; its store publishes the change feed Event Grid consumes.
 //! - [`functions_host`]: Azure Functions host stand-in: host.json + function folders, the handler process
 //!   (readiness, crash restarts, functionTimeout), and the Event Grid webhook `/runtime/webhooks/eventgrid`.
 
+pub mod clock;
+pub mod identity;
+pub mod keyvault;
+pub mod tls;
 pub mod functions_host;

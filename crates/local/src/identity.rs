@@ -1,0 +1,292 @@
+//! An App Service-style managed identity endpoint, as azure_identity's ManagedIdentityCredential calls it.
+//!
+//! `GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=<resource>[&client_id=<id>]` with header
+//! `x-identity-header: {IDENTITY_HEADER}` answers `{access_token, expires_on (string epoch seconds), resource,
+//! token_type, client_id}`. Tokens are opaque random strings recorded in a [`TokenRegistry`] so the Key Vault
+//! emulator accepts exactly the tokens this endpoint issued. Plain http on 127.0.0.1, as App Service itself
+//! serves it on http://localhost.
+
+use crate::keyvault::server::{self, HttpResponse, ServerHandle};
+use http::{Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+
+/// The only API version App Service's identity endpoint speaks in the form the SDKs use.
+pub const API_VERSION: &str = "2019-08-01";
+/// How long an issued token lives. The SDKs refresh 5 minutes before expiry, so this must be longer.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+const TOKEN_PATH: &str = "/msi/token";
+
+/// The environment a process needs for ManagedIdentityCredential to use this endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityEnv {
+    /// `IDENTITY_ENDPOINT`: the token URL.
+    pub endpoint: String,
+    /// `IDENTITY_HEADER`: the shared secret the caller must echo in `x-identity-header`.
+    pub header: String,
+}
+
+impl std::fmt::Debug for IdentityEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityEnv").field("endpoint", &self.endpoint).field("header", &"****").finish()
+    }
+}
+
+impl IdentityEnv {
+    /// `[("IDENTITY_ENDPOINT", ..), ("IDENTITY_HEADER", ..)]`, ready for `Command::envs`.
+    pub fn vars(&self) -> [(&'static str, String); 2] {
+        [("IDENTITY_ENDPOINT", self.endpoint.clone()), ("IDENTITY_HEADER", self.header.clone())]
+    }
+}
+
+/// What the registry knows about a token it issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The resource (audience) the token was issued for, e.g. `https://vault.azure.net`.
+    pub resource: String,
+    /// The identity's client id.
+    pub client_id: String,
+    /// When the token stops being accepted.
+    pub expires_at: SystemTime,
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    #[error("the token was not issued by the local identity endpoint")]
+    Unknown,
+    #[error("the token expired")]
+    Expired,
+    #[error("the token was issued for '{actual}', not for '{expected}'")]
+    WrongAudience { expected: String, actual: String },
+}
+
+/// Every token the identity endpoint issued. Cheap to clone (shared).
+///
+/// Expiry is judged in real time, not by the movable [`crate::clock::Clock`]: the SDKs cache tokens by the
+/// wall clock, and a vault that expired tokens when a test jumps its clock forward a month would reject every
+/// cached token with no way for the client to recover.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRegistry {
+    // std RwLock: lookups are short and never cross an await; reads (every vault request) vastly outnumber writes.
+    tokens: Arc<RwLock<HashMap<String, TokenInfo>>>,
+}
+
+impl TokenRegistry {
+    /// Issues a new token for `resource` on behalf of `client_id`.
+    pub fn issue(&self, resource: &str, client_id: &str) -> (String, TokenInfo) {
+        let token = random_hex(32);
+        let now = SystemTime::now();
+        let info = TokenInfo {
+            resource: resource.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            expires_at: now + TOKEN_LIFETIME,
+        };
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        tokens.retain(|_, t| t.expires_at > now);
+        tokens.insert(token.clone(), info.clone());
+        (token, info)
+    }
+
+    /// Checks a bearer token for `resource`.
+    pub fn validate(&self, token: &str, resource: &str) -> Result<TokenInfo, TokenRejection> {
+        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        let info = tokens.get(token).ok_or(TokenRejection::Unknown)?;
+        if info.expires_at <= SystemTime::now() {
+            return Err(TokenRejection::Expired);
+        }
+        let expected = resource.trim_end_matches('/');
+        if info.resource != expected {
+            return Err(TokenRejection::WrongAudience {
+                expected: expected.to_string(),
+                actual: info.resource.clone(),
+            });
+        }
+        Ok(info.clone())
+    }
+}
+
+/// Failures starting the identity endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("binding the identity endpoint on 127.0.0.1 failed: {0}")]
+    Bind(std::io::Error),
+}
+
+/// A running identity endpoint. Dropping it stops the listener.
+#[derive(Debug)]
+pub struct IdentityEndpoint {
+    env: IdentityEnv,
+    addr: SocketAddr,
+    system_client_id: String,
+    registry: TokenRegistry,
+    server: ServerHandle,
+}
+
+impl IdentityEndpoint {
+    /// Starts the endpoint on 127.0.0.1 (port 0) with a system-assigned identity plus the given user-assigned
+    /// identities (by client id), recording issued tokens in `registry`.
+    pub async fn start(registry: TokenRegistry, user_assigned_client_ids: Vec<String>) -> Result<Self, IdentityError> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(IdentityError::Bind)?;
+        let addr = listener.local_addr().map_err(IdentityError::Bind)?;
+        let header = random_hex(24);
+        let system_client_id = uuid::Uuid::new_v4().to_string();
+        let handler = Arc::new(TokenHandler {
+            header: header.clone(),
+            system_client_id: system_client_id.clone(),
+            user_assigned: user_assigned_client_ids.into_iter().collect(),
+            registry: registry.clone(),
+        });
+        let server = server::spawn(listener, None, move |req| {
+            let handler = Arc::clone(&handler);
+            async move { handler.handle(req) }
+        });
+        tracing::info!(%addr, "managed identity endpoint listening");
+        Ok(Self {
+            env: IdentityEnv { endpoint: format!("http://{addr}{TOKEN_PATH}"), header },
+            addr,
+            system_client_id,
+            registry,
+            server,
+        })
+    }
+
+    /// IDENTITY_ENDPOINT and IDENTITY_HEADER for a process that should use this endpoint.
+    pub fn env(&self) -> &IdentityEnv {
+        &self.env
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The client id of the system-assigned identity (issued when the caller names none).
+    pub fn system_client_id(&self) -> &str {
+        &self.system_client_id
+    }
+
+    /// The registry of issued tokens.
+    pub fn registry(&self) -> &TokenRegistry {
+        &self.registry
+    }
+
+    /// Stops accepting requests and waits for open connections to finish.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}
+
+#[derive(Debug)]
+struct TokenHandler {
+    header: String,
+    system_client_id: String,
+    user_assigned: HashSet<String>,
+    registry: TokenRegistry,
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    expires_on: String,
+    resource: &'a str,
+    token_type: &'static str,
+    client_id: &'a str,
+}
+
+impl TokenHandler {
+    fn handle(&self, req: Request<Incoming>) -> HttpResponse {
+        if req.uri().path() != TOKEN_PATH {
+            return error(StatusCode::NOT_FOUND, "No route matches the request path.");
+        }
+        if req.method() != Method::GET {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "Only GET is supported.");
+        }
+        // Missing header: the request is malformed (400). Present but wrong: the caller is not the app (401).
+        match req.headers().get("x-identity-header").map(|v| v.as_bytes()) {
+            None => return error(StatusCode::BAD_REQUEST, "Missing required header X-IDENTITY-HEADER."),
+            Some(value) if value != self.header.as_bytes() => {
+                tracing::warn!("identity request with a wrong x-identity-header");
+                return error(StatusCode::UNAUTHORIZED, "The X-IDENTITY-HEADER value is not valid.");
+            }
+            Some(_) => {}
+        }
+        let query: HashMap<String, String> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+        match query.get("api-version").map(String::as_str) {
+            Some(API_VERSION) => {}
+            Some(other) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("api-version '{other}' is not supported; use {API_VERSION}."),
+                );
+            }
+            None => return error(StatusCode::BAD_REQUEST, "Missing required query parameter api-version."),
+        }
+        let Some(resource) = query.get("resource").filter(|r| !r.is_empty()) else {
+            return error(StatusCode::BAD_REQUEST, "Missing required query parameter resource.");
+        };
+        for unsupported in ["principal_id", "object_id", "mi_res_id", "msi_res_id"] {
+            if query.contains_key(unsupported) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "The local identity endpoint selects user-assigned identities by client_id only, not by {unsupported}."
+                    ),
+                );
+            }
+        }
+        let client_id = match query.get("client_id") {
+            None => self.system_client_id.as_str(),
+            Some(id) if self.user_assigned.contains(id) => id.as_str(),
+            Some(id) => {
+                tracing::warn!(client_id = %id, "token requested for an unassigned identity");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Identity with client_id '{id}' is not assigned to this resource."),
+                );
+            }
+        };
+        let (token, info) = self.registry.issue(resource, client_id);
+        let expires_on = info.expires_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        tracing::debug!(%resource, %client_id, "token issued");
+        let body = TokenResponse {
+            access_token: &token,
+            expires_on: expires_on.to_string(),
+            resource: &info.resource,
+            token_type: "Bearer",
+            client_id,
+        };
+        server::json_response(StatusCode::OK, &body)
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    let body = serde_json::json!({ "statusCode": status.as_u16(), "message": message });
+    let mut response = server::json_response(status, &body);
+    response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `bytes` random bytes as lowercase hex, from the OS CSPRNG (aws-lc-rs).
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // aws-lc-rs's system RNG only fails if the OS cannot supply randomness at all; fall back to UUIDv4
+    // (also OS randomness) rather than aborting.
+    if aws_lc_rs::rand::fill(&mut buf).is_err() {
+        for chunk in buf.chunks_mut(16) {
+            let id = uuid::Uuid::new_v4();
+            chunk.copy_from_slice(&id.as_bytes()[..chunk.len()]);
+        }
+    }
+    let mut out = String::with_capacity(bytes * 2);
+    for b in buf {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}

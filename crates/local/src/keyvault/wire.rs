@@ -1,0 +1,183 @@
+//! JSON pieces shared by secrets, keys and certificates: attributes, paging, query parameters.
+//!
+//! Field names and shapes follow the service and the SDK models (azure_security_keyvault_* 1.0.1):
+//! epoch-second integers for times, `{value: [...], nextLink}` pages.
+
+use super::error::VaultError;
+use super::store::{AttributeInput, Attributes, RECOVERABLE_DAYS, RECOVERY_LEVEL};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+/// API versions the emulator accepts: the SDK's 2025-07-01 and the 7.x line before it.
+pub const API_VERSIONS: &[&str] = &["2025-07-01", "7.6", "7.5", "7.4", "7.3", "7.2", "7.1", "7.0", "2016-10-01"];
+/// The newest API version, named in errors.
+pub const LATEST_API_VERSION: &str = "2025-07-01";
+/// The service's page size limit.
+pub const MAX_PAGE: usize = 25;
+
+/// Attributes as the service returns them.
+#[derive(Debug, Serialize)]
+pub struct WireAttributes {
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    pub created: i64,
+    pub updated: i64,
+    #[serde(rename = "recoveryLevel")]
+    pub recovery_level: &'static str,
+    #[serde(rename = "recoverableDays")]
+    pub recoverable_days: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exportable: Option<bool>,
+}
+
+impl From<&Attributes> for WireAttributes {
+    fn from(a: &Attributes) -> Self {
+        Self {
+            enabled: a.enabled,
+            nbf: a.nbf,
+            exp: a.exp,
+            created: a.created,
+            updated: a.updated,
+            recovery_level: RECOVERY_LEVEL,
+            recoverable_days: RECOVERABLE_DAYS,
+            exportable: None,
+        }
+    }
+}
+
+/// Attributes as callers send them (create and update).
+#[derive(Debug, Default, Deserialize)]
+pub struct AttributesIn {
+    pub enabled: Option<bool>,
+    pub nbf: Option<i64>,
+    pub exp: Option<i64>,
+}
+
+impl From<Option<AttributesIn>> for AttributeInput {
+    fn from(a: Option<AttributesIn>) -> Self {
+        let a = a.unwrap_or_default();
+        Self { enabled: a.enabled, nbf: a.nbf, exp: a.exp }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub value: Vec<T>,
+    #[serde(rename = "nextLink")]
+    pub next_link: Option<String>,
+}
+
+/// Query parameters the emulator understands.
+#[derive(Debug, Default)]
+pub struct Query {
+    pub api_version: Option<String>,
+    pub maxresults: Option<String>,
+    pub skiptoken: Option<String>,
+}
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut out = Self::default();
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "api-version" => out.api_version = Some(v.into_owned()),
+                "maxresults" => out.maxresults = Some(v.into_owned()),
+                "$skiptoken" => out.skiptoken = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The api-version, if it is one the emulator speaks.
+    pub fn check_api_version(&self) -> Result<&str, VaultError> {
+        match self.api_version.as_deref() {
+            None => Err(VaultError::BadParameter("The api-version query parameter is required.".into())),
+            Some(v) if API_VERSIONS.contains(&v) => Ok(v),
+            Some(v) => Err(VaultError::BadParameter(format!(
+                "The specified version ({v}) is not recognized. Consider using the latest supported version ({LATEST_API_VERSION})."
+            ))),
+        }
+    }
+
+    /// Cuts one page out of `items` and builds the `nextLink` (absolute, on `link_base` + `path`).
+    pub fn page<T>(&self, mut items: Vec<T>, link_base: &str, path: &str) -> Result<Page<T>, VaultError> {
+        let size = match self.maxresults.as_deref() {
+            None => MAX_PAGE,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(VaultError::BadParameter(format!(
+                        "Invalid maxresults '{raw}': it must be an integer from 1 to {MAX_PAGE}."
+                    )));
+                }
+            },
+        };
+        let start = match self.skiptoken.as_deref() {
+            None => 0,
+            Some(token) => decode_skiptoken(token)
+                .ok_or_else(|| VaultError::BadParameter(format!("The $skiptoken '{token}' is not valid.")))?,
+        };
+        let total = items.len();
+        let end = start.saturating_add(size).min(total);
+        let value: Vec<T> = if start >= total {
+            Vec::new()
+        } else {
+            items.truncate(end);
+            items.drain(..start);
+            items
+        };
+        let next_link = (end < total).then(|| {
+            let api = self.api_version.as_deref().unwrap_or(LATEST_API_VERSION);
+            let token = URL_SAFE_NO_PAD.encode(format!("offset:{end}"));
+            let mut link = format!("{link_base}{path}?api-version={api}&$skiptoken={token}");
+            if self.maxresults.is_some() {
+                link.push_str(&format!("&maxresults={size}"));
+            }
+            link
+        });
+        Ok(Page { value, next_link })
+    }
+}
+
+fn decode_skiptoken(token: &str) -> Option<usize> {
+    let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    text.strip_prefix("offset:")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(maxresults: Option<&str>, skiptoken: Option<String>) -> Query {
+        Query { api_version: Some("2025-07-01".into()), maxresults: maxresults.map(str::to_string), skiptoken }
+    }
+
+    #[test]
+    fn pages_follow_next_links_to_the_end() {
+        let items: Vec<u32> = (0..7).collect();
+        let first = query(Some("3"), None).page(items.clone(), "https://h", "/secrets").unwrap();
+        assert_eq!(first.value, vec![0, 1, 2]);
+        let link = first.next_link.unwrap();
+        let parsed = Query::parse(link.split_once('?').map(|(_, q)| q));
+        let second = parsed.page(items.clone(), "https://h", "/secrets").unwrap();
+        assert_eq!(second.value, vec![3, 4, 5]);
+        let parsed = Query::parse(second.next_link.as_deref().and_then(|l| l.split_once('?')).map(|(_, q)| q));
+        let third = parsed.page(items, "https://h", "/secrets").unwrap();
+        assert_eq!((third.value, third.next_link), (vec![6], None));
+    }
+
+    #[test]
+    fn bad_maxresults_and_versions_are_refused() {
+        assert!(query(Some("26"), None).page(vec![1], "h", "/p").is_err());
+        assert!(query(Some("0"), None).page(vec![1], "h", "/p").is_err());
+        let q = Query { api_version: Some("1999-01-01".into()), ..Query::default() };
+        assert!(q.check_api_version().unwrap_err().to_string().contains("1999-01-01"));
+    }
+}
