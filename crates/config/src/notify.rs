@@ -1,6 +1,7 @@
 //! Notification and canary settings. The channel list's format belongs to the notification crate; here it
 //! is read once and held as a secret, because channel URLs carry tokens (webhook keys, SAS signatures).
 
+use crate::vaults::is_object_name;
 use crate::{ConfigError, Env, SecretString};
 
 pub const NOTIFY: &str = "KEYTURN_NOTIFY";
@@ -28,11 +29,6 @@ impl NotifySettings {
         }
         Ok(Self { channels: env.get(NOTIFY).map(SecretString::new), canary_secret })
     }
-}
-
-/// Key Vault's rule for secret, key and certificate names.
-pub fn is_object_name(name: &str) -> bool {
-    (1..=127).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 #[cfg(test)]

@@ -152,6 +152,11 @@ fn check_vault_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Key Vault's rule for secret, key and certificate names.
+pub fn is_object_name(name: &str) -> bool {
+    (1..=127).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// A list of allowed vaults, looked up by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VaultList {

@@ -1,0 +1,26 @@
+//! Key Vault access for keyturn over the official Azure SDK for Rust.
+//!
+//! Clients are built once per process for the allow-listed vaults only ([`AzureKeyVault`]), with the one
+//! credential `KEYTURN_CREDENTIAL` names, and with retries bounded so no call can outlast the function
+//! timeout. Engines depend on the [`KeyVault`] trait, not on the SDK.
+//!
+//! # Layout
+//! - [`ops`]: [`KeyVault`], the operations keyturn needs, as an object-safe trait.
+//! - [`model`]: keyturn's view of vault objects (chrono times, tags, wrapped secret values).
+//! - [`azure`]: [`AzureKeyVault`], the implementation over the SDK clients; the allow-list lives here.
+//! - [`credential`]: the configured credential, built and logged once.
+//! - [`http`]: the transport (extra CA roots, per-try timeout) and the bounded retry policy.
+//! - [`time`]: chrono ⇄ `time::OffsetDateTime`, the one conversion point at the SDK edge.
+//! - [`error`]: [`VaultError`] and its retryable/permanent classification.
+
+pub mod azure;
+pub mod credential;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod ops;
+pub mod time;
+
+pub use azure::AzureKeyVault;
+pub use error::VaultError;
+pub use ops::{KeyVault, VaultFuture};
