@@ -157,6 +157,19 @@ impl EventGrid {
         self.shared.tracker_changed.notify_one();
     }
 
+    /// Aligns the expiry watch with the vault's current versions without publishing anything (see
+    /// `ExpiryTracker::sync`): for a stack started over persisted state, and for attribute changes.
+    pub fn sync(&self, current: impl IntoIterator<Item = ObjectChange>) {
+        let now = self.shared.clock.now();
+        {
+            let mut tracker = lock(&self.shared.tracker);
+            for change in current {
+                tracker.sync(change, now);
+            }
+        }
+        self.shared.tracker_changed.notify_one();
+    }
+
     /// Every delivery attempt so far, in order.
     pub fn attempts(&self) -> Vec<Attempt> {
         lock(&self.shared.attempts).clone()

@@ -70,6 +70,28 @@ impl ExpiryTracker {
         None
     }
 
+    /// Brings the watched state in line with what the vault says is current, without publishing
+    /// `*NewVersionCreated`: used when the stack starts over persisted state and to pick up attribute changes
+    /// (the vault's change feed carries new versions only). A deadline already behind `now` for an object not
+    /// watched before counts as sent: Key Vault would have sent it while the stack was down, not now.
+    pub(crate) fn sync(&mut self, change: ObjectChange, now: DateTime<Utc>) {
+        let key = (change.vault.clone(), change.kind, change.name.to_ascii_lowercase());
+        match self.watched.get_mut(&key) {
+            Some(watched) if watched.change.version == change.version => {
+                if watched.change.expires != change.expires {
+                    watched.near_expiry_sent = false;
+                    watched.expired_sent = false;
+                }
+                watched.change = change;
+            }
+            _ => {
+                let (near_expiry_sent, expired_sent) =
+                    change.expires.map_or((false, false), |exp| (now >= exp - self.lead, now >= exp));
+                self.watched.insert(key, Watched { change, near_expiry_sent, expired_sent });
+            }
+        }
+    }
+
     /// The expiry events due at `now`, each returned once, and the next time anything falls due.
     pub(crate) fn due(&mut self, now: DateTime<Utc>) -> (Vec<DueEvent>, Option<DateTime<Utc>>) {
         let mut due = Vec::new();
@@ -169,6 +191,21 @@ mod tests {
         // An update to a version that is not current changes nothing.
         tracker.observe(secret("v0", Some(5), false));
         assert_eq!(types(&tracker.due(t(100)).0), [KeyVaultEventType::SecretExpired]);
+    }
+
+    #[test]
+    fn sync_does_not_replay_the_past_but_rearms_on_new_exp() {
+        let mut tracker = ExpiryTracker::new(TimeDelta::days(30));
+        let mut seen = secret("v1", Some(10), false);
+        tracker.sync(seen.clone(), t(20));
+        assert!(tracker.due(t(20)).0.is_empty(), "expired while the stack was down: not sent now");
+        seen.expires = Some(t(60));
+        tracker.sync(seen, t(20));
+        assert!(tracker.due(t(20)).0.is_empty());
+        assert_eq!(types(&tracker.due(t(30)).0), [KeyVaultEventType::SecretNearExpiry]);
+        // A version the feed never announced replaces the watched one.
+        tracker.sync(secret("v2", Some(100), false), t(30));
+        assert_eq!(types(&tracker.due(t(70)).0), [KeyVaultEventType::SecretNearExpiry]);
     }
 
     #[test]
