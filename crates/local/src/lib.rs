@@ -7,6 +7,10 @@
 //! - [`identity`]: App Service-style managed identity endpoint; the registry of tokens it issued.
 //! - [`keyvault`]: Key Vault emulator over HTTPS: secrets, keys, certificates, soft delete, throttling,
 //!   faults, persistence; its store publishes the change feed Event Grid consumes.
+//! - [`management`]: the stack's HTTP management API: move the clock, publish events, subscribe, inspect.
+//! - [`eventgrid`]: Event Grid emulator: Key Vault events from vault changes and the clock, delivered with
+//!   the service's retry schedule, dead-lettering, duplicates and reordering.
+//! - [`stack`]: the whole stack in one call: vaults + identity, Event Grid fed by the vaults, management API.
 //! - [`functions_host`]: Azure Functions host stand-in: host.json + function folders, the handler process
 //!   (readiness, crash restarts, functionTimeout), and the Event Grid webhook `/runtime/webhooks/eventgrid`.
 
@@ -14,4 +18,7 @@ pub mod clock;
 pub mod identity;
 pub mod keyvault;
 pub mod tls;
+pub mod eventgrid;
+pub mod management;
+pub mod stack;
 pub mod functions_host;
