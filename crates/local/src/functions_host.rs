@@ -16,6 +16,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Where it differs from the real host, and why
+//! - `functionTimeout` fails the invocation; the real host also recycles itself. A test wants the next delivery
+//!   to go to the same handler.
+//! - A delivery arriving while the handler restarts waits for it (up to the init timeout) instead of failing.
+//! - A Notification body that is not JSON is answered 400 (the real extension throws, which makes a 500).
+//! - `aeg-event-type: SubscriptionDeletion` (Event Grid's documented name) is answered 202 like `Unsubscribe`
+//!   (the name the extension checks).
+//! - No `code` query parameter is required: everything listens on loopback only.
+//!
 //! # Layout
 //! - `app`: host.json and function.json, read and validated ([`FunctionApp`]).
 //! - `worker`: the handler process: environment, readiness poll, crash/restart rules ([`WorkerStatus`]).
@@ -375,4 +384,18 @@ impl webhook::Dispatch for Invoker {
 /// `host.json`.
 pub fn find_app_root(start: &Path) -> Option<PathBuf> {
     start.ancestors().find(|dir| dir.join("host.json").is_file()).map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_root_is_the_nearest_folder_with_host_json() {
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = find_app_root(crate_dir).unwrap();
+        assert!(root.join("function-definitions").is_dir(), "{}", root.display());
+        assert_eq!(find_app_root(&root.join("crates/local/src")), Some(root));
+        assert_eq!(find_app_root(Path::new("/")), None);
+    }
 }

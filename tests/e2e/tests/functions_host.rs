@@ -449,6 +449,11 @@ async fn a_missing_executable_fails_start_with_its_path() {
     .await;
 }
 
+#[test]
+fn workspace_binaries_are_found_beside_the_test_executable() {
+    assert_eq!(e2e::workspace_binary("probe-handler"), probe());
+}
+
 fn kill(pid: u32, signal: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
     nix::sys::signal::kill(pid, signal).unwrap();

@@ -174,13 +174,15 @@ async fn handle(
         tracing::info!(function = %function.name, "unsubscribe");
         return Answer::status(StatusCode::ACCEPTED);
     }
+    // .NET reads the body as text, which drops a UTF-8 byte order mark; JSON parsers do not.
+    let body = request.body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&request.body);
     let kind = match DeliveryKind::from_header(header) {
         Ok(kind) => kind,
         Err(error) => return Answer::text(StatusCode::BAD_REQUEST, error.to_string()),
     };
     match kind {
         DeliveryKind::SubscriptionValidation => {
-            match delivery::split_batch(&request.body).and_then(|batch| delivery::validation_response(&batch)) {
+            match delivery::split_batch(body).and_then(|batch| delivery::validation_response(&batch)) {
                 Ok(answer) => {
                     tracing::info!(function = %function.name, "subscription validation handshake");
                     Answer { status: StatusCode::OK, allowed_origin: None, body: Body::Json(answer) }
@@ -191,7 +193,7 @@ async fn handle(
             }
         }
         DeliveryKind::SubscriptionDeletion => Answer::status(StatusCode::ACCEPTED),
-        DeliveryKind::Notification => match delivery::split_batch(&request.body) {
+        DeliveryKind::Notification => match delivery::split_batch(body) {
             Ok(events) => notify(function, dispatch, events).await,
             Err(error) => Answer::text(StatusCode::BAD_REQUEST, format!("the body is not a batch of events: {error}")),
         },
@@ -346,6 +348,8 @@ mod tests {
 
         let answer = call(&dispatch, Method::POST, URL, NOTIFY, r#"{"subject":"single"}"#).await;
         assert_eq!(answer.status, 202);
+        let answer = call(&dispatch, Method::POST, URL, NOTIFY, "\u{feff} [{\"subject\":\"bom\"}]").await;
+        assert_eq!(answer.status, 202);
 
         let answer = call(&dispatch, Method::POST, URL, NOTIFY, r#"[{"subject":"fail"}]"#).await;
         assert_eq!(answer.status, 500);
@@ -355,7 +359,7 @@ mod tests {
         let answer = call(&dispatch, Method::POST, URL, NOTIFY, batch).await;
         assert_eq!(answer.status, 500);
         assert_eq!(text_of(&answer), "1 of 3 invocations failed; the first: the handler answered 500: boom");
-        assert_eq!(dispatch.seen.lock().unwrap().len(), 7);
+        assert_eq!(dispatch.seen.lock().unwrap().len(), 8);
 
         let answer = call(&dispatch, Method::POST, URL, NOTIFY, "not json").await;
         assert_eq!(answer.status, 400);
