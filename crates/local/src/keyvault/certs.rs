@@ -339,6 +339,10 @@ fn issue(policy: &CertificatePolicy, now: i64) -> Result<Issued, VaultError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = distinguished_name(x509.subject.as_deref().unwrap_or(""))?;
     params.subject_alt_names = sans(x509.sans.as_ref())?;
+    // The CSR carries the subject and names only (rcgen refuses validity and serial in a request).
+    let mut csr_params = CertificateParams::default();
+    csr_params.distinguished_name = params.distinguished_name.clone();
+    csr_params.subject_alt_names = params.subject_alt_names.clone();
     params.key_usages = x509.key_usage.iter().flatten().map(|k| key_usage(k)).collect::<Result<_, _>>()?;
     params.extended_key_usages = x509.ekus.iter().flatten().map(|e| eku(e)).collect::<Result<_, _>>()?;
     let not_before = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
@@ -357,7 +361,7 @@ fn issue(policy: &CertificatePolicy, now: i64) -> Result<Issued, VaultError> {
     // A positive INTEGER: clear the top bit.
     serial[0] &= 0x7f;
     params.serial_number = Some(SerialNumber::from_slice(&serial));
-    let csr = params.serialize_request(&signing_key).map_err(crypto::CryptoError::from)?.der().to_vec();
+    let csr = csr_params.serialize_request(&signing_key).map_err(crypto::CryptoError::from)?.der().to_vec();
     let cert = params.self_signed(&signing_key).map_err(crypto::CryptoError::from)?;
     let der = cert.der().to_vec();
     let secret_pem = format!("{}{}", key.private_pem(), cert.pem());
