@@ -1,0 +1,27 @@
+//! keyturn's rotation engine: decide from the object's tags whether and how to rotate, make sure a
+//! duplicate delivery cannot rotate twice, and produce the new version.
+//!
+//! # Layout
+//! - [`engine`]: [`Engine`], the rotation contract for secrets, keys and certificates.
+//! - [`policy`]: the policy tags (docs/policy-tags.md is the reference) and their parsing.
+//! - [`provider`]: the [`Provider`] steps (create pending, set, test, finish) and the registry;
+//!   `provider/generated.rs` is the generated-value provider.
+//! - [`generate`]: new values from the OS CSPRNG (password, alphanumeric, base64, base64url, hex).
+//! - [`lock`]: the per-object lock as a trait ([`RotationLock`]) and the in-process lease lock.
+//! - [`outcome`]: [`RotationOutcome`], what an attempt decided.
+//! - [`error`]: [`RotationError`], retryable or permanent.
+
+pub mod engine;
+pub mod error;
+pub mod generate;
+pub mod lock;
+pub mod outcome;
+pub mod policy;
+pub mod provider;
+
+pub use engine::{Clock, Engine};
+pub use error::RotationError;
+pub use lock::{InProcessLock, LockError, LockGuard, RotationLock};
+pub use outcome::RotationOutcome;
+pub use policy::Policy;
+pub use provider::{Provider, Providers};

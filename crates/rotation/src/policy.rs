@@ -1,0 +1,327 @@
+//! The rotation policy, read from the object's tags (the reference is docs/policy-tags.md).
+//!
+//! Microsoft's rotation samples drive rotation with `ValidityPeriodDays`, `CredentialId` and
+//! `ProviderAddress`; keyturn honours those and adds a few `Keyturn*` tags, with the opt-in
+//! (`KeyturnRotation`) required: an object without it is never rotated. Key Vault allows 15 tags per
+//! object, so the vocabulary stays small. Tag names match case-insensitively.
+
+use chrono::Duration;
+use events::ObjectKind;
+use vault::model::Tags;
+
+/// Microsoft's: the new version's lifetime, in days (new exp = now + N days).
+pub const VALIDITY_PERIOD_DAYS: &str = "ValidityPeriodDays";
+/// Microsoft's: which credential the secret holds (a login name, `key1`/`key2`); carried forward.
+pub const CREDENTIAL_ID: &str = "CredentialId";
+/// Microsoft's: the resource that owns the credential (an ARM resource id); carried forward.
+pub const PROVIDER_ADDRESS: &str = "ProviderAddress";
+/// keyturn's opt-in: the provider for a secret (`generated`), or `enabled` for a key or certificate.
+pub const ROTATION: &str = "KeyturnRotation";
+/// keyturn's generated provider: the value's format.
+pub const FORMAT: &str = "KeyturnFormat";
+/// keyturn's generated provider: the value's length (characters, or random bytes for base64 and hex).
+pub const LENGTH: &str = "KeyturnLength";
+/// keyturn's generated provider: the character classes of a password.
+pub const CHARSET: &str = "KeyturnCharset";
+/// Provenance written on a new version: the version it replaced.
+pub const ROTATED_FROM: &str = "KeyturnRotatedFrom";
+/// Provenance written on a new version: the id of the event that caused it.
+pub const EVENT_ID: &str = "KeyturnEventId";
+
+/// The longest validity keyturn accepts (100 years); longer is surely a typo.
+const MAX_VALIDITY_DAYS: u32 = 36_500;
+
+/// A tag that is present but wrong, or missing where the opt-in needs it. Never retryable: the same tags
+/// give the same answer until someone edits them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tag {tag}: {problem}")]
+pub struct PolicyError {
+    pub tag: &'static str,
+    pub problem: String,
+}
+
+impl PolicyError {
+    fn invalid(tag: &'static str, value: &str, expected: impl std::fmt::Display) -> Self {
+        Self { tag, problem: format!("'{value}' is not valid; expected {expected}") }
+    }
+}
+
+/// Whether, and by what, the object is rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// No opt-in (or an explicit `off`): keyturn only reports.
+    NotOptedIn,
+    /// A secret rotated by the named provider.
+    Provider(String),
+    /// A key or certificate rotated by Key Vault's own operation.
+    Enabled,
+}
+
+/// Character classes a generated password draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charset {
+    pub lower: bool,
+    pub upper: bool,
+    pub digits: bool,
+    pub symbols: bool,
+}
+
+impl Charset {
+    pub const ALL: Self = Self { lower: true, upper: true, digits: true, symbols: true };
+
+    pub(crate) fn count(self) -> usize {
+        [self.lower, self.upper, self.digits, self.symbols].iter().filter(|c| **c).count()
+    }
+}
+
+/// The shape of a generated value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// `length` characters drawn from `charset`, at least one from each class.
+    Password { length: usize, charset: Charset },
+    /// `length` characters of A-Z, a-z, 0-9.
+    Alphanumeric { length: usize },
+    /// `bytes` random bytes, standard base64 with padding.
+    Base64 { bytes: usize },
+    /// `bytes` random bytes, URL-safe base64 without padding.
+    Base64Url { bytes: usize },
+    /// `bytes` random bytes, lowercase hex.
+    Hex { bytes: usize },
+}
+
+/// The default: a 32-character password of all four classes.
+pub const DEFAULT_FORMAT: ValueFormat = ValueFormat::Password { length: 32, charset: Charset::ALL };
+
+/// Everything the tags say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub rotation: Rotation,
+    pub validity: Option<Duration>,
+    pub credential_id: Option<String>,
+    pub provider_address: Option<String>,
+    pub format: ValueFormat,
+}
+
+/// A tag's value by case-insensitive name, trimmed.
+pub fn tag<'t>(tags: &'t Tags, name: &str) -> Option<&'t str> {
+    tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+}
+
+impl Policy {
+    /// Reads the policy of an object of `kind` from its tags.
+    pub fn from_tags(kind: ObjectKind, tags: &Tags) -> Result<Self, PolicyError> {
+        let rotation = match tag(tags, ROTATION) {
+            None => Rotation::NotOptedIn,
+            Some(v) if v.eq_ignore_ascii_case("off") => Rotation::NotOptedIn,
+            Some(v) => match kind {
+                ObjectKind::Secret => Rotation::Provider(v.to_ascii_lowercase()),
+                ObjectKind::Key | ObjectKind::Certificate if v.eq_ignore_ascii_case("enabled") => Rotation::Enabled,
+                _ => return Err(PolicyError::invalid(ROTATION, v, format!("'enabled' or 'off' for a {kind}"))),
+            },
+        };
+        let validity = match tag(tags, VALIDITY_PERIOD_DAYS) {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(days) if (1..=MAX_VALIDITY_DAYS).contains(&days) => Some(Duration::days(days.into())),
+                _ => {
+                    return Err(PolicyError::invalid(
+                        VALIDITY_PERIOD_DAYS,
+                        v,
+                        format!("a whole number of days from 1 to {MAX_VALIDITY_DAYS}"),
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            rotation,
+            validity,
+            credential_id: tag(tags, CREDENTIAL_ID).map(str::to_owned),
+            provider_address: tag(tags, PROVIDER_ADDRESS).map(str::to_owned),
+            format: value_format(tags)?,
+        })
+    }
+
+    /// The validity a rotation needs: a new secret version without an expiry would never raise another
+    /// near-expiry event, and rotation would silently stop.
+    pub fn required_validity(&self) -> Result<Duration, PolicyError> {
+        self.validity.ok_or_else(|| PolicyError {
+            tag: VALIDITY_PERIOD_DAYS,
+            problem: "is missing; a rotated secret needs it to set its next expiry (e.g. 60)".to_owned(),
+        })
+    }
+}
+
+fn value_format(tags: &Tags) -> Result<ValueFormat, PolicyError> {
+    let format = tag(tags, FORMAT).unwrap_or("password").to_ascii_lowercase();
+    let length = |default: usize, min: usize, unit: &str| -> Result<usize, PolicyError> {
+        match tag(tags, LENGTH) {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (min..=4096).contains(&n) => Ok(n),
+                _ => Err(PolicyError::invalid(LENGTH, v, format!("a whole number of {unit} from {min} to 4096"))),
+            },
+        }
+    };
+    let charset_given = tag(tags, CHARSET);
+    if charset_given.is_some() && format != "password" {
+        return Err(PolicyError {
+            tag: CHARSET,
+            problem: format!("applies to KeyturnFormat=password only, not '{format}'"),
+        });
+    }
+    Ok(match format.as_str() {
+        "password" => {
+            let charset = match charset_given {
+                None => Charset::ALL,
+                Some(v) => charset(v)?,
+            };
+            let length = length(32, 8, "characters")?;
+            ValueFormat::Password { length: length.max(charset.count()), charset }
+        }
+        "alphanumeric" => ValueFormat::Alphanumeric { length: length(32, 8, "characters")? },
+        "base64" => ValueFormat::Base64 { bytes: length(32, 16, "bytes")? },
+        "base64url" => ValueFormat::Base64Url { bytes: length(32, 16, "bytes")? },
+        "hex" => ValueFormat::Hex { bytes: length(32, 16, "bytes")? },
+        _ => {
+            return Err(PolicyError::invalid(FORMAT, &format, "one of password, alphanumeric, base64, base64url, hex"));
+        }
+    })
+}
+
+fn charset(value: &str) -> Result<Charset, PolicyError> {
+    let mut set = Charset { lower: false, upper: false, digits: false, symbols: false };
+    for class in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        match class.to_ascii_lowercase().as_str() {
+            "lower" => set.lower = true,
+            "upper" => set.upper = true,
+            "digits" => set.digits = true,
+            "symbols" => set.symbols = true,
+            _ => {
+                return Err(PolicyError::invalid(
+                    CHARSET,
+                    value,
+                    "a comma-separated list of lower, upper, digits, symbols",
+                ));
+            }
+        }
+    }
+    if set.count() == 0 {
+        return Err(PolicyError::invalid(CHARSET, value, "at least one of lower, upper, digits, symbols"));
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn no_opt_in_means_not_rotated_whatever_else_is_there() {
+        let policy =
+            Policy::from_tags(ObjectKind::Secret, &tags(&[("ValidityPeriodDays", "60"), ("CredentialId", "key1")]))
+                .unwrap();
+        assert_eq!(policy.rotation, Rotation::NotOptedIn);
+        assert_eq!(policy.credential_id.as_deref(), Some("key1"));
+        let off = Policy::from_tags(ObjectKind::Key, &tags(&[("KeyturnRotation", "OFF")])).unwrap();
+        assert_eq!(off.rotation, Rotation::NotOptedIn);
+    }
+
+    #[test]
+    fn every_tag_is_read_case_insensitively() {
+        let policy = Policy::from_tags(
+            ObjectKind::Secret,
+            &tags(&[
+                ("keyturnrotation", "Generated"),
+                ("validityperioddays", " 90 "),
+                ("CREDENTIALID", "app-login"),
+                ("ProviderAddress", "/subscriptions/s/resourceGroups/r/providers/Microsoft.Sql/servers/db"),
+                ("KeyturnFormat", "password"),
+                ("KeyturnLength", "40"),
+                ("KeyturnCharset", "lower, digits"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(policy.rotation, Rotation::Provider("generated".into()));
+        assert_eq!(policy.validity, Some(Duration::days(90)));
+        assert_eq!(policy.credential_id.as_deref(), Some("app-login"));
+        assert!(policy.provider_address.unwrap().ends_with("/servers/db"));
+        assert_eq!(
+            policy.format,
+            ValueFormat::Password {
+                length: 40,
+                charset: Charset { lower: true, upper: false, digits: true, symbols: false }
+            }
+        );
+    }
+
+    #[test]
+    fn formats_and_their_defaults() {
+        let format = |pairs: &[(&str, &str)]| Policy::from_tags(ObjectKind::Secret, &tags(pairs)).unwrap().format;
+        assert_eq!(format(&[]), DEFAULT_FORMAT);
+        assert_eq!(format(&[("KeyturnFormat", "base64")]), ValueFormat::Base64 { bytes: 32 });
+        assert_eq!(
+            format(&[("KeyturnFormat", "BASE64URL"), ("KeyturnLength", "64")]),
+            ValueFormat::Base64Url { bytes: 64 }
+        );
+        assert_eq!(format(&[("KeyturnFormat", "hex"), ("KeyturnLength", "16")]), ValueFormat::Hex { bytes: 16 });
+        assert_eq!(
+            format(&[("KeyturnFormat", "alphanumeric"), ("KeyturnLength", "8")]),
+            ValueFormat::Alphanumeric { length: 8 }
+        );
+    }
+
+    #[test]
+    fn keys_and_certificates_opt_in_with_enabled_only() {
+        for kind in [ObjectKind::Key, ObjectKind::Certificate] {
+            assert_eq!(
+                Policy::from_tags(kind, &tags(&[("KeyturnRotation", "enabled")])).unwrap().rotation,
+                Rotation::Enabled
+            );
+            let error = Policy::from_tags(kind, &tags(&[("KeyturnRotation", "generated")])).unwrap_err();
+            assert_eq!(error.tag, "KeyturnRotation");
+            assert!(error.problem.contains("'enabled' or 'off'"), "{error}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named_with_what_would_be_valid() {
+        for (pairs, tag, expected) in [
+            (
+                &[("ValidityPeriodDays", "sixty")][..],
+                "ValidityPeriodDays",
+                "'sixty' is not valid; expected a whole number of days from 1 to 36500",
+            ),
+            (&[("ValidityPeriodDays", "0")][..], "ValidityPeriodDays", "from 1 to 36500"),
+            (
+                &[("KeyturnFormat", "uuid")][..],
+                "KeyturnFormat",
+                "one of password, alphanumeric, base64, base64url, hex",
+            ),
+            (&[("KeyturnLength", "4")][..], "KeyturnLength", "characters from 8 to 4096"),
+            (&[("KeyturnFormat", "hex"), ("KeyturnLength", "8")][..], "KeyturnLength", "bytes from 16 to 4096"),
+            (&[("KeyturnCharset", "emoji")][..], "KeyturnCharset", "lower, upper, digits, symbols"),
+            (&[("KeyturnCharset", " , ")][..], "KeyturnCharset", "at least one of"),
+            (
+                &[("KeyturnFormat", "hex"), ("KeyturnCharset", "lower")][..],
+                "KeyturnCharset",
+                "applies to KeyturnFormat=password only",
+            ),
+        ] {
+            let error = Policy::from_tags(ObjectKind::Secret, &tags(pairs)).unwrap_err();
+            assert_eq!(error.tag, tag, "{pairs:?}");
+            assert!(error.to_string().contains(expected), "{pairs:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn rotating_a_secret_requires_a_validity() {
+        let policy = Policy::from_tags(ObjectKind::Secret, &tags(&[("KeyturnRotation", "generated")])).unwrap();
+        let error = policy.required_validity().unwrap_err();
+        assert_eq!(error.tag, "ValidityPeriodDays");
+        assert!(error.to_string().contains("is missing"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Providers: what makes a secret's new value, in the steps AWS's rotation functions use.
+//!
+//! The engine drives every provider the same way, under the object's lock:
+//! 1. [`Provider::create_pending`]: the new value (and any tag changes), not yet visible to consumers;
+//! 2. [`Provider::set_pending`]: make the credential's owner accept it;
+//! 3. [`Provider::test_pending`]: prove the new value works;
+//! 4. the engine promotes it with one `set_secret` (Key Vault has no staging: that version is live at once);
+//! 5. [`Provider::finish`]: clean up after promotion.
+//!
+//! The generated provider needs only step 1. The kinds that come next fit the same steps:
+//! - dual credential (storage account keys): create = regenerate the key *not* named by `CredentialId`
+//!   and switch the tag; set/test are no-ops, because the current key stays valid throughout;
+//! - single credential with a pending value (a database password): create writes the value to a pending
+//!   home (never the live secret) or resumes from one left by a crashed run; set changes the password;
+//!   test logs in with it; finish deletes the pending home;
+//! - a webhook to the user's own rotator: create asks it for the value, test asks it to verify.
+//!
+//! Adding a provider is adding a module with a type implementing [`Provider`] and registering it in
+//! [`Providers::standard`].
+
+pub mod generated;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use config::SecretString;
+use futures::future::BoxFuture;
+use vault::model::{SecretProperties, SecretVersion, Tags};
+
+use crate::policy::Policy;
+
+/// Everything a provider may look at: the secret as it is now, its policy, and why it is rotating.
+#[derive(Debug)]
+pub struct RotationContext<'a> {
+    pub vault: &'a str,
+    pub name: &'a str,
+    pub current: &'a SecretVersion,
+    pub policy: &'a Policy,
+    /// The id of the event being handled: the idempotency key a provider can hand to its target.
+    pub event_id: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// A new value, not yet promoted.
+#[derive(Debug)]
+pub struct Pending {
+    pub value: SecretString,
+    /// Tags to set on the new version on top of the carried-forward ones (e.g. `CredentialId` switched).
+    pub tags: Tags,
+}
+
+/// A provider's failure. Whether it is worth a redelivery is the provider's call: a target that is down
+/// is, a target that refuses the credential outright is not.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("provider {provider}: {message}")]
+pub struct ProviderError {
+    pub provider: &'static str,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// The future every provider step returns.
+pub type ProviderFuture<'a, T> = BoxFuture<'a, Result<T, ProviderError>>;
+
+/// A way to make a secret's next value. Object-safe: the engine holds `Arc<dyn Provider>`.
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// The `KeyturnRotation` tag value that selects this provider.
+    fn name(&self) -> &'static str;
+
+    /// Step 1: the new value. Must be safe to repeat: a replay after a crash calls it again.
+    fn create_pending<'a>(&'a self, ctx: &'a RotationContext<'a>) -> ProviderFuture<'a, Pending>;
+
+    /// Step 2: make the credential's owner accept the pending value. Default: nothing to do.
+    fn set_pending<'a>(&'a self, _ctx: &'a RotationContext<'a>, _pending: &'a Pending) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Step 3: prove the pending value works; an error here stops the rotation before promotion.
+    /// Default: nothing to test.
+    fn test_pending<'a>(&'a self, _ctx: &'a RotationContext<'a>, _pending: &'a Pending) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Step 5: after promotion (e.g. remove the pending home). Default: nothing to do.
+    fn finish<'a>(&'a self, _ctx: &'a RotationContext<'a>, _promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The providers a deployment offers, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Providers {
+    by_name: BTreeMap<&'static str, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// Every provider keyturn ships.
+    pub fn standard() -> Self {
+        Self::default().with(Arc::new(generated::Generated))
+    }
+
+    /// Adds (or replaces) a provider.
+    pub fn with(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.by_name.insert(provider.name(), provider);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.by_name.get(name)
+    }
+
+    /// The names, for error messages.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.by_name.keys().copied().collect()
+    }
+}
