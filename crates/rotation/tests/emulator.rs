@@ -8,6 +8,9 @@
 //! environment set, the way a handler process gets it. The parent owns the emulator, counts every
 //! connection that reaches the allow-listed vault through a small TCP relay, and checks the store.
 
+// Helpers outside #[test] functions panic on purpose too: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

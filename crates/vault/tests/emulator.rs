@@ -1,0 +1,99 @@
+//! `AzureKeyVault` (built from `config::Settings` as a handler builds it) against the Key Vault emulator:
+//! reads and writes through TLS, the managed identity endpoint and the 401 challenge; server errors retried
+//! a bounded number of times and then reported as retryable.
+//!
+//! Like the rotation crate's emulator test, the managed identity credential needs IDENTITY_ENDPOINT in the
+//! real process environment, so the test re-runs itself as a child process with that environment.
+
+// Helpers outside #[test] functions panic on purpose too: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use config::SecretString;
+use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
+use vault::model::NewSecretVersion;
+use vault::{AzureKeyVault, KeyVault};
+
+const SCENARIO: &str = "KT_SCENARIO";
+const TEST: &str = "vault_operations_and_bounded_retries_against_the_emulator";
+
+fn vault() -> AzureKeyVault {
+    AzureKeyVault::from_settings(&config::Settings::from_env().unwrap()).unwrap()
+}
+
+async fn scenario_round_trip() {
+    let vault = vault();
+    let exp = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+    let stored = vault
+        .set_secret(
+            "kv-vault",
+            "api-key",
+            NewSecretVersion {
+                value: SecretString::new("s3cret".into()),
+                content_type: Some("text/plain".into()),
+                tags: [("owner".to_string(), "team-a".to_string())].into(),
+                not_before: None,
+                expires: Some(exp),
+            },
+        )
+        .await
+        .unwrap();
+    let latest = vault.latest_secret("KV-VAULT", "api-key").await.unwrap();
+    assert_eq!(latest.properties, stored);
+    assert_eq!(latest.properties.expires, Some(exp));
+    assert_eq!(latest.value.expose(), "s3cret");
+    let missing = vault.latest_secret("kv-vault", "nope").await.unwrap_err();
+    assert_eq!(missing.status(), Some(404));
+    assert!(!missing.is_retryable());
+}
+
+async fn scenario_faults() {
+    let vault = vault();
+    let started = Instant::now();
+    let error = vault.latest_secret("kv-vault", "api-key").await.unwrap_err();
+    assert_eq!(error.status(), Some(503), "{error}");
+    assert!(error.is_retryable(), "exhausted retries must be retryable: {error}");
+    // 3 retries of 50, 100, 100 ms (capped): bounded, and not the SDK's default minute.
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+async fn run_child(scenario: &str, kv: &local::keyvault::RunningEmulator) {
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(SCENARIO, scenario)
+        .envs(kv.identity_env().vars())
+        .env("KEYTURN_VAULTS", format!("kv-vault={}", kv.vault_url("kv-vault").unwrap()))
+        .env("KEYTURN_CREDENTIAL", "managed-identity")
+        .env("KEYTURN_CA_FILE", kv.ca_pem_path())
+        .env("KEYTURN_RETRY_MAX", "3")
+        .env("KEYTURN_RETRY_DELAY_MS", "50")
+        .env("KEYTURN_RETRY_MAX_DELAY_MS", "100")
+        .env("KEYTURN_HTTP_TIMEOUT_SECS", "20")
+        .kill_on_drop(true)
+        .output();
+    let output =
+        tokio::time::timeout(Duration::from_secs(120), child).await.expect("the child finished in 120 s").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "scenario {scenario} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn vault_operations_and_bounded_retries_against_the_emulator() {
+    match std::env::var(SCENARIO).as_deref() {
+        Ok("round-trip") => return scenario_round_trip().await,
+        Ok("faults") => return scenario_faults().await,
+        Ok(other) => panic!("unknown scenario {other}"),
+        Err(_) => {}
+    }
+    let kv = KeyVaultEmulator::builder().vault("kv-vault").no_throttling().start().await.unwrap();
+    run_child("round-trip", &kv).await;
+    let always_unavailable = FaultRule { internal_error_share: 0.0, unavailable_share: 1.0, latency: Duration::ZERO };
+    kv.set_faults(Faults::none().with(OperationKind::SecretRead, always_unavailable));
+    run_child("faults", &kv).await;
+    kv.shutdown().await;
+}
