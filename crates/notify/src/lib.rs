@@ -1,0 +1,33 @@
+//! Notifications about Key Vault objects: a generic signed webhook, Slack, Microsoft Teams and email, all
+//! configured as URLs in one setting (docs/notifications.md).
+//!
+//! A handler builds one [`Notifier`] per process from the channel list, turns an event and what it did into a
+//! [`Notification`] (metadata only: there is no field a secret value could go in) and calls
+//! [`Notifier::send`]. A [`NotifyError`] is always retryable; the redelivery goes only to the channels that
+//! did not accept the event yet.
+//!
+//! # Layout
+//! - [`channel`]: the channel URL grammar, parsed into checked channel configurations; [`ChannelId`].
+//! - [`message`]: [`Notification`], [`Severity`] and [`Action`]: what every channel says.
+//! - `render` (private): a notification as Slack Block Kit, a Teams Adaptive Card, an email.
+//! - [`signature`]: the webhook's `X-Keyturn-Signature` header, and [`verify_signature`] for receivers.
+//! - `transport` (private): one delivery over HTTPS or SMTP, with replies scrubbed of channel secrets.
+//! - `dedupe` (private): the bounded in-process record of which channel accepted which event.
+//! - [`notifier`]: [`Notifier`], concurrency, timeouts, [`Delivery`] and [`NotifyError`].
+//! - [`secret`]: [`Secret`], which prints as `****`.
+
+pub mod channel;
+mod dedupe;
+pub mod message;
+pub mod notifier;
+mod render;
+pub mod secret;
+pub mod signature;
+mod transport;
+
+pub use channel::{ChannelError, ChannelId, ChannelKind};
+pub use message::{Action, Notification, Severity, portal_link};
+pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, NotifyError};
+pub use secret::Secret;
+pub use signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, SIGNATURE_TOLERANCE, SignatureError, sign, verify_signature};
+pub use transport::FailureKind;

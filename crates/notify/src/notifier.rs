@@ -1,0 +1,230 @@
+//! The [`Notifier`]: built once per process from the channel list, it sends a notification to every channel
+//! concurrently, each bounded by its timeout, and remembers which channels accepted which event so that a
+//! redelivery goes only to those that have not.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tracing::{debug, info, warn};
+
+use crate::channel::{ChannelConfig, ChannelError, ChannelId, Target, parse_channels};
+use crate::dedupe::AcceptedRecord;
+use crate::message::Notification;
+use crate::transport::{self, FailureKind, Sender};
+
+/// How a [`Notifier`] behaves beyond its channel list.
+#[derive(Debug, Clone)]
+pub struct NotifierOptions {
+    /// The timeout of a channel that does not set its own (`timeout=` in its URL).
+    pub timeout: Duration,
+    /// Extra trusted root certificates (PEM) beside the platform's: a local test server or a private CA.
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// How many events the accepted-channel record remembers (the oldest are forgotten first).
+    pub remember_events: usize,
+    /// How long the record remembers an event: longer than Event Grid's 24 hours of retries.
+    pub remember_for: Duration,
+}
+
+impl Default for NotifierOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            extra_roots_pem: None,
+            remember_events: 10_000,
+            remember_for: Duration::from_secs(25 * 3600),
+        }
+    }
+}
+
+/// A notifier that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("the extra root certificates are not usable PEM: {0}")]
+    Roots(String),
+    #[error("the HTTP client for notifications could not be built: {0}")]
+    HttpClient(String),
+    #[error("{channel}: the SMTP transport could not be built: {reason}")]
+    Smtp { channel: ChannelId, reason: String },
+}
+
+/// What a successful [`Notifier::send`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// Channels that accepted the notification now.
+    pub sent: Vec<ChannelId>,
+    /// Channels that had already accepted this event in this process and were not sent it again.
+    pub already_accepted: Vec<ChannelId>,
+}
+
+/// One channel's failure. Its message names the channel by `scheme://host` only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{channel}: {detail}")]
+pub struct ChannelFailure {
+    pub channel: ChannelId,
+    pub kind: FailureKind,
+    /// What went wrong, with any channel secret replaced by `****`.
+    pub detail: String,
+}
+
+/// Some channels did not accept a notification. Always retryable: the invocation should fail so Event Grid
+/// redelivers the event, and the redelivery goes only to the channels listed here (within this process).
+/// Even a refusal (an HTTP 4xx from a mistyped URL) is worth retrying: it is fixed by an operator, and Event
+/// Grid keeps the event for 24 hours meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} of {} notification channels did not accept event {event_id} (retryable): {}",
+    failures.len(),
+    failures.len() + sent.len() + already_accepted.len(),
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+)]
+pub struct NotifyError {
+    pub event_id: String,
+    pub failures: Vec<ChannelFailure>,
+    /// Channels that accepted it on this attempt.
+    pub sent: Vec<ChannelId>,
+    /// Channels that had accepted it on an earlier attempt.
+    pub already_accepted: Vec<ChannelId>,
+}
+
+struct Channel {
+    config: ChannelConfig,
+    sender: Sender,
+    timeout: Duration,
+}
+
+/// Sends notifications to the configured channels. Build one per process and share it.
+pub struct Notifier {
+    channels: Vec<Channel>,
+    record: AcceptedRecord,
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifier").field("channels", &self.channels().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// A notifier for a channel list (docs/notifications.md) with default options.
+    pub fn from_urls(list: &str) -> Result<Self, BuildError> {
+        Self::new(list, NotifierOptions::default())
+    }
+
+    /// A notifier for a channel list; an empty list gives a notifier with no channel, whose sends succeed.
+    pub fn new(list: &str, options: NotifierOptions) -> Result<Self, BuildError> {
+        let configs = parse_channels(list)?;
+        let roots_pem = options.extra_roots_pem.as_deref();
+        // One HTTP client (one connection pool) for every HTTP channel, made only if there is one.
+        let mut http: Option<reqwest::Client> = None;
+        let mut channels = Vec::with_capacity(configs.len());
+        for config in configs {
+            let timeout = config.timeout.unwrap_or(options.timeout);
+            let sender = match &config.target {
+                Target::Email(target) => transport::smtp_sender(target, timeout, roots_pem).map_err(|e| {
+                    BuildError::Smtp { channel: config.id.clone(), reason: config.scrubber.clean(&e.to_string(), 200) }
+                })?,
+                Target::Webhook { .. } | Target::Slack { .. } | Target::Teams { .. } => match &http {
+                    Some(client) => Sender::Http(client.clone()),
+                    None => {
+                        let client = http_client(roots_pem)?;
+                        http = Some(client.clone());
+                        Sender::Http(client)
+                    }
+                },
+            };
+            channels.push(Channel { config, sender, timeout });
+        }
+        info!(channels = channels.len(), list = %channels.iter().map(|c| c.config.id.to_string()).collect::<Vec<_>>().join(", "), "notification channels configured");
+        Ok(Self { channels, record: AcceptedRecord::new(options.remember_events, options.remember_for) })
+    }
+
+    /// The configured channels, in list order.
+    pub fn channels(&self) -> impl Iterator<Item = &ChannelId> {
+        self.channels.iter().map(|c| &c.config.id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// Sends `notification` to every channel that has not yet accepted its event, concurrently, each within
+    /// its timeout. Ok when every channel has now accepted it; otherwise a [`NotifyError`] naming the others.
+    pub async fn send(&self, notification: &Notification) -> Result<Delivery, NotifyError> {
+        let event_id = notification.event_id.as_str();
+        let accepted = self.record.accepted(event_id, Instant::now());
+        let (done, pending): (Vec<&Channel>, Vec<&Channel>) =
+            self.channels.iter().partition(|c| accepted.contains(&c.config.id.index()));
+        for channel in &done {
+            info!(event_id, channel = %channel.config.id.endpoint(), channel_index = channel.config.id.index(),
+                "notification already accepted by this channel; not sent again");
+        }
+        if self.channels.is_empty() {
+            debug!(event_id, "no notification channel configured");
+        }
+
+        let results = join_all(pending.iter().map(|channel| async move {
+            let id = &channel.config.id;
+            let outcome = match tokio::time::timeout(
+                channel.timeout,
+                transport::deliver(&channel.config, &channel.sender, notification),
+            )
+            .await
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(failure)) => {
+                    Err(ChannelFailure { channel: id.clone(), kind: failure.kind, detail: failure.detail })
+                }
+                Err(_) => Err(ChannelFailure {
+                    channel: id.clone(),
+                    kind: FailureKind::TimedOut,
+                    detail: format!("no answer within {:?}", channel.timeout),
+                }),
+            };
+            match &outcome {
+                Ok(()) => {
+                    // Recorded as soon as it is true: if the invocation is cut short after this point, the
+                    // redelivery still skips this channel.
+                    self.record.record(event_id, id.index(), Instant::now());
+                    info!(event_id, channel = %id.endpoint(), channel_index = id.index(), kind = %id.kind(),
+                        severity = %notification.severity, "notification accepted");
+                }
+                Err(failure) => {
+                    warn!(event_id, channel = %id.endpoint(), channel_index = id.index(), kind = %id.kind(),
+                        failure = ?failure.kind, detail = %failure.detail, "notification not accepted");
+                }
+            }
+            (id.clone(), outcome)
+        }))
+        .await;
+
+        let already_accepted: Vec<ChannelId> = done.iter().map(|c| c.config.id.clone()).collect();
+        let mut sent = Vec::new();
+        let mut failures = Vec::new();
+        for (id, outcome) in results {
+            match outcome {
+                Ok(()) => sent.push(id),
+                Err(failure) => failures.push(failure),
+            }
+        }
+        if failures.is_empty() {
+            Ok(Delivery { sent, already_accepted })
+        } else {
+            Err(NotifyError { event_id: event_id.to_owned(), failures, sent, already_accepted })
+        }
+    }
+}
+
+fn http_client(roots_pem: Option<&[u8]>) -> Result<reqwest::Client, BuildError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("keyturn-notify/", env!("CARGO_PKG_VERSION")))
+        // A webhook URL that redirects elsewhere is a misconfiguration to report, not to follow with the body.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = roots_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| BuildError::Roots(e.to_string()))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| BuildError::HttpClient(e.to_string()))
+}
