@@ -13,16 +13,24 @@ ensure_nextest() {
   fi
 }
 
-# A Python venv under .venv with the packages in the given requirements file, reused between runs.
+# A Python venv at .venv/NAME holding the packages of the given requirements files (installed in one pip call,
+# so one resolver sees every pin), reused between runs until a requirements file changes. Separate venvs keep
+# tools with clashing pins apart (checkov vs the Azure SDK for Python).
 ensure_venv() {
-  local requirements=$1
-  if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  local name=$1; shift
+  local venv=.venv/$name
+  [ "$#" -gt 0 ] || die "ensure_venv $name: no requirements file given"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
   fi
-  local stamp=.venv/.installed-$(sha256sum "$requirements" | cut -c1-16)
+  local stamp
+  stamp="$venv/.installed-$(cat "$@" | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements" \
-      || die "pip install -r $requirements failed"
+    local args=()
+    for requirements in "$@"; do args+=(-r "$requirements"); done
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${args[@]}" \
+      || die "pip install into $venv failed (${*})"
+    rm -f "$venv"/.installed-*
     touch "$stamp"
   fi
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # infra/: everything that can be checked without Azure or the Terraform registry (infra/README.md, "What the
-# checks cover"). Runs from the repository root; the Python tools live in .venv (reused between runs).
+# checks cover"). Runs from the repository root; the Python tools live in .venv/infra (reused between runs).
 set -euo pipefail
 source scripts/lib/common.sh
 
 require python3
-ensure_venv infra/requirements.txt
-py=.venv/bin/python
+ensure_venv infra infra/requirements.txt
+py=.venv/infra/bin/python
 report=$(mktemp -d)
 trap 'rm -rf "$report"' EXIT
 
@@ -26,7 +26,7 @@ PY
 step "infra: checkov (bicep, terraform)"
 # --skip-download: no Prisma Cloud calls (the network is closed; checkov then uses its bundled checks only).
 checkov_status=0
-.venv/bin/checkov --quiet --compact --skip-download --framework bicep terraform \
+.venv/infra/bin/checkov --quiet --compact --skip-download --framework bicep terraform \
   -d infra/bicep -d infra/terraform -o cli -o json --output-file-path console,"$report/checkov.json" \
   || checkov_status=$?
 "$py" - "$report/checkov.json" "$checkov_status" <<'PY'
