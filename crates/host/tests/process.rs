@@ -101,12 +101,17 @@ async fn exit(child: Child) -> Output {
 }
 
 #[tokio::test]
-async fn without_the_port_variable_it_exits_78_and_says_why() {
+async fn without_any_platform_variable_it_exits_78_and_says_why() {
     let child = start(&[("HOST_ECHO_GREETING", "hello".into())]);
     let output = exit(child).await;
     assert_eq!(output.status.code(), Some(78));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("echo: cannot start: FUNCTIONS_CUSTOMHANDLER_PORT is not set"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "echo: cannot start: no platform found: neither AWS_LAMBDA_RUNTIME_API (AWS Lambda) nor FUNCTIONS_CUSTOMHANDLER_PORT (Azure Functions) is set"
+        ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
