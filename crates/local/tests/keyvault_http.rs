@@ -1,6 +1,8 @@
 //! The Key Vault emulator and identity endpoint over real sockets, with a plain reqwest client: exact wire
 //! shapes (status codes, error bodies, headers) that the SDKs hide.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind, RunningEmulator, SecretSpec, Throttling};
 use serde_json::{Value, json};
 use std::time::Duration;

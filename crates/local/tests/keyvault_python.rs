@@ -4,6 +4,8 @@
 //! The interpreter comes from KEYTURN_PYTHON (scripts/test points it at the venv that
 //! scripts/suites/python-sdk.sh creates). Without it this test fails: it is never skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use local::keyvault::KeyVaultEmulator;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -7,6 +7,8 @@
 //! with the identity environment set; in the child (marked by KEYTURN_SDK_CHILD) it runs the SDK scenario.
 //! The parent fails unless the child passes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport};
 use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions};
 use futures::TryStreamExt;

@@ -413,12 +413,12 @@ impl VaultStore {
             state.secrets.check_creatable(ObjectKind::Secret, name)?;
             state.keys.check_creatable(ObjectKind::Key, name)?;
             let existing = state.certificates.live.get(&name.to_ascii_lowercase());
-            if existing.is_none() {
-                if state.secrets.live.contains_key(&name.to_ascii_lowercase())
-                    || state.keys.live.contains_key(&name.to_ascii_lowercase())
-                {
-                    return Err(VaultError::AlreadyExists { kind: ObjectKind::Secret, name: name.to_string() });
-                }
+            // A plain secret or key of the same name would collide with the certificate's backing objects.
+            if existing.is_none()
+                && (state.secrets.live.contains_key(&name.to_ascii_lowercase())
+                    || state.keys.live.contains_key(&name.to_ascii_lowercase()))
+            {
+                return Err(VaultError::AlreadyExists { kind: ObjectKind::Secret, name: name.to_string() });
             }
             match (policy, existing) {
                 (Some(policy), _) => policy,
