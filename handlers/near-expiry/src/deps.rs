@@ -1,0 +1,114 @@
+//! [`Deps`]: what the handler builds once per process and shares with every invocation.
+//!
+//! Building touches no network: the vault clients are made for the allow-listed vaults only, the
+//! credential fetches its first token on the first request. So a handler is ready as soon as the host
+//! adapter listens, and a configuration error costs nothing but a clear message on every invocation.
+
+use std::sync::Arc;
+
+use config::{ConfigErrors, LockSettings, Settings};
+use rotation::{Engine, InProcessLock, Providers, RotationLock};
+use vault::{AzureKeyVault, VaultError};
+
+/// Why the handler cannot work. Every invocation fails with this message (retryably: the events wait in
+/// Event Grid until the setting is fixed).
+#[derive(Debug, thiserror::Error)]
+pub enum DepsError {
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error("{0}")]
+    Vault(#[from] VaultError),
+    /// A blob-lease lock is configured but this build has none. Falling back to an in-process lock would
+    /// let two instances rotate the same object at once, so the handler refuses to work instead.
+    #[error(
+        "KEYTURN_LOCK_ACCOUNT_URL/KEYTURN_LOCK_CONTAINER ask for a blob-lease rotation lock ({account_url}, \
+         container '{container}'), which this build of keyturn does not have yet; unset both to use the \
+         in-process lock (safe only when a single instance runs)"
+    )]
+    BlobLockUnavailable { account_url: String, container: String },
+}
+
+/// The rotation engine with its vault clients, lock and providers.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    engine: Engine,
+}
+
+impl Deps {
+    /// Reads the settings from the process environment (docs/configuration.md) and builds everything.
+    pub fn from_env() -> Result<Self, DepsError> {
+        Self::from_settings(&Settings::from_env()?)
+    }
+
+    /// Builds the vault clients of the allow-listed vaults, the rotation lock `settings.lock` names, and
+    /// the engine with the standard providers.
+    pub fn from_settings(settings: &Settings) -> Result<Self, DepsError> {
+        let vault = Arc::new(AzureKeyVault::from_settings(settings)?);
+        let lock = rotation_lock(&settings.lock)?;
+        Ok(Self::new(Engine::new(vault, lock, Providers::standard())))
+    }
+
+    /// Wraps an engine built elsewhere (tests, an embedding binary).
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The one place the rotation lock's kind is chosen.
+fn rotation_lock(settings: &LockSettings) -> Result<Arc<dyn RotationLock>, DepsError> {
+    match settings {
+        LockSettings::InProcess => {
+            tracing::info!(lock = "in-process", "rotation lock chosen by KEYTURN_LOCK_*");
+            Ok(Arc::new(InProcessLock::default()))
+        }
+        LockSettings::BlobLease { account_url, container } => {
+            Err(DepsError::BlobLockUnavailable { account_url: account_url.to_string(), container: container.clone() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigErrors> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    const MINIMAL: [(&str, &str); 3] = [
+        ("KEYTURN_VAULTS", "kv-one=https://127.0.0.1:8443"),
+        ("KEYTURN_CREDENTIAL", "managed-identity"),
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"),
+    ];
+
+    #[test]
+    fn a_minimal_local_configuration_builds_with_the_in_process_lock() {
+        let deps = Deps::from_settings(&settings(&MINIMAL).unwrap()).unwrap();
+        let debug = format!("{:?}", deps.engine());
+        assert!(debug.contains("InProcessLock"), "{debug}");
+        assert!(debug.contains("kv-one"), "{debug}");
+    }
+
+    #[test]
+    fn a_blob_lease_lock_is_refused_rather_than_silently_replaced() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KEYTURN_LOCK_ACCOUNT_URL", "https://locks.blob.core.windows.net/"));
+        pairs.push(("KEYTURN_LOCK_CONTAINER", "keyturn-locks"));
+        let error = Deps::from_settings(&settings(&pairs).unwrap()).unwrap_err();
+        assert!(matches!(error, DepsError::BlobLockUnavailable { .. }), "{error}");
+        assert!(error.to_string().contains("KEYTURN_LOCK_ACCOUNT_URL"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_setting_is_reported_by_name() {
+        let error = settings(&[("KEYTURN_CREDENTIAL", "managed-identity")]).map(|_| ()).unwrap_err();
+        let error = DepsError::from(error);
+        assert!(error.to_string().contains("KEYTURN_VAULTS"), "{error}");
+    }
+}
