@@ -1,7 +1,12 @@
 //! How fast a handler is ready and how much the adapter adds per invocation, measured on the real
-//! `host-echo` binary (run with `cargo bench -p host --bench startup`).
+//! `host-echo` binary on both adapters (run with `cargo bench -p host --bench startup`).
 //!
-//! Target: process start to first readiness answer under 10 ms, since the Functions host starts handlers cold.
+//! - Azure Functions: process start to first readiness answer (target under 10 ms, since the Functions host
+//!   starts handlers cold), then the invocation round trip on a kept-alive connection.
+//! - AWS Lambda: the cold start as Lambda sees it, process start to the first event processed: the
+//!   invocation is queued at the local Runtime API before the process starts, and the clock stops when the
+//!   function posts its response (an Event Grid batch of one event, through the webhook path with its secret
+//!   check). Then the warm invocation round trip through the Runtime API.
 
 // A bench reports on stdout; helpers unwrap because a failed measurement should stop loudly.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -11,8 +16,13 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/lambda.rs"]
+mod lambda;
+
 const STARTS: usize = 50;
 const INVOCATIONS: usize = 2000;
+const LAMBDA_INVOCATIONS: usize = 500;
+const SECRET: &str = "4f6b1c2d9e8a7b3c5d0e1f2a3b4c5d6e";
 const NEAR_EXPIRY: &str = include_str!("../../events/fixtures/eventgrid-secret-near-expiry.json");
 
 /// Kills the handler even if the bench panics.
@@ -117,4 +127,80 @@ fn main() {
         latencies.push(begin.elapsed());
     }
     summary("invocation round trip (keep-alive)", latencies);
+
+    lambda_cold_start();
+}
+
+/// A function URL request carrying one Event Grid notification with the right secret.
+fn webhook_event() -> serde_json::Value {
+    serde_json::json!({
+        "version": "2.0",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {
+            "content-type": "application/json",
+            "aeg-event-type": "Notification",
+            "x-keyturn-webhook-secret": SECRET
+        },
+        "requestContext": {"requestId": "bench", "http": {"method": "POST", "path": "/"}},
+        "body": format!("[{NEAR_EXPIRY}]"),
+        "isBase64Encoded": false
+    })
+}
+
+fn processed(completion: Option<lambda::Completion>) {
+    let Some(lambda::Completion::Response(answer)) = completion else { panic!("not processed: {completion:?}") };
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assert!(answer["body"].as_str().unwrap().contains("done: hello"), "{answer}");
+}
+
+fn lambda_cold_start() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let limit = Duration::from_secs(10);
+        let mut starts = Vec::new();
+        for _ in 0..STARTS {
+            let api = lambda::RuntimeApi::start().await;
+            let begin = Instant::now();
+            let _function = Handler(
+                Command::new(env!("CARGO_BIN_EXE_host-echo"))
+                    .env_clear()
+                    .envs(api.lambda_env())
+                    .env("HOST_ECHO_GREETING", "hello")
+                    .env("KEYTURN_WEBHOOK_SECRET", SECRET)
+                    .env("KEYTURN_LOG", "warn")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            processed(api.invoke(webhook_event(), limit).await);
+            starts.push(begin.elapsed());
+        }
+        summary("lambda: start to first event processed", starts);
+
+        let api = lambda::RuntimeApi::start().await;
+        let _function = Handler(
+            Command::new(env!("CARGO_BIN_EXE_host-echo"))
+                .env_clear()
+                .envs(api.lambda_env())
+                .env("HOST_ECHO_GREETING", "hello")
+                .env("KEYTURN_WEBHOOK_SECRET", SECRET)
+                .env("KEYTURN_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        processed(api.invoke(webhook_event(), limit).await);
+        let mut latencies = Vec::new();
+        for _ in 0..LAMBDA_INVOCATIONS {
+            let begin = Instant::now();
+            processed(api.invoke(webhook_event(), limit).await);
+            latencies.push(begin.elapsed());
+        }
+        summary("lambda: warm invocation round trip (Runtime API)", latencies);
+    });
 }
