@@ -111,6 +111,13 @@ impl Adapter {
         if choice == AZURE_NAME { azure_functions(&read) } else { aws_lambda(&read) }
     }
 
+    /// The Lambda Runtime API's `host:port` when the process runs on Lambda, whichever adapter was chosen:
+    /// where to report that it cannot start.
+    pub fn lambda_runtime_api(var: impl Fn(&str) -> Option<OsString>) -> Option<String> {
+        let api = var(RUNTIME_API_VARIABLE)?.to_string_lossy().trim().to_owned();
+        api.parse::<http::uri::Authority>().is_ok().then_some(api)
+    }
+
     /// The adapter's name as `KEYTURN_ADAPTER` spells it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -250,6 +257,13 @@ mod tests {
         let mut pairs = lambda_env(&[]);
         pairs[0] = ("AWS_LAMBDA_RUNTIME_API", "not a host/port");
         assert!(Adapter::from_env(env(&pairs)).unwrap_err().to_string().contains("is not a host:port"));
+    }
+
+    #[test]
+    fn the_runtime_api_for_init_errors_is_found_only_on_lambda() {
+        assert_eq!(Adapter::lambda_runtime_api(env(&lambda_env(&[]))), Some("127.0.0.1:9001".to_owned()));
+        assert_eq!(Adapter::lambda_runtime_api(env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "7071")])), None);
+        assert_eq!(Adapter::lambda_runtime_api(env(&[("AWS_LAMBDA_RUNTIME_API", "no/host")])), None);
     }
 
     #[test]

@@ -63,7 +63,8 @@
 //! # Exit codes
 //! keyturn handlers never exit 0: the Functions host does not restart a handler that does.
 //! - 143 after SIGTERM, 130 after SIGINT, once running invocations have drained (or the drain timed out);
-//! - 78 when no adapter can be chosen from the environment;
+//! - 78 when no adapter can be chosen from the environment (on Lambda, also reported to the Runtime API as an
+//!   init error);
 //! - 1 when the port cannot be bound, the server stopped unasked, or the Lambda Runtime API failed.
 
 pub mod adapter;
@@ -116,6 +117,12 @@ where
             tracing::error!(function, %error, "cannot start");
             // The reason must reach whoever started the process even if it reads no logs.
             let _ = writeln!(std::io::stderr().lock(), "{function}: cannot start: {error}");
+            // On Lambda, the invocation waiting for this environment shows the reason too.
+            if let Some(api) = Adapter::lambda_runtime_api(|name| std::env::var_os(name))
+                && let Err(report) = aws_lambda::init_error::report(&api, &format!("{function}: {error}")).await
+            {
+                tracing::error!(function, error = %report, "could not report the init error to the Lambda Runtime API");
+            }
             ExitCode::from(shutdown::EXIT_NO_ADAPTER)
         }
     }

@@ -317,6 +317,13 @@ async fn both_platforms_present_without_a_choice_exit_78_and_say_why() {
         "{stderr}"
     );
     assert_eq!(runtime.polls(), 0);
+    // Lambda is told why, so the waiting invocation shows the reason.
+    let init_errors = runtime.init_errors();
+    assert_eq!(init_errors.len(), 1, "{init_errors:?}");
+    let (error_type, body) = &init_errors[0];
+    assert_eq!(error_type, "keyturn.CannotStart");
+    assert_eq!(body["errorType"], "keyturn.CannotStart");
+    assert!(body["errorMessage"].as_str().unwrap().starts_with("echo: both AWS_LAMBDA_RUNTIME_API"), "{body}");
 }
 
 #[tokio::test]

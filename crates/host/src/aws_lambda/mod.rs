@@ -7,10 +7,12 @@
 //! (Lambda records `keyturn.NotAnHttpRequest` with the reason); every HTTP request gets an HTTP answer.
 //!
 //! - [`function_url`]: the payload-2.0 request and response, modelled with serde.
+//! - [`init_error`]: reporting to Lambda why the process cannot start.
 //! - [`webhook`]: the Event Grid webhook protocol over any transport.
 //! - [`secret`]: the shared secret and its constant-time check.
 
 pub mod function_url;
+pub mod init_error;
 pub mod secret;
 pub mod webhook;
 
