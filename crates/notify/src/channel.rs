@@ -183,7 +183,18 @@ fn starts_with_scheme(text: &str) -> bool {
     text.split_once("://").is_some_and(|(scheme, _)| SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()))
 }
 
+/// How an Azure app setting reads when its Key Vault reference could not be resolved: the reference itself.
+const KEY_VAULT_REFERENCE_PREFIX: &str = "@microsoft.keyvault(";
+
 fn parse_channel(index: usize, text: &str) -> Result<ChannelConfig, ChannelError> {
+    if text.to_ascii_lowercase().starts_with(KEY_VAULT_REFERENCE_PREFIX) {
+        return Err(ChannelError::new(
+            index,
+            None,
+            "an unresolved Key Vault reference (@Microsoft.KeyVault(...)): the function app could not read the \
+             secret; check that its identity may read secrets in that vault and the reference's status in the portal",
+        ));
+    }
     let Some((scheme, rest)) = text.split_once("://") else {
         return Err(ChannelError::new(index, None, "not a URL: expected <scheme>://... (see docs/notifications.md)"));
     };
@@ -547,6 +558,13 @@ mod tests {
             assert!(err.contains("smtp") && err.contains("m.example"), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_unresolved_key_vault_reference_is_recognised() {
+        let err = parse_channels("@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/keyturn-notify/)")
+            .unwrap_err();
+        assert!(err.to_string().contains("unresolved Key Vault reference"), "{err}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub(crate) fn smtp_sender(
 pub(crate) async fn deliver(channel: &ChannelConfig, sender: &Sender, n: &Notification) -> Result<(), Failure> {
     let result = match (&channel.target, sender) {
         (Target::Webhook { url, signing_secret }, Sender::Http(client)) => {
+            // Serializing a `Value` cannot fail (its map keys are strings), so the default is never used.
             let body = serde_json::to_vec(&n.to_json()).unwrap_or_default();
             let signature = sign(signing_secret.expose().as_bytes(), Utc::now().timestamp(), &body);
             let request = client
@@ -141,7 +142,15 @@ fn error_chain(error: &dyn StdError) -> String {
         }
         source = e.source();
     }
-    parts.join(": ")
+    // Libraries often repeat their cause in their own message ("Connection error: Connection error: ...").
+    let mut segments: Vec<&str> = Vec::new();
+    let joined = parts.join(": ");
+    for segment in joined.split(": ") {
+        if segments.last() != Some(&segment) {
+            segments.push(segment);
+        }
+    }
+    segments.join(": ")
 }
 
 /// `X-Keyturn-Event-Id`, so mail rules and receivers can deduplicate without parsing the body.
@@ -205,6 +214,24 @@ mod tests {
     use super::*;
     use crate::message::Action;
     use events::{KeyVaultEventType, ObjectKind, VaultObject};
+
+    #[test]
+    fn error_chains_are_joined_without_repeating_a_cause() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "Connection error: Connection error: {}", self.0)
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Outer(std::io::Error::other("invalid peer certificate: UnknownIssuer"));
+        assert_eq!(error_chain(&error), "Connection error: invalid peer certificate: UnknownIssuer");
+    }
 
     #[test]
     fn event_ids_become_safe_header_values() {
