@@ -144,3 +144,115 @@ pub async fn deliver(client: &reqwest::Client, url: &str, event_type: Option<&st
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap_or_else(|error| panic!("cannot build an HTTP client: {error}"))
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The whole chain for a handler: Key Vault emulator → Event Grid emulator → Functions host stand-in → the real
+// handler binary (tests/near_expiry.rs and benches/near_expiry.rs).
+
+/// The Key Vault event types the `near-expiry` subscription carries, as the deployment filters them.
+pub const NEAR_EXPIRY_EVENT_TYPES: [&str; 3] = [
+    "Microsoft.KeyVault.SecretNearExpiry",
+    "Microsoft.KeyVault.KeyNearExpiry",
+    "Microsoft.KeyVault.CertificateNearExpiry",
+];
+
+/// A local stack whose Event Grid delivers to a handler process through the Functions host stand-in.
+///
+/// Dropping it kills the handler and stops the stack (a failing test leaves nothing running);
+/// [`Chain::shutdown`] stops both gracefully.
+#[derive(Debug)]
+pub struct Chain {
+    pub stack: local::stack::LocalStack,
+    pub host: FunctionsHost,
+    pub function: String,
+}
+
+impl Chain {
+    /// Starts `binary` as `function` behind the stand-in with `settings` as its app settings, and subscribes
+    /// it to `event_types` in the stack's Event Grid (an Azure Function endpoint: no handshake, as in Azure).
+    ///
+    /// # Panics
+    /// When the handler does not become ready or the subscription is refused.
+    pub async fn start(
+        stack: local::stack::LocalStack,
+        function: &str,
+        binary: &Path,
+        event_types: &[&str],
+        settings: Vec<(String, String)>,
+    ) -> Chain {
+        let host = host_for(function, binary)
+            .app_settings(settings)
+            .start()
+            .await
+            .unwrap_or_else(|error| panic!("the Functions host stand-in with {}: {error}", binary.display()));
+        let endpoint = url::Url::parse(&host.webhook_url(function))
+            .unwrap_or_else(|error| panic!("the stand-in's webhook URL is not a URL: {error}"));
+        let subscription =
+            local::eventgrid::Subscription::new(function, endpoint, local::eventgrid::EndpointKind::AzureFunction)
+                .event_types(event_types.iter().copied());
+        stack.grid().subscribe(subscription).await.unwrap_or_else(|error| panic!("subscribing {function}: {error}"));
+        Chain { stack, host, function: function.to_owned() }
+    }
+
+    /// Delivery attempts to this chain's subscription so far.
+    pub fn attempts(&self) -> Vec<local::eventgrid::Attempt> {
+        self.stack.grid().attempts().into_iter().filter(|attempt| attempt.subscription == self.function).collect()
+    }
+
+    /// Waits until attempts for at least `events` distinct events were made and Event Grid has nothing in flight.
+    ///
+    /// # Panics
+    /// When that does not happen within `timeout`.
+    pub async fn settle(&self, events: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let seen: std::collections::HashSet<String> =
+                self.attempts().into_iter().flat_map(|attempt| attempt.event_ids).collect();
+            if seen.len() >= events {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {events} events were delivered within {timeout:?}",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(self.stack.grid().settled(left).await, "Event Grid still had deliveries in flight after {timeout:?}");
+    }
+
+    /// Stops the handler, the stand-in and the stack.
+    pub async fn shutdown(self) {
+        self.host.shutdown().await;
+        self.stack.shutdown().await;
+    }
+}
+
+/// Relays TCP connections from a loopback port to `target`, counting them: put it in front of an endpoint to
+/// prove that nothing (or something) reached it.
+///
+/// # Panics
+/// When no loopback port can be bound.
+pub async fn counting_relay(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|error| panic!("binding a relay on 127.0.0.1: {error}"));
+    let addr = listener.local_addr().unwrap_or_else(|error| panic!("the relay's address: {error}"));
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
