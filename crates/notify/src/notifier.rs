@@ -117,6 +117,14 @@ impl Notifier {
     pub fn new(list: &str, options: NotifierOptions) -> Result<Self, BuildError> {
         let configs = parse_channels(list)?;
         let roots_pem = options.extra_roots_pem.as_deref();
+        if let Some(pem) = roots_pem {
+            // Checked once here for every channel kind: a bundle with no certificate in it parses "successfully"
+            // as nothing, which would surface much later as an unexplained certificate error.
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| BuildError::Roots(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(BuildError::Roots("no BEGIN CERTIFICATE block found".into()));
+            }
+        }
         // One HTTP client (one connection pool) for every HTTP channel, made only if there is one.
         let mut http: Option<reqwest::Client> = None;
         let mut channels = Vec::with_capacity(configs.len());
@@ -137,7 +145,8 @@ impl Notifier {
             };
             channels.push(Channel { config, sender, timeout });
         }
-        info!(channels = channels.len(), list = %channels.iter().map(|c| c.config.id.to_string()).collect::<Vec<_>>().join(", "), "notification channels configured");
+        let list = channels.iter().map(|c| c.config.id.to_string()).collect::<Vec<_>>().join(", ");
+        info!(channels = channels.len(), list, "notification channels configured");
         Ok(Self { channels, record: AcceptedRecord::new(options.remember_events, options.remember_for) })
     }
 
@@ -227,4 +236,34 @@ fn http_client(roots_pem: Option<&[u8]>) -> Result<reqwest::Client, BuildError> 
         builder = builder.tls_certs_merge(certs);
     }
     builder.build().map_err(|e| BuildError::HttpClient(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Action;
+    use events::{KeyVaultEventType, ObjectKind, VaultObject};
+
+    #[tokio::test]
+    async fn with_no_channel_configured_a_send_succeeds_and_sends_nothing() {
+        let notifier = Notifier::from_urls(" \n ").unwrap();
+        assert!(notifier.is_empty());
+        let object = VaultObject::new("kv1", ObjectKind::Secret, "s", Some("v1"), None, None).unwrap();
+        let n = Notification::for_object(
+            "e1",
+            KeyVaultEventType::SecretNewVersionCreated,
+            &object,
+            Action::Informed { summary: "A new version exists.".into() },
+        );
+        assert_eq!(notifier.send(&n).await, Ok(Delivery::default()));
+    }
+
+    #[test]
+    fn a_bad_channel_list_or_bad_roots_fail_the_build_with_the_reason() {
+        let err = Notifier::from_urls("slack://hooks.slack.com/services/T/B/X ftp://x").unwrap_err();
+        assert!(matches!(err, BuildError::Channel(ref e) if e.index() == 2), "{err}");
+        let options = NotifierOptions { extra_roots_pem: Some(b"not pem".to_vec()), ..NotifierOptions::default() };
+        let err = Notifier::new("slack://hooks.slack.com/services/T/B/X", options).unwrap_err();
+        assert!(matches!(err, BuildError::Roots(_)), "{err}");
+    }
 }
