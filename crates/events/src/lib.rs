@@ -22,3 +22,4 @@ mod tolerant;
 pub use error::DecodeError;
 pub use event::{Event, Payload, Schema, SubscriptionValidation, UnknownEvent};
 pub use key_vault::{KeyVaultEvent, KeyVaultEventType, Lifecycle, ObjectKind, VaultObject};
+pub use tolerant::kind_of as json_kind;

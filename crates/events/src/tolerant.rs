@@ -95,7 +95,9 @@ pub(crate) fn epoch_value(time: Option<DateTime<Utc>>) -> Value {
     time.map_or(Value::Null, |t| Value::from(t.timestamp()))
 }
 
-pub(crate) fn kind_of(value: &Value) -> &'static str {
+/// How a JSON value is described in error messages: "a string", "an array", ... (shared with the adapters,
+/// so every decode error in keyturn words it the same way).
+pub fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

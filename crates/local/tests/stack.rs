@@ -30,6 +30,19 @@ async fn sink() -> (url::Url, Arc<Mutex<Vec<Event>>>) {
     (url, got)
 }
 
+/// One vault, throttling off, Event Grid retries at 1/1000 of real time. Keep the directory alive as long as
+/// the stack: it holds the CA file.
+async fn start_stack() -> (LocalStack, tempfile::TempDir) {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::start(
+        KeyVaultEmulator::builder().vault("kv-one").no_throttling().ca_dir(ca_dir.path()),
+        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
+    )
+    .await
+    .unwrap();
+    (stack, ca_dir)
+}
+
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !condition() {
@@ -40,13 +53,7 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn vault_changes_and_the_clock_become_delivered_events() {
-    let ca_dir = tempfile::tempdir().unwrap();
-    let stack = LocalStack::start(
-        KeyVaultEmulator::builder().vault("kv-one").no_throttling().ca_dir(ca_dir.path()),
-        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-    )
-    .await
-    .unwrap();
+    let (stack, _ca_dir) = start_stack().await;
     let (endpoint, got) = sink().await;
     let http = reqwest::Client::new();
     let management = stack.management_url();
@@ -98,13 +105,7 @@ async fn vault_changes_and_the_clock_become_delivered_events() {
 
 #[tokio::test]
 async fn extending_exp_rearms_the_expiry_events() {
-    let ca_dir = tempfile::tempdir().unwrap();
-    let stack = LocalStack::start(
-        KeyVaultEmulator::builder().vault("kv-one").no_throttling().ca_dir(ca_dir.path()),
-        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-    )
-    .await
-    .unwrap();
+    let (stack, _ca_dir) = start_stack().await;
     let (endpoint, got) = sink().await;
     stack
         .grid()

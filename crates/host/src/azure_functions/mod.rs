@@ -329,7 +329,7 @@ fn envelope_event(body: &[u8]) -> Result<Value, EnvelopeError> {
     let body: Value = serde_json::from_slice(body).map_err(EnvelopeError::NotJson)?;
     // serde would also take a struct from an array (`[data, metadata]`): only an object is an envelope.
     if !body.is_object() {
-        return Err(EnvelopeError::NotAnInvocation(format!("expected a JSON object, found {}", json_kind(&body))));
+        return Err(EnvelopeError::NotAnInvocation(format!("expected a JSON object, found {}", events::json_kind(&body))));
     }
     let mut request: InvocationRequest =
         serde_json::from_value(body).map_err(|error| EnvelopeError::NotAnInvocation(error.to_string()))?;
@@ -337,17 +337,6 @@ fn envelope_event(body: &[u8]) -> Result<Value, EnvelopeError> {
         Some(Value::String(encoded)) => serde_json::from_str(&encoded).map_err(EnvelopeError::BindingNotJson),
         Some(event) => Ok(event),
         None => Err(EnvelopeError::MissingBinding { found: BindingNames(request.data.keys().cloned().collect()) }),
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
