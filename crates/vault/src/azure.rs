@@ -30,11 +30,11 @@ use crate::ops::{KeyVault, VaultFuture};
 use crate::{VaultError, credential, http, time};
 
 /// The SDK clients of one vault.
-struct VaultClients {
+pub(crate) struct VaultClients {
     entry: VaultEntry,
-    secrets: SecretClient,
-    keys: KeyClient,
-    certificates: CertificateClient,
+    pub(crate) secrets: SecretClient,
+    pub(crate) keys: KeyClient,
+    pub(crate) certificates: CertificateClient,
 }
 
 /// Key Vault through the Azure SDK.
@@ -111,12 +111,14 @@ impl AzureKeyVault {
         Ok(Self { vaults: built })
     }
 
+    /// The clients of an allow-listed vault.
+    pub(crate) fn vault_clients(&self, vault: &str) -> Result<&VaultClients, VaultError> {
+        self.vaults.get(&vault.to_ascii_lowercase()).ok_or_else(|| VaultError::NotAllowed { vault: vault.to_owned() })
+    }
+
     /// The clients of an allow-listed vault and the object's display name, after checking the object name.
-    fn clients(&self, vault: &str, name: &str) -> Result<(&VaultClients, String), VaultError> {
-        let clients = self
-            .vaults
-            .get(&vault.to_ascii_lowercase())
-            .ok_or_else(|| VaultError::NotAllowed { vault: vault.to_owned() })?;
+    pub(crate) fn clients(&self, vault: &str, name: &str) -> Result<(&VaultClients, String), VaultError> {
+        let clients = self.vault_clients(vault)?;
         // The SDK pastes names into the request path unescaped; a name Key Vault could not have produced
         // (`../`, `?`, `/`) is refused rather than sent.
         if !config::vaults::is_object_name(name) {

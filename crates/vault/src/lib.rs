@@ -8,6 +8,7 @@
 //! - [`ops`]: [`KeyVault`], the operations keyturn needs, as an object-safe trait.
 //! - [`model`]: keyturn's view of vault objects (chrono times, tags, wrapped secret values).
 //! - [`azure`]: [`AzureKeyVault`], the implementation over the SDK clients; the allow-list lives here.
+//! - [`inventory`]: [`Inventory`], read-only listing of a vault's objects and versions (paged), for surveys.
 //! - [`credential`]: the configured credential, built and logged once.
 //! - [`http`]: the transport (extra CA roots, per-try timeout) and the bounded retry policy.
 //! - [`time`]: chrono ⇄ `time::OffsetDateTime`, the one conversion point at the SDK edge.
@@ -17,10 +18,12 @@ pub mod azure;
 pub mod credential;
 pub mod error;
 pub mod http;
+pub mod inventory;
 pub mod model;
 pub mod ops;
 pub mod time;
 
 pub use azure::AzureKeyVault;
 pub use error::VaultError;
+pub use inventory::{Collection, Inventory, Listed};
 pub use ops::{KeyVault, VaultFuture};
