@@ -11,6 +11,7 @@
 //! - [`retry`]: bounded retries for calls to Azure (`KEYTURN_RETRY_*`, `KEYTURN_HTTP_TIMEOUT_SECS`).
 //! - [`lock`]: where the per-object rotation lock lives (`KEYTURN_LOCK_*`).
 //! - [`notify`]: notification and canary settings (`KEYTURN_NOTIFY`, `KEYTURN_CANARY_SECRET`).
+//! - [`providers`]: rotation providers' endpoints (`KEYTURN_ARM_ENDPOINT`, `KEYTURN_WEBHOOK_ROTATORS`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
 
@@ -18,6 +19,7 @@ pub mod credential;
 pub mod error;
 pub mod lock;
 pub mod notify;
+pub mod providers;
 pub mod retry;
 pub mod secret;
 pub mod vaults;
@@ -28,6 +30,7 @@ pub use credential::CredentialSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use lock::LockSettings;
 pub use notify::NotifySettings;
+pub use providers::ProviderSettings;
 pub use retry::RetrySettings;
 pub use secret::SecretString;
 pub use vaults::{EndpointKind, VaultEntry, VaultList};
@@ -44,6 +47,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub lock: LockSettings,
     pub notify: NotifySettings,
+    pub providers: ProviderSettings,
     /// Extra trust roots (PEM) for the HTTP client the Azure SDK uses; `None` in Azure.
     pub ca_file: Option<PathBuf>,
 }
@@ -67,12 +71,19 @@ impl Settings {
         let retry = collect(&mut errors, retry::RetrySettings::from_env(&env));
         let lock = collect(&mut errors, lock::LockSettings::from_env(&env));
         let notify = collect(&mut errors, notify::NotifySettings::from_env(&env));
+        let providers = collect(&mut errors, providers::ProviderSettings::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (vaults, mirror_vaults, credential, retry, lock, notify) {
-            (Some(vaults), Some(mirror_vaults), Some(credential), Some(retry), Some(lock), Some(notify))
-                if errors.is_empty() =>
-            {
-                Ok(Self { vaults, mirror_vaults, credential, retry, lock, notify, ca_file })
+        match (vaults, mirror_vaults, credential, retry, lock, notify, providers) {
+            (
+                Some(vaults),
+                Some(mirror_vaults),
+                Some(credential),
+                Some(retry),
+                Some(lock),
+                Some(notify),
+                Some(providers),
+            ) if errors.is_empty() => {
+                Ok(Self { vaults, mirror_vaults, credential, retry, lock, notify, providers, ca_file })
             }
             _ => Err(ConfigErrors(errors)),
         }
