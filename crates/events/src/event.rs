@@ -5,10 +5,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-use crate::{DecodeError, KeyVaultEvent, KeyVaultEventType, tolerant};
+use crate::{DecodeError, KeyVaultEvent, KeyVaultEventType, VaultObject, tolerant};
 
 /// The event type Event Grid uses for its subscription validation handshake.
 pub const SUBSCRIPTION_VALIDATION_EVENT: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
+
+/// The event type of a keyturn test event: posted by hand (`keyturn send test-event`) to the `test-event`
+/// handler to prove the whole path works. Its `data` has the Key Vault shape (`Id`, `VaultName`, `ObjectType`,
+/// `ObjectName`, `Version`, `NBF`, `EXP`) and names the object the handler should read; Key Vault itself never
+/// sends it, so it decodes as [`Payload::Unknown`] and [`Event::test_object`] reads the object.
+pub const TEST_EVENT_TYPE: &str = "Keyturn.TestEvent";
 
 /// Which of Event Grid's two delivery schemas an event arrived in (and is written back in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,6 +195,36 @@ impl Event {
         }
     }
 
+    /// A keyturn test event ([`TEST_EVENT_TYPE`]) about `object`, from `source` (the vault's ARM id, as a
+    /// Key Vault event would carry it).
+    pub fn test_event(
+        id: &str,
+        source: &str,
+        object: VaultObject,
+        time: Option<DateTime<Utc>>,
+        schema: Schema,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            subject: object.name().to_owned(),
+            source: source.to_owned(),
+            time,
+            schema,
+            payload: Payload::Unknown(UnknownEvent { event_type: TEST_EVENT_TYPE.to_owned(), data: object.to_data() }),
+        }
+    }
+
+    /// The object a keyturn test event names: `None` for any other event type, an error when its `data` is
+    /// not of Key Vault's shape.
+    pub fn test_object(&self) -> Option<Result<VaultObject, DecodeError>> {
+        match &self.payload {
+            Payload::Unknown(u) if u.event_type.eq_ignore_ascii_case(TEST_EVENT_TYPE) => {
+                Some(VaultObject::from_data(u.data.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// The Key Vault payload, if this is a Key Vault event.
     pub fn key_vault(&self) -> Option<&KeyVaultEvent> {
         match &self.payload {
@@ -240,5 +276,36 @@ impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
         Self::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectKind;
+
+    #[test]
+    fn a_test_event_round_trips_in_both_schemas_and_names_its_object() {
+        let object = VaultObject::new("kv-one", ObjectKind::Secret, "keyturn-canary", Some("v1"), None, None).unwrap();
+        let source = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-one";
+        for schema in [Schema::EventGrid, Schema::CloudEvents] {
+            let event = Event::test_event("e-1", source, object.clone(), None, schema);
+            let decoded = Event::from_value(event.to_value()).unwrap();
+            assert_eq!(decoded, event);
+            assert_eq!(decoded.event_type(), TEST_EVENT_TYPE);
+            assert_eq!(decoded.subject, "keyturn-canary");
+            assert_eq!(decoded.test_object().unwrap().unwrap(), object);
+        }
+        let key_vault = Event::from_value(serde_json::json!({
+            "id": "e-2", "topic": source, "subject": "db", "eventType": "Microsoft.KeyVault.SecretNearExpiry",
+            "eventTime": "2026-01-01T00:00:00Z", "dataVersion": "1", "metadataVersion": "1",
+            "data": object.to_data(),
+        }))
+        .unwrap();
+        assert!(key_vault.test_object().is_none(), "only test events answer test_object");
+        let mut broken = Event::test_event("e-3", source, object, None, Schema::EventGrid).to_value();
+        broken["data"]["Id"] = "https://kv-two.vault.azure.net/secrets/keyturn-canary/v1".into();
+        let error = Event::from_value(broken).unwrap().test_object().unwrap().unwrap_err();
+        assert_eq!(error.path(), "data.VaultName", "{error}");
     }
 }

@@ -346,6 +346,29 @@ struct RawData {
 impl KeyVaultEvent {
     /// Decodes the `data` of an event whose type is already known to be `event_type`.
     pub(crate) fn decode(event_type: KeyVaultEventType, data: Value) -> Result<Self, DecodeError> {
+        let object = VaultObject::parse_data(data)?;
+        // The event type is the stronger claim, so its disagreement is reported before the Id's.
+        if object.kind != event_type.object_kind() {
+            return Err(DecodeError::new(
+                "data.ObjectType",
+                format!("'{}' does not match event type {}", object.kind, event_type),
+            ));
+        }
+        object.check_id_agrees()?;
+        Ok(Self { event_type, object })
+    }
+}
+
+impl VaultObject {
+    /// Decodes a `data` object of Key Vault's shape (tolerantly, and checked against its own `Id`).
+    pub(crate) fn from_data(data: Value) -> Result<Self, DecodeError> {
+        let object = Self::parse_data(data)?;
+        object.check_id_agrees()?;
+        Ok(object)
+    }
+
+    /// Decodes a `data` object of Key Vault's shape, before the check against its own `Id`.
+    fn parse_data(data: Value) -> Result<Self, DecodeError> {
         let Value::Object(data) = data else {
             return Err(DecodeError::new("data", format!("expected an object, found {}", tolerant::kind_of(&data))));
         };
@@ -355,12 +378,6 @@ impl KeyVaultEvent {
 
         let kind = ObjectKind::parse(&raw.object_type)
             .ok_or_else(|| DecodeError::new("data.ObjectType", format!("unknown object type '{}'", raw.object_type)))?;
-        if kind != event_type.object_kind() {
-            return Err(DecodeError::new(
-                "data.ObjectType",
-                format!("'{}' does not match event type {}", raw.object_type, event_type),
-            ));
-        }
         let id =
             Url::parse(&raw.id).map_err(|e| DecodeError::new("data.Id", format!("'{}' is not a URL: {e}", raw.id)))?;
         let object = VaultObject {
@@ -372,8 +389,7 @@ impl KeyVaultEvent {
             not_before: raw.nbf,
             expires: raw.exp,
         };
-        object.check_id_agrees()?;
-        Ok(Self { event_type, object })
+        Ok(object)
     }
 }
 

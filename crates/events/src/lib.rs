@@ -20,6 +20,6 @@ pub mod key_vault;
 mod tolerant;
 
 pub use error::DecodeError;
-pub use event::{Event, Payload, Schema, SubscriptionValidation, UnknownEvent};
+pub use event::{Event, Payload, Schema, SubscriptionValidation, TEST_EVENT_TYPE, UnknownEvent};
 pub use key_vault::{KeyVaultEvent, KeyVaultEventType, Lifecycle, ObjectKind, VaultObject};
 pub use tolerant::kind_of as json_kind;
