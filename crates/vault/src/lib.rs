@@ -9,6 +9,7 @@
 //! - [`model`]: keyturn's view of vault objects (chrono times, tags, wrapped secret values).
 //! - [`azure`]: [`AzureKeyVault`], the implementation over the SDK clients; the allow-list lives here.
 //! - [`inventory`]: [`Inventory`], read-only listing of a vault's objects and versions (paged), for surveys.
+//! - [`versions`]: [`Versions`], reading and changing one named version (not the latest) of any object.
 //! - [`credential`]: the configured credential, built and logged once.
 //! - [`http`]: the transport (extra CA roots, per-try timeout) and the bounded retry policy.
 //! - [`time`]: chrono ⇄ `time::OffsetDateTime`, the one conversion point at the SDK edge.
@@ -22,8 +23,10 @@ pub mod inventory;
 pub mod model;
 pub mod ops;
 pub mod time;
+pub mod versions;
 
 pub use azure::AzureKeyVault;
 pub use error::VaultError;
 pub use inventory::{Collection, Inventory, Listed};
 pub use ops::{KeyVault, VaultFuture};
+pub use versions::{VersionProperties, VersionUpdate, Versions};
