@@ -28,6 +28,15 @@ pub const ROTATED_FROM: &str = "KeyturnRotatedFrom";
 /// Provenance written on a new version: the id of the event that caused it.
 pub const EVENT_ID: &str = "KeyturnEventId";
 
+/// The `expired` handler's opt-in action on an expired version: `rotate` or `disable` (absent: notify only).
+pub const EXPIRED_ACTION: &str = "KeyturnExpiredAction";
+/// The `new-version` handler: the vaults a secret's new versions are copied into (comma-separated names).
+pub const MIRROR: &str = "KeyturnMirror";
+/// Written on a mirror's copy: `<vault>/<name>/<version>` of its source. A replica never replicates onward.
+pub const REPLICA_OF: &str = "KeyturnReplicaOf";
+/// Written on a canary version by the `test-event` handler: `pass <time>` or `fail:<check> <time>`.
+pub const CANARY_RESULT: &str = "KeyturnCanaryResult";
+
 /// The longest validity keyturn accepts (100 years); longer is surely a typo.
 const MAX_VALIDITY_DAYS: u32 = 36_500;
 
@@ -211,6 +220,98 @@ fn charset(value: &str) -> Result<Charset, PolicyError> {
     Ok(set)
 }
 
+/// What the `expired` handler does beyond notifying, by [`EXPIRED_ACTION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiredAction {
+    /// No tag (or `notify`): notify only.
+    Notify,
+    /// An emergency rotation through the engine (which still needs the object's rotation policy).
+    Rotate,
+    /// Disable the expired version (never any other).
+    Disable,
+}
+
+impl ExpiredAction {
+    /// Reads [`EXPIRED_ACTION`]; a value other than `notify`, `rotate` or `disable` is an error, never a
+    /// guess: nothing destructive happens without an explicit opt-in.
+    pub fn from_tags(tags: &Tags) -> Result<Self, PolicyError> {
+        match tag(tags, EXPIRED_ACTION).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("notify") => Ok(Self::Notify),
+            Some("rotate") => Ok(Self::Rotate),
+            Some("disable") => Ok(Self::Disable),
+            Some(_) => Err(PolicyError::invalid(
+                EXPIRED_ACTION,
+                tag(tags, EXPIRED_ACTION).unwrap_or_default(),
+                "one of rotate, disable, notify",
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notify => "notify",
+            Self::Rotate => "rotate",
+            Self::Disable => "disable",
+        }
+    }
+}
+
+/// The vaults [`MIRROR`] names, lowercase, without duplicates, in the order given; empty when absent.
+pub fn mirrors(tags: &Tags) -> Result<Vec<String>, PolicyError> {
+    let Some(value) = tag(tags, MIRROR) else { return Ok(Vec::new()) };
+    let mut vaults: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !config::vaults::is_object_name(name) || name.len() > 24 {
+            return Err(PolicyError::invalid(MIRROR, value, "a comma-separated list of vault names"));
+        }
+        let name = name.to_ascii_lowercase();
+        if !vaults.contains(&name) {
+            vaults.push(name);
+        }
+    }
+    Ok(vaults)
+}
+
+/// The source a replica was copied from ([`REPLICA_OF`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaOf {
+    pub vault: String,
+    pub name: String,
+    pub version: String,
+}
+
+impl ReplicaOf {
+    /// Reads [`REPLICA_OF`]; `None` when the object is not a replica. A malformed value still marks a
+    /// replica (it must not replicate onward), so it is kept whole in `name` with empty vault and version.
+    pub fn from_tags(tags: &Tags) -> Option<Self> {
+        let value = tag(tags, REPLICA_OF)?;
+        let mut parts = value.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(vault), Some(name), Some(version))
+                if !vault.is_empty() && !name.is_empty() && !version.is_empty() =>
+            {
+                Some(Self { vault: vault.to_owned(), name: name.to_owned(), version: version.to_owned() })
+            }
+            _ => Some(Self { vault: String::new(), name: value.to_owned(), version: String::new() }),
+        }
+    }
+
+    /// Whether this replica was copied from exactly `vault/name/version` (Key Vault names are case-insensitive).
+    pub fn is_copy_of(&self, vault: &str, name: &str, version: &str) -> bool {
+        // A malformed tag (empty vault) is a replica of nothing in particular: never "already copied".
+        !self.vault.is_empty()
+            && self.vault.eq_ignore_ascii_case(vault)
+            && self.name.eq_ignore_ascii_case(name)
+            && self.version.eq_ignore_ascii_case(version)
+    }
+}
+
+impl std::fmt::Display for ReplicaOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.vault, self.name, self.version)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +424,39 @@ mod tests {
         let error = policy.required_validity().unwrap_err();
         assert_eq!(error.tag, "ValidityPeriodDays");
         assert!(error.to_string().contains("is missing"));
+    }
+
+    #[test]
+    fn the_expired_action_is_opt_in_and_never_guessed() {
+        assert_eq!(ExpiredAction::from_tags(&tags(&[])).unwrap(), ExpiredAction::Notify);
+        assert_eq!(
+            ExpiredAction::from_tags(&tags(&[("keyturnexpiredaction", " Rotate ")])).unwrap(),
+            ExpiredAction::Rotate
+        );
+        assert_eq!(
+            ExpiredAction::from_tags(&tags(&[("KeyturnExpiredAction", "disable")])).unwrap(),
+            ExpiredAction::Disable
+        );
+        let error = ExpiredAction::from_tags(&tags(&[("KeyturnExpiredAction", "delete")])).unwrap_err();
+        assert_eq!(error.tag, "KeyturnExpiredAction");
+        assert!(error.to_string().contains("one of rotate, disable, notify"), "{error}");
+    }
+
+    #[test]
+    fn mirrors_are_a_checked_list_of_vault_names() {
+        assert!(mirrors(&tags(&[])).unwrap().is_empty());
+        assert_eq!(mirrors(&tags(&[("KeyturnMirror", "kv-Two, kv-three,kv-two,")])).unwrap(), ["kv-two", "kv-three"]);
+        assert_eq!(mirrors(&tags(&[("KeyturnMirror", "kv/two")])).unwrap_err().tag, "KeyturnMirror");
+    }
+
+    #[test]
+    fn a_replica_names_its_source_and_a_malformed_one_is_still_a_replica() {
+        let replica = ReplicaOf::from_tags(&tags(&[("KeyturnReplicaOf", "kv-one/db/abc123")])).unwrap();
+        assert!(replica.is_copy_of("KV-ONE", "db", "ABC123"));
+        assert!(!replica.is_copy_of("kv-one", "db", "other"));
+        assert_eq!(replica.to_string(), "kv-one/db/abc123");
+        let odd = ReplicaOf::from_tags(&tags(&[("KeyturnReplicaOf", "garbage")])).unwrap();
+        assert!(!odd.is_copy_of("", "garbage", ""));
+        assert!(ReplicaOf::from_tags(&tags(&[])).is_none());
     }
 }
