@@ -124,10 +124,11 @@ fn wait_ready(port: u16, limit: Duration) -> Instant {
             let _ = stream.set_nodelay(true);
             let head = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
             let mut answer = [0u8; 12];
-            if stream.write_all(head.as_bytes()).is_ok() && stream.read_exact(&mut answer).is_ok() {
-                if answer.starts_with(b"HTTP/1.1 200") {
-                    return Instant::now();
-                }
+            if stream.write_all(head.as_bytes()).is_ok()
+                && stream.read_exact(&mut answer).is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                return Instant::now();
             }
         }
         assert!(Instant::now() < deadline, "the handler was not ready within {limit:?}");
