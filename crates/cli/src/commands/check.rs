@@ -1,0 +1,633 @@
+//! `keyturn check`: a read-only survey of one or more vaults. For every secret, key and certificate: its
+//! current version, its expiry, its policy read by the same parser the handlers use (`rotation::policy`),
+//! and what near-expiry, expired and new-version would do with it.
+//!
+//! Only list and get-metadata calls are made (never a secret's value, never a write): Key Vault Reader is
+//! enough. Listings follow every page (`vault::Inventory`).
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use events::ObjectKind;
+use futures::StreamExt;
+use rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
+use serde_json::{Value, json};
+use vault::model::{CertificatePolicy, KeyRotationPolicy, Tags};
+use vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
+
+use crate::exit::{Failure, Status};
+use crate::output::{self, Output, Tone};
+
+/// How long before exp Key Vault sends `*NearExpiry` for secrets and certificates.
+const NEAR_EXPIRY_LEAD_DAYS: i64 = 30;
+/// Issuer providers Key Vault requests certificates from by itself (as the rotation engine decides).
+const INTEGRATED_CAS: &[&str] = &["DigiCert", "GlobalSign"];
+
+const AFTER_HELP: &str = "\
+Examples:
+  keyturn check --vault kv-prod                      # a vault of the public cloud, signed in with `az login`
+  keyturn check --vault kv-one=https://127.0.0.1:8443 # any endpoint (set KEYTURN_CA_FILE for a local CA)
+  keyturn check --json | jq '.[] | select(.nearExpiry.action == \"reject\")'
+  # against `keyturn dev`: paste its `export` lines first, then
+  keyturn check --vault kv-one
+Settings are read as the handlers read them (KEYTURN_VAULTS, KEYTURN_CREDENTIAL, KEYTURN_CA_FILE, ...;
+docs/configuration.md); KEYTURN_CREDENTIAL defaults to developer-tools (`az login`) here.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct Args {
+    /// A vault to check: a name (looked up in KEYTURN_VAULTS, else <name>.vault.azure.net), or name=url
+    /// (repeatable) [default: every vault in KEYTURN_VAULTS].
+    #[arg(long = "vault", value_name = "NAME|NAME=URL")]
+    pub vaults: Vec<String>,
+
+    /// Vault calls in flight at once (Key Vault throttles per vault).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Print one JSON object per object, in an array.
+    #[arg(long)]
+    pub json: bool,
+
+    /// A CA bundle (PEM) to trust, e.g. the local stack's [default: $KEYTURN_CA_FILE].
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// What one handler would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// rotate, renew, notify, skip, reject, disable, none.
+    pub action: &'static str,
+    pub detail: String,
+}
+
+impl Verdict {
+    fn new(action: &'static str, detail: impl Into<String>) -> Self {
+        Self { action, detail: detail.into() }
+    }
+
+    fn tone(&self) -> Option<Tone> {
+        match self.action {
+            "rotate" | "renew" | "disable" => Some(Tone::Good),
+            "notify" => Some(Tone::Warn),
+            "reject" | "error" => Some(Tone::Bad),
+            _ => Some(Tone::Dim),
+        }
+    }
+
+    fn text(&self) -> String {
+        if self.detail.is_empty() { self.action.to_owned() } else { format!("{}: {}", self.action, self.detail) }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "action": self.action, "detail": self.detail })
+    }
+}
+
+/// What is known about one object once read.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub kind: ObjectKind,
+    pub listed: Listed,
+    /// The key's own rotation policy (read only for keys that opt in, as the engine does).
+    pub key_policy: Option<KeyRotationPolicy>,
+    /// The certificate's policy, and its issuer's provider where the issuer is configured in the vault.
+    pub certificate_policy: Option<(CertificatePolicy, Option<String>)>,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub vault: String,
+    pub kind: ObjectKind,
+    pub name: String,
+    pub version: Option<String>,
+    pub enabled: bool,
+    pub expires: Option<DateTime<Utc>>,
+    pub policy: String,
+    pub near_expiry: Verdict,
+    pub expired: Verdict,
+    pub new_version: Verdict,
+}
+
+pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+    let (settings, selected) = settings(&args)?;
+    let vault = AzureKeyVault::from_settings(&settings)
+        .map_err(|error| Failure::setup(format!("cannot reach the vaults: {error}")))?;
+    let providers = rotation::Providers::standard();
+    let provider_names = providers.names();
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for name in &selected {
+        let mut listed = Vec::new();
+        for collection in Collection::ALL {
+            if !args.json {
+                output.status(&format!("listing {} in {name}", collection.as_str()));
+            }
+            match vault.list(name, collection).await {
+                // Certificates' backing keys and secrets raise no events of their own: their certificate does.
+                Ok(items) => listed.extend(items.into_iter().filter(|i| !i.managed).map(|i| (collection, i))),
+                Err(error) => {
+                    let failure = Failure::failed(format!("listing {} in {name}: {error}", collection.as_str()));
+                    return Err(match error.status() {
+                        Some(401 | 403) => failure.hint("the identity needs Key Vault Reader (list) on the vault"),
+                        None if error.is_retryable() => Failure {
+                            status: Status::Unreachable,
+                            hint: Some("is the vault URL right, and is the vault reachable from here?".to_owned()),
+                            ..failure
+                        },
+                        _ => failure,
+                    });
+                }
+            }
+        }
+        if !args.json {
+            output.status(&format!("reading {} objects in {name}", listed.len()));
+        }
+        let reads = futures::stream::iter(listed.into_iter().map(|(collection, item)| {
+            let vault = &vault;
+            async move { read_facts(vault, name, collection, item).await }
+        }))
+        .buffer_unordered(usize::from(args.concurrency));
+        let read: Vec<Result<Facts, (String, String)>> = reads.collect().await;
+        for result in read {
+            match result {
+                Ok(facts) => rows.push(row(name, &facts, &provider_names, now)),
+                Err((object, error)) => failures.push(format!("{name}/{object}: {error}")),
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.vault, kind_order(a.kind), &a.name).cmp(&(&b.vault, kind_order(b.kind), &b.name)));
+
+    if args.json {
+        output.json(&Value::Array(rows.iter().map(|r| row_json(r, now)).collect()));
+    } else {
+        print_table(output, &rows, now);
+    }
+    if failures.is_empty() {
+        Ok(Status::Ok)
+    } else {
+        Err(Failure::failed(format!("{} object(s) could not be read:\n  {}", failures.len(), failures.join("\n  "))))
+    }
+}
+
+/// The settings, as the handlers read them, with the vaults this run asks for; and the names to check.
+fn settings(args: &Args) -> Result<(config::Settings, Vec<String>), Failure> {
+    let configured = std::env::var("KEYTURN_VAULTS").unwrap_or_default();
+    let (vaults, selected) = select_vaults(&configured, &args.vaults)?;
+    let ca_file = args.ca_file.as_ref().map(|p| p.display().to_string());
+    let settings = config::Settings::from_lookup(|name| match name {
+        "KEYTURN_VAULTS" => Some(vaults.clone()),
+        "KEYTURN_CA_FILE" if ca_file.is_some() => ca_file.clone(),
+        // A person at a terminal is usually signed in with `az login`; a handler never gets this default.
+        "KEYTURN_CREDENTIAL" => {
+            Some(std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "developer-tools".into()))
+        }
+        _ => std::env::var(name).ok(),
+    })
+    .map_err(|errors| {
+        Failure::setup(format!("the settings are not valid:\n{errors}")).hint("docs/configuration.md lists them")
+    })?;
+    Ok((settings, selected))
+}
+
+/// The KEYTURN_VAULTS value to use and the vault names to check: each `--vault` name keeps its configured
+/// entry (its URL), a `name=url` replaces it, an unknown bare name is a public-cloud vault.
+pub fn select_vaults(configured: &str, requested: &[String]) -> Result<(String, Vec<String>), Failure> {
+    let entries: Vec<&str> = configured.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    let name_of = |entry: &str| -> String {
+        match entry.split_once('=') {
+            Some((name, _)) => name.trim().to_ascii_lowercase(),
+            None => entry.to_ascii_lowercase(),
+        }
+    };
+    if requested.is_empty() {
+        if entries.is_empty() {
+            return Err(Failure::setup("no vault to check").hint("pass --vault <name> (or set KEYTURN_VAULTS)"));
+        }
+        return Ok((entries.join(","), entries.iter().map(|e| name_of(e)).collect()));
+    }
+    let mut chosen: Vec<String> = Vec::new();
+    let mut names = Vec::new();
+    for request in requested {
+        let name = name_of(request);
+        let entry = if request.contains('=') {
+            request.clone()
+        } else {
+            entries.iter().find(|e| name_of(e) == name).map_or_else(|| request.clone(), |e| (*e).to_owned())
+        };
+        chosen.retain(|e| name_of(e) != name);
+        chosen.push(entry);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok((chosen.join(","), names))
+}
+
+fn kind_order(kind: ObjectKind) -> u8 {
+    match kind {
+        ObjectKind::Secret => 0,
+        ObjectKind::Key => 1,
+        ObjectKind::Certificate => 2,
+        ObjectKind::Vault => 3,
+    }
+}
+
+/// Reads what the handlers would read about one listed object (metadata only), mirroring the engine's
+/// order: the native policies are read only for objects that opt in.
+async fn read_facts(
+    vault: &AzureKeyVault,
+    name: &str,
+    collection: Collection,
+    item: Listed,
+) -> Result<Facts, (String, String)> {
+    let fail = |error: vault::VaultError| (item.name.clone(), error.to_string());
+    let kind = match collection {
+        Collection::Secrets => ObjectKind::Secret,
+        Collection::Keys => ObjectKind::Key,
+        Collection::Certificates => ObjectKind::Certificate,
+    };
+    let versions = vault.versions(name, collection, &item.name).await.map_err(fail)?;
+    let mut listed = item.clone();
+    if let Some(current) = vault::inventory::current(&versions) {
+        listed = Listed { name: item.name.clone(), ..current.clone() };
+    }
+    let opted_in = matches!(Policy::from_tags(kind, &listed.tags).map(|p| p.rotation), Ok(Rotation::Enabled));
+    let mut facts = Facts { kind, listed, key_policy: None, certificate_policy: None };
+    if opted_in && kind == ObjectKind::Key {
+        facts.key_policy = Some(vault.key_rotation_policy(name, &item.name).await.map_err(fail)?);
+    }
+    if opted_in && kind == ObjectKind::Certificate {
+        let policy = vault.certificate_policy(name, &item.name).await.map_err(fail)?;
+        let issuer = policy.issuer.clone().unwrap_or_default();
+        let provider = if policy.auto_renew
+            || issuer.is_empty()
+            || ["self", "unknown"].contains(&issuer.to_ascii_lowercase().as_str())
+        {
+            None
+        } else {
+            vault.issuer_provider(name, &issuer).await.map_err(fail)?
+        };
+        facts.certificate_policy = Some((policy, provider));
+    }
+    Ok(facts)
+}
+
+/// The report row for `facts`: pure, so every decision is unit-tested.
+pub fn row(vault: &str, facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Row {
+    let tags = &facts.listed.tags;
+    let parsed = Policy::from_tags(facts.kind, tags);
+    Row {
+        vault: vault.to_owned(),
+        kind: facts.kind,
+        name: facts.listed.name.clone(),
+        version: facts.listed.version.clone(),
+        enabled: facts.listed.enabled,
+        expires: facts.listed.expires,
+        policy: describe_policy(&parsed),
+        near_expiry: near_expiry(facts, &parsed, providers, now),
+        expired: expired(facts, &parsed),
+        new_version: new_version(facts.kind, tags),
+    }
+}
+
+fn describe_policy(parsed: &Result<Policy, policy::PolicyError>) -> String {
+    match parsed {
+        Err(error) => format!("invalid ({error})"),
+        Ok(policy) => match &policy.rotation {
+            Rotation::NotOptedIn => "none".to_owned(),
+            Rotation::Enabled => "rotation enabled".to_owned(),
+            Rotation::Provider(provider) => {
+                let mut text = format!("{provider}, {}", describe_format(policy.format));
+                if let Some(validity) = policy.validity {
+                    text.push_str(&format!(", {} days", validity.num_days()));
+                }
+                text
+            }
+        },
+    }
+}
+
+fn describe_format(format: ValueFormat) -> String {
+    match format {
+        ValueFormat::Password { length, .. } => format!("password({length})"),
+        ValueFormat::Alphanumeric { length } => format!("alphanumeric({length})"),
+        ValueFormat::Base64 { bytes } => format!("base64({bytes} bytes)"),
+        ValueFormat::Base64Url { bytes } => format!("base64url({bytes} bytes)"),
+        ValueFormat::Hex { bytes } => format!("hex({bytes} bytes)"),
+    }
+}
+
+/// What near-expiry would do, decided as the rotation engine decides.
+fn near_expiry(
+    facts: &Facts,
+    parsed: &Result<Policy, policy::PolicyError>,
+    providers: &[&str],
+    now: DateTime<Utc>,
+) -> Verdict {
+    let fires = match (facts.kind, facts.listed.expires) {
+        // A key's NearExpiry follows its rotation policy's Notify action, so an expiry is enough to list it.
+        (_, Some(_)) => true,
+        (_, None) => false,
+    };
+    if !fires {
+        return Verdict::new("none", "no expiry, so no NearExpiry event");
+    }
+    let due = facts.listed.expires.is_some_and(|exp| exp - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now);
+    let when = if due { " (due now)" } else { "" };
+    let policy = match parsed {
+        Err(error) => return Verdict::new("reject", format!("{error}{when}")),
+        Ok(policy) => policy,
+    };
+    match (&policy.rotation, facts.kind) {
+        (Rotation::NotOptedIn, _) => {
+            Verdict::new("notify", format!("manual rotation due, no {} tag{when}", policy::ROTATION))
+        }
+        (Rotation::Provider(provider), ObjectKind::Secret) => {
+            if !providers.contains(&provider.as_str()) {
+                return Verdict::new(
+                    "reject",
+                    format!("provider '{provider}' unknown; expected one of {}{when}", providers.join(", ")),
+                );
+            }
+            match policy.required_validity() {
+                Err(error) => Verdict::new("reject", format!("{error}{when}")),
+                Ok(validity) => Verdict::new(
+                    "rotate",
+                    format!("new {provider} value, expires {} days later{when}", validity.num_days()),
+                ),
+            }
+        }
+        (_, ObjectKind::Key) => match &facts.key_policy {
+            Some(native) if native.rotates => Verdict::new(
+                "skip",
+                format!(
+                    "Key Vault's rotation policy rotates it ({})",
+                    native.trigger.as_deref().unwrap_or("no trigger")
+                ),
+            ),
+            _ => Verdict::new("rotate", format!("Key Vault rotate operation{when}")),
+        },
+        (_, ObjectKind::Certificate) => match &facts.certificate_policy {
+            Some((cert, _)) if cert.auto_renew => Verdict::new("skip", "its policy has an AutoRenew action"),
+            Some((cert, provider)) => {
+                let issuer = cert.issuer.clone().unwrap_or_else(|| "Unknown".to_owned());
+                let integrated =
+                    provider.as_deref().is_some_and(|p| INTEGRATED_CAS.iter().any(|ca| ca.eq_ignore_ascii_case(p)));
+                if issuer.eq_ignore_ascii_case("Self") || integrated {
+                    Verdict::new("renew", format!("new version through its policy (issuer {issuer}){when}"))
+                } else {
+                    Verdict::new("notify", format!("manual renewal: issuer '{issuer}' cannot issue by itself{when}"))
+                }
+            }
+            None => Verdict::new("renew", format!("through its policy{when}")),
+        },
+        (_, kind) => Verdict::new("reject", format!("nothing to rotate for a {kind}")),
+    }
+}
+
+/// What expired would do: notify, or the opt-in action of `KeyturnExpiredAction` (when the deployment
+/// enables expired actions).
+fn expired(facts: &Facts, parsed: &Result<Policy, policy::PolicyError>) -> Verdict {
+    if facts.listed.expires.is_none() {
+        return Verdict::new("none", "no expiry, so no Expired event");
+    }
+    match ExpiredAction::from_tags(&facts.listed.tags) {
+        Err(error) => Verdict::new("reject", error.to_string()),
+        Ok(ExpiredAction::Notify) => Verdict::new("notify", "high severity"),
+        Ok(ExpiredAction::Disable) => Verdict::new("disable", "the expired version, if actions are enabled"),
+        Ok(ExpiredAction::Rotate) => match parsed {
+            Ok(policy) if policy.rotation != Rotation::NotOptedIn => {
+                Verdict::new("rotate", "emergency rotation, if actions are enabled")
+            }
+            _ => Verdict::new("reject", format!("{} rotate needs a {} tag", policy::EXPIRED_ACTION, policy::ROTATION)),
+        },
+    }
+}
+
+/// What new-version would do: notify, and replicate secrets to the vaults `KeyturnMirror` names.
+fn new_version(kind: ObjectKind, tags: &Tags) -> Verdict {
+    if let Some(source) = ReplicaOf::from_tags(tags) {
+        return Verdict::new("notify", format!("a replica of {source}: not replicated onward"));
+    }
+    match policy::mirrors(tags) {
+        Err(error) => Verdict::new("reject", error.to_string()),
+        Ok(mirrors) if mirrors.is_empty() || kind != ObjectKind::Secret => Verdict::new("notify", ""),
+        Ok(mirrors) => Verdict::new("notify", format!("and replicate to {}", mirrors.join(", "))),
+    }
+}
+
+/// "in 29 days", "expired 3 days ago", "never".
+pub fn relative(expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    let Some(expires) = expires else { return "never".to_owned() };
+    let delta = expires - now;
+    let span = |d: chrono::Duration| {
+        let (n, unit) = if d.num_days().abs() >= 1 {
+            (d.num_days().abs(), "day")
+        } else if d.num_hours().abs() >= 1 {
+            (d.num_hours().abs(), "hour")
+        } else {
+            (d.num_minutes().abs(), "minute")
+        };
+        format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+    };
+    if delta >= chrono::Duration::zero() {
+        format!("in {}", span(delta))
+    } else {
+        format!("expired {} ago", span(delta))
+    }
+}
+
+fn short(version: Option<&str>) -> String {
+    version.map_or_else(|| "-".to_owned(), |v| v.chars().take(8).collect())
+}
+
+fn row_json(row: &Row, now: DateTime<Utc>) -> Value {
+    json!({
+        "vault": row.vault,
+        "kind": row.kind.as_str(),
+        "name": row.name,
+        "version": row.version,
+        "enabled": row.enabled,
+        "expires": row.expires.map(|e| e.to_rfc3339()),
+        "expiresIn": relative(row.expires, now),
+        "policy": row.policy,
+        "nearExpiry": row.near_expiry.to_json(),
+        "expired": row.expired.to_json(),
+        "newVersion": row.new_version.to_json(),
+    })
+}
+
+fn print_table(output: &Output, rows: &[Row], now: DateTime<Utc>) {
+    let cells: Vec<Vec<(String, Option<Tone>)>> = rows
+        .iter()
+        .map(|r| {
+            let expiry_tone = match r.expires {
+                Some(e) if e <= now => Some(Tone::Bad),
+                Some(e) if e - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now => Some(Tone::Warn),
+                _ => None,
+            };
+            vec![
+                (r.vault.clone(), None),
+                (r.kind.as_str().to_ascii_lowercase(), None),
+                (r.name.clone(), Some(Tone::Strong)),
+                (short(r.version.as_deref()), Some(Tone::Dim)),
+                (
+                    if r.enabled {
+                        relative(r.expires, now)
+                    } else {
+                        format!("{} (disabled)", relative(r.expires, now))
+                    },
+                    expiry_tone,
+                ),
+                (r.policy.clone(), None),
+                (r.near_expiry.text(), r.near_expiry.tone()),
+                (r.expired.text(), r.expired.tone()),
+                (r.new_version.text(), r.new_version.tone()),
+            ]
+        })
+        .collect();
+    output.line(&output::table(
+        output,
+        &["VAULT", "KIND", "NAME", "VERSION", "EXPIRES", "POLICY", "NEAR-EXPIRY", "EXPIRED", "NEW-VERSION"],
+        &cells,
+    ));
+    let soon = rows
+        .iter()
+        .filter(|r| r.expires.is_some_and(|e| e > now && e - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now))
+        .count();
+    let gone = rows.iter().filter(|r| r.expires.is_some_and(|e| e <= now)).count();
+    let rejected = rows.iter().filter(|r| r.near_expiry.action == "reject" || r.expired.action == "reject").count();
+    output.line(&format!(
+        "\n{} objects: {soon} expire within {NEAR_EXPIRY_LEAD_DAYS} days, {gone} expired, {rejected} with a policy problem",
+        rows.len()
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).unwrap()
+    }
+
+    fn facts(kind: ObjectKind, tags: &[(&str, &str)], expires_in_days: Option<i64>) -> Facts {
+        Facts {
+            kind,
+            listed: Listed {
+                name: "obj".into(),
+                version: Some("0123456789abcdef".into()),
+                enabled: true,
+                created: None,
+                not_before: None,
+                expires: expires_in_days.map(|d| now() + chrono::Duration::days(d)),
+                tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                managed: false,
+            },
+            key_policy: None,
+            certificate_policy: None,
+        }
+    }
+
+    fn decide(f: &Facts) -> Row {
+        row("kv-one", f, &["generated"], now())
+    }
+
+    #[test]
+    fn secrets_are_judged_as_the_engine_judges_them() {
+        let rotating = decide(&facts(
+            ObjectKind::Secret,
+            &[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60"), ("KeyturnFormat", "hex")],
+            Some(10),
+        ));
+        assert_eq!(rotating.policy, "generated, hex(32 bytes), 60 days");
+        assert_eq!(rotating.near_expiry.action, "rotate");
+        assert!(rotating.near_expiry.detail.contains("60 days later (due now)"), "{:?}", rotating.near_expiry);
+
+        let no_validity = decide(&facts(ObjectKind::Secret, &[("KeyturnRotation", "generated")], Some(40)));
+        assert_eq!(no_validity.near_expiry.action, "reject");
+        assert!(no_validity.near_expiry.detail.contains("ValidityPeriodDays"));
+
+        let unknown = decide(&facts(
+            ObjectKind::Secret,
+            &[("KeyturnRotation", "vaultwarden"), ("ValidityPeriodDays", "5")],
+            Some(5),
+        ));
+        assert_eq!(unknown.near_expiry.action, "reject");
+        assert!(unknown.near_expiry.detail.contains("'vaultwarden' unknown"));
+
+        let plain = decide(&facts(ObjectKind::Secret, &[], Some(5)));
+        assert_eq!((plain.policy.as_str(), plain.near_expiry.action), ("none", "notify"));
+        assert_eq!(plain.expired.action, "notify");
+
+        let never = decide(&facts(ObjectKind::Secret, &[("KeyturnRotation", "generated")], None));
+        assert_eq!((never.near_expiry.action, never.expired.action), ("none", "none"));
+
+        let broken = decide(&facts(ObjectKind::Secret, &[("ValidityPeriodDays", "soon")], Some(5)));
+        assert!(broken.policy.starts_with("invalid (tag ValidityPeriodDays"), "{}", broken.policy);
+        assert_eq!(broken.near_expiry.action, "reject");
+    }
+
+    #[test]
+    fn keys_and_certificates_defer_to_key_vaults_own_policies() {
+        let mut key = facts(ObjectKind::Key, &[("KeyturnRotation", "enabled")], Some(20));
+        assert_eq!(decide(&key).near_expiry.action, "rotate");
+        key.key_policy = Some(KeyRotationPolicy { rotates: true, trigger: Some("timeBeforeExpiry P30D".into()) });
+        let native = decide(&key);
+        assert_eq!(native.near_expiry.action, "skip");
+        assert!(native.near_expiry.detail.contains("P30D"));
+
+        let mut cert = facts(ObjectKind::Certificate, &[("KeyturnRotation", "enabled")], Some(20));
+        cert.certificate_policy = Some((CertificatePolicy { issuer: Some("Self".into()), auto_renew: false }, None));
+        assert_eq!(decide(&cert).near_expiry.action, "renew");
+        cert.certificate_policy = Some((CertificatePolicy { issuer: Some("Unknown".into()), auto_renew: false }, None));
+        assert_eq!(decide(&cert).near_expiry.action, "notify");
+        cert.certificate_policy =
+            Some((CertificatePolicy { issuer: Some("corp-ca".into()), auto_renew: false }, Some("DigiCert".into())));
+        assert_eq!(decide(&cert).near_expiry.action, "renew");
+        cert.certificate_policy = Some((CertificatePolicy { issuer: Some("Self".into()), auto_renew: true }, None));
+        assert_eq!(decide(&cert).near_expiry.action, "skip");
+    }
+
+    #[test]
+    fn expired_and_new_version_follow_their_tags() {
+        let disable = decide(&facts(ObjectKind::Secret, &[("KeyturnExpiredAction", "disable")], Some(-1)));
+        assert_eq!(disable.expired.action, "disable");
+        let rotate_without_policy = decide(&facts(ObjectKind::Secret, &[("KeyturnExpiredAction", "rotate")], Some(-1)));
+        assert_eq!(rotate_without_policy.expired.action, "reject");
+        let mirrored = decide(&facts(ObjectKind::Secret, &[("KeyturnMirror", "kv-dr, kv-eu")], None));
+        assert_eq!(mirrored.new_version.text(), "notify: and replicate to kv-dr, kv-eu");
+        let replica = decide(&facts(
+            ObjectKind::Secret,
+            &[("KeyturnReplicaOf", "kv-one/db/v1"), ("KeyturnMirror", "kv-dr")],
+            None,
+        ));
+        assert!(replica.new_version.detail.contains("not replicated onward"));
+    }
+
+    #[test]
+    fn vaults_keep_their_configured_urls_unless_given_one() {
+        let configured = "kv-one=https://127.0.0.1:1,kv-two=https://127.0.0.1:2";
+        let (vaults, names) = select_vaults(configured, &[]).unwrap();
+        assert_eq!((vaults.as_str(), names), (configured, vec!["kv-one".to_owned(), "kv-two".to_owned()]));
+        let (vaults, names) = select_vaults(configured, &["kv-two".into(), "kv-prod".into()]).unwrap();
+        assert_eq!(vaults, "kv-two=https://127.0.0.1:2,kv-prod");
+        assert_eq!(names, ["kv-two", "kv-prod"]);
+        let (vaults, _) = select_vaults(configured, &["kv-one=https://10.0.0.1".into()]).unwrap();
+        assert_eq!(vaults, "kv-one=https://10.0.0.1");
+        assert_eq!(select_vaults("", &[]).unwrap_err().status, Status::Setup);
+    }
+
+    #[test]
+    fn expiry_reads_as_a_person_would_say_it() {
+        assert_eq!(relative(Some(now() + chrono::Duration::days(29)), now()), "in 29 days");
+        assert_eq!(relative(Some(now() - chrono::Duration::days(3)), now()), "expired 3 days ago");
+        assert_eq!(relative(Some(now() + chrono::Duration::hours(1)), now()), "in 1 hour");
+        assert_eq!(relative(None, now()), "never");
+        assert_eq!(short(Some("0123456789abcdef")), "01234567");
+    }
+}

@@ -1,0 +1,247 @@
+//! `keyturn dev`: the local stack (Key Vault emulator, identity endpoint, Event Grid, management API) with
+//! each built handler behind a Functions host stand-in and subscribed as its infra counterpart is, left
+//! running until Ctrl-C or SIGTERM. It prints what a real `func start` or a handler needs to use it, and
+//! writes a state file for `keyturn send --to dev`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use local::eventgrid::{EndpointKind, EventGridOptions, Subscription};
+use local::functions_host::{FunctionApp, FunctionsHost};
+use local::keyvault::KeyVaultEmulator;
+use local::stack::LocalStack;
+use serde_json::json;
+
+use crate::dev_state::{self, DevState};
+use crate::exit::{Failure, Status};
+use crate::handlers::{self, BinaryOverride, Canary, HANDLERS, Handler};
+use crate::output::{Output, Tone};
+
+const AFTER_HELP: &str = "\
+Examples:
+  keyturn dev                                  # vault kv-one, every handler built in target/debug
+  keyturn dev --vault kv-one --vault kv-two --release
+  keyturn dev --handler near-expiry            # only that handler
+  keyturn dev --binary test-event=./probe      # run another executable as a handler
+Then, in another terminal:
+  keyturn send near-expiry --vault kv-one --secret db-password --to dev
+  curl -s <management URL>/clock/advance -d '{\"days\": 30}'";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct Args {
+    /// Vaults to serve (repeatable).
+    #[arg(long = "vault", value_name = "NAME", default_value = "kv-one")]
+    pub vaults: Vec<String>,
+
+    /// Handlers to run [default: every one that is built].
+    #[arg(long = "handler", value_name = "HANDLER", value_parser = handlers::parse_name)]
+    pub handlers: Vec<&'static Handler>,
+
+    /// Run this executable as that handler (repeatable).
+    #[arg(long, value_name = "HANDLER=PATH")]
+    pub binary: Vec<BinaryOverride>,
+
+    /// Take the handlers from target/release instead of target/debug.
+    #[arg(long)]
+    pub release: bool,
+
+    /// Cargo's target directory [default: $CARGO_TARGET_DIR, else <repo>/target].
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+
+    /// The repository (host.json, function-definitions/) [default: found from the working directory].
+    #[arg(long, value_name = "DIR")]
+    pub app_root: Option<PathBuf>,
+
+    /// Where to write the state file `keyturn send --to dev` reads [default: <temp dir>/keyturn-dev.json].
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+
+    /// The name of the canary secret, whose new versions go to test-event only.
+    #[arg(long, value_name = "NAME", default_value = handlers::DEFAULT_CANARY_SECRET)]
+    pub canary_secret: String,
+}
+
+/// A handler running behind its stand-in.
+struct Running {
+    handler: &'static Handler,
+    host: FunctionsHost,
+}
+
+pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+    let root = handlers::app_root(args.app_root.as_deref())?;
+    let target_dir = handlers::target_dir(args.target_dir.as_deref(), &root);
+    let profile = if args.release { "release" } else { "debug" };
+    let app = FunctionApp::load(&root).map_err(|error| Failure::setup(format!("the function app: {error}")))?;
+
+    // Decide the handlers before starting anything, so a wrong --handler costs nothing.
+    let wanted: Vec<&'static Handler> =
+        if args.handlers.is_empty() { HANDLERS.iter().collect() } else { args.handlers.clone() };
+    let mut plan = Vec::new();
+    for handler in wanted {
+        let overridden = args.binary.iter().rev().find(|o| o.handler.name == handler.name).map(|o| o.path.clone());
+        let binary = overridden.clone().unwrap_or_else(|| handlers::built_binary(&target_dir, None, profile, handler));
+        if binary.is_file() {
+            plan.push((handler, binary));
+        } else if overridden.is_some() || !args.handlers.is_empty() {
+            // Asked for by name: its absence is an error, not a skip.
+            return Err(Failure::setup(format!("{} is not there", binary.display()))
+                .hint(format!("run `{}`", handlers::build_command(&[handler], profile, None))));
+        } else {
+            output.warn(&format!(
+                "{} not built ({}): skipped; `{}` adds it",
+                handler.name,
+                binary.display(),
+                handlers::build_command(&[handler], profile, None)
+            ));
+        }
+    }
+
+    output.status("starting the local stack (Key Vault, identity, Event Grid)");
+    let mut vaults = KeyVaultEmulator::builder();
+    for vault in &args.vaults {
+        vaults = vaults.vault(vault.clone());
+    }
+    let stack = LocalStack::start(vaults, EventGridOptions::default())
+        .await
+        .map_err(|error| Failure::setup(format!("the local stack did not start: {error}")))?;
+
+    let mut running = Vec::new();
+    for (handler, binary) in plan {
+        output.status(&format!("starting {} ({})", handler.name, binary.display()));
+        match start_handler(&stack, &app, handler, &binary, &args.canary_secret).await {
+            Ok(host) => running.push(Running { handler, host }),
+            Err(failure) => {
+                stop(running, stack).await;
+                return Err(failure);
+            }
+        }
+    }
+
+    let state = DevState {
+        pid: std::process::id(),
+        management_url: stack.management_url(),
+        vaults: stack
+            .emulator()
+            .vault_names()
+            .filter_map(|name| stack.emulator().vault_url(name).map(|url| (name.to_owned(), url.to_owned())))
+            .collect(),
+        ca_file: stack.emulator().ca_pem_path().display().to_string(),
+        identity_endpoint: stack.emulator().identity_env().endpoint,
+        functions: running.iter().map(|r| (r.handler.name.to_owned(), r.host.url())).collect(),
+    };
+    let state_path = args.state_file.clone().unwrap_or_else(dev_state::default_path);
+    if let Err(failure) = state.write(&state_path) {
+        stop(running, stack).await;
+        return Err(failure);
+    }
+    print_banner(output, &stack, &running, &state, &state_path);
+
+    let stopped_by = wait_for_stop().await;
+    output.status(&format!("{stopped_by}: stopping"));
+    DevState::remove_if_ours(&state_path, state.pid);
+    stop(running, stack).await;
+    output.status("stopped");
+    Ok(Status::Ok)
+}
+
+async fn start_handler(
+    stack: &LocalStack,
+    app: &FunctionApp,
+    handler: &'static Handler,
+    binary: &std::path::Path,
+    canary: &str,
+) -> Result<FunctionsHost, Failure> {
+    let mut settings = stack.handler_env();
+    settings.push(("KEYTURN_CANARY_SECRET".to_owned(), canary.to_owned()));
+    let host = FunctionsHost::builder(app.clone())
+        .executable(binary)
+        .only([handler.name])
+        .app_settings(settings)
+        .start()
+        .await
+        .map_err(|error| Failure::failed(format!("{} did not start: {error}", handler.name)))?;
+    let endpoint = url::Url::parse(&host.webhook_url(handler.name))
+        .map_err(|error| Failure::failed(format!("the stand-in's webhook URL: {error}")))?;
+    let mut subscription = Subscription::new(handler.name, endpoint, EndpointKind::AzureFunction)
+        .event_types(handler.event_types.iter().copied());
+    // The emulator has no StringIn/StringNotIn filters: begins-with plus ends-with the canary's name stands in
+    // for `StringIn subject [canary]`; the other handlers see the canary too (docs/cli.md says so).
+    if handler.canary == Canary::Only {
+        subscription = subscription.subject_begins_with(canary).subject_ends_with(canary);
+    }
+    stack
+        .grid()
+        .subscribe(subscription)
+        .await
+        .map_err(|error| Failure::failed(format!("subscribing {} in Event Grid: {error}", handler.name)))?;
+    Ok(host)
+}
+
+async fn stop(running: Vec<Running>, stack: LocalStack) {
+    for r in running {
+        r.host.shutdown().await;
+    }
+    stack.shutdown().await;
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM and says which.
+async fn wait_for_stop() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = terminate.recv() => "terminated",
+        },
+        // Without a SIGTERM handler, Ctrl-C still works.
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupted"
+        }
+    }
+}
+
+fn print_banner(
+    output: &Output,
+    stack: &LocalStack,
+    running: &[Running],
+    state: &DevState,
+    state_path: &std::path::Path,
+) {
+    let heading = |text: &str| output.paint(Tone::Strong, text);
+    let mut lines = vec![heading("keyturn dev: the local stack is running"), String::new()];
+    for (name, url) in &state.vaults {
+        lines.push(format!("  vault {name:<12} {url}"));
+    }
+    lines.push(format!("  CA certificate     {}", state.ca_file));
+    lines.push(format!("  identity endpoint  {}", state.identity_endpoint));
+    lines.push(format!("  management API     {}", state.management_url));
+    lines.push(format!("  state file         {}", state_path.display()));
+    lines.push(String::new());
+    if running.is_empty() {
+        lines.push("  no handler running (none built): build them with `cargo build --workspace`".to_owned());
+    }
+    for r in running {
+        let pid = r.host.worker_pid().map(|pid| format!("pid {pid}")).unwrap_or_else(|| "not running".to_owned());
+        lines.push(format!("  handler {:<12} {}  ({pid})", r.handler.name, r.host.webhook_url(r.handler.name)));
+    }
+
+    let mut values: BTreeMap<String, String> = BTreeMap::from([
+        ("FUNCTIONS_WORKER_RUNTIME".to_owned(), "custom".to_owned()),
+        ("AzureWebJobsStorage".to_owned(), "UseDevelopmentStorage=true".to_owned()),
+    ]);
+    values.extend(stack.handler_env());
+    let settings = json!({ "IsEncrypted": false, "Values": values });
+    lines.push(String::new());
+    lines.push(heading("local.settings.json for `func start` (or a handler run by hand):"));
+    lines.push(serde_json::to_string_pretty(&settings).unwrap_or_default());
+    lines.push(String::new());
+    lines.push(heading("or in a shell:"));
+    for (name, value) in stack.handler_env() {
+        lines.push(format!("export {name}='{}'", value.replace('\'', r"'\''")));
+    }
+    lines.push(String::new());
+    lines.push(output.paint(Tone::Dim, "Ctrl-C stops the stack."));
+    output.line(&lines.join("\n"));
+}

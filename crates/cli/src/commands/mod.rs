@@ -1,0 +1,6 @@
+//! One module per command; each has `Args` (clap) and `run`.
+
+pub mod check;
+pub mod dev;
+pub mod package;
+pub mod send;

@@ -1,0 +1,396 @@
+//! `keyturn package`: `dist/<handler>/` (host.json, the executable as `handler`, `<handler>/function.json`)
+//! and `dist/<handler>.zip`, validated against the custom-handler layout
+//! (../shared/reference/functions-custom-handler.md, "Packaging") and ready for zip deploy or `func start`.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use zip::write::SimpleFileOptions;
+
+use crate::exit::{Failure, Status};
+use crate::handlers::{self, BinaryOverride, HANDLERS, Handler};
+use crate::output::{self, Output, Tone};
+
+/// The executable's name inside a package (host.json's `defaultExecutablePath`).
+pub const EXECUTABLE: &str = "handler";
+
+const AFTER_HELP: &str = "\
+Examples:
+  keyturn package                                # every handler, from target/release
+  keyturn package near-expiry expired --build    # cargo build --release first, then package those two
+  keyturn package --build --target x86_64-unknown-linux-musl   # static binaries, as Microsoft suggests
+  keyturn package test-event --binary test-event=./my-build --out /tmp/pkg
+Then: `cd dist/near-expiry && func start`, or zip deploy dist/near-expiry.zip.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct Args {
+    /// Handlers to package [default: all four].
+    #[arg(value_name = "HANDLER", value_parser = handlers::parse_name)]
+    pub handlers: Vec<&'static Handler>,
+
+    /// Where the folders and zips go.
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub out: PathBuf,
+
+    /// Run `cargo build --release -p <handler>...` first.
+    #[arg(long)]
+    pub build: bool,
+
+    /// Build for this target triple and take the binaries from target/<triple>/release.
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+
+    /// Cargo's target directory [default: $CARGO_TARGET_DIR, else <repo>/target].
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+
+    /// Package this executable as that handler instead of the built one (repeatable).
+    #[arg(long, value_name = "HANDLER=PATH")]
+    pub binary: Vec<BinaryOverride>,
+
+    /// The repository (host.json, function-definitions/) [default: found from the working directory].
+    #[arg(long, value_name = "DIR")]
+    pub app_root: Option<PathBuf>,
+
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one package holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packaged {
+    pub handler: &'static str,
+    pub folder: PathBuf,
+    pub zip: PathBuf,
+    pub executable_bytes: u64,
+    pub folder_bytes: u64,
+    pub zip_bytes: u64,
+}
+
+pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+    let root = handlers::app_root(args.app_root.as_deref())?;
+    let target_dir = handlers::target_dir(args.target_dir.as_deref(), &root);
+    let selected: Vec<&'static Handler> =
+        if args.handlers.is_empty() { HANDLERS.iter().collect() } else { args.handlers.clone() };
+    let binary_of = |handler: &Handler| {
+        args.binary
+            .iter()
+            .rev()
+            .find(|o| o.handler.name == handler.name)
+            .map(|o| o.path.clone())
+            .unwrap_or_else(|| handlers::built_binary(&target_dir, args.target.as_deref(), "release", handler))
+    };
+
+    let to_build: Vec<&Handler> =
+        selected.iter().copied().filter(|h| !args.binary.iter().any(|o| o.handler.name == h.name)).collect();
+    if args.build && !to_build.is_empty() {
+        let command = handlers::build_command(&to_build, "release", args.target.as_deref());
+        output.status(&format!("building: {command}"));
+        cargo_build(&root, &args, &to_build).await?;
+    }
+
+    let missing: Vec<&Handler> = selected.iter().copied().filter(|h| !binary_of(h).is_file()).collect();
+    if !missing.is_empty() {
+        let paths: Vec<String> = missing.iter().map(|h| binary_of(h).display().to_string()).collect();
+        return Err(Failure::setup(format!("not built: {}", paths.join(", "))).hint(format!(
+            "run `{}` (or pass --build)",
+            handlers::build_command(&missing, "release", args.target.as_deref())
+        )));
+    }
+
+    let out = if args.out.is_absolute() { args.out.clone() } else { root.join(&args.out) };
+    let mut packaged = Vec::new();
+    for handler in selected {
+        output.status(&format!("packaging {}", handler.name));
+        packaged.push(package(&root, &out, handler, &binary_of(handler))?);
+    }
+
+    if args.json {
+        output.json(&Value::Array(
+            packaged
+                .iter()
+                .map(|p| {
+                    json!({
+                        "handler": p.handler,
+                        "folder": p.folder.display().to_string(),
+                        "zip": p.zip.display().to_string(),
+                        "executableBytes": p.executable_bytes,
+                        "folderBytes": p.folder_bytes,
+                        "zipBytes": p.zip_bytes,
+                    })
+                })
+                .collect(),
+        ));
+    } else {
+        let rows: Vec<Vec<(String, Option<Tone>)>> = packaged
+            .iter()
+            .map(|p| {
+                vec![
+                    (p.handler.to_owned(), Some(Tone::Strong)),
+                    (output::size(p.executable_bytes), None),
+                    (output::size(p.zip_bytes), None),
+                    (display_relative(&p.zip, &root), Some(Tone::Dim)),
+                ]
+            })
+            .collect();
+        output.line(&output::table(output, &["HANDLER", "EXECUTABLE", "ZIP", "PACKAGE"], &rows));
+    }
+    Ok(Status::Ok)
+}
+
+fn display_relative(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
+}
+
+async fn cargo_build(root: &Path, args: &Args, handlers: &[&Handler]) -> Result<(), Failure> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = tokio::process::Command::new(cargo);
+    command.current_dir(root).arg("build").arg("--release");
+    if let Some(triple) = &args.target {
+        command.args(["--target", triple]);
+    }
+    if let Some(dir) = &args.target_dir {
+        command.arg("--target-dir").arg(dir);
+    }
+    for handler in handlers {
+        command.args(["-p", handler.name]);
+    }
+    // cargo's own progress goes straight to the terminal; killed with keyturn.
+    let status = command.kill_on_drop(true).status().await.map_err(|error| {
+        Failure::setup(format!("cannot run cargo: {error}"))
+            .hint("install Rust (rustup.rs) or build the handlers yourself")
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::failed(format!("cargo build failed ({status})")).hint("its errors are printed above"))
+    }
+}
+
+/// Writes `<out>/<handler>/` and `<out>/<handler>.zip` from the repository at `root` and `executable`,
+/// then validates the folder.
+pub fn package(root: &Path, out: &Path, handler: &Handler, executable: &Path) -> Result<Packaged, Failure> {
+    let io =
+        |what: &str, path: &Path, error: std::io::Error| Failure::failed(format!("{what} {}: {error}", path.display()));
+    let folder = out.join(handler.name);
+    // A fresh folder: a file left from an earlier package must not ship in this one.
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder).map_err(|e| io("cannot clear", &folder, e))?;
+    }
+    let function_dir = folder.join(handler.name);
+    std::fs::create_dir_all(&function_dir).map_err(|e| io("cannot create", &function_dir, e))?;
+
+    let host_json = root.join("host.json");
+    std::fs::copy(&host_json, folder.join("host.json")).map_err(|e| io("cannot copy", &host_json, e))?;
+    let definition = root.join(local::functions_host::DEFINITIONS_DIR).join(handler.name).join("function.json");
+    std::fs::copy(&definition, function_dir.join("function.json")).map_err(|e| io("cannot copy", &definition, e))?;
+    let target = folder.join(EXECUTABLE);
+    std::fs::copy(executable, &target).map_err(|e| io("cannot copy", executable, e))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| io("cannot make executable", &target, e))?;
+
+    let problems = validate(&folder, handler.name);
+    if !problems.is_empty() {
+        return Err(Failure::failed(format!(
+            "{} does not have the custom-handler layout:\n  - {}",
+            folder.display(),
+            problems.join("\n  - ")
+        ))
+        .hint("see ../shared/reference/functions-custom-handler.md, \"Packaging\""));
+    }
+
+    let zip_path = out.join(format!("{}.zip", handler.name));
+    write_zip(&folder, handler.name, &zip_path)?;
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).map_err(|e| io("cannot stat", path, e));
+    let folder_bytes = size(&folder.join("host.json"))? + size(&target)? + size(&function_dir.join("function.json"))?;
+    Ok(Packaged {
+        handler: handler.name,
+        executable_bytes: size(&target)?,
+        folder_bytes,
+        zip_bytes: size(&zip_path)?,
+        folder,
+        zip: zip_path,
+    })
+}
+
+/// Everything wrong with `folder` as the package of `function`; empty when it is deployable.
+pub fn validate(folder: &Path, function: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let read_json = |path: &Path| -> Result<Value, String> {
+        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
+    };
+
+    match read_json(&folder.join("host.json")) {
+        Err(problem) => problems.push(problem),
+        Ok(host) => {
+            if host["version"] != "2.0" {
+                problems.push(format!("host.json: version is {}, expected \"2.0\"", host["version"]));
+            }
+            let executable = host["customHandler"]["description"]["defaultExecutablePath"].as_str().unwrap_or("");
+            if executable != EXECUTABLE {
+                problems.push(format!(
+                    "host.json: customHandler.description.defaultExecutablePath is {executable:?}, expected \"{EXECUTABLE}\""
+                ));
+            }
+            if host["extensionBundle"]["id"] != "Microsoft.Azure.Functions.ExtensionBundle" {
+                problems.push(
+                    "host.json: extensionBundle Microsoft.Azure.Functions.ExtensionBundle is required for eventGridTrigger"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+
+    let executable = folder.join(EXECUTABLE);
+    match std::fs::metadata(&executable) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {}
+        Ok(_) => problems.push(format!("{} is not an executable file", executable.display())),
+        Err(error) => problems.push(format!("{}: {error}", executable.display())),
+    }
+
+    let mut function_folders = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            if entry.path().join("function.json").is_file() {
+                function_folders.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    function_folders.sort();
+    if function_folders != [function] {
+        problems.push(format!("expected exactly one function folder, {function}/, found {function_folders:?}"));
+    }
+    let definition = folder.join(function).join("function.json");
+    if let Ok(json) = read_json(&definition) {
+        let bindings = json["bindings"].as_array().cloned().unwrap_or_default();
+        let valid = bindings.len() == 1
+            && bindings[0]["type"] == "eventGridTrigger"
+            && bindings[0]["direction"] == "in"
+            && bindings[0]["name"].as_str().is_some_and(|n| !n.is_empty())
+            && bindings[0].get("dataType").is_none();
+        if !valid {
+            problems.push(format!(
+                "{}: expected one binding {{\"type\": \"eventGridTrigger\", \"name\": ..., \"direction\": \"in\"}} without dataType",
+                definition.display()
+            ));
+        }
+    }
+
+    // Last, the same reader the Functions host stand-in uses: what it cannot load, a host would not run.
+    if problems.is_empty() {
+        match local::functions_host::FunctionApp::load(folder) {
+            Ok(app) => {
+                let names: Vec<&str> = app.functions().map(|f| f.name.as_str()).collect();
+                if names != [function] {
+                    problems.push(format!("the Functions host would serve {names:?}, not [{function:?}]"));
+                }
+            }
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    problems
+}
+
+/// The zip of a package folder: deflate, unix permissions kept (the executable bit matters on Linux), and
+/// fixed timestamps so the same inputs give the same bytes.
+fn write_zip(folder: &Path, function: &str, zip_path: &Path) -> Result<(), Failure> {
+    let fail = |error: &dyn std::fmt::Display| Failure::failed(format!("cannot write {}: {error}", zip_path.display()));
+    let partial = zip_path.with_extension("zip.partial");
+    let file = File::create(&partial).map_err(|e| fail(&e))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let options = |mode: u32| {
+        SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).unix_permissions(mode)
+    };
+    let entries = [
+        ("host.json".to_owned(), folder.join("host.json"), 0o644),
+        (EXECUTABLE.to_owned(), folder.join(EXECUTABLE), 0o755),
+        (format!("{function}/function.json"), folder.join(function).join("function.json"), 0o644),
+    ];
+    zip.add_directory(format!("{function}/"), options(0o755)).map_err(|e| fail(&e))?;
+    for (name, path, mode) in entries {
+        let mut bytes = Vec::new();
+        File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| fail(&e))?;
+        zip.start_file(name, options(mode)).map_err(|e| fail(&e))?;
+        zip.write_all(&bytes).map_err(|e| fail(&e))?;
+    }
+    zip.finish().map_err(|e| fail(&e))?;
+    std::fs::rename(&partial, zip_path).map_err(|e| fail(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_root() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
+    fn fake_executable(dir: &Path) -> PathBuf {
+        let path = dir.join("built");
+        std::fs::write(&path, b"#!/bin/sh\nexit 0\n").unwrap();
+        path
+    }
+
+    #[test]
+    fn a_package_has_the_layout_and_its_zip_keeps_the_executable_bit() {
+        let work = tempfile::tempdir().unwrap();
+        let handler = handlers::find("expired").unwrap();
+        let out = work.path().join("dist");
+        let packaged = package(&repo_root(), &out, handler, &fake_executable(work.path())).unwrap();
+        assert_eq!(packaged.folder, out.join("expired"));
+        assert!(validate(&packaged.folder, "expired").is_empty());
+
+        let mut archive = zip::ZipArchive::new(File::open(&packaged.zip).unwrap()).unwrap();
+        let mut names: Vec<String> = archive.file_names().map(|name| name.unwrap().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["expired/", "expired/function.json", "handler", "host.json"]);
+        let executable = archive.by_name("handler").unwrap();
+        assert_eq!(executable.unix_mode().map(|m| m & 0o777), Some(0o755));
+        assert_eq!(executable.compression(), zip::CompressionMethod::Deflated);
+        drop(executable);
+        assert_eq!(archive.by_name("host.json").unwrap().unix_mode().map(|m| m & 0o777), Some(0o644));
+        assert_eq!(packaged.zip_bytes, std::fs::metadata(&packaged.zip).unwrap().len());
+
+        // The same inputs give the same bytes (fixed timestamps), and a rerun replaces the folder.
+        let first = std::fs::read(&packaged.zip).unwrap();
+        std::fs::write(packaged.folder.join("stray.txt"), "left over").unwrap();
+        let again = package(&repo_root(), &out, handler, &fake_executable(work.path())).unwrap();
+        assert_eq!(std::fs::read(&again.zip).unwrap(), first);
+        assert!(!again.folder.join("stray.txt").exists());
+    }
+
+    #[test]
+    fn validation_names_each_departure_from_the_layout() {
+        let work = tempfile::tempdir().unwrap();
+        let handler = handlers::find("near-expiry").unwrap();
+        let packaged = package(&repo_root(), work.path(), handler, &fake_executable(work.path())).unwrap();
+        let folder = packaged.folder;
+
+        std::fs::set_permissions(folder.join(EXECUTABLE), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::create_dir_all(folder.join("expired")).unwrap();
+        std::fs::copy(folder.join("near-expiry/function.json"), folder.join("expired/function.json")).unwrap();
+        std::fs::write(
+            folder.join("near-expiry/function.json"),
+            r#"{"bindings":[{"type":"eventGridTrigger","name":"e","direction":"in","dataType":"string"}]}"#,
+        )
+        .unwrap();
+        let host = std::fs::read_to_string(folder.join("host.json")).unwrap().replace("\"handler\"", "\"main\"");
+        std::fs::write(folder.join("host.json"), host).unwrap();
+
+        let problems = validate(&folder, "near-expiry").join("\n");
+        for expected in [
+            "defaultExecutablePath is \"main\"",
+            "is not an executable file",
+            "exactly one function folder",
+            "without dataType",
+        ] {
+            assert!(problems.contains(expected), "{expected} not reported in:\n{problems}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The four handlers as data, so `package` and `dev` work for whichever of them are built: adding a
+//! handler is adding a row here (and its function folder).
+//!
+//! The event types and the canary rule are those of each handler's Event Grid subscription in
+//! infra/bicep and infra/terraform (infra/README.md).
+
+use std::path::{Path, PathBuf};
+
+use crate::exit::Failure;
+
+/// What a subscription does with the canary secret's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canary {
+    /// `StringNotIn subject [canary]`: every handler but test-event.
+    Exclude,
+    /// `StringIn subject [canary]`: test-event only.
+    Only,
+}
+
+/// One handler: function name = binary name = function folder = route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handler {
+    pub name: &'static str,
+    /// `includedEventTypes` of its subscription.
+    pub event_types: &'static [&'static str],
+    pub canary: Canary,
+    /// Its one job, for help text and listings.
+    pub job: &'static str,
+}
+
+/// The canary secret's name unless configured otherwise (infra's `canary_secret_name` default).
+pub const DEFAULT_CANARY_SECRET: &str = "keyturn-canary";
+
+pub const HANDLERS: [Handler; 4] = [
+    Handler {
+        name: "near-expiry",
+        event_types: &[
+            "Microsoft.KeyVault.SecretNearExpiry",
+            "Microsoft.KeyVault.KeyNearExpiry",
+            "Microsoft.KeyVault.CertificateNearExpiry",
+        ],
+        canary: Canary::Exclude,
+        job: "rotate per the object's policy, or notify that manual action is due",
+    },
+    Handler {
+        name: "expired",
+        event_types: &[
+            "Microsoft.KeyVault.SecretExpired",
+            "Microsoft.KeyVault.KeyExpired",
+            "Microsoft.KeyVault.CertificateExpired",
+        ],
+        canary: Canary::Exclude,
+        job: "notify at high severity",
+    },
+    Handler {
+        name: "new-version",
+        event_types: &[
+            "Microsoft.KeyVault.SecretNewVersionCreated",
+            "Microsoft.KeyVault.KeyNewVersionCreated",
+            "Microsoft.KeyVault.CertificateNewVersionCreated",
+        ],
+        canary: Canary::Exclude,
+        job: "tell consumers a new version exists",
+    },
+    Handler {
+        name: "test-event",
+        event_types: &["Microsoft.KeyVault.SecretNewVersionCreated"],
+        canary: Canary::Only,
+        job: "prove the whole path works (test events, the canary secret)",
+    },
+];
+
+/// The handler called `name`.
+pub fn find(name: &str) -> Option<&'static Handler> {
+    HANDLERS.iter().find(|h| h.name == name)
+}
+
+/// Every handler name, for messages.
+pub fn names() -> String {
+    HANDLERS.iter().map(|h| h.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Parses a handler name for clap, listing the valid ones on a mistake.
+pub fn parse_name(name: &str) -> Result<&'static Handler, String> {
+    find(name).ok_or_else(|| format!("'{name}' is not a handler; expected one of {}", names()))
+}
+
+/// `--binary <handler>=<path>`: run or package this executable as that handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryOverride {
+    pub handler: &'static Handler,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for BinaryOverride {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (name, path) = value
+            .split_once('=')
+            .ok_or_else(|| format!("'{value}' is not <handler>=<path>, e.g. near-expiry=./my-build"))?;
+        if path.is_empty() {
+            return Err(format!("'{value}' names no path after '='"));
+        }
+        Ok(Self { handler: parse_name(name)?, path: PathBuf::from(path) })
+    }
+}
+
+/// The repository (or app) root: `explicit`, else the nearest ancestor of the working directory holding
+/// host.json.
+pub fn app_root(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(root) = explicit {
+        if root.join("host.json").is_file() {
+            return Ok(root.to_path_buf());
+        }
+        return Err(Failure::setup(format!("{} holds no host.json", root.display()))
+            .hint("pass --app-root <the keyturn repository>"));
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|error| Failure::setup(format!("cannot read the working directory: {error}")))?;
+    local::functions_host::find_app_root(&cwd).ok_or_else(|| {
+        Failure::setup(format!("no host.json in {} or any folder above it", cwd.display()))
+            .hint("run keyturn inside the keyturn repository, or pass --app-root <path>")
+    })
+}
+
+/// Cargo's target directory: `explicit`, else `CARGO_TARGET_DIR`, else `<root>/target`.
+pub fn target_dir(explicit: Option<&Path>, root: &Path) -> PathBuf {
+    match explicit {
+        Some(dir) => dir.to_path_buf(),
+        None => match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => root.join(dir),
+            None => root.join("target"),
+        },
+    }
+}
+
+/// Where cargo leaves a handler's binary for a build `profile` (`debug` or `release`) and optional target
+/// triple.
+pub fn built_binary(target_dir: &Path, triple: Option<&str>, profile: &str, handler: &Handler) -> PathBuf {
+    let mut dir = target_dir.to_path_buf();
+    if let Some(triple) = triple {
+        dir.push(triple);
+    }
+    dir.join(profile).join(handler.name)
+}
+
+/// The cargo command that builds `handlers` for `profile` (and `triple`).
+pub fn build_command(handlers: &[&Handler], profile: &str, triple: Option<&str>) -> String {
+    let mut command = String::from("cargo build");
+    if profile == "release" {
+        command.push_str(" --release");
+    }
+    if let Some(triple) = triple {
+        command.push_str(&format!(" --target {triple}"));
+    }
+    for handler in handlers {
+        command.push_str(&format!(" -p {}", handler.name));
+    }
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_handler_has_a_function_folder_in_the_repository() {
+        let root = app_root(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))).unwrap();
+        for handler in HANDLERS {
+            let function = root.join("function-definitions").join(handler.name).join("function.json");
+            assert!(function.is_file(), "{}", function.display());
+        }
+    }
+
+    #[test]
+    fn binary_overrides_name_a_known_handler_and_a_path() {
+        let parsed: BinaryOverride = "test-event=/tmp/probe".parse().unwrap();
+        assert_eq!(parsed.handler.name, "test-event");
+        assert_eq!(parsed.path, Path::new("/tmp/probe"));
+        let unknown = "rotator=/tmp/x".parse::<BinaryOverride>().unwrap_err();
+        assert!(unknown.contains("expected one of near-expiry, expired, new-version, test-event"), "{unknown}");
+        assert!("near-expiry".parse::<BinaryOverride>().is_err());
+        assert!("near-expiry=".parse::<BinaryOverride>().is_err());
+    }
+
+    #[test]
+    fn the_build_hint_is_the_command_that_builds_the_missing_binaries() {
+        let handlers = [find("near-expiry").unwrap(), find("expired").unwrap()];
+        assert_eq!(build_command(&handlers, "debug", None), "cargo build -p near-expiry -p expired");
+        assert_eq!(
+            build_command(&handlers[..1], "release", Some("x86_64-unknown-linux-musl")),
+            "cargo build --release --target x86_64-unknown-linux-musl -p near-expiry"
+        );
+        assert_eq!(
+            built_binary(Path::new("/t"), Some("x86_64-unknown-linux-musl"), "release", handlers[0]),
+            Path::new("/t/x86_64-unknown-linux-musl/release/near-expiry")
+        );
+    }
+}
