@@ -19,6 +19,8 @@
 //! [`Providers::standard`].
 
 pub mod generated;
+pub mod pending;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,186 @@
+//! Talking to PostgreSQL: TLS logins (always verified: the platform's roots plus `KEYTURN_CA_FILE`), and
+//! the few statements the providers run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::SecretString;
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, config::SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::details::Details;
+
+/// One login attempt, or one statement, never takes longer than this.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a login or statement failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum PgError {
+    /// The server refused the credential (wrong password, unknown role, no `pg_hba` entry).
+    #[error("{0}")]
+    Rejected(String),
+    /// The server could not be reached, or answered with something a later attempt may not.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server refused a statement for a reason a retry will not change (no privilege, bad name).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl PgError {
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    fn from_pg(doing: &str, error: &tokio_postgres::Error) -> Self {
+        // tokio-postgres errors carry the server's message and SQLSTATE, never the connection's password.
+        let message = format!("{doing}: {error}");
+        match error.code() {
+            Some(code)
+                if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+            {
+                Self::Rejected(message)
+            }
+            // Class 08 (connection), 53 (resources), 57 (operator intervention: shutdown, too many
+            // connections), 40 (serialization, deadlock): worth another attempt.
+            Some(code) if ["08", "53", "57", "40"].iter().any(|class| code.code().starts_with(class)) => {
+                Self::Unavailable(message)
+            }
+            Some(_) => Self::Refused(message),
+            None => Self::Unavailable(message),
+        }
+    }
+}
+
+/// TLS connections to PostgreSQL servers.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    tls: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connector(tls: platform roots + KEYTURN_CA_FILE)")
+    }
+}
+
+impl Connector {
+    /// A connector that verifies servers against the platform's roots plus the PEM bundle at `ca_file`.
+    pub(crate) fn new(ca_file: Option<&Path>) -> Result<Self, String> {
+        let mut extra = Vec::new();
+        if let Some(path) = ca_file {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let certificates = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("KEYTURN_CA_FILE: cannot read '{}': {e}", path.display()))?;
+            for certificate in certificates {
+                extra.push(certificate.map_err(|e| {
+                    format!("KEYTURN_CA_FILE: '{}' is not a PEM certificate bundle: {e}", path.display())
+                })?);
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| format!("building the TLS verifier for PostgreSQL: {e}"))?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("building the TLS configuration for PostgreSQL: {e}"))?
+            // Not a weakening: this is how a verifier other than webpki's root store is installed.
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok(Self { tls: MakeRustlsConnect::new(config) })
+    }
+
+    /// Logs in with `details` over TLS (required; the certificate and host name are verified).
+    pub(crate) async fn login(&self, details: &Details) -> Result<Client, PgError> {
+        let mut config = Config::new();
+        config
+            .host(&details.host)
+            .port(details.port)
+            .user(&details.user)
+            .password(details.password.expose())
+            .dbname(&details.database)
+            .application_name("keyturn")
+            .ssl_mode(SslMode::Require)
+            .connect_timeout(TIMEOUT);
+        let doing = format!("logging in as {details:?}");
+        let connected = tokio::time::timeout(TIMEOUT, config.connect(self.tls.clone()))
+            .await
+            .map_err(|_| PgError::Unavailable(format!("{doing}: no answer within {} s", TIMEOUT.as_secs())))?;
+        let (client, connection) = connected.map_err(|e| PgError::from_pg(&doing, &e))?;
+        // The connection task ends when the client is dropped.
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "PostgreSQL connection ended with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Logs in and proves the session works: `current_user` must be the login.
+    pub(crate) async fn probe(&self, details: &Details) -> Result<(), PgError> {
+        let client = self.login(details).await?;
+        let doing = format!("probing the session of {details:?}");
+        let row = run(&doing, client.query_one("SELECT current_user::text", &[])).await?;
+        let user: String = row.try_get(0).map_err(|e| PgError::Refused(format!("{doing}: {e}")))?;
+        if user != details.user {
+            return Err(PgError::Refused(format!("{doing}: the session runs as '{user}'")));
+        }
+        Ok(())
+    }
+}
+
+/// Sets `role`'s password on the server `client` is logged in to.
+///
+/// `ALTER ROLE` takes no bind parameters, so the statement is built as text; nothing in it is raw input. The
+/// role name is quoted as an identifier, and the password never travels at all: the SCRAM-SHA-256 verifier
+/// is computed here (random salt, 4096 iterations, as the server would) and sent as a quoted literal. The
+/// server stores a verifier as given, so a statement log, `pg_stat_statements` or an error message can show
+/// at most the verifier, never the password.
+pub(crate) async fn set_password(client: &Client, role: &str, password: &SecretString) -> Result<(), PgError> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    let statement = format!("ALTER ROLE {} PASSWORD {}", escape_identifier(role), escape_literal(&verifier));
+    run(&format!("changing the password of role '{role}'"), client.batch_execute(&statement)).await
+}
+
+/// Whether `role` exists.
+pub(crate) async fn role_exists(client: &Client, role: &str) -> Result<bool, PgError> {
+    let rows =
+        run(&format!("looking up role '{role}'"), client.query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role]))
+            .await?;
+    Ok(!rows.is_empty())
+}
+
+/// Creates `clone` as a login with `password`, a member of `base`, in one transaction.
+///
+/// Membership is how the clone gets the base role's grants: it inherits every privilege `base` has now and
+/// is granted later, so the two logins cannot drift apart (copying grants one by one would miss later ones).
+pub(crate) async fn create_clone(
+    client: &Client,
+    clone: &str,
+    base: &str,
+    password: &SecretString,
+) -> Result<(), PgError> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    let statement = format!(
+        "BEGIN; CREATE ROLE {clone} WITH LOGIN INHERIT PASSWORD {verifier}; GRANT {base} TO {clone}; COMMIT;",
+        clone = escape_identifier(clone),
+        base = escape_identifier(base),
+        verifier = escape_literal(&verifier),
+    );
+    run(&format!("creating role '{clone}' as a member of '{base}'"), client.batch_execute(&statement)).await
+}
+
+async fn run<T>(
+    doing: &str,
+    future: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, PgError> {
+    tokio::time::timeout(TIMEOUT, future)
+        .await
+        .map_err(|_| PgError::Unavailable(format!("{doing}: no answer within {} s", TIMEOUT.as_secs())))?
+        .map_err(|e| PgError::from_pg(doing, &e))
+}

@@ -1,0 +1,192 @@
+//! What the provider tests share: a handler-like child process, events, the crash wrapper, PostgreSQL access.
+//!
+//! The managed identity credential reads IDENTITY_ENDPOINT/IDENTITY_HEADER from the real process environment,
+//! and the workspace forbids the `unsafe` that `std::env::set_var` needs. So each test re-runs its own test
+//! binary as a child (that one test, `KT_SCENARIO` naming what to do) with the environment a handler process
+//! gets; the parent owns the Key Vault emulator (and its identity endpoint). The child builds everything the
+//! way a handler does: `config::Settings` from the environment, the SDK-backed vault, the providers.
+
+// Helpers outside #[test] functions panic on purpose: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::Event;
+use local::keyvault::{KeyVaultEmulator, RunningEmulator};
+use rotation::provider::{Pending, Provider, ProviderFuture, RotationContext};
+use tokio::sync::Notify;
+use vault::model::{NewSecretVersion, SecretProperties, Tags};
+
+pub const SCENARIO: &str = "KT_SCENARIO";
+pub const VAULT: &str = "kv-prov";
+
+/// A near-expiry event for a secret version.
+pub fn event(name: &str, version: &str) -> Event {
+    let json = format!(
+        r#"{{"id":"evt-{name}-{version}","topic":"/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/{VAULT}",
+        "subject":"{name}","eventType":"Microsoft.KeyVault.SecretNearExpiry","eventTime":"2026-01-01T00:00:00Z",
+        "data":{{"Id":"https://{VAULT}.vault.azure.net/secrets/{name}/{version}","VaultName":"{VAULT}",
+        "ObjectType":"Secret","ObjectName":"{name}","Version":"{version}","NBF":null,"EXP":null}},
+        "dataVersion":"1","metadataVersion":"1"}}"#
+    );
+    Event::from_slice(json.as_bytes()).unwrap()
+}
+
+pub fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+pub fn new_secret(value: &str, tags: Tags) -> NewSecretVersion {
+    NewSecretVersion {
+        value: config::SecretString::new(value.to_owned()),
+        content_type: None,
+        tags,
+        not_before: None,
+        expires: None,
+    }
+}
+
+/// A required test variable; missing means the test was not started by the test command.
+pub fn required_env(name: &str, what: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: run ./scripts/test, which starts {what}"))
+}
+
+/// The parent's half: a Key Vault emulator and a child running `scenario` of `test` with a handler's
+/// environment (plus `extra`); `ca_files` are bundled with the emulator's CA into KEYTURN_CA_FILE.
+pub struct Parent {
+    pub kv: RunningEmulator,
+    dir: tempfile::TempDir,
+}
+
+impl Parent {
+    pub async fn start() -> Self {
+        let kv = KeyVaultEmulator::builder().vault(VAULT).no_throttling().start().await.unwrap();
+        Self { kv, dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub async fn run_child(&self, test: &str, scenario: &str, ca_pems: &[String], extra: &[(&str, String)]) {
+        let mut bundle = self.kv.ca_pem().to_owned();
+        for pem in ca_pems {
+            bundle.push('\n');
+            bundle.push_str(pem);
+        }
+        let ca_file = self.dir.path().join(format!("ca-{scenario}.pem"));
+        std::fs::write(&ca_file, bundle).unwrap();
+        let vault_url = self.kv.vault_url(VAULT).unwrap();
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(SCENARIO, scenario)
+            .envs(self.kv.identity_env().vars())
+            .env("KEYTURN_VAULTS", format!("{VAULT}={vault_url}"))
+            .env("KEYTURN_CREDENTIAL", "managed-identity")
+            .env("KEYTURN_CA_FILE", &ca_file)
+            .env("KEYTURN_RETRY_MAX", "2")
+            .env("KEYTURN_RETRY_DELAY_MS", "50")
+            .env("KEYTURN_RETRY_MAX_DELAY_MS", "200")
+            .env("KEYTURN_HTTP_TIMEOUT_SECS", "20")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(240), child)
+            .await
+            .expect("the child finished within 240 s")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "scenario {scenario} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    pub async fn stop(self) {
+        self.kv.shutdown().await;
+    }
+}
+
+/// The child's half: settings from the environment, the SDK-backed vault.
+pub fn child_settings(extra: &[(&str, String)]) -> config::Settings {
+    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    config::Settings::from_lookup(move |name| {
+        extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
+    })
+    .unwrap()
+}
+
+/// Where a crash is simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Create,
+    Set,
+    Test,
+    /// After the engine's `set_secret`, before the provider's finish.
+    Promote,
+}
+
+/// A provider that behaves like `inner` until `step` has completed, then never returns: the test drops the
+/// rotation future at that point, which is what a killed handler process looks like to the vault and to
+/// the credential's owner (nothing after the step happens; nothing is rolled back).
+#[derive(Debug)]
+pub struct CrashAfter {
+    pub inner: Arc<dyn Provider>,
+    pub step: Step,
+    pub reached: Arc<Notify>,
+}
+
+impl CrashAfter {
+    async fn crash_if(&self, step: Step) {
+        if self.step == step {
+            self.reached.notify_one();
+            futures::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Provider for CrashAfter {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn create_pending<'a>(&'a self, ctx: &'a RotationContext<'a>) -> ProviderFuture<'a, Pending> {
+        Box::pin(async move {
+            let pending = self.inner.create_pending(ctx).await?;
+            self.crash_if(Step::Create).await;
+            Ok(pending)
+        })
+    }
+
+    fn set_pending<'a>(&'a self, ctx: &'a RotationContext<'a>, pending: &'a Pending) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            self.inner.set_pending(ctx, pending).await?;
+            self.crash_if(Step::Set).await;
+            Ok(())
+        })
+    }
+
+    fn test_pending<'a>(&'a self, ctx: &'a RotationContext<'a>, pending: &'a Pending) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            self.inner.test_pending(ctx, pending).await?;
+            self.crash_if(Step::Test).await;
+            Ok(())
+        })
+    }
+
+    fn finish<'a>(&'a self, ctx: &'a RotationContext<'a>, promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            self.crash_if(Step::Promote).await;
+            self.inner.finish(ctx, promoted).await
+        })
+    }
+}
+
+/// Runs `rotation` until the crash wrapper signals its step, then drops it mid-flight.
+pub async fn run_until_crash<F: std::future::Future>(rotation: F, reached: &Notify) {
+    tokio::select! {
+        result = rotation => panic!("the rotation finished instead of crashing: {:?}", std::any::type_name_of_val(&result)),
+        _ = reached.notified() => {}
+    }
+}
