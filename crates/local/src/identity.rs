@@ -2,9 +2,13 @@
 //!
 //! `GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=<resource>[&client_id=<id>]` with header
 //! `x-identity-header: {IDENTITY_HEADER}` answers `{access_token, expires_on (string epoch seconds), resource,
-//! token_type, client_id}`. Tokens are opaque random strings recorded in a [`TokenRegistry`] so the Key Vault
-//! emulator accepts exactly the tokens this endpoint issued. Plain http on 127.0.0.1, as App Service itself
-//! serves it on http://localhost.
+//! token_type, client_id}`. Plain http on 127.0.0.1, as App Service itself serves it on http://localhost.
+//!
+//! Tokens are shaped like Entra ID's v1 access tokens (a JWT with `aud`, `iss`, `iat`, `nbf`, `exp`, `oid`,
+//! `tid`, `appid`) because Azurite, the storage emulator the blob-lease lock is tested against, reads those
+//! claims (`--oauth basic` checks issuer, audience and lifetime, not the signature). The signature segment is
+//! random bytes: nothing can verify it, and no local service tries. The Key Vault emulator instead accepts
+//! exactly the tokens recorded in the [`TokenRegistry`].
 
 use crate::keyvault::server::{self, HttpResponse, ServerHandle};
 use http::{Method, Request, StatusCode, header};
@@ -21,6 +25,8 @@ pub const API_VERSION: &str = "2019-08-01";
 /// How long an issued token lives. The SDKs refresh 5 minutes before expiry, so this must be longer.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 const TOKEN_PATH: &str = "/msi/token";
+/// The tenant every local identity belongs to (the `tid` claim, and the tenant in the `iss` claim).
+pub const TENANT_ID: &str = "6b657974-7572-6e00-6c6f-63616c000000";
 
 /// The environment a process needs for ManagedIdentityCredential to use this endpoint.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,13 +86,13 @@ pub struct TokenRegistry {
 impl TokenRegistry {
     /// Issues a new token for `resource` on behalf of `client_id`.
     pub fn issue(&self, resource: &str, client_id: &str) -> (String, TokenInfo) {
-        let token = random_hex(32);
         let now = SystemTime::now();
         let info = TokenInfo {
             resource: resource.trim_end_matches('/').to_string(),
             client_id: client_id.to_string(),
             expires_at: now + TOKEN_LIFETIME,
         };
+        let token = jwt(&info, now);
         let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
         tokens.retain(|_, t| t.expires_at > now);
         tokens.insert(token.clone(), info.clone());
@@ -273,6 +279,33 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
     response
 }
 
+/// An unsigned JWT carrying the claims an Entra ID v1 access token for `info` would carry. The random
+/// signature segment makes every token unique (the registry's key) and unguessable.
+fn jwt(info: &TokenInfo, now: SystemTime) -> String {
+    use base64::Engine as _;
+    let encode = |value: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+    let epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let header = serde_json::json!({ "typ": "JWT", "alg": "RS256", "kid": "keyturn-local" });
+    let claims = serde_json::json!({
+        "aud": info.resource,
+        "iss": format!("https://sts.windows.net/{TENANT_ID}/"),
+        "iat": epoch(now),
+        "nbf": epoch(now),
+        "exp": epoch(info.expires_at),
+        "tid": TENANT_ID,
+        // A managed identity's token names it by object id (`oid`, `sub`) and application id (`appid`); the
+        // local endpoint has no directory, so the client id stands for both.
+        "oid": info.client_id,
+        "sub": info.client_id,
+        "appid": info.client_id,
+        "appidacr": "2",
+        "idtyp": "app",
+        "ver": "1.0",
+    });
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
+    format!("{}.{}.{signature}", encode(&header), encode(&claims))
+}
+
 /// `bytes` random bytes as lowercase hex, from the OS CSPRNG (aws-lc-rs).
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -289,4 +322,45 @@ pub(crate) fn random_hex(bytes: usize) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn claims(token: &str) -> serde_json::Value {
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3, "{token}");
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap();
+        serde_json::from_slice(&payload).unwrap()
+    }
+
+    #[test]
+    fn tokens_are_jwts_with_the_claims_azurite_checks_and_each_is_unique() {
+        let registry = TokenRegistry::default();
+        let (token, info) = registry.issue("https://storage.azure.com/", "client-1");
+        let claims = claims(&token);
+        assert_eq!(claims["aud"], "https://storage.azure.com");
+        assert_eq!(claims["iss"], format!("https://sts.windows.net/{TENANT_ID}/"));
+        assert_eq!(claims["tid"], TENANT_ID);
+        assert_eq!(claims["oid"], "client-1");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let (nbf, exp) = (claims["nbf"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
+        assert!(nbf <= now && now - nbf < 5, "nbf {nbf}, now {now}");
+        assert_eq!(claims["iat"].as_u64(), Some(nbf));
+        assert_eq!(exp, info.expires_at.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        assert_eq!(exp - nbf, TOKEN_LIFETIME.as_secs());
+
+        let (again, _) = registry.issue("https://storage.azure.com", "client-1");
+        assert_ne!(token, again);
+        assert!(registry.validate(&token, "https://storage.azure.com").is_ok());
+        assert_eq!(
+            registry.validate(&token, "https://vault.azure.net"),
+            Err(TokenRejection::WrongAudience {
+                expected: "https://vault.azure.net".into(),
+                actual: "https://storage.azure.com".into()
+            })
+        );
+    }
 }

@@ -30,11 +30,19 @@ pub enum TlsError {
 }
 
 /// A CA generated for this run, and the leaf it issued for the local listeners.
-#[derive(Debug)]
 pub struct LocalCa {
     ca_pem: String,
     ca_pem_path: PathBuf,
+    leaf_pem: String,
+    // The leaf's private key (PKCS#8 PEM), kept for servers outside this process (Azurite) that need it as a file.
+    leaf_key_pem: String,
     server_config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCa").field("ca_pem_path", &self.ca_pem_path).field("leaf_key_pem", &"****").finish()
+    }
 }
 
 impl LocalCa {
@@ -71,6 +79,8 @@ impl LocalCa {
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer)?;
 
+        let leaf_pem = leaf_cert.pem();
+        let leaf_key_pem = leaf_key.serialize_pem();
         let chain = vec![leaf_cert.der().clone(), CertificateDer::from(ca_cert.der().to_vec())];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -85,7 +95,7 @@ impl LocalCa {
         let ca_pem_path = dir.join("keyturn-local-ca.pem");
         std::fs::write(&ca_pem_path, &ca_pem)
             .map_err(|source| TlsError::WriteCa { path: ca_pem_path.clone(), source })?;
-        Ok(Self { ca_pem, ca_pem_path, server_config: Arc::new(config) })
+        Ok(Self { ca_pem, ca_pem_path, leaf_pem, leaf_key_pem, server_config: Arc::new(config) })
     }
 
     /// The CA certificate, PEM.
@@ -96,6 +106,16 @@ impl LocalCa {
     /// Where the CA certificate was written.
     pub fn ca_pem_path(&self) -> &Path {
         &self.ca_pem_path
+    }
+
+    /// The leaf certificate (for 127.0.0.1, ::1, localhost and the vault names), PEM.
+    pub fn leaf_pem(&self) -> &str {
+        &self.leaf_pem
+    }
+
+    /// The leaf's private key, PKCS#8 PEM: for a server in another process (Azurite's `--key`).
+    pub fn leaf_key_pem(&self) -> &str {
+        &self.leaf_key_pem
     }
 
     /// The rustls configuration serving the leaf certificate.
