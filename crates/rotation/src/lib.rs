@@ -7,7 +7,8 @@
 //! - [`provider`]: the [`Provider`] steps (create pending, set, test, finish) and the registry;
 //!   `provider/generated.rs` is the generated-value provider.
 //! - [`generate`]: new values from the OS CSPRNG (password, alphanumeric, base64, base64url, hex).
-//! - [`lock`]: the per-object lock as a trait ([`RotationLock`]) and the in-process lease lock.
+//! - [`lock`]: the per-object lock as a trait ([`RotationLock`]) and the in-process lease lock;
+//!   `lock/blob.rs` is the blob-lease lock for Azure and [`lock_from_settings`], which picks one.
 //! - [`outcome`]: [`RotationOutcome`], what an attempt decided.
 //! - [`error`]: [`RotationError`], retryable or permanent.
 
@@ -21,6 +22,7 @@ pub mod provider;
 
 pub use engine::{Clock, Engine};
 pub use error::RotationError;
+pub use lock::blob::{BlobLeaseLock, LeaseDuration, LockSetupError, lock_from_settings};
 pub use lock::{InProcessLock, LockError, LockGuard, RotationLock};
 pub use outcome::RotationOutcome;
 pub use policy::Policy;

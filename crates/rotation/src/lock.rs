@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
+pub mod blob;
+
 /// Why the lock could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockError {
