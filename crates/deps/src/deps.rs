@@ -1,0 +1,226 @@
+//! [`Deps`]: everything a handler builds once per process and shares with every invocation.
+
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+use config::{ConfigError, ConfigErrors, Settings, VaultList};
+use notify::{BuildError, Notifier, NotifierOptions};
+use rotation::{Engine, LockSetupError, Providers, RotationLock};
+use vault::{AzureKeyVault, Inventory, KeyVault, VaultError, Versions};
+
+use crate::names::{NameFilter, NameFilterError};
+
+/// Which object names the `new-version` handler notifies about (see [`NameFilter`]); unset: every name.
+pub const NEW_VERSION_NAMES: &str = "KEYTURN_NOTIFY_NEW_VERSION_NAMES";
+
+/// Why the handler cannot work. Every invocation fails with this message (retryably: the events wait in
+/// Event Grid until the setting is fixed and the process restarted).
+#[derive(Debug, thiserror::Error)]
+pub enum DepsError {
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error("{NEW_VERSION_NAMES}: {0}")]
+    Names(#[from] NameFilterError),
+    #[error("{0}")]
+    Vault(#[from] VaultError),
+    #[error("KEYTURN_NOTIFY: {0}")]
+    Notify(#[from] BuildError),
+    #[error("{0}")]
+    Lock(#[from] LockSetupError),
+    #[error("KEYTURN_CA_FILE '{path}' cannot be read: {message}")]
+    CaFile { path: String, message: String },
+}
+
+/// Vault clients, credential, notifier, lock and engine, built once.
+///
+/// Two vault client sets share one credential: `vaults` holds the allow-listed vaults whose events keyturn
+/// acts on (`KEYTURN_VAULTS`); `mirrors` holds those plus the mirror-only vaults (`KEYTURN_MIRROR_VAULTS`),
+/// the only vaults a replica may be written to. A mirror-only vault's own events are thus refused.
+#[derive(Clone)]
+pub struct Deps {
+    settings: Settings,
+    vaults: Arc<AzureKeyVault>,
+    mirrors: Arc<AzureKeyVault>,
+    credential: Arc<dyn TokenCredential>,
+    notifier: Arc<Notifier>,
+    lock: Arc<dyn RotationLock>,
+    engine: Engine,
+    new_version_names: NameFilter,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("vaults", &self.vaults)
+            .field("mirrors", &self.mirrors)
+            .field("notifier", &self.notifier)
+            .field("lock", &self.lock)
+            .field("new_version_names", &self.new_version_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    /// Reads the settings from the process environment (docs/configuration.md, docs/handlers.md) and
+    /// builds everything.
+    pub fn from_env() -> Result<Self, DepsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Deps::from_env`] through any lookup (tests never touch the process environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DepsError> {
+        let settings = Settings::from_lookup(&lookup)?;
+        let names = lookup(NEW_VERSION_NAMES).unwrap_or_default();
+        Self::from_settings(settings, NameFilter::parse(&names)?)
+    }
+
+    /// Builds the clients, notifier, lock and engine for `settings`.
+    pub fn from_settings(settings: Settings, new_version_names: NameFilter) -> Result<Self, DepsError> {
+        let options = vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
+        let credential = vault::credential::build_credential(&settings.credential, options.clone())?;
+        let vaults = Arc::new(AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?);
+        let mirrors = Arc::new(AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?);
+        let lock = rotation::lock_from_settings(&settings.lock, credential.clone(), options)?;
+        let notifier = Arc::new(notifier(&settings)?);
+        let engine = Engine::new(vaults.clone(), lock.clone(), Providers::standard());
+        Ok(Self { settings, vaults, mirrors, credential, notifier, lock, engine, new_version_names })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The allow-listed vaults (`KEYTURN_VAULTS`), for the engine's operations.
+    pub fn vault(&self) -> &dyn KeyVault {
+        self.vaults.as_ref()
+    }
+
+    /// The allow-listed vaults, for operations on one named version.
+    pub fn versions(&self) -> &dyn Versions {
+        self.vaults.as_ref()
+    }
+
+    /// The allow-listed vaults, for listing.
+    pub fn inventory(&self) -> &dyn Inventory {
+        self.vaults.as_ref()
+    }
+
+    /// The vaults a replica may be written to: `KEYTURN_VAULTS` and `KEYTURN_MIRROR_VAULTS`.
+    pub fn mirror_vault(&self) -> &dyn KeyVault {
+        self.mirrors.as_ref()
+    }
+
+    /// The configured credential (the `test-event` handler asks it for a token).
+    pub fn credential(&self) -> &Arc<dyn TokenCredential> {
+        &self.credential
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    pub fn lock(&self) -> &dyn RotationLock {
+        self.lock.as_ref()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Which names the `new-version` handler notifies about.
+    pub fn new_version_names(&self) -> &NameFilter {
+        &self.new_version_names
+    }
+
+    /// The canary secret's name (`KEYTURN_CANARY_SECRET`), if one is configured.
+    pub fn canary(&self) -> Option<&str> {
+        self.settings.notify.canary_secret.as_deref()
+    }
+}
+
+/// `KEYTURN_VAULTS` followed by the `KEYTURN_MIRROR_VAULTS` not already in it.
+fn mirror_list(settings: &Settings) -> Result<VaultList, DepsError> {
+    let entries: Vec<String> = settings
+        .vaults
+        .entries()
+        .iter()
+        .chain(settings.mirror_vaults.entries().iter().filter(|e| settings.vaults.get(e.name()).is_none()))
+        .map(ToString::to_string)
+        .collect();
+    Ok(VaultList::parse(config::vaults::MIRROR_VAULTS, &entries.join(","))?)
+}
+
+/// The notifier for `KEYTURN_NOTIFY` (none configured: a notifier with no channel, whose sends succeed),
+/// trusting `KEYTURN_CA_FILE`'s certificates too so that local receivers can use the local CA.
+fn notifier(settings: &Settings) -> Result<Notifier, DepsError> {
+    let extra_roots_pem = match &settings.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| DepsError::CaFile { path: path.display().to_string(), message: e.to_string() })?,
+        ),
+        None => None,
+    };
+    let list = settings.notify.channels.as_ref().map(|c| c.expose()).unwrap_or_default();
+    Ok(Notifier::new(list, NotifierOptions { extra_roots_pem, ..NotifierOptions::default() })?)
+}
+
+impl From<Vec<ConfigError>> for DepsError {
+    fn from(errors: Vec<ConfigError>) -> Self {
+        Self::Config(ConfigErrors(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const MINIMAL: [(&str, &str); 3] = [
+        ("KEYTURN_VAULTS", "kv-one=https://127.0.0.1:8443"),
+        ("KEYTURN_CREDENTIAL", "managed-identity"),
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"),
+    ];
+
+    #[test]
+    fn a_minimal_configuration_builds_with_no_channel_and_every_name() {
+        let deps = Deps::from_lookup(lookup(&MINIMAL)).unwrap();
+        assert!(deps.notifier().is_empty());
+        assert!(deps.new_version_names().matches("anything"));
+        assert!(deps.vault().check_allowed("kv-one").is_ok());
+        assert!(deps.canary().is_none());
+        assert!(format!("{deps:?}").contains("InProcessLock"), "{deps:?}");
+    }
+
+    #[test]
+    fn mirror_only_vaults_accept_replicas_but_not_events() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KEYTURN_MIRROR_VAULTS", "kv-dr=https://127.0.0.1:9443,kv-one=https://127.0.0.1:8443"));
+        let deps = Deps::from_lookup(lookup(&pairs)).unwrap();
+        assert!(deps.mirror_vault().check_allowed("kv-dr").is_ok());
+        assert!(deps.mirror_vault().check_allowed("kv-one").is_ok());
+        assert!(matches!(deps.vault().check_allowed("kv-dr"), Err(VaultError::NotAllowed { .. })));
+        assert!(matches!(deps.mirror_vault().check_allowed("kv-evil"), Err(VaultError::NotAllowed { .. })));
+    }
+
+    #[test]
+    fn every_bad_setting_is_named() {
+        let error = Deps::from_lookup(lookup(&[("KEYTURN_CREDENTIAL", "managed-identity")])).unwrap_err();
+        assert!(error.to_string().contains("KEYTURN_VAULTS"), "{error}");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KEYTURN_NOTIFY_NEW_VERSION_NAMES", "a/b"));
+        let error = Deps::from_lookup(lookup(&pairs)).unwrap_err();
+        assert!(error.to_string().starts_with("KEYTURN_NOTIFY_NEW_VERSION_NAMES: 'a/b'"), "{error}");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KEYTURN_NOTIFY", "ftp://example.com/x"));
+        let error = Deps::from_lookup(lookup(&pairs)).unwrap_err();
+        assert!(error.to_string().starts_with("KEYTURN_NOTIFY: "), "{error}");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KEYTURN_CA_FILE", "/nonexistent/ca.pem"));
+        assert!(Deps::from_lookup(lookup(&pairs)).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! What every keyturn handler builds once per process, in one place: settings, the vault clients, the
+//! notifier, the rotation lock and engine, the credential; and the one mapping of library errors (vault,
+//! rotation, notification) to [`host::HandlerError`] by their retryable class.
+//!
+//! A handler's `main.rs` is then wiring only:
+//! `host::run(FUNCTION, deps::Deps::from_env(), handle).await`. Building touches no network (clients fetch
+//! their first token on first use), so a handler is ready as soon as its adapter listens, and a
+//! configuration error costs nothing but the same clear message on every invocation.
+//!
+//! # Layout
+//! - [`deps`]: [`Deps`] and [`DepsError`]: building everything from the environment or from settings.
+//! - [`names`]: [`NameFilter`], the `KEYTURN_NOTIFY_NEW_VERSION_NAMES` grammar (`prefix*`, exact names).
+//! - [`served`]: [`served()`], which events a Key Vault handler acts on (the rest are skipped, never retried).
+//! - [`errors`]: [`ErrorClass`]: library errors to the handler's retryable or permanent error.
+
+pub mod deps;
+pub mod errors;
+pub mod names;
+pub mod served;
+
+pub use deps::{Deps, DepsError, NEW_VERSION_NAMES};
+pub use errors::ErrorClass;
+pub use names::NameFilter;
+pub use served::{collection_of, served};
