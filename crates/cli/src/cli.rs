@@ -12,10 +12,10 @@ const ABOUT: &str = "keyturn: Azure Key Vault lifecycle events, handled by small
 
 const AFTER_HELP: &str = "\
 Examples:
-  keyturn dev                                   # the local stack with the built handlers, until Ctrl-C
+  keyturn dev                     # the local stack and the built handlers, until Ctrl-C
   keyturn send near-expiry --vault kv-one --secret db-password --to dev
-  keyturn package --build                       # dist/<handler>/ and dist/<handler>.zip for all four
-  keyturn check --vault kv-one                  # each object, its expiry, its policy, what would happen
+  keyturn package --build         # dist/<handler>/ and dist/<handler>.zip, all four
+  keyturn check --vault kv-one    # each object: expiry, policy, what would happen
 ";
 
 #[derive(Debug, Parser)]

@@ -41,7 +41,7 @@ impl From<Status> for ExitCode {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  the operation failed (the endpoint answered an error, a vault call failed, a package did not validate)
+  1  the operation failed (an error answer, a failed vault call, an invalid package)
   2  usage error (unknown flag, missing argument)
   3  endpoint unreachable (nothing listening, timeout, unknown host)
   4  prerequisite missing (handler binary not built, invalid settings, no `keyturn dev` running)";

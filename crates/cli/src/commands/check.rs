@@ -25,13 +25,16 @@ const INTEGRATED_CAS: &[&str] = &["DigiCert", "GlobalSign"];
 
 const AFTER_HELP: &str = "\
 Examples:
-  keyturn check --vault kv-prod                      # a vault of the public cloud, signed in with `az login`
-  keyturn check --vault kv-one=https://127.0.0.1:8443 # any endpoint (set KEYTURN_CA_FILE for a local CA)
+  # a vault of the public cloud, signed in with `az login`
+  keyturn check --vault kv-prod
+  # any endpoint (--ca-file or KEYTURN_CA_FILE for a local CA)
+  keyturn check --vault kv-one=https://127.0.0.1:8443 --ca-file ca.pem
   keyturn check --json | jq '.[] | select(.nearExpiry.action == \"reject\")'
   # against `keyturn dev`: paste its `export` lines first, then
   keyturn check --vault kv-one
-Settings are read as the handlers read them (KEYTURN_VAULTS, KEYTURN_CREDENTIAL, KEYTURN_CA_FILE, ...;
-docs/configuration.md); KEYTURN_CREDENTIAL defaults to developer-tools (`az login`) here.";
+Settings are read as the handlers read them (KEYTURN_VAULTS, KEYTURN_CREDENTIAL,
+KEYTURN_CA_FILE, ...: docs/configuration.md); here KEYTURN_CREDENTIAL defaults to
+developer-tools (`az login`).";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]

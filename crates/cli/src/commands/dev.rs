@@ -19,10 +19,10 @@ use crate::output::{Output, Tone};
 
 const AFTER_HELP: &str = "\
 Examples:
-  keyturn dev                                  # vault kv-one, every handler built in target/debug
+  keyturn dev                              # kv-one, every handler in target/debug
   keyturn dev --vault kv-one --vault kv-two --release
-  keyturn dev --handler near-expiry            # only that handler
-  keyturn dev --binary test-event=./probe      # run another executable as a handler
+  keyturn dev --handler near-expiry        # only that handler
+  keyturn dev --binary test-event=./probe  # another executable as a handler
 Then, in another terminal:
   keyturn send near-expiry --vault kv-one --secret db-password --to dev
   curl -s <management URL>/clock/advance -d '{\"days\": 30}'";

@@ -19,9 +19,10 @@ pub const EXECUTABLE: &str = "handler";
 
 const AFTER_HELP: &str = "\
 Examples:
-  keyturn package                                # every handler, from target/release
-  keyturn package near-expiry expired --build    # cargo build --release first, then package those two
-  keyturn package --build --target x86_64-unknown-linux-musl   # static binaries, as Microsoft suggests
+  keyturn package                              # every handler, from target/release
+  keyturn package near-expiry expired --build  # cargo build --release, then those two
+  # static binaries, as Microsoft suggests
+  keyturn package --build --target x86_64-unknown-linux-musl
   keyturn package test-event --binary test-event=./my-build --out /tmp/pkg
 Then: `cd dist/near-expiry && func start`, or zip deploy dist/near-expiry.zip.";
 

@@ -29,8 +29,8 @@ Examples:
   keyturn send test-event --vault kv-prod --secret keyturn-canary \\
       --to https://kt-test-event.azurewebsites.net --code \"$EVENTGRID_KEY\"
   # CloudEvents 1.0 instead of the Event Grid schema, a chosen version and expiry
-  keyturn send near-expiry --vault kv-one --certificate api-tls --version 3f2a --expires 2026-02-01T00:00:00Z \\
-      --schema cloudevents --to dev";
+  keyturn send near-expiry --vault kv-one --certificate api-tls --version 3f2a \\
+      --expires 2026-02-01T00:00:00Z --schema cloudevents --to dev";
 
 /// Which event to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
