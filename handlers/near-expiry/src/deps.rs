@@ -7,6 +7,8 @@
 use std::sync::Arc;
 
 use config::{ConfigErrors, LockSettings, Settings};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use rotation::{Engine, InProcessLock, Providers, RotationLock};
 use vault::{AzureKeyVault, VaultError};
 
@@ -28,10 +30,20 @@ pub enum DepsError {
     BlobLockUnavailable { account_url: String, container: String },
 }
 
+/// How many rotations run at once in one process; further invocations wait their turn.
+///
+/// Event Grid delivers a burst (every secret of a vault created together nears expiry together) all at once,
+/// and each concurrent vault call opens its own HTTPS connection: a thousand invocations meant a thousand TLS
+/// handshakes and more CPU per rotation than the rotation itself. A few dozen calls in flight keep the
+/// connections reused and still exceed what one vault accepts (4,000 operations per 10 s); waiting here
+/// costs milliseconds against Event Grid's 30-second delivery timeout.
+pub const MAX_CONCURRENT_ROTATIONS: usize = 64;
+
 /// The rotation engine with its vault clients, lock and providers.
 #[derive(Debug, Clone)]
 pub struct Deps {
     engine: Engine,
+    permits: Arc<Semaphore>,
 }
 
 impl Deps {
@@ -50,11 +62,17 @@ impl Deps {
 
     /// Wraps an engine built elsewhere (tests, an embedding binary).
     pub fn new(engine: Engine) -> Self {
-        Self { engine }
+        Self { engine, permits: Arc::new(Semaphore::new(MAX_CONCURRENT_ROTATIONS)) }
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Waits for a turn to rotate (see [`MAX_CONCURRENT_ROTATIONS`]); the turn ends when the permit drops.
+    pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        // The semaphore is never closed, so acquiring fails only in theory; then the rotation runs unbounded.
+        self.permits.clone().acquire_owned().await.ok()
     }
 }
 
@@ -93,6 +111,19 @@ mod tests {
         let debug = format!("{:?}", deps.engine());
         assert!(debug.contains("InProcessLock"), "{debug}");
         assert!(debug.contains("kv-one"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn rotations_beyond_the_limit_wait_for_a_turn() {
+        let deps = Deps::from_settings(&settings(&MINIMAL).unwrap()).unwrap();
+        let mut turns = Vec::new();
+        for _ in 0..MAX_CONCURRENT_ROTATIONS {
+            turns.push(deps.turn().await.unwrap());
+        }
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), deps.turn()).await;
+        assert!(waiting.is_err(), "a turn beyond the limit was granted at once");
+        turns.pop();
+        assert!(tokio::time::timeout(std::time::Duration::from_secs(1), deps.turn()).await.unwrap().is_some());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
     };
     let object = &key_vault.object;
     let target = Target { vault: object.vault_name(), kind: object.kind(), name: object.name() };
+    let _turn = deps.turn().await;
     match deps.engine().rotate(&event).await {
         Ok(outcome) => Ok(report::outcome(&target, outcome)),
         Err(error) => Err(report::error(&target, &error)),
