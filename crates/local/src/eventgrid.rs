@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 pub use dispatch::{Attempt, DeadLetter};
 pub use expiry::ObjectChange;
-pub use subscription::{EndpointKind, Subscription};
+pub use subscription::{EndpointKind, SubjectFilter, Subscription};
 
 use crate::clock::Clock;
 use expiry::{DueEvent, ExpiryTracker};

@@ -9,7 +9,7 @@
 //! | `POST /clock/advance` | `{"days": 30, "hours": 0, "minutes": 0, "seconds": 0}` (any subset) moves the clock forward |
 //! | `POST /clock/speed` | `{"speed": 86400}`: event time per real second |
 //! | `POST /events` | an event or an array of events (either schema) published to every matching subscription |
-//! | `POST /subscriptions` | creates a subscription (body: see [`SubscriptionRequest`]) |
+//! | `POST /subscriptions` | creates a subscription (body: see [`SubscriptionRequest`]; `advancedFilters` with `StringIn`/`StringNotIn` on `subject`) |
 //! | `GET /deliveries` | every delivery attempt so far |
 //! | `GET /dead-letters` | every dead-lettered batch so far |
 
@@ -28,7 +28,7 @@ use warp::reply::{Json, WithStatus};
 use warp::{Filter, Rejection};
 
 use crate::clock::Clock;
-use crate::eventgrid::{EndpointKind, EventGrid, Subscription};
+use crate::eventgrid::{EndpointKind, EventGrid, SubjectFilter, Subscription};
 
 /// The largest request body accepted (a batch of events is far smaller).
 const BODY_LIMIT: u64 = 4 * 1024 * 1024;
@@ -60,6 +60,9 @@ pub struct SubscriptionRequest {
     pub subject_begins_with: Option<String>,
     #[serde(default)]
     pub subject_ends_with: Option<String>,
+    /// Event Grid's advanced filters; keyturn's local stack understands `StringIn` and `StringNotIn` on `subject`.
+    #[serde(default)]
+    pub advanced_filters: Vec<AdvancedFilter>,
     #[serde(default)]
     pub max_delivery_attempts: Option<u32>,
     #[serde(default)]
@@ -68,6 +71,15 @@ pub struct SubscriptionRequest {
     pub max_events_per_batch: Option<usize>,
     #[serde(default)]
     pub dead_letter_dir: Option<PathBuf>,
+}
+
+/// One of Event Grid's advanced filters, in its own JSON shape.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdvancedFilter {
+    pub operator_type: String,
+    pub key: String,
+    pub values: Vec<String>,
 }
 
 impl SubscriptionRequest {
@@ -94,6 +106,21 @@ impl SubscriptionRequest {
         }
         if let Some(s) = self.subject_ends_with {
             sub = sub.subject_ends_with(&s);
+        }
+        for filter in self.advanced_filters {
+            if !filter.key.eq_ignore_ascii_case("subject") {
+                return Err(format!("advanced filter on '{}': only 'subject' is supported locally", filter.key));
+            }
+            let filter = match filter.operator_type.as_str() {
+                "StringIn" => SubjectFilter::In(filter.values),
+                "StringNotIn" => SubjectFilter::NotIn(filter.values),
+                other => {
+                    return Err(format!(
+                        "advanced filter operator '{other}' is not supported locally (StringIn, StringNotIn)"
+                    ));
+                }
+            };
+            sub = sub.subject_filter(filter);
         }
         if let Some(n) = self.max_delivery_attempts {
             sub = sub.max_delivery_attempts(n);
@@ -299,8 +326,7 @@ mod tests {
     }
 
     async fn call(m: &Management, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
-        let response =
-            warp::test::request().method(method).path(path).body(body).reply(&routes(m.clone())).await;
+        let response = warp::test::request().method(method).path(path).body(body).reply(&routes(m.clone())).await;
         let value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
         (response.status(), value)
     }

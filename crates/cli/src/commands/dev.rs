@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use local::eventgrid::{EndpointKind, EventGridOptions, Subscription};
+use local::eventgrid::{EndpointKind, EventGridOptions, SubjectFilter, Subscription};
 use local::functions_host::{FunctionApp, FunctionsHost};
 use local::keyvault::KeyVaultEmulator;
 use local::stack::LocalStack;
@@ -166,11 +166,12 @@ async fn start_handler(
         .map_err(|error| Failure::failed(format!("the stand-in's webhook URL: {error}")))?;
     let mut subscription = Subscription::new(handler.name, endpoint, EndpointKind::AzureFunction)
         .event_types(handler.event_types.iter().copied());
-    // The emulator has no StringIn/StringNotIn filters: begins-with plus ends-with the canary's name stands in
-    // for `StringIn subject [canary]`; the other handlers see the canary too (docs/cli.md says so).
-    if handler.canary == Canary::Only {
-        subscription = subscription.subject_begins_with(canary).subject_ends_with(canary);
-    }
+    // The same advanced filter as the deployed subscription: the canary to test-event only.
+    let canary = vec![canary.to_owned()];
+    subscription = subscription.subject_filter(match handler.canary {
+        Canary::Only => SubjectFilter::In(canary),
+        Canary::Exclude => SubjectFilter::NotIn(canary),
+    });
     stack
         .grid()
         .subscribe(subscription)

@@ -16,6 +16,24 @@ pub enum EndpointKind {
     AzureFunction,
 }
 
+/// An advanced filter on the event's `subject`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectFilter {
+    /// `operatorType: StringIn`: the subject is one of these.
+    In(Vec<String>),
+    /// `operatorType: StringNotIn`: the subject is none of these.
+    NotIn(Vec<String>),
+}
+
+impl SubjectFilter {
+    fn admits(&self, subject: &str) -> bool {
+        match self {
+            Self::In(values) => values.iter().any(|v| v.eq_ignore_ascii_case(subject)),
+            Self::NotIn(values) => !values.iter().any(|v| v.eq_ignore_ascii_case(subject)),
+        }
+    }
+}
+
 /// One event subscription, with Event Grid's defaults (see [`Subscription::new`]).
 #[derive(Debug, Clone)]
 pub struct Subscription {
@@ -28,6 +46,9 @@ pub struct Subscription {
     /// `subjectBeginsWith` / `subjectEndsWith`, compared without regard to case as the service does.
     pub subject_begins_with: Option<String>,
     pub subject_ends_with: Option<String>,
+    /// Advanced filters on `subject` (`StringIn` / `StringNotIn`), as keyturn's subscriptions use them to send the
+    /// canary to test-event only; compared without regard to case as the service does.
+    pub subject_filters: Vec<SubjectFilter>,
     /// `maxDeliveryAttempts`, 1-30.
     pub max_delivery_attempts: u32,
     /// `eventTimeToLiveInMinutes`, 1-1440, in event time (see `EventGridOptions::time_scale`).
@@ -52,6 +73,7 @@ impl Subscription {
             included_event_types: Vec::new(),
             subject_begins_with: None,
             subject_ends_with: None,
+            subject_filters: Vec::new(),
             max_delivery_attempts: 30,
             event_ttl: Duration::from_secs(1440 * 60),
             max_events_per_batch: 1,
@@ -77,6 +99,12 @@ impl Subscription {
 
     pub fn subject_ends_with(mut self, suffix: &str) -> Self {
         self.subject_ends_with = Some(suffix.to_owned());
+        self
+    }
+
+    /// Adds an advanced filter on the subject; every filter must admit an event (the service ANDs them).
+    pub fn subject_filter(mut self, filter: SubjectFilter) -> Self {
+        self.subject_filters.push(filter);
         self
     }
 
@@ -129,7 +157,8 @@ impl Subscription {
         let subject = event.subject.to_ascii_lowercase();
         let begins_ok = self.subject_begins_with.as_ref().is_none_or(|p| subject.starts_with(&p.to_ascii_lowercase()));
         let ends_ok = self.subject_ends_with.as_ref().is_none_or(|s| subject.ends_with(&s.to_ascii_lowercase()));
-        type_ok && begins_ok && ends_ok
+        let advanced_ok = self.subject_filters.iter().all(|f| f.admits(&event.subject));
+        type_ok && begins_ok && ends_ok && advanced_ok
     }
 }
 
@@ -164,6 +193,16 @@ mod tests {
         assert!(canary.matches(&event(KeyVaultEventType::SecretNewVersionCreated, "keyturn-canary")));
         assert!(!canary.matches(&event(KeyVaultEventType::SecretNewVersionCreated, "canary-db")));
         assert_eq!(ObjectKind::Secret, KeyVaultEventType::SecretExpired.object_kind());
+    }
+
+    #[test]
+    fn string_in_and_not_in_route_the_canary() {
+        let only = sub().subject_filter(SubjectFilter::In(vec!["keyturn-canary".into()]));
+        let never = sub().subject_filter(SubjectFilter::NotIn(vec!["keyturn-canary".into()]));
+        let canary = event(KeyVaultEventType::SecretNewVersionCreated, "KEYTURN-CANARY");
+        let other = event(KeyVaultEventType::SecretNewVersionCreated, "keyturn-canary-old");
+        assert!(only.matches(&canary) && !only.matches(&other));
+        assert!(!never.matches(&canary) && never.matches(&other));
     }
 
     #[test]
