@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
-use config::{ConfigErrors, LockSettings, Settings};
+use config::{ConfigErrors, Settings};
+use rotation::{Engine, LockSetupError, Providers};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use rotation::{Engine, InProcessLock, Providers, RotationLock};
 use vault::{AzureKeyVault, VaultError};
 
 /// Why the handler cannot work. Every invocation fails with this message (retryably: the events wait in
@@ -20,14 +19,8 @@ pub enum DepsError {
     Config(#[from] ConfigErrors),
     #[error("{0}")]
     Vault(#[from] VaultError),
-    /// A blob-lease lock is configured but this build has none. Falling back to an in-process lock would
-    /// let two instances rotate the same object at once, so the handler refuses to work instead.
-    #[error(
-        "KEYTURN_LOCK_ACCOUNT_URL/KEYTURN_LOCK_CONTAINER ask for a blob-lease rotation lock ({account_url}, \
-         container '{container}'), which this build of keyturn does not have yet; unset both to use the \
-         in-process lock (safe only when a single instance runs)"
-    )]
-    BlobLockUnavailable { account_url: String, container: String },
+    #[error("{0}")]
+    Lock(#[from] LockSetupError),
 }
 
 /// How many rotations run at once in one process; further invocations wait their turn.
@@ -52,11 +45,14 @@ impl Deps {
         Self::from_settings(&Settings::from_env()?)
     }
 
-    /// Builds the vault clients of the allow-listed vaults, the rotation lock `settings.lock` names, and
-    /// the engine with the standard providers.
+    /// Builds the credential and the bounded-retry transport once, and with them the vault clients of the
+    /// allow-listed vaults and the rotation lock `settings.lock` names (a blob lease in Azure, in-process when
+    /// no lock account is configured); then the engine with the standard providers.
     pub fn from_settings(settings: &Settings) -> Result<Self, DepsError> {
-        let vault = Arc::new(AzureKeyVault::from_settings(settings)?);
-        let lock = rotation_lock(&settings.lock)?;
+        let options = vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
+        let credential = vault::credential::build_credential(&settings.credential, options.clone())?;
+        let vault = Arc::new(AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?);
+        let lock = rotation::lock_from_settings(&settings.lock, credential, options)?;
         Ok(Self::new(Engine::new(vault, lock, Providers::standard())))
     }
 
@@ -73,19 +69,6 @@ impl Deps {
     pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
         // The semaphore is never closed, so acquiring fails only in theory; then the rotation runs unbounded.
         self.permits.clone().acquire_owned().await.ok()
-    }
-}
-
-/// The one place the rotation lock's kind is chosen.
-fn rotation_lock(settings: &LockSettings) -> Result<Arc<dyn RotationLock>, DepsError> {
-    match settings {
-        LockSettings::InProcess => {
-            tracing::info!(lock = "in-process", "rotation lock chosen by KEYTURN_LOCK_*");
-            Ok(Arc::new(InProcessLock::default()))
-        }
-        LockSettings::BlobLease { account_url, container } => {
-            Err(DepsError::BlobLockUnavailable { account_url: account_url.to_string(), container: container.clone() })
-        }
     }
 }
 
@@ -127,13 +110,14 @@ mod tests {
     }
 
     #[test]
-    fn a_blob_lease_lock_is_refused_rather_than_silently_replaced() {
+    fn a_configured_lock_account_means_blob_leases() {
         let mut pairs = MINIMAL.to_vec();
         pairs.push(("KEYTURN_LOCK_ACCOUNT_URL", "https://locks.blob.core.windows.net/"));
         pairs.push(("KEYTURN_LOCK_CONTAINER", "keyturn-locks"));
-        let error = Deps::from_settings(&settings(&pairs).unwrap()).unwrap_err();
-        assert!(matches!(error, DepsError::BlobLockUnavailable { .. }), "{error}");
-        assert!(error.to_string().contains("KEYTURN_LOCK_ACCOUNT_URL"), "{error}");
+        let deps = Deps::from_settings(&settings(&pairs).unwrap()).unwrap();
+        let debug = format!("{:?}", deps.engine());
+        assert!(debug.contains("BlobLeaseLock"), "{debug}");
+        assert!(debug.contains("keyturn-locks"), "{debug}");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! engine once per process, and turns what the engine decided into one line a person can act on.
 //!
 //! # Layout
-//! - [`deps`]: [`Deps`], everything built once per process (settings, vault clients, lock, engine), and
-//!   the one place the rotation lock's kind is chosen.
+//! - [`deps`]: [`Deps`], everything built once per process (settings, one credential and transport, vault
+//!   clients, the rotation lock the settings name, engine) and the bound on concurrent rotations.
 //! - [`handler`]: [`handle`], one event in, one [`host::Outcome`] or [`host::HandlerError`] out; which
 //!   events are served.
 //! - [`report`]: the engine's outcome and errors as the handler's one-line outcome, with the error class.
