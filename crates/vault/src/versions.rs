@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use config::SecretString;
 
 use crate::azure::AzureKeyVault;
-use crate::inventory::Collection;
+use crate::inventory::{Collection, Inventory};
 use crate::model::{SecretProperties, SecretVersion, Tags};
 use crate::ops::VaultFuture;
 use crate::{VaultError, time};
@@ -117,69 +117,24 @@ impl Versions for AzureKeyVault {
         version: &'a str,
     ) -> VaultFuture<'a, VersionProperties> {
         Box::pin(async move {
-            let (clients, object) = self.clients(vault, name)?;
-            let object = format!("{object}/{version}");
-            match collection {
-                Collection::Secrets => {
-                    const OP: &str = "get secret version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
-                    let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
-                    let mut secret = clients
-                        .secrets
-                        .get_secret(name, Some(options))
-                        .await
-                        .map_err(sdk)?
-                        .into_model()
-                        .map_err(sdk)?;
-                    // The value is not wanted: wipe it at once.
-                    drop(secret.value.take().map(SecretString::new));
-                    let attributes = secret.attributes.unwrap_or_default();
+            match self.get_version_properties(vault, collection, name, version).await {
+                // Key Vault refuses to GET a disabled version (403, `SecretDisabled` for secrets), but lists
+                // it with its attributes and tags: the expired version may well be disabled already.
+                Err(error) if error.status() == Some(403) => {
+                    let versions = self.versions(vault, collection, name).await?;
+                    let listed = versions
+                        .into_iter()
+                        .find(|v| v.version.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(version)))
+                        .ok_or(error)?;
                     Ok(VersionProperties {
-                        version: version_in(secret.id.as_deref(), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(secret.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
+                        version: version.to_owned(),
+                        enabled: listed.enabled,
+                        tags: listed.tags,
+                        not_before: listed.not_before,
+                        expires: listed.expires,
                     })
                 }
-                Collection::Keys => {
-                    const OP: &str = "get key version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
-                    let options = KeyClientGetKeyOptions { key_version: owned(version), ..Default::default() };
-                    let key =
-                        clients.keys.get_key(name, Some(options)).await.map_err(sdk)?.into_model().map_err(sdk)?;
-                    let attributes = key.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(key.key.as_ref().and_then(|k| k.kid.as_deref()), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(key.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
-                }
-                Collection::Certificates => {
-                    const OP: &str = "get certificate version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
-                    let options = CertificateClientGetCertificateOptions {
-                        certificate_version: owned(version),
-                        ..Default::default()
-                    };
-                    let certificate = clients
-                        .certificates
-                        .get_certificate(name, Some(options))
-                        .await
-                        .map_err(sdk)?
-                        .into_model()
-                        .map_err(sdk)?;
-                    let attributes = certificate.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(certificate.id.as_deref(), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(certificate.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
-                }
+                other => other,
             }
         })
     }
@@ -277,6 +232,84 @@ impl Versions for AzureKeyVault {
                     let certificate = clients
                         .certificates
                         .update_certificate_properties(name, body, Some(options))
+                        .await
+                        .map_err(sdk)?
+                        .into_model()
+                        .map_err(sdk)?;
+                    let attributes = certificate.attributes.unwrap_or_default();
+                    Ok(VersionProperties {
+                        version: version_in(certificate.id.as_deref(), version),
+                        enabled: attributes.enabled.unwrap_or(true),
+                        tags: tags_of(certificate.tags),
+                        not_before: attributes.not_before.and_then(time::from_sdk),
+                        expires: attributes.expires.and_then(time::from_sdk),
+                    })
+                }
+            }
+        })
+    }
+}
+
+impl AzureKeyVault {
+    /// One version's attributes by GET (which Key Vault refuses for a disabled version).
+    fn get_version_properties<'a>(
+        &'a self,
+        vault: &'a str,
+        collection: Collection,
+        name: &'a str,
+        version: &'a str,
+    ) -> VaultFuture<'a, VersionProperties> {
+        Box::pin(async move {
+            let (clients, object) = self.clients(vault, name)?;
+            let object = format!("{object}/{version}");
+            match collection {
+                Collection::Secrets => {
+                    const OP: &str = "get secret version";
+                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
+                    let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
+                    let mut secret = clients
+                        .secrets
+                        .get_secret(name, Some(options))
+                        .await
+                        .map_err(sdk)?
+                        .into_model()
+                        .map_err(sdk)?;
+                    // The value is not wanted: wipe it at once.
+                    drop(secret.value.take().map(SecretString::new));
+                    let attributes = secret.attributes.unwrap_or_default();
+                    Ok(VersionProperties {
+                        version: version_in(secret.id.as_deref(), version),
+                        enabled: attributes.enabled.unwrap_or(true),
+                        tags: tags_of(secret.tags),
+                        not_before: attributes.not_before.and_then(time::from_sdk),
+                        expires: attributes.expires.and_then(time::from_sdk),
+                    })
+                }
+                Collection::Keys => {
+                    const OP: &str = "get key version";
+                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
+                    let options = KeyClientGetKeyOptions { key_version: owned(version), ..Default::default() };
+                    let key =
+                        clients.keys.get_key(name, Some(options)).await.map_err(sdk)?.into_model().map_err(sdk)?;
+                    let attributes = key.attributes.unwrap_or_default();
+                    Ok(VersionProperties {
+                        version: version_in(key.key.as_ref().and_then(|k| k.kid.as_deref()), version),
+                        enabled: attributes.enabled.unwrap_or(true),
+                        tags: tags_of(key.tags),
+                        not_before: attributes.not_before.and_then(time::from_sdk),
+                        expires: attributes.expires.and_then(time::from_sdk),
+                    })
+                }
+                Collection::Certificates => {
+                    const OP: &str = "get certificate version";
+                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
+                    let options = CertificateClientGetCertificateOptions {
+                        certificate_version: owned(version),
+                        ..Default::default()
+                    };
+                    let certificate = clients
+                        .certificates
+                        .get_certificate(name, Some(options))
                         .await
                         .map_err(sdk)?
                         .into_model()

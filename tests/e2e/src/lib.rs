@@ -256,3 +256,107 @@ pub async fn counting_relay(
     });
     (addr, count)
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The expired, new-version and test-event handlers (tests/expired.rs, tests/new_version.rs, tests/test_event.rs).
+
+/// Real notification receivers: an HTTP sink (signed webhook, Slack, Teams) and an SMTP server.
+pub mod receivers;
+
+/// The Key Vault event types the `expired` subscription carries.
+pub const EXPIRED_EVENT_TYPES: [&str; 3] =
+    ["Microsoft.KeyVault.SecretExpired", "Microsoft.KeyVault.KeyExpired", "Microsoft.KeyVault.CertificateExpired"];
+
+/// The Key Vault event types the `new-version` subscription carries.
+pub const NEW_VERSION_EVENT_TYPES: [&str; 3] = [
+    "Microsoft.KeyVault.SecretNewVersionCreated",
+    "Microsoft.KeyVault.KeyNewVersionCreated",
+    "Microsoft.KeyVault.CertificateNewVersionCreated",
+];
+
+/// Runs `test` within `limit`: a hung handler must fail the test, not the run.
+///
+/// # Panics
+/// When the limit passes.
+pub async fn bounded<T>(limit: Duration, test: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, test).await.unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
+}
+
+impl Chain {
+    /// What the handler answered each invocation (`done: ...`, `skipped: ...`, `rejected: ...`).
+    pub fn answers(&self) -> Vec<String> {
+        self.host
+            .output()
+            .lines()
+            .into_iter()
+            .filter(|line| line.stream == local::functions_host::Stream::InvocationLog)
+            .map(|line| line.text)
+            .collect()
+    }
+
+    /// Everything the handler and the chain recorded: the handler's stdout, stderr and invocation logs,
+    /// every invocation record, Event Grid's attempts and dead letters.
+    pub fn everything_recorded(&self) -> Vec<String> {
+        let mut texts: Vec<String> = self.host.output().lines().into_iter().map(|line| line.text).collect();
+        texts.extend(self.host.invocations().iter().map(|record| format!("{record:?}")));
+        texts.extend(self.stack.grid().attempts().iter().map(|attempt| format!("{attempt:?}")));
+        texts.extend(self.stack.grid().dead_letters().iter().map(|letter| format!("{letter:?}")));
+        texts
+    }
+
+    /// Waits until some answer contains `needle`.
+    ///
+    /// # Panics
+    /// When none does within `timeout`.
+    pub async fn wait_for_answer(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(answer) = self.answers().into_iter().find(|answer| answer.contains(needle)) {
+                return answer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no answer mentioning '{needle}' within {timeout:?}; answers: {:#?}",
+                self.answers()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Every value any secret of `vaults` has ever held, for the leak scans.
+///
+/// # Panics
+/// When a vault cannot be listed.
+pub fn all_secret_values(stack: &local::stack::LocalStack, vaults: &[&str]) -> Vec<String> {
+    let store = stack.emulator().store();
+    vaults
+        .iter()
+        .flat_map(|vault| {
+            store
+                .list_secrets(vault)
+                .unwrap_or_else(|error| panic!("listing {vault}: {error}"))
+                .into_iter()
+                .flat_map(|secret| {
+                    store.list_secret_versions(vault, &secret.name).unwrap_or_else(|error| panic!("{error}"))
+                })
+                .map(|view| view.version.data.value)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Fails when any of `values` appears in any of `texts`.
+///
+/// # Panics
+/// When one does, when there is nothing to scan, or a value is too short to scan for.
+pub fn assert_no_value_in(texts: &[String], values: &[String]) {
+    assert!(!texts.is_empty(), "nothing to scan: the scan would prove nothing");
+    assert!(!values.is_empty(), "no values to scan for");
+    for value in values {
+        assert!(value.len() >= 8, "a value this short could match by chance: {} bytes", value.len());
+        if let Some(text) = texts.iter().find(|text| text.contains(value.as_str())) {
+            panic!("a secret value appeared in: {text}");
+        }
+    }
+}

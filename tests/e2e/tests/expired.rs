@@ -1,0 +1,291 @@
+//! The `expired` handler through the real chain: the Key Vault emulator's clock passes exp, the Event Grid
+//! emulator delivers `*Expired` to the Functions host stand-in, which invokes the real `expired` binary, which
+//! reads the expired version through the Azure SDK, acts where a tag opts in, and notifies through real
+//! receivers: an HTTP sink checking the webhook signature and the Slack/Teams shapes, and aiosmtpd.
+//!
+//! Each test asserts what a user would notice (the vault's versions and enabled flags, the messages each
+//! receiver got, the handler's answers) and that no secret value appeared anywhere.
+
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use e2e::receivers::{HttpSink, Received, SmtpSink};
+use e2e::{Chain, EXPIRED_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, workspace_binary};
+use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
+use local::eventgrid::EventGridOptions;
+use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
+use local::keyvault::crypto::KeySpec;
+use local::keyvault::keys::KeySpecInput;
+use local::keyvault::store::AttributeInput;
+use local::keyvault::{KeyVaultEmulator, SecretSpec};
+use local::stack::LocalStack;
+use serde_json::Value;
+
+const FUNCTION: &str = "expired";
+const VAULT: &str = "kv-one";
+
+async fn stack() -> LocalStack {
+    // Event Grid at 1/1000 of real time: its 10 s first retry takes 10 ms.
+    LocalStack::start(
+        KeyVaultEmulator::builder().vault(VAULT),
+        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
+    )
+    .await
+    .unwrap()
+}
+
+fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
+    let mut settings = stack.handler_env();
+    for (name, value) in [
+        ("KEYTURN_RETRY_MAX", "2"),
+        ("KEYTURN_RETRY_DELAY_MS", "50"),
+        ("KEYTURN_RETRY_MAX_DELAY_MS", "400"),
+        ("KEYTURN_NOTIFY", channels),
+    ] {
+        settings.push((name.to_owned(), value.to_owned()));
+    }
+    settings
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+}
+
+/// Seeds a secret version expiring `days` from the vault's clock; returns its version.
+fn seed(stack: &LocalStack, name: &str, value: &str, days: i64, tags: BTreeMap<String, String>) -> String {
+    let exp = stack.emulator().clock().now() + TimeDelta::days(days);
+    let spec = SecretSpec {
+        value: value.to_owned(),
+        content_type: Some("text/plain".to_owned()),
+        attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
+        tags,
+    };
+    stack.emulator().store().set_secret(VAULT, name, spec).unwrap().version.version
+}
+
+fn secret_enabled(stack: &LocalStack, name: &str, version: &str) -> bool {
+    // Read through the listing: the emulator (like Key Vault) refuses to get a disabled version.
+    let versions = stack.emulator().store().list_secret_versions(VAULT, name).unwrap();
+    versions.into_iter().find(|view| view.version.version == version).unwrap().version.attributes.enabled
+}
+
+/// The webhook notification about `name` (there must be exactly one accepted).
+fn webhook_about(sink: &HttpSink, name: &str) -> Value {
+    let found: Vec<Value> =
+        sink.accepted_on("/webhook").iter().map(Received::json).filter(|json| json["object"]["name"] == name).collect();
+    assert_eq!(found.len(), 1, "webhook notifications about {name}: {found:#?}");
+    found.into_iter().next().unwrap()
+}
+
+/// Everything the receivers got, for the leak scan.
+fn received_texts(sink: &HttpSink, smtp: &SmtpSink) -> Vec<String> {
+    let mut texts: Vec<String> = sink.received().into_iter().map(|r| r.body).collect();
+    texts.extend(smtp.messages().iter().map(|m| m["data"].as_str().unwrap_or_default().to_owned()));
+    texts
+}
+
+#[tokio::test]
+async fn expired_secrets_keys_and_certificates_are_notified_critically_everywhere_and_acted_on_only_by_opt_in() {
+    bounded(Duration::from_secs(120), async {
+        let sink = HttpSink::start().await;
+        let smtp = SmtpSink::start().await;
+        let stack = stack().await;
+        let notify_only = seed(&stack, "notify-only", "value-notify-only-0001", 1, tags(&[("owner", "team-a")]));
+        let disable_me =
+            seed(&stack, "disable-me", "value-disable-me-0002", 1, tags(&[("KeyturnExpiredAction", "disable")]));
+        let rotate_me = seed(
+            &stack,
+            "rotate-me",
+            "value-rotate-me-0003",
+            1,
+            tags(&[("KeyturnExpiredAction", "rotate"), ("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")]),
+        );
+        let store = stack.emulator().store();
+        let exp = stack.emulator().clock().now() + TimeDelta::days(2);
+        let key = store
+            .create_key(
+                VAULT,
+                "signing-key",
+                KeySpecInput {
+                    kty: "RSA".into(),
+                    spec: KeySpec::Rsa(2048),
+                    key_ops: None,
+                    attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
+                    tags: BTreeMap::new(),
+                },
+            )
+            .unwrap()
+            .version
+            .version;
+        let policy = CertificatePolicy {
+            issuer: Some(IssuerParams { name: Some("Self".into()), ..IssuerParams::default() }),
+            x509_props: Some(X509Props {
+                subject: Some("CN=api.example.test".into()),
+                validity_months: Some(1),
+                ..X509Props::default()
+            }),
+            lifetime_actions: Some(Vec::new()),
+            ..CertificatePolicy::default()
+        };
+        store.create_certificate(VAULT, "tls-cert", Some(policy), AttributeInput::default(), BTreeMap::new()).unwrap();
+        // Issuance completes when the certificate is next read.
+        store.get_certificate(VAULT, "tls-cert", None).unwrap();
+
+        let channels = format!("{} {}", sink.channels(), smtp.channel());
+        let settings = settings(&stack, &channels);
+        let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await;
+        let stack = &chain.stack;
+
+        // 40 days on, every one of them has expired (the certificate was valid for a month).
+        stack.emulator().clock().advance(TimeDelta::days(40).to_std().unwrap());
+        chain.settle(5, Duration::from_secs(60)).await;
+
+        // Every channel got one critical message per expired object, and accepted it as its real receiver would.
+        for route in ["/webhook", "/services/", "/teams/"] {
+            assert_eq!(sink.accepted_on(route).len(), 5, "{route}: {:#?}", sink.received());
+        }
+        assert!(sink.received().iter().all(Received::accepted), "{:#?}", sink.received());
+        smtp.wait_for(5, "CRITICAL", Duration::from_secs(10)).await;
+        for name in ["notify-only", "disable-me", "rotate-me", "signing-key", "tls-cert"] {
+            let json = webhook_about(&sink, name);
+            assert_eq!(json["severity"], "critical", "{json}");
+            assert!(json["headline"].as_str().unwrap().ends_with("has expired"), "{json}");
+            let emails = smtp.messages().iter().filter(|m| m["data"].as_str().unwrap().contains(name)).count();
+            assert!(emails >= 1, "no email about {name}");
+        }
+
+        // No tag: notified only, and the message says the expired version is still enabled.
+        let summary = |name: &str| webhook_about(&sink, name)["summary"].as_str().unwrap().to_owned();
+        assert!(summary("notify-only").contains(&format!("The expired version {notify_only} is still enabled")));
+        assert!(summary("notify-only").contains("no action is configured"), "{}", summary("notify-only"));
+        assert!(secret_enabled(stack, "notify-only", &notify_only));
+        assert_eq!(stack.emulator().store().list_secret_versions(VAULT, "notify-only").unwrap().len(), 1);
+        assert!(summary("signing-key").contains(&format!("The expired version {key} is still enabled")));
+        assert!(stack.emulator().store().get_key(VAULT, "signing-key", None).unwrap().version.attributes.enabled);
+
+        // disable: exactly the expired version was disabled, and the message says so.
+        assert!(!secret_enabled(stack, "disable-me", &disable_me));
+        assert!(summary("disable-me").contains("keyturn disabled it"), "{}", summary("disable-me"));
+        assert!(summary("disable-me").contains(&format!("The expired version {disable_me} is disabled")));
+
+        // rotate: one new version through the engine, named in the message; the expired one untouched.
+        let versions = stack.emulator().store().list_secret_versions(VAULT, "rotate-me").unwrap();
+        assert_eq!(versions.len(), 2);
+        let latest = stack.emulator().store().get_secret(VAULT, "rotate-me", None).unwrap().version;
+        assert_ne!(latest.version, rotate_me);
+        assert_eq!(latest.tags.get("KeyturnRotatedFrom"), Some(&rotate_me));
+        assert!(summary("rotate-me").contains(&format!("the new version is {}", latest.version)));
+        assert!(secret_enabled(stack, "rotate-me", &rotate_me));
+
+        let answers = chain.answers();
+        assert_eq!(answers.iter().filter(|a| a.starts_with("done: ")).count(), 5, "{answers:#?}");
+        assert!(chain.stack.grid().dead_letters().is_empty());
+
+        let mut texts = chain.everything_recorded();
+        texts.extend(received_texts(&sink, &smtp));
+        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.shutdown().await;
+    })
+    .await;
+}
+
+/// A `SecretExpired` event for `version`, as Event Grid would deliver it.
+fn expired_event(id: &str, vault: &str, name: &str, version: &str) -> Event {
+    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, Some(Utc::now())).unwrap();
+    Event {
+        id: id.to_owned(),
+        subject: name.to_owned(),
+        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
+        time: Some(Utc::now()),
+        schema: Schema::EventGrid,
+        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretExpired, object }),
+    }
+}
+
+#[tokio::test]
+async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused() {
+    bounded(Duration::from_secs(120), async {
+        let sink = HttpSink::start().await;
+        let stack = stack().await;
+        let channels = sink.channels();
+        let settings = settings(&stack, &channels);
+        let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await;
+        let stack = &chain.stack;
+        let opt_in = tags(&[("KeyturnExpiredAction", "disable")]);
+        let old = seed(stack, "two-versions", "value-two-versions-old-01", -1, opt_in.clone());
+        let new = seed(stack, "two-versions", "value-two-versions-new-02", 90, opt_in);
+
+        // The old version expired while a newer one is current: only the old one is disabled.
+        stack.grid().publish(expired_event("expired-old-1", VAULT, "two-versions", &old));
+        chain.wait_for_answer("two-versions version", Duration::from_secs(30)).await;
+        assert!(!secret_enabled(stack, "two-versions", &old));
+        assert!(secret_enabled(stack, "two-versions", &new));
+
+        // A second delivery of another event for it finds it already disabled and changes nothing.
+        stack.grid().publish(expired_event("expired-old-2", VAULT, "two-versions", &old));
+        chain.settle(2, Duration::from_secs(30)).await;
+        let answers: Vec<String> = chain.answers().into_iter().filter(|a| a.contains("two-versions")).collect();
+        assert_eq!(answers.len(), 2, "{answers:#?}");
+        assert!(answers[1].contains("did not need to disable it"), "{answers:#?}");
+        assert!(secret_enabled(stack, "two-versions", &new));
+
+        // A vault outside the allow-list: refused before anything is read or sent; no message goes out.
+        let before = sink.received().len();
+        stack.grid().publish(expired_event("expired-foreign", "kv-elsewhere", "two-versions", &old));
+        chain.settle(3, Duration::from_secs(30)).await;
+        let refused = chain.wait_for_answer("kv-elsewhere", Duration::from_secs(10)).await;
+        assert!(refused.starts_with("rejected: ") && refused.contains("not in the allow-list"), "{refused}");
+        assert_eq!(sink.received().len(), before);
+
+        let mut texts = chain.everything_recorded();
+        texts.extend(sink.received().into_iter().map(|r| r.body));
+        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_channel_that_is_down_gets_the_message_once_it_is_back_through_event_grid_retries() {
+    bounded(Duration::from_secs(120), async {
+        let sink = HttpSink::start().await;
+        sink.set_down(true);
+        let stack = stack().await;
+        seed(&stack, "while-down", "value-while-down-0001", 1, BTreeMap::new());
+        let channels = sink.channels();
+        let settings = settings(&stack, &channels);
+        let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await;
+
+        chain.stack.emulator().clock().advance(TimeDelta::days(2).to_std().unwrap());
+        // Event Grid retries while the channels refuse...
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while chain.attempts().iter().filter(|a| a.status == Some(500)).count() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no retried attempts: {:#?}", chain.attempts());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(sink.accepted_on("/").is_empty());
+        // ...and once they are back, a redelivery reaches every one of them.
+        sink.set_down(false);
+        sink.wait_until(Duration::from_secs(60), "the message on all three channels", |received| {
+            ["/webhook", "/services/", "/teams/"]
+                .iter()
+                .all(|route| received.iter().any(|r| r.path.starts_with(route) && r.accepted()))
+        })
+        .await;
+        chain.settle(1, Duration::from_secs(60)).await;
+        let delivered = chain.attempts().into_iter().filter(|a| a.outcome == "Delivered").count();
+        assert_eq!(delivered, 1, "{:#?}", chain.attempts());
+        assert!(chain.stack.grid().dead_letters().is_empty());
+        assert_eq!(webhook_about(&sink, "while-down")["severity"], "critical");
+
+        let mut texts = chain.everything_recorded();
+        texts.extend(sink.received().into_iter().map(|r| r.body));
+        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.shutdown().await;
+    })
+    .await;
+}
