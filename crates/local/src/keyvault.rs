@@ -324,6 +324,12 @@ impl RunningEmulator {
             .unwrap_or_else(|| IdentityEnv { endpoint: String::new(), header: String::new() })
     }
 
+    /// The registry of the tokens the identity endpoint issued, for another local service (the ARM emulator)
+    /// that must accept the same tokens.
+    pub fn token_registry(&self) -> Option<TokenRegistry> {
+        self.identity.as_ref().map(|i| i.registry().clone())
+    }
+
     /// The client id of the system-assigned identity.
     pub fn system_client_id(&self) -> &str {
         self.identity.as_ref().map_or("", |i| i.system_client_id())

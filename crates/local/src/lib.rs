@@ -13,12 +13,15 @@
 //! - [`stack`]: the whole stack in one call: vaults + identity, Event Grid fed by the vaults, management API.
 //! - [`functions_host`]: Azure Functions host stand-in: host.json + function folders, the handler process
 //!   (readiness, crash restarts, functionTimeout), and the Event Grid webhook `/runtime/webhooks/eventgrid`.
+//! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
+//!   [`identity`].
 
+pub mod arm;
 pub mod clock;
+pub mod eventgrid;
+pub mod functions_host;
 pub mod identity;
 pub mod keyvault;
-pub mod tls;
-pub mod eventgrid;
 pub mod management;
 pub mod stack;
-pub mod functions_host;
+pub mod tls;

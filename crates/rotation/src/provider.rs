@@ -7,20 +7,24 @@
 //! 4. the engine promotes it with one `set_secret` (Key Vault has no staging: that version is live at once);
 //! 5. [`Provider::finish`]: clean up after promotion.
 //!
-//! The generated provider needs only step 1. The kinds that come next fit the same steps:
-//! - dual credential (storage account keys): create = regenerate the key *not* named by `CredentialId`
-//!   and switch the tag; set/test are no-ops, because the current key stays valid throughout;
-//! - single credential with a pending value (a database password): create writes the value to a pending
-//!   home (never the live secret) or resumes from one left by a crashed run; set changes the password;
-//!   test logs in with it; finish deletes the pending home;
-//! - a webhook to the user's own rotator: create asks it for the value, test asks it to verify.
+//! The providers (docs/providers.md is the user's reference):
+//! - `generated` (`provider/generated.rs`): a new value from the CSPRNG; step 1 only.
+//! - `postgres`, `postgres-alternating` (`provider/postgres.rs`): a PostgreSQL password, single user or two
+//!   alternating logins; every step, with the pending value kept in a pending home (`provider/pending.rs`)
+//!   so that a replay after a crash resumes and never strands a credential.
+//! - `storage-account-key` (`provider/storage_keys.rs`): a dual credential: regenerate the key *not* named
+//!   by `CredentialId` through Resource Manager and switch the tag; the stored key stays valid throughout.
+//! - `webhook` (`provider/webhook.rs`): the user's own HTTPS rotator makes the value; keyturn keeps it in the
+//!   pending home, has the rotator confirm it, and promotes it.
 //!
 //! Adding a provider is adding a module with a type implementing [`Provider`] and registering it in
-//! [`Providers::standard`].
+//! [`Providers::standard`] (needs nothing) or [`Providers::from_settings`] (needs settings or the vault).
 
 pub mod generated;
 pub mod pending;
 pub mod postgres;
+pub mod storage_keys;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +33,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use config::SecretString;
 use futures::future::BoxFuture;
+use vault::KeyVault;
 use vault::model::{SecretProperties, SecretVersion, Tags};
 
 use crate::policy::Policy;
@@ -101,6 +106,31 @@ impl Providers {
     /// Every provider keyturn ships.
     pub fn standard() -> Self {
         Self::default().with(Arc::new(generated::Generated))
+    }
+
+    /// Every provider keyturn ships, built once per process from the settings: `vault` holds the pending
+    /// homes and the admin secrets; the Resource Manager calls use the configured credential with the same
+    /// transport and bounded retries as the vault clients; `KEYTURN_CA_FILE` is trusted beside the platform's
+    /// roots for PostgreSQL and the webhook rotators. Touches no network.
+    pub fn from_settings(settings: &config::Settings, vault: Arc<dyn KeyVault>) -> Result<Self, ProviderError> {
+        use postgres::{Postgres, Strategy};
+        let setup = |e: vault::VaultError| ProviderError {
+            provider: "storage-account-key",
+            message: e.to_string(),
+            retryable: false,
+        };
+        let ca_file = settings.ca_file.as_deref();
+        let options = vault::http::client_options(&settings.retry, ca_file).map_err(setup)?;
+        let credential = vault::credential::build_credential(&settings.credential, options.clone()).map_err(setup)?;
+        Ok(Self::standard()
+            .with(Arc::new(Postgres::new(Strategy::SingleUser, vault.clone(), ca_file)?))
+            .with(Arc::new(Postgres::new(Strategy::Alternating, vault.clone(), ca_file)?))
+            .with(Arc::new(storage_keys::StorageKeys::new(
+                settings.providers.arm_endpoint.clone(),
+                credential,
+                options,
+            )))
+            .with(Arc::new(webhook::Webhook::new(settings.providers.webhook_rotators.as_ref(), vault, ca_file)?)))
     }
 
     /// Adds (or replaces) a provider.

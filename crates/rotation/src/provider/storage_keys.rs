@@ -1,0 +1,260 @@
+//! Storage account keys, a dual credential, with the contract of Microsoft's rotation sample: tag
+//! `CredentialId` = `key1` | `key2` (the key the secret holds), `ProviderAddress` = the storage account's
+//! resource id. A rotation regenerates the key the secret does NOT hold, through Azure Resource Manager with
+//! the handler's own identity, stores it, and switches `CredentialId`. The stored key stays valid
+//! throughout, so there is nothing to set and nothing is ever stranded.
+//!
+//! Replays: the engine already turns a duplicate delivery into "already rotated". A replay after a crash
+//! between the regeneration and the promotion finds the other key newer than the live version (its
+//! `creationTime` after the version's `nbf`, which keyturn sets to the rotation's time) and uses it instead of
+//! regenerating again.
+//!
+//! There is no Rust management SDK for Microsoft.Storage in the Azure SDK 1.x, so the two calls
+//! (`listKeys`, `regenerateKey`, API version [`API_VERSION`]) are made by hand over azure_core's pipeline,
+//! with the same credential, transport and bounded retry policy as the Key Vault clients.
+
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+use azure_core::error::CheckSuccessOptions;
+use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
+use azure_core::http::{ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, Url};
+use chrono::{DateTime, Utc};
+use config::SecretString;
+use serde::Deserialize;
+use vault::model::Tags;
+
+use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS};
+use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+
+/// The Microsoft.Storage REST API version keyturn calls.
+pub const API_VERSION: &str = "2023-05-01";
+const NAME: &str = "storage-account-key";
+
+/// `KeyturnRotation=storage-account-key`.
+#[derive(Clone)]
+pub struct StorageKeys {
+    endpoint: Url,
+    pipeline: Pipeline,
+}
+
+impl std::fmt::Debug for StorageKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageKeys").field("endpoint", &self.endpoint.as_str()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeysResult {
+    #[serde(default)]
+    keys: Vec<KeyOut>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyOut {
+    key_name: String,
+    value: Option<String>,
+    creation_time: Option<DateTime<Utc>>,
+}
+
+impl StorageKeys {
+    /// Calls Resource Manager at `endpoint` (`KEYTURN_ARM_ENDPOINT`) with `credential`.
+    pub fn new(endpoint: Url, credential: Arc<dyn TokenCredential>, options: ClientOptions) -> Self {
+        let scope = scope_for(&endpoint);
+        let auth = Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
+        let pipeline = Pipeline::new(
+            option_env!("CARGO_PKG_NAME"),
+            option_env!("CARGO_PKG_VERSION"),
+            options,
+            Vec::new(),
+            vec![auth],
+            None,
+        );
+        Self { endpoint, pipeline }
+    }
+
+    fn error(message: impl Into<String>, retryable: bool) -> ProviderError {
+        ProviderError { provider: NAME, message: message.into(), retryable }
+    }
+
+    /// `POST {account}/{action}?api-version=...`, answering the account's keys.
+    async fn call(&self, account: &str, action: &str, body: Option<&str>) -> Result<KeysResult, ProviderError> {
+        let mut url = self.endpoint.clone();
+        url.set_path(&format!("{}/{action}", account.trim_end_matches('/')));
+        url.query_pairs_mut().clear().append_pair("api-version", API_VERSION);
+        let mut request = Request::new(url, Method::Post);
+        request.insert_header("accept", "application/json");
+        request.insert_header("content-type", "application/json");
+        request.set_body(body.unwrap_or("").as_bytes().to_vec());
+        let options =
+            PipelineSendOptions { check_success: CheckSuccessOptions { success_codes: &[200] }, ..Default::default() };
+        let doing = format!("{action} on {account}");
+        let response = self.pipeline.send(&Context::new(), &mut request, Some(options)).await.map_err(|e| {
+            use azure_core::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::HttpResponse { status, error_code, .. } => {
+                    let status = u16::from(*status);
+                    let code = error_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+                    Self::error(format!("{doing}: HTTP {status}{code}: {e}"), matches!(status, 408 | 429 | 500..=599))
+                }
+                ErrorKind::Io | ErrorKind::Connection | ErrorKind::Credential => {
+                    Self::error(format!("{doing}: Resource Manager could not be reached: {e}"), true)
+                }
+                _ => Self::error(format!("{doing}: {e}"), false),
+            }
+        })?;
+        // The body holds account keys: parse it without ever quoting it in an error.
+        serde_json::from_slice(response.body().as_ref())
+            .map_err(|_| Self::error(format!("{doing}: the response is not a key list"), false))
+    }
+
+    fn key_of(
+        result: &KeysResult,
+        name: &str,
+        account: &str,
+    ) -> Result<(SecretString, Option<DateTime<Utc>>), ProviderError> {
+        let key = result
+            .keys
+            .iter()
+            .find(|k| k.key_name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| Self::error(format!("{account} answered no {name}"), false))?;
+        let value = key
+            .value
+            .clone()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Self::error(format!("{account} answered {name} without a value"), false))?;
+        Ok((SecretString::new(value), key.creation_time))
+    }
+}
+
+/// The token scope for a Resource Manager endpoint: its own origin in Azure's clouds; the public cloud's for
+/// a loopback emulator.
+fn scope_for(endpoint: &Url) -> String {
+    match endpoint.host() {
+        Some(url::Host::Domain(domain)) if domain != "localhost" => format!("https://{domain}/.default"),
+        _ => "https://management.azure.com/.default".to_owned(),
+    }
+}
+
+/// The key a rotation regenerates: the one `CredentialId` does not name.
+fn other_key(credential_id: Option<&str>) -> Result<(&'static str, &'static str), ProviderError> {
+    match credential_id.map(str::to_ascii_lowercase).as_deref() {
+        Some("key1") => Ok(("key1", "key2")),
+        Some("key2") => Ok(("key2", "key1")),
+        other => Err(StorageKeys::error(
+            format!("tag {CREDENTIAL_ID} must be key1 or key2 (the key the secret holds), not {other:?}"),
+            false,
+        )),
+    }
+}
+
+/// A storage account's resource id, checked (it becomes the request path).
+fn account_id(address: Option<&str>) -> Result<&str, ProviderError> {
+    let invalid = || {
+        StorageKeys::error(
+            format!(
+                "tag {PROVIDER_ADDRESS} must be the storage account's resource id \
+                 (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>), not {address:?}"
+            ),
+            false,
+        )
+    };
+    let address = address.ok_or_else(invalid)?;
+    let segments: Vec<&str> = address.trim_end_matches('/').split('/').collect();
+    let safe =
+        |s: &str| !s.chars().all(|c| c == '.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c));
+    match segments.as_slice() {
+        ["", sub, s, rgs, g, providers, ns, kind, a]
+            if sub.eq_ignore_ascii_case("subscriptions")
+                && rgs.eq_ignore_ascii_case("resourceGroups")
+                && providers.eq_ignore_ascii_case("providers")
+                && ns.eq_ignore_ascii_case("Microsoft.Storage")
+                && kind.eq_ignore_ascii_case("storageAccounts")
+                && [s, g, a].iter().all(|p| safe(p)) =>
+        {
+            Ok(address.trim_end_matches('/'))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+impl Provider for StorageKeys {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn create_pending<'a>(&'a self, ctx: &'a RotationContext<'a>) -> ProviderFuture<'a, Pending> {
+        Box::pin(async move {
+            let (stored, other) = other_key(ctx.policy.credential_id.as_deref())?;
+            let account = account_id(ctx.policy.provider_address.as_deref())?;
+            let keys = self.call(account, "listKeys", None).await?;
+            let (value, created) = Self::key_of(&keys, other, account)?;
+            let value = match (created, ctx.current.properties.not_before) {
+                // Regenerated after the live version was stored: by a crashed attempt of this rotation.
+                (Some(created), Some(stored_at)) if created > stored_at => {
+                    tracing::info!(
+                        secret = ctx.name,
+                        key = other,
+                        "the other key is newer than the stored version; using it"
+                    );
+                    value
+                }
+                _ => {
+                    let body = serde_json::json!({ "keyName": other }).to_string();
+                    let keys = self.call(account, "regenerateKey", Some(&body)).await?;
+                    tracing::info!(secret = ctx.name, stored, regenerated = other, "storage account key regenerated");
+                    Self::key_of(&keys, other, account)?.0
+                }
+            };
+            Ok(Pending { value, tags: Tags::from([(CREDENTIAL_ID.to_owned(), other.to_owned())]) })
+        })
+    }
+
+    fn test_pending<'a>(&'a self, ctx: &'a RotationContext<'a>, pending: &'a Pending) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            // The key must still be the account's: someone regenerating it meanwhile would make it dead on arrival.
+            let (_, other) = other_key(ctx.policy.credential_id.as_deref())?;
+            let account = account_id(ctx.policy.provider_address.as_deref())?;
+            let (value, _) = Self::key_of(&self.call(account, "listKeys", None).await?, other, account)?;
+            if value != pending.value {
+                return Err(Self::error(format!("{other} of {account} changed during the rotation; retrying"), true));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_other_key_and_the_account_id_are_checked() {
+        assert_eq!(other_key(Some("Key1")).unwrap(), ("key1", "key2"));
+        assert_eq!(other_key(Some("key2")).unwrap(), ("key2", "key1"));
+        for bad in [None, Some("primary"), Some("")] {
+            let error = other_key(bad).unwrap_err();
+            assert!(!error.retryable && error.message.contains("CredentialId"), "{error}");
+        }
+        let id = "/subscriptions/0000/resourceGroups/rg-1/providers/Microsoft.Storage/storageAccounts/acct1/";
+        assert_eq!(account_id(Some(id)).unwrap(), id.trim_end_matches('/'));
+        for bad in [
+            "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Sql/servers/db",
+            "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a?x=1",
+            "/subscriptions/0000/resourceGroups/../providers/Microsoft.Storage/storageAccounts/a/..",
+            "https://evil.example/subscriptions/0/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a",
+        ] {
+            assert!(account_id(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_scope_follows_the_endpoint_except_on_loopback() {
+        let scope = |u: &str| scope_for(&Url::parse(u).unwrap());
+        assert_eq!(scope("https://management.azure.com"), "https://management.azure.com/.default");
+        assert_eq!(scope("https://management.chinacloudapi.cn/"), "https://management.chinacloudapi.cn/.default");
+        assert_eq!(scope("https://127.0.0.1:8444"), "https://management.azure.com/.default");
+    }
+}

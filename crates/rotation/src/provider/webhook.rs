@@ -1,0 +1,317 @@
+//! The webhook rotator: for credentials keyturn cannot change itself. keyturn asks the user's own HTTPS
+//! endpoint for the new credential with a signed request describing the rotation, keeps the answer in the
+//! pending home, asks the endpoint to confirm it works, and promotes it. The contract (request, signature,
+//! responses, status codes) is docs/providers.md, "webhook".
+//!
+//! Rotators are configured, not named by URL in tags: `KEYTURN_WEBHOOK_ROTATORS` lists
+//! `name=https://host/path?secret=<signing secret>` entries (`;`-separated) and the secret's tag
+//! `KeyturnWebhook` picks one by name. A tag can therefore never send keyturn's requests (or a secret's
+//! new value) to an endpoint the deployment did not choose.
+//!
+//! Requests are signed exactly like keyturn's notification webhooks ([`notify::sign`]: HMAC-SHA256 over
+//! `"<unix seconds>.<body>"` in `X-Keyturn-Signature`), so one receiver-side check serves both.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::SecretString;
+use serde::Deserialize;
+use vault::KeyVault;
+use vault::model::{SecretProperties, Tags};
+
+use crate::policy::{CREDENTIAL_ID, tag};
+use crate::provider::pending::PendingHome;
+use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+
+/// Tag: the configured rotator that rotates this secret.
+pub const WEBHOOK: &str = "KeyturnWebhook";
+/// Header: the rotation's id, the same on every attempt of one rotation (a rotator can deduplicate on it).
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// A signing secret shorter than this is refused: it could be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
+const NAME: &str = "webhook";
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// The most keyturn reads of a response.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+/// One configured rotator.
+#[derive(Clone)]
+struct Rotator {
+    url: url::Url,
+    secret: SecretString,
+}
+
+/// `KeyturnRotation=webhook`.
+#[derive(Clone)]
+pub struct Webhook {
+    rotators: BTreeMap<String, Rotator>,
+    http: reqwest::Client,
+    home: PendingHome,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names and hosts only: URLs may carry tokens, and every entry carries its signing secret.
+        let rotators: Vec<String> =
+            self.rotators.iter().map(|(n, r)| format!("{n}={}", r.url.host_str().unwrap_or_default())).collect();
+        f.debug_struct("Webhook").field("rotators", &rotators).finish_non_exhaustive()
+    }
+}
+
+/// A problem in `KEYTURN_WEBHOOK_ROTATORS`; names the entry by position and name, never its secret.
+fn config_error(message: String) -> ProviderError {
+    ProviderError { provider: NAME, message: format!("KEYTURN_WEBHOOK_ROTATORS: {message}"), retryable: false }
+}
+
+/// Parses `name=https://host/path?secret=...; ...`.
+fn parse_rotators(raw: Option<&SecretString>) -> Result<BTreeMap<String, Rotator>, ProviderError> {
+    let mut rotators = BTreeMap::new();
+    let Some(raw) = raw else { return Ok(rotators) };
+    for (index, entry) in raw.expose().split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+        let position = index + 1;
+        let Some((name, url)) = entry.split_once('=') else {
+            return Err(config_error(format!("entry {position} is not name=https://url")));
+        };
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(config_error(format!("entry {position}: the name must be letters, digits and hyphens")));
+        }
+        let mut url =
+            url::Url::parse(url.trim()).map_err(|_| config_error(format!("entry {position} ({name}): not a URL")))?;
+        if url.scheme() != "https" || url.host().is_none() || !url.username().is_empty() {
+            return Err(config_error(format!("entry {position} ({name}): must be an https URL without credentials")));
+        }
+        let mut secret = None;
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter_map(|(k, v)| {
+                if k == "secret" {
+                    secret = Some(SecretString::new(v.into_owned()));
+                    None
+                } else {
+                    Some((k.into_owned(), v.into_owned()))
+                }
+            })
+            .collect();
+        url.set_query(None);
+        if !kept.is_empty() {
+            url.query_pairs_mut().extend_pairs(kept);
+        }
+        let secret = secret.filter(|s| s.len() >= MIN_SECRET_LEN).ok_or_else(|| {
+            config_error(format!(
+                "entry {position} ({name}): needs ?secret=<signing secret of at least {MIN_SECRET_LEN} characters>"
+            ))
+        })?;
+        if rotators.insert(name.clone(), Rotator { url, secret }).is_some() {
+            return Err(config_error(format!("entry {position}: the name '{name}' is used twice")));
+        }
+    }
+    Ok(rotators)
+}
+
+/// A rotator's answer to `create`.
+#[derive(Deserialize)]
+struct Created {
+    /// The new credential.
+    value: Option<String>,
+    /// Or: the rotator changed the credential itself and this references it (what the secret will hold).
+    reference: Option<String>,
+    /// The new `CredentialId`, for rotators that alternate credentials.
+    credential_id: Option<String>,
+}
+
+impl Webhook {
+    /// The rotators of `raw` (`KEYTURN_WEBHOOK_ROTATORS`), reached over TLS trusting the platform's roots
+    /// plus the PEM bundle at `ca_file`; pending values are kept in `vault`.
+    pub fn new(
+        raw: Option<&SecretString>,
+        vault: Arc<dyn KeyVault>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, ProviderError> {
+        let rotators = parse_rotators(raw)?;
+        let setup = |message: String| ProviderError { provider: NAME, message, retryable: false };
+        let mut builder = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            // A signed request is for the configured URL only; a redirect could send it (and the pending
+            // credential of a test request) elsewhere.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| setup(format!("KEYTURN_CA_FILE: cannot read '{}': {e}", path.display())))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("KEYTURN_CA_FILE: '{}' is not a PEM bundle: {e}", path.display())))?;
+            builder = builder.tls_certs_merge(certificates);
+        }
+        let http = builder.build().map_err(|e| setup(format!("building the HTTP client: {e}")))?;
+        Ok(Self { rotators, http, home: PendingHome::new(vault, NAME) })
+    }
+
+    fn error(message: impl Into<String>, retryable: bool) -> ProviderError {
+        ProviderError { provider: NAME, message: message.into(), retryable }
+    }
+
+    fn rotator(&self, ctx: &RotationContext<'_>) -> Result<(&str, &Rotator), ProviderError> {
+        let name = tag(&ctx.current.properties.tags, WEBHOOK).map(str::to_ascii_lowercase).ok_or_else(|| {
+            Self::error(format!("tag {WEBHOOK} must name one of the rotators in KEYTURN_WEBHOOK_ROTATORS"), false)
+        })?;
+        self.rotators.get_key_value(&name).map(|(n, r)| (n.as_str(), r)).ok_or_else(|| {
+            let known: Vec<&str> = self.rotators.keys().map(String::as_str).collect();
+            Self::error(
+                format!(
+                    "tag {WEBHOOK}: '{name}' is not a configured rotator (KEYTURN_WEBHOOK_ROTATORS has: {})",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+                false,
+            )
+        })
+    }
+
+    /// The request body common to every call, plus `extra`.
+    fn body(ctx: &RotationContext<'_>, kind: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "type": kind,
+            "rotation_id": rotation_id(ctx),
+            "vault": ctx.vault,
+            "secret": ctx.name,
+            "current_version": ctx.current.properties.version,
+            "event_id": ctx.event_id,
+            "credential_id": tag(&ctx.current.properties.tags, CREDENTIAL_ID),
+            "provider_address": ctx.policy.provider_address,
+            "requested_at": ctx.now.to_rfc3339(),
+        });
+        if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        body
+    }
+
+    /// POSTs a signed body to the rotator; returns the response body of a 2xx.
+    async fn call(&self, ctx: &RotationContext<'_>, body: &serde_json::Value) -> Result<Vec<u8>, ProviderError> {
+        let (name, rotator) = self.rotator(ctx)?;
+        let bytes = serde_json::to_vec(body).map_err(|e| Self::error(format!("encoding the request: {e}"), false))?;
+        let signature = notify::sign(rotator.secret.expose().as_bytes(), chrono::Utc::now().timestamp(), &bytes);
+        let kind = body["type"].as_str().unwrap_or_default().to_owned();
+        let doing = format!("rotator '{name}' ({kind})");
+        let response = self
+            .http
+            .post(rotator.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(notify::SIGNATURE_HEADER, signature)
+            .header(notify::EVENT_ID_HEADER, ctx.event_id)
+            .header(IDEMPOTENCY_HEADER, rotation_id(ctx))
+            .body(bytes)
+            .send()
+            .await
+            // reqwest's message names the URL; ours are configured without credentials (the secret was taken
+            // out of the query), so it is safe to show.
+            .map_err(|e| Self::error(format!("{doing}: unreachable: {e}"), true))?;
+        let status = response.status();
+        if !status.is_success() {
+            // The body is never quoted: a rotator's error page could echo anything.
+            let retryable = matches!(status.as_u16(), 408 | 409 | 425 | 429 | 500..=599);
+            return Err(Self::error(format!("{doing}: answered HTTP {}", status.as_u16()), retryable));
+        }
+        let body =
+            response.bytes().await.map_err(|e| Self::error(format!("{doing}: reading the answer: {e}"), true))?;
+        if body.len() > MAX_RESPONSE {
+            return Err(Self::error(format!("{doing}: the answer is larger than {MAX_RESPONSE} bytes"), false));
+        }
+        Ok(body.to_vec())
+    }
+}
+
+/// The id of one rotation, the same on every attempt: the version it replaces.
+fn rotation_id(ctx: &RotationContext<'_>) -> String {
+    format!("{}/{}/{}", ctx.vault, ctx.name, ctx.current.properties.version)
+}
+
+impl Provider for Webhook {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn create_pending<'a>(&'a self, ctx: &'a RotationContext<'a>) -> ProviderFuture<'a, Pending> {
+        Box::pin(async move {
+            self.rotator(ctx)?;
+            if let Some(resumed) = self.home.resume(ctx).await? {
+                return Ok(resumed);
+            }
+            let body = Self::body(ctx, "keyturn.rotation.create", serde_json::json!({}));
+            let answer = self.call(ctx, &body).await?;
+            // serde_json's errors quote no input, so the credential in the answer cannot leak through them.
+            let created: Created = serde_json::from_slice(&answer)
+                .map_err(|e| Self::error(format!("the rotator's answer is not the documented JSON ({e})"), false))?;
+            let value = match (created.value, created.reference) {
+                (Some(value), None) | (None, Some(value)) if !value.is_empty() => SecretString::new(value),
+                _ => {
+                    return Err(Self::error(
+                        "the rotator's answer must carry exactly one non-empty 'value' or 'reference'",
+                        false,
+                    ));
+                }
+            };
+            let mut tags = Tags::new();
+            if let Some(id) = created.credential_id.filter(|id| !id.trim().is_empty()) {
+                tags.insert(CREDENTIAL_ID.to_owned(), id.trim().to_owned());
+            }
+            let pending = Pending { value, tags };
+            self.home.store(ctx, &pending).await?;
+            Ok(pending)
+        })
+    }
+
+    fn test_pending<'a>(&'a self, ctx: &'a RotationContext<'a>, pending: &'a Pending) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            let body = Self::body(ctx, "keyturn.rotation.test", serde_json::json!({ "value": pending.value.expose() }));
+            self.call(ctx, &body).await.map(|_| ())
+        })
+    }
+
+    fn finish<'a>(&'a self, ctx: &'a RotationContext<'a>, promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            self.home.mark_promoted(ctx, promoted).await;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<BTreeMap<String, Rotator>, ProviderError> {
+        parse_rotators(Some(&SecretString::new(raw.to_owned())))
+    }
+
+    #[test]
+    fn rotators_parse_with_the_secret_taken_out_of_the_url() {
+        let rotators =
+            parse(" Billing=https://r.example/rotate?v=2&secret=0123456789abcdef ; crm=https://crm.example:8443/k?secret=fedcba9876543210 ")
+                .unwrap();
+        assert_eq!(rotators.keys().collect::<Vec<_>>(), ["billing", "crm"]);
+        assert_eq!(rotators["billing"].url.as_str(), "https://r.example/rotate?v=2");
+        assert_eq!(rotators["billing"].secret.expose(), "0123456789abcdef");
+        assert_eq!(rotators["crm"].url.as_str(), "https://crm.example:8443/k");
+        assert!(parse_rotators(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_entries_are_named_without_their_secret() {
+        for (raw, expected) in [
+            ("billing", "entry 1 is not name=https://url"),
+            ("b=http://r.example/?secret=0123456789abcdef", "must be an https URL"),
+            ("b=https://r.example/", "needs ?secret="),
+            ("b=https://r.example/?secret=short-secret", "needs ?secret="),
+            ("a=https://a.example/?secret=0123456789abcdef;a=https://b.example/?secret=0123456789abcdef", "used twice"),
+            ("a b=https://a.example/?secret=0123456789abcdef", "letters, digits and hyphens"),
+        ] {
+            let error = parse(raw).err().unwrap();
+            assert!(error.message.contains(expected), "{raw}: {error}");
+            assert!(!error.message.contains("0123456789abcdef") && !error.message.contains("short-secret"), "{error}");
+            assert!(!error.retryable);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The `storage-account-key` provider end to end: the engine in a handler-like child process, the SDK-backed
+//! vault and the hand-written Resource Manager client (managed identity tokens from the local identity
+//! endpoint), against the Key Vault emulator and the ARM emulator (crates/local/src/arm.rs).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use local::arm::ArmEmulator;
+use rotation::provider::Provider;
+use rotation::{Engine, InProcessLock, Providers, RotationOutcome};
+use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, run_until_crash, tags};
+use tokio::sync::Notify;
+use vault::{AzureKeyVault, KeyVault};
+
+const TEST: &str = "storage_account_keys";
+const BOUND: Duration = Duration::from_secs(60);
+const DUPLICATE: &str =
+    "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/dupacct";
+const CRASH: &str = "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/crashacct";
+const MISSING: &str = "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/nosuch";
+
+fn policy(account: &str) -> vault::model::Tags {
+    tags(&[
+        ("KeyturnRotation", "storage-account-key"),
+        ("ValidityPeriodDays", "60"),
+        ("CredentialId", "key1"),
+        ("ProviderAddress", account),
+    ])
+}
+
+/// The child: the scenario through the engine, as the handler runs it.
+async fn scenario() {
+    let settings = support::child_settings(&[]);
+    let vault = Arc::new(AzureKeyVault::from_settings(&settings).unwrap());
+    let providers = Providers::from_settings(&settings, vault.clone()).unwrap();
+    let provider: Arc<dyn Provider> = providers.get("storage-account-key").unwrap().clone();
+    let engine = Engine::new(vault.clone(), Arc::new(InProcessLock::default()), providers);
+    let rotate = |name: &'static str, version: String| {
+        let engine = engine.clone();
+        async move { tokio::time::timeout(BOUND, engine.rotate(&event(name, &version))).await.unwrap() }
+    };
+    let key1 = std::env::var("KT_KEY1").unwrap();
+
+    // A duplicate delivery: the second finds the rotation done.
+    let v0 = vault.set_secret(VAULT, "dup-key", new_secret(&key1, policy(DUPLICATE))).await.unwrap().version;
+    let first = rotate("dup-key", v0.clone()).await.unwrap();
+    assert!(matches!(&first, RotationOutcome::Rotated { from, .. } if from == &v0), "{first}");
+    let second = rotate("dup-key", v0.clone()).await.unwrap();
+    assert!(matches!(second, RotationOutcome::AlreadyRotated { .. }), "{second}");
+    let latest = vault.latest_secret(VAULT, "dup-key").await.unwrap();
+    assert_eq!(latest.properties.tags["CredentialId"], "key2");
+    assert_eq!(latest.properties.tags["ProviderAddress"], DUPLICATE);
+
+    // A crash between the regeneration and the promotion. The live version was stored by an earlier rotation
+    // after both keys were made (its nbf, whole seconds, is that rotation's time: a second after the ARM
+    // emulator made them), so the replay sees key2 newer than it and keeps it rather than regenerate again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut seeded = new_secret(&key1, policy(CRASH));
+    seeded.not_before = Some(chrono::Utc::now());
+    let c0 = vault.set_secret(VAULT, "crash-key", seeded).await.unwrap().version;
+    let reached = Arc::new(Notify::new());
+    let crashing = Engine::new(
+        vault.clone(),
+        Arc::new(InProcessLock::default()),
+        Providers::default().with(Arc::new(CrashAfter {
+            inner: provider,
+            step: Step::Create,
+            reached: reached.clone(),
+        })),
+    );
+    tokio::time::timeout(BOUND, run_until_crash(crashing.rotate(&event("crash-key", &c0)), &reached)).await.unwrap();
+    assert_eq!(vault.latest_secret(VAULT, "crash-key").await.unwrap().properties.version, c0);
+    let replay = rotate("crash-key", c0.clone()).await.unwrap();
+    assert!(matches!(replay, RotationOutcome::Rotated { .. }), "{replay}");
+
+    // An account Resource Manager does not know: permanent, nothing stored.
+    let m0 = vault.set_secret(VAULT, "missing-key", new_secret("k", policy(MISSING))).await.unwrap().version;
+    let error = rotate("missing-key", m0.clone()).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("HTTP 404 (ResourceNotFound)"), "{error}");
+    assert_eq!(vault.latest_secret(VAULT, "missing-key").await.unwrap().properties.version, m0);
+}
+
+#[tokio::test]
+async fn storage_account_keys() {
+    match std::env::var(SCENARIO).as_deref() {
+        Ok("keys") => return scenario().await,
+        Ok(other) => panic!("unknown scenario {other}"),
+        Err(_) => {}
+    }
+    let parent = Parent::start().await;
+    let arm = ArmEmulator::builder()
+        .storage_account(DUPLICATE)
+        .storage_account(CRASH)
+        .start(parent.kv.token_registry().unwrap())
+        .await
+        .unwrap();
+    let key1 = arm.key(DUPLICATE, "key1").unwrap();
+    parent
+        .run_child(
+            TEST,
+            "keys",
+            &[arm.ca_pem().to_owned()],
+            &[("KEYTURN_ARM_ENDPOINT", arm.url().to_owned()), ("KT_KEY1", key1.clone())],
+        )
+        .await;
+
+    // One regeneration for the duplicate delivery, of the key the secret did not hold; the vault holds it.
+    assert_eq!(arm.regenerations(DUPLICATE, "key2"), Some(1));
+    assert_eq!(arm.regenerations(DUPLICATE, "key1"), Some(0));
+    assert_eq!(arm.key(DUPLICATE, "key1").unwrap(), key1, "the stored key stays valid");
+    let stored = |name: &str| parent.kv.store().get_secret(VAULT, name, None).unwrap().version.data.value.clone();
+    assert_eq!(stored("dup-key"), arm.key(DUPLICATE, "key2").unwrap());
+    // One regeneration across the crash and the replay, and the vault holds that key.
+    assert_eq!(arm.regenerations(CRASH, "key2"), Some(1));
+    assert_eq!(stored("crash-key"), arm.key(CRASH, "key2").unwrap());
+    arm.shutdown().await;
+    parent.stop().await;
+}
