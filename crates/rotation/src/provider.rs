@@ -108,20 +108,18 @@ impl Providers {
         Self::default().with(Arc::new(generated::Generated))
     }
 
-    /// Every provider keyturn ships, built once per process from the settings: `vault` holds the pending
-    /// homes and the admin secrets; the Resource Manager calls use the configured credential with the same
-    /// transport and bounded retries as the vault clients; `KEYTURN_CA_FILE` is trusted beside the platform's
-    /// roots for PostgreSQL and the webhook rotators. Touches no network.
-    pub fn from_settings(settings: &config::Settings, vault: Arc<dyn KeyVault>) -> Result<Self, ProviderError> {
+    /// Every provider keyturn ships, built once per process: `vault` holds the pending homes and the admin
+    /// secrets; the Resource Manager calls use `credential` and `options` (the same credential, transport and
+    /// bounded retries as the vault clients); `KEYTURN_CA_FILE` is trusted beside the platform's roots for
+    /// PostgreSQL and the webhook rotators. Touches no network.
+    pub fn from_settings(
+        settings: &config::Settings,
+        vault: Arc<dyn KeyVault>,
+        credential: Arc<dyn azure_core::credentials::TokenCredential>,
+        options: azure_core::http::ClientOptions,
+    ) -> Result<Self, ProviderError> {
         use postgres::{Postgres, Strategy};
-        let setup = |e: vault::VaultError| ProviderError {
-            provider: "storage-account-key",
-            message: e.to_string(),
-            retryable: false,
-        };
         let ca_file = settings.ca_file.as_deref();
-        let options = vault::http::client_options(&settings.retry, ca_file).map_err(setup)?;
-        let credential = vault::credential::build_credential(&settings.credential, options.clone()).map_err(setup)?;
         Ok(Self::standard()
             .with(Arc::new(Postgres::new(Strategy::SingleUser, vault.clone(), ca_file)?))
             .with(Arc::new(Postgres::new(Strategy::Alternating, vault.clone(), ca_file)?))

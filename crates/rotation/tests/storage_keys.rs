@@ -14,7 +14,7 @@ use rotation::provider::Provider;
 use rotation::{Engine, InProcessLock, Providers, RotationOutcome};
 use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, run_until_crash, tags};
 use tokio::sync::Notify;
-use vault::{AzureKeyVault, KeyVault};
+use vault::KeyVault;
 
 const TEST: &str = "storage_account_keys";
 const BOUND: Duration = Duration::from_secs(60);
@@ -35,8 +35,7 @@ fn policy(account: &str) -> vault::model::Tags {
 /// The child: the scenario through the engine, as the handler runs it.
 async fn scenario() {
     let settings = support::child_settings(&[]);
-    let vault = Arc::new(AzureKeyVault::from_settings(&settings).unwrap());
-    let providers = Providers::from_settings(&settings, vault.clone()).unwrap();
+    let (vault, providers) = support::vault_and_providers(&settings);
     let provider: Arc<dyn Provider> = providers.get("storage-account-key").unwrap().clone();
     let engine = Engine::new(vault.clone(), Arc::new(InProcessLock::default()), providers);
     let rotate = |name: &'static str, version: String| {

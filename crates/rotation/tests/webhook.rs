@@ -18,7 +18,7 @@ use rotation::provider::{Provider, pending};
 use rotation::{Engine, InProcessLock, Providers, RotationOutcome};
 use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, run_until_crash, tags};
 use tokio::sync::Notify;
-use vault::{AzureKeyVault, KeyVault};
+use vault::KeyVault;
 
 const TEST: &str = "webhook_rotator";
 const BOUND: Duration = Duration::from_secs(60);
@@ -155,8 +155,7 @@ async fn scenario() {
         ("KEYTURN_WEBHOOK_ROTATORS", rotators),
         ("KEYTURN_CA_FILE", bundle.to_string_lossy().into_owned()),
     ]);
-    let vault = Arc::new(AzureKeyVault::from_settings(&settings).unwrap());
-    let providers = Providers::from_settings(&settings, vault.clone()).unwrap();
+    let (vault, providers) = support::vault_and_providers(&settings);
     let provider: Arc<dyn Provider> = providers.get("webhook").unwrap().clone();
     assert!(!format!("{provider:?}").contains(SIGNING_SECRET));
     let engine = Engine::new(vault.clone(), Arc::new(InProcessLock::default()), providers);

@@ -117,6 +117,15 @@ pub fn child_settings(extra: &[(&str, String)]) -> config::Settings {
     .unwrap()
 }
 
+/// The vault clients and every provider, sharing one credential and transport, as the handler builds them.
+pub fn vault_and_providers(settings: &config::Settings) -> (Arc<vault::AzureKeyVault>, rotation::Providers) {
+    let options = vault::http::client_options(&settings.retry, settings.ca_file.as_deref()).unwrap();
+    let credential = vault::credential::build_credential(&settings.credential, options.clone()).unwrap();
+    let vault = Arc::new(vault::AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone()).unwrap());
+    let providers = rotation::Providers::from_settings(settings, vault.clone(), credential, options).unwrap();
+    (vault, providers)
+}
+
 /// Where a crash is simulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
