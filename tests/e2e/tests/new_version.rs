@@ -1,0 +1,211 @@
+//! The `new-version` handler through the real chain: new versions written to the Key Vault emulator raise
+//! `*NewVersionCreated` in the Event Grid emulator, delivered through the Functions host stand-in to the real
+//! `new-version` binary, which mirrors secrets across emulated vaults through the Azure SDK and notifies a real
+//! HTTP sink (signature and Slack/Teams shapes checked).
+//!
+//! Vaults: `kv-one` and `kv-two` are allow-listed (`KEYTURN_VAULTS`), `kv-dr` is a mirror-only vault
+//! (`KEYTURN_MIRROR_VAULTS`), `kv-evil` exists but is on neither list.
+
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use e2e::receivers::{HttpSink, Received};
+use e2e::{Chain, NEW_VERSION_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, workspace_binary};
+use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
+use local::eventgrid::EventGridOptions;
+use local::keyvault::store::AttributeInput;
+use local::keyvault::{KeyVaultEmulator, SecretSpec};
+use local::stack::LocalStack;
+
+const FUNCTION: &str = "new-version";
+const VAULTS: [&str; 4] = ["kv-one", "kv-two", "kv-dr", "kv-evil"];
+
+async fn stack() -> LocalStack {
+    let builder = VAULTS.iter().fold(KeyVaultEmulator::builder(), |builder, vault| builder.vault(*vault));
+    LocalStack::start(builder, EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() }).await.unwrap()
+}
+
+/// The stack's settings with the allow-lists of this test and only names starting `app-` notified.
+fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
+    let url = |vault: &str| format!("{vault}={}", stack.emulator().vault_url(vault).unwrap());
+    let mut settings: Vec<(String, String)> =
+        stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_VAULTS").collect();
+    for (name, value) in [
+        ("KEYTURN_VAULTS", format!("{},{}", url("kv-one"), url("kv-two"))),
+        ("KEYTURN_MIRROR_VAULTS", url("kv-dr")),
+        ("KEYTURN_NOTIFY", channels.to_owned()),
+        ("KEYTURN_NOTIFY_NEW_VERSION_NAMES", "app-*".to_owned()),
+        ("KEYTURN_RETRY_MAX", "2".to_owned()),
+        ("KEYTURN_RETRY_DELAY_MS", "50".to_owned()),
+    ] {
+        settings.push((name.to_owned(), value));
+    }
+    settings
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+}
+
+fn seed(stack: &LocalStack, vault: &str, name: &str, value: &str, tags: BTreeMap<String, String>) -> String {
+    let now = stack.emulator().clock().now();
+    let spec = SecretSpec {
+        value: value.to_owned(),
+        content_type: Some("application/json".to_owned()),
+        attributes: AttributeInput {
+            nbf: Some((now - TimeDelta::days(1)).timestamp()),
+            exp: Some((now + TimeDelta::days(90)).timestamp()),
+            ..AttributeInput::default()
+        },
+        tags,
+    };
+    stack.emulator().store().set_secret(vault, name, spec).unwrap().version.version
+}
+
+fn versions(stack: &LocalStack, vault: &str, name: &str) -> usize {
+    stack.emulator().store().list_secret_versions(vault, name).map(|v| v.len()).unwrap_or(0)
+}
+
+fn new_version_event(id: &str, vault: &str, name: &str, version: &str) -> Event {
+    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, None).unwrap();
+    Event {
+        id: id.to_owned(),
+        subject: name.to_owned(),
+        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
+        time: Some(Utc::now()),
+        schema: Schema::EventGrid,
+        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNewVersionCreated, object }),
+    }
+}
+
+#[tokio::test]
+async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_allow_list_is_refused() {
+    bounded(Duration::from_secs(120), async {
+        let sink = HttpSink::start().await;
+        let stack = stack().await;
+        let channels = sink.channels();
+        let settings = settings(&stack, &channels);
+        let chain =
+            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await;
+        let stack = &chain.stack;
+        let store = stack.emulator().store();
+
+        let config_tags = tags(&[("KeyturnMirror", "kv-two, kv-dr"), ("owner", "team-a")]);
+        let config = seed(stack, "kv-one", "app-config", "value-app-config-0001", config_tags.clone());
+        let dr =
+            seed(stack, "kv-two", "app-dr-secret", "value-app-dr-secret-0002", tags(&[("KeyturnMirror", "kv-one")]));
+        seed(stack, "kv-one", "leaky", "value-leaky-0003", tags(&[("KeyturnMirror", "kv-evil")]));
+        seed(stack, "kv-one", "other-name", "value-other-name-0004", BTreeMap::new());
+        // The four new versions, the three replicas' own events (kv-two, kv-dr, kv-one).
+        chain.settle(7, Duration::from_secs(60)).await;
+
+        // kv-one → kv-two and kv-dr: value, content type, tags, exp and nbf, plus the source.
+        let source = store.get_secret("kv-one", "app-config", None).unwrap().version;
+        for mirror in ["kv-two", "kv-dr"] {
+            assert_eq!(versions(stack, mirror, "app-config"), 1, "{mirror}");
+            let copy = store.get_secret(mirror, "app-config", None).unwrap().version;
+            assert_eq!(copy.data.value, source.data.value);
+            assert_eq!(copy.data.content_type.as_deref(), Some("application/json"));
+            assert_eq!((copy.attributes.nbf, copy.attributes.exp), (source.attributes.nbf, source.attributes.exp));
+            let mut expected = config_tags.clone();
+            expected.insert("KeyturnReplicaOf".into(), format!("kv-one/app-config/{config}"));
+            assert_eq!(copy.tags, expected, "{mirror}");
+        }
+        // kv-two → kv-one, the other direction.
+        assert_eq!(versions(stack, "kv-one", "app-dr-secret"), 1);
+        let back = store.get_secret("kv-one", "app-dr-secret", None).unwrap().version;
+        assert_eq!(back.tags.get("KeyturnReplicaOf"), Some(&format!("kv-two/app-dr-secret/{dr}")));
+        // No loop: no source gained a version, the replicas did not replicate onward.
+        assert_eq!(versions(stack, "kv-one", "app-config"), 1);
+        assert_eq!(versions(stack, "kv-two", "app-dr-secret"), 1);
+        // The mirror off both lists got nothing, and the event says why.
+        assert!(store.list_secrets("kv-evil").unwrap().is_empty());
+        let leaky = chain.wait_for_answer("kv-one/leaky", Duration::from_secs(5)).await;
+        assert!(
+            leaky.starts_with("rejected: ")
+                && leaky
+                    .contains("'kv-evil' is not in KEYTURN_VAULTS or KEYTURN_MIRROR_VAULTS; nothing was sent to it"),
+            "{leaky}"
+        );
+        // A mirror-only vault takes replicas, but its own events are not acted on.
+        let dr_event = chain.wait_for_answer("kv-dr/app-config", Duration::from_secs(5)).await;
+        assert!(dr_event.starts_with("rejected: ") && dr_event.contains("not in the allow-list"), "{dr_event}");
+        let replica = chain.wait_for_answer("kv-two/app-config", Duration::from_secs(5)).await;
+        assert!(replica.starts_with("done: "), "{replica}");
+
+        // Notifications: the app-* names only, as info, each accepted by every channel.
+        let notified: Vec<String> = sink
+            .accepted_on("/webhook")
+            .iter()
+            .map(Received::json)
+            .map(|json| {
+                assert_eq!(json["severity"], "info", "{json}");
+                format!("{}/{}", json["object"]["vault"].as_str().unwrap(), json["object"]["name"].as_str().unwrap())
+            })
+            .collect();
+        let mut sorted = notified.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["kv-one/app-config", "kv-one/app-dr-secret", "kv-two/app-config", "kv-two/app-dr-secret"]);
+        assert_eq!(sink.accepted_on("/services/").len(), 4);
+        assert_eq!(sink.accepted_on("/teams/").len(), 4);
+        assert!(sink.received().iter().all(Received::accepted), "{:#?}", sink.received());
+
+        // Idempotent: the same version again (a late duplicate) copies nothing.
+        stack.grid().publish(new_version_event("again-1", "kv-one", "app-config", &config));
+        let again = chain.wait_for_answer("Already mirrored in", Duration::from_secs(30)).await;
+        assert!(again.contains("kv-two (") && again.contains("kv-dr ("), "{again}");
+        chain.settle(8, Duration::from_secs(30)).await;
+        assert_eq!(versions(stack, "kv-two", "app-config"), 1);
+        assert_eq!(versions(stack, "kv-dr", "app-config"), 1);
+        assert!(chain.stack.grid().dead_letters().is_empty());
+
+        let mut texts = chain.everything_recorded();
+        texts.extend(sink.received().into_iter().map(|r| r.body));
+        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &VAULTS));
+        chain.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_older_version_arriving_late_does_not_overwrite_a_newer_copy() {
+    bounded(Duration::from_secs(120), async {
+        let sink = HttpSink::start().await;
+        let stack = stack().await;
+        let channels = sink.channels();
+        let settings = settings(&stack, &channels);
+        let chain =
+            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await;
+        let stack = &chain.stack;
+        let mirror = tags(&[("KeyturnMirror", "kv-two")]);
+        let v1 = seed(stack, "kv-one", "app-rotating", "value-app-rotating-0001", mirror.clone());
+        let v2 = seed(stack, "kv-one", "app-rotating", "value-app-rotating-0002", mirror);
+        // v1, v2 and the replica's own event (v1 may have been copied too, if its event beat v2's write).
+        chain.settle(3, Duration::from_secs(60)).await;
+        let copy = stack.emulator().store().get_secret("kv-two", "app-rotating", None).unwrap().version;
+        assert_eq!(copy.tags.get("KeyturnReplicaOf"), Some(&format!("kv-one/app-rotating/{v2}")));
+
+        let about_v1 = |chain: &Chain| chain.answers().into_iter().filter(|a| a.contains(&v1)).count();
+        let before = about_v1(&chain);
+        stack.grid().publish(new_version_event("late-v1", "kv-one", "app-rotating", &v1));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while about_v1(&chain) == before {
+            assert!(tokio::time::Instant::now() < deadline, "no answer to the late event: {:#?}", chain.answers());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let late = chain.answers().into_iter().rfind(|a| a.contains(&v1)).unwrap();
+        assert!(late.contains(&format!("a newer version ({v2}) exists")), "{late}");
+        let copy = stack.emulator().store().get_secret("kv-two", "app-rotating", None).unwrap().version;
+        assert_eq!(copy.tags.get("KeyturnReplicaOf"), Some(&format!("kv-one/app-rotating/{v2}")));
+
+        let mut texts = chain.everything_recorded();
+        texts.extend(sink.received().into_iter().map(|r| r.body));
+        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &VAULTS));
+        chain.shutdown().await;
+    })
+    .await;
+}
