@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # PostgreSQL, the real server the postgres rotation providers are tested against (crates/rotation/tests/postgres*.rs).
 # shellcheck shell=bash
 #
