@@ -120,19 +120,27 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         changed = acted.changed,
         "expired version: {summary}"
     );
-    let sent = deps.notifier().send(&notification).await;
+    // A critical message that did not go out is worth Event Grid's retries whatever the action did: the
+    // redelivery repeats no action (already rotated, already disabled) and reaches only the missed channels.
+    let delivery = match deps.notifier().send(&notification).await {
+        Ok(delivery) => delivery,
+        Err(error) => {
+            let also = acted.failure.map(|f| format!(" (and: {})", f.message())).unwrap_or_default();
+            return Err(HandlerError::retryable(format!("{target}: notifying: {error}{also}")));
+        }
+    };
+    let notified = delivery.sent.len() + delivery.already_accepted.len();
     if let Some(failure) = acted.failure {
         return match failure.is_retryable() {
             true => Err(failure),
-            false => Ok(Outcome::Rejected(format!("{}; {summary}", failure.message()))),
+            false => {
+                Ok(Outcome::Rejected(format!("{}; {summary} (notified {notified} channel(s))", failure.message())))
+            }
         };
     }
-    let delivery = sent.map_err(|e| e.handler_error(format!("{target}: notifying")))?;
-    let line = format!(
-        "{target} version {version} expired: {summary} (notified {} channel(s) at critical severity)",
-        delivery.sent.len() + delivery.already_accepted.len()
-    );
-    Ok(Outcome::Done(line))
+    Ok(Outcome::Done(format!(
+        "{target} version {version} expired: {summary} (notified {notified} channel(s) at critical severity)"
+    )))
 }
 
 /// The emergency rotation, in the engine's words.

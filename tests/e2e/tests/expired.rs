@@ -216,10 +216,11 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
         let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await;
         let stack = &chain.stack;
         let opt_in = tags(&[("KeyturnExpiredAction", "disable")]);
-        let old = seed(stack, "two-versions", "value-two-versions-old-01", -1, opt_in.clone());
+        let old = seed(stack, "two-versions", "value-two-versions-old-01", 90, opt_in.clone());
         let new = seed(stack, "two-versions", "value-two-versions-new-02", 90, opt_in);
 
-        // The old version expired while a newer one is current: only the old one is disabled.
+        // Events are published by hand: the emulator raises Expired for the current version only, and Key Vault
+        // may deliver one late. The old version expired while a newer one is current: only the old one is disabled.
         stack.grid().publish(expired_event("expired-old-1", VAULT, "two-versions", &old));
         chain.wait_for_answer("two-versions version", Duration::from_secs(30)).await;
         assert!(!secret_enabled(stack, "two-versions", &old));
@@ -233,10 +234,26 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
         assert!(answers[1].contains("did not need to disable it"), "{answers:#?}");
         assert!(secret_enabled(stack, "two-versions", &new));
 
+        // A tag that is not a known action: nothing is done, but the critical message still goes out.
+        let bad = seed(stack, "bad-tag", "value-bad-tag-000003", 90, tags(&[("KeyturnExpiredAction", "delete")]));
+        stack.grid().publish(expired_event("expired-bad-tag", VAULT, "bad-tag", &bad));
+        let rejected = chain.wait_for_answer("bad-tag", Duration::from_secs(30)).await;
+        assert!(
+            rejected.starts_with("rejected: ")
+                && rejected.contains(
+                    "tag KeyturnExpiredAction: 'delete' is not valid; expected one of rotate, disable, notify"
+                )
+                && rejected.contains("notified 3 channel(s)"),
+            "{rejected}"
+        );
+        assert!(secret_enabled(stack, "bad-tag", &bad));
+        assert_eq!(webhook_about(&sink, "bad-tag")["severity"], "critical");
+        chain.settle(3, Duration::from_secs(30)).await;
+
         // A vault outside the allow-list: refused before anything is read or sent; no message goes out.
         let before = sink.received().len();
         stack.grid().publish(expired_event("expired-foreign", "kv-elsewhere", "two-versions", &old));
-        chain.settle(3, Duration::from_secs(30)).await;
+        chain.settle(4, Duration::from_secs(30)).await;
         let refused = chain.wait_for_answer("kv-elsewhere", Duration::from_secs(10)).await;
         assert!(refused.starts_with("rejected: ") && refused.contains("not in the allow-list"), "{refused}");
         assert_eq!(sink.received().len(), before);
