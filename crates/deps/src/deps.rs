@@ -6,12 +6,21 @@ use azure_core::credentials::TokenCredential;
 use config::{ConfigError, ConfigErrors, Settings, VaultList};
 use notify::{BuildError, Notifier, NotifierOptions};
 use rotation::{Engine, LockSetupError, Providers, RotationLock};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vault::{AzureKeyVault, Inventory, KeyVault, VaultError, Versions};
 
 use crate::names::{NameFilter, NameFilterError};
 
 /// Which object names the `new-version` handler notifies about (see [`NameFilter`]); unset: every name.
 pub const NEW_VERSION_NAMES: &str = "KEYTURN_NOTIFY_NEW_VERSION_NAMES";
+
+/// How many invocations do vault work at once in one process; further ones wait their turn.
+///
+/// Event Grid delivers a burst (every secret created together expires together) all at once, and each
+/// concurrent vault call opens its own HTTPS connection; a few dozen in flight keep connections reused and
+/// still exceed what one vault accepts, while waiting costs milliseconds against Event Grid's 30-second
+/// delivery timeout. The near-expiry handler measured this (`MAX_CONCURRENT_ROTATIONS`, the same number).
+pub const MAX_CONCURRENT_INVOCATIONS: usize = 64;
 
 /// Why the handler cannot work. Every invocation fails with this message (retryably: the events wait in
 /// Event Grid until the setting is fixed and the process restarted).
@@ -46,6 +55,7 @@ pub struct Deps {
     lock: Arc<dyn RotationLock>,
     engine: Engine,
     new_version_names: NameFilter,
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -83,7 +93,14 @@ impl Deps {
         let lock = rotation::lock_from_settings(&settings.lock, credential.clone(), options)?;
         let notifier = Arc::new(notifier(&settings)?);
         let engine = Engine::new(vaults.clone(), lock.clone(), Providers::standard());
-        Ok(Self { settings, vaults, mirrors, credential, notifier, lock, engine, new_version_names })
+        let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_INVOCATIONS));
+        Ok(Self { settings, vaults, mirrors, credential, notifier, lock, engine, new_version_names, permits })
+    }
+
+    /// Waits for a turn to do vault work (see [`MAX_CONCURRENT_INVOCATIONS`]); it ends when the permit drops.
+    pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        // The semaphore is never closed, so acquiring fails only in theory; then the work runs unbounded.
+        self.permits.clone().acquire_owned().await.ok()
     }
 
     pub fn settings(&self) -> &Settings {

@@ -18,7 +18,7 @@ pub mod errors;
 pub mod names;
 pub mod served;
 
-pub use deps::{Deps, DepsError, NEW_VERSION_NAMES};
+pub use deps::{Deps, DepsError, MAX_CONCURRENT_INVOCATIONS, NEW_VERSION_NAMES};
 pub use errors::ErrorClass;
 pub use names::NameFilter;
 pub use served::{collection_of, served};

@@ -47,6 +47,7 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         Ok(key_vault) => key_vault,
         Err(skipped) => return Ok(skipped),
     };
+    let _turn = deps.turn().await;
     let object = &key_vault.object;
     let (vault, name) = (object.vault_name(), object.name());
     let target = format!("{} {vault}/{name}", object.kind().as_str().to_ascii_lowercase());

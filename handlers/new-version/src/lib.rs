@@ -38,6 +38,7 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         Ok(key_vault) => key_vault,
         Err(skipped) => return Ok(skipped),
     };
+    let _turn = deps.turn().await;
     let object = &key_vault.object;
     let (vault, name, kind) = (object.vault_name(), object.name(), object.kind());
     let target = format!("{} {vault}/{name}", kind.as_str().to_ascii_lowercase());

@@ -94,6 +94,7 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         Ok(found) => found,
         Err(outcome) => return Ok(outcome),
     };
+    let _turn = deps.turn().await;
     let (vault, name) = (object.vault_name(), object.name());
     let target = format!("{} {vault}/{name}", object.kind().as_str().to_ascii_lowercase());
     // Before anything that could touch the network: a test names a vault, and only allow-listed ones are used.
