@@ -112,17 +112,10 @@ async fn read(deps: &Deps, object: &VaultObject) -> Result<String, String> {
     let Some(collection) = collection_of(object.kind()) else {
         return Err(format!("the test names the vault '{vault}' itself, not an object to read"));
     };
-    let version = match object.version() {
-        Some(version) => version.to_owned(),
-        None => {
-            // No version named: the current one, from the versions listing (no value is requested).
-            let versions = deps.inventory().versions(vault, collection, name).await.map_err(|e| e.to_string())?;
-            vault::inventory::current(&versions)
-                .and_then(|v| v.version.clone())
-                .ok_or_else(|| format!("{vault}/{name} has no version to read"))?
-        }
+    let Some(version) = object.version() else {
+        return Err(format!("the test names no version of {vault}/{name} to read"));
     };
-    match deps.versions().version_properties(vault, collection, name, &version).await {
+    match deps.versions().version_properties(vault, collection, name, version).await {
         Ok(properties) => Ok(format!(
             "read {} {vault}/{name} version {} ({})",
             object.kind().as_str().to_ascii_lowercase(),

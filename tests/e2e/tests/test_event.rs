@@ -238,3 +238,88 @@ async fn a_channel_down_fails_the_canary_then_event_grid_retries_until_it_passes
     })
     .await;
 }
+
+/// A test event about `name` in `VAULT`, published to the Event Grid emulator.
+fn publish_test_event(chain: &Chain, id: &str, name: &str, version: &str) {
+    let object = VaultObject::new(VAULT, ObjectKind::Secret, name, Some(version), None, None).unwrap();
+    let source = format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{VAULT}");
+    chain.stack.grid().publish(Event::test_event(id, &source, object, Some(Utc::now()), Schema::CloudEvents));
+}
+
+/// A chain whose rotation lock is a blob lease at `account_url`, trusting `extra_ca` beside the vault's CA.
+async fn chain_with_blob_lock(account_url: &str, extra_ca: Option<&std::path::Path>, dir: &std::path::Path) -> Chain {
+    let stack = LocalStack::start(
+        KeyVaultEmulator::builder().vault(VAULT),
+        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
+    )
+    .await
+    .unwrap();
+    let mut bundle = std::fs::read(stack.emulator().ca_pem_path()).unwrap();
+    if let Some(extra) = extra_ca {
+        bundle.extend(std::fs::read(extra).unwrap());
+    }
+    let ca_file = dir.join("ca-bundle.pem");
+    std::fs::write(&ca_file, bundle).unwrap();
+    let container = format!("keyturn-test-{}", Utc::now().timestamp_micros());
+    let mut settings: Vec<(String, String)> =
+        stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
+    for (name, value) in [
+        ("KEYTURN_CA_FILE", ca_file.display().to_string()),
+        ("KEYTURN_LOCK_ACCOUNT_URL", account_url.to_owned()),
+        ("KEYTURN_LOCK_CONTAINER", container),
+        ("KEYTURN_RETRY_MAX", "1".to_owned()),
+        ("KEYTURN_RETRY_DELAY_MS", "50".to_owned()),
+        ("KEYTURN_HTTP_TIMEOUT_SECS", "5".to_owned()),
+    ] {
+        settings.push((name.to_owned(), value));
+    }
+    Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EVENT_TYPES, settings).await
+}
+
+#[tokio::test]
+async fn the_lock_check_takes_and_releases_a_blob_lease_in_the_configured_storage() {
+    bounded(Duration::from_secs(120), async {
+        // Azurite, started by ./scripts/test (scripts/lib/azurite.sh), HTTPS with its own CA and --oauth basic.
+        let missing = "run ./scripts/test, which starts Azurite (or: scripts/lib/azurite.sh cargo nextest run -p e2e)";
+        let url = std::env::var("KEYTURN_TEST_AZURITE_BLOB_URL")
+            .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_BLOB_URL is not set: {missing}"));
+        let ca = std::env::var("KEYTURN_TEST_AZURITE_CA_FILE")
+            .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_CA_FILE is not set: {missing}"));
+        let dir = tempfile::tempdir().unwrap();
+        let chain = chain_with_blob_lock(&url, Some(std::path::Path::new(&ca)), dir.path()).await;
+        let version = seed(&chain, "app-config", "value-app-config-00002");
+
+        publish_test_event(&chain, "test-lock-1", "app-config", &version);
+        let answer = chain.wait_for_answer("test of secret kv-one/app-config", Duration::from_secs(60)).await;
+        assert!(answer.starts_with("done: test of secret kv-one/app-config: pass"), "{answer}");
+        assert!(answer.contains("lock ok: took and released 'keyturn-test-event/kv-one/app-config'"), "{answer}");
+        chain.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lock_storage_that_cannot_be_reached_is_reported_as_fail_lock_not_retried() {
+    bounded(Duration::from_secs(120), async {
+        // A loopback port nothing listens on: the blob service is unreachable.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let chain =
+            chain_with_blob_lock(&format!("https://127.0.0.1:{closed}/devstoreaccount1"), None, dir.path()).await;
+        let version = seed(&chain, "app-config", "value-app-config-00003");
+
+        publish_test_event(&chain, "test-lock-2", "app-config", &version);
+        let answer = chain.wait_for_answer("test of secret kv-one/app-config", Duration::from_secs(60)).await;
+        assert!(answer.starts_with("done: test of secret kv-one/app-config: fail:lock ("), "{answer}");
+        for check in ["identity ok", "vault-list ok", "vault-read ok", "lock FAILED", "channels ok"] {
+            assert!(answer.contains(check), "{check} missing from {answer}");
+        }
+        // Reported, not retried: one delivery, acknowledged.
+        assert!(chain.stack.grid().settled(Duration::from_secs(30)).await);
+        let attempts: Vec<_> = chain.attempts().into_iter().filter(|a| a.event_ids == ["test-lock-2"]).collect();
+        assert_eq!(attempts.len(), 1, "{attempts:#?}");
+        assert_eq!(attempts[0].outcome, "Delivered");
+        chain.shutdown().await;
+    })
+    .await;
+}
