@@ -209,3 +209,33 @@ async fn an_older_version_arriving_late_does_not_overwrite_a_newer_copy() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_key_is_notified_but_never_mirrored_and_the_answer_says_why() {
+    bounded(Duration::from_secs(120), async {
+        let sink = HttpSink::start().await;
+        let stack = stack().await;
+        let channels = sink.channels();
+        let settings = settings(&stack, &channels);
+        let chain =
+            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await;
+        let store = chain.stack.emulator().store();
+        let input = local::keyvault::keys::KeySpecInput {
+            kty: "RSA".into(),
+            spec: local::keyvault::crypto::KeySpec::Rsa(2048),
+            key_ops: None,
+            attributes: AttributeInput::default(),
+            tags: tags(&[("KeyturnMirror", "kv-two")]),
+        };
+        store.create_key("kv-one", "app-signing", input).unwrap();
+
+        let answer = chain.wait_for_answer("key kv-one/app-signing", Duration::from_secs(30)).await;
+        assert!(answer.starts_with("done: ") && answer.contains("key material cannot be exported"), "{answer}");
+        assert!(store.list_keys("kv-two").unwrap().is_empty());
+        let json = sink.accepted_on("/webhook")[0].json();
+        assert_eq!(json["object"]["kind"], "Key");
+        assert!(json["summary"].as_str().unwrap().contains("never mirrored"), "{json}");
+        chain.shutdown().await;
+    })
+    .await;
+}
