@@ -74,11 +74,8 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
 
     let summary = report.summary();
     let notified = if deps.new_version_names().matches(name) {
-        let text = if summary.is_empty() {
-            "A new version exists; consumers that cache this object should reload it.".to_owned()
-        } else {
-            format!("A new version exists; consumers that cache this object should reload it. {summary}")
-        };
+        let text = format!("A new version exists; consumers that cache this object should reload it. {summary}");
+        let text = text.trim_end().to_owned();
         let notification = Notification::for_event(&event, Action::Informed { summary: text })
             .ok_or_else(|| HandlerError::permanent(format!("{target}: not a Key Vault event")))?;
         let delivery =
@@ -87,7 +84,9 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
     } else {
         "not notified (KEYTURN_NOTIFY_NEW_VERSION_NAMES does not select it)".to_owned()
     };
-    let line = [format!("{target} version {version}: {notified}"), summary].join("; ");
-    let line = line.trim_end_matches("; ").to_owned();
+    let mut line = format!("{target} version {version}: {notified}");
+    if !summary.is_empty() {
+        line = format!("{line}; {summary}");
+    }
     if report.refused.is_empty() { Ok(Outcome::Done(line)) } else { Ok(Outcome::Rejected(line)) }
 }
