@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, dev, package, send};
+use crate::commands::{check, demo, dev, package, send};
 use crate::exit::{EXIT_CODES_HELP, Failure, Status};
 use crate::output::Output;
 
@@ -12,6 +12,7 @@ const ABOUT: &str = "keyturn: Azure Key Vault lifecycle events, handled by small
 
 const AFTER_HELP: &str = "\
 Examples:
+  keyturn demo                    # the main job on the local stack, then a report
   keyturn dev                     # the local stack and the built handlers, until Ctrl-C
   keyturn send near-expiry --vault kv-one --secret db-password --to dev
   keyturn package --build         # dist/<handler>/ and dist/<handler>.zip, all four
@@ -31,6 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run keyturn's main job on the embedded local stack: seed a vault, move the clock, report what happened.
+    Demo(demo::Args),
     /// Run the local stack (Key Vault, identity, Event Grid) with the built handlers behind it, until Ctrl-C.
     Dev(dev::Args),
     /// Post a Key Vault-shaped event (or a keyturn test event) to a handler's Event Grid webhook.
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::run(args, &output).await,
             Command::Dev(args) => dev::run(args, &output).await,
             Command::Send(args) => send::run(args, &output).await,
             Command::Package(args) => package::run(args, &output).await,

@@ -10,6 +10,7 @@
 //! - [`output`]: where results (stdout) and progress (stderr) go; colour only on a terminal without NO_COLOR.
 //! - [`handlers`]: the four handlers as data (name, event types, canary rule) and where their binaries are.
 //! - [`dev_state`]: the file `keyturn dev` writes so `keyturn send --to dev` can find the running stack.
+//! - [`commands::demo`]: `keyturn demo`, the main job on the local stack start to finish, then a report.
 //! - [`commands::dev`]: `keyturn dev`, the local stack with the built handlers behind it, until Ctrl-C.
 //! - [`commands::send`]: `keyturn send`, one event to a Functions Event Grid webhook.
 //! - [`commands::package`]: `keyturn package`, `dist/<handler>/` and `dist/<handler>.zip`, validated.

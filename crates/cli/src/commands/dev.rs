@@ -63,10 +63,10 @@ pub struct Args {
     pub canary_secret: String,
 }
 
-/// A handler running behind its stand-in.
-struct Running {
-    handler: &'static Handler,
-    host: FunctionsHost,
+/// A handler running behind its stand-in (`keyturn demo` runs them the same way).
+pub(crate) struct Running {
+    pub(crate) handler: &'static Handler,
+    pub(crate) host: FunctionsHost,
 }
 
 pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
@@ -110,7 +110,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     let mut running = Vec::new();
     for (handler, binary) in plan {
         output.status(&format!("starting {} ({})", handler.name, binary.display()));
-        match start_handler(&stack, &app, handler, &binary, &args.canary_secret).await {
+        match start_handler(&stack, &app, handler, &binary, &args.canary_secret, &[]).await {
             Ok(host) => running.push(Running { handler, host }),
             Err(failure) => {
                 stop(running, stack).await;
@@ -146,15 +146,19 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     Ok(Status::Ok)
 }
 
-async fn start_handler(
+/// Starts `handler` from `binary` behind a Functions host stand-in with the stack's settings, the canary's
+/// name and `extra` app settings, and subscribes it in Event Grid as its deployment is subscribed.
+pub(crate) async fn start_handler(
     stack: &LocalStack,
     app: &FunctionApp,
     handler: &'static Handler,
     binary: &std::path::Path,
     canary: &str,
+    extra: &[(String, String)],
 ) -> Result<FunctionsHost, Failure> {
     let mut settings = stack.handler_env();
     settings.push(("KEYTURN_CANARY_SECRET".to_owned(), canary.to_owned()));
+    settings.extend_from_slice(extra);
     let host = FunctionsHost::builder(app.clone())
         .executable(binary)
         .only([handler.name])
@@ -180,7 +184,8 @@ async fn start_handler(
     Ok(host)
 }
 
-async fn stop(running: Vec<Running>, stack: LocalStack) {
+/// Stops each handler (SIGTERM, then SIGKILL after the grace period; the stand-in reaps it), then the stack.
+pub(crate) async fn stop(running: Vec<Running>, stack: LocalStack) {
     for r in running {
         r.host.shutdown().await;
     }
@@ -188,7 +193,7 @@ async fn stop(running: Vec<Running>, stack: LocalStack) {
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM and says which.
-async fn wait_for_stop() -> &'static str {
+pub(crate) async fn wait_for_stop() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut terminate) => tokio::select! {
