@@ -5,6 +5,7 @@ use std::sync::Arc;
 use azure_core::credentials::TokenCredential;
 use config::{ConfigError, ConfigErrors, Settings, VaultList};
 use notify::{BuildError, Notifier, NotifierOptions};
+use rotation::provider::ProviderError;
 use rotation::{Engine, LockSetupError, Providers, RotationLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vault::{AzureKeyVault, Inventory, KeyVault, VaultError, Versions};
@@ -36,6 +37,8 @@ pub enum DepsError {
     Notify(#[from] BuildError),
     #[error("{0}")]
     Lock(#[from] LockSetupError),
+    #[error("rotation providers: {0}")]
+    Providers(#[from] ProviderError),
     #[error("KEYTURN_CA_FILE '{path}' cannot be read: {message}")]
     CaFile { path: String, message: String },
 }
@@ -90,9 +93,11 @@ impl Deps {
         let credential = vault::credential::build_credential(&settings.credential, options.clone())?;
         let vaults = Arc::new(AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?);
         let mirrors = Arc::new(AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?);
-        let lock = rotation::lock_from_settings(&settings.lock, credential.clone(), options)?;
+        let lock = rotation::lock_from_settings(&settings.lock, credential.clone(), options.clone())?;
         let notifier = Arc::new(notifier(&settings)?);
-        let engine = Engine::new(vaults.clone(), lock.clone(), Providers::standard());
+        // Every provider keyturn ships: an emergency rotation (expired) rotates what near-expiry would.
+        let providers = Providers::from_settings(&settings, vaults.clone(), credential.clone(), options)?;
+        let engine = Engine::new(vaults.clone(), lock.clone(), providers);
         let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_INVOCATIONS));
         Ok(Self { settings, vaults, mirrors, credential, notifier, lock, engine, new_version_names, permits })
     }
