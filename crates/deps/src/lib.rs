@@ -9,16 +9,14 @@
 //!
 //! # Layout
 //! - [`deps`]: [`Deps`] and [`DepsError`]: building everything from the environment or from settings.
-//! - [`names`]: [`NameFilter`], the `KEYTURN_NOTIFY_NEW_VERSION_NAMES` grammar (`prefix*`, exact names).
 //! - [`served`]: [`served()`], which events a Key Vault handler acts on (the rest are skipped, never retried).
 //! - [`errors`]: [`ErrorClass`]: library errors to the handler's retryable or permanent error.
 
 pub mod deps;
 pub mod errors;
-pub mod names;
 pub mod served;
 
-pub use deps::{Deps, DepsError, MAX_CONCURRENT_INVOCATIONS, NEW_VERSION_NAMES};
+pub use config::notify::NameFilter;
+pub use deps::{Deps, DepsError, MAX_CONCURRENT_INVOCATIONS};
 pub use errors::ErrorClass;
-pub use names::NameFilter;
 pub use served::{collection_of, served};

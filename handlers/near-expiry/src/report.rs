@@ -3,13 +3,15 @@
 //! - keyturn changed the vault (a new version, a renewal started) → [`Outcome::Done`];
 //! - nothing for keyturn to do (already rotated, Key Vault's own policy rotates it, not opted in, a person
 //!   must act) → [`Outcome::Skipped`], whose line says what a person must do, if anything;
-//! - a failure → [`HandlerError`], retryable exactly when the engine says a redelivery could help
-//!   (throttling, vault 5xx, lock held, network); permanent ones (a vault outside the allow-list, a wrong
-//!   policy tag, an event without a version) are acknowledged as rejected.
+//! - a failure → [`HandlerError`] through `deps::ErrorClass`, retryable exactly when the engine says a
+//!   redelivery could help (throttling, vault 5xx, lock held, network); permanent ones (a vault outside the
+//!   allow-list, a wrong policy tag, an event without a version) are acknowledged as rejected.
+//!
+//! With notification channels configured, the line says how many have the message: [`with_notified`].
 
 use events::ObjectKind;
 use host::{HandlerError, Outcome};
-use rotation::{RotationError, RotationOutcome};
+use rotation::RotationOutcome;
 
 /// The object an event names, for messages: `kv-one/db-password`.
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +28,13 @@ impl std::fmt::Display for Target<'_> {
 }
 
 impl Target<'_> {
+    /// The object with its kind, as errors name it: `secret kv-one/db-password`.
+    pub fn described(&self) -> String {
+        format!("{} {self}", self.kind.as_str().to_ascii_lowercase())
+    }
+
     /// What a person does when keyturn cannot: certificates are renewed, the rest rotated.
-    fn manual_action(&self) -> &'static str {
+    pub fn manual_action(&self) -> &'static str {
         match self.kind {
             ObjectKind::Certificate => "manual renewal due",
             _ => "manual rotation due",
@@ -61,18 +68,22 @@ pub fn outcome(target: &Target<'_>, outcome: RotationOutcome) -> Outcome {
     }
 }
 
-/// The handler's error for an engine failure, keeping the engine's class.
-pub fn error(target: &Target<'_>, error: &RotationError) -> HandlerError {
-    let message = format!("{} {target}: {error}", target.kind.as_str().to_ascii_lowercase());
-    if error.is_retryable() { HandlerError::retryable(message) } else { HandlerError::permanent(message) }
+/// The outcome (or permanent error) with how many channels have the message: `...; notified 3 channels`.
+pub fn with_notified(result: Result<Outcome, HandlerError>, channels: usize) -> Result<Outcome, HandlerError> {
+    let notified = format!("notified {channels} channel{}", if channels == 1 { "" } else { "s" });
+    match result {
+        Ok(Outcome::Done(line)) => Ok(Outcome::Done(format!("{line}; {notified}"))),
+        Ok(Outcome::Skipped(line)) => Ok(Outcome::Skipped(format!("{line}; {notified}"))),
+        Ok(Outcome::Rejected(line)) => Ok(Outcome::Rejected(format!("{line}; {notified}"))),
+        Err(error) if error.is_retryable() => Err(HandlerError::retryable(format!("{}; {notified}", error.message()))),
+        Err(error) => Err(HandlerError::permanent(format!("{}; {notified}", error.message()))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use rotation::LockError;
-    use vault::VaultError;
 
     const SECRET: Target<'static> = Target { vault: "kv-one", kind: ObjectKind::Secret, name: "db-password" };
     const CERT: Target<'static> = Target { vault: "kv-one", kind: ObjectKind::Certificate, name: "tls" };
@@ -115,22 +126,14 @@ mod tests {
     }
 
     #[test]
-    fn errors_keep_the_engine_class() {
-        let held = error(&SECRET, &RotationError::Lock(LockError::Held { key: "kv-one/secret/db-password".into() }));
-        assert!(held.is_retryable());
-        assert!(held.message().starts_with("secret kv-one/db-password: "), "{held}");
-        let foreign = Target { vault: "evil", ..SECRET };
-        let refused = error(&foreign, &RotationError::Vault(VaultError::NotAllowed { vault: "evil".into() }));
+    fn the_line_says_how_many_channels_have_the_message_and_keeps_the_class() {
+        let done = with_notified(Ok(Outcome::Done("rotated kv-one/db from a to b".into())), 2);
+        assert_eq!(done, Ok(Outcome::Done("rotated kv-one/db from a to b; notified 2 channels".into())));
+        let one = with_notified(Ok(Outcome::Skipped("kv-one/db not opted in".into())), 1);
+        assert_eq!(one, Ok(Outcome::Skipped("kv-one/db not opted in; notified 1 channel".into())));
+        let refused = with_notified(Err(HandlerError::permanent("secret kv-one/db: wrong tag")), 3).unwrap_err();
         assert!(!refused.is_retryable());
-        assert!(refused.message().contains("not in the allow-list"), "{refused}");
-        let throttled = RotationError::Vault(VaultError::Http {
-            operation: "set secret",
-            object: "kv-one/db-password".into(),
-            status: 429,
-            code: Some("Throttled".into()),
-            message: "too many requests".into(),
-        });
-        assert!(error(&SECRET, &throttled).is_retryable());
-        assert!(!error(&SECRET, &RotationError::Event("no version".into())).is_retryable());
+        assert_eq!(refused.message(), "secret kv-one/db: wrong tag; notified 3 channels");
+        assert_eq!(SECRET.described(), "secret kv-one/db-password");
     }
 }

@@ -1,0 +1,141 @@
+//! What the notification channels are told about one near-expiry event (the table in the crate docs).
+//!
+//! Severity comes from `notify::Severity::classify` (rotated: info; anything else near expiry: warning),
+//! except a started certificate renewal, which is keyturn acting and so is info.
+
+use events::{Event, ObjectKind};
+use notify::{Action, Notification, Severity};
+use rotation::policy::EVENT_ID;
+use rotation::{RotationError, RotationOutcome};
+use vault::model::Tags;
+
+use crate::report::Target;
+
+/// The notification for what the engine decided; `None` for "already rotated", which is told by the
+/// delivery that rotated (see [`made_for`]).
+pub fn for_rotation(event: &Event, target: &Target<'_>, rotation: &RotationOutcome) -> Option<Notification> {
+    let kind = target.kind.as_str().to_ascii_lowercase();
+    let (by_hand, acts) = match target.kind {
+        ObjectKind::Certificate => ("renew it by hand", "renews"),
+        _ => ("rotate it by hand", "rotates"),
+    };
+    let action = match rotation {
+        RotationOutcome::Rotated { to, .. } => Action::Rotated { new_version: to.clone() },
+        RotationOutcome::RenewalStarted { status, .. } => {
+            let summary = format!(
+                "keyturn started a renewal through the certificate's policy (operation {status}); the new version \
+                 raises its own event when it is issued."
+            );
+            let mut notification = Notification::for_event(event, Action::Informed { summary })?;
+            // keyturn acted: this is news, not a call to act (classify makes any near-expiry without a
+            // new version a warning).
+            notification.severity = Severity::Info;
+            return Some(notification);
+        }
+        RotationOutcome::AlreadyRotated { .. } => return None,
+        RotationOutcome::NotOptedIn => Action::NotRotated {
+            reason: format!(
+                "the {kind} has no keyturn rotation policy (tag KeyturnRotation absent or off); {by_hand} before it \
+                 expires."
+            ),
+        },
+        RotationOutcome::ManualActionDue { reason } => {
+            Action::NotRotated { reason: format!("{reason}; {} before it expires.", target.manual_action()) }
+        }
+        RotationOutcome::NativeRotationConfigured { detail } => Action::NotRotated {
+            reason: format!(
+                "it is left to Key Vault's own policy ({detail}); check that Key Vault {acts} it before it expires."
+            ),
+        },
+    };
+    Notification::for_event(event, action)
+}
+
+/// The notification for a permanent failure (a wrong policy tag, a provider's refusal): a person must act,
+/// and Event Grid will not retry.
+pub fn for_failure(event: &Event, error: &RotationError) -> Option<Notification> {
+    Notification::for_event(
+        event,
+        Action::NotRotated { reason: format!("the rotation failed and will not be retried: {error}.") },
+    )
+}
+
+/// The info message for a rotation keyturn made for this event, sent again on a redelivery.
+pub fn rotated(event: &Event, new_version: &str) -> Option<Notification> {
+    Notification::for_event(event, Action::Rotated { new_version: new_version.to_owned() })
+}
+
+/// Whether a secret version's provenance tags say keyturn made it for the event `event_id`.
+pub fn made_for(tags: &Tags, event_id: &str) -> bool {
+    tags.iter().any(|(name, value)| name.eq_ignore_ascii_case(EVENT_ID) && value == event_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vault::VaultError;
+
+    fn event(kind: &str) -> Event {
+        let collection = format!("{}s", kind.to_ascii_lowercase());
+        let json = format!(
+            r#"{{"id":"e1","topic":"/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/kv-one",
+            "subject":"db","eventType":"Microsoft.KeyVault.{kind}NearExpiry","eventTime":"2026-01-01T00:00:00Z",
+            "data":{{"Id":"https://kv-one.vault.azure.net/{collection}/db/0123456789abcdef0123456789abcdef",
+            "VaultName":"kv-one","ObjectType":"{kind}","ObjectName":"db",
+            "Version":"0123456789abcdef0123456789abcdef","NBF":null,"EXP":1767225600}},
+            "dataVersion":"1","metadataVersion":"1"}}"#
+        );
+        Event::from_slice(json.as_bytes()).unwrap()
+    }
+
+    const SECRET: Target<'static> = Target { vault: "kv-one", kind: ObjectKind::Secret, name: "db" };
+    const CERT: Target<'static> = Target { vault: "kv-one", kind: ObjectKind::Certificate, name: "db" };
+
+    #[test]
+    fn a_rotation_is_info_and_names_the_new_version() {
+        let outcome = RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None };
+        let n = for_rotation(&event("Secret"), &SECRET, &outcome).unwrap();
+        assert_eq!(n.severity, Severity::Info);
+        assert_eq!(n.action, Action::Rotated { new_version: "v2".into() });
+        assert_eq!(n.event_id, "e1");
+        assert_eq!(rotated(&event("Secret"), "v2").unwrap(), n, "a redelivery sends the same message");
+    }
+
+    #[test]
+    fn whatever_keyturn_did_not_rotate_is_a_warning_saying_what_is_due() {
+        let cases = [
+            (SECRET, RotationOutcome::NotOptedIn, "rotate it by hand"),
+            (CERT, RotationOutcome::NotOptedIn, "renew it by hand"),
+            (CERT, RotationOutcome::ManualActionDue { reason: "issuer 'Unknown'".into() }, "manual renewal due"),
+            (CERT, RotationOutcome::NativeRotationConfigured { detail: "AutoRenew".into() }, "Key Vault renews it"),
+        ];
+        for (target, outcome, due) in cases {
+            let kind = if target.kind == ObjectKind::Secret { "Secret" } else { "Certificate" };
+            let n = for_rotation(&event(kind), &target, &outcome).unwrap();
+            assert_eq!(n.severity, Severity::Warning, "{outcome}");
+            let Action::NotRotated { reason } = &n.action else { panic!("{outcome}: {:?}", n.action) };
+            assert!(reason.contains(due), "{reason}");
+        }
+        let failed = RotationError::Vault(VaultError::NotAllowed { vault: "x".into() });
+        let n = for_failure(&event("Secret"), &failed).unwrap();
+        assert_eq!(n.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_started_renewal_is_info_and_already_rotated_is_told_elsewhere() {
+        let started = RotationOutcome::RenewalStarted { from: "c1".into(), status: "inProgress".into() };
+        let n = for_rotation(&event("Certificate"), &CERT, &started).unwrap();
+        assert_eq!(n.severity, Severity::Info);
+        assert!(n.action.summary().contains("inProgress"), "{:?}", n.action);
+        let already = RotationOutcome::AlreadyRotated { event_version: "v1".into(), latest: "v2".into() };
+        assert!(for_rotation(&event("Secret"), &SECRET, &already).is_none());
+    }
+
+    #[test]
+    fn provenance_names_the_event_that_made_a_version() {
+        let tags: Tags = [("keyturneventid".to_owned(), "e1".to_owned())].into_iter().collect();
+        assert!(made_for(&tags, "e1"));
+        assert!(!made_for(&tags, "e2"));
+        assert!(!made_for(&Tags::new(), "e1"));
+    }
+}
