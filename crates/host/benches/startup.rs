@@ -16,8 +16,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/lambda.rs"]
-mod lambda;
+use local::lambda::{Completion, LocalLambda};
 
 const STARTS: usize = 50;
 const INVOCATIONS: usize = 2000;
@@ -148,59 +147,44 @@ fn webhook_event() -> serde_json::Value {
     })
 }
 
-fn processed(completion: Option<lambda::Completion>) {
-    let Some(lambda::Completion::Response(answer)) = completion else { panic!("not processed: {completion:?}") };
+fn processed(completion: Result<Completion, local::lambda::InvokeError>) {
+    let Ok(Completion::Response(answer)) = completion else { panic!("not processed: {completion:?}") };
     assert_eq!(answer["statusCode"], 200, "{answer}");
     assert!(answer["body"].as_str().unwrap().contains("done: hello"), "{answer}");
+}
+
+/// `host-echo` as a local Lambda function (started, not yet polling).
+async fn echo_function() -> LocalLambda {
+    LocalLambda::builder(env!("CARGO_BIN_EXE_host-echo"))
+        .timeout(Duration::from_secs(10))
+        .app_settings([("HOST_ECHO_GREETING", "hello"), ("KEYTURN_WEBHOOK_SECRET", SECRET), ("KEYTURN_LOG", "warn")])
+        .start()
+        .await
+        .unwrap()
 }
 
 fn lambda_cold_start() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     runtime.block_on(async {
-        let limit = Duration::from_secs(10);
         let mut starts = Vec::new();
         for _ in 0..STARTS {
-            let api = lambda::RuntimeApi::start().await;
-            let begin = Instant::now();
-            let _function = Handler(
-                Command::new(env!("CARGO_BIN_EXE_host-echo"))
-                    .env_clear()
-                    .envs(api.lambda_env())
-                    .env("HOST_ECHO_GREETING", "hello")
-                    .env("KEYTURN_WEBHOOK_SECRET", SECRET)
-                    .env("KEYTURN_LOG", "warn")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-            processed(api.invoke(webhook_event(), limit).await);
-            starts.push(begin.elapsed());
+            // The clock starts just before the spawn; the invocation is queued before the process polls.
+            let function = echo_function().await;
+            processed(function.runtime().invoke(webhook_event()).await);
+            starts.push(function.started_at().unwrap().elapsed());
+            function.shutdown().await;
         }
         summary("lambda: start to first event processed", starts);
 
-        let api = lambda::RuntimeApi::start().await;
-        let _function = Handler(
-            Command::new(env!("CARGO_BIN_EXE_host-echo"))
-                .env_clear()
-                .envs(api.lambda_env())
-                .env("HOST_ECHO_GREETING", "hello")
-                .env("KEYTURN_WEBHOOK_SECRET", SECRET)
-                .env("KEYTURN_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        processed(api.invoke(webhook_event(), limit).await);
+        let function = echo_function().await;
+        processed(function.runtime().invoke(webhook_event()).await);
         let mut latencies = Vec::new();
         for _ in 0..LAMBDA_INVOCATIONS {
             let begin = Instant::now();
-            processed(api.invoke(webhook_event(), limit).await);
+            processed(function.runtime().invoke(webhook_event()).await);
             latencies.push(begin.elapsed());
         }
         summary("lambda: warm invocation round trip (Runtime API)", latencies);
+        function.shutdown().await;
     });
 }

@@ -5,20 +5,15 @@
 // Test helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/lambda.rs"]
-mod support;
-
-use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use events::{Event, KeyVaultEvent, KeyVaultEventType, Payload, Schema, VaultObject};
 use local::clock::Clock;
 use local::eventgrid::{EndpointKind, EventGrid, EventGridOptions, Subscription};
+use local::functions_host::Stream;
+use local::lambda::{Completion, LocalLambda};
 use serde_json::{Value, json};
-use support::{Completion, FunctionUrl, RuntimeApi};
-use tokio::process::{Child, Command};
-use tokio::time::timeout;
 
 /// Every wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -26,51 +21,26 @@ const SECRET: &str = "4f6b1c2d9e8a7b3c5d0e1f2a3b4c5d6e";
 const SECRET_HEADER: &str = "x-keyturn-webhook-secret";
 const NEAR_EXPIRY: &str = include_str!("../../events/fixtures/eventgrid-secret-near-expiry.json");
 
-/// One local Lambda function: its Runtime API, its function URL and the `host-echo` process polling it.
-struct Lambda {
-    runtime: RuntimeApi,
-    url: FunctionUrl,
-    process: Child,
+/// `host-echo` as a local Lambda function with `settings` as its environment variables (nothing inherited).
+async fn start_lambda(settings: &[(&str, &str)]) -> LocalLambda {
+    LocalLambda::builder(env!("CARGO_BIN_EXE_host-echo"))
+        .function_name("keyturn-echo")
+        .timeout(LIMIT)
+        .app_settings(settings.iter().copied())
+        .start()
+        .await
+        .unwrap()
 }
 
-impl Lambda {
-    async fn start(env: &[(&str, &str)]) -> Self {
-        let runtime = RuntimeApi::start().await;
-        let url = FunctionUrl::start(runtime.clone()).await;
-        let process = spawn(&runtime, env);
-        Lambda { runtime, url, process }
+async fn post(lambda: &LocalLambda, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+    let client = reqwest::Client::builder().no_proxy().timeout(LIMIT).build().unwrap();
+    let mut request = client.post(lambda.url()).json(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-
-    /// Replaces the process (a new deployment of the same function), keeping the Runtime API and the URL.
-    async fn redeploy(&mut self, env: &[(&str, &str)]) {
-        self.process.kill().await.unwrap();
-        self.process = spawn(&self.runtime, env);
-    }
-
-    async fn post(&self, query: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
-        let client = reqwest::Client::builder().timeout(LIMIT).build().unwrap();
-        let mut request = client.post(format!("{}?{query}", self.url.url())).json(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-}
-
-/// Starts `host-echo` with Lambda's environment plus `env`, nothing inherited; killed on drop.
-fn spawn(runtime: &RuntimeApi, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_host-echo"));
-    command
-        .env_clear()
-        .envs(runtime.lambda_env())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command.spawn().unwrap()
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn greeting_and_secret() -> [(&'static str, &'static str); 2] {
@@ -114,8 +84,9 @@ fn webhook(name: &str, url: url::Url) -> Subscription {
 }
 
 /// `(statusCode, results)` of every function URL response so far.
-fn answers(runtime: &RuntimeApi) -> Vec<(u16, Value)> {
-    runtime
+fn answers(lambda: &LocalLambda) -> Vec<(u16, Value)> {
+    lambda
+        .runtime()
         .http_responses()
         .into_iter()
         .map(|response| {
@@ -129,18 +100,14 @@ fn statuses(grid: &EventGrid, subscription: &str) -> Vec<Option<u16>> {
     grid.attempts().into_iter().filter(|a| a.subscription == subscription).map(|a| a.status).collect()
 }
 
-async fn exit(child: Child) -> Output {
-    timeout(LIMIT, child.wait_with_output()).await.expect("the handler did not exit").unwrap()
-}
-
 #[tokio::test]
 async fn event_grid_validates_and_delivers_in_both_schemas() {
-    let lambda = Lambda::start(&greeting_and_secret()).await;
+    let lambda = start_lambda(&greeting_and_secret()).await;
     let grid = event_grid();
     // Event Grid schema: the validation event, secret in a static delivery header.
-    grid.subscribe(webhook("eg", lambda.url.url()).delivery_header(SECRET_HEADER, SECRET)).await.unwrap();
+    grid.subscribe(webhook("eg", lambda.url()).delivery_header(SECRET_HEADER, SECRET)).await.unwrap();
     // CloudEvents: the OPTIONS handshake, secret in the endpoint URL's query.
-    let mut with_query = lambda.url.url();
+    let mut with_query = lambda.url();
     with_query.set_query(Some(&format!("secret={SECRET}")));
     grid.subscribe(webhook("ce", with_query).schema(Schema::CloudEvents)).await.unwrap();
 
@@ -149,7 +116,7 @@ async fn event_grid_validates_and_delivers_in_both_schemas() {
 
     assert_eq!(statuses(&grid, "eg"), [Some(200)]);
     assert_eq!(statuses(&grid, "ce"), [Some(200)]);
-    let records = lambda.runtime.records();
+    let records = lambda.runtime().invocations();
     // Two handshakes, then one delivery per subscription.
     assert_eq!(records.len(), 4, "{records:?}");
     let validation = &records[0];
@@ -164,17 +131,16 @@ async fn event_grid_validates_and_delivers_in_both_schemas() {
     let deliveries = &records[2..];
     // The CloudEvents batch arrives base64-encoded, as a function URL sends a non-text content type.
     assert!(deliveries.iter().any(|r| r.event["isBase64Encoded"] == true));
-    for (status, results) in &answers(&lambda.runtime)[2..] {
+    for (status, results) in &answers(&lambda)[2..] {
         assert_eq!((*status, results.clone()), (200, json!(["done: hello e-1"])));
     }
 }
 
 #[tokio::test]
 async fn a_batch_with_a_retryable_failure_is_resent_until_every_event_succeeds() {
-    let lambda = Lambda::start(&greeting_and_secret()).await;
+    let lambda = start_lambda(&greeting_and_secret()).await;
     let grid = event_grid();
-    let subscription =
-        webhook("batch", lambda.url.url()).delivery_header(SECRET_HEADER, SECRET).max_events_per_batch(4);
+    let subscription = webhook("batch", lambda.url()).delivery_header(SECRET_HEADER, SECRET).max_events_per_batch(4);
     grid.subscribe(subscription).await.unwrap();
 
     // Published back to back on this (current-thread) runtime: the dispatcher takes them as one batch.
@@ -187,7 +153,7 @@ async fn a_batch_with_a_retryable_failure_is_resent_until_every_event_succeeds()
     // 500 → Event Grid retries the whole batch → 200.
     assert_eq!(statuses(&grid, "batch"), [Some(500), Some(200)]);
     assert!(grid.dead_letters().is_empty());
-    let answers = answers(&lambda.runtime);
+    let answers = answers(&lambda);
     let deliveries = &answers[1..];
     assert_eq!(deliveries[0].0, 500);
     assert_eq!(
@@ -207,11 +173,11 @@ async fn a_batch_with_a_retryable_failure_is_resent_until_every_event_succeeds()
 
 #[tokio::test]
 async fn a_permanently_bad_event_is_acknowledged_with_200_and_logged() {
-    let lambda = Lambda::start(&greeting_and_secret()).await;
+    let lambda = start_lambda(&greeting_and_secret()).await;
     let mut malformed: Value = serde_json::from_str(NEAR_EXPIRY).unwrap();
     malformed["data"]["EXP"] = json!(true);
     let (status, body) =
-        lambda.post("", &[(SECRET_HEADER, SECRET), ("aeg-event-type", "Notification")], &json!([malformed])).await;
+        post(&lambda, &[(SECRET_HEADER, SECRET), ("aeg-event-type", "Notification")], &json!([malformed])).await;
     assert_eq!(status, 200, "{body}");
     let result = body["results"][0].as_str().unwrap();
     assert!(result.starts_with("rejected: data.EXP: "), "{result}");
@@ -219,26 +185,26 @@ async fn a_permanently_bad_event_is_acknowledged_with_200_and_logged() {
 
 #[tokio::test]
 async fn without_the_secret_nothing_runs_and_event_grid_gives_up() {
-    let mut lambda = Lambda::start(&greeting_and_secret()).await;
+    let mut lambda = start_lambda(&greeting_and_secret()).await;
     let grid = event_grid();
 
     // A subscription with the wrong secret cannot even be created: its handshake gets 401.
-    let wrong = webhook("wrong", lambda.url.url()).delivery_header(SECRET_HEADER, "not-the-secret-at-all");
+    let wrong = webhook("wrong", lambda.url()).delivery_header(SECRET_HEADER, "not-the-secret-at-all");
     let error = grid.subscribe(wrong).await.unwrap_err().to_string();
     assert!(error.contains("401"), "{error}");
-    let (status, body) = lambda.post("", &[("aeg-event-type", "Notification")], &json!([])).await;
+    let (status, body) = post(&lambda, &[("aeg-event-type", "Notification")], &json!([])).await;
     assert_eq!(status, 401, "{body}");
 
     // The secret is rotated on the Lambda side only: deliveries are refused with 401, which is final for a
     // webhook, so Event Grid dead-letters at once instead of retrying for a day.
     let dead_letters = tempfile::tempdir().unwrap();
-    let subscription = webhook("rotated", lambda.url.url())
-        .delivery_header(SECRET_HEADER, SECRET)
-        .dead_letter_dir(dead_letters.path());
+    let subscription =
+        webhook("rotated", lambda.url()).delivery_header(SECRET_HEADER, SECRET).dead_letter_dir(dead_letters.path());
     grid.subscribe(subscription).await.unwrap();
     lambda
-        .redeploy(&[("HOST_ECHO_GREETING", "hello"), ("KEYTURN_WEBHOOK_SECRET", "a-brand-new-secret-value-0001")])
-        .await;
+        .redeploy([("HOST_ECHO_GREETING", "hello"), ("KEYTURN_WEBHOOK_SECRET", "a-brand-new-secret-value-0001")])
+        .await
+        .unwrap();
     grid.publish(near_expiry("e-1", "db-password"));
     assert!(grid.settled(LIMIT).await);
 
@@ -248,7 +214,7 @@ async fn without_the_secret_nothing_runs_and_event_grid_gives_up() {
     assert_eq!(letters[0].dead_letter_reason, "UndeliverableDueToHttpUnauthorized");
     assert_eq!(letters[0].delivery_attempts, 1);
     // No handler ran: every answer was a handshake or a refusal.
-    let answers = answers(&lambda.runtime);
+    let answers = answers(&lambda);
     assert!(answers.iter().all(|(_, results)| results.is_null()), "{answers:?}");
     assert_eq!(answers.iter().map(|(status, _)| *status).collect::<Vec<_>>(), [401, 401, 200, 401]);
 }
@@ -256,90 +222,90 @@ async fn without_the_secret_nothing_runs_and_event_grid_gives_up() {
 #[tokio::test]
 async fn misconfiguration_fails_every_request_with_500_and_the_reason() {
     // No greeting: the handler's own configuration failed to load.
-    let lambda = Lambda::start(&[("KEYTURN_WEBHOOK_SECRET", SECRET)]).await;
+    let lambda = start_lambda(&[("KEYTURN_WEBHOOK_SECRET", SECRET)]).await;
     for _ in 0..2 {
-        let (status, body) = lambda
-            .post(
-                "",
-                &[(SECRET_HEADER, SECRET), ("aeg-event-type", "Notification")],
-                &json!([near_expiry("e", "x").to_value()]),
-            )
-            .await;
+        let (status, body) = post(
+            &lambda,
+            &[(SECRET_HEADER, SECRET), ("aeg-event-type", "Notification")],
+            &json!([near_expiry("e", "x").to_value()]),
+        )
+        .await;
         assert_eq!(status, 500);
         assert_eq!(body["results"], json!(["retry: not configured: HOST_ECHO_GREETING is not set"]));
     }
 
     // No secret: nothing runs unauthenticated, and Event Grid keeps retrying until it is set.
-    let lambda = Lambda::start(&[("HOST_ECHO_GREETING", "hello")]).await;
-    let (status, body) = lambda
-        .post(
-            "",
-            &[(SECRET_HEADER, SECRET), ("aeg-event-type", "Notification")],
-            &json!([near_expiry("e", "x").to_value()]),
-        )
-        .await;
+    let lambda = start_lambda(&[("HOST_ECHO_GREETING", "hello")]).await;
+    let (status, body) = post(
+        &lambda,
+        &[(SECRET_HEADER, SECRET), ("aeg-event-type", "Notification")],
+        &json!([near_expiry("e", "x").to_value()]),
+    )
+    .await;
     assert_eq!(status, 500);
     assert!(body["error"].as_str().unwrap().starts_with("not configured: KEYTURN_WEBHOOK_SECRET is not set"), "{body}");
 }
 
+/// Every line the process wrote on `stream`.
+fn lines(lambda: &LocalLambda, stream: Stream) -> Vec<String> {
+    lambda.output().lines().into_iter().filter(|line| line.stream == stream).map(|line| line.text).collect()
+}
+
 #[tokio::test]
 async fn an_event_that_is_not_an_http_request_fails_the_invocation_and_sigterm_exits_143() {
-    let lambda = Lambda::start(&greeting_and_secret()).await;
+    let mut lambda = start_lambda(&greeting_and_secret()).await;
     let scheduled = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
-    let completion = lambda.runtime.invoke(scheduled, LIMIT).await.expect("no completion");
+    let completion = lambda.runtime().invoke(scheduled).await.expect("no completion");
     // (lambda_runtime sends the error-type header as `unhandled`; the class is in the body.)
     let Completion::Error { body, .. } = completion else { panic!("{completion:?}") };
     assert_eq!(body["errorType"], "keyturn.NotAnHttpRequest");
     assert!(body["errorMessage"].as_str().unwrap().contains("missing field `requestContext`"), "{body}");
 
-    let Lambda { process, .. } = lambda;
-    let pid = process.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let output = exit(process).await;
-    assert_eq!(output.status.code(), Some(143));
+    let status = lambda.terminate(LIMIT).await.expect("the handler did not exit");
+    assert_eq!(status.code(), Some(143));
     // Every stdout line is JSON, including the runtime's and the decision lines.
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    for line in stdout.lines() {
+    let stdout = lines(&lambda, Stream::Stdout);
+    for line in &stdout {
         serde_json::from_str::<Value>(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
     }
-    assert!(stdout.contains("polling the Lambda Runtime API"), "{stdout}");
+    assert!(stdout.iter().any(|line| line.contains("polling the Lambda Runtime API")), "{stdout:#?}");
 }
 
 #[tokio::test]
 async fn both_platforms_present_without_a_choice_exit_78_and_say_why() {
-    let runtime = RuntimeApi::start().await;
-    let child = spawn(&runtime, &[("HOST_ECHO_GREETING", "hello"), ("FUNCTIONS_CUSTOMHANDLER_PORT", "7071")]);
-    let output = exit(child).await;
-    assert_eq!(output.status.code(), Some(78));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let mut lambda = start_lambda(&[("HOST_ECHO_GREETING", "hello"), ("FUNCTIONS_CUSTOMHANDLER_PORT", "7071")]).await;
+    let status = lambda.wait_for_exit(LIMIT).await.expect("the handler did not exit");
+    assert_eq!(status.code(), Some(78));
+    let stderr = lines(&lambda, Stream::Stderr).join("\n");
     assert!(
         stderr.contains("echo: cannot start: both AWS_LAMBDA_RUNTIME_API and FUNCTIONS_CUSTOMHANDLER_PORT are set; set KEYTURN_ADAPTER"),
         "{stderr}"
     );
-    assert_eq!(runtime.polls(), 0);
+    assert_eq!(lambda.runtime().polls(), 0);
     // Lambda is told why, so the waiting invocation shows the reason.
-    let init_errors = runtime.init_errors();
+    let init_errors = lambda.runtime().init_errors();
     assert_eq!(init_errors.len(), 1, "{init_errors:?}");
-    let (error_type, body) = &init_errors[0];
-    assert_eq!(error_type, "keyturn.CannotStart");
-    assert_eq!(body["errorType"], "keyturn.CannotStart");
-    assert!(body["errorMessage"].as_str().unwrap().starts_with("echo: both AWS_LAMBDA_RUNTIME_API"), "{body}");
+    let error = &init_errors[0];
+    assert_eq!(error.error_type, "keyturn.CannotStart");
+    assert_eq!(error.body["errorType"], "keyturn.CannotStart");
+    assert!(error.body["errorMessage"].as_str().unwrap().starts_with("echo: both AWS_LAMBDA_RUNTIME_API"), "{error:?}");
+    // With no process left, a request fails at once (502) instead of waiting for the timeout.
+    let (status, body) =
+        post(&lambda, &[(SECRET_HEADER, SECRET), ("aeg-event-type", "Notification")], &json!([])).await;
+    assert_eq!(status, 502, "{body}");
 }
 
 #[tokio::test]
 async fn keyturn_adapter_chooses_azure_functions_even_on_lambda() {
-    let runtime = RuntimeApi::start().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let _child = spawn(
-        &runtime,
-        &[
-            ("HOST_ECHO_GREETING", "hello"),
-            ("FUNCTIONS_CUSTOMHANDLER_PORT", &port),
-            ("KEYTURN_ADAPTER", "azure-functions"),
-        ],
-    );
-    let client = reqwest::Client::builder().timeout(LIMIT).build().unwrap();
-    let readiness = timeout(LIMIT, async {
+    let lambda = start_lambda(&[
+        ("HOST_ECHO_GREETING", "hello"),
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", &port),
+        ("KEYTURN_ADAPTER", "azure-functions"),
+    ])
+    .await;
+    let client = reqwest::Client::builder().no_proxy().timeout(LIMIT).build().unwrap();
+    let readiness = tokio::time::timeout(LIMIT, async {
         loop {
             if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/")).send().await {
                 return response.json::<Value>().await.unwrap();
@@ -350,5 +316,15 @@ async fn keyturn_adapter_chooses_azure_functions_even_on_lambda() {
     .await
     .expect("the Azure adapter never answered readiness");
     assert_eq!(readiness, json!({"function": "echo", "configured": true}));
-    assert_eq!(runtime.polls(), 0, "the Azure adapter must not poll the Lambda Runtime API");
+    assert_eq!(lambda.runtime().polls(), 0, "the Azure adapter must not poll the Lambda Runtime API");
+}
+
+#[tokio::test]
+async fn a_reserved_variable_is_refused_as_lambda_refuses_it() {
+    let error = LocalLambda::builder(env!("CARGO_BIN_EXE_host-echo"))
+        .app_setting("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().starts_with("the app setting AWS_LAMBDA_RUNTIME_API is a reserved"), "{error}");
 }

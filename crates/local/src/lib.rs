@@ -13,6 +13,8 @@
 //! - [`stack`]: the whole stack in one call: vaults + identity, Event Grid fed by the vaults, management API.
 //! - [`functions_host`]: Azure Functions host stand-in: host.json + function folders, the handler process
 //!   (readiness, crash restarts, functionTimeout), and the Event Grid webhook `/runtime/webhooks/eventgrid`.
+//! - [`lambda`]: AWS Lambda stand-in: a Runtime API, a function URL (HTTP ⇄ payload-2.0 events) and the
+//!   handler process started with Lambda's environment.
 //! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
 //!   [`identity`].
 
@@ -22,6 +24,7 @@ pub mod eventgrid;
 pub mod functions_host;
 pub mod identity;
 pub mod keyvault;
+pub mod lambda;
 pub mod management;
 pub mod stack;
 pub mod tls;
