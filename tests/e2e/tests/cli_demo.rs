@@ -1,7 +1,8 @@
 //! `keyturn demo`, the real binary end to end: run twice in a row and once beside a running `keyturn dev`,
 //! each run must exit 0 within the 30 seconds, report the rotations, the mirror copy, the critical
-//! notification, the skipped object and the canary's pass, and leave no handler process behind. Without its
-//! handler binaries and outside a cargo target directory it must exit 4 naming the command that builds them.
+//! notification, the skipped object and the canary's pass, and leave no handler process behind. A step that
+//! does not happen (a wrong binary posing as new-version) must exit 1 naming it. Without its handler binaries
+//! and outside a cargo target directory it must exit 4 naming the command that builds them.
 //!
 //! The binaries are those `cargo build --workspace` leaves in target/<profile>/ (`e2e::workspace_binary`),
 //! so the demo finds its handlers beside keyturn and builds nothing.
@@ -228,6 +229,54 @@ async fn without_its_handlers_outside_a_target_directory_demo_names_the_build_co
         );
         assert!(output.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&output.stdout));
         assert!(!Path::new(&dir.path().join("near-expiry")).exists(), "nothing was built");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_step_that_does_not_happen_fails_the_demo_and_says_which() {
+    bounded(Duration::from_secs(60), async {
+        // A target directory where new-version is really the expired handler: it never notifies about new
+        // versions nor mirrors them.
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("target/debug");
+        std::fs::create_dir_all(&profile).unwrap();
+        std::fs::write(dir.path().join("target/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55").unwrap();
+        for (name, from) in [
+            ("keyturn", "keyturn"),
+            ("near-expiry", "near-expiry"),
+            ("expired", "expired"),
+            ("new-version", "expired"),
+            ("test-event", "test-event"),
+        ] {
+            std::fs::copy(workspace_binary(from), profile.join(name)).unwrap();
+        }
+        let started = Instant::now();
+        let output = tokio::process::Command::new(profile.join("keyturn"))
+            .args(["demo", "--no-build", "--timeout", "3"])
+            .current_dir(repo_root())
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(started.elapsed() < DEMO_LIMIT);
+        assert!(stderr.contains("error: the demo did not go as expected"), "{stderr}");
+        assert!(
+            stderr.contains("no notification of secret kv-demo/db-password's new version (new-version)"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("secret kv-demo/db-password was not copied to kv-mirror (new-version)"), "{stderr}");
+        assert!(stderr.contains("hint: run `keyturn -v demo`"), "{stderr}");
+        // What did happen is still reported, and everything was stopped.
+        let demo = Demo { code: 1, stdout: stdout.into_owned(), stderr: stderr.into_owned(), took: started.elapsed() };
+        assert!(demo.row("rotated", "secret kv-demo/db-password").contains(" → "));
+        assert!(demo.stdout.contains("some expected steps did not happen"), "{}", demo.stdout);
+        for pid in demo.handler_pids() {
+            assert!(!alive(pid), "handler process {pid} outlived keyturn demo");
+        }
     })
     .await;
 }
