@@ -360,3 +360,30 @@ pub fn assert_no_value_in(texts: &[String], values: &[String]) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Events published straight into the Event Grid emulator (tests/near_expiry*.rs, tests/providers_postgres.rs).
+
+/// A `SecretNearExpiry` event for `version` of `vault/name`, as Event Grid would publish it.
+///
+/// # Panics
+/// When the names are not valid Key Vault names.
+pub fn secret_near_expiry(
+    id: &str,
+    vault: &str,
+    name: &str,
+    version: &str,
+    exp: chrono::DateTime<chrono::Utc>,
+) -> events::Event {
+    use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
+    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, Some(exp))
+        .unwrap_or_else(|error| panic!("{vault}/{name}/{version} is not a vault object: {error}"));
+    Event {
+        id: id.to_owned(),
+        subject: name.to_owned(),
+        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
+        time: Some(chrono::Utc::now()),
+        schema: Schema::EventGrid,
+        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNearExpiry, object }),
+    }
+}

@@ -16,9 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, counting_relay, workspace_binary};
+use e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, counting_relay, secret_near_expiry, workspace_binary};
 use events::delivery;
-use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
 use local::eventgrid::EventGridOptions;
 use local::functions_host::{InvocationError, Stream};
 use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
@@ -163,19 +162,6 @@ fn assert_no_value_leaked(chain: &Chain, values: &[String]) {
     }
 }
 
-/// A `SecretNearExpiry` event for `version`, as Event Grid would publish it.
-fn near_expiry_event(id: &str, vault: &str, name: &str, version: &str, exp: DateTime<Utc>) -> Event {
-    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, Some(exp)).unwrap();
-    Event {
-        id: id.to_owned(),
-        subject: name.to_owned(),
-        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
-        time: Some(Utc::now()),
-        schema: Schema::EventGrid,
-        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNearExpiry, object }),
-    }
-}
-
 #[tokio::test]
 async fn a_secret_near_expiry_gets_exactly_one_new_version_with_its_policy() {
     bounded(Duration::from_secs(120), async {
@@ -260,7 +246,7 @@ async fn the_same_event_ten_times_at_once_and_again_an_hour_later_rotates_once()
 
         // Ten deliveries of one event (one id) at the same moment, as Event Grid's at-least-once delivery and
         // its 30-second timeout can produce: each is its own delivery, all run concurrently in the handler.
-        let event = near_expiry_event("duplicate-event-1", VAULT, "shared-key", &v1, exp);
+        let event = secret_near_expiry("duplicate-event-1", VAULT, "shared-key", &v1, exp);
         for _ in 0..10 {
             grid.publish(event.clone());
         }
