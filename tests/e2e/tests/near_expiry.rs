@@ -16,7 +16,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, counting_relay, secret_near_expiry, workspace_binary};
+use e2e::{
+    Chain, NEAR_EXPIRY_EVENT_TYPES, counting_relay, fast_retries, fast_stack, secret_near_expiry, seed_secret, tags,
+    workspace_binary,
+};
 use events::delivery;
 use local::eventgrid::EventGridOptions;
 use local::functions_host::{InvocationError, Stream};
@@ -24,7 +27,7 @@ use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
 use local::keyvault::crypto::KeySpec;
 use local::keyvault::keys::KeySpecInput;
 use local::keyvault::store::AttributeInput;
-use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind, SecretSpec};
+use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
 use local::stack::LocalStack;
 use serde_json::Value;
 
@@ -42,11 +45,6 @@ fn grid_options() -> EventGridOptions {
     EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() }
 }
 
-async fn stack(vaults: &[&str]) -> LocalStack {
-    let builder = vaults.iter().fold(KeyVaultEmulator::builder(), |builder, vault| builder.vault(*vault));
-    LocalStack::start(builder, grid_options()).await.unwrap()
-}
-
 /// The handler's app settings: the stack's (identity endpoint, allow-list, CA) with short retries, so a failing
 /// call comes back to Event Grid in well under a second.
 fn settings(stack: &LocalStack) -> Vec<(String, String)> {
@@ -55,24 +53,8 @@ fn settings(stack: &LocalStack) -> Vec<(String, String)> {
     settings
 }
 
-fn fast_retries() -> Vec<(String, String)> {
-    [
-        ("KEYTURN_RETRY_MAX", "2"),
-        ("KEYTURN_RETRY_DELAY_MS", "50"),
-        ("KEYTURN_RETRY_MAX_DELAY_MS", "400"),
-        ("KEYTURN_HTTP_TIMEOUT_SECS", "20"),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_owned(), value.to_owned()))
-    .collect()
-}
-
 async fn chain(stack: LocalStack, settings: Vec<(String, String)>) -> Chain {
     Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEAR_EXPIRY_EVENT_TYPES, settings).await
-}
-
-fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
 }
 
 /// The policy every rotated secret here carries, plus a tag of the owner's that must be carried forward.
@@ -84,25 +66,6 @@ fn generated(format: &str, length: &str) -> BTreeMap<String, String> {
         ("KeyturnLength", length),
         ("owner", "team-a"),
     ])
-}
-
-/// Seeds a secret expiring `days` from the vault's clock; returns its version.
-fn seed_secret(
-    stack: &LocalStack,
-    vault: &str,
-    name: &str,
-    value: &str,
-    days: i64,
-    tags: BTreeMap<String, String>,
-) -> String {
-    let exp = stack.emulator().clock().now() + TimeDelta::days(days);
-    let spec = SecretSpec {
-        value: value.to_owned(),
-        content_type: Some("text/plain".to_owned()),
-        attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-        tags,
-    };
-    stack.emulator().store().set_secret(vault, name, spec).unwrap().version.version
 }
 
 fn secret_versions(stack: &LocalStack, vault: &str, name: &str) -> usize {
@@ -165,7 +128,7 @@ fn assert_no_value_leaked(chain: &Chain, values: &[String]) {
 #[tokio::test]
 async fn a_secret_near_expiry_gets_exactly_one_new_version_with_its_policy() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack(&[VAULT]).await;
+        let stack = fast_stack(&[VAULT]).await;
         let db = seed_secret(&stack, VAULT, "db-password", "seeded-db-password-0001", 31, generated("password", "40"));
         let api = seed_secret(&stack, VAULT, "api-token", "seeded-api-token-0002", 31, generated("hex", "24"));
         seed_secret(&stack, VAULT, "manual-one", "seeded-manual-0003", 31, tags(&[("ValidityPeriodDays", "60")]));
@@ -237,7 +200,7 @@ async fn a_secret_near_expiry_gets_exactly_one_new_version_with_its_policy() {
 #[tokio::test]
 async fn the_same_event_ten_times_at_once_and_again_an_hour_later_rotates_once() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack(&[VAULT]).await;
+        let stack = fast_stack(&[VAULT]).await;
         let v1 = seed_secret(&stack, VAULT, "shared-key", "seeded-shared-key-0001", 31, generated("base64", "32"));
         let exp = stack.emulator().clock().now() + TimeDelta::days(31);
         let settings = settings(&stack);
@@ -278,7 +241,7 @@ async fn the_same_event_ten_times_at_once_and_again_an_hour_later_rotates_once()
 #[tokio::test]
 async fn an_event_for_a_vault_outside_the_allow_list_is_rejected_without_any_request() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack(&[VAULT, FOREIGN_VAULT]).await;
+        let stack = fast_stack(&[VAULT, FOREIGN_VAULT]).await;
         // The handler reaches its one allow-listed vault and the identity endpoint only through counting relays:
         // whatever it sends anywhere goes through one of them.
         let (vault_relay, vault_connections) = counting_relay(stack.emulator().vault_addr(VAULT).unwrap()).await;
@@ -343,7 +306,7 @@ async fn an_event_for_a_vault_outside_the_allow_list_is_rejected_without_any_req
 #[tokio::test]
 async fn injected_503s_are_redelivered_until_every_secret_is_rotated_once() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack(&[VAULT]).await;
+        let stack = fast_stack(&[VAULT]).await;
         let names: Vec<String> = (0..5).map(|i| format!("flaky-{i}")).collect();
         for (i, name) in names.iter().enumerate() {
             seed_secret(
@@ -401,7 +364,7 @@ async fn injected_503s_are_redelivered_until_every_secret_is_rotated_once() {
 #[tokio::test]
 async fn a_handler_killed_mid_rotation_converges_on_redelivery_without_a_second_rotation() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack(&[VAULT]).await;
+        let stack = fast_stack(&[VAULT]).await;
         let v1 = seed_secret(&stack, VAULT, "crashy", "seeded-crashy-value-0001", 31, generated("password", "32"));
         let settings = settings(&stack);
         let chain = chain(stack, settings).await;

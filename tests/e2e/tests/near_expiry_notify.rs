@@ -15,42 +15,15 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use e2e::receivers::{HttpSink, Received, WEBHOOK_SECRET};
-use e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, workspace_binary};
-use local::eventgrid::EventGridOptions;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
+use e2e::{
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
+    seed_secret, tags, workspace_binary,
+};
 use local::stack::LocalStack;
 use serde_json::Value;
 
 const FUNCTION: &str = "near-expiry";
 const VAULT: &str = "kv-one";
-
-async fn stack() -> LocalStack {
-    // Event Grid at 1/1000 of real time: its 10 s first retry takes 10 ms.
-    LocalStack::start(
-        KeyVaultEmulator::builder().vault(VAULT),
-        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-    )
-    .await
-    .unwrap()
-}
-
-fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
-    let mut settings = stack.handler_env();
-    for (name, value) in [
-        ("KEYTURN_RETRY_MAX", "2"),
-        ("KEYTURN_RETRY_DELAY_MS", "50"),
-        ("KEYTURN_RETRY_MAX_DELAY_MS", "400"),
-        ("KEYTURN_NOTIFY", channels),
-    ] {
-        settings.push((name.to_owned(), value.to_owned()));
-    }
-    settings
-}
-
-fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
-}
 
 fn generated() -> BTreeMap<String, String> {
     tags(&[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60"), ("KeyturnFormat", "hex")])
@@ -58,14 +31,15 @@ fn generated() -> BTreeMap<String, String> {
 
 /// Seeds a secret version expiring in 31 days (vault clock); returns its version.
 fn seed(stack: &LocalStack, name: &str, value: &str, tags: BTreeMap<String, String>) -> String {
-    let exp = stack.emulator().clock().now() + TimeDelta::days(31);
-    let spec = SecretSpec {
-        value: value.to_owned(),
-        content_type: None,
-        attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-        tags,
-    };
-    stack.emulator().store().set_secret(VAULT, name, spec).unwrap().version.version
+    seed_secret(stack, VAULT, name, value, 31, tags)
+}
+
+/// The stack's settings with short retries and the channels.
+fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
+    let mut settings = stack.handler_env();
+    settings.extend(fast_retries());
+    settings.push(("KEYTURN_NOTIFY".to_owned(), channels.to_owned()));
+    settings
 }
 
 /// A day on: the seeded secrets are 30 days from expiry and Event Grid delivers `SecretNearExpiry`.
@@ -91,7 +65,7 @@ fn bodies(sinks: &[&HttpSink]) -> Vec<String> {
 async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_every_channel() {
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
-        let stack = stack().await;
+        let stack = fast_stack(&[VAULT]).await;
         let v0 = seed(&stack, "rotating", "seeded-rotating-value-0001", generated());
         seed(&stack, "manual-one", "seeded-manual-value-0002", tags(&[("owner", "team-a")]));
         // Opted in but without its required ValidityPeriodDays: a permanent failure a person must fix.
@@ -161,7 +135,7 @@ async fn a_channel_that_was_down_gets_the_rotation_once_it_is_back_and_the_other
         let up = HttpSink::start().await;
         let down = HttpSink::start().await;
         down.set_down(true);
-        let stack = stack().await;
+        let stack = fast_stack(&[VAULT]).await;
         let v0 = seed(&stack, "while-down", "seeded-while-down-0001", generated());
         let channels =
             format!("{} webhook+http://127.0.0.1:{}/webhook?secret={WEBHOOK_SECRET}", up.channels(), down.addr.port());

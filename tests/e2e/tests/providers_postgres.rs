@@ -28,12 +28,11 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, secret_near_expiry,
-    workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
+    secret_near_expiry, seed_secret, tags, workspace_binary,
 };
 use local::eventgrid::EventGridOptions;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind, SecretSpec};
+use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
 use local::stack::LocalStack;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -218,26 +217,14 @@ fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path) -> Vec<(
     std::fs::write(&bundle, format!("{}\n{pg_ca}", stack.emulator().ca_pem())).unwrap();
     let mut settings: Vec<(String, String)> =
         stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
-    for (name, value) in [
-        ("KEYTURN_CA_FILE", bundle.display().to_string()),
-        ("KEYTURN_RETRY_MAX", "2".to_owned()),
-        ("KEYTURN_RETRY_DELAY_MS", "50".to_owned()),
-        ("KEYTURN_RETRY_MAX_DELAY_MS", "400".to_owned()),
-        ("KEYTURN_HTTP_TIMEOUT_SECS", "20".to_owned()),
-    ] {
-        settings.push((name.to_owned(), value));
-    }
+    settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+    settings.extend(fast_retries());
     settings
 }
 
-fn seed(stack: &LocalStack, name: &str, value: &str, tags: &[(&str, &str)]) -> String {
-    let spec = SecretSpec {
-        value: value.to_owned(),
-        content_type: Some("application/json".to_owned()),
-        attributes: AttributeInput::default(),
-        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-    };
-    stack.emulator().store().set_secret(VAULT, name, spec).unwrap().version.version
+/// Seeds a secret version (expiring in a year: the vault's clock never gets near it here).
+fn seed(stack: &LocalStack, name: &str, value: &str, pairs: &[(&str, &str)]) -> String {
+    seed_secret(stack, VAULT, name, value, 365, tags(pairs))
 }
 
 /// Publishes the near-expiry event of `name`'s `version` (the handler's one subscription gets it).
@@ -416,12 +403,7 @@ async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once
     bounded(Duration::from_secs(180), async {
         let server = Server::from_env();
         let dir = tempfile::tempdir().unwrap();
-        let stack = LocalStack::start(
-            KeyVaultEmulator::builder().vault(VAULT),
-            EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-        )
-        .await
-        .unwrap();
+        let stack = fast_stack(&[VAULT]).await;
         let settings = settings(&stack, &server, dir.path());
         let role = "kt_e2e_alt";
         server.create_role(role, "initial-pw-0002").await;
