@@ -10,7 +10,8 @@
 //! - [`credential`]: which Azure credential keyturn uses (`KEYTURN_CREDENTIAL` and the SDK's `AZURE_*` names).
 //! - [`retry`]: bounded retries for calls to Azure (`KEYTURN_RETRY_*`, `KEYTURN_HTTP_TIMEOUT_SECS`).
 //! - [`lock`]: where the per-object rotation lock lives (`KEYTURN_LOCK_*`).
-//! - [`notify`]: notification and canary settings (`KEYTURN_NOTIFY`, `KEYTURN_CANARY_SECRET`).
+//! - [`notify`]: notification and canary settings (`KEYTURN_NOTIFY`, `KEYTURN_CANARY_SECRET`,
+//!   `KEYTURN_NOTIFY_NEW_VERSION_NAMES`).
 //! - [`providers`]: rotation providers' endpoints (`KEYTURN_ARM_ENDPOINT`, `KEYTURN_WEBHOOK_ROTATORS`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
