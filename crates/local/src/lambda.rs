@@ -387,7 +387,12 @@ impl LocalLambda {
 
     /// SIGTERM, then SIGKILL once `grace` has passed; returns how the process ended.
     pub async fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let pid = self.pid()?;
+        let process = self.process.as_ref()?;
+        let pid = process.pid;
+        // An exited (and reaped) process must not be signalled: its pid may belong to another one by now.
+        if let Some(status) = *process.exit.borrow() {
+            return Some(status);
+        }
         let signalled = i32::try_from(pid)
             .ok()
             .map(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM));

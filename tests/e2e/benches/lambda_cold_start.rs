@@ -1,0 +1,205 @@
+//! The cold start of the real `near-expiry` handler on the local Lambda stand-in (run with
+//! `cargo bench -p e2e --bench lambda_cold_start`; it builds `near-expiry` in release first).
+//!
+//! Each run starts a fresh function (a new process, as a new Lambda execution environment) and at once sends
+//! one Event Grid delivery to its function URL: a `SecretNearExpiry` batch of one event with the webhook secret.
+//! The request waits in the Runtime API while the process initialises, as on Lambda. Measured:
+//!
+//! - cold start: process spawn → the first event processed (a secret rotated in the Key Vault emulator through
+//!   the Azure SDK over HTTPS with a managed identity token, and the function URL's answer back);
+//! - of which init: spawn → the first `GET .../invocation/next` (configuration read, clients built);
+//! - warm: the same delivery for another secret on a process that has already served one.
+//!
+//! The stack (vault, identity, Event Grid) runs in this process and is started once, outside the measurement.
+//! tests/lambda_cold_start_bench.rs runs the same code for a few iterations on the debug binary.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
+use local::eventgrid::EventGridOptions;
+use local::keyvault::store::AttributeInput;
+use local::keyvault::{KeyVaultEmulator, SecretSpec};
+use local::lambda::LocalLambda;
+use local::stack::LocalStack;
+use serde_json::Value;
+
+const FUNCTION: &str = "near-expiry";
+const VAULT: &str = "kv-bench";
+const SECRET: &str = "bench-lambda-webhook-secret-0123456789";
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    /// Fresh processes, each measured from spawn to its first event processed.
+    pub(crate) starts: usize,
+    /// Events sent one after another to a warm process.
+    pub(crate) warm: usize,
+}
+
+impl Config {
+    pub(crate) fn full() -> Self {
+        Config { starts: 30, warm: 100 }
+    }
+
+    /// A few iterations: proves the bench still works, measures nothing worth reporting.
+    pub(crate) fn smoke() -> Self {
+        Config { starts: 2, warm: 2 }
+    }
+}
+
+/// What was measured, one sample per run.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub(crate) cold: Vec<Duration>,
+    pub(crate) init: Vec<Duration>,
+    pub(crate) warm: Vec<Duration>,
+}
+
+async fn stack() -> LocalStack {
+    let options = EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() };
+    LocalStack::start(KeyVaultEmulator::builder().vault(VAULT).no_throttling(), options).await.unwrap()
+}
+
+/// Seeds an opted-in secret expiring in 31 days; returns its version.
+fn seed(stack: &LocalStack, name: &str) -> String {
+    let exp = stack.emulator().clock().now() + TimeDelta::days(31);
+    let tags: BTreeMap<String, String> =
+        [("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60"), ("KeyturnFormat", "alphanumeric")]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+    let spec = SecretSpec {
+        value: format!("seeded-{name}-value"),
+        content_type: None,
+        attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
+        tags,
+    };
+    stack.emulator().store().set_secret(VAULT, name, spec).unwrap().version.version
+}
+
+/// The Event Grid delivery body for `name`'s near-expiry: a batch of one event.
+fn delivery(stack: &LocalStack, name: &str, version: &str) -> String {
+    let exp = stack.emulator().clock().now() + TimeDelta::days(30);
+    let object = VaultObject::new(VAULT, ObjectKind::Secret, name, Some(version), None, Some(exp)).unwrap();
+    let event = Event {
+        id: format!("bench-{name}"),
+        subject: name.to_owned(),
+        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{VAULT}"),
+        time: Some(Utc::now()),
+        schema: Schema::EventGrid,
+        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNearExpiry, object }),
+    };
+    Value::Array(vec![event.to_value()]).to_string()
+}
+
+/// Posts `body` to the function URL as Event Grid does; asserts the secret was rotated.
+async fn deliver(client: &reqwest::Client, lambda: &LocalLambda, name: &str, body: String) {
+    let response = client
+        .post(lambda.url())
+        .header("content-type", "application/json")
+        .header("aeg-event-type", "Notification")
+        .header("x-keyturn-webhook-secret", SECRET)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{name}: {answer}");
+    let result = answer["results"][0].as_str().unwrap_or_default();
+    assert!(result.starts_with(&format!("done: rotated {VAULT}/{name} ")), "{name}: {answer}");
+}
+
+async fn function(binary: &Path, settings: &[(String, String)]) -> LocalLambda {
+    LocalLambda::builder(binary)
+        .function_name(format!("keyturn-{FUNCTION}"))
+        .app_settings(settings.iter().cloned())
+        .start()
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn run(config: Config, binary: &Path) -> Report {
+    let stack = stack().await;
+    let mut settings = stack.handler_env();
+    settings.push(("KEYTURN_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()));
+    // As the Functions host bench runs it: decision lines only at warn, so the figures are not about logging.
+    settings.push(("KEYTURN_LOG".to_owned(), "warn".to_owned()));
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
+
+    let mut report = Report { cold: Vec::new(), init: Vec::new(), warm: Vec::new() };
+    for run in 0..config.starts {
+        let name = format!("cold-{run:03}");
+        let body = delivery(&stack, &name, &seed(&stack, &name));
+        let lambda = function(binary, &settings).await;
+        deliver(&client, &lambda, &name, body).await;
+        let started = lambda.started_at().unwrap();
+        report.cold.push(started.elapsed());
+        report.init.push(lambda.runtime().first_poll().unwrap().duration_since(started));
+        lambda.shutdown().await;
+    }
+
+    let lambda = function(binary, &settings).await;
+    let first = "warm-up".to_owned();
+    deliver(&client, &lambda, &first, delivery(&stack, &first, &seed(&stack, &first))).await;
+    for run in 0..config.warm {
+        let name = format!("warm-{run:03}");
+        let body = delivery(&stack, &name, &seed(&stack, &name));
+        let begin = Instant::now();
+        deliver(&client, &lambda, &name, body).await;
+        report.warm.push(begin.elapsed());
+    }
+    lambda.shutdown().await;
+
+    // Each delivered secret was rotated exactly once.
+    for secret in stack.emulator().store().list_secrets(VAULT).unwrap() {
+        let versions = stack.emulator().store().list_secret_versions(VAULT, &secret.name).unwrap().len();
+        assert_eq!(versions, 2, "{} has {versions} versions", secret.name);
+    }
+    stack.shutdown().await;
+    report
+}
+
+fn summary(name: &str, samples: &[Duration]) {
+    let mut samples = samples.to_vec();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{name}: n={} min={:.1?} median={:.1?} p95={:.1?} max={:.1?}",
+        samples.len(),
+        at(0.0),
+        at(0.5),
+        at(0.95),
+        at(1.0)
+    );
+}
+
+/// Builds the release binary next to this bench (target/release), so the figures are for what ships.
+fn release_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--package", FUNCTION, "--bin", FUNCTION])
+        .current_dir(e2e::repo_root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building {FUNCTION} in release failed");
+    e2e::workspace_binary(FUNCTION)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is understood.
+    let binary = release_binary();
+    let config = Config::full();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let report = runtime.block_on(run(config, &binary));
+    println!("near-expiry on the local Lambda ({}):", binary.display());
+    summary("cold start: spawn to first event processed", &report.cold);
+    summary("  of which init: spawn to first Runtime API poll", &report.init);
+    summary("warm: one delivery on a warm process", &report.warm);
+}
