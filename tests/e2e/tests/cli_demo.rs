@@ -128,8 +128,12 @@ impl Demo {
         }
         assert!(self.row("mirrored", "secret kv-mirror/db-password").contains("copy of kv-demo/db-password"));
         let alarm = self.row("notified", "secret kv-demo/legacy-api-key");
-        assert!(alarm.contains("critical → webhook 127.0.0.1:") && alarm.contains("has expired"), "{alarm}");
-        assert!(self.row("notified", "secret kv-mirror/db-password").contains("info → webhook 127.0.0.1:"));
+        assert!(alarm.contains("critical → webhook 127.0.0.1: ") && alarm.contains("has expired"), "{alarm}");
+        let rotated = self.row("notified", "secret kv-demo/db-password");
+        assert!(rotated.contains("info → webhook 127.0.0.1: ") && rotated.contains(", rotated to "), "{rotated}");
+        assert!(self.row("notified", "secret kv-mirror/db-password").contains("has a new version"));
+        let manual = self.row("notified", "secret kv-demo/partner-sftp-password");
+        assert!(manual.contains("warning → webhook 127.0.0.1: "), "{manual}");
         let manual = self.row("skipped", "secret kv-demo/partner-sftp-password");
         assert!(manual.contains("near-expiry: ") && manual.contains("manual rotation due"), "{manual}");
         assert!(self.row("canary", "secret kv-demo/keyturn-canary").contains("pass 20"));

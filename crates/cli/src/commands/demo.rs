@@ -563,9 +563,14 @@ impl Sink {
         format!("webhook+http://{}/{SINK_PATH}?secret={}", self.addr, self.secret)
     }
 
-    /// Where notifications went, as the table says it.
+    /// Where notifications went: the channel as the summary names it.
     fn name(&self) -> String {
         format!("webhook {}", self.addr)
+    }
+
+    /// The channel as each row names it (the port is in the summary).
+    fn host(&self) -> String {
+        format!("webhook {}", self.addr.ip())
     }
 
     fn received(&self) -> Vec<Received> {
@@ -781,6 +786,9 @@ impl Observed<'_> {
                     if seeded.kind == ObjectKind::Secret && from != Some(seeded.version.as_str()) {
                         missing.push(format!("{label}'s new version has {ROTATED_FROM}={}", from.unwrap_or("(none)")));
                     }
+                    if !self.notified(VAULT, seeded.name, |n| is_near_expiry(n) && n.field("/severity") == "info") {
+                        missing.push(format!("no notification that {label} was rotated (near-expiry)"));
+                    }
                     if !self.notified(VAULT, seeded.name, |n| is_new_version(n, &now.id)) {
                         missing.push(format!("no notification of {label}'s new version (new-version)"));
                     }
@@ -792,6 +800,9 @@ impl Observed<'_> {
                     let target = format!("{VAULT}/{}", seeded.name);
                     if !self.answers.iter().any(|a| a.function == "near-expiry" && a.text.contains(&target)) {
                         missing.push(format!("near-expiry did not answer about {label}"));
+                    }
+                    if !self.notified(VAULT, seeded.name, |n| is_near_expiry(n) && n.field("/severity") == "warning") {
+                        missing.push(format!("no warning that {label} needs a manual rotation (near-expiry)"));
                     }
                 }
                 Expect::Alarm => {
@@ -854,6 +865,10 @@ impl Observed<'_> {
     }
 }
 
+fn is_near_expiry(notification: &Received) -> bool {
+    notification.field("/event_type").ends_with("NearExpiry")
+}
+
 fn is_new_version(notification: &Received, version: &str) -> bool {
     notification.field("/event_type").ends_with("NewVersionCreated") && notification.field("/object/version") == version
 }
@@ -912,7 +927,9 @@ impl Report {
             // A redelivered event may notify twice; receivers deduplicate on the event id, so does the table.
             .filter(|n| seen.insert((n.field("/event_id").to_owned(), n.field("/event_type").to_owned())))
             .collect();
-        notified.sort_by_key(|n| severity_rank(n.field("/severity")));
+        // Most severe first; an object's notifications together, in the order they arrived.
+        notified
+            .sort_by_key(|n| (severity_rank(n.field("/severity")), n.field("/object/vault"), n.field("/object/name")));
         for notification in notified {
             let severity = notification.field("/severity");
             let tone = match severity {
@@ -923,12 +940,11 @@ impl Report {
             let kind = notification.field("/object/kind").to_ascii_lowercase();
             let object =
                 format!("{kind} {}/{}", notification.field("/object/vault"), notification.field("/object/name"));
-            rows.push(row(
-                "notified",
-                tone,
-                object,
-                format!("{severity} → {}: {}", sink.name(), notification.field("/headline")),
-            ));
+            let mut detail = format!("{severity} → {}: {}", sink.host(), notification.field("/headline"));
+            if notification.field("/action/type") == "rotated" {
+                detail.push_str(&format!(", rotated to {}", short(notification.field("/action/new_version"))));
+            }
+            rows.push(row("notified", tone, object, detail));
         }
 
         let mut said = BTreeSet::new();
