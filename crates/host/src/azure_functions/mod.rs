@@ -329,7 +329,10 @@ fn envelope_event(body: &[u8]) -> Result<Value, EnvelopeError> {
     let body: Value = serde_json::from_slice(body).map_err(EnvelopeError::NotJson)?;
     // serde would also take a struct from an array (`[data, metadata]`): only an object is an envelope.
     if !body.is_object() {
-        return Err(EnvelopeError::NotAnInvocation(format!("expected a JSON object, found {}", events::json_kind(&body))));
+        return Err(EnvelopeError::NotAnInvocation(format!(
+            "expected a JSON object, found {}",
+            events::json_kind(&body)
+        )));
     }
     let mut request: InvocationRequest =
         serde_json::from_value(body).map_err(|error| EnvelopeError::NotAnInvocation(error.to_string()))?;
