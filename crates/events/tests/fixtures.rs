@@ -1,5 +1,8 @@
 //! Every fixture decodes, says what it should, and survives parse → serialize → re-parse unchanged.
 
+// Test helpers outside #[test] fns: a panic there is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};

@@ -1,6 +1,9 @@
 //! Decoding is strict where a mistake would make keyturn act on the wrong object, and its errors name the
 //! JSON path that failed.
 
+// Test helpers outside #[test] fns: a panic there is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use events::Event;
 use serde_json::{Value, json};
 
