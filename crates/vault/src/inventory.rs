@@ -87,6 +87,54 @@ struct Raw {
     managed: Option<bool>,
 }
 
+// The SDK's three property models carry the same attributes under different types (and a key's id is
+// `kid`); each is unpacked here, once, so that everything after works on [`Raw`] alone.
+impl From<azure_security_keyvault_secrets::models::SecretProperties> for Raw {
+    fn from(s: azure_security_keyvault_secrets::models::SecretProperties) -> Self {
+        let a = s.attributes.unwrap_or_default();
+        Raw {
+            id: s.id,
+            enabled: a.enabled,
+            created: a.created,
+            not_before: a.not_before,
+            expires: a.expires,
+            tags: s.tags,
+            managed: s.managed,
+        }
+    }
+}
+
+impl From<azure_security_keyvault_keys::models::KeyProperties> for Raw {
+    fn from(k: azure_security_keyvault_keys::models::KeyProperties) -> Self {
+        let a = k.attributes.unwrap_or_default();
+        Raw {
+            id: k.kid,
+            enabled: a.enabled,
+            created: a.created,
+            not_before: a.not_before,
+            expires: a.expires,
+            tags: k.tags,
+            managed: k.managed,
+        }
+    }
+}
+
+impl From<azure_security_keyvault_certificates::models::CertificateProperties> for Raw {
+    fn from(c: azure_security_keyvault_certificates::models::CertificateProperties) -> Self {
+        let a = c.attributes.unwrap_or_default();
+        Raw {
+            id: c.id,
+            enabled: a.enabled,
+            created: a.created,
+            not_before: a.not_before,
+            expires: a.expires,
+            tags: c.tags,
+            // A certificate is never the backing object of another.
+            managed: None,
+        }
+    }
+}
+
 fn listed(raw: Raw, collection: Collection, operation: &'static str, vault: &str) -> Result<Listed, VaultError> {
     let id = raw.id.unwrap_or_default();
     let (name, version) = name_and_version(&id, collection).ok_or_else(|| VaultError::Unexpected {
@@ -106,20 +154,30 @@ fn listed(raw: Raw, collection: Collection, operation: &'static str, vault: &str
     })
 }
 
-/// Drains a pager (every page), converting each item.
-async fn drain<T>(
-    pager: impl Stream<Item = azure_core::Result<T>>,
+/// One listing call: what its errors name, and which collection its items' ids must be in.
+struct Listing<'a> {
+    collection: Collection,
     operation: &'static str,
-    object: &str,
-    mut convert: impl FnMut(T) -> Result<Listed, VaultError>,
-) -> Result<Vec<Listed>, VaultError> {
-    let mut items = Vec::new();
-    let mut pager = std::pin::pin!(pager);
-    while let Some(item) = pager.next().await {
-        let item = item.map_err(|e| VaultError::from_sdk(operation, object, e))?;
-        items.push(convert(item)?);
+    vault: &'a str,
+    /// The listed collection or object, as errors name it (`<vault>/secrets`, `<vault>/<name>`).
+    object: &'a str,
+}
+
+impl Listing<'_> {
+    /// Drains the pager an SDK list call returned (every page), converting each item. A pager that could
+    /// not be built and a page that failed are both reported as this listing's failure.
+    async fn drain<T: Into<Raw>>(
+        &self,
+        pager: azure_core::Result<impl Stream<Item = azure_core::Result<T>>>,
+    ) -> Result<Vec<Listed>, VaultError> {
+        let sdk = |e| VaultError::from_sdk(self.operation, self.object, e);
+        let mut items = Vec::new();
+        let mut pager = std::pin::pin!(pager.map_err(sdk)?);
+        while let Some(item) = pager.next().await {
+            items.push(listed(item.map_err(sdk)?.into(), self.collection, self.operation, self.vault)?);
+        }
+        Ok(items)
     }
-    Ok(items)
 }
 
 impl Inventory for AzureKeyVault {
@@ -127,84 +185,20 @@ impl Inventory for AzureKeyVault {
         Box::pin(async move {
             let clients = self.vault_clients(vault)?;
             let object = format!("{vault}/{}", collection.as_str());
+            let listing = |operation| Listing { collection, operation, vault, object: &object };
+            // One arm per SDK client: each pages a different model type, so the arms cannot merge further.
             match collection {
                 Collection::Secrets => {
-                    const OP: &str = "list secrets";
-                    let pager = clients
-                        .secrets
-                        .list_secret_properties(None)
-                        .map_err(|e| VaultError::from_sdk(OP, &object, e))?;
-                    drain(pager, OP, &object, |s: azure_security_keyvault_secrets::models::SecretProperties| {
-                        let a = s.attributes.unwrap_or_default();
-                        listed(
-                            Raw {
-                                id: s.id,
-                                enabled: a.enabled,
-                                created: a.created,
-                                not_before: a.not_before,
-                                expires: a.expires,
-                                tags: s.tags,
-                                managed: s.managed,
-                            },
-                            collection,
-                            OP,
-                            vault,
-                        )
-                    })
-                    .await
+                    let pager = clients.secrets.list_secret_properties(None);
+                    listing("list secrets").drain(pager).await
                 }
                 Collection::Keys => {
-                    const OP: &str = "list keys";
-                    let pager =
-                        clients.keys.list_key_properties(None).map_err(|e| VaultError::from_sdk(OP, &object, e))?;
-                    drain(pager, OP, &object, |k: azure_security_keyvault_keys::models::KeyProperties| {
-                        let a = k.attributes.unwrap_or_default();
-                        listed(
-                            Raw {
-                                id: k.kid,
-                                enabled: a.enabled,
-                                created: a.created,
-                                not_before: a.not_before,
-                                expires: a.expires,
-                                tags: k.tags,
-                                managed: k.managed,
-                            },
-                            collection,
-                            OP,
-                            vault,
-                        )
-                    })
-                    .await
+                    let pager = clients.keys.list_key_properties(None);
+                    listing("list keys").drain(pager).await
                 }
                 Collection::Certificates => {
-                    const OP: &str = "list certificates";
-                    let pager = clients
-                        .certificates
-                        .list_certificate_properties(None)
-                        .map_err(|e| VaultError::from_sdk(OP, &object, e))?;
-                    drain(
-                        pager,
-                        OP,
-                        &object,
-                        |c: azure_security_keyvault_certificates::models::CertificateProperties| {
-                            let a = c.attributes.unwrap_or_default();
-                            listed(
-                                Raw {
-                                    id: c.id,
-                                    enabled: a.enabled,
-                                    created: a.created,
-                                    not_before: a.not_before,
-                                    expires: a.expires,
-                                    tags: c.tags,
-                                    managed: None,
-                                },
-                                collection,
-                                OP,
-                                vault,
-                            )
-                        },
-                    )
-                    .await
+                    let pager = clients.certificates.list_certificate_properties(None);
+                    listing("list certificates").drain(pager).await
                 }
             }
         })
@@ -213,86 +207,19 @@ impl Inventory for AzureKeyVault {
     fn versions<'a>(&'a self, vault: &'a str, collection: Collection, name: &'a str) -> VaultFuture<'a, Vec<Listed>> {
         Box::pin(async move {
             let (clients, object) = self.clients(vault, name)?;
+            let listing = |operation| Listing { collection, operation, vault, object: &object };
             let mut versions = match collection {
                 Collection::Secrets => {
-                    const OP: &str = "list secret versions";
-                    let pager = clients
-                        .secrets
-                        .list_secret_properties_versions(name, None)
-                        .map_err(|e| VaultError::from_sdk(OP, &object, e))?;
-                    drain(pager, OP, &object, |s: azure_security_keyvault_secrets::models::SecretProperties| {
-                        let a = s.attributes.unwrap_or_default();
-                        listed(
-                            Raw {
-                                id: s.id,
-                                enabled: a.enabled,
-                                created: a.created,
-                                not_before: a.not_before,
-                                expires: a.expires,
-                                tags: s.tags,
-                                managed: s.managed,
-                            },
-                            collection,
-                            OP,
-                            vault,
-                        )
-                    })
-                    .await?
+                    let pager = clients.secrets.list_secret_properties_versions(name, None);
+                    listing("list secret versions").drain(pager).await?
                 }
                 Collection::Keys => {
-                    const OP: &str = "list key versions";
-                    let pager = clients
-                        .keys
-                        .list_key_properties_versions(name, None)
-                        .map_err(|e| VaultError::from_sdk(OP, &object, e))?;
-                    drain(pager, OP, &object, |k: azure_security_keyvault_keys::models::KeyProperties| {
-                        let a = k.attributes.unwrap_or_default();
-                        listed(
-                            Raw {
-                                id: k.kid,
-                                enabled: a.enabled,
-                                created: a.created,
-                                not_before: a.not_before,
-                                expires: a.expires,
-                                tags: k.tags,
-                                managed: k.managed,
-                            },
-                            collection,
-                            OP,
-                            vault,
-                        )
-                    })
-                    .await?
+                    let pager = clients.keys.list_key_properties_versions(name, None);
+                    listing("list key versions").drain(pager).await?
                 }
                 Collection::Certificates => {
-                    const OP: &str = "list certificate versions";
-                    let pager = clients
-                        .certificates
-                        .list_certificate_properties_versions(name, None)
-                        .map_err(|e| VaultError::from_sdk(OP, &object, e))?;
-                    drain(
-                        pager,
-                        OP,
-                        &object,
-                        |c: azure_security_keyvault_certificates::models::CertificateProperties| {
-                            let a = c.attributes.unwrap_or_default();
-                            listed(
-                                Raw {
-                                    id: c.id,
-                                    enabled: a.enabled,
-                                    created: a.created,
-                                    not_before: a.not_before,
-                                    expires: a.expires,
-                                    tags: c.tags,
-                                    managed: None,
-                                },
-                                collection,
-                                OP,
-                                vault,
-                            )
-                        },
-                    )
-                    .await?
+                    let pager = clients.certificates.list_certificate_properties_versions(name, None);
+                    listing("list certificate versions").drain(pager).await?
                 }
             };
             versions.sort_by_key(|v| v.created);

@@ -6,18 +6,21 @@
 //! engine's fakes are not asked for operations it never uses. Like every vault operation, each one refuses a
 //! vault outside the allow-list before anything is sent.
 
-use azure_core::http::RequestContent;
+use std::collections::HashMap;
+
+use azure_core::http::{DeserializeWith, JsonFormat, RequestContent, Response};
 use azure_security_keyvault_certificates::models::{
-    CertificateAttributes as SdkCertificateAttributes, CertificateClientGetCertificateOptions,
-    CertificateClientUpdateCertificatePropertiesOptions, UpdateCertificatePropertiesParameters,
+    Certificate as SdkCertificate, CertificateAttributes as SdkCertificateAttributes,
+    CertificateClientGetCertificateOptions, CertificateClientUpdateCertificatePropertiesOptions,
+    UpdateCertificatePropertiesParameters,
 };
 use azure_security_keyvault_keys::models::{
-    KeyAttributes as SdkKeyAttributes, KeyClientGetKeyOptions, KeyClientUpdateKeyPropertiesOptions,
+    Key as SdkKey, KeyAttributes as SdkKeyAttributes, KeyClientGetKeyOptions, KeyClientUpdateKeyPropertiesOptions,
     UpdateKeyPropertiesParameters,
 };
 use azure_security_keyvault_secrets::models::{
-    SecretAttributes as SdkSecretAttributes, SecretClientGetSecretOptions, SecretClientUpdateSecretPropertiesOptions,
-    UpdateSecretPropertiesParameters,
+    Secret as SdkSecret, SecretAttributes as SdkSecretAttributes, SecretClientGetSecretOptions,
+    SecretClientUpdateSecretPropertiesOptions, UpdateSecretPropertiesParameters,
 };
 use chrono::{DateTime, Utc};
 use config::SecretString;
@@ -75,13 +78,91 @@ fn owned(version: &str) -> Option<String> {
     Some(version.to_owned())
 }
 
-fn tags_of(tags: Option<std::collections::HashMap<String, String>>) -> Tags {
-    tags.unwrap_or_default().into_iter().collect()
-}
-
 /// The version segment of a versioned id; the caller's version when the answer has none.
 fn version_in(id: Option<&str>, asked: &str) -> String {
     id.and_then(|id| id.trim_end_matches('/').rsplit('/').next()).unwrap_or(asked).to_owned()
+}
+
+/// Awaits an SDK call and reads its answer's body; either failure is reported as `operation` on `object`.
+async fn model<T: DeserializeWith<JsonFormat>>(
+    call: impl Future<Output = azure_core::Result<Response<T>>>,
+    operation: &'static str,
+    object: &str,
+) -> Result<T, VaultError> {
+    let sdk = |e| VaultError::from_sdk(operation, object, e);
+    call.await.map_err(sdk)?.into_model().map_err(sdk)
+}
+
+/// Serialises an SDK request model; a failure is reported as `operation` on `object`.
+fn body<T>(parameters: T, operation: &'static str, object: &str) -> Result<RequestContent<T>, VaultError>
+where
+    T: TryInto<RequestContent<T>, Error = azure_core::Error>,
+{
+    parameters.try_into().map_err(|e| VaultError::from_sdk(operation, object, e))
+}
+
+/// The parts of a secret, key or certificate answer that [`VersionProperties`] is made of. The SDK's three
+/// models hold them under different types (and a key's id inside its JWK); each is unpacked once, here, so
+/// that one function builds [`VersionProperties`] for all three.
+struct Answer {
+    id: Option<String>,
+    enabled: Option<bool>,
+    not_before: Option<::time::OffsetDateTime>,
+    expires: Option<::time::OffsetDateTime>,
+    tags: Option<HashMap<String, String>>,
+}
+
+impl Answer {
+    fn into_properties(self, asked: &str) -> VersionProperties {
+        VersionProperties {
+            version: version_in(self.id.as_deref(), asked),
+            enabled: self.enabled.unwrap_or(true),
+            tags: self.tags.unwrap_or_default().into_iter().collect(),
+            not_before: self.not_before.and_then(time::from_sdk),
+            expires: self.expires.and_then(time::from_sdk),
+        }
+    }
+}
+
+impl From<SdkSecret> for Answer {
+    fn from(mut secret: SdkSecret) -> Self {
+        // A caller that wants the value takes it first; any value still here is not wanted: wipe it at once.
+        drop(secret.value.take().map(SecretString::new));
+        let attributes = secret.attributes.unwrap_or_default();
+        Answer {
+            id: secret.id,
+            enabled: attributes.enabled,
+            not_before: attributes.not_before,
+            expires: attributes.expires,
+            tags: secret.tags,
+        }
+    }
+}
+
+impl From<SdkKey> for Answer {
+    fn from(key: SdkKey) -> Self {
+        let attributes = key.attributes.unwrap_or_default();
+        Answer {
+            id: key.key.and_then(|k| k.kid),
+            enabled: attributes.enabled,
+            not_before: attributes.not_before,
+            expires: attributes.expires,
+            tags: key.tags,
+        }
+    }
+}
+
+impl From<SdkCertificate> for Answer {
+    fn from(certificate: SdkCertificate) -> Self {
+        let attributes = certificate.attributes.unwrap_or_default();
+        Answer {
+            id: certificate.id,
+            enabled: attributes.enabled,
+            not_before: attributes.not_before,
+            expires: attributes.expires,
+            tags: certificate.tags,
+        }
+    }
 }
 
 impl Versions for AzureKeyVault {
@@ -90,21 +171,14 @@ impl Versions for AzureKeyVault {
             const OP: &str = "get secret version";
             let (clients, object) = self.clients(vault, name)?;
             let object = format!("{object}/{version}");
-            let sdk = |e| VaultError::from_sdk(OP, &object, e);
             let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
-            let mut secret =
-                clients.secrets.get_secret(name, Some(options)).await.map_err(sdk)?.into_model().map_err(sdk)?;
+            let mut secret = model(clients.secrets.get_secret(name, Some(options)), OP, &object).await?;
             // Only the wiping wrapper holds the value from here on.
             let value = SecretString::new(secret.value.take().unwrap_or_default());
-            let attributes = secret.attributes.unwrap_or_default();
-            let properties = SecretProperties {
-                version: version_in(secret.id.as_deref(), version),
-                content_type: secret.content_type,
-                tags: tags_of(secret.tags),
-                enabled: attributes.enabled.unwrap_or(true),
-                not_before: attributes.not_before.and_then(time::from_sdk),
-                expires: attributes.expires.and_then(time::from_sdk),
-            };
+            let content_type = secret.content_type.take();
+            let VersionProperties { version, enabled, tags, not_before, expires } =
+                Answer::from(secret).into_properties(version);
+            let properties = SecretProperties { version, content_type, tags, enabled, not_before, expires };
             Ok(SecretVersion { properties, value })
         })
     }
@@ -151,10 +225,10 @@ impl Versions for AzureKeyVault {
             let (clients, object) = self.clients(vault, name)?;
             let object = format!("{object}/{version}");
             let tags = update.tags.map(|tags| tags.into_iter().collect());
-            match collection {
+            // One arm per SDK client: the request, its options and its answer are different types for each.
+            let answer: Answer = match collection {
                 Collection::Secrets => {
                     const OP: &str = "update secret version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
                     let parameters = UpdateSecretPropertiesParameters {
                         secret_attributes: update
                             .enabled
@@ -162,31 +236,16 @@ impl Versions for AzureKeyVault {
                         tags,
                         ..Default::default()
                     };
-                    let body: RequestContent<UpdateSecretPropertiesParameters> = parameters.try_into().map_err(sdk)?;
                     let options = SecretClientUpdateSecretPropertiesOptions {
                         secret_version: owned(version),
                         ..Default::default()
                     };
-                    let mut secret = clients
-                        .secrets
-                        .update_secret_properties(name, body, Some(options))
-                        .await
-                        .map_err(sdk)?
-                        .into_model()
-                        .map_err(sdk)?;
-                    drop(secret.value.take().map(SecretString::new));
-                    let attributes = secret.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(secret.id.as_deref(), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(secret.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
+                    let call =
+                        clients.secrets.update_secret_properties(name, body(parameters, OP, &object)?, Some(options));
+                    model(call, OP, &object).await?.into()
                 }
                 Collection::Keys => {
                     const OP: &str = "update key version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
                     let parameters = UpdateKeyPropertiesParameters {
                         key_attributes: update
                             .enabled
@@ -194,28 +253,13 @@ impl Versions for AzureKeyVault {
                         tags,
                         ..Default::default()
                     };
-                    let body: RequestContent<UpdateKeyPropertiesParameters> = parameters.try_into().map_err(sdk)?;
                     let options =
                         KeyClientUpdateKeyPropertiesOptions { key_version: owned(version), ..Default::default() };
-                    let key = clients
-                        .keys
-                        .update_key_properties(name, body, Some(options))
-                        .await
-                        .map_err(sdk)?
-                        .into_model()
-                        .map_err(sdk)?;
-                    let attributes = key.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(key.key.as_ref().and_then(|k| k.kid.as_deref()), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(key.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
+                    let call = clients.keys.update_key_properties(name, body(parameters, OP, &object)?, Some(options));
+                    model(call, OP, &object).await?.into()
                 }
                 Collection::Certificates => {
                     const OP: &str = "update certificate version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
                     let parameters = UpdateCertificatePropertiesParameters {
                         certificate_attributes: update
                             .enabled
@@ -223,29 +267,19 @@ impl Versions for AzureKeyVault {
                         tags,
                         ..Default::default()
                     };
-                    let body: RequestContent<UpdateCertificatePropertiesParameters> =
-                        parameters.try_into().map_err(sdk)?;
                     let options = CertificateClientUpdateCertificatePropertiesOptions {
                         certificate_version: owned(version),
                         ..Default::default()
                     };
-                    let certificate = clients
-                        .certificates
-                        .update_certificate_properties(name, body, Some(options))
-                        .await
-                        .map_err(sdk)?
-                        .into_model()
-                        .map_err(sdk)?;
-                    let attributes = certificate.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(certificate.id.as_deref(), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(certificate.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
+                    let call = clients.certificates.update_certificate_properties(
+                        name,
+                        body(parameters, OP, &object)?,
+                        Some(options),
+                    );
+                    model(call, OP, &object).await?.into()
                 }
-            }
+            };
+            Ok(answer.into_properties(version))
         })
     }
 }
@@ -262,68 +296,28 @@ impl AzureKeyVault {
         Box::pin(async move {
             let (clients, object) = self.clients(vault, name)?;
             let object = format!("{object}/{version}");
-            match collection {
+            // One arm per SDK client: the options and the answer are different types for each.
+            let answer: Answer = match collection {
                 Collection::Secrets => {
-                    const OP: &str = "get secret version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
                     let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
-                    let mut secret = clients
-                        .secrets
-                        .get_secret(name, Some(options))
-                        .await
-                        .map_err(sdk)?
-                        .into_model()
-                        .map_err(sdk)?;
-                    // The value is not wanted: wipe it at once.
-                    drop(secret.value.take().map(SecretString::new));
-                    let attributes = secret.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(secret.id.as_deref(), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(secret.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
+                    let call = clients.secrets.get_secret(name, Some(options));
+                    model(call, "get secret version", &object).await?.into()
                 }
                 Collection::Keys => {
-                    const OP: &str = "get key version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
                     let options = KeyClientGetKeyOptions { key_version: owned(version), ..Default::default() };
-                    let key =
-                        clients.keys.get_key(name, Some(options)).await.map_err(sdk)?.into_model().map_err(sdk)?;
-                    let attributes = key.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(key.key.as_ref().and_then(|k| k.kid.as_deref()), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(key.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
+                    let call = clients.keys.get_key(name, Some(options));
+                    model(call, "get key version", &object).await?.into()
                 }
                 Collection::Certificates => {
-                    const OP: &str = "get certificate version";
-                    let sdk = |e| VaultError::from_sdk(OP, &object, e);
                     let options = CertificateClientGetCertificateOptions {
                         certificate_version: owned(version),
                         ..Default::default()
                     };
-                    let certificate = clients
-                        .certificates
-                        .get_certificate(name, Some(options))
-                        .await
-                        .map_err(sdk)?
-                        .into_model()
-                        .map_err(sdk)?;
-                    let attributes = certificate.attributes.unwrap_or_default();
-                    Ok(VersionProperties {
-                        version: version_in(certificate.id.as_deref(), version),
-                        enabled: attributes.enabled.unwrap_or(true),
-                        tags: tags_of(certificate.tags),
-                        not_before: attributes.not_before.and_then(time::from_sdk),
-                        expires: attributes.expires.and_then(time::from_sdk),
-                    })
+                    let call = clients.certificates.get_certificate(name, Some(options));
+                    model(call, "get certificate version", &object).await?.into()
                 }
-            }
+            };
+            Ok(answer.into_properties(version))
         })
     }
 }

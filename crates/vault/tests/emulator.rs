@@ -8,6 +8,8 @@
 // Helpers outside #[test] functions panic on purpose too: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use config::SecretString;
@@ -59,27 +61,14 @@ async fn scenario_faults() {
 }
 
 async fn run_child(scenario: &str, kv: &local::keyvault::RunningEmulator) {
-    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(SCENARIO, scenario)
-        .envs(kv.identity_env().vars())
-        .env("KEYTURN_VAULTS", format!("kv-vault={}", kv.vault_url("kv-vault").unwrap()))
-        .env("KEYTURN_CREDENTIAL", "managed-identity")
-        .env("KEYTURN_CA_FILE", kv.ca_pem_path())
-        .env("KEYTURN_RETRY_MAX", "3")
-        .env("KEYTURN_RETRY_DELAY_MS", "50")
-        .env("KEYTURN_RETRY_MAX_DELAY_MS", "100")
-        .env("KEYTURN_HTTP_TIMEOUT_SECS", "20")
-        .kill_on_drop(true)
-        .output();
-    let output =
-        tokio::time::timeout(Duration::from_secs(120), child).await.expect("the child finished in 120 s").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "scenario {scenario} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let extra = [
+        (SCENARIO, scenario.to_owned()),
+        ("KEYTURN_RETRY_MAX", "3".to_owned()),
+        ("KEYTURN_RETRY_DELAY_MS", "50".to_owned()),
+        ("KEYTURN_RETRY_MAX_DELAY_MS", "100".to_owned()),
+        ("KEYTURN_HTTP_TIMEOUT_SECS", "20".to_owned()),
+    ];
+    support::run_child(TEST, kv, "kv-vault", &extra, &format!("scenario {scenario}")).await;
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -105,23 +107,7 @@ async fn listings_page_through_everything_the_vault_holds() {
     }
     let kv = KeyVaultEmulator::builder().vault(VAULT).no_throttling().start().await.unwrap();
     let latest = seed(&kv);
-    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(SCENARIO, "1")
-        .env("KT_ROLLING_LATEST", latest)
-        .envs(kv.identity_env().vars())
-        .env("KEYTURN_VAULTS", format!("{VAULT}={}", kv.vault_url(VAULT).unwrap()))
-        .env("KEYTURN_CREDENTIAL", "managed-identity")
-        .env("KEYTURN_CA_FILE", kv.ca_pem_path())
-        .kill_on_drop(true)
-        .output();
-    let output =
-        tokio::time::timeout(Duration::from_secs(120), child).await.expect("the child finished in 120 s").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the listing scenario failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let extra = [(SCENARIO, "1".to_owned()), ("KT_ROLLING_LATEST", latest)];
+    support::run_child(TEST, &kv, VAULT, &extra, "the listing scenario").await;
     kv.shutdown().await;
 }
