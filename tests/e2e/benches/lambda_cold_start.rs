@@ -15,16 +15,10 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeDelta, Utc};
-use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
-use local::eventgrid::EventGridOptions;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
+use chrono::TimeDelta;
 use local::lambda::LocalLambda;
 use local::stack::LocalStack;
 use serde_json::Value;
@@ -61,40 +55,16 @@ pub(crate) struct Report {
     pub(crate) warm: Vec<Duration>,
 }
 
-async fn stack() -> LocalStack {
-    let options = EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() };
-    LocalStack::start(KeyVaultEmulator::builder().vault(VAULT).no_throttling(), options).await.unwrap()
-}
-
 /// Seeds an opted-in secret expiring in 31 days; returns its version.
 fn seed(stack: &LocalStack, name: &str) -> String {
     let exp = stack.emulator().clock().now() + TimeDelta::days(31);
-    let tags: BTreeMap<String, String> =
-        [("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60"), ("KeyturnFormat", "alphanumeric")]
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-    let spec = SecretSpec {
-        value: format!("seeded-{name}-value"),
-        content_type: None,
-        attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-        tags,
-    };
-    stack.emulator().store().set_secret(VAULT, name, spec).unwrap().version.version
+    e2e::bench::seed_opted_in(stack, VAULT, name, format!("seeded-{name}-value"), exp)
 }
 
 /// The Event Grid delivery body for `name`'s near-expiry: a batch of one event.
 fn delivery(stack: &LocalStack, name: &str, version: &str) -> String {
     let exp = stack.emulator().clock().now() + TimeDelta::days(30);
-    let object = VaultObject::new(VAULT, ObjectKind::Secret, name, Some(version), None, Some(exp)).unwrap();
-    let event = Event {
-        id: format!("bench-{name}"),
-        subject: name.to_owned(),
-        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{VAULT}"),
-        time: Some(Utc::now()),
-        schema: Schema::EventGrid,
-        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNearExpiry, object }),
-    };
+    let event = e2e::secret_near_expiry(&format!("bench-{name}"), VAULT, name, version, exp);
     Value::Array(vec![event.to_value()]).to_string()
 }
 
@@ -126,7 +96,7 @@ async fn function(binary: &Path, settings: &[(String, String)]) -> LocalLambda {
 }
 
 pub(crate) async fn run(config: Config, binary: &Path) -> Report {
-    let stack = stack().await;
+    let stack = e2e::bench::unthrottled_stack(VAULT).await;
     let mut settings = stack.handler_env();
     settings.push(("KEYTURN_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()));
     // As the Functions host bench runs it: decision lines only at warn, so the figures are not about logging.
@@ -180,21 +150,9 @@ fn summary(name: &str, samples: &[Duration]) {
     );
 }
 
-/// Builds the release binary next to this bench (target/release), so the figures are for what ships.
-fn release_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--package", FUNCTION, "--bin", FUNCTION])
-        .current_dir(e2e::repo_root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building {FUNCTION} in release failed");
-    e2e::workspace_binary(FUNCTION)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let binary = release_binary();
+    let binary = e2e::bench::release_binary(FUNCTION);
     let config = Config::full();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let report = runtime.block_on(run(config, &binary));

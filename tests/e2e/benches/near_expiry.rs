@@ -17,10 +17,9 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,11 +27,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES};
-use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
 use host::azure_functions::wire::InvocationRequest;
-use local::eventgrid::EventGridOptions;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
 use local::stack::LocalStack;
 
 const FUNCTION: &str = "near-expiry";
@@ -154,30 +149,13 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-async fn stack() -> LocalStack {
-    // Event Grid's retries at 1/1000 of real time, in case anything fails.
-    let options = EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() };
-    LocalStack::start(KeyVaultEmulator::builder().vault(VAULT).no_throttling(), options).await.unwrap()
-}
-
 /// Seeds `count` opted-in secrets expiring in 31 days; returns (name, version, exp) of each.
 fn seed(stack: &LocalStack, prefix: &str, count: usize) -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
     let exp = stack.emulator().clock().now() + TimeDelta::days(31);
-    let policy: BTreeMap<String, String> =
-        [("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60"), ("KeyturnFormat", "alphanumeric")]
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
     (0..count)
         .map(|i| {
             let name = format!("{prefix}-{i:05}");
-            let spec = SecretSpec {
-                value: format!("seeded-{name}"),
-                content_type: None,
-                attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-                tags: policy.clone(),
-            };
-            let version = stack.emulator().store().set_secret(VAULT, &name, spec).unwrap().version.version;
+            let version = e2e::bench::seed_opted_in(stack, VAULT, &name, format!("seeded-{name}"), exp);
             (name, version, exp)
         })
         .collect()
@@ -215,7 +193,7 @@ fn measure_starts(binary: &Path, env: &[(String, String)], starts: usize) -> (Ve
 
 /// Every secret near expiry at once, through Event Grid and the stand-in.
 async fn measure_chain(binary: &Path, count: usize) -> Throughput {
-    let stack = stack().await;
+    let stack = e2e::bench::unthrottled_stack(VAULT).await;
     let secrets = seed(&stack, "chain", count);
     let settings = handler_settings(&stack);
     let chain = Chain::start(stack, FUNCTION, binary, &NEAR_EXPIRY_EVENT_TYPES, settings).await;
@@ -240,7 +218,7 @@ async fn measure_chain(binary: &Path, count: usize) -> Throughput {
 /// The handler's route posted to directly, `concurrency` invocations in flight; returns the throughput and the
 /// handler's VmRSS afterwards.
 async fn measure_direct(binary: &Path, count: usize, concurrency: usize) -> (Throughput, u64) {
-    let stack = stack().await;
+    let stack = e2e::bench::unthrottled_stack(VAULT).await;
     let secrets = seed(&stack, "direct", count);
     let port = free_port();
     let handler = spawn(binary, port, &handler_settings(&stack));
@@ -251,21 +229,7 @@ async fn measure_direct(binary: &Path, count: usize, concurrency: usize) -> (Thr
             .iter()
             .enumerate()
             .map(|(i, (name, version, exp))| {
-                let object =
-                    VaultObject::new(VAULT, ObjectKind::Secret, name, Some(version), None, Some(*exp)).unwrap();
-                let event = Event {
-                    id: format!("bench-{i}"),
-                    subject: name.clone(),
-                    source: format!(
-                        "/subscriptions/0/resourceGroups/bench/providers/Microsoft.KeyVault/vaults/{VAULT}"
-                    ),
-                    time: Some(chrono::Utc::now()),
-                    schema: Schema::EventGrid,
-                    payload: Payload::KeyVault(KeyVaultEvent {
-                        event_type: KeyVaultEventType::SecretNearExpiry,
-                        object,
-                    }),
-                };
+                let event = e2e::secret_near_expiry(&format!("bench-{i}"), VAULT, name, version, *exp);
                 serde_json::to_vec(&InvocationRequest::for_event(event.to_value())).unwrap()
             })
             .collect(),
@@ -315,7 +279,7 @@ async fn measure_direct(binary: &Path, count: usize, concurrency: usize) -> (Thr
 
 /// Runs every measurement with `binary` (a `near-expiry` executable).
 pub(crate) async fn run(config: Config, binary: &Path) -> Report {
-    let env_stack = stack().await;
+    let env_stack = e2e::bench::unthrottled_stack(VAULT).await;
     let env = handler_settings(&env_stack);
     let (start_to_ready, idle_rss_kb) = tokio::task::block_in_place(|| measure_starts(binary, &env, config.starts));
     env_stack.shutdown().await;
@@ -364,21 +328,9 @@ fn print(report: &Report, config: &Config) {
     }
 }
 
-/// Builds the release binary next to this bench (target/release), so the figures are for what ships.
-fn release_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--package", FUNCTION, "--bin", FUNCTION])
-        .current_dir(e2e::repo_root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building {FUNCTION} in release failed");
-    e2e::workspace_binary(FUNCTION)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let binary = release_binary();
+    let binary = e2e::bench::release_binary(FUNCTION);
     let config = Config::full();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let report = runtime.block_on(run(config, &binary));

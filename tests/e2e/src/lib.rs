@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //! - `src/lib.rs`: these helpers.
+//! - `src/receivers.rs`: real notification receivers (an HTTP sink and an SMTP server).
+//! - `src/bench.rs`: what the benches share (building the release binary they measure).
 //! - `src/bin/probe-handler.rs`: a test-only handler on `host::run` whose behaviour the event subject steers.
 //! - `tests/functions_host.rs`: every fixture and every failure path through the stand-in into a real process.
 
@@ -263,6 +265,9 @@ pub async fn counting_relay(
 /// Real notification receivers: an HTTP sink (signed webhook, Slack, Teams) and an SMTP server.
 pub mod receivers;
 
+/// What the benches (benches/*.rs) share.
+pub mod bench;
+
 /// The Key Vault event types the `expired` subscription carries.
 pub const EXPIRED_EVENT_TYPES: [&str; 3] =
     ["Microsoft.KeyVault.SecretExpired", "Microsoft.KeyVault.KeyExpired", "Microsoft.KeyVault.CertificateExpired"];
@@ -324,6 +329,19 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// Fails when any value a secret of `vaults` has ever held appears in what the chain recorded
+    /// ([`Chain::everything_recorded`]) or in `received` (what the notification receivers got).
+    ///
+    /// # Panics
+    /// When one does (see [`assert_no_value_in`]).
+    pub fn assert_no_secret_leaked(&self, vaults: &[&str], received: impl IntoIterator<Item = String>) {
+        let mut texts = self.everything_recorded();
+        texts.extend(received);
+        assert_no_value_in(&texts, &all_secret_values(&self.stack, vaults));
+    }
+}
+
 /// Every value any secret of `vaults` has ever held, for the leak scans.
 ///
 /// # Panics
@@ -364,6 +382,32 @@ pub fn assert_no_value_in(texts: &[String], values: &[String]) {
 // ---------------------------------------------------------------------------------------------------------------
 // Events published straight into the Event Grid emulator (tests/near_expiry*.rs, tests/providers_postgres.rs).
 
+/// A secret event of `event_type` for `version` of `vault/name` (with `exp` as the object's expiry, when it has
+/// one), as Event Grid would publish it.
+///
+/// # Panics
+/// When the names are not valid Key Vault names.
+pub fn secret_event(
+    event_type: events::KeyVaultEventType,
+    id: &str,
+    vault: &str,
+    name: &str,
+    version: &str,
+    exp: Option<chrono::DateTime<chrono::Utc>>,
+) -> events::Event {
+    use events::{Event, KeyVaultEvent, ObjectKind, Payload, Schema, VaultObject};
+    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, exp)
+        .unwrap_or_else(|error| panic!("{vault}/{name}/{version} is not a vault object: {error}"));
+    Event {
+        id: id.to_owned(),
+        subject: name.to_owned(),
+        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
+        time: Some(chrono::Utc::now()),
+        schema: Schema::EventGrid,
+        payload: Payload::KeyVault(KeyVaultEvent { event_type, object }),
+    }
+}
+
 /// A `SecretNearExpiry` event for `version` of `vault/name`, as Event Grid would publish it.
 ///
 /// # Panics
@@ -375,17 +419,7 @@ pub fn secret_near_expiry(
     version: &str,
     exp: chrono::DateTime<chrono::Utc>,
 ) -> events::Event {
-    use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
-    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, Some(exp))
-        .unwrap_or_else(|error| panic!("{vault}/{name}/{version} is not a vault object: {error}"));
-    Event {
-        id: id.to_owned(),
-        subject: name.to_owned(),
-        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
-        time: Some(chrono::Utc::now()),
-        schema: Schema::EventGrid,
-        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNearExpiry, object }),
-    }
+    secret_event(events::KeyVaultEventType::SecretNearExpiry, id, vault, name, version, Some(exp))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -440,11 +474,52 @@ pub fn seed_secret(
         attributes: local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
         tags,
     };
+    store_secret(stack, vault, name, spec)
+}
+
+/// Writes `spec` as a new version of `vault/name`; returns the version.
+///
+/// # Panics
+/// When the vault refuses it.
+pub fn store_secret(
+    stack: &local::stack::LocalStack,
+    vault: &str,
+    name: &str,
+    spec: local::keyvault::SecretSpec,
+) -> String {
     stack
         .emulator()
         .store()
         .set_secret(vault, name, spec)
         .unwrap_or_else(|error| panic!("seeding {vault}/{name}: {error}"))
+        .version
+        .version
+}
+
+/// Seeds a 2048-bit RSA key expiring `days` from the vault's clock; returns its version.
+///
+/// # Panics
+/// When the vault refuses it.
+pub fn seed_rsa_key(
+    stack: &local::stack::LocalStack,
+    vault: &str,
+    name: &str,
+    days: i64,
+    tags: std::collections::BTreeMap<String, String>,
+) -> String {
+    let exp = stack.emulator().clock().now() + chrono::TimeDelta::days(days);
+    let input = local::keyvault::keys::KeySpecInput {
+        kty: "RSA".into(),
+        spec: local::keyvault::crypto::KeySpec::Rsa(2048),
+        key_ops: None,
+        attributes: local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
+        tags,
+    };
+    stack
+        .emulator()
+        .store()
+        .create_key(vault, name, input)
+        .unwrap_or_else(|error| panic!("seeding key {vault}/{name}: {error}"))
         .version
         .version
 }

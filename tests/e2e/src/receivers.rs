@@ -119,6 +119,11 @@ impl HttpSink {
         lock(&self.state.received).clone()
     }
 
+    /// The body of every request received, for the leak scans.
+    pub fn bodies(&self) -> Vec<String> {
+        self.received().into_iter().map(|r| r.body).collect()
+    }
+
     /// Accepted requests on a route (`/webhook`, `/services/`, `/teams/`).
     pub fn accepted_on(&self, prefix: &str) -> Vec<Received> {
         self.received().into_iter().filter(|r| r.path.starts_with(prefix) && r.accepted()).collect()

@@ -14,29 +14,17 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use e2e::receivers::{HttpSink, Received, SmtpSink};
-use e2e::{Chain, EXPIRED_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, workspace_binary};
-use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
-use local::eventgrid::EventGridOptions;
+use e2e::{
+    Chain, EXPIRED_EVENT_TYPES, bounded, fast_stack, secret_event, seed_rsa_key, seed_secret, tags, workspace_binary,
+};
+use events::{Event, KeyVaultEventType};
 use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
-use local::keyvault::crypto::KeySpec;
-use local::keyvault::keys::KeySpecInput;
 use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
 use local::stack::LocalStack;
 use serde_json::Value;
 
 const FUNCTION: &str = "expired";
 const VAULT: &str = "kv-one";
-
-async fn stack() -> LocalStack {
-    // Event Grid at 1/1000 of real time: its 10 s first retry takes 10 ms.
-    LocalStack::start(
-        KeyVaultEmulator::builder().vault(VAULT),
-        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-    )
-    .await
-    .unwrap()
-}
 
 fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
     let mut settings = stack.handler_env();
@@ -51,20 +39,10 @@ fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
     settings
 }
 
-fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
-}
-
-/// Seeds a secret version expiring `days` from the vault's clock; returns its version.
-fn seed(stack: &LocalStack, name: &str, value: &str, days: i64, tags: BTreeMap<String, String>) -> String {
-    let exp = stack.emulator().clock().now() + TimeDelta::days(days);
-    let spec = SecretSpec {
-        value: value.to_owned(),
-        content_type: Some("text/plain".to_owned()),
-        attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-        tags,
-    };
-    stack.emulator().store().set_secret(VAULT, name, spec).unwrap().version.version
+/// The `expired` binary behind the stand-in on `stack`, notifying `channels`.
+async fn chain(stack: LocalStack, channels: &str) -> Chain {
+    let settings = settings(&stack, channels);
+    Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await
 }
 
 fn secret_enabled(stack: &LocalStack, name: &str, version: &str) -> bool {
@@ -83,7 +61,7 @@ fn webhook_about(sink: &HttpSink, name: &str) -> Value {
 
 /// Everything the receivers got, for the leak scan.
 fn received_texts(sink: &HttpSink, smtp: &SmtpSink) -> Vec<String> {
-    let mut texts: Vec<String> = sink.received().into_iter().map(|r| r.body).collect();
+    let mut texts = sink.bodies();
     texts.extend(smtp.messages().iter().map(|m| m["data"].as_str().unwrap_or_default().to_owned()));
     texts
 }
@@ -93,34 +71,27 @@ async fn expired_secrets_keys_and_certificates_are_notified_critically_everywher
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
         let smtp = SmtpSink::start().await;
-        let stack = stack().await;
-        let notify_only = seed(&stack, "notify-only", "value-notify-only-0001", 1, tags(&[("owner", "team-a")]));
-        let disable_me =
-            seed(&stack, "disable-me", "value-disable-me-0002", 1, tags(&[("KeyturnExpiredAction", "disable")]));
-        let rotate_me = seed(
+        let stack = fast_stack(&[VAULT]).await;
+        let notify_only =
+            seed_secret(&stack, VAULT, "notify-only", "value-notify-only-0001", 1, tags(&[("owner", "team-a")]));
+        let disable_me = seed_secret(
             &stack,
+            VAULT,
+            "disable-me",
+            "value-disable-me-0002",
+            1,
+            tags(&[("KeyturnExpiredAction", "disable")]),
+        );
+        let rotate_me = seed_secret(
+            &stack,
+            VAULT,
             "rotate-me",
             "value-rotate-me-0003",
             1,
             tags(&[("KeyturnExpiredAction", "rotate"), ("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")]),
         );
         let store = stack.emulator().store();
-        let exp = stack.emulator().clock().now() + TimeDelta::days(2);
-        let key = store
-            .create_key(
-                VAULT,
-                "signing-key",
-                KeySpecInput {
-                    kty: "RSA".into(),
-                    spec: KeySpec::Rsa(2048),
-                    key_ops: None,
-                    attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-                    tags: BTreeMap::new(),
-                },
-            )
-            .unwrap()
-            .version
-            .version;
+        let key = seed_rsa_key(&stack, VAULT, "signing-key", 2, BTreeMap::new());
         let policy = CertificatePolicy {
             issuer: Some(IssuerParams { name: Some("Self".into()), ..IssuerParams::default() }),
             x509_props: Some(X509Props {
@@ -135,9 +106,7 @@ async fn expired_secrets_keys_and_certificates_are_notified_critically_everywher
         // Issuance completes when the certificate is next read.
         store.get_certificate(VAULT, "tls-cert", None).unwrap();
 
-        let channels = format!("{} {}", sink.channels(), smtp.channel());
-        let settings = settings(&stack, &channels);
-        let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await;
+        let chain = chain(stack, &format!("{} {}", sink.channels(), smtp.channel())).await;
         let stack = &chain.stack;
 
         // 40 days on, every one of them has expired (the certificate was valid for a month).
@@ -185,9 +154,7 @@ async fn expired_secrets_keys_and_certificates_are_notified_critically_everywher
         assert_eq!(answers.iter().filter(|a| a.starts_with("done: ")).count(), 5, "{answers:#?}");
         assert!(chain.stack.grid().dead_letters().is_empty());
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(received_texts(&sink, &smtp));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.assert_no_secret_leaked(&[VAULT], received_texts(&sink, &smtp));
         chain.shutdown().await;
     })
     .await;
@@ -195,29 +162,19 @@ async fn expired_secrets_keys_and_certificates_are_notified_critically_everywher
 
 /// A `SecretExpired` event for `version`, as Event Grid would deliver it.
 fn expired_event(id: &str, vault: &str, name: &str, version: &str) -> Event {
-    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, Some(Utc::now())).unwrap();
-    Event {
-        id: id.to_owned(),
-        subject: name.to_owned(),
-        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
-        time: Some(Utc::now()),
-        schema: Schema::EventGrid,
-        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretExpired, object }),
-    }
+    secret_event(KeyVaultEventType::SecretExpired, id, vault, name, version, Some(Utc::now()))
 }
 
 #[tokio::test]
 async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused() {
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
-        let stack = stack().await;
-        let channels = sink.channels();
-        let settings = settings(&stack, &channels);
-        let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await;
+        let stack = fast_stack(&[VAULT]).await;
+        let chain = chain(stack, &sink.channels()).await;
         let stack = &chain.stack;
         let opt_in = tags(&[("KeyturnExpiredAction", "disable")]);
-        let old = seed(stack, "two-versions", "value-two-versions-old-01", 90, opt_in.clone());
-        let new = seed(stack, "two-versions", "value-two-versions-new-02", 90, opt_in);
+        let old = seed_secret(stack, VAULT, "two-versions", "value-two-versions-old-01", 90, opt_in.clone());
+        let new = seed_secret(stack, VAULT, "two-versions", "value-two-versions-new-02", 90, opt_in);
 
         // Events are published by hand: the emulator raises Expired for the current version only, and Key Vault
         // may deliver one late. The old version expired while a newer one is current: only the old one is disabled.
@@ -235,7 +192,14 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
         assert!(secret_enabled(stack, "two-versions", &new));
 
         // A tag that is not a known action: nothing is done, but the critical message still goes out.
-        let bad = seed(stack, "bad-tag", "value-bad-tag-000003", 90, tags(&[("KeyturnExpiredAction", "delete")]));
+        let bad = seed_secret(
+            stack,
+            VAULT,
+            "bad-tag",
+            "value-bad-tag-000003",
+            90,
+            tags(&[("KeyturnExpiredAction", "delete")]),
+        );
         stack.grid().publish(expired_event("expired-bad-tag", VAULT, "bad-tag", &bad));
         let rejected = chain.wait_for_answer("bad-tag", Duration::from_secs(30)).await;
         assert!(
@@ -258,9 +222,7 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
         assert!(refused.starts_with("rejected: ") && refused.contains("not in the allow-list"), "{refused}");
         assert_eq!(sink.received().len(), before);
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(sink.received().into_iter().map(|r| r.body));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.assert_no_secret_leaked(&[VAULT], sink.bodies());
         chain.shutdown().await;
     })
     .await;
@@ -271,11 +233,9 @@ async fn a_channel_that_is_down_gets_the_message_once_it_is_back_through_event_g
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
         sink.set_down(true);
-        let stack = stack().await;
-        seed(&stack, "while-down", "value-while-down-0001", 1, BTreeMap::new());
-        let channels = sink.channels();
-        let settings = settings(&stack, &channels);
-        let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await;
+        let stack = fast_stack(&[VAULT]).await;
+        seed_secret(&stack, VAULT, "while-down", "value-while-down-0001", 1, BTreeMap::new());
+        let chain = chain(stack, &sink.channels()).await;
 
         chain.stack.emulator().clock().advance(TimeDelta::days(2).to_std().unwrap());
         // Event Grid retries while the channels refuse...
@@ -299,9 +259,7 @@ async fn a_channel_that_is_down_gets_the_message_once_it_is_back_through_event_g
         assert!(chain.stack.grid().dead_letters().is_empty());
         assert_eq!(webhook_about(&sink, "while-down")["severity"], "critical");
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(sink.received().into_iter().map(|r| r.body));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.assert_no_secret_leaked(&[VAULT], sink.bodies());
         chain.shutdown().await;
     })
     .await;

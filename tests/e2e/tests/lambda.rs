@@ -17,12 +17,11 @@ use chrono::TimeDelta;
 use e2e::receivers::HttpSink;
 use e2e::{
     EXPIRED_EVENT_TYPES, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, counting_relay,
-    workspace_binary,
+    fast_stack, seed_secret, tags, workspace_binary,
 };
 use events::Schema;
-use local::eventgrid::{Attempt, EndpointKind, EventGridOptions, Subscription};
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind, SecretSpec};
+use local::eventgrid::{Attempt, EndpointKind, Subscription};
+use local::keyvault::{FaultRule, Faults, OperationKind};
 use local::lambda::{Completion, LocalLambda};
 use local::stack::LocalStack;
 use serde_json::Value;
@@ -33,16 +32,6 @@ const SECRET: &str = "e2e-lambda-webhook-secret-0123456789";
 const SECRET_HEADER: &str = "x-keyturn-webhook-secret";
 /// Every wait for the function or Event Grid inside a test.
 const SETTLE: Duration = Duration::from_secs(60);
-
-async fn stack() -> LocalStack {
-    // Event Grid at 1/1000 of real time: its 10 s first retry takes 10 ms.
-    LocalStack::start(
-        KeyVaultEmulator::builder().vault(VAULT),
-        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-    )
-    .await
-    .unwrap()
-}
 
 /// The stack's handler environment (identity endpoint, allow-list, CA), short retries so a failing call comes
 /// back to Event Grid quickly, and the webhook secret.
@@ -80,10 +69,6 @@ fn webhook(name: &str, lambda: &LocalLambda, event_types: &[&str]) -> Subscripti
         .delivery_header(SECRET_HEADER, SECRET)
 }
 
-fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
-}
-
 fn generated(format: &str, length: &str) -> BTreeMap<String, String> {
     tags(&[
         ("KeyturnRotation", "generated"),
@@ -91,18 +76,6 @@ fn generated(format: &str, length: &str) -> BTreeMap<String, String> {
         ("KeyturnFormat", format),
         ("KeyturnLength", length),
     ])
-}
-
-/// Seeds a secret expiring `days` from the vault's clock; returns its version.
-fn seed(stack: &LocalStack, name: &str, value: &str, days: i64, tags: BTreeMap<String, String>) -> String {
-    let exp = stack.emulator().clock().now() + TimeDelta::days(days);
-    let spec = SecretSpec {
-        value: value.to_owned(),
-        content_type: Some("text/plain".to_owned()),
-        attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-        tags,
-    };
-    stack.emulator().store().set_secret(VAULT, name, spec).unwrap().version.version
 }
 
 fn versions(stack: &LocalStack, name: &str) -> usize {
@@ -172,10 +145,11 @@ fn everything_recorded(stack: &LocalStack, lambda: &LocalLambda) -> Vec<String> 
 #[tokio::test]
 async fn near_expiry_on_lambda_passes_both_handshakes_and_rotates_each_opted_in_secret_exactly_once() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack().await;
-        let db = seed(&stack, "eg-db-password", "seeded-db-password-0001", 31, generated("password", "40"));
-        let api = seed(&stack, "ce-api-token", "seeded-api-token-0002", 31, generated("hex", "24"));
-        seed(&stack, "eg-manual", "seeded-manual-0003", 31, tags(&[("ValidityPeriodDays", "60")]));
+        let stack = fast_stack(&[VAULT]).await;
+        let db =
+            seed_secret(&stack, VAULT, "eg-db-password", "seeded-db-password-0001", 31, generated("password", "40"));
+        let api = seed_secret(&stack, VAULT, "ce-api-token", "seeded-api-token-0002", 31, generated("hex", "24"));
+        seed_secret(&stack, VAULT, "eg-manual", "seeded-manual-0003", 31, tags(&[("ValidityPeriodDays", "60")]));
         let lambda = lambda("near-expiry", settings(&stack)).await;
 
         // Event Grid schema: the validation event. CloudEvents: the OPTIONS handshake. Each subscription takes
@@ -244,13 +218,20 @@ async fn near_expiry_on_lambda_passes_both_handshakes_and_rotates_each_opted_in_
 #[tokio::test]
 async fn a_batch_of_several_secrets_is_one_invocation_and_rotates_each_once() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack().await;
+        let stack = fast_stack(&[VAULT]).await;
         let names: Vec<String> = (1..=5).map(|n| format!("batch-{n}")).collect();
         let seeded: Vec<String> = names
             .iter()
             .enumerate()
             .map(|(n, name)| {
-                seed(&stack, name, &format!("seeded-batch-value-{n:04}"), 31, generated("alphanumeric", "32"))
+                seed_secret(
+                    &stack,
+                    VAULT,
+                    name,
+                    &format!("seeded-batch-value-{n:04}"),
+                    31,
+                    generated("alphanumeric", "32"),
+                )
             })
             .collect();
         let lambda = lambda("near-expiry", settings(&stack)).await;
@@ -291,11 +272,13 @@ async fn a_batch_of_several_secrets_is_one_invocation_and_rotates_each_once() {
 #[tokio::test]
 async fn vault_503s_fail_the_batch_with_500_and_event_grids_retries_converge_on_one_rotation_each() {
     bounded(Duration::from_secs(150), async {
-        let stack = stack().await;
+        let stack = fast_stack(&[VAULT]).await;
         let names = ["flaky-1", "flaky-2", "flaky-3"];
         let seeded: Vec<String> = names
             .iter()
-            .map(|name| seed(&stack, name, &format!("seeded-{name}-value"), 31, generated("password", "32")))
+            .map(|name| {
+                seed_secret(&stack, VAULT, name, &format!("seeded-{name}-value"), 31, generated("password", "32"))
+            })
             .collect();
         let lambda = lambda("near-expiry", settings(&stack)).await;
         stack
@@ -356,8 +339,9 @@ async fn vault_503s_fail_the_batch_with_500_and_event_grids_retries_converge_on_
 #[tokio::test]
 async fn a_wrong_secret_is_refused_with_401_and_dead_lettered_and_the_vault_sees_nothing() {
     bounded(Duration::from_secs(120), async {
-        let stack = stack().await;
-        let seeded = seed(&stack, "guarded", "seeded-guarded-value-0001", 31, generated("password", "32"));
+        let stack = fast_stack(&[VAULT]).await;
+        let seeded =
+            seed_secret(&stack, VAULT, "guarded", "seeded-guarded-value-0001", 31, generated("password", "32"));
         // The function reaches the vault only through a counting relay: whatever it sends there is counted.
         let (vault_relay, vault_connections) = counting_relay(stack.emulator().vault_addr(VAULT).unwrap()).await;
         let mut settings: Vec<(String, String)> =
@@ -410,8 +394,9 @@ async fn a_wrong_secret_is_refused_with_401_and_dead_lettered_and_the_vault_sees
 async fn expired_on_lambda_notifies_the_webhook_receiver_unchanged() {
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
-        let stack = stack().await;
-        let version = seed(&stack, "expiring", "seeded-expiring-value-0001", 1, tags(&[("owner", "team-a")]));
+        let stack = fast_stack(&[VAULT]).await;
+        let version =
+            seed_secret(&stack, VAULT, "expiring", "seeded-expiring-value-0001", 1, tags(&[("owner", "team-a")]));
         let mut settings = settings(&stack);
         let webhook_channel = sink.channels().split_whitespace().next().unwrap().to_owned();
         settings.push(("KEYTURN_NOTIFY".into(), webhook_channel));

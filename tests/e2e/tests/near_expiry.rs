@@ -11,21 +11,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, counting_relay, fast_retries, fast_stack, secret_near_expiry, seed_secret, tags,
-    workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, assert_no_value_in, bounded, counting_relay, fast_retries, fast_stack,
+    secret_near_expiry, seed_rsa_key, seed_secret, tags, workspace_binary,
 };
 use events::delivery;
 use local::eventgrid::EventGridOptions;
-use local::functions_host::{InvocationError, Stream};
+use local::functions_host::InvocationError;
 use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
-use local::keyvault::crypto::KeySpec;
-use local::keyvault::keys::KeySpecInput;
 use local::keyvault::store::AttributeInput;
 use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
 use local::stack::LocalStack;
@@ -34,11 +31,6 @@ use serde_json::Value;
 const FUNCTION: &str = "near-expiry";
 const VAULT: &str = "kv-one";
 const FOREIGN_VAULT: &str = "kv-two";
-
-/// Every test is bounded: a hung handler must fail the test, not the CI run.
-async fn bounded<T>(limit: Duration, test: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, test).await.unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
-}
 
 /// Event Grid at 1/1000 of real time: its 10 s first retry takes 10 ms, a day of retries 86 s.
 fn grid_options() -> EventGridOptions {
@@ -76,20 +68,8 @@ fn advance(stack: &LocalStack, by: TimeDelta) {
     stack.emulator().clock().advance(by.to_std().unwrap());
 }
 
-/// What the handler answered each invocation (`done: ...`, `skipped: ...`, `rejected: ...`).
-fn answers(chain: &Chain) -> Vec<String> {
-    chain
-        .host
-        .output()
-        .lines()
-        .into_iter()
-        .filter(|line| line.stream == Stream::InvocationLog)
-        .map(|l| l.text)
-        .collect()
-}
-
 fn answers_about(chain: &Chain, needle: &str) -> Vec<String> {
-    answers(chain).into_iter().filter(|answer| answer.contains(needle)).collect()
+    chain.answers().into_iter().filter(|answer| answer.contains(needle)).collect()
 }
 
 fn epoch(seconds: i64) -> DateTime<Utc> {
@@ -98,31 +78,14 @@ fn epoch(seconds: i64) -> DateTime<Utc> {
 
 /// Every value a secret of the vault has ever held (seeded and generated), for the leak scan.
 fn all_secret_values(stack: &LocalStack, vault: &str) -> Vec<String> {
-    let store = stack.emulator().store();
-    store
-        .list_secrets(vault)
-        .unwrap()
-        .into_iter()
-        .flat_map(|secret| store.list_secret_versions(vault, &secret.name).unwrap())
-        .map(|view| view.version.data.value)
-        .collect()
+    e2e::all_secret_values(stack, &[vault])
 }
 
 /// No secret value in anything the handler wrote (stdout, stderr, invocation logs), in any invocation the host
 /// recorded (responses and errors), or in Event Grid's attempt and dead-letter records.
 fn assert_no_value_leaked(chain: &Chain, values: &[String]) {
-    let mut texts: Vec<String> = chain.host.output().lines().into_iter().map(|line| line.text).collect();
-    assert!(!texts.is_empty(), "the handler wrote nothing: the scan would prove nothing");
-    texts.extend(chain.host.invocations().iter().map(|record| format!("{record:?}")));
-    texts.extend(chain.stack.grid().attempts().iter().map(|attempt| format!("{attempt:?}")));
-    texts.extend(chain.stack.grid().dead_letters().iter().map(|letter| format!("{letter:?}")));
-    assert!(!values.is_empty());
-    for value in values {
-        assert!(value.len() >= 8, "a value this short could match by chance: {} bytes", value.len());
-        if let Some(text) = texts.iter().find(|text| text.contains(value.as_str())) {
-            panic!("a secret value appeared in: {text}");
-        }
-    }
+    assert!(!chain.host.output().lines().is_empty(), "the handler wrote nothing: the scan would prove nothing");
+    assert_no_value_in(&chain.everything_recorded(), values);
 }
 
 #[tokio::test]
@@ -216,11 +179,11 @@ async fn the_same_event_ten_times_at_once_and_again_an_hour_later_rotates_once()
         assert!(grid.settled(Duration::from_secs(60)).await, "the ten deliveries did not settle");
         assert_eq!(secret_versions(&chain.stack, VAULT, "shared-key"), 2);
         let rotated = answers_about(&chain, "done: rotated");
-        assert_eq!(rotated.len(), 1, "{:#?}", answers(&chain));
+        assert_eq!(rotated.len(), 1, "{:#?}", chain.answers());
         let attempts = chain.attempts();
         assert!(attempts.iter().filter(|attempt| attempt.attempt == 1).count() >= 10, "{attempts:#?}");
         // Every delivery ended acknowledged: the losers saw the lock held (500, redelivered) or the rotation done.
-        assert_eq!(answers(&chain).len(), 10, "{:#?}", answers(&chain));
+        assert_eq!(chain.answers().len(), 10, "{:#?}", chain.answers());
         assert!(grid.dead_letters().is_empty());
 
         // An hour later (vault time), the same event once more: a late duplicate is a no-op.
@@ -229,7 +192,7 @@ async fn the_same_event_ten_times_at_once_and_again_an_hour_later_rotates_once()
         assert!(grid.settled(Duration::from_secs(60)).await);
         assert_eq!(secret_versions(&chain.stack, VAULT, "shared-key"), 2);
         let latest = chain.stack.emulator().store().get_secret(VAULT, "shared-key", None).unwrap().version.version;
-        let last = answers(&chain).pop().unwrap();
+        let last = chain.answers().pop().unwrap();
         assert_eq!(last, format!("skipped: {VAULT}/shared-key already rotated to {latest} (the event is about {v1})"));
 
         assert_no_value_leaked(&chain, &all_secret_values(&chain.stack, VAULT));
@@ -353,7 +316,7 @@ async fn injected_503s_are_redelivered_until_every_secret_is_rotated_once() {
             assert_eq!(secret_versions(&chain.stack, VAULT, name), 2, "{name}");
         }
         assert!(chain.stack.grid().dead_letters().is_empty());
-        assert_eq!(answers_about(&chain, "done: rotated").len(), names.len(), "{:#?}", answers(&chain));
+        assert_eq!(answers_about(&chain, "done: rotated").len(), names.len(), "{:#?}", chain.answers());
 
         assert_no_value_leaked(&chain, &all_secret_values(&chain.stack, VAULT));
         chain.shutdown().await;
@@ -400,7 +363,7 @@ async fn a_handler_killed_mid_rotation_converges_on_redelivery_without_a_second_
         assert_eq!(secret_versions(&chain.stack, VAULT, "crashy"), 2);
         let latest = chain.stack.emulator().store().get_secret(VAULT, "crashy", None).unwrap().version;
         assert_eq!(latest.tags.get("KeyturnRotatedFrom"), Some(&v1));
-        assert_eq!(answers_about(&chain, "crashy").len(), 1, "{:#?}", answers(&chain));
+        assert_eq!(answers_about(&chain, "crashy").len(), 1, "{:#?}", chain.answers());
         assert!(chain.stack.grid().dead_letters().is_empty());
 
         assert_no_value_leaked(&chain, &all_secret_values(&chain.stack, VAULT));
@@ -473,22 +436,7 @@ async fn keys_and_self_signed_certificates_rotate_and_an_unknown_issuer_means_ma
             .await
             .unwrap();
         let store = stack.emulator().store();
-        let exp = stack.emulator().clock().now() + TimeDelta::days(31);
-        let key = store
-            .create_key(
-                VAULT,
-                "signing-key",
-                KeySpecInput {
-                    kty: "RSA".into(),
-                    spec: KeySpec::Rsa(2048),
-                    key_ops: None,
-                    attributes: AttributeInput { exp: Some(exp.timestamp()), ..AttributeInput::default() },
-                    tags: tags(&[("KeyturnRotation", "enabled")]),
-                },
-            )
-            .unwrap()
-            .version
-            .version;
+        let key = seed_rsa_key(&stack, VAULT, "signing-key", 31, tags(&[("KeyturnRotation", "enabled")]));
         store
             .create_certificate(
                 VAULT,

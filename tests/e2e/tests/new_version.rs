@@ -12,22 +12,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use e2e::receivers::{HttpSink, Received};
-use e2e::{Chain, NEW_VERSION_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, workspace_binary};
-use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
-use local::eventgrid::EventGridOptions;
+use e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, secret_event, tags, workspace_binary};
+use events::{Event, KeyVaultEventType};
+use local::keyvault::SecretSpec;
 use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
 use local::stack::LocalStack;
 
 const FUNCTION: &str = "new-version";
 const VAULTS: [&str; 4] = ["kv-one", "kv-two", "kv-dr", "kv-evil"];
-
-async fn stack() -> LocalStack {
-    let builder = VAULTS.iter().fold(KeyVaultEmulator::builder(), |builder, vault| builder.vault(*vault));
-    LocalStack::start(builder, EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() }).await.unwrap()
-}
 
 /// The stack's settings with the allow-lists of this test and only names starting `app-` notified.
 fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
@@ -45,10 +39,6 @@ fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
         settings.push((name.to_owned(), value));
     }
     settings
-}
-
-fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
 }
 
 fn seed(stack: &LocalStack, vault: &str, name: &str, value: &str, tags: BTreeMap<String, String>) -> String {
@@ -71,26 +61,21 @@ fn versions(stack: &LocalStack, vault: &str, name: &str) -> usize {
 }
 
 fn new_version_event(id: &str, vault: &str, name: &str, version: &str) -> Event {
-    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, None).unwrap();
-    Event {
-        id: id.to_owned(),
-        subject: name.to_owned(),
-        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{vault}"),
-        time: Some(Utc::now()),
-        schema: Schema::EventGrid,
-        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNewVersionCreated, object }),
-    }
+    secret_event(KeyVaultEventType::SecretNewVersionCreated, id, vault, name, version, None)
+}
+
+/// The `new-version` binary behind the stand-in on a fresh stack, notifying every channel of `sink`.
+async fn chain(sink: &HttpSink) -> Chain {
+    let stack = fast_stack(&VAULTS).await;
+    let settings = settings(&stack, &sink.channels());
+    Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await
 }
 
 #[tokio::test]
 async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_allow_list_is_refused() {
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
-        let stack = stack().await;
-        let channels = sink.channels();
-        let settings = settings(&stack, &channels);
-        let chain =
-            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await;
+        let chain = chain(&sink).await;
         let stack = &chain.stack;
         let store = stack.emulator().store();
 
@@ -163,9 +148,7 @@ async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_a
         assert_eq!(versions(stack, "kv-dr", "app-config"), 1);
         assert!(chain.stack.grid().dead_letters().is_empty());
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(sink.received().into_iter().map(|r| r.body));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &VAULTS));
+        chain.assert_no_secret_leaked(&VAULTS, sink.bodies());
         chain.shutdown().await;
     })
     .await;
@@ -175,11 +158,7 @@ async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_a
 async fn an_older_version_arriving_late_does_not_overwrite_a_newer_copy() {
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
-        let stack = stack().await;
-        let channels = sink.channels();
-        let settings = settings(&stack, &channels);
-        let chain =
-            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await;
+        let chain = chain(&sink).await;
         let stack = &chain.stack;
         let mirror = tags(&[("KeyturnMirror", "kv-two")]);
         let v1 = seed(stack, "kv-one", "app-rotating", "value-app-rotating-0001", mirror.clone());
@@ -202,9 +181,7 @@ async fn an_older_version_arriving_late_does_not_overwrite_a_newer_copy() {
         let copy = stack.emulator().store().get_secret("kv-two", "app-rotating", None).unwrap().version;
         assert_eq!(copy.tags.get("KeyturnReplicaOf"), Some(&format!("kv-one/app-rotating/{v2}")));
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(sink.received().into_iter().map(|r| r.body));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &VAULTS));
+        chain.assert_no_secret_leaked(&VAULTS, sink.bodies());
         chain.shutdown().await;
     })
     .await;
@@ -214,11 +191,7 @@ async fn an_older_version_arriving_late_does_not_overwrite_a_newer_copy() {
 async fn a_key_is_notified_but_never_mirrored_and_the_answer_says_why() {
     bounded(Duration::from_secs(120), async {
         let sink = HttpSink::start().await;
-        let stack = stack().await;
-        let channels = sink.channels();
-        let settings = settings(&stack, &channels);
-        let chain =
-            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await;
+        let chain = chain(&sink).await;
         let store = chain.stack.emulator().store();
         let input = local::keyvault::keys::KeySpecInput {
             kty: "RSA".into(),

@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use e2e::receivers::{HttpSink, Received, SmtpSink};
-use e2e::{Chain, all_secret_values, assert_no_value_in, bounded, workspace_binary};
+use e2e::{Chain, bounded, fast_stack, secret_event, workspace_binary};
 use events::event::TEST_EVENT_TYPE;
-use events::{Event, KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, Schema, VaultObject};
-use local::eventgrid::{EndpointKind, EventGridOptions, Subscription};
+use events::{Event, KeyVaultEventType, ObjectKind, Schema, VaultObject};
+use local::eventgrid::{EndpointKind, Subscription};
+use local::keyvault::SecretSpec;
 use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
-use local::stack::LocalStack;
 
 const FUNCTION: &str = "test-event";
 const VAULT: &str = "kv-one";
@@ -27,12 +26,7 @@ const EVENT_TYPES: [&str; 2] = ["Microsoft.KeyVault.SecretNewVersionCreated", TE
 const CHECKS: [&str; 5] = ["identity ok", "vault-list ok", "vault-read ok", "lock ok", "channels ok"];
 
 async fn chain(channels: &str) -> Chain {
-    let stack = LocalStack::start(
-        KeyVaultEmulator::builder().vault(VAULT),
-        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-    )
-    .await
-    .unwrap();
+    let stack = fast_stack(&[VAULT]).await;
     let mut settings = stack.handler_env();
     for (name, value) in [
         ("KEYTURN_CANARY_SECRET", CANARY),
@@ -123,25 +117,16 @@ async fn a_new_canary_version_runs_every_check_and_carries_the_result() {
         assert!(other.starts_with("skipped: "), "{other}");
         assert_eq!(sink.accepted_on("/webhook").len(), 1);
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(sink.received().into_iter().map(|r| r.body));
-        texts.extend(smtp.messages().iter().map(|m| m["data"].as_str().unwrap().to_owned()));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        let mut received = sink.bodies();
+        received.extend(smtp.messages().iter().map(|m| m["data"].as_str().unwrap().to_owned()));
+        chain.assert_no_secret_leaked(&[VAULT], received);
         chain.shutdown().await;
     })
     .await;
 }
 
 fn canary_event(id: &str, version: &str) -> Event {
-    let object = VaultObject::new(VAULT, ObjectKind::Secret, CANARY, Some(version), None, None).unwrap();
-    Event {
-        id: id.to_owned(),
-        subject: CANARY.to_owned(),
-        source: format!("/subscriptions/0/resourceGroups/keyturn-local/providers/Microsoft.KeyVault/vaults/{VAULT}"),
-        time: Some(Utc::now()),
-        schema: Schema::EventGrid,
-        payload: Payload::KeyVault(KeyVaultEvent { event_type: KeyVaultEventType::SecretNewVersionCreated, object }),
-    }
+    secret_event(KeyVaultEventType::SecretNewVersionCreated, id, VAULT, CANARY, version, None)
 }
 
 #[tokio::test]
@@ -201,9 +186,7 @@ async fn a_keyturn_test_event_runs_every_check_in_both_schemas() {
         let tags = chain.stack.emulator().store().get_secret(VAULT, "app-config", None).unwrap().version.tags;
         assert!(!tags.contains_key("KeyturnCanaryResult"));
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(sink.received().into_iter().map(|r| r.body));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.assert_no_secret_leaked(&[VAULT], sink.bodies());
         chain.shutdown().await;
     })
     .await;
@@ -231,9 +214,7 @@ async fn a_channel_down_fails_the_canary_then_event_grid_retries_until_it_passes
         assert!(retried >= 1, "{:#?}", chain.attempts());
         assert!(chain.stack.grid().dead_letters().is_empty());
 
-        let mut texts = chain.everything_recorded();
-        texts.extend(sink.received().into_iter().map(|r| r.body));
-        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
+        chain.assert_no_secret_leaked(&[VAULT], sink.bodies());
         chain.shutdown().await;
     })
     .await;
@@ -248,12 +229,7 @@ fn publish_test_event(chain: &Chain, id: &str, name: &str, version: &str) {
 
 /// A chain whose rotation lock is a blob lease at `account_url`, trusting `extra_ca` beside the vault's CA.
 async fn chain_with_blob_lock(account_url: &str, extra_ca: Option<&std::path::Path>, dir: &std::path::Path) -> Chain {
-    let stack = LocalStack::start(
-        KeyVaultEmulator::builder().vault(VAULT),
-        EventGridOptions { time_scale: 0.001, ..EventGridOptions::default() },
-    )
-    .await
-    .unwrap();
+    let stack = fast_stack(&[VAULT]).await;
     let mut bundle = std::fs::read(stack.emulator().ca_pem_path()).unwrap();
     if let Some(extra) = extra_ca {
         bundle.extend(std::fs::read(extra).unwrap());

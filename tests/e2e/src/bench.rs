@@ -1,0 +1,56 @@
+//! What the benches share: they measure the binary that ships, so they build it in release first.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Builds the release binary `name` of package `name` next to the running bench (target/release), so the
+/// figures are for what ships; returns its path.
+///
+/// # Panics
+/// When cargo cannot run or the build fails.
+pub fn release_binary(name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--package", name, "--bin", name])
+        .current_dir(crate::repo_root())
+        .status()
+        .unwrap_or_else(|error| panic!("running cargo to build {name} in release: {error}"));
+    assert!(status.success(), "building {name} in release failed");
+    crate::workspace_binary(name)
+}
+
+/// A local stack with `vault`, its throttling off (the benches measure the handler, not the emulated limits) and
+/// Event Grid's retries at 1/1000 of real time, in case anything fails.
+///
+/// # Panics
+/// When the stack cannot start.
+pub async fn unthrottled_stack(vault: &str) -> local::stack::LocalStack {
+    let options = local::eventgrid::EventGridOptions { time_scale: 0.001, ..Default::default() };
+    local::stack::LocalStack::start(local::keyvault::KeyVaultEmulator::builder().vault(vault).no_throttling(), options)
+        .await
+        .unwrap_or_else(|error| panic!("the local stack: {error}"))
+}
+
+/// Seeds a secret opted in to generated rotation (alphanumeric, 60 days), expiring at `exp`; returns its version.
+///
+/// # Panics
+/// When the vault refuses it.
+pub fn seed_opted_in(
+    stack: &local::stack::LocalStack,
+    vault: &str,
+    name: &str,
+    value: String,
+    exp: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let spec = local::keyvault::SecretSpec {
+        value,
+        content_type: None,
+        attributes: local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
+        tags: crate::tags(&[
+            ("KeyturnRotation", "generated"),
+            ("ValidityPeriodDays", "60"),
+            ("KeyturnFormat", "alphanumeric"),
+        ]),
+    };
+    crate::store_secret(stack, vault, name, spec)
+}
