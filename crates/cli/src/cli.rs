@@ -36,7 +36,7 @@ pub enum Command {
     Demo(demo::Args),
     /// Run the local stack (Key Vault, identity, Event Grid) with the built handlers behind it, until Ctrl-C.
     Dev(dev::Args),
-    /// Post a Key Vault-shaped event (or a keyturn test event) to a handler's Event Grid webhook.
+    /// Post a Key Vault-shaped event (or a keyturn test event, or a saved/dead-lettered file) to a handler's Event Grid webhook.
     Send(send::Args),
     /// Build the deployable folders and zips: dist/<handler>/ and dist/<handler>.zip.
     Package(package::Args),

@@ -130,6 +130,55 @@ async fn send_posts_an_event_the_handler_decodes_and_reports_its_answer() {
 }
 
 #[tokio::test]
+async fn send_replays_a_dead_letter_file_and_refuses_one_with_a_bad_event() {
+    bounded(async {
+        let host = host_for("test-event", &probe()).start().await.unwrap();
+        let to = host.url();
+        let dir = tempfile::tempdir().unwrap();
+        // Event Grid's dead-letter blob: an array of events, each with the dead-letter fields added.
+        let event = serde_json::json!({
+            "id": "dead-1", "topic": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-one",
+            "subject": "replayed-secret", "eventType": "Microsoft.KeyVault.SecretNearExpiry",
+            "eventTime": "2026-01-01T00:00:00Z", "dataVersion": "1", "metadataVersion": "1",
+            "data": {"Id": "https://kv-one.vault.azure.net/secrets/replayed-secret/v1", "VaultName": "kv-one",
+                     "ObjectType": "Secret", "ObjectName": "replayed-secret", "Version": "v1",
+                     "NBF": null, "EXP": 1767225600},
+            "deadLetterReason": "MaxDeliveryAttemptsExceeded", "deliveryAttempts": 30,
+            "lastDeliveryOutcome": "Probation", "lastHttpStatusCode": 500,
+            "publishTime": "2026-01-01T00:00:01Z", "lastDeliveryAttemptTime": "2026-01-02T00:00:00Z"
+        });
+        let dead = dir.path().join("dead.json");
+        std::fs::write(&dead, serde_json::json!([event]).to_string()).unwrap();
+        let args = ["send", "--event-file", dead.to_str().unwrap(), "--function", "test-event", "--to", &to];
+        let run = keyturn(&args, &[]).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.starts_with("202 Accepted"), "{run:?}");
+        let records = host.invocations();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].event_id.as_deref(), Some("dead-1"));
+        assert_eq!(records[0].subject.as_deref(), Some("replayed-secret"));
+        let logs = host.output().lines().into_iter().map(|l| l.text).collect::<Vec<_>>().join("\n");
+        assert!(logs.contains("type=Microsoft.KeyVault.SecretNearExpiry id=dead-1"), "the probe's view:\n{logs}");
+
+        // A batch whose second event is malformed: exit 2, the file, the event and the path named, nothing sent.
+        let mut bad = event.clone();
+        bad["id"] = "dead-2".into();
+        bad["data"]["EXP"] = "next tuesday".into();
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, serde_json::json!([event, bad]).to_string()).unwrap();
+        let args = ["send", "--event-file", broken.to_str().unwrap(), "--function", "test-event", "--to", &to];
+        let run = keyturn(&args, &[]).await;
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains("broken.json") && run.stderr.contains("event [1]"), "{run:?}");
+        assert!(run.stderr.contains("data.EXP"), "{run:?}");
+        assert!(run.stdout.is_empty(), "{run:?}");
+        assert_eq!(host.invocations().len(), 1, "nothing more was delivered");
+        host.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn send_to_an_endpoint_that_is_down_exits_3_and_says_so() {
     bounded(async {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

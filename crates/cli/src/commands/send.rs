@@ -4,7 +4,7 @@
 //! The event is built with `events` (the same types the handlers decode), so what is sent is what Key
 //! Vault would send.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,7 +30,10 @@ Examples:
       --to https://kt-test-event.azurewebsites.net --code \"$EVENTGRID_KEY\"
   # CloudEvents 1.0 instead of the Event Grid schema, a chosen version and expiry
   keyturn send near-expiry --vault kv-one --certificate api-tls --version 3f2a \\
-      --expires 2026-02-01T00:00:00Z --schema cloudevents --to dev";
+      --expires 2026-02-01T00:00:00Z --schema cloudevents --to dev
+  # replay a dead-lettered blob (its events, without Event Grid's dead-letter fields) as they were
+  keyturn send --event-file dead.json --function near-expiry \\
+      --to https://kt-near-expiry.azurewebsites.net --code \"$EVENTGRID_KEY\"";
 
 /// Which event to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,15 +79,26 @@ pub enum SchemaArg {
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
-#[command(group = clap::ArgGroup::new("object").required(true).args(["secret", "key", "certificate"]))]
+// Either an event built from flags or the events of a file: exactly one of the two, so the usage line reads
+// `<EVENT|--event-file <PATH>>`. The flags that build an event belong to "build", which a file excludes.
+#[command(group = clap::ArgGroup::new("input").required(true).args(["event", "event_file"]))]
+#[command(group = clap::ArgGroup::new("object").args(["secret", "key", "certificate"]))]
+#[command(group = clap::ArgGroup::new("build").multiple(true)
+    .args(["vault", "secret", "key", "certificate", "version", "expires", "schema"]))]
 pub struct Args {
     /// The event to send.
-    #[arg(value_enum)]
-    pub event: EventKind,
+    #[arg(value_enum, requires = "vault", requires = "object")]
+    pub event: Option<EventKind>,
+
+    /// Send the events of this JSON file instead (one event or an array, e.g. a dead-letter blob), as they
+    /// are, less Event Grid's dead-letter fields. Excludes the event and the flags that build one; needs
+    /// --function.
+    #[arg(long, value_name = "PATH", conflicts_with = "build", requires = "function")]
+    pub event_file: Option<PathBuf>,
 
     /// The vault the event comes from (its name, as in kv-one.vault.azure.net).
     #[arg(long, value_name = "NAME")]
-    pub vault: String,
+    pub vault: Option<String>,
 
     /// The object is this secret.
     #[arg(long, value_name = "NAME")]
@@ -112,7 +126,7 @@ pub struct Args {
     #[arg(long, value_name = "URL|dev", default_value = "http://localhost:7071")]
     pub to: String,
 
-    /// The function to invoke [default: the handler for the event].
+    /// The function to invoke [default: the handler for the event; required with --event-file].
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
 
@@ -138,28 +152,48 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
-    let now = Utc::now();
-    let event = build_event(&args, now)?;
-    let function = args.function.clone().unwrap_or_else(|| args.event.function().to_owned());
+    let (batch, function, what) = match (&args.event_file, args.event) {
+        (Some(path), _) => {
+            let batch = read_event_file(path)?;
+            // clap's `requires` makes --function present with --event-file.
+            let function = args.function.clone().ok_or_else(|| usage("--event-file needs --function <NAME>"))?;
+            let what = format!("{} event(s) from {}", batch.len(), path.display());
+            (batch, function, what)
+        }
+        (None, Some(kind)) => {
+            let event = build_event(&args, Utc::now())?;
+            let function = args.function.clone().unwrap_or_else(|| kind.function().to_owned());
+            let what = format!("{} about {}", event.event_type(), event.subject);
+            (vec![event.to_value()], function, what)
+        }
+        // clap's "input" group makes exactly one of them present.
+        (None, None) => return Err(usage("name an event to build, or --event-file <PATH>")),
+    };
     let url = endpoint(&args, &function)?;
     if !args.json {
-        output.status(&format!("posting {} about {} to {}", event.event_type(), event.subject, redact(&url)));
+        output.status(&format!("posting {what} to {}", redact(&url)));
     }
-    let answer = post(&url, &event, Duration::from_secs(args.timeout)).await?;
+    let answer = post(&url, &batch, Duration::from_secs(args.timeout)).await?;
     let ok = (200..300).contains(&answer.status);
     if args.json {
-        output.json(&json!({
+        let mut shown = json!({
             "url": redact(&url).to_string(),
-            "event": event.to_value(),
             "status": answer.status,
             "body": answer.body,
-        }));
+        });
+        // A built event is one; a file's are the batch as posted.
+        shown[if args.event_file.is_some() { "events" } else { "event" }] = match batch.as_slice() {
+            [one] if args.event_file.is_none() => one.clone(),
+            all => Value::Array(all.to_vec()),
+        };
+        output.json(&shown);
     } else {
         let status = format!("{} {}", answer.status, answer.reason);
+        let ids: Vec<&str> = batch.iter().filter_map(|e| e.get("id").and_then(Value::as_str)).collect();
         output.line(&format!(
             "{} {}{}",
             output.paint(if ok { Tone::Good } else { Tone::Bad }, &status),
-            output.paint(Tone::Dim, &format!("event {}", event.id)),
+            output.paint(Tone::Dim, &format!("event {}", ids.join(", "))),
             if answer.body.trim().is_empty() { String::new() } else { format!("\n{}", answer.body.trim_end()) }
         ));
     }
@@ -177,8 +211,64 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     }
 }
 
+fn usage(message: impl Into<String>) -> Failure {
+    Failure { status: Status::Usage, message: message.into(), hint: None }
+}
+
+/// What Event Grid adds to each event it dead-letters: the story of the failed deliveries, not part of the
+/// event, so a replay leaves them out.
+pub const DEAD_LETTER_FIELDS: [&str; 6] = [
+    "deadLetterReason",
+    "deliveryAttempts",
+    "lastDeliveryOutcome",
+    "lastHttpStatusCode",
+    "publishTime",
+    "lastDeliveryAttemptTime",
+];
+
+/// The events of `path` (one event or an array), each less the dead-letter fields and checked to decode as
+/// the handlers decode it. Any problem is a usage error (exit 2) naming the file, the event and the JSON path,
+/// and then nothing is sent.
+pub fn read_event_file(path: &Path) -> Result<Vec<Value>, Failure> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|error| usage(format!("--event-file {shown}: {error}")))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|error| usage(format!("--event-file {shown}: not JSON ({error})")))?;
+    let events = match value {
+        Value::Array(events) => events,
+        one @ Value::Object(_) => vec![one],
+        _ => return Err(usage(format!("--event-file {shown}: expected an event object or an array of events"))),
+    };
+    if events.is_empty() {
+        return Err(usage(format!("--event-file {shown}: the array holds no events")));
+    }
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut event)| {
+            if let Value::Object(object) = &mut event {
+                // Key casing varies in the wild; the decoder is tolerant of it, so this is too.
+                object.retain(|key, _| !DEAD_LETTER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(key.trim())));
+            }
+            match Event::from_value(event.clone()) {
+                Ok(_) => Ok(event),
+                Err(error) => Err(usage(format!(
+                    "--event-file {shown}: event [{index}] is not valid at {}: {}",
+                    error.path(),
+                    error.message()
+                ))
+                .hint("nothing was sent; fix or remove that event and run again")),
+            }
+        })
+        .collect()
+}
+
 /// The event `args` describe.
 pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, Failure> {
+    // clap's "input" group and `requires` on the event make both present when an event is built.
+    let (Some(event), Some(vault)) = (args.event, &args.vault) else {
+        return Err(usage("name an event and its --vault"));
+    };
     let (kind, name) = match (&args.secret, &args.key, &args.certificate) {
         (Some(name), None, None) => (ObjectKind::Secret, name),
         (None, Some(name), None) => (ObjectKind::Key, name),
@@ -193,9 +283,9 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, Failure> {
             message: format!("--expires {text:?}: {message}"),
             hint: None,
         })?),
-        None => args.event.default_expiry(now),
+        None => event.default_expiry(now),
     };
-    let object = VaultObject::new(&args.vault, kind, name, Some(&version), None, expires).map_err(|error| Failure {
+    let object = VaultObject::new(vault, kind, name, Some(&version), None, expires).map_err(|error| Failure {
         status: Status::Usage,
         message: format!("the event would not be valid: {error}"),
         hint: Some("vault and object names are those Key Vault allows (letters, digits, -)".to_owned()),
@@ -207,9 +297,9 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, Failure> {
     let id = uuid::Uuid::new_v4().to_string();
     let source = format!(
         "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/keyturn/providers/Microsoft.KeyVault/vaults/{}",
-        args.vault
+        vault
     );
-    let lifecycle = match args.event {
+    let lifecycle = match event {
         EventKind::NearExpiry => Lifecycle::NearExpiry,
         EventKind::Expired => Lifecycle::Expired,
         EventKind::NewVersion => Lifecycle::NewVersionCreated,
@@ -322,8 +412,8 @@ pub struct Answer {
     pub body: String,
 }
 
-/// Posts `event` as Event Grid delivers: a one-event array with `aeg-event-type: Notification`.
-pub async fn post(url: &url::Url, event: &Event, timeout: Duration) -> Result<Answer, Failure> {
+/// Posts `batch` as Event Grid delivers: a JSON array of events with `aeg-event-type: Notification`.
+pub async fn post(url: &url::Url, batch: &[Value], timeout: Duration) -> Result<Answer, Failure> {
     let loopback = url.host_str().is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
     let mut client = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(10));
     if loopback {
@@ -331,7 +421,6 @@ pub async fn post(url: &url::Url, event: &Event, timeout: Duration) -> Result<An
         client = client.no_proxy();
     }
     let client = client.build().map_err(|error| Failure::failed(format!("cannot build the HTTP client: {error}")))?;
-    let body = Value::Array(vec![event.to_value()]);
     let response = client
         .post(url.clone())
         .header("Content-Type", "application/json")
@@ -339,7 +428,7 @@ pub async fn post(url: &url::Url, event: &Event, timeout: Duration) -> Result<An
         .header("aeg-delivery-count", "0")
         .header("aeg-data-version", "1")
         .header("aeg-metadata-version", "1")
-        .json(&body)
+        .json(batch)
         .send()
         .await
         .map_err(|error| unreachable_or_failed(url, &error))?;
@@ -421,6 +510,75 @@ mod tests {
         assert!(parse(&["expired", "--vault", "kv", "--secret", "a", "--key", "b"]).is_err());
         let bad = build_event(&args(&["expired", "--vault", "kv", "--secret", "a/b"]), now()).unwrap_err();
         assert_eq!(bad.status, Status::Usage, "{bad}");
+    }
+
+    #[test]
+    fn an_event_file_excludes_the_flags_that_build_an_event_and_needs_a_function() {
+        let parse = |line: &[&str]| Wrapper::try_parse_from(std::iter::once("send").chain(line.iter().copied()));
+        let a = parse(&["--event-file", "dead.json", "--function", "near-expiry", "--code", "k"]).unwrap().args;
+        assert_eq!(a.event_file.as_deref(), Some(Path::new("dead.json")));
+        assert!(parse(&["--event-file", "dead.json"]).is_err(), "--function is required");
+        for extra in [&["expired"][..], &["--vault", "kv"], &["--secret", "s"], &["--schema", "cloudevents"]] {
+            let mut line = vec!["--event-file", "dead.json", "--function", "f"];
+            line.extend_from_slice(extra);
+            let error = parse(&line).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict, "{extra:?}: {error}");
+        }
+        assert!(parse(&["--function", "f"]).is_err(), "an event or a file is required");
+        assert!(parse(&["expired", "--secret", "s"]).is_err(), "a built event needs --vault");
+    }
+
+    const DEAD_LETTER: &str = r#"[{
+        "id": "e-1", "subject": "db-password", "eventType": "Microsoft.KeyVault.SecretNearExpiry",
+        "topic": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-one",
+        "eventTime": "2026-01-01T00:00:00Z", "dataVersion": "1", "metadataVersion": "1",
+        "data": {"Id": "https://kv-one.vault.azure.net/secrets/db-password/v1", "VaultName": "kv-one",
+                 "ObjectType": "Secret", "ObjectName": "db-password", "Version": "v1", "NBF": null, "EXP": 1767225600},
+        "deadLetterReason": "MaxDeliveryAttemptsExceeded", "deliveryAttempts": 30,
+        "lastDeliveryOutcome": "Probation", "lastHttpStatusCode": 500,
+        "publishTime": "2026-01-01T00:00:01Z", "LastDeliveryAttemptTime": "2026-01-02T00:00:00Z"
+    }]"#;
+
+    #[test]
+    fn a_dead_letter_file_loses_its_dead_letter_fields_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.json");
+        std::fs::write(&path, DEAD_LETTER).unwrap();
+        let batch = read_event_file(&path).unwrap();
+        assert_eq!(batch.len(), 1);
+        let mut expected: Value = serde_json::from_str(DEAD_LETTER).unwrap();
+        let object = expected[0].as_object_mut().unwrap();
+        for field in DEAD_LETTER_FIELDS.iter().copied().chain(["LastDeliveryAttemptTime"]) {
+            object.remove(field);
+        }
+        assert_eq!(batch[0], expected[0], "every dead-letter field gone, nothing else touched");
+
+        // One event rather than an array is a batch of one.
+        std::fs::write(&path, serde_json::to_string(&expected[0]).unwrap()).unwrap();
+        assert_eq!(read_event_file(&path).unwrap(), vec![expected[0].clone()]);
+    }
+
+    #[test]
+    fn a_file_with_a_bad_event_is_a_usage_error_naming_the_event_and_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.json");
+        let mut batch: Value = serde_json::from_str(DEAD_LETTER).unwrap();
+        let mut bad = batch[0].clone();
+        bad["data"]["EXP"] = json!("next tuesday");
+        batch.as_array_mut().unwrap().push(bad);
+        std::fs::write(&path, batch.to_string()).unwrap();
+        let error = read_event_file(&path).unwrap_err();
+        assert_eq!(error.status, Status::Usage);
+        assert!(error.message.contains("dead.json") && error.message.contains("event [1]"), "{error}");
+        assert!(error.message.contains("data.EXP"), "{error}");
+
+        for (text, says) in [("{", "not JSON"), ("[]", "no events"), ("42", "expected an event object")] {
+            std::fs::write(&path, text).unwrap();
+            let error = read_event_file(&path).unwrap_err();
+            assert!(error.status == Status::Usage && error.message.contains(says), "{text}: {error}");
+        }
+        let error = read_event_file(&dir.path().join("absent.json")).unwrap_err();
+        assert!(error.status == Status::Usage && error.message.contains("absent.json"), "{error}");
     }
 
     #[test]
