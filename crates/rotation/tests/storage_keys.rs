@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use local::arm::ArmEmulator;
 use rotation::provider::Provider;
-use rotation::{Engine, InProcessLock, Providers, RotationOutcome};
-use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, run_until_crash, tags};
-use tokio::sync::Notify;
+use rotation::{Engine, InProcessLock, RotationOutcome};
+use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
 use vault::KeyVault;
 
 const TEST: &str = "storage_account_keys";
@@ -61,17 +60,9 @@ async fn scenario() {
     let mut seeded = new_secret(&key1, policy(CRASH));
     seeded.not_before = Some(chrono::Utc::now());
     let c0 = vault.set_secret(VAULT, "crash-key", seeded).await.unwrap().version;
-    let reached = Arc::new(Notify::new());
-    let crashing = Engine::new(
-        vault.clone(),
-        Arc::new(InProcessLock::default()),
-        Providers::default().with(Arc::new(CrashAfter {
-            inner: provider,
-            step: Step::Create,
-            reached: reached.clone(),
-        })),
-    );
-    tokio::time::timeout(BOUND, run_until_crash(crashing.rotate(&event("crash-key", &c0)), &reached)).await.unwrap();
+    tokio::time::timeout(BOUND, rotate_until_crash(vault.clone(), provider, Step::Create, &event("crash-key", &c0)))
+        .await
+        .unwrap();
     assert_eq!(vault.latest_secret(VAULT, "crash-key").await.unwrap().properties.version, c0);
     let replay = rotate("crash-key", c0.clone()).await.unwrap();
     assert!(matches!(replay, RotationOutcome::Rotated { .. }), "{replay}");

@@ -15,9 +15,8 @@ use http_body_util::BodyExt;
 use local::keyvault::server::{self, ServerHandle};
 use local::tls::LocalCa;
 use rotation::provider::{Provider, pending};
-use rotation::{Engine, InProcessLock, Providers, RotationOutcome};
-use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, run_until_crash, tags};
-use tokio::sync::Notify;
+use rotation::{Engine, InProcessLock, RotationOutcome};
+use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
 use vault::KeyVault;
 
 const TEST: &str = "webhook_rotator";
@@ -210,17 +209,9 @@ async fn scenario() {
 
     // A crash after the rotator answered: the replay resumes from the pending home, no second credential.
     let w0 = vault.set_secret(VAULT, "api-token-2", new_secret("old-token", policy)).await.unwrap().version;
-    let reached = Arc::new(Notify::new());
-    let crashing = Engine::new(
-        vault.clone(),
-        Arc::new(InProcessLock::default()),
-        Providers::default().with(Arc::new(CrashAfter {
-            inner: provider,
-            step: Step::Create,
-            reached: reached.clone(),
-        })),
-    );
-    tokio::time::timeout(BOUND, run_until_crash(crashing.rotate(&event("api-token-2", &w0)), &reached)).await.unwrap();
+    tokio::time::timeout(BOUND, rotate_until_crash(vault.clone(), provider, Step::Create, &event("api-token-2", &w0)))
+        .await
+        .unwrap();
     assert!(matches!(rotate("api-token-2", w0).await.unwrap(), RotationOutcome::Rotated { .. }));
     assert_eq!(rotator.calls(".create", "api-token-2").len(), 1, "the replay did not ask for a second credential");
     let issued = rotator.state.issued.lock().unwrap().clone();

@@ -192,6 +192,24 @@ impl Provider for CrashAfter {
     }
 }
 
+/// Rotates `event` with `provider` wrapped to crash after `step` (an in-process lock, only that provider), and
+/// drops the rotation there: what a handler killed right after that step leaves behind.
+pub async fn rotate_until_crash(
+    vault: Arc<dyn vault::KeyVault>,
+    provider: Arc<dyn Provider>,
+    step: Step,
+    event: &Event,
+) {
+    let reached = Arc::new(Notify::new());
+    let crash = CrashAfter { inner: provider, step, reached: reached.clone() };
+    let engine = rotation::Engine::new(
+        vault,
+        Arc::new(rotation::InProcessLock::default()),
+        rotation::Providers::default().with(Arc::new(crash)),
+    );
+    run_until_crash(engine.rotate(event), &reached).await;
+}
+
 /// Runs `rotation` until the crash wrapper signals its step, then drops it mid-flight.
 pub async fn run_until_crash<F: std::future::Future>(rotation: F, reached: &Notify) {
     tokio::select! {
