@@ -3,7 +3,7 @@
 #
 # Sourced by scripts/test (after common.sh): `azurite_install` once, then `azurite_start` with `trap azurite_stop EXIT`.
 # Run directly, it wraps one command for a developer:
-#   scripts/lib/azurite.sh cargo nextest run -p rotation
+#   scripts/lib/azurite.sh cargo nextest run -p keyturn-rotation
 #
 # Azurite is pinned in package.json/package-lock.json and installed by `npm ci` into ./node_modules. It runs the blob
 # service only, on 127.0.0.1 with a port the OS picks, over HTTPS with a leaf certificate from a fresh local CA
@@ -34,7 +34,7 @@ azurite_start() {
   local dir=$PWD/.test-state/azurite bin=$PWD/node_modules/.bin/azurite-blob
   rm -rf "$dir"
   mkdir -p "$dir"
-  cargo run --quiet -p local --bin local-ca -- "$dir/tls" || die "generating Azurite's TLS certificate failed"
+  cargo run --quiet -p keyturn-local --bin local-ca -- "$dir/tls" || die "generating Azurite's TLS certificate failed"
   # Azurite writes its workspace files to its working directory; keep them in the run's state dir.
   (cd "$dir" && exec "$bin" \
     --blobHost 127.0.0.1 --blobPort 0 \

@@ -4,7 +4,7 @@
 #
 # Sourced by scripts/test (after common.sh): `postgres_install` once, then `postgres_start`, and `postgres_stop` on
 # exit. Run directly, it wraps one command for a developer:
-#   scripts/lib/postgres.sh cargo nextest run -p rotation --test postgres
+#   scripts/lib/postgres.sh cargo nextest run -p keyturn-rotation --test postgres
 #
 # Debian's `postgresql` package is installed if no `initdb` is found (CI runs as root). A fresh cluster is made under
 # .test-state/postgres on every run: TLS only (`hostssl` lines alone in pg_hba.conf, so a plain connection is refused)
@@ -51,7 +51,7 @@ postgres_start() {
   else
     PG_AS=()
   fi
-  cargo run --quiet -p local --bin local-ca -- "$dir/tls" || die "generating PostgreSQL's TLS certificate failed"
+  cargo run --quiet -p keyturn-local --bin local-ca -- "$dir/tls" || die "generating PostgreSQL's TLS certificate failed"
   local password port
   password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

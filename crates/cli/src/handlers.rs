@@ -118,7 +118,7 @@ pub fn app_root(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
     }
     let cwd = std::env::current_dir()
         .map_err(|error| Failure::setup(format!("cannot read the working directory: {error}")))?;
-    local::functions_host::find_app_root(&cwd).ok_or_else(|| {
+    keyturn_local::functions_host::find_app_root(&cwd).ok_or_else(|| {
         Failure::setup(format!("no host.json in {} or any folder above it", cwd.display()))
             .hint("run keyturn inside the keyturn repository, or pass --app-root <path>")
     })

@@ -1,5 +1,5 @@
 //! The `keyturn` binary: everything lives in the `cli` library.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    keyturn_cli::main()
 }

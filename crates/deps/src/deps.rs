@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
-use config::{ConfigError, ConfigErrors, Settings, VaultList};
-use notify::{BuildError, Notifier, NotifierOptions};
-use rotation::provider::ProviderError;
-use rotation::{Engine, LockSetupError, Providers, RotationLock};
+use keyturn_config::{ConfigError, ConfigErrors, Settings, VaultList};
+use keyturn_notify::{BuildError, Notifier, NotifierOptions};
+use keyturn_rotation::provider::ProviderError;
+use keyturn_rotation::{Engine, LockSetupError, Providers, RotationLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use vault::{AzureKeyVault, Inventory, KeyVault, VaultError, Versions};
+use keyturn_vault::{AzureKeyVault, Inventory, KeyVault, VaultError, Versions};
 
-use config::notify::NameFilter;
+use keyturn_config::notify::NameFilter;
 
 /// How many invocations do vault work at once in one process; further ones wait their turn.
 ///
@@ -82,11 +82,11 @@ impl Deps {
 
     /// Builds the clients, notifier, lock and engine for `settings`.
     pub fn from_settings(settings: Settings) -> Result<Self, DepsError> {
-        let options = vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
-        let credential = vault::credential::build_credential(&settings.credential, options.clone())?;
+        let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
+        let credential = keyturn_vault::credential::build_credential(&settings.credential, options.clone())?;
         let vaults = Arc::new(AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?);
         let mirrors = Arc::new(AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?);
-        let lock = rotation::lock_from_settings(&settings.lock, credential.clone(), options.clone())?;
+        let lock = keyturn_rotation::lock_from_settings(&settings.lock, credential.clone(), options.clone())?;
         let notifier = Arc::new(notifier(&settings)?);
         // Every provider keyturn ships: an emergency rotation (expired) rotates what near-expiry would.
         let providers = Providers::from_settings(&settings, vaults.clone(), credential.clone(), options)?;
@@ -162,7 +162,7 @@ fn mirror_list(settings: &Settings) -> Result<VaultList, DepsError> {
         .chain(settings.mirror_vaults.entries().iter().filter(|e| settings.vaults.get(e.name()).is_none()))
         .map(ToString::to_string)
         .collect();
-    Ok(VaultList::parse(config::vaults::MIRROR_VAULTS, &entries.join(","))?)
+    Ok(VaultList::parse(keyturn_config::vaults::MIRROR_VAULTS, &entries.join(","))?)
 }
 
 /// The notifier for `KEYTURN_NOTIFY` (none configured: a notifier with no channel, whose sends succeed),

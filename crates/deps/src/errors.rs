@@ -4,10 +4,10 @@
 //! adds what the error was about. A retryable error fails the invocation (Event Grid redelivers); a
 //! permanent one is acknowledged with its reason.
 
-use host::HandlerError;
-use notify::NotifyError;
-use rotation::{LockError, RotationError};
-use vault::VaultError;
+use keyturn_host::HandlerError;
+use keyturn_notify::NotifyError;
+use keyturn_rotation::{LockError, RotationError};
+use keyturn_vault::VaultError;
 
 /// An error whose class (retryable or permanent) its library decides.
 pub trait ErrorClass: std::fmt::Display {

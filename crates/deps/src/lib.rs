@@ -1,9 +1,9 @@
 //! What every keyturn handler builds once per process, in one place: settings, the vault clients, the
 //! notifier, the rotation lock and engine, the credential; and the one mapping of library errors (vault,
-//! rotation, notification) to [`host::HandlerError`] by their retryable class.
+//! rotation, notification) to [`keyturn_host::HandlerError`] by their retryable class.
 //!
 //! A handler's `main.rs` is then wiring only:
-//! `host::run(FUNCTION, deps::Deps::from_env(), handle).await`. Building touches no network (clients fetch
+//! `keyturn_host::run(FUNCTION, deps::Deps::from_env(), handle).await`. Building touches no network (clients fetch
 //! their first token on first use), so a handler is ready as soon as its adapter listens, and a
 //! configuration error costs nothing but the same clear message on every invocation.
 //!
@@ -16,7 +16,7 @@ pub mod deps;
 pub mod errors;
 pub mod served;
 
-pub use config::notify::NameFilter;
+pub use keyturn_config::notify::NameFilter;
 pub use deps::{Deps, DepsError, MAX_CONCURRENT_INVOCATIONS};
 pub use errors::ErrorClass;
 pub use served::{collection_of, served};

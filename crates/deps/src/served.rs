@@ -2,8 +2,8 @@
 //! but a subscription can be misconfigured: an event meant for another handler is acknowledged with the
 //! reason, never retried.
 
-use events::{Event, KeyVaultEvent, Lifecycle, Payload};
-use host::Outcome;
+use keyturn_events::{Event, KeyVaultEvent, Lifecycle, Payload};
+use keyturn_host::Outcome;
 
 /// The Key Vault payload of an event of `lifecycle`, or the skip that says why `function` does not act.
 pub fn served<'e>(event: &'e Event, lifecycle: Lifecycle, function: &str) -> Result<&'e KeyVaultEvent, Outcome> {
@@ -30,12 +30,12 @@ pub fn served<'e>(event: &'e Event, lifecycle: Lifecycle, function: &str) -> Res
 }
 
 /// The vault collection holding objects of `kind`; `None` for vault-level events.
-pub fn collection_of(kind: events::ObjectKind) -> Option<vault::Collection> {
+pub fn collection_of(kind: keyturn_events::ObjectKind) -> Option<keyturn_vault::Collection> {
     match kind {
-        events::ObjectKind::Secret => Some(vault::Collection::Secrets),
-        events::ObjectKind::Key => Some(vault::Collection::Keys),
-        events::ObjectKind::Certificate => Some(vault::Collection::Certificates),
-        events::ObjectKind::Vault => None,
+        keyturn_events::ObjectKind::Secret => Some(keyturn_vault::Collection::Secrets),
+        keyturn_events::ObjectKind::Key => Some(keyturn_vault::Collection::Keys),
+        keyturn_events::ObjectKind::Certificate => Some(keyturn_vault::Collection::Certificates),
+        keyturn_events::ObjectKind::Vault => None,
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
-use events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, Payload, Schema, delivery};
+use keyturn_events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, Payload, Schema, delivery};
 use serde_json::Value;
 
 fn fixture_dir() -> PathBuf {

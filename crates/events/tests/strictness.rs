@@ -4,7 +4,7 @@
 // Test helpers outside #[test] fns: a panic there is a failed test, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use events::Event;
+use keyturn_events::Event;
 use serde_json::{Value, json};
 
 fn near_expiry() -> Value {

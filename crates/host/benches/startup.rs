@@ -1,5 +1,5 @@
 //! How fast a handler is ready and how much the adapter adds per invocation, measured on the real
-//! `host-echo` binary on both adapters (run with `cargo bench -p host --bench startup`).
+//! `host-echo` binary on both adapters (run with `cargo bench -p keyturn-host --bench startup`).
 //!
 //! - Azure Functions: process start to first readiness answer (target under 10 ms, since the Functions host
 //!   starts handlers cold), then the invocation round trip on a kept-alive connection.
@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use local::lambda::{Completion, LocalLambda};
+use keyturn_local::lambda::{Completion, LocalLambda};
 
 const STARTS: usize = 50;
 const INVOCATIONS: usize = 2000;
@@ -147,7 +147,7 @@ fn webhook_event() -> serde_json::Value {
     })
 }
 
-fn processed(completion: Result<Completion, local::lambda::InvokeError>) {
+fn processed(completion: Result<Completion, keyturn_local::lambda::InvokeError>) {
     let Ok(Completion::Response(answer)) = completion else { panic!("not processed: {completion:?}") };
     assert_eq!(answer["statusCode"], 200, "{answer}");
     assert!(answer["body"].as_str().unwrap().contains("done: hello"), "{answer}");

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use events::Event;
+use keyturn_events::Event;
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;

@@ -2,24 +2,24 @@
 //! warp) or as an AWS Lambda function that Event Grid reaches through a function URL (a webhook). The same
 //! binary does both; the environment says which (see [`Adapter::from_env`]).
 //!
-//! A handler is a plain `async fn(events::Event, Arc<Deps>) -> Result<Outcome, HandlerError>`; its binary's
+//! A handler is a plain `async fn(keyturn_events::Event, Arc<Deps>) -> Result<Outcome, HandlerError>`; its binary's
 //! `main` loads configuration, builds clients once, and calls [`run`]:
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use host::{HandlerError, Outcome};
+//! use keyturn_host::{HandlerError, Outcome};
 //!
 //! struct Deps;
 //!
-//! async fn near_expiry(event: events::Event, _deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
+//! async fn near_expiry(event: keyturn_events::Event, _deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
 //!     Ok(Outcome::Skipped(format!("{} is not handled yet", event.event_type())))
 //! }
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     host::init_logging();
+//!     keyturn_host::init_logging();
 //!     let deps: Result<Deps, std::io::Error> = Ok(Deps);
-//!     host::run("near-expiry", deps, near_expiry).await
+//!     keyturn_host::run("near-expiry", deps, near_expiry).await
 //! }
 //! ```
 //!
@@ -98,7 +98,7 @@ pub async fn run<D, E, F, Fut>(function: &'static str, deps: Result<D, E>, handl
 where
     D: Send + Sync + 'static,
     E: std::fmt::Display,
-    F: Fn(events::Event, Arc<D>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(keyturn_events::Event, Arc<D>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Outcome, HandlerError>> + Send + 'static,
 {
     init_logging();

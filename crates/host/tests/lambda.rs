@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use events::{Event, KeyVaultEvent, KeyVaultEventType, Payload, Schema, VaultObject};
-use local::clock::Clock;
-use local::eventgrid::{EndpointKind, EventGrid, EventGridOptions, Subscription};
-use local::functions_host::Stream;
-use local::lambda::{Completion, LocalLambda};
+use keyturn_events::{Event, KeyVaultEvent, KeyVaultEventType, Payload, Schema, VaultObject};
+use keyturn_local::clock::Clock;
+use keyturn_local::eventgrid::{EndpointKind, EventGrid, EventGridOptions, Subscription};
+use keyturn_local::functions_host::Stream;
+use keyturn_local::lambda::{Completion, LocalLambda};
 use serde_json::{Value, json};
 
 /// Every wait in these tests is bounded by this.
@@ -62,7 +62,7 @@ fn event_grid() -> EventGrid {
 fn near_expiry(id: &str, subject: &str) -> Event {
     let object = VaultObject::new(
         "kv-one",
-        events::ObjectKind::Secret,
+        keyturn_events::ObjectKind::Secret,
         subject,
         Some("0123456789abcdef0123456789abcdef"),
         None,

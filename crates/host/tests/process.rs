@@ -7,7 +7,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
+use keyturn_host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use events::{Event, Payload};
-use host::azure_functions::routes;
-use host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest};
-use host::{HandlerError, Invoker, Outcome};
+use keyturn_events::{Event, Payload};
+use keyturn_host::azure_functions::routes;
+use keyturn_host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest};
+use keyturn_host::{HandlerError, Invoker, Outcome};
 use serde_json::{Value, json};
 use warp::http::{Response, StatusCode};
 
@@ -277,10 +277,10 @@ async fn a_body_just_under_the_limit_is_accepted() {
     let mut event = near_expiry();
     let base = serde_json::to_vec(&InvocationRequest::for_event(event.clone())).unwrap().len();
     // `"padding":""` and its comma add 13 bytes; fill the rest up to exactly the limit.
-    let padding = host::azure_functions::BODY_LIMIT - base - 13;
+    let padding = keyturn_host::azure_functions::BODY_LIMIT - base - 13;
     event["data"]["padding"] = json!("x".repeat(padding));
     let request = serde_json::to_vec(&InvocationRequest::for_event(event)).unwrap();
-    assert_eq!(request.len(), host::azure_functions::BODY_LIMIT);
+    assert_eq!(request.len(), keyturn_host::azure_functions::BODY_LIMIT);
     let response = post(&invoker(), "/near-expiry", request).await;
     assert_acknowledged(&response, "done: rotated db-password");
 }

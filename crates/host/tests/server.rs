@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::Event;
-use host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
-use host::azure_functions::{Stopped, serve};
-use host::{HandlerError, Invoker, Outcome};
+use keyturn_events::Event;
+use keyturn_host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
+use keyturn_host::azure_functions::{Stopped, serve};
+use keyturn_host::{HandlerError, Invoker, Outcome};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Barrier, Semaphore, oneshot};
@@ -40,7 +40,7 @@ fn with_subject(subject: &str) -> Value {
 struct Server {
     address: SocketAddr,
     stop: Option<oneshot::Sender<&'static str>>,
-    task: Option<JoinHandle<Result<Stopped<&'static str>, host::azure_functions::ServeError>>>,
+    task: Option<JoinHandle<Result<Stopped<&'static str>, keyturn_host::azure_functions::ServeError>>>,
 }
 
 impl Server {

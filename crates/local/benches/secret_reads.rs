@@ -1,7 +1,7 @@
 //! Secret reads per second over HTTPS with keep-alive, from concurrent connections, against one vault with
 //! throttling off. Target: at least 20,000 reads/s on a 2-core machine.
 //!
-//! `cargo bench -p local --bench secret_reads` (optionally `-- <connections> <seconds>`).
+//! `cargo bench -p keyturn-local --bench secret_reads` (optionally `-- <connections> <seconds>`).
 //!
 //! The client is a minimal HTTP/1.1 loop over tokio-rustls (request bytes out, status line + Content-Length
 //! body in) so that the client spends as little of the shared CPU as possible and the figure measures the
@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
+use keyturn_local::keyvault::{KeyVaultEmulator, SecretSpec};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::sync::Arc;

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use events::delivery::{self, DeliveryKind};
-use events::{Event, KeyVaultEvent, Payload, Schema, VaultObject};
+use keyturn_events::delivery::{self, DeliveryKind};
+use keyturn_events::{Event, KeyVaultEvent, Payload, Schema, VaultObject};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
@@ -200,7 +200,7 @@ impl EventGrid {
                     "id": uuid::Uuid::new_v4().to_string(),
                     "topic": "/subscriptions/local/resourceGroups/local/providers/Microsoft.KeyVault/vaults/local",
                     "subject": "",
-                    "eventType": events::event::SUBSCRIPTION_VALIDATION_EVENT,
+                    "eventType": keyturn_events::event::SUBSCRIPTION_VALIDATION_EVENT,
                     "eventTime": self.shared.clock.now().to_rfc3339(),
                     "data": { "validationCode": code, "validationUrl": null },
                     "dataVersion": "1",

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use local::functions_host::{FunctionApp, FunctionsHost};
+//! use keyturn_local::functions_host::{FunctionApp, FunctionsHost};
 //! let app = FunctionApp::load(std::path::Path::new("."))?;
 //! let host = FunctionsHost::builder(app)
 //!     .executable("target/debug/near-expiry")

@@ -3,8 +3,8 @@
 //!
 //! Start one with [`KeyVaultEmulator::builder`]:
 //! ```no_run
-//! # async fn demo() -> Result<(), local::keyvault::StartError> {
-//! use local::keyvault::KeyVaultEmulator;
+//! # async fn demo() -> Result<(), keyturn_local::keyvault::StartError> {
+//! use keyturn_local::keyvault::KeyVaultEmulator;
 //! let kv = KeyVaultEmulator::builder().vault("kv-one").vault("kv-two").start().await?;
 //! let url = kv.vault_url("kv-one");            // https://127.0.0.1:<port>
 //! let ca = kv.ca_pem_path();                   // trust this (SSL_CERT_FILE, connection_verify, ...)

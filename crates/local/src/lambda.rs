@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use local::lambda::LocalLambda;
+//! use keyturn_local::lambda::LocalLambda;
 //! let lambda = LocalLambda::builder("target/debug/near-expiry")
 //!     .app_setting("KEYTURN_WEBHOOK_SECRET", "a-shared-secret-of-32-characters")
 //!     .start()

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use events::{Event, Schema};
+use keyturn_events::{Event, Schema};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -187,7 +187,7 @@ pub fn routes(m: Management) -> impl Filter<Extract = (WithStatus<Json>,), Error
     );
     let publish = warp::path!("events").and(warp::post()).and(warp::body::bytes()).and(with()).map(
         |body: bytes::Bytes, m: Management| {
-            let batch = match events::delivery::split_batch(&body) {
+            let batch = match keyturn_events::delivery::split_batch(&body) {
                 Ok(batch) => batch,
                 Err(e) => return bad_request(e.to_string()),
             };

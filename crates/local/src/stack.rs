@@ -2,10 +2,10 @@
 //! emulator fed by the vault's changes and the shared clock, and the management API.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), local::stack::StackError> {
-//! use local::keyvault::KeyVaultEmulator;
-//! use local::eventgrid::EventGridOptions;
-//! let stack = local::stack::LocalStack::start(KeyVaultEmulator::builder().vault("kv-one"), EventGridOptions::default()).await?;
+//! # async fn demo() -> Result<(), keyturn_local::stack::StackError> {
+//! use keyturn_local::keyvault::KeyVaultEmulator;
+//! use keyturn_local::eventgrid::EventGridOptions;
+//! let stack = keyturn_local::stack::LocalStack::start(KeyVaultEmulator::builder().vault("kv-one"), EventGridOptions::default()).await?;
 //! let env = stack.handler_env(); // what a handler process needs to reach the vaults
 //! stack.shutdown().await;
 //! # Ok(()) }
@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use events::ObjectKind;
+use keyturn_events::ObjectKind;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use events::{Event, KeyVaultEventType, ObjectKind, Schema};
-use local::clock::Clock;
-use local::eventgrid::{EndpointKind, EventGrid, EventGridOptions, ObjectChange, Subscription};
+use keyturn_events::{Event, KeyVaultEventType, ObjectKind, Schema};
+use keyturn_local::clock::Clock;
+use keyturn_local::eventgrid::{EndpointKind, EventGrid, EventGridOptions, ObjectChange, Subscription};
 use serde_json::{Value, json};
 use warp::Filter;
 use warp::http::{HeaderMap, StatusCode};
@@ -412,7 +412,7 @@ async fn batches_hold_up_to_max_events_per_batch() {
 
 fn validation_answer(r: &Received) -> (StatusCode, Value) {
     let batch: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    match events::delivery::validation_response(batch.as_array().map(Vec::as_slice).unwrap_or_default()) {
+    match keyturn_events::delivery::validation_response(batch.as_array().map(Vec::as_slice).unwrap_or_default()) {
         Ok(answer) => (StatusCode::OK, answer),
         Err(_) => ok(),
     }

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use local::keyvault::KeyVaultEmulator;
+use keyturn_local::keyvault::KeyVaultEmulator;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -12,7 +12,7 @@
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport};
 use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions};
 use futures::TryStreamExt;
-use local::keyvault::KeyVaultEmulator;
+use keyturn_local::keyvault::KeyVaultEmulator;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

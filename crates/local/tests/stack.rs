@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use events::{Event, KeyVaultEventType};
-use local::eventgrid::EventGridOptions;
-use local::keyvault::secrets::SecretPatch;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec};
-use local::stack::LocalStack;
+use keyturn_events::{Event, KeyVaultEventType};
+use keyturn_local::eventgrid::EventGridOptions;
+use keyturn_local::keyvault::secrets::SecretPatch;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{KeyVaultEmulator, SecretSpec};
+use keyturn_local::stack::LocalStack;
 use serde_json::{Value, json};
 use warp::Filter;
 
@@ -110,7 +110,7 @@ async fn extending_exp_rearms_the_expiry_events() {
     stack
         .grid()
         .subscribe(
-            local::eventgrid::Subscription::new("near", endpoint, local::eventgrid::EndpointKind::AzureFunction)
+            keyturn_local::eventgrid::Subscription::new("near", endpoint, keyturn_local::eventgrid::EndpointKind::AzureFunction)
                 .event_types([KeyVaultEventType::SecretNearExpiry.as_str()]),
         )
         .await

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, VaultObject};
+use keyturn_events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, VaultObject};
 use serde_json::{Value, json};
 use url::Url;
 

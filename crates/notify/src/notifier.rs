@@ -242,7 +242,7 @@ fn http_client(roots_pem: Option<&[u8]>) -> Result<reqwest::Client, BuildError> 
 mod tests {
     use super::*;
     use crate::message::Action;
-    use events::{KeyVaultEventType, ObjectKind, VaultObject};
+    use keyturn_events::{KeyVaultEventType, ObjectKind, VaultObject};
 
     #[tokio::test]
     async fn with_no_channel_configured_a_send_succeeds_and_sends_nothing() {

@@ -153,7 +153,7 @@ pub(crate) fn email(n: &Notification) -> Email {
 mod tests {
     use super::*;
     use crate::message::Action;
-    use events::{KeyVaultEventType, ObjectKind, VaultObject};
+    use keyturn_events::{KeyVaultEventType, ObjectKind, VaultObject};
 
     fn notification(name: &str, summary: &str) -> Notification {
         let object = VaultObject::new("kv1", ObjectKind::Secret, name, Some("v1"), None, None).unwrap();

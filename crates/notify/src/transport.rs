@@ -213,7 +213,7 @@ async fn send_email(
 mod tests {
     use super::*;
     use crate::message::Action;
-    use events::{KeyVaultEventType, ObjectKind, VaultObject};
+    use keyturn_events::{KeyVaultEventType, ObjectKind, VaultObject};
 
     #[test]
     fn error_chains_are_joined_without_repeating_a_cause() {

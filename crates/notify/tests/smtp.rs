@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use notify::{ChannelKind, FailureKind, Notifier, NotifierOptions};
+use keyturn_notify::{ChannelKind, FailureKind, Notifier, NotifierOptions};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 use serde_json::Value;
 use support::{LogCapture, TEST_TIMEOUT, notification};

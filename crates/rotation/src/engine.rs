@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use events::{Event, ObjectKind};
-use vault::KeyVault;
-use vault::model::{MAX_TAGS, NewSecretVersion, SecretVersion, Tags};
+use keyturn_events::{Event, ObjectKind};
+use keyturn_vault::KeyVault;
+use keyturn_vault::model::{MAX_TAGS, NewSecretVersion, SecretVersion, Tags};
 
 use crate::RotationError;
 use crate::lock::{LockGuard, RotationLock, lock_key};

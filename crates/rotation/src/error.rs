@@ -10,7 +10,7 @@ pub enum RotationError {
     #[error("event: {0}")]
     Event(String),
     #[error(transparent)]
-    Vault(#[from] vault::VaultError),
+    Vault(#[from] keyturn_vault::VaultError),
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The object's tags opt in but are wrong; the message names the tag.

@@ -1,7 +1,7 @@
 //! New secret values, straight from the operating system's CSPRNG (`getrandom`), in the policy's format.
 
 use base64::Engine as _;
-use config::SecretString;
+use keyturn_config::SecretString;
 
 use crate::policy::{Charset, ValueFormat};
 

@@ -43,7 +43,7 @@ pub trait RotationLock: Send + Sync + fmt::Debug {
 }
 
 /// The lock key of an object: vault, kind and name, lowercase (Key Vault names are case-insensitive).
-pub fn lock_key(vault: &str, kind: events::ObjectKind, name: &str) -> String {
+pub fn lock_key(vault: &str, kind: keyturn_events::ObjectKind, name: &str) -> String {
     format!("{vault}/{}/{name}", kind.as_str()).to_ascii_lowercase()
 }
 
@@ -158,6 +158,6 @@ mod tests {
 
     #[test]
     fn keys_name_vault_kind_and_object_case_insensitively() {
-        assert_eq!(lock_key("Contoso", events::ObjectKind::Secret, "DB-Password"), "contoso/secret/db-password");
+        assert_eq!(lock_key("Contoso", keyturn_events::ObjectKind::Secret, "DB-Password"), "contoso/secret/db-password");
     }
 }

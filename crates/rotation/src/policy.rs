@@ -6,8 +6,8 @@
 //! object, so the vocabulary stays small. Tag names match case-insensitively.
 
 use chrono::Duration;
-use events::ObjectKind;
-use vault::model::Tags;
+use keyturn_events::ObjectKind;
+use keyturn_vault::model::Tags;
 
 /// Microsoft's: the new version's lifetime, in days (new exp = now + N days).
 pub const VALIDITY_PERIOD_DAYS: &str = "ValidityPeriodDays";
@@ -261,7 +261,7 @@ pub fn mirrors(tags: &Tags) -> Result<Vec<String>, PolicyError> {
     let Some(value) = tag(tags, MIRROR) else { return Ok(Vec::new()) };
     let mut vaults: Vec<String> = Vec::new();
     for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        if !config::vaults::is_object_name(name) || name.len() > 24 {
+        if !keyturn_config::vaults::is_object_name(name) || name.len() > 24 {
             return Err(PolicyError::invalid(MIRROR, value, "a comma-separated list of vault names"));
         }
         let name = name.to_ascii_lowercase();

@@ -31,10 +31,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use config::SecretString;
+use keyturn_config::SecretString;
 use futures::future::BoxFuture;
-use vault::KeyVault;
-use vault::model::{SecretProperties, SecretVersion, Tags};
+use keyturn_vault::KeyVault;
+use keyturn_vault::model::{SecretProperties, SecretVersion, Tags};
 
 use crate::policy::Policy;
 
@@ -113,7 +113,7 @@ impl Providers {
     /// bounded retries as the vault clients); `KEYTURN_CA_FILE` is trusted beside the platform's roots for
     /// PostgreSQL and the webhook rotators. Touches no network.
     pub fn from_settings(
-        settings: &config::Settings,
+        settings: &keyturn_config::Settings,
         vault: Arc<dyn KeyVault>,
         credential: Arc<dyn azure_core::credentials::TokenCredential>,
         options: azure_core::http::ClientOptions,

@@ -3,7 +3,7 @@
 //! audience and lifetime) and announces in KEYTURN_TEST_AZURITE_BLOB_URL and KEYTURN_TEST_AZURITE_CA_FILE.
 //! Without them these tests fail; they never skip.
 //!
-//! The lock is built the way a handler builds it: `config::Settings` from the environment, the managed
+//! The lock is built the way a handler builds it: `keyturn_config::Settings` from the environment, the managed
 //! identity credential against the local identity endpoint, the vault crate's transport. That credential
 //! reads IDENTITY_ENDPOINT from the real process environment, which a test may not set (the workspace
 //! forbids the `unsafe` of `std::env::set_var`), so each test re-runs itself as a child process with
@@ -19,15 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use local::identity::{IdentityEndpoint, TokenRegistry};
-use rotation::{BlobLeaseLock, LeaseDuration, LockError, RotationError, RotationLock, lock_from_settings};
+use keyturn_local::identity::{IdentityEndpoint, TokenRegistry};
+use keyturn_rotation::{BlobLeaseLock, LeaseDuration, LockError, RotationError, RotationLock, lock_from_settings};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 const ROLE: &str = "KT_LOCK_ROLE";
 const KEY: &str = "KT_LOCK_KEY";
 const MISSING: &str = "run ./scripts/test, which starts Azurite \
-    (or wrap the command: scripts/lib/azurite.sh cargo nextest run -p rotation)";
+    (or wrap the command: scripts/lib/azurite.sh cargo nextest run -p keyturn-rotation)";
 
 /// Azurite's blob endpoint and the CA that signed its certificate.
 fn azurite() -> (String, PathBuf) {
@@ -55,10 +55,10 @@ fn fresh_container() -> String {
 
 /// The settings, credential and transport a handler would build.
 fn handler_parts()
--> (config::Settings, Arc<dyn azure_core::credentials::TokenCredential>, azure_core::http::ClientOptions) {
-    let settings = config::Settings::from_env().unwrap();
-    let options = vault::http::client_options(&settings.retry, settings.ca_file.as_deref()).unwrap();
-    let credential = vault::credential::build_credential(&settings.credential, options.clone()).unwrap();
+-> (keyturn_config::Settings, Arc<dyn azure_core::credentials::TokenCredential>, azure_core::http::ClientOptions) {
+    let settings = keyturn_config::Settings::from_env().unwrap();
+    let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref()).unwrap();
+    let credential = keyturn_vault::credential::build_credential(&settings.credential, options.clone()).unwrap();
     (settings, credential, options)
 }
 
@@ -73,7 +73,7 @@ fn handler_lock() -> Arc<dyn RotationLock> {
 /// The handler's lock with the shortest lease Azure allows, for the expiry tests.
 fn short_lease_lock() -> BlobLeaseLock {
     let (settings, credential, options) = handler_parts();
-    let config::LockSettings::BlobLease { account_url, container } = &settings.lock else {
+    let keyturn_config::LockSettings::BlobLease { account_url, container } = &settings.lock else {
         panic!("the parent configures a blob lease")
     };
     BlobLeaseLock::new(account_url, container, credential, options, LeaseDuration::MIN).unwrap()
@@ -90,7 +90,7 @@ async fn from_parent() -> Option<String> {
     .unwrap()
 }
 
-fn assert_held(result: Result<Box<dyn rotation::LockGuard>, LockError>, key: &str) {
+fn assert_held(result: Result<Box<dyn keyturn_rotation::LockGuard>, LockError>, key: &str) {
     let error = result.expect_err("the lock is held elsewhere");
     assert_eq!(error, LockError::Held { key: key.to_owned() });
     // What the engine turns it into: a retryable failure, so Event Grid redelivers later.
@@ -419,7 +419,7 @@ async fn azurite_refuses_requests_without_a_valid_storage_token() {
     let now = now_ms() / 1000;
     let claims = |aud: &str, exp: u64| {
         serde_json::json!({
-            "aud": aud, "iss": format!("https://sts.windows.net/{}/", local::identity::TENANT_ID),
+            "aud": aud, "iss": format!("https://sts.windows.net/{}/", keyturn_local::identity::TENANT_ID),
             "iat": now - 7200, "nbf": now - 7200, "exp": exp,
         })
     };

@@ -1,4 +1,4 @@
-//! The engine and the real SDK-backed vault code (`vault::AzureKeyVault`, built from `config::Settings`)
+//! The engine and the real SDK-backed vault code (`keyturn_vault::AzureKeyVault`, built from `keyturn_config::Settings`)
 //! against the local Key Vault emulator: TLS with the emulator's CA (KEYTURN_CA_FILE), the managed identity
 //! endpoint, the 401 challenge, the allow-list.
 //!
@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use events::{Event, ObjectKind};
-use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
-use local::keyvault::crypto::KeySpec;
-use local::keyvault::keys::KeySpecInput;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, RunningEmulator, SecretSpec};
-use rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
-use vault::{AzureKeyVault, KeyVault, VaultError};
+use keyturn_events::{Event, ObjectKind};
+use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
+use keyturn_local::keyvault::crypto::KeySpec;
+use keyturn_local::keyvault::keys::KeySpecInput;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{KeyVaultEmulator, RunningEmulator, SecretSpec};
+use keyturn_rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
+use keyturn_vault::{AzureKeyVault, KeyVault, VaultError};
 
 const SCENARIO: &str = "KT_SCENARIO";
 const VAULT: &str = "kv-rot";
@@ -47,7 +47,7 @@ fn env(name: &str) -> String {
 
 /// The child's engine, built the way a handler builds it: settings from the environment, clients once.
 fn engine() -> (Engine, Arc<AzureKeyVault>) {
-    let settings = config::Settings::from_env().unwrap();
+    let settings = keyturn_config::Settings::from_env().unwrap();
     let vault = Arc::new(AzureKeyVault::from_settings(&settings).unwrap());
     (Engine::new(vault.clone(), Arc::new(InProcessLock::default()), Providers::standard()), vault)
 }
@@ -197,10 +197,10 @@ fn seed(kv: &RunningEmulator) -> BTreeMap<&'static str, String> {
     let mut versions = BTreeMap::new();
     for object in store.current_objects() {
         let key = match (object.kind, object.name.as_str()) {
-            (local::keyvault::ObjectKind::Secret, "db") => "KT_SECRET",
-            (local::keyvault::ObjectKind::Secret, "plain") => "KT_PLAIN",
-            (local::keyvault::ObjectKind::Key, "signing") => "KT_KEY",
-            (local::keyvault::ObjectKind::Certificate, "tls") => "KT_CERT",
+            (keyturn_local::keyvault::ObjectKind::Secret, "db") => "KT_SECRET",
+            (keyturn_local::keyvault::ObjectKind::Secret, "plain") => "KT_PLAIN",
+            (keyturn_local::keyvault::ObjectKind::Key, "signing") => "KT_KEY",
+            (keyturn_local::keyvault::ObjectKind::Certificate, "tls") => "KT_CERT",
             _ => continue,
         };
         versions.insert(key, object.version);
@@ -259,7 +259,7 @@ async fn rotation_through_the_sdk_against_the_emulator() {
         .store()
         .current_objects()
         .into_iter()
-        .find(|o| o.vault == VAULT && o.name == "db" && o.kind == local::keyvault::ObjectKind::Secret)
+        .find(|o| o.vault == VAULT && o.name == "db" && o.kind == keyturn_local::keyvault::ObjectKind::Secret)
         .map(|o| o.version)
         .unwrap();
     assert_ne!(secret_versions, versions["KT_SECRET"], "the emulator holds the rotated version as latest");

@@ -14,12 +14,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rotation::provider::postgres::{Postgres, Strategy};
-use rotation::provider::{Provider, pending};
-use rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
+use keyturn_rotation::provider::postgres::{Postgres, Strategy};
+use keyturn_rotation::provider::{Provider, pending};
+use keyturn_rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
 use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, required_env, run_until_crash, tags};
 use tokio::sync::Notify;
-use vault::{AzureKeyVault, KeyVault};
+use keyturn_vault::{AzureKeyVault, KeyVault};
 
 const TEST: &str = "postgres_rotation";
 const BOUND: Duration = Duration::from_secs(60);
@@ -118,7 +118,7 @@ fn login_of(value: &str) -> (String, String) {
 
 struct Child {
     vault: Arc<AzureKeyVault>,
-    settings: config::Settings,
+    settings: keyturn_config::Settings,
     server: Server,
 }
 
@@ -141,7 +141,7 @@ impl Child {
         tokio::time::timeout(BOUND, engine.rotate(&event(name, version))).await.expect("the rotation finished in time")
     }
 
-    async fn latest(&self, name: &str) -> vault::model::SecretVersion {
+    async fn latest(&self, name: &str) -> keyturn_vault::model::SecretVersion {
         self.vault.latest_secret(VAULT, name).await.unwrap()
     }
 

@@ -9,11 +9,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use local::arm::ArmEmulator;
-use rotation::provider::Provider;
-use rotation::{Engine, InProcessLock, RotationOutcome};
+use keyturn_local::arm::ArmEmulator;
+use keyturn_rotation::provider::Provider;
+use keyturn_rotation::{Engine, InProcessLock, RotationOutcome};
 use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
-use vault::KeyVault;
+use keyturn_vault::KeyVault;
 
 const TEST: &str = "storage_account_keys";
 const BOUND: Duration = Duration::from_secs(60);
@@ -22,7 +22,7 @@ const DUPLICATE: &str =
 const CRASH: &str = "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/crashacct";
 const MISSING: &str = "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/nosuch";
 
-fn policy(account: &str) -> vault::model::Tags {
+fn policy(account: &str) -> keyturn_vault::model::Tags {
     tags(&[
         ("KeyturnRotation", "storage-account-key"),
         ("ValidityPeriodDays", "60"),

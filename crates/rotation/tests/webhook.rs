@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use local::keyvault::server::{self, ServerHandle};
-use local::tls::LocalCa;
-use rotation::provider::{Provider, pending};
-use rotation::{Engine, InProcessLock, RotationOutcome};
+use keyturn_local::keyvault::server::{self, ServerHandle};
+use keyturn_local::tls::LocalCa;
+use keyturn_rotation::provider::{Provider, pending};
+use keyturn_rotation::{Engine, InProcessLock, RotationOutcome};
 use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
-use vault::KeyVault;
+use keyturn_vault::KeyVault;
 
 const TEST: &str = "webhook_rotator";
 const BOUND: Duration = Duration::from_secs(60);
@@ -67,7 +67,7 @@ impl Rotator {
             Some(server::spawn(listener, Some(acceptor), move |req: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 async move {
-                    let signature = req.headers().get(notify::SIGNATURE_HEADER).map(|v| v.to_str().unwrap().to_owned());
+                    let signature = req.headers().get(keyturn_notify::SIGNATURE_HEADER).map(|v| v.to_str().unwrap().to_owned());
                     let idempotency_key = req
                         .headers()
                         .get("idempotency-key")
@@ -75,7 +75,7 @@ impl Rotator {
                         .unwrap_or_default();
                     let body = req.into_body().collect().await.unwrap().to_bytes();
                     let Some(signature) = signature else { return server::empty(http::StatusCode::UNAUTHORIZED) };
-                    if notify::verify_signature(SIGNING_SECRET.as_bytes(), &signature, &body, chrono::Utc::now())
+                    if keyturn_notify::verify_signature(SIGNING_SECRET.as_bytes(), &signature, &body, chrono::Utc::now())
                         .is_err()
                     {
                         return server::empty(http::StatusCode::UNAUTHORIZED);

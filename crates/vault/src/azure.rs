@@ -19,7 +19,7 @@ use azure_security_keyvault_secrets::models::{
     SetSecretParameters as SdkSetSecret,
 };
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-use config::{SecretString, Settings, VaultEntry, VaultList};
+use keyturn_config::{SecretString, Settings, VaultEntry, VaultList};
 use futures::StreamExt;
 
 use crate::model::{
@@ -121,7 +121,7 @@ impl AzureKeyVault {
         let clients = self.vault_clients(vault)?;
         // The SDK pastes names into the request path unescaped; a name Key Vault could not have produced
         // (`../`, `?`, `/`) is refused rather than sent.
-        if !config::vaults::is_object_name(name) {
+        if !keyturn_config::vaults::is_object_name(name) {
             return Err(VaultError::InvalidName { name: name.to_owned() });
         }
         Ok((clients, format!("{}/{name}", clients.entry.name())))

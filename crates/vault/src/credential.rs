@@ -10,7 +10,7 @@ use azure_identity::{
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
     WorkloadIdentityCredentialOptions,
 };
-use config::CredentialSettings;
+use keyturn_config::CredentialSettings;
 
 use crate::VaultError;
 
@@ -89,7 +89,7 @@ mod tests {
         let settings = CredentialSettings::ClientSecret {
             tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
             client_id: "app-id".into(),
-            secret: config::SecretString::new("very-secret-value".into()),
+            secret: keyturn_config::SecretString::new("very-secret-value".into()),
         };
         let (result, log) = build_logged(&settings);
         assert!(result.is_ok());
@@ -116,7 +116,7 @@ mod tests {
         let settings = CredentialSettings::ClientSecret {
             tenant_id: "not a tenant!".into(),
             client_id: "app".into(),
-            secret: config::SecretString::new("s".into()),
+            secret: keyturn_config::SecretString::new("s".into()),
         };
         let (result, log) = build_logged(&settings);
         let error = result.err().unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use azure_core::http::headers::{HeaderName, RETRY_AFTER};
 use azure_core::http::policies::{RetryHeaders, RetryPolicy};
 use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport};
-use config::RetrySettings;
+use keyturn_config::RetrySettings;
 
 use crate::VaultError;
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use config::SecretString;
+use keyturn_config::SecretString;
 
 /// Tags of a vault object (Key Vault allows at most [`MAX_TAGS`]).
 pub type Tags = BTreeMap<String, String>;

@@ -23,7 +23,7 @@ use azure_security_keyvault_secrets::models::{
     SecretClientUpdateSecretPropertiesOptions, UpdateSecretPropertiesParameters,
 };
 use chrono::{DateTime, Utc};
-use config::SecretString;
+use keyturn_config::SecretString;
 
 use crate::azure::AzureKeyVault;
 use crate::inventory::{Collection, Inventory};

@@ -1,4 +1,4 @@
-//! `AzureKeyVault` (built from `config::Settings` as a handler builds it) against the Key Vault emulator:
+//! `AzureKeyVault` (built from `keyturn_config::Settings` as a handler builds it) against the Key Vault emulator:
 //! reads and writes through TLS, the managed identity endpoint and the 401 challenge; server errors retried
 //! a bounded number of times and then reported as retryable.
 //!
@@ -12,16 +12,16 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use config::SecretString;
-use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
-use vault::model::NewSecretVersion;
-use vault::{AzureKeyVault, KeyVault};
+use keyturn_config::SecretString;
+use keyturn_local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
+use keyturn_vault::model::NewSecretVersion;
+use keyturn_vault::{AzureKeyVault, KeyVault};
 
 const SCENARIO: &str = "KT_SCENARIO";
 const TEST: &str = "vault_operations_and_bounded_retries_against_the_emulator";
 
 fn vault() -> AzureKeyVault {
-    AzureKeyVault::from_settings(&config::Settings::from_env().unwrap()).unwrap()
+    AzureKeyVault::from_settings(&keyturn_config::Settings::from_env().unwrap()).unwrap()
 }
 
 async fn scenario_round_trip() {
@@ -60,7 +60,7 @@ async fn scenario_faults() {
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }
 
-async fn run_child(scenario: &str, kv: &local::keyvault::RunningEmulator) {
+async fn run_child(scenario: &str, kv: &keyturn_local::keyvault::RunningEmulator) {
     let extra = [
         (SCENARIO, scenario.to_owned()),
         ("KEYTURN_RETRY_MAX", "3".to_owned()),

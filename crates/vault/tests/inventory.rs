@@ -1,4 +1,4 @@
-//! [`vault::Inventory`] against the Key Vault emulator: listings follow every `nextLink` (the emulator pages
+//! [`keyturn_vault::Inventory`] against the Key Vault emulator: listings follow every `nextLink` (the emulator pages
 //! at 25 items, as Key Vault does), versions come back oldest first, and certificate-backing keys and
 //! secrets, where listed, are marked managed.
 //!
@@ -12,12 +12,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use local::keyvault::certs::{IssuerParams, X509Props};
-use local::keyvault::crypto::{Curve, KeySpec};
-use local::keyvault::keys::KeySpecInput;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{CertificatePolicy, KeyVaultEmulator, SecretSpec};
-use vault::{AzureKeyVault, Collection, Inventory};
+use keyturn_local::keyvault::certs::{IssuerParams, X509Props};
+use keyturn_local::keyvault::crypto::{Curve, KeySpec};
+use keyturn_local::keyvault::keys::KeySpecInput;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{CertificatePolicy, KeyVaultEmulator, SecretSpec};
+use keyturn_vault::{AzureKeyVault, Collection, Inventory};
 
 const SCENARIO: &str = "KT_INVENTORY_SCENARIO";
 const TEST: &str = "listings_page_through_everything_the_vault_holds";
@@ -27,7 +27,7 @@ const KEYS: usize = 27;
 const VERSIONS: usize = 31;
 
 async fn scenario() {
-    let vault = AzureKeyVault::from_settings(&config::Settings::from_env().unwrap()).unwrap();
+    let vault = AzureKeyVault::from_settings(&keyturn_config::Settings::from_env().unwrap()).unwrap();
 
     let secrets = vault.list(VAULT, Collection::Secrets).await.unwrap();
     let unmanaged: Vec<_> = secrets.iter().filter(|s| !s.managed).collect();
@@ -48,7 +48,7 @@ async fn scenario() {
 
     let versions = vault.versions(VAULT, Collection::Secrets, "rolling").await.unwrap();
     assert_eq!(versions.len(), VERSIONS, "versions across two pages");
-    let current = vault::inventory::current(&versions).unwrap();
+    let current = keyturn_vault::inventory::current(&versions).unwrap();
     assert_eq!(current.version.as_deref(), std::env::var("KT_ROLLING_LATEST").ok().as_deref());
     assert_eq!(current.tags.get("n").map(String::as_str), Some("30"));
 
@@ -59,10 +59,10 @@ async fn scenario() {
     assert_eq!(cert_versions.len(), 1);
 
     let refused = vault.list("kv-elsewhere", Collection::Secrets).await.unwrap_err();
-    assert!(matches!(refused, vault::VaultError::NotAllowed { .. }), "{refused}");
+    assert!(matches!(refused, keyturn_vault::VaultError::NotAllowed { .. }), "{refused}");
 }
 
-fn seed(kv: &local::keyvault::RunningEmulator) -> String {
+fn seed(kv: &keyturn_local::keyvault::RunningEmulator) -> String {
     let store = kv.store();
     let secret = |value: &str, exp: Option<i64>, tags: BTreeMap<String, String>| SecretSpec {
         value: value.into(),

@@ -1,4 +1,4 @@
-//! [`vault::Versions`] against the Key Vault emulator: one named version (not the latest) of a secret, key
+//! [`keyturn_vault::Versions`] against the Key Vault emulator: one named version (not the latest) of a secret, key
 //! and certificate is read, disabled and re-tagged, and a disabled version's attributes still come back
 //! (Key Vault refuses to GET it, so they are read from the versions listing).
 //!
@@ -12,13 +12,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use local::keyvault::certs::{IssuerParams, X509Props};
-use local::keyvault::crypto::{Curve, KeySpec};
-use local::keyvault::keys::KeySpecInput;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{CertificatePolicy, KeyVaultEmulator, SecretSpec};
-use vault::model::Tags;
-use vault::{AzureKeyVault, Collection, Inventory, VersionProperties, VersionUpdate, Versions};
+use keyturn_local::keyvault::certs::{IssuerParams, X509Props};
+use keyturn_local::keyvault::crypto::{Curve, KeySpec};
+use keyturn_local::keyvault::keys::KeySpecInput;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{CertificatePolicy, KeyVaultEmulator, SecretSpec};
+use keyturn_vault::model::Tags;
+use keyturn_vault::{AzureKeyVault, Collection, Inventory, VersionProperties, VersionUpdate, Versions};
 
 const SCENARIO: &str = "KT_VERSIONS_SCENARIO";
 const TEST: &str = "one_named_version_of_each_kind_is_read_and_changed";
@@ -36,7 +36,7 @@ async fn oldest(vault: &AzureKeyVault, collection: Collection, name: &str) -> St
 }
 
 async fn scenario() {
-    let vault = AzureKeyVault::from_settings(&config::Settings::from_env().unwrap()).unwrap();
+    let vault = AzureKeyVault::from_settings(&keyturn_config::Settings::from_env().unwrap()).unwrap();
     let old_expires = chrono::DateTime::from_timestamp(OLD_EXPIRES, 0);
 
     let old = oldest(&vault, Collection::Secrets, "db").await;
@@ -83,10 +83,10 @@ async fn scenario() {
     let missing = vault.version_properties(VAULT, Collection::Keys, "signing", "0123456789abcdef").await.unwrap_err();
     assert_eq!(missing.status(), Some(404), "{missing}");
     let refused = vault.secret_version("kv-elsewhere", "db", &old).await.unwrap_err();
-    assert!(matches!(refused, vault::VaultError::NotAllowed { .. }), "{refused}");
+    assert!(matches!(refused, keyturn_vault::VaultError::NotAllowed { .. }), "{refused}");
 }
 
-fn seed(kv: &local::keyvault::RunningEmulator) {
+fn seed(kv: &keyturn_local::keyvault::RunningEmulator) {
     let store = kv.store();
     let secret = |value: &str, exp: Option<i64>, generation: &str| SecretSpec {
         value: value.into(),

@@ -17,13 +17,13 @@
 
 use std::sync::Arc;
 
-use deps::{Deps, ErrorClass, collection_of, served};
-use events::{Event, Lifecycle};
-use host::{HandlerError, Outcome};
-use notify::{Action, Notification};
-use rotation::RotationOutcome;
-use rotation::policy::{EXPIRED_ACTION, ExpiredAction};
-use vault::VersionUpdate;
+use keyturn_deps::{Deps, ErrorClass, collection_of, served};
+use keyturn_events::{Event, Lifecycle};
+use keyturn_host::{HandlerError, Outcome};
+use keyturn_notify::{Action, Notification};
+use keyturn_rotation::RotationOutcome;
+use keyturn_rotation::policy::{EXPIRED_ACTION, ExpiredAction};
+use keyturn_vault::VersionUpdate;
 
 /// The function's name: its folder under function-definitions/, its route, its binary.
 pub const FUNCTION: &str = "expired";

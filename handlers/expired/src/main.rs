@@ -1,10 +1,10 @@
 //! The `expired` function: wiring only. Everything is built once, before the first event; a configuration
-//! problem does not stop the process (see `host::run`).
+//! problem does not stop the process (see `keyturn_host::run`).
 
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    host::init_logging();
-    host::run(expired::FUNCTION, deps::Deps::from_env(), expired::handle).await
+    keyturn_host::init_logging();
+    keyturn_host::run(expired::FUNCTION, keyturn_deps::Deps::from_env(), expired::handle).await
 }

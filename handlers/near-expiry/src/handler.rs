@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use deps::{Deps, ErrorClass, served};
-use events::{Event, Lifecycle, ObjectKind};
-use host::{HandlerError, Outcome};
-use notify::Notification;
-use rotation::RotationOutcome;
+use keyturn_deps::{Deps, ErrorClass, served};
+use keyturn_events::{Event, Lifecycle, ObjectKind};
+use keyturn_host::{HandlerError, Outcome};
+use keyturn_notify::Notification;
+use keyturn_rotation::RotationOutcome;
 
 use crate::report::{self, Target};
 use crate::{FUNCTION, notice};
@@ -73,7 +73,7 @@ async fn made_for_this_event(
     }
     let latest_version = deps
         .versions()
-        .version_properties(target.vault, vault::Collection::Secrets, target.name, latest)
+        .version_properties(target.vault, keyturn_vault::Collection::Secrets, target.name, latest)
         .await
         .map_err(|e| e.handler_error(format!("{}: reading the latest version {latest}", target.described())))?;
     Ok(notice::made_for(&latest_version.tags, &event.id).then(|| notice::rotated(event, latest)).flatten())

@@ -22,7 +22,7 @@
 //! event arrives while the event's version is still the latest, so Key Vault has not acted yet. Nothing is
 //! due from a person if it does, but an AutoRenew that fails (a CA refusing, a policy edited) is noticed only
 //! at expiry; the warning says to check that Key Vault renews it. It is Key Vault's own "notify before
-//! expiry" in a channel people read, and it matches `notify::Severity::classify` and docs/notifications.md.
+//! expiry" in a channel people read, and it matches `keyturn_notify::Severity::classify` and docs/notifications.md.
 //!
 //! **A notification that fails is retried**: the invocation fails (500), Event Grid redelivers, and the
 //! notifier sends only to the channels that have not accepted the event yet (within this process). The
@@ -38,7 +38,7 @@
 //! `; notified 3 channels`.
 //!
 //! # Layout
-//! - [`handler`]: [`handle`], one event in, one [`host::Outcome`] or [`host::HandlerError`] out.
+//! - [`handler`]: [`handle`], one event in, one [`keyturn_host::Outcome`] or [`keyturn_host::HandlerError`] out.
 //! - [`report`]: the engine's outcome as the handler's one-line outcome; the object an event names.
 //! - [`notice`]: the engine's outcome (or failure) as the notification the channels get.
 //! - `src/main.rs`: the binary, wiring only.

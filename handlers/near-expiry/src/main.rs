@@ -1,10 +1,10 @@
 //! The `near-expiry` function: wiring only. Everything is built once, before the first event; a configuration
-//! problem does not stop the process (see `host::run`).
+//! problem does not stop the process (see `keyturn_host::run`).
 
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    host::init_logging();
-    host::run(near_expiry::FUNCTION, deps::Deps::from_env(), near_expiry::handle).await
+    keyturn_host::init_logging();
+    keyturn_host::run(near_expiry::FUNCTION, keyturn_deps::Deps::from_env(), near_expiry::handle).await
 }

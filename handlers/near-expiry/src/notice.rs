@@ -1,13 +1,13 @@
 //! What the notification channels are told about one near-expiry event (the table in the crate docs).
 //!
-//! Severity comes from `notify::Severity::classify` (rotated: info; anything else near expiry: warning),
+//! Severity comes from `keyturn_notify::Severity::classify` (rotated: info; anything else near expiry: warning),
 //! except a started certificate renewal, which is keyturn acting and so is info.
 
-use events::{Event, ObjectKind};
-use notify::{Action, Notification, Severity};
-use rotation::policy::EVENT_ID;
-use rotation::{RotationError, RotationOutcome};
-use vault::model::Tags;
+use keyturn_events::{Event, ObjectKind};
+use keyturn_notify::{Action, Notification, Severity};
+use keyturn_rotation::policy::EVENT_ID;
+use keyturn_rotation::{RotationError, RotationOutcome};
+use keyturn_vault::model::Tags;
 
 use crate::report::Target;
 
@@ -73,7 +73,7 @@ pub fn made_for(tags: &Tags, event_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vault::VaultError;
+    use keyturn_vault::VaultError;
 
     fn event(kind: &str) -> Event {
         let collection = format!("{}s", kind.to_ascii_lowercase());

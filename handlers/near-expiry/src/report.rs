@@ -3,15 +3,15 @@
 //! - keyturn changed the vault (a new version, a renewal started) → [`Outcome::Done`];
 //! - nothing for keyturn to do (already rotated, Key Vault's own policy rotates it, not opted in, a person
 //!   must act) → [`Outcome::Skipped`], whose line says what a person must do, if anything;
-//! - a failure → [`HandlerError`] through `deps::ErrorClass`, retryable exactly when the engine says a
+//! - a failure → [`HandlerError`] through `keyturn_deps::ErrorClass`, retryable exactly when the engine says a
 //!   redelivery could help (throttling, vault 5xx, lock held, network); permanent ones (a vault outside the
 //!   allow-list, a wrong policy tag, an event without a version) are acknowledged as rejected.
 //!
 //! With notification channels configured, the line says how many have the message: [`with_notified`].
 
-use events::ObjectKind;
-use host::{HandlerError, Outcome};
-use rotation::RotationOutcome;
+use keyturn_events::ObjectKind;
+use keyturn_host::{HandlerError, Outcome};
+use keyturn_rotation::RotationOutcome;
 
 /// The object an event names, for messages: `kv-one/db-password`.
 #[derive(Debug, Clone, Copy)]

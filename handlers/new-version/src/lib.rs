@@ -23,11 +23,11 @@ pub mod mirror;
 
 use std::sync::Arc;
 
-use deps::{Deps, ErrorClass, collection_of, served};
-use events::{Event, Lifecycle, ObjectKind};
-use host::{HandlerError, Outcome};
-use notify::{Action, Notification};
-use rotation::policy::{self, MIRROR};
+use keyturn_deps::{Deps, ErrorClass, collection_of, served};
+use keyturn_events::{Event, Lifecycle, ObjectKind};
+use keyturn_host::{HandlerError, Outcome};
+use keyturn_notify::{Action, Notification};
+use keyturn_rotation::policy::{self, MIRROR};
 
 /// The function's name: its folder under function-definitions/, its route, its binary.
 pub const FUNCTION: &str = "new-version";

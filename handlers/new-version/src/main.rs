@@ -1,10 +1,10 @@
 //! The `new-version` function: wiring only. Everything is built once, before the first event; a configuration
-//! problem does not stop the process (see `host::run`).
+//! problem does not stop the process (see `keyturn_host::run`).
 
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    host::init_logging();
-    host::run(new_version::FUNCTION, deps::Deps::from_env(), new_version::handle).await
+    keyturn_host::init_logging();
+    keyturn_host::run(new_version::FUNCTION, keyturn_deps::Deps::from_env(), new_version::handle).await
 }

@@ -1,10 +1,10 @@
 //! [`mirror`]: one secret version copied into the vaults its `KeyturnMirror` tag names.
 
-use config::vaults::MIRROR_VAULTS;
-use deps::{Deps, ErrorClass};
-use host::HandlerError;
-use rotation::policy::{self, REPLICA_OF, ReplicaOf};
-use vault::model::{MAX_TAGS, NewSecretVersion};
+use keyturn_config::vaults::MIRROR_VAULTS;
+use keyturn_deps::{Deps, ErrorClass};
+use keyturn_host::HandlerError;
+use keyturn_rotation::policy::{self, REPLICA_OF, ReplicaOf};
+use keyturn_vault::model::{MAX_TAGS, NewSecretVersion};
 
 /// What replication did, per mirror vault.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -4,10 +4,10 @@
 
 use std::fmt;
 
-use deps::{Deps, collection_of};
-use events::{Event, KeyVaultEventType, Lifecycle, VaultObject};
-use notify::{Action, Notification};
-use vault::Collection;
+use keyturn_deps::{Deps, collection_of};
+use keyturn_events::{Event, KeyVaultEventType, Lifecycle, VaultObject};
+use keyturn_notify::{Action, Notification};
+use keyturn_vault::Collection;
 
 /// One check, by the name used in logs and in `fail:<check>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ async fn channels(deps: &Deps, event: &Event, object: &VaultObject) -> Result<St
         None => {
             let mut notification =
                 Notification::for_object(&event.id, event_type, object, Action::Informed { summary });
-            notification.portal_link = notify::portal_link(&event.source, object);
+            notification.portal_link = keyturn_notify::portal_link(&event.source, object);
             notification.occurred_at = event.time;
             notification
         }

@@ -33,11 +33,11 @@ pub mod checks;
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
-use deps::{Deps, ErrorClass, collection_of};
-use events::{Event, KeyVaultEventType, Payload, VaultObject};
-use host::{HandlerError, Outcome};
-use rotation::policy::{self, CANARY_RESULT};
-use vault::VersionUpdate;
+use keyturn_deps::{Deps, ErrorClass, collection_of};
+use keyturn_events::{Event, KeyVaultEventType, Payload, VaultObject};
+use keyturn_host::{HandlerError, Outcome};
+use keyturn_rotation::policy::{self, CANARY_RESULT};
+use keyturn_vault::VersionUpdate;
 
 use crate::checks::{Check, CheckResult};
 
@@ -82,7 +82,7 @@ pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(Trigger, VaultObj
         _ => Err(Outcome::Skipped(format!(
             "'{}' is neither a keyturn test event ({}) nor a new version of the canary secret",
             event.event_type(),
-            events::event::TEST_EVENT_TYPE
+            keyturn_events::event::TEST_EVENT_TYPE
         ))),
     }
 }
@@ -142,11 +142,11 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
 async fn record(
     deps: &Deps,
     vault: &str,
-    collection: vault::Collection,
+    collection: keyturn_vault::Collection,
     name: &str,
     version: &str,
     value: &str,
-) -> Result<(), vault::VaultError> {
+) -> Result<(), keyturn_vault::VaultError> {
     let properties = deps.versions().version_properties(vault, collection, name, version).await?;
     let mut tags = properties.tags;
     tags.retain(|key, _| !key.eq_ignore_ascii_case(CANARY_RESULT));
@@ -160,7 +160,7 @@ async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::{KeyVaultEvent, ObjectKind, Schema};
+    use keyturn_events::{KeyVaultEvent, ObjectKind, Schema};
 
     const SOURCE: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-one";
 

@@ -1,10 +1,10 @@
 //! The `test-event` function: wiring only. Everything is built once, before the first event; a configuration
-//! problem does not stop the process (see `host::run`).
+//! problem does not stop the process (see `keyturn_host::run`).
 
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    host::init_logging();
-    host::run(test_event::FUNCTION, deps::Deps::from_env(), test_event::handle).await
+    keyturn_host::init_logging();
+    keyturn_host::run(test_event::FUNCTION, keyturn_deps::Deps::from_env(), test_event::handle).await
 }

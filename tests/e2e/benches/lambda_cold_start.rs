@@ -1,5 +1,5 @@
 //! The cold start of the real `near-expiry` handler on the local Lambda stand-in (run with
-//! `cargo bench -p e2e --bench lambda_cold_start`; it builds `near-expiry` in release first).
+//! `cargo bench -p keyturn-e2e --bench lambda_cold_start`; it builds `near-expiry` in release first).
 //!
 //! Each run starts a fresh function (a new process, as a new Lambda execution environment) and at once sends
 //! one Event Grid delivery to its function URL: a `SecretNearExpiry` batch of one event with the webhook secret.
@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use local::lambda::LocalLambda;
-use local::stack::LocalStack;
+use keyturn_local::lambda::LocalLambda;
+use keyturn_local::stack::LocalStack;
 use serde_json::Value;
 
 const FUNCTION: &str = "near-expiry";
@@ -58,13 +58,13 @@ pub(crate) struct Report {
 /// Seeds an opted-in secret expiring in 31 days; returns its version.
 fn seed(stack: &LocalStack, name: &str) -> String {
     let exp = stack.emulator().clock().now() + TimeDelta::days(31);
-    e2e::bench::seed_opted_in(stack, VAULT, name, format!("seeded-{name}-value"), exp)
+    keyturn_e2e::bench::seed_opted_in(stack, VAULT, name, format!("seeded-{name}-value"), exp)
 }
 
 /// The Event Grid delivery body for `name`'s near-expiry: a batch of one event.
 fn delivery(stack: &LocalStack, name: &str, version: &str) -> String {
     let exp = stack.emulator().clock().now() + TimeDelta::days(30);
-    let event = e2e::secret_near_expiry(&format!("bench-{name}"), VAULT, name, version, exp);
+    let event = keyturn_e2e::secret_near_expiry(&format!("bench-{name}"), VAULT, name, version, exp);
     Value::Array(vec![event.to_value()]).to_string()
 }
 
@@ -96,7 +96,7 @@ async fn function(binary: &Path, settings: &[(String, String)]) -> LocalLambda {
 }
 
 pub(crate) async fn run(config: Config, binary: &Path) -> Report {
-    let stack = e2e::bench::unthrottled_stack(VAULT).await;
+    let stack = keyturn_e2e::bench::unthrottled_stack(VAULT).await;
     let mut settings = stack.handler_env();
     settings.push(("KEYTURN_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()));
     // As the Functions host bench runs it: decision lines only at warn, so the figures are not about logging.
@@ -152,7 +152,7 @@ fn summary(name: &str, samples: &[Duration]) {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let binary = e2e::bench::release_binary(FUNCTION);
+    let binary = keyturn_e2e::bench::release_binary(FUNCTION);
     let config = Config::full();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let report = runtime.block_on(run(config, &binary));

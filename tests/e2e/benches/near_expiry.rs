@@ -1,5 +1,5 @@
 //! How fast and how small the `near-expiry` handler is, measured on the real binary (run with
-//! `cargo bench -p e2e --bench near_expiry`; it builds `near-expiry` in release first):
+//! `cargo bench -p keyturn-e2e --bench near_expiry`; it builds `near-expiry` in release first):
 //!
 //! - start to ready: process spawn to the first `200` on `GET /` (target under 10 ms: the Functions host starts
 //!   handlers cold);
@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES};
-use host::azure_functions::wire::InvocationRequest;
-use local::stack::LocalStack;
+use keyturn_e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES};
+use keyturn_host::azure_functions::wire::InvocationRequest;
+use keyturn_local::stack::LocalStack;
 
 const FUNCTION: &str = "near-expiry";
 const VAULT: &str = "kv-bench";
@@ -155,7 +155,7 @@ fn seed(stack: &LocalStack, prefix: &str, count: usize) -> Vec<(String, String, 
     (0..count)
         .map(|i| {
             let name = format!("{prefix}-{i:05}");
-            let version = e2e::bench::seed_opted_in(stack, VAULT, &name, format!("seeded-{name}"), exp);
+            let version = keyturn_e2e::bench::seed_opted_in(stack, VAULT, &name, format!("seeded-{name}"), exp);
             (name, version, exp)
         })
         .collect()
@@ -193,7 +193,7 @@ fn measure_starts(binary: &Path, env: &[(String, String)], starts: usize) -> (Ve
 
 /// Every secret near expiry at once, through Event Grid and the stand-in.
 async fn measure_chain(binary: &Path, count: usize) -> Throughput {
-    let stack = e2e::bench::unthrottled_stack(VAULT).await;
+    let stack = keyturn_e2e::bench::unthrottled_stack(VAULT).await;
     let secrets = seed(&stack, "chain", count);
     let settings = handler_settings(&stack);
     let chain = Chain::start(stack, FUNCTION, binary, &NEAR_EXPIRY_EVENT_TYPES, settings).await;
@@ -218,7 +218,7 @@ async fn measure_chain(binary: &Path, count: usize) -> Throughput {
 /// The handler's route posted to directly, `concurrency` invocations in flight; returns the throughput and the
 /// handler's VmRSS afterwards.
 async fn measure_direct(binary: &Path, count: usize, concurrency: usize) -> (Throughput, u64) {
-    let stack = e2e::bench::unthrottled_stack(VAULT).await;
+    let stack = keyturn_e2e::bench::unthrottled_stack(VAULT).await;
     let secrets = seed(&stack, "direct", count);
     let port = free_port();
     let handler = spawn(binary, port, &handler_settings(&stack));
@@ -229,7 +229,7 @@ async fn measure_direct(binary: &Path, count: usize, concurrency: usize) -> (Thr
             .iter()
             .enumerate()
             .map(|(i, (name, version, exp))| {
-                let event = e2e::secret_near_expiry(&format!("bench-{i}"), VAULT, name, version, *exp);
+                let event = keyturn_e2e::secret_near_expiry(&format!("bench-{i}"), VAULT, name, version, *exp);
                 serde_json::to_vec(&InvocationRequest::for_event(event.to_value())).unwrap()
             })
             .collect(),
@@ -279,7 +279,7 @@ async fn measure_direct(binary: &Path, count: usize, concurrency: usize) -> (Thr
 
 /// Runs every measurement with `binary` (a `near-expiry` executable).
 pub(crate) async fn run(config: Config, binary: &Path) -> Report {
-    let env_stack = e2e::bench::unthrottled_stack(VAULT).await;
+    let env_stack = keyturn_e2e::bench::unthrottled_stack(VAULT).await;
     let env = handler_settings(&env_stack);
     let (start_to_ready, idle_rss_kb) = tokio::task::block_in_place(|| measure_starts(binary, &env, config.starts));
     env_stack.shutdown().await;
@@ -330,7 +330,7 @@ fn print(report: &Report, config: &Config) {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let binary = e2e::bench::release_binary(FUNCTION);
+    let binary = keyturn_e2e::bench::release_binary(FUNCTION);
     let config = Config::full();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let report = runtime.block_on(run(config, &binary));

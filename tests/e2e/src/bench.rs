@@ -24,9 +24,9 @@ pub fn release_binary(name: &str) -> PathBuf {
 ///
 /// # Panics
 /// When the stack cannot start.
-pub async fn unthrottled_stack(vault: &str) -> local::stack::LocalStack {
-    let options = local::eventgrid::EventGridOptions { time_scale: 0.001, ..Default::default() };
-    local::stack::LocalStack::start(local::keyvault::KeyVaultEmulator::builder().vault(vault).no_throttling(), options)
+pub async fn unthrottled_stack(vault: &str) -> keyturn_local::stack::LocalStack {
+    let options = keyturn_local::eventgrid::EventGridOptions { time_scale: 0.001, ..Default::default() };
+    keyturn_local::stack::LocalStack::start(keyturn_local::keyvault::KeyVaultEmulator::builder().vault(vault).no_throttling(), options)
         .await
         .unwrap_or_else(|error| panic!("the local stack: {error}"))
 }
@@ -36,16 +36,16 @@ pub async fn unthrottled_stack(vault: &str) -> local::stack::LocalStack {
 /// # Panics
 /// When the vault refuses it.
 pub fn seed_opted_in(
-    stack: &local::stack::LocalStack,
+    stack: &keyturn_local::stack::LocalStack,
     vault: &str,
     name: &str,
     value: String,
     exp: chrono::DateTime<chrono::Utc>,
 ) -> String {
-    let spec = local::keyvault::SecretSpec {
+    let spec = keyturn_local::keyvault::SecretSpec {
         value,
         content_type: None,
-        attributes: local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
+        attributes: keyturn_local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
         tags: crate::tags(&[
             ("KeyturnRotation", "generated"),
             ("ValidityPeriodDays", "60"),

@@ -8,13 +8,13 @@
 //! - `src/lib.rs`: these helpers.
 //! - `src/receivers.rs`: real notification receivers (an HTTP sink and an SMTP server).
 //! - `src/bench.rs`: what the benches share (building the release binary they measure).
-//! - `src/bin/probe-handler.rs`: a test-only handler on `host::run` whose behaviour the event subject steers.
+//! - `src/bin/probe-handler.rs`: a test-only handler on `keyturn_host::run` whose behaviour the event subject steers.
 //! - `tests/functions_host.rs`: every fixture and every failure path through the stand-in into a real process.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use local::functions_host::{FunctionApp, FunctionsHost, FunctionsHostBuilder};
+use keyturn_local::functions_host::{FunctionApp, FunctionsHost, FunctionsHostBuilder};
 use serde_json::Value;
 
 /// The repository root (the folder holding host.json and function-definitions/).
@@ -164,7 +164,7 @@ pub const NEAR_EXPIRY_EVENT_TYPES: [&str; 3] = [
 /// [`Chain::shutdown`] stops both gracefully.
 #[derive(Debug)]
 pub struct Chain {
-    pub stack: local::stack::LocalStack,
+    pub stack: keyturn_local::stack::LocalStack,
     pub host: FunctionsHost,
     pub function: String,
 }
@@ -176,7 +176,7 @@ impl Chain {
     /// # Panics
     /// When the handler does not become ready or the subscription is refused.
     pub async fn start(
-        stack: local::stack::LocalStack,
+        stack: keyturn_local::stack::LocalStack,
         function: &str,
         binary: &Path,
         event_types: &[&str],
@@ -190,14 +190,14 @@ impl Chain {
         let endpoint = url::Url::parse(&host.webhook_url(function))
             .unwrap_or_else(|error| panic!("the stand-in's webhook URL is not a URL: {error}"));
         let subscription =
-            local::eventgrid::Subscription::new(function, endpoint, local::eventgrid::EndpointKind::AzureFunction)
+            keyturn_local::eventgrid::Subscription::new(function, endpoint, keyturn_local::eventgrid::EndpointKind::AzureFunction)
                 .event_types(event_types.iter().copied());
         stack.grid().subscribe(subscription).await.unwrap_or_else(|error| panic!("subscribing {function}: {error}"));
         Chain { stack, host, function: function.to_owned() }
     }
 
     /// Delivery attempts to this chain's subscription so far.
-    pub fn attempts(&self) -> Vec<local::eventgrid::Attempt> {
+    pub fn attempts(&self) -> Vec<keyturn_local::eventgrid::Attempt> {
         self.stack.grid().attempts().into_iter().filter(|attempt| attempt.subscription == self.function).collect()
     }
 
@@ -294,7 +294,7 @@ impl Chain {
             .output()
             .lines()
             .into_iter()
-            .filter(|line| line.stream == local::functions_host::Stream::InvocationLog)
+            .filter(|line| line.stream == keyturn_local::functions_host::Stream::InvocationLog)
             .map(|line| line.text)
             .collect()
     }
@@ -346,7 +346,7 @@ impl Chain {
 ///
 /// # Panics
 /// When a vault cannot be listed.
-pub fn all_secret_values(stack: &local::stack::LocalStack, vaults: &[&str]) -> Vec<String> {
+pub fn all_secret_values(stack: &keyturn_local::stack::LocalStack, vaults: &[&str]) -> Vec<String> {
     let store = stack.emulator().store();
     vaults
         .iter()
@@ -388,14 +388,14 @@ pub fn assert_no_value_in(texts: &[String], values: &[String]) {
 /// # Panics
 /// When the names are not valid Key Vault names.
 pub fn secret_event(
-    event_type: events::KeyVaultEventType,
+    event_type: keyturn_events::KeyVaultEventType,
     id: &str,
     vault: &str,
     name: &str,
     version: &str,
     exp: Option<chrono::DateTime<chrono::Utc>>,
-) -> events::Event {
-    use events::{Event, KeyVaultEvent, ObjectKind, Payload, Schema, VaultObject};
+) -> keyturn_events::Event {
+    use keyturn_events::{Event, KeyVaultEvent, ObjectKind, Payload, Schema, VaultObject};
     let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, exp)
         .unwrap_or_else(|error| panic!("{vault}/{name}/{version} is not a vault object: {error}"));
     Event {
@@ -418,8 +418,8 @@ pub fn secret_near_expiry(
     name: &str,
     version: &str,
     exp: chrono::DateTime<chrono::Utc>,
-) -> events::Event {
-    secret_event(events::KeyVaultEventType::SecretNearExpiry, id, vault, name, version, Some(exp))
+) -> keyturn_events::Event {
+    secret_event(keyturn_events::KeyVaultEventType::SecretNearExpiry, id, vault, name, version, Some(exp))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -430,11 +430,11 @@ pub fn secret_near_expiry(
 ///
 /// # Panics
 /// When the stack cannot start.
-pub async fn fast_stack(vaults: &[&str]) -> local::stack::LocalStack {
+pub async fn fast_stack(vaults: &[&str]) -> keyturn_local::stack::LocalStack {
     let builder =
-        vaults.iter().fold(local::keyvault::KeyVaultEmulator::builder(), |builder, vault| builder.vault(*vault));
-    let grid = local::eventgrid::EventGridOptions { time_scale: 0.001, ..Default::default() };
-    local::stack::LocalStack::start(builder, grid).await.unwrap_or_else(|error| panic!("the local stack: {error}"))
+        vaults.iter().fold(keyturn_local::keyvault::KeyVaultEmulator::builder(), |builder, vault| builder.vault(*vault));
+    let grid = keyturn_local::eventgrid::EventGridOptions { time_scale: 0.001, ..Default::default() };
+    keyturn_local::stack::LocalStack::start(builder, grid).await.unwrap_or_else(|error| panic!("the local stack: {error}"))
 }
 
 /// Short retries for a handler's app settings, so a failing call comes back to Event Grid in well under a second.
@@ -460,7 +460,7 @@ pub fn tags(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String
 /// # Panics
 /// When the vault refuses it.
 pub fn seed_secret(
-    stack: &local::stack::LocalStack,
+    stack: &keyturn_local::stack::LocalStack,
     vault: &str,
     name: &str,
     value: &str,
@@ -468,10 +468,10 @@ pub fn seed_secret(
     tags: std::collections::BTreeMap<String, String>,
 ) -> String {
     let exp = stack.emulator().clock().now() + chrono::TimeDelta::days(days);
-    let spec = local::keyvault::SecretSpec {
+    let spec = keyturn_local::keyvault::SecretSpec {
         value: value.to_owned(),
         content_type: Some("text/plain".to_owned()),
-        attributes: local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
+        attributes: keyturn_local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
         tags,
     };
     store_secret(stack, vault, name, spec)
@@ -482,10 +482,10 @@ pub fn seed_secret(
 /// # Panics
 /// When the vault refuses it.
 pub fn store_secret(
-    stack: &local::stack::LocalStack,
+    stack: &keyturn_local::stack::LocalStack,
     vault: &str,
     name: &str,
-    spec: local::keyvault::SecretSpec,
+    spec: keyturn_local::keyvault::SecretSpec,
 ) -> String {
     stack
         .emulator()
@@ -501,18 +501,18 @@ pub fn store_secret(
 /// # Panics
 /// When the vault refuses it.
 pub fn seed_rsa_key(
-    stack: &local::stack::LocalStack,
+    stack: &keyturn_local::stack::LocalStack,
     vault: &str,
     name: &str,
     days: i64,
     tags: std::collections::BTreeMap<String, String>,
 ) -> String {
     let exp = stack.emulator().clock().now() + chrono::TimeDelta::days(days);
-    let input = local::keyvault::keys::KeySpecInput {
+    let input = keyturn_local::keyvault::keys::KeySpecInput {
         kty: "RSA".into(),
-        spec: local::keyvault::crypto::KeySpec::Rsa(2048),
+        spec: keyturn_local::keyvault::crypto::KeySpec::Rsa(2048),
         key_ops: None,
-        attributes: local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
+        attributes: keyturn_local::keyvault::store::AttributeInput { exp: Some(exp.timestamp()), ..Default::default() },
         tags,
     };
     stack

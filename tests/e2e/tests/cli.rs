@@ -3,7 +3,7 @@
 //! running (twice at once) and stopped with SIGINT, and `check` over a vault of hundreds of objects that must
 //! not change.
 //!
-//! The binary is the one `cargo build --workspace` leaves in target/<profile>/ (`e2e::workspace_binary`).
+//! The binary is the one `cargo build --workspace` leaves in target/<profile>/ (`keyturn_e2e::workspace_binary`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use e2e::{client, deliver, host_for, repo_root, workspace_binary};
-use local::functions_host::{FunctionApp, FunctionsHost};
-use local::keyvault::certs::{IssuerParams, X509Props};
-use local::keyvault::crypto::{Curve, KeySpec};
-use local::keyvault::keys::KeySpecInput;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{CertificatePolicy, KeyVaultEmulator, SecretSpec};
+use keyturn_e2e::{client, deliver, host_for, repo_root, workspace_binary};
+use keyturn_local::functions_host::{FunctionApp, FunctionsHost};
+use keyturn_local::keyvault::certs::{IssuerParams, X509Props};
+use keyturn_local::keyvault::crypto::{Curve, KeySpec};
+use keyturn_local::keyvault::keys::KeySpecInput;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{CertificatePolicy, KeyVaultEmulator, SecretSpec};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -395,7 +395,7 @@ fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn seed(kv: &local::keyvault::RunningEmulator) {
+fn seed(kv: &keyturn_local::keyvault::RunningEmulator) {
     let store = kv.store();
     let now = kv.clock().now().timestamp();
     let day = 86_400;
@@ -443,7 +443,7 @@ fn seed(kv: &local::keyvault::RunningEmulator) {
 
 /// The vault's whole state. Certificates are issued lazily, on the first read after their delay: settle them
 /// first, so the snapshot compares content, not the emulator's bookkeeping.
-fn snapshot(kv: &local::keyvault::RunningEmulator) -> Value {
+fn snapshot(kv: &keyturn_local::keyvault::RunningEmulator) -> Value {
     kv.store().current_objects();
     serde_json::to_value(&*kv.store().vault(VAULT).unwrap().read()).unwrap()
 }

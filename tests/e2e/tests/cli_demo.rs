@@ -4,7 +4,7 @@
 //! does not happen (a wrong binary posing as new-version) must exit 1 naming it. Without its handler binaries
 //! and outside a cargo target directory it must exit 4 naming the command that builds them.
 //!
-//! The binaries are those `cargo build --workspace` leaves in target/<profile>/ (`e2e::workspace_binary`),
+//! The binaries are those `cargo build --workspace` leaves in target/<profile>/ (`keyturn_e2e::workspace_binary`),
 //! so the demo finds its handlers beside keyturn and builds nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::{bounded, repo_root, workspace_binary};
+use keyturn_e2e::{bounded, repo_root, workspace_binary};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -295,6 +295,6 @@ async fn demo_help_has_examples() {
         .unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0));
-    assert!(help.contains("cargo run --release -p cli -- demo"), "{help}");
+    assert!(help.contains("cargo run --release -p keyturn-cli -- demo"), "{help}");
     assert!(help.contains("--no-build") && help.contains("--timeout"), "{help}");
 }

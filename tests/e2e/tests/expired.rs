@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use e2e::receivers::{HttpSink, Received, SmtpSink};
-use e2e::{
+use keyturn_e2e::receivers::{HttpSink, Received, SmtpSink};
+use keyturn_e2e::{
     Chain, EXPIRED_EVENT_TYPES, bounded, fast_stack, secret_event, seed_rsa_key, seed_secret, tags, workspace_binary,
 };
-use events::{Event, KeyVaultEventType};
-use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
-use local::keyvault::store::AttributeInput;
-use local::stack::LocalStack;
+use keyturn_events::{Event, KeyVaultEventType};
+use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::stack::LocalStack;
 use serde_json::Value;
 
 const FUNCTION: &str = "expired";

@@ -1,4 +1,4 @@
-//! The Functions host stand-in driving a real handler process (`probe-handler`, on `host::run`): every fixture
+//! The Functions host stand-in driving a real handler process (`probe-handler`, on `keyturn_host::run`): every fixture
 //! in both schemas, batches of one and of many, payload variants, the handshakes, and every failure path the
 //! real host has: failed and panicking invocations, a killed process, exit codes 0 and 200, three crashes,
 //! functionTimeout.
@@ -10,8 +10,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use e2e::{Answer, Fixture, client, deliver, fixtures, host_for};
-use local::functions_host::{FunctionsHost, InvocationRecord, Stream, WorkerStatus};
+use keyturn_e2e::{Answer, Fixture, client, deliver, fixtures, host_for};
+use keyturn_local::functions_host::{FunctionsHost, InvocationRecord, Stream, WorkerStatus};
 use serde_json::{Value, json};
 
 const FUNCTION: &str = "test-event";
@@ -451,7 +451,7 @@ async fn a_missing_executable_fails_start_with_its_path() {
 
 #[test]
 fn workspace_binaries_are_found_beside_the_test_executable() {
-    assert_eq!(e2e::workspace_binary("probe-handler"), probe());
+    assert_eq!(keyturn_e2e::workspace_binary("probe-handler"), probe());
 }
 
 fn kill(pid: u32, signal: nix::sys::signal::Signal) {

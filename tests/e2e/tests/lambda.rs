@@ -1,5 +1,5 @@
 //! The real handler binaries as AWS Lambda runs them: `target/<profile>/near-expiry` (and `expired`) polling
-//! the local Lambda Runtime API (`local::lambda`), behind its function URL, subscribed in the Event Grid
+//! the local Lambda Runtime API (`keyturn_local::lambda`), behind its function URL, subscribed in the Event Grid
 //! emulator as a WebHook with the shared secret as a static delivery header, reaching the Key Vault emulator
 //! over HTTPS with a managed identity token, exactly as under the Functions host stand-in.
 //!
@@ -14,16 +14,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use e2e::receivers::HttpSink;
-use e2e::{
+use keyturn_e2e::receivers::HttpSink;
+use keyturn_e2e::{
     EXPIRED_EVENT_TYPES, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, counting_relay,
     fast_stack, seed_secret, tags, workspace_binary,
 };
-use events::Schema;
-use local::eventgrid::{Attempt, EndpointKind, Subscription};
-use local::keyvault::{FaultRule, Faults, OperationKind};
-use local::lambda::{Completion, LocalLambda};
-use local::stack::LocalStack;
+use keyturn_events::Schema;
+use keyturn_local::eventgrid::{Attempt, EndpointKind, Subscription};
+use keyturn_local::keyvault::{FaultRule, Faults, OperationKind};
+use keyturn_local::lambda::{Completion, LocalLambda};
+use keyturn_local::stack::LocalStack;
 use serde_json::Value;
 
 const VAULT: &str = "kv-one";

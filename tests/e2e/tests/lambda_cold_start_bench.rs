@@ -12,8 +12,8 @@ mod bench;
 #[tokio::test(flavor = "multi_thread")]
 async fn the_bench_works_on_a_few_iterations() {
     let config = bench::Config::smoke();
-    let binary = e2e::workspace_binary("near-expiry");
-    let report = e2e::bounded(Duration::from_secs(120), bench::run(config, &binary)).await;
+    let binary = keyturn_e2e::workspace_binary("near-expiry");
+    let report = keyturn_e2e::bounded(Duration::from_secs(120), bench::run(config, &binary)).await;
     assert_eq!((report.cold.len(), report.init.len(), report.warm.len()), (config.starts, config.starts, config.warm));
     // Init is part of the cold start, never more.
     assert!(report.init.iter().zip(&report.cold).all(|(init, cold)| init <= cold), "{report:?}");

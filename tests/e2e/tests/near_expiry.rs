@@ -15,17 +15,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use e2e::{
+use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, assert_no_value_in, bounded, counting_relay, fast_retries, fast_stack,
     secret_near_expiry, seed_rsa_key, seed_secret, tags, workspace_binary,
 };
-use events::delivery;
-use local::eventgrid::EventGridOptions;
-use local::functions_host::InvocationError;
-use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
-use local::stack::LocalStack;
+use keyturn_events::delivery;
+use keyturn_local::eventgrid::EventGridOptions;
+use keyturn_local::functions_host::InvocationError;
+use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
+use keyturn_local::stack::LocalStack;
 use serde_json::Value;
 
 const FUNCTION: &str = "near-expiry";
@@ -78,7 +78,7 @@ fn epoch(seconds: i64) -> DateTime<Utc> {
 
 /// Every value a secret of the vault has ever held (seeded and generated), for the leak scan.
 fn all_secret_values(stack: &LocalStack, vault: &str) -> Vec<String> {
-    e2e::all_secret_values(stack, &[vault])
+    keyturn_e2e::all_secret_values(stack, &[vault])
 }
 
 /// No secret value in anything the handler wrote (stdout, stderr, invocation logs), in any invocation the host

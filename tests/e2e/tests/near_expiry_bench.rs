@@ -12,8 +12,8 @@ mod bench;
 #[tokio::test(flavor = "multi_thread")]
 async fn the_bench_works_on_a_few_iterations() {
     let config = bench::Config::smoke();
-    let binary = e2e::workspace_binary("near-expiry");
-    let report = e2e::bounded(Duration::from_secs(120), bench::run(config, &binary)).await;
+    let binary = keyturn_e2e::workspace_binary("near-expiry");
+    let report = keyturn_e2e::bounded(Duration::from_secs(120), bench::run(config, &binary)).await;
     assert_eq!(report.start_to_ready.len(), config.starts);
     assert!(report.idle_rss_kb > 0 && report.rss_after_kb > 0);
     assert_eq!(report.chain.rotations, config.chain_secrets);

@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use e2e::receivers::{HttpSink, Received, WEBHOOK_SECRET};
-use e2e::{
+use keyturn_e2e::receivers::{HttpSink, Received, WEBHOOK_SECRET};
+use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
     seed_secret, tags, workspace_binary,
 };
-use local::stack::LocalStack;
+use keyturn_local::stack::LocalStack;
 use serde_json::Value;
 
 const FUNCTION: &str = "near-expiry";
@@ -47,7 +47,7 @@ fn a_day_passes(stack: &LocalStack) {
     stack.emulator().clock().advance(TimeDelta::days(1).to_std().unwrap());
 }
 
-fn latest(stack: &LocalStack, name: &str) -> local::keyvault::secrets::SecretView {
+fn latest(stack: &LocalStack, name: &str) -> keyturn_local::keyvault::secrets::SecretView {
     stack.emulator().store().get_secret(VAULT, name, None).unwrap()
 }
 
@@ -119,7 +119,7 @@ async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_ever
         let [broken_line] = line("broken-policy").try_into().unwrap();
         assert!(broken_line.starts_with(&format!("rejected: secret {VAULT}/broken-policy: ")), "{broken_line}");
         assert!(broken_line.ends_with("; notified 3 channels"), "{broken_line}");
-        assert!(chain.attempts().iter().all(|a| a.status.is_some_and(events::delivery::is_success)), "{:#?}", chain.attempts());
+        assert!(chain.attempts().iter().all(|a| a.status.is_some_and(keyturn_events::delivery::is_success)), "{:#?}", chain.attempts());
 
         let mut texts = chain.everything_recorded();
         texts.extend(bodies(&[&sink]));

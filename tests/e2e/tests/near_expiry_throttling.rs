@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, workspace_binary};
-use local::eventgrid::EventGridOptions;
-use local::functions_host::Stream;
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, SecretSpec, Throttling};
-use local::stack::LocalStack;
+use keyturn_e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, workspace_binary};
+use keyturn_local::eventgrid::EventGridOptions;
+use keyturn_local::functions_host::Stream;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{KeyVaultEmulator, SecretSpec, Throttling};
+use keyturn_local::stack::LocalStack;
 
 const FUNCTION: &str = "near-expiry";
 const VAULT: &str = "kv-one";

@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use e2e::receivers::{HttpSink, Received};
-use e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, secret_event, tags, workspace_binary};
-use events::{Event, KeyVaultEventType};
-use local::keyvault::SecretSpec;
-use local::keyvault::store::AttributeInput;
-use local::stack::LocalStack;
+use keyturn_e2e::receivers::{HttpSink, Received};
+use keyturn_e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, secret_event, tags, workspace_binary};
+use keyturn_events::{Event, KeyVaultEventType};
+use keyturn_local::keyvault::SecretSpec;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::stack::LocalStack;
 
 const FUNCTION: &str = "new-version";
 const VAULTS: [&str; 4] = ["kv-one", "kv-two", "kv-dr", "kv-evil"];
@@ -193,9 +193,9 @@ async fn a_key_is_notified_but_never_mirrored_and_the_answer_says_why() {
         let sink = HttpSink::start().await;
         let chain = chain(&sink).await;
         let store = chain.stack.emulator().store();
-        let input = local::keyvault::keys::KeySpecInput {
+        let input = keyturn_local::keyvault::keys::KeySpecInput {
             kty: "RSA".into(),
-            spec: local::keyvault::crypto::KeySpec::Rsa(2048),
+            spec: keyturn_local::keyvault::crypto::KeySpec::Rsa(2048),
             key_ops: None,
             attributes: AttributeInput::default(),
             tags: tags(&[("KeyturnMirror", "kv-two")]),

@@ -27,13 +27,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use e2e::{
+use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
     secret_near_expiry, seed_secret, tags, workspace_binary,
 };
-use local::eventgrid::EventGridOptions;
-use local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
-use local::stack::LocalStack;
+use keyturn_local::eventgrid::EventGridOptions;
+use keyturn_local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
+use keyturn_local::stack::LocalStack;
 use tokio::net::{TcpListener, TcpStream};
 
 const FUNCTION: &str = "near-expiry";

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use e2e::receivers::{HttpSink, Received, SmtpSink};
-use e2e::{Chain, bounded, fast_stack, secret_event, workspace_binary};
-use events::event::TEST_EVENT_TYPE;
-use events::{Event, KeyVaultEventType, ObjectKind, Schema, VaultObject};
-use local::eventgrid::{EndpointKind, Subscription};
-use local::keyvault::SecretSpec;
-use local::keyvault::store::AttributeInput;
+use keyturn_e2e::receivers::{HttpSink, Received, SmtpSink};
+use keyturn_e2e::{Chain, bounded, fast_stack, secret_event, workspace_binary};
+use keyturn_events::event::TEST_EVENT_TYPE;
+use keyturn_events::{Event, KeyVaultEventType, ObjectKind, Schema, VaultObject};
+use keyturn_local::eventgrid::{EndpointKind, Subscription};
+use keyturn_local::keyvault::SecretSpec;
+use keyturn_local::keyvault::store::AttributeInput;
 
 const FUNCTION: &str = "test-event";
 const VAULT: &str = "kv-one";
@@ -256,7 +256,7 @@ async fn chain_with_blob_lock(account_url: &str, extra_ca: Option<&std::path::Pa
 async fn the_lock_check_takes_and_releases_a_blob_lease_in_the_configured_storage() {
     bounded(Duration::from_secs(120), async {
         // Azurite, started by ./scripts/test (scripts/lib/azurite.sh), HTTPS with its own CA and --oauth basic.
-        let missing = "run ./scripts/test, which starts Azurite (or: scripts/lib/azurite.sh cargo nextest run -p e2e)";
+        let missing = "run ./scripts/test, which starts Azurite (or: scripts/lib/azurite.sh cargo nextest run -p keyturn-e2e)";
         let url = std::env::var("KEYTURN_TEST_AZURITE_BLOB_URL")
             .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_BLOB_URL is not set: {missing}"));
         let ca = std::env::var("KEYTURN_TEST_AZURITE_CA_FILE")

@@ -1,19 +1,19 @@
 //! `keyturn check`: a read-only survey of one or more vaults. For every secret, key and certificate: its
-//! current version, its expiry, its policy read by the same parser the handlers use (`rotation::policy`),
+//! current version, its expiry, its policy read by the same parser the handlers use (`keyturn_rotation::policy`),
 //! and what near-expiry, expired and new-version would do with it.
 //!
 //! Only list and get-metadata calls are made (never a secret's value, never a write): Key Vault Reader is
-//! enough. Listings follow every page (`vault::Inventory`).
+//! enough. Listings follow every page (`keyturn_vault::Inventory`).
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use events::ObjectKind;
+use keyturn_events::ObjectKind;
 use futures::StreamExt;
-use rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
+use keyturn_rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
 use serde_json::{Value, json};
-use vault::model::{CertificatePolicy, KeyRotationPolicy, Tags};
-use vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
+use keyturn_vault::model::{CertificatePolicy, KeyRotationPolicy, Tags};
+use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
 
 use crate::exit::{Failure, Status};
 use crate::output::{self, Output, Tone};
@@ -118,7 +118,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     let (settings, selected) = settings(&args)?;
     let vault = AzureKeyVault::from_settings(&settings)
         .map_err(|error| Failure::setup(format!("cannot reach the vaults: {error}")))?;
-    let providers = rotation::Providers::standard();
+    let providers = keyturn_rotation::Providers::standard();
     let provider_names = providers.names();
     let now = Utc::now();
     let mut rows = Vec::new();
@@ -177,11 +177,11 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
 }
 
 /// The settings, as the handlers read them, with the vaults this run asks for; and the names to check.
-fn settings(args: &Args) -> Result<(config::Settings, Vec<String>), Failure> {
+fn settings(args: &Args) -> Result<(keyturn_config::Settings, Vec<String>), Failure> {
     let configured = std::env::var("KEYTURN_VAULTS").unwrap_or_default();
     let (vaults, selected) = select_vaults(&configured, &args.vaults)?;
     let ca_file = args.ca_file.as_ref().map(|p| p.display().to_string());
-    let settings = config::Settings::from_lookup(|name| match name {
+    let settings = keyturn_config::Settings::from_lookup(|name| match name {
         "KEYTURN_VAULTS" => Some(vaults.clone()),
         "KEYTURN_CA_FILE" if ca_file.is_some() => ca_file.clone(),
         // A person at a terminal is usually signed in with `az login`; a handler never gets this default.
@@ -247,7 +247,7 @@ async fn read_facts(
     collection: Collection,
     item: Listed,
 ) -> Result<Facts, (String, String)> {
-    let fail = |error: vault::VaultError| (item.name.clone(), error.to_string());
+    let fail = |error: keyturn_vault::VaultError| (item.name.clone(), error.to_string());
     let kind = match collection {
         Collection::Secrets => ObjectKind::Secret,
         Collection::Keys => ObjectKind::Key,
@@ -255,7 +255,7 @@ async fn read_facts(
     };
     let versions = vault.versions(name, collection, &item.name).await.map_err(fail)?;
     let mut listed = item.clone();
-    if let Some(current) = vault::inventory::current(&versions) {
+    if let Some(current) = keyturn_vault::inventory::current(&versions) {
         listed = Listed { name: item.name.clone(), ..current.clone() };
     }
     let opted_in = matches!(Policy::from_tags(kind, &listed.tags).map(|p| p.rotation), Ok(Rotation::Enabled));

@@ -22,15 +22,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use local::eventgrid::EventGridOptions;
-use local::functions_host::FunctionApp;
-use local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
-use local::keyvault::crypto::KeySpec;
-use local::keyvault::keys::{Action, KeySpecInput, LifetimeAction, Trigger};
-use local::keyvault::store::AttributeInput;
-use local::keyvault::{KeyVaultEmulator, ObjectKind, SecretSpec, VaultError, VaultStore};
-use local::stack::LocalStack;
-use rotation::policy::{self, CANARY_RESULT, REPLICA_OF, ROTATED_FROM};
+use keyturn_local::eventgrid::EventGridOptions;
+use keyturn_local::functions_host::FunctionApp;
+use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
+use keyturn_local::keyvault::crypto::KeySpec;
+use keyturn_local::keyvault::keys::{Action, KeySpecInput, LifetimeAction, Trigger};
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::keyvault::{KeyVaultEmulator, ObjectKind, SecretSpec, VaultError, VaultStore};
+use keyturn_local::stack::LocalStack;
+use keyturn_rotation::policy::{self, CANARY_RESULT, REPLICA_OF, ROTATED_FROM};
 use serde_json::Value;
 
 use crate::commands::dev::{self, Running};
@@ -40,7 +40,7 @@ use crate::output::{self, Output, Tone};
 
 const AFTER_HELP: &str = "\
 Examples:
-  cargo run --release -p cli -- demo   # from a fresh clone: builds the handlers once, then runs
+  cargo run --release -p keyturn-cli -- demo   # from a fresh clone: builds the handlers once, then runs
   keyturn demo                          # the handlers beside keyturn (target/<profile>/)
   keyturn demo --no-build || echo FAIL  # a smoke test: exit 0 only if every step happened
 
@@ -469,7 +469,7 @@ struct VersionInfo {
 
 /// Every version of an object, oldest first; none when it does not exist.
 fn versions(store: &VaultStore, kind: ObjectKind, vault: &str, name: &str) -> Vec<VersionInfo> {
-    fn info<D>(version: &local::keyvault::store::Version<D>) -> VersionInfo {
+    fn info<D>(version: &keyturn_local::keyvault::store::Version<D>) -> VersionInfo {
         VersionInfo { id: version.version.clone(), exp: version.attributes.exp, tags: version.tags.clone() }
     }
     let listed = match kind {
@@ -515,8 +515,8 @@ impl Received {
     /// Checks `body` against its `X-Keyturn-Signature` header with `secret`, as of `now`.
     fn check(secret: &[u8], signature: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Self {
         let verified = match signature {
-            None => Err(format!("no {} header", notify::SIGNATURE_HEADER)),
-            Some(header) => notify::verify_signature(secret, header, body, now).map_err(|error| error.to_string()),
+            None => Err(format!("no {} header", keyturn_notify::SIGNATURE_HEADER)),
+            Some(header) => keyturn_notify::verify_signature(secret, header, body, now).map_err(|error| error.to_string()),
         };
         Self { verified, body: serde_json::from_slice(body).ok() }
     }
@@ -542,7 +542,7 @@ impl Sink {
             warp::post()
                 .and(warp::path(SINK_PATH))
                 .and(warp::path::end())
-                .and(warp::header::optional::<String>(notify::SIGNATURE_HEADER))
+                .and(warp::header::optional::<String>(keyturn_notify::SIGNATURE_HEADER))
                 .and(warp::body::bytes())
                 .map(move |signature: Option<String>, body: warp::hyper::body::Bytes| {
                     let request = Received::check(secret.as_bytes(), signature.as_deref(), &body, Utc::now());
@@ -638,8 +638,8 @@ struct Observed<'a> {
     seeded: &'a [Seeded],
     answers: Vec<Answer>,
     received: Vec<Received>,
-    attempts: Vec<local::eventgrid::Attempt>,
-    dead_letters: Vec<local::eventgrid::DeadLetter>,
+    attempts: Vec<keyturn_local::eventgrid::Attempt>,
+    dead_letters: Vec<keyturn_local::eventgrid::DeadLetter>,
     canary_version: Option<&'a str>,
 }
 
@@ -1132,7 +1132,7 @@ mod tests {
     fn the_sink_accepts_only_what_the_channel_secret_signed_recently() {
         let body = br#"{"severity":"critical","object":{"vault":"kv-demo","name":"x"}}"#;
         let now = Utc::now();
-        let header = notify::sign(b"0123456789abcdef0123", now.timestamp(), body);
+        let header = keyturn_notify::sign(b"0123456789abcdef0123", now.timestamp(), body);
         let good = Received::check(b"0123456789abcdef0123", Some(&header), body, now);
         assert_eq!(good.verified, Ok(()));
         assert_eq!(good.field("/object/vault"), "kv-demo");

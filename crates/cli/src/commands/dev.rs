@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use local::eventgrid::{EndpointKind, EventGridOptions, SubjectFilter, Subscription};
-use local::functions_host::{FunctionApp, FunctionsHost};
-use local::keyvault::KeyVaultEmulator;
-use local::stack::LocalStack;
+use keyturn_local::eventgrid::{EndpointKind, EventGridOptions, SubjectFilter, Subscription};
+use keyturn_local::functions_host::{FunctionApp, FunctionsHost};
+use keyturn_local::keyvault::KeyVaultEmulator;
+use keyturn_local::stack::LocalStack;
 use serde_json::json;
 
 use crate::dev_state::{self, DevState};

@@ -188,7 +188,7 @@ pub fn package(root: &Path, out: &Path, handler: &Handler, executable: &Path) ->
 
     let host_json = root.join("host.json");
     std::fs::copy(&host_json, folder.join("host.json")).map_err(|e| io("cannot copy", &host_json, e))?;
-    let definition = root.join(local::functions_host::DEFINITIONS_DIR).join(handler.name).join("function.json");
+    let definition = root.join(keyturn_local::functions_host::DEFINITIONS_DIR).join(handler.name).join("function.json");
     std::fs::copy(&definition, function_dir.join("function.json")).map_err(|e| io("cannot copy", &definition, e))?;
     let target = folder.join(EXECUTABLE);
     std::fs::copy(executable, &target).map_err(|e| io("cannot copy", executable, e))?;
@@ -285,7 +285,7 @@ pub fn validate(folder: &Path, function: &str) -> Vec<String> {
 
     // Last, the same reader the Functions host stand-in uses: what it cannot load, a host would not run.
     if problems.is_empty() {
-        match local::functions_host::FunctionApp::load(folder) {
+        match keyturn_local::functions_host::FunctionApp::load(folder) {
             Ok(app) => {
                 let names: Vec<&str> = app.functions().map(|f| f.name.as_str()).collect();
                 if names != [function] {

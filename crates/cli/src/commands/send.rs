@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
-use events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, Payload, Schema, VaultObject};
+use keyturn_events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, Payload, Schema, VaultObject};
 use serde_json::{Value, json};
 
 use crate::dev_state::{self, DevState};
@@ -313,7 +313,7 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, Failure> {
         source,
         time: Some(now),
         schema,
-        payload: Payload::KeyVault(events::KeyVaultEvent { event_type, object }),
+        payload: Payload::KeyVault(keyturn_events::KeyVaultEvent { event_type, object }),
     })
 }
 
@@ -499,7 +499,7 @@ mod tests {
 
         let a = args(&["test-event", "--vault", "kv-one", "--secret", "keyturn-canary"]);
         let event = build_event(&a, now()).unwrap();
-        assert_eq!(event.event_type(), events::TEST_EVENT_TYPE);
+        assert_eq!(event.event_type(), keyturn_events::TEST_EVENT_TYPE);
         assert_eq!(event.test_object().unwrap().unwrap().name(), "keyturn-canary");
     }
 

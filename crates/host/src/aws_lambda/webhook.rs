@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use events::delivery::{self, DeliveryKind};
+use keyturn_events::delivery::{self, DeliveryKind};
 use futures::future::join_all;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
@@ -245,7 +245,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use events::Event;
+    use keyturn_events::Event;
     use http::HeaderValue;
 
     use super::*;

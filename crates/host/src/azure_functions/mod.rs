@@ -331,7 +331,7 @@ fn envelope_event(body: &[u8]) -> Result<Value, EnvelopeError> {
     if !body.is_object() {
         return Err(EnvelopeError::NotAnInvocation(format!(
             "expected a JSON object, found {}",
-            events::json_kind(&body)
+            keyturn_events::json_kind(&body)
         )));
     }
     let mut request: InvocationRequest =

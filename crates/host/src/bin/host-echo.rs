@@ -1,5 +1,5 @@
 //! The smallest keyturn handler, run as the function `echo`: it shows the wiring every handler's `main` does
-//! (load configuration once, then [`host::run`]), and the host's process tests run it to check what only a
+//! (load configuration once, then [`keyturn_host::run`]), and the host's process tests run it to check what only a
 //! real process shows: exit codes, signals, readiness, stdout/stderr.
 //!
 //! Configuration: `HOST_ECHO_GREETING` (required). A Key Vault event is answered `done: <greeting> <event id>`;
@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use events::{Event, Payload};
-use host::{HandlerError, Outcome};
+use keyturn_events::{Event, Payload};
+use keyturn_host::{HandlerError, Outcome};
 
 struct Config {
     greeting: String,
@@ -71,6 +71,6 @@ async fn echo(event: Event, config: Arc<Config>) -> Result<Outcome, HandlerError
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    host::init_logging();
-    host::run("echo", load_config(), echo).await
+    keyturn_host::init_logging();
+    keyturn_host::run("echo", load_config(), echo).await
 }

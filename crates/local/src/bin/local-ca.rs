@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use local::tls::LocalCa;
+use keyturn_local::tls::LocalCa;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::delivery::{self, DeliveryKind};
-use events::{Event, Schema};
+use keyturn_events::delivery::{self, DeliveryKind};
+use keyturn_events::{Event, Schema};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use events::{KeyVaultEventType, Lifecycle, ObjectKind};
+use keyturn_events::{KeyVaultEventType, Lifecycle, ObjectKind};
 
 /// A change in the vault that Event Grid hears about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct ObjectChange {
     pub new_version: bool,
 }
 
-/// An event the tracker decided is due, before it is dressed as an [`events::Event`].
+/// An event the tracker decided is due, before it is dressed as an [`keyturn_events::Event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DueEvent {
     pub(crate) event_type: KeyVaultEventType,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use events::{Event, Schema};
+use keyturn_events::{Event, Schema};
 use url::Url;
 
 /// How Event Grid reaches the endpoint. It changes which failures are final and whether a validation
@@ -165,7 +165,7 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::{KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, VaultObject};
+    use keyturn_events::{KeyVaultEvent, KeyVaultEventType, ObjectKind, Payload, VaultObject};
 
     fn event(event_type: KeyVaultEventType, name: &str) -> Event {
         let object = VaultObject::new("kv", event_type.object_kind(), name, Some("v1"), None, None).unwrap();

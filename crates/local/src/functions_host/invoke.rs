@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
+use keyturn_host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 

@@ -11,14 +11,14 @@
 //! | `Unsubscribe` (the extension's name) or `SubscriptionDeletion` | `202` |
 //! | `Notification` | one invocation per event, all at once: `202` if all succeeded, else `500` |
 //!
-//! The Event Grid side of the protocol (header, batch, validation code) is `events::delivery`.
+//! The Event Grid side of the protocol (header, batch, validation code) is `keyturn_events::delivery`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use events::delivery::{self, DeliveryKind};
+use keyturn_events::delivery::{self, DeliveryKind};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use warp::Filter;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use host::azure_functions::wire::PORT_VARIABLE;
+use keyturn_host::azure_functions::wire::PORT_VARIABLE;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use host::aws_lambda::function_url::HttpResponse;
+use keyturn_host::aws_lambda::function_url::HttpResponse;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use warp::Filter;
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(event["isBase64Encoded"], true, "a CloudEvents batch is not a text type");
         assert_eq!(STANDARD.decode(event["body"].as_str().unwrap()).unwrap(), br#"[{"id":"1"}]"#);
         // And the adapter the handlers use reads it back.
-        let request = host::aws_lambda::function_url::HttpRequest::from_event(event).unwrap();
+        let request = keyturn_host::aws_lambda::function_url::HttpRequest::from_event(event).unwrap();
         assert_eq!(request.body_bytes().unwrap(), br#"[{"id":"1"}]"#);
     }
 

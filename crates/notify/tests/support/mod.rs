@@ -18,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use notify::{Action, Notification, SIGNATURE_HEADER, verify_signature};
+use keyturn_notify::{Action, Notification, SIGNATURE_HEADER, verify_signature};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Barrier;
@@ -32,7 +32,7 @@ pub(crate) const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A near-expiry notification for the secret in the events crate's fixture, with `event_id`.
 pub(crate) fn notification(event_id: &str) -> Notification {
-    let event = events::Event::from_slice(include_bytes!("../../../events/fixtures/eventgrid-secret-near-expiry.json"))
+    let event = keyturn_events::Event::from_slice(include_bytes!("../../../events/fixtures/eventgrid-secret-near-expiry.json"))
         .unwrap();
     let mut n = Notification::for_event(
         &event,

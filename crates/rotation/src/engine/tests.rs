@@ -5,14 +5,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::TimeZone;
-use config::SecretString;
-use events::{Event, ObjectKind};
-use vault::VaultError;
-use vault::model::{
+use keyturn_config::SecretString;
+use keyturn_events::{Event, ObjectKind};
+use keyturn_vault::VaultError;
+use keyturn_vault::model::{
     CertificatePolicy, CertificateProperties, CertificateRenewal, KeyProperties, KeyRotationPolicy, NewSecretVersion,
     SecretProperties, SecretVersion, Tags,
 };
-use vault::ops::{KeyVault, VaultFuture};
+use keyturn_vault::ops::{KeyVault, VaultFuture};
 
 use super::*;
 use crate::{InProcessLock, LockError};

@@ -69,22 +69,22 @@ pub enum LockSetupError {
 /// `credential` and `options` are the ones the vault clients use, so one identity and one bounded-retry
 /// transport serve every call to Azure:
 /// ```ignore
-/// let options = vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
-/// let credential = vault::credential::build_credential(&settings.credential, options.clone())?;
-/// let vault = vault::AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?;
-/// let lock = rotation::lock_from_settings(&settings.lock, credential, options)?;
+/// let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
+/// let credential = keyturn_vault::credential::build_credential(&settings.credential, options.clone())?;
+/// let vault = keyturn_vault::AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?;
+/// let lock = keyturn_rotation::lock_from_settings(&settings.lock, credential, options)?;
 /// ```
 pub fn lock_from_settings(
-    settings: &config::LockSettings,
+    settings: &keyturn_config::LockSettings,
     credential: Arc<dyn TokenCredential>,
     options: ClientOptions,
 ) -> Result<Arc<dyn RotationLock>, LockSetupError> {
     match settings {
-        config::LockSettings::InProcess => {
+        keyturn_config::LockSettings::InProcess => {
             tracing::info!("rotation lock: in-process (single-process runs only)");
             Ok(Arc::new(InProcessLock::new(LeaseDuration::DEFAULT.as_duration())))
         }
-        config::LockSettings::BlobLease { account_url, container } => {
+        keyturn_config::LockSettings::BlobLease { account_url, container } => {
             let lock = BlobLeaseLock::new(account_url, container, credential, options, LeaseDuration::DEFAULT)?;
             tracing::info!(
                 container = %lock.container.url(),

@@ -13,9 +13,9 @@
 
 use std::sync::Arc;
 
-use config::SecretString;
-use vault::model::{NewSecretVersion, SecretProperties, Tags};
-use vault::{KeyVault, VaultError};
+use keyturn_config::SecretString;
+use keyturn_vault::model::{NewSecretVersion, SecretProperties, Tags};
+use keyturn_vault::{KeyVault, VaultError};
 
 use crate::policy::tag;
 use crate::provider::{Pending, ProviderError, RotationContext};

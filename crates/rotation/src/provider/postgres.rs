@@ -27,8 +27,8 @@ mod details;
 use std::path::Path;
 use std::sync::Arc;
 
-use vault::KeyVault;
-use vault::model::SecretProperties;
+use keyturn_vault::KeyVault;
+use keyturn_vault::model::SecretProperties;
 
 use self::client::{Connector, PgError};
 use self::details::Details;

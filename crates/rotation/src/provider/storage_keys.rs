@@ -20,9 +20,9 @@ use azure_core::error::CheckSuccessOptions;
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::{ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, Url};
 use chrono::{DateTime, Utc};
-use config::SecretString;
+use keyturn_config::SecretString;
 use serde::Deserialize;
-use vault::model::Tags;
+use keyturn_vault::model::Tags;
 
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS};
 use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};

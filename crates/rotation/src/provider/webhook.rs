@@ -8,7 +8,7 @@
 //! `KeyturnWebhook` picks one by name. A tag can therefore never send keyturn's requests (or a secret's
 //! new value) to an endpoint the deployment did not choose.
 //!
-//! Requests are signed exactly like keyturn's notification webhooks ([`notify::sign`]: HMAC-SHA256 over
+//! Requests are signed exactly like keyturn's notification webhooks ([`keyturn_notify::sign`]: HMAC-SHA256 over
 //! `"<unix seconds>.<body>"` in `X-Keyturn-Signature`), so one receiver-side check serves both.
 
 use std::collections::BTreeMap;
@@ -16,10 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::SecretString;
+use keyturn_config::SecretString;
 use serde::Deserialize;
-use vault::KeyVault;
-use vault::model::{SecretProperties, Tags};
+use keyturn_vault::KeyVault;
+use keyturn_vault::model::{SecretProperties, Tags};
 
 use crate::policy::{CREDENTIAL_ID, tag};
 use crate::provider::pending::PendingHome;
@@ -192,15 +192,15 @@ impl Webhook {
     async fn call(&self, ctx: &RotationContext<'_>, body: &serde_json::Value) -> Result<Vec<u8>, ProviderError> {
         let (name, rotator) = self.rotator(ctx)?;
         let bytes = serde_json::to_vec(body).map_err(|e| Self::error(format!("encoding the request: {e}"), false))?;
-        let signature = notify::sign(rotator.secret.expose().as_bytes(), chrono::Utc::now().timestamp(), &bytes);
+        let signature = keyturn_notify::sign(rotator.secret.expose().as_bytes(), chrono::Utc::now().timestamp(), &bytes);
         let kind = body["type"].as_str().unwrap_or_default().to_owned();
         let doing = format!("rotator '{name}' ({kind})");
         let response = self
             .http
             .post(rotator.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(notify::SIGNATURE_HEADER, signature)
-            .header(notify::EVENT_ID_HEADER, ctx.event_id)
+            .header(keyturn_notify::SIGNATURE_HEADER, signature)
+            .header(keyturn_notify::EVENT_ID_HEADER, ctx.event_id)
             .header(IDEMPOTENCY_HEADER, rotation_id(ctx))
             .body(bytes)
             .send()

@@ -4,7 +4,7 @@
 //! and the workspace forbids the `unsafe` that `std::env::set_var` needs. So each test re-runs its own test
 //! binary as a child (that one test, `KT_SCENARIO` naming what to do) with the environment a handler process
 //! gets; the parent owns the Key Vault emulator (and its identity endpoint). The child builds everything the
-//! way a handler does: `config::Settings` from the environment, the SDK-backed vault, the providers.
+//! way a handler does: `keyturn_config::Settings` from the environment, the SDK-backed vault, the providers.
 
 // Helpers outside #[test] functions panic on purpose: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
@@ -12,11 +12,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::Event;
-use local::keyvault::{KeyVaultEmulator, RunningEmulator};
-use rotation::provider::{Pending, Provider, ProviderFuture, RotationContext};
+use keyturn_events::Event;
+use keyturn_local::keyvault::{KeyVaultEmulator, RunningEmulator};
+use keyturn_rotation::provider::{Pending, Provider, ProviderFuture, RotationContext};
 use tokio::sync::Notify;
-use vault::model::{NewSecretVersion, SecretProperties, Tags};
+use keyturn_vault::model::{NewSecretVersion, SecretProperties, Tags};
 
 pub const SCENARIO: &str = "KT_SCENARIO";
 pub const VAULT: &str = "kv-prov";
@@ -39,7 +39,7 @@ pub fn tags(pairs: &[(&str, &str)]) -> Tags {
 
 pub fn new_secret(value: &str, tags: Tags) -> NewSecretVersion {
     NewSecretVersion {
-        value: config::SecretString::new(value.to_owned()),
+        value: keyturn_config::SecretString::new(value.to_owned()),
         content_type: None,
         tags,
         not_before: None,
@@ -109,20 +109,20 @@ impl Parent {
 }
 
 /// The child's half: settings from the environment, the SDK-backed vault.
-pub fn child_settings(extra: &[(&str, String)]) -> config::Settings {
+pub fn child_settings(extra: &[(&str, String)]) -> keyturn_config::Settings {
     let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    config::Settings::from_lookup(move |name| {
+    keyturn_config::Settings::from_lookup(move |name| {
         extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
     })
     .unwrap()
 }
 
 /// The vault clients and every provider, sharing one credential and transport, as the handler builds them.
-pub fn vault_and_providers(settings: &config::Settings) -> (Arc<vault::AzureKeyVault>, rotation::Providers) {
-    let options = vault::http::client_options(&settings.retry, settings.ca_file.as_deref()).unwrap();
-    let credential = vault::credential::build_credential(&settings.credential, options.clone()).unwrap();
-    let vault = Arc::new(vault::AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone()).unwrap());
-    let providers = rotation::Providers::from_settings(settings, vault.clone(), credential, options).unwrap();
+pub fn vault_and_providers(settings: &keyturn_config::Settings) -> (Arc<keyturn_vault::AzureKeyVault>, keyturn_rotation::Providers) {
+    let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref()).unwrap();
+    let credential = keyturn_vault::credential::build_credential(&settings.credential, options.clone()).unwrap();
+    let vault = Arc::new(keyturn_vault::AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone()).unwrap());
+    let providers = keyturn_rotation::Providers::from_settings(settings, vault.clone(), credential, options).unwrap();
     (vault, providers)
 }
 
@@ -195,17 +195,17 @@ impl Provider for CrashAfter {
 /// Rotates `event` with `provider` wrapped to crash after `step` (an in-process lock, only that provider), and
 /// drops the rotation there: what a handler killed right after that step leaves behind.
 pub async fn rotate_until_crash(
-    vault: Arc<dyn vault::KeyVault>,
+    vault: Arc<dyn keyturn_vault::KeyVault>,
     provider: Arc<dyn Provider>,
     step: Step,
     event: &Event,
 ) {
     let reached = Arc::new(Notify::new());
     let crash = CrashAfter { inner: provider, step, reached: reached.clone() };
-    let engine = rotation::Engine::new(
+    let engine = keyturn_rotation::Engine::new(
         vault,
-        Arc::new(rotation::InProcessLock::default()),
-        rotation::Providers::default().with(Arc::new(crash)),
+        Arc::new(keyturn_rotation::InProcessLock::default()),
+        keyturn_rotation::Providers::default().with(Arc::new(crash)),
     );
     run_until_crash(engine.rotate(event), &reached).await;
 }

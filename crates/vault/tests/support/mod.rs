@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use local::keyvault::RunningEmulator;
+use keyturn_local::keyvault::RunningEmulator;
 
 /// Runs `test` (this binary's test of that name) as a child process pointed at `vault` on `kv`, with
 /// `extra` set too, and fails unless the child passed. `what` names the scenario in the failure message.

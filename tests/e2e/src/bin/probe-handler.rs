@@ -1,4 +1,4 @@
-//! probe-handler: a test-only keyturn handler, built on `host::run` like the real ones, whose behaviour the
+//! probe-handler: a test-only keyturn handler, built on `keyturn_host::run` like the real ones, whose behaviour the
 //! event's subject steers so tests can drive every path through the Functions host stand-in:
 //!
 //! | subject | behaviour |
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use host::{HandlerError, Outcome};
+use keyturn_host::{HandlerError, Outcome};
 
 /// The app setting naming the function this process serves.
 const FUNCTION_VARIABLE: &str = "PROBE_FUNCTION";
@@ -33,12 +33,12 @@ async fn main() -> ExitCode {
         .ok()
         .or_else(|| std::env::args().nth(1))
         .unwrap_or_else(|| "test-event".to_owned());
-    // `host::run` wants a `&'static str`; the name lives as long as the process anyway.
+    // `keyturn_host::run` wants a `&'static str`; the name lives as long as the process anyway.
     let function: &'static str = function.leak();
-    host::run(function, Ok::<_, Infallible>(Probe), probe).await
+    keyturn_host::run(function, Ok::<_, Infallible>(Probe), probe).await
 }
 
-async fn probe(event: events::Event, _probe: Arc<Probe>) -> Result<Outcome, HandlerError> {
+async fn probe(event: keyturn_events::Event, _probe: Arc<Probe>) -> Result<Outcome, HandlerError> {
     let subject = event.subject.as_str();
     if let Some(millis) = subject.strip_prefix("sleep-").and_then(|ms| ms.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(millis)).await;
@@ -59,7 +59,7 @@ async fn probe(event: events::Event, _probe: Arc<Probe>) -> Result<Outcome, Hand
 }
 
 /// What the event decoded to, in one line tests can check field by field.
-fn echo(event: &events::Event) -> String {
+fn echo(event: &keyturn_events::Event) -> String {
     let mut line =
         format!("type={} id={} subject={} schema={:?}", event.event_type(), event.id, event.subject, event.schema);
     if let Some(key_vault) = event.key_vault() {

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::SecretString;
+use keyturn_config::SecretString;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, config::SslMode};
+use tokio_postgres::{Client, Config, keyturn_config::SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::details::Details;

@@ -8,9 +8,9 @@
 //!   Database for PostgreSQL flexible server (`.../providers/Microsoft.DBforPostgreSQL/flexibleServers/<name>`,
 //!   meaning `<name>.postgres.database.azure.com:5432/postgres`).
 
-use config::SecretString;
+use keyturn_config::SecretString;
 use serde_json::{Map, Value};
-use vault::model::Tags;
+use keyturn_vault::model::Tags;
 
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
 
