@@ -7,8 +7,8 @@ use keyturn_config::{ConfigError, ConfigErrors, Settings, VaultList};
 use keyturn_notify::{BuildError, Notifier, NotifierOptions};
 use keyturn_rotation::provider::ProviderError;
 use keyturn_rotation::{Engine, LockSetupError, Providers, RotationLock};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use keyturn_vault::{AzureKeyVault, Inventory, KeyVault, VaultError, Versions};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use keyturn_config::notify::NameFilter;
 

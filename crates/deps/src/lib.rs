@@ -16,7 +16,7 @@ pub mod deps;
 pub mod errors;
 pub mod served;
 
-pub use keyturn_config::notify::NameFilter;
 pub use deps::{Deps, DepsError, MAX_CONCURRENT_INVOCATIONS};
 pub use errors::ErrorClass;
+pub use keyturn_config::notify::NameFilter;
 pub use served::{collection_of, served};

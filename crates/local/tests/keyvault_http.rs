@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use keyturn_local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind, RunningEmulator, SecretSpec, Throttling};
+use keyturn_local::keyvault::{
+    FaultRule, Faults, KeyVaultEmulator, OperationKind, RunningEmulator, SecretSpec, Throttling,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 

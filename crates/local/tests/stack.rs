@@ -110,8 +110,12 @@ async fn extending_exp_rearms_the_expiry_events() {
     stack
         .grid()
         .subscribe(
-            keyturn_local::eventgrid::Subscription::new("near", endpoint, keyturn_local::eventgrid::EndpointKind::AzureFunction)
-                .event_types([KeyVaultEventType::SecretNearExpiry.as_str()]),
+            keyturn_local::eventgrid::Subscription::new(
+                "near",
+                endpoint,
+                keyturn_local::eventgrid::EndpointKind::AzureFunction,
+            )
+            .event_types([KeyVaultEventType::SecretNearExpiry.as_str()]),
         )
         .await
         .unwrap();

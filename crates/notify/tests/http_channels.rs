@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use keyturn_notify::{ChannelKind, FailureKind, Notifier, NotifierOptions, SIGNATURE_HEADER, SignatureError, verify_signature};
+use keyturn_notify::{
+    ChannelKind, FailureKind, Notifier, NotifierOptions, SIGNATURE_HEADER, SignatureError, verify_signature,
+};
 use support::{LogCapture, Mode, Sink, TEST_TIMEOUT, WEBHOOK_SECRET, notification};
 use tokio::net::TcpListener;
 use tokio::sync::Barrier;

@@ -158,6 +158,9 @@ mod tests {
 
     #[test]
     fn keys_name_vault_kind_and_object_case_insensitively() {
-        assert_eq!(lock_key("Contoso", keyturn_events::ObjectKind::Secret, "DB-Password"), "contoso/secret/db-password");
+        assert_eq!(
+            lock_key("Contoso", keyturn_events::ObjectKind::Secret, "DB-Password"),
+            "contoso/secret/db-password"
+        );
     }
 }

@@ -31,8 +31,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use keyturn_config::SecretString;
 use futures::future::BoxFuture;
+use keyturn_config::SecretString;
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::{SecretProperties, SecretVersion, Tags};
 

@@ -17,9 +17,9 @@ use std::time::Duration;
 use keyturn_rotation::provider::postgres::{Postgres, Strategy};
 use keyturn_rotation::provider::{Provider, pending};
 use keyturn_rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
+use keyturn_vault::{AzureKeyVault, KeyVault};
 use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, required_env, run_until_crash, tags};
 use tokio::sync::Notify;
-use keyturn_vault::{AzureKeyVault, KeyVault};
 
 const TEST: &str = "postgres_rotation";
 const BOUND: Duration = Duration::from_secs(60);

@@ -12,8 +12,8 @@ use std::time::Duration;
 use keyturn_local::arm::ArmEmulator;
 use keyturn_rotation::provider::Provider;
 use keyturn_rotation::{Engine, InProcessLock, RotationOutcome};
-use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
 use keyturn_vault::KeyVault;
+use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
 
 const TEST: &str = "storage_account_keys";
 const BOUND: Duration = Duration::from_secs(60);

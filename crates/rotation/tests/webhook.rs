@@ -16,8 +16,8 @@ use keyturn_local::keyvault::server::{self, ServerHandle};
 use keyturn_local::tls::LocalCa;
 use keyturn_rotation::provider::{Provider, pending};
 use keyturn_rotation::{Engine, InProcessLock, RotationOutcome};
-use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
 use keyturn_vault::KeyVault;
+use support::{Parent, SCENARIO, Step, VAULT, event, new_secret, rotate_until_crash, tags};
 
 const TEST: &str = "webhook_rotator";
 const BOUND: Duration = Duration::from_secs(60);
@@ -67,7 +67,8 @@ impl Rotator {
             Some(server::spawn(listener, Some(acceptor), move |req: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 async move {
-                    let signature = req.headers().get(keyturn_notify::SIGNATURE_HEADER).map(|v| v.to_str().unwrap().to_owned());
+                    let signature =
+                        req.headers().get(keyturn_notify::SIGNATURE_HEADER).map(|v| v.to_str().unwrap().to_owned());
                     let idempotency_key = req
                         .headers()
                         .get("idempotency-key")
@@ -75,8 +76,13 @@ impl Rotator {
                         .unwrap_or_default();
                     let body = req.into_body().collect().await.unwrap().to_bytes();
                     let Some(signature) = signature else { return server::empty(http::StatusCode::UNAUTHORIZED) };
-                    if keyturn_notify::verify_signature(SIGNING_SECRET.as_bytes(), &signature, &body, chrono::Utc::now())
-                        .is_err()
+                    if keyturn_notify::verify_signature(
+                        SIGNING_SECRET.as_bytes(),
+                        &signature,
+                        &body,
+                        chrono::Utc::now(),
+                    )
+                    .is_err()
                     {
                         return server::empty(http::StatusCode::UNAUTHORIZED);
                     }

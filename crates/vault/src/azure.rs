@@ -19,8 +19,8 @@ use azure_security_keyvault_secrets::models::{
     SetSecretParameters as SdkSetSecret,
 };
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-use keyturn_config::{SecretString, Settings, VaultEntry, VaultList};
 use futures::StreamExt;
+use keyturn_config::{SecretString, Settings, VaultEntry, VaultList};
 
 use crate::model::{
     CertificatePolicy, CertificateProperties, CertificateRenewal, KeyProperties, KeyRotationPolicy, NewSecretVersion,

@@ -26,9 +26,12 @@ pub fn release_binary(name: &str) -> PathBuf {
 /// When the stack cannot start.
 pub async fn unthrottled_stack(vault: &str) -> keyturn_local::stack::LocalStack {
     let options = keyturn_local::eventgrid::EventGridOptions { time_scale: 0.001, ..Default::default() };
-    keyturn_local::stack::LocalStack::start(keyturn_local::keyvault::KeyVaultEmulator::builder().vault(vault).no_throttling(), options)
-        .await
-        .unwrap_or_else(|error| panic!("the local stack: {error}"))
+    keyturn_local::stack::LocalStack::start(
+        keyturn_local::keyvault::KeyVaultEmulator::builder().vault(vault).no_throttling(),
+        options,
+    )
+    .await
+    .unwrap_or_else(|error| panic!("the local stack: {error}"))
 }
 
 /// Seeds a secret opted in to generated rotation (alphanumeric, 60 days), expiring at `exp`; returns its version.

@@ -189,9 +189,12 @@ impl Chain {
             .unwrap_or_else(|error| panic!("the Functions host stand-in with {}: {error}", binary.display()));
         let endpoint = url::Url::parse(&host.webhook_url(function))
             .unwrap_or_else(|error| panic!("the stand-in's webhook URL is not a URL: {error}"));
-        let subscription =
-            keyturn_local::eventgrid::Subscription::new(function, endpoint, keyturn_local::eventgrid::EndpointKind::AzureFunction)
-                .event_types(event_types.iter().copied());
+        let subscription = keyturn_local::eventgrid::Subscription::new(
+            function,
+            endpoint,
+            keyturn_local::eventgrid::EndpointKind::AzureFunction,
+        )
+        .event_types(event_types.iter().copied());
         stack.grid().subscribe(subscription).await.unwrap_or_else(|error| panic!("subscribing {function}: {error}"));
         Chain { stack, host, function: function.to_owned() }
     }
@@ -431,10 +434,13 @@ pub fn secret_near_expiry(
 /// # Panics
 /// When the stack cannot start.
 pub async fn fast_stack(vaults: &[&str]) -> keyturn_local::stack::LocalStack {
-    let builder =
-        vaults.iter().fold(keyturn_local::keyvault::KeyVaultEmulator::builder(), |builder, vault| builder.vault(*vault));
+    let builder = vaults
+        .iter()
+        .fold(keyturn_local::keyvault::KeyVaultEmulator::builder(), |builder, vault| builder.vault(*vault));
     let grid = keyturn_local::eventgrid::EventGridOptions { time_scale: 0.001, ..Default::default() };
-    keyturn_local::stack::LocalStack::start(builder, grid).await.unwrap_or_else(|error| panic!("the local stack: {error}"))
+    keyturn_local::stack::LocalStack::start(builder, grid)
+        .await
+        .unwrap_or_else(|error| panic!("the local stack: {error}"))
 }
 
 /// Short retries for a handler's app settings, so a failing call comes back to Event Grid in well under a second.

@@ -148,7 +148,8 @@ impl HttpSink {
 
 async fn answer(state: Arc<SinkState>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path().to_owned();
-    let signature = request.headers().get(keyturn_notify::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let signature =
+        request.headers().get(keyturn_notify::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let down = *lock(&state.down);
     let (status, verdict) = if down {
@@ -177,7 +178,8 @@ async fn answer(state: Arc<SinkState>, request: Request<Incoming>) -> Result<Res
 /// As docs/notifications.md tells receivers: the signature over the raw body, within the tolerance.
 fn check_webhook(signature: Option<&str>, body: &[u8]) -> Result<(), String> {
     let header = signature.ok_or_else(|| format!("no {} header", keyturn_notify::SIGNATURE_HEADER))?;
-    keyturn_notify::verify_signature(WEBHOOK_SECRET.as_bytes(), header, body, chrono::Utc::now()).map_err(|e| e.to_string())?;
+    keyturn_notify::verify_signature(WEBHOOK_SECRET.as_bytes(), header, body, chrono::Utc::now())
+        .map_err(|e| e.to_string())?;
     let json: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     if json["type"] != "keyturn.notification" || !json["event_id"].is_string() {
         return Err(format!("not a keyturn notification: {json}"));

@@ -256,7 +256,8 @@ async fn chain_with_blob_lock(account_url: &str, extra_ca: Option<&std::path::Pa
 async fn the_lock_check_takes_and_releases_a_blob_lease_in_the_configured_storage() {
     bounded(Duration::from_secs(120), async {
         // Azurite, started by ./scripts/test (scripts/lib/azurite.sh), HTTPS with its own CA and --oauth basic.
-        let missing = "run ./scripts/test, which starts Azurite (or: scripts/lib/azurite.sh cargo nextest run -p keyturn-e2e)";
+        let missing =
+            "run ./scripts/test, which starts Azurite (or: scripts/lib/azurite.sh cargo nextest run -p keyturn-e2e)";
         let url = std::env::var("KEYTURN_TEST_AZURITE_BLOB_URL")
             .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_BLOB_URL is not set: {missing}"));
         let ca = std::env::var("KEYTURN_TEST_AZURITE_CA_FILE")

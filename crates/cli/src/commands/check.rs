@@ -8,12 +8,12 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use keyturn_events::ObjectKind;
 use futures::StreamExt;
+use keyturn_events::ObjectKind;
 use keyturn_rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
-use serde_json::{Value, json};
 use keyturn_vault::model::{CertificatePolicy, KeyRotationPolicy, Tags};
 use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
+use serde_json::{Value, json};
 
 use crate::exit::{Failure, Status};
 use crate::output::{self, Output, Tone};

@@ -516,7 +516,9 @@ impl Received {
     fn check(secret: &[u8], signature: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Self {
         let verified = match signature {
             None => Err(format!("no {} header", keyturn_notify::SIGNATURE_HEADER)),
-            Some(header) => keyturn_notify::verify_signature(secret, header, body, now).map_err(|error| error.to_string()),
+            Some(header) => {
+                keyturn_notify::verify_signature(secret, header, body, now).map_err(|error| error.to_string())
+            }
         };
         Self { verified, body: serde_json::from_slice(body).ok() }
     }

@@ -15,9 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use keyturn_events::delivery::{self, DeliveryKind};
 use futures::future::join_all;
 use http::{HeaderMap, Method, StatusCode};
+use keyturn_events::delivery::{self, DeliveryKind};
 use serde_json::{Value, json};
 
 use super::secret::{self, SecretError, WebhookSecret};
@@ -245,8 +245,8 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use keyturn_events::Event;
     use http::HeaderValue;
+    use keyturn_events::Event;
 
     use super::*;
     use crate::outcome::{HandlerError, Outcome};

@@ -18,8 +18,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use keyturn_events::delivery::{self, DeliveryKind};
 use futures::future::BoxFuture;
+use keyturn_events::delivery::{self, DeliveryKind};
 use serde_json::Value;
 use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode};

@@ -32,8 +32,9 @@ pub(crate) const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A near-expiry notification for the secret in the events crate's fixture, with `event_id`.
 pub(crate) fn notification(event_id: &str) -> Notification {
-    let event = keyturn_events::Event::from_slice(include_bytes!("../../../events/fixtures/eventgrid-secret-near-expiry.json"))
-        .unwrap();
+    let event =
+        keyturn_events::Event::from_slice(include_bytes!("../../../events/fixtures/eventgrid-secret-near-expiry.json"))
+            .unwrap();
     let mut n = Notification::for_event(
         &event,
         Action::NotRotated { reason: "the secret has no keyturn rotation policy; rotate it by hand.".into() },

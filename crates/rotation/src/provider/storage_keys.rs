@@ -21,8 +21,8 @@ use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::{ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, Url};
 use chrono::{DateTime, Utc};
 use keyturn_config::SecretString;
-use serde::Deserialize;
 use keyturn_vault::model::Tags;
+use serde::Deserialize;
 
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS};
 use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyturn_config::SecretString;
-use serde::Deserialize;
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::{SecretProperties, Tags};
+use serde::Deserialize;
 
 use crate::policy::{CREDENTIAL_ID, tag};
 use crate::provider::pending::PendingHome;
@@ -192,7 +192,8 @@ impl Webhook {
     async fn call(&self, ctx: &RotationContext<'_>, body: &serde_json::Value) -> Result<Vec<u8>, ProviderError> {
         let (name, rotator) = self.rotator(ctx)?;
         let bytes = serde_json::to_vec(body).map_err(|e| Self::error(format!("encoding the request: {e}"), false))?;
-        let signature = keyturn_notify::sign(rotator.secret.expose().as_bytes(), chrono::Utc::now().timestamp(), &bytes);
+        let signature =
+            keyturn_notify::sign(rotator.secret.expose().as_bytes(), chrono::Utc::now().timestamp(), &bytes);
         let kind = body["type"].as_str().unwrap_or_default().to_owned();
         let doing = format!("rotator '{name}' ({kind})");
         let response = self

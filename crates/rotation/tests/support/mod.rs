@@ -15,8 +15,8 @@ use std::time::Duration;
 use keyturn_events::Event;
 use keyturn_local::keyvault::{KeyVaultEmulator, RunningEmulator};
 use keyturn_rotation::provider::{Pending, Provider, ProviderFuture, RotationContext};
-use tokio::sync::Notify;
 use keyturn_vault::model::{NewSecretVersion, SecretProperties, Tags};
+use tokio::sync::Notify;
 
 pub const SCENARIO: &str = "KT_SCENARIO";
 pub const VAULT: &str = "kv-prov";
@@ -118,10 +118,13 @@ pub fn child_settings(extra: &[(&str, String)]) -> keyturn_config::Settings {
 }
 
 /// The vault clients and every provider, sharing one credential and transport, as the handler builds them.
-pub fn vault_and_providers(settings: &keyturn_config::Settings) -> (Arc<keyturn_vault::AzureKeyVault>, keyturn_rotation::Providers) {
+pub fn vault_and_providers(
+    settings: &keyturn_config::Settings,
+) -> (Arc<keyturn_vault::AzureKeyVault>, keyturn_rotation::Providers) {
     let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref()).unwrap();
     let credential = keyturn_vault::credential::build_credential(&settings.credential, options.clone()).unwrap();
-    let vault = Arc::new(keyturn_vault::AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone()).unwrap());
+    let vault =
+        Arc::new(keyturn_vault::AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone()).unwrap());
     let providers = keyturn_rotation::Providers::from_settings(settings, vault.clone(), credential, options).unwrap();
     (vault, providers)
 }

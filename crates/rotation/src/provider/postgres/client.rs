@@ -8,7 +8,7 @@ use std::time::Duration;
 use keyturn_config::SecretString;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, keyturn_config::SslMode};
+use tokio_postgres::{Client, Config, config::SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::details::Details;

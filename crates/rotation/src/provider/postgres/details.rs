@@ -9,8 +9,8 @@
 //!   meaning `<name>.postgres.database.azure.com:5432/postgres`).
 
 use keyturn_config::SecretString;
-use serde_json::{Map, Value};
 use keyturn_vault::model::Tags;
+use serde_json::{Map, Value};
 
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
 
