@@ -1,19 +1,27 @@
 // keyturn: the whole Azure deployment (Bicep). infra/terraform describes the same resources; infra/tests checks
-// that the two agree. Deploy into an existing resource group (see infra/README.md for the steps).
+// that the two agree. Deploy into an existing resource group (see infra/README.md for the steps, or `azd up`).
+// The Event Grid subscriptions are not here: Event Grid refuses a subscription to a function whose code is not
+// deployed yet, so subscriptions.bicep is deployed after the packages (azd's postdeploy hook, infra/hooks).
 //
 // API versions (ARM template reference, learn.microsoft.com/azure/templates):
-//   Microsoft.Storage/storageAccounts (+ blobServices, containers)  2023-05-01
+//   Microsoft.Storage/storageAccounts (+ blobServices, containers, managementPolicies)  2023-05-01
 //   Microsoft.OperationalInsights/workspaces                        2023-09-01
 //   Microsoft.Insights/components                                   2020-02-02
 //   Microsoft.Insights/diagnosticSettings                           2021-05-01-preview
+//   Microsoft.Insights/actionGroups                                 2023-01-01
+//   Microsoft.Insights/metricAlerts                                 2018-03-01
+//   Microsoft.Insights/workbooks                                    2023-06-01
 //   Microsoft.ManagedIdentity/userAssignedIdentities                2023-01-31
-//   Microsoft.Web/serverfarms, Microsoft.Web/sites                  2024-04-01 (functionAppConfig: 2023-12-01 and later)
+//   Microsoft.Web/serverfarms, sites, sites/config, sites/basicPublishingCredentialsPolicies   2024-04-01
 //   Microsoft.Authorization/roleAssignments                         2022-04-01
 //   Microsoft.EventGrid/systemTopics (+ eventSubscriptions)         2025-02-15
-//   Microsoft.KeyVault/vaults (existing only)                       2023-07-01
+//   Microsoft.KeyVault/vaults, vaults/secrets (existing only)       2023-07-01
 //
 // Everything in this file must also parse with checkov's Bicep parser (pycep), which knows a subset of Bicep's
-// functions: no map()/reduce()/items() outside loops, no quotes inside '${...}'. infra/tests fails if it does not.
+// functions: no map()/reduce()/items(), no for-expression inside a function call, no quotes inside '${...}'.
+// Every for-expression and if-condition must be known at the start of the deployment (BCP177/BCP178):
+// infra/tests/test_bicep_rules.py fails on one that reads a resource's properties, a module's outputs,
+// reference() or list*().
 
 @description('Region for the new resources. The Event Grid system topic always goes to the vault\'s region.')
 param location string = resourceGroup().location
@@ -26,7 +34,7 @@ param namePrefix string = 'keyturn'
 @description('Resource id of the existing Key Vault (RBAC permission model) whose events keyturn handles.')
 param keyVaultId string
 
-@description('Handlers to deploy: any of near-expiry, expired, new-version, test-event. Each becomes its own function app.')
+@description('Handlers to deploy: any of near-expiry, expired, new-version, test-event. Each becomes its own function app with its own identity and host storage; its roles are those infra/roles.json lists for it.')
 param handlers array = [
   'near-expiry'
   'expired'
@@ -62,29 +70,34 @@ param flexInstanceMemoryMB int = 512
 ])
 param elasticPremiumSku string = 'EP1'
 
-@description('Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. Empty: no notification channels.')
+@description('Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. The secret must exist: each handler is granted Key Vault Secrets User on it alone. Empty: no notification channels.')
 param notifySecretUri string = ''
 
 @description('Resource id of the vault holding notifySecretUri. Empty: the monitored vault (keyVaultId).')
 param notifyVaultId string = ''
 
-@description('Name of the canary secret whose new versions go to test-event (and to no other handler).')
+@description('Name of the canary secret whose new versions go to test-event (and to no other handler). It must exist in the monitored vault: test-event is granted write on it alone.')
 param canarySecretName string = 'keyturn-canary'
 
 @description('Resource ids of vaults new-version replicates secrets to (KEYTURN_MIRROR_VAULTS). Empty: no replication.')
 param mirrorVaultIds array = []
 
+@description('Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry gets Storage Account Key Operator Service Role on each. Empty: none.')
+param storageKeyAccountIds array = []
+
 @description('Grant expired the write roles its opt-in actions (emergency rotation, disable) need. false: read-only.')
 param expiredActionsEnabled bool = false
 
-@description('Create the Event Grid subscriptions. Event Grid checks that the function exists, so the first deployment passes false, the handler packages are deployed, then a second deployment passes true (infra/README.md).')
-param createSubscriptions bool = true
-
-@description('Blob container holding the rotation locks (KEYTURN_LOCK_CONTAINER).')
+@description('Blob container (in the shared state account) holding the rotation locks (KEYTURN_LOCK_CONTAINER).')
 param lockContainerName string = 'keyturn-locks'
 
-@description('Blob container receiving events Event Grid could not deliver.')
+@description('Blob container (in the shared state account) receiving events Event Grid could not deliver.')
 param deadLetterContainerName string = 'keyturn-deadletter'
+
+@description('Days a dead-lettered event is kept before the lifecycle rule deletes it.')
+@minValue(1)
+@maxValue(3650)
+param deadLetterRetentionDays int = 30
 
 @description('keyturn log filter (KEYTURN_LOG), e.g. info or keyturn=debug,info.')
 param logFilter string = 'info'
@@ -94,13 +107,25 @@ param logFilter string = 'info'
 @maxValue(730)
 param logRetentionDays int = 30
 
+@description('Email addresses the alerts go to. With alertWebhookUrl also empty, no action group is created and the alerts only show in the portal.')
+param alertEmails array = []
+
+@description('Webhook (https) the alerts are posted to (common alert schema). Empty: none.')
+@secure()
+param alertWebhookUrl string = ''
+
+@description('Failed Event Grid delivery attempts within 15 minutes that raise an alert (a single failure is retried and is no news).')
+@minValue(1)
+param deliveryFailureThreshold int = 10
+
 @description('Tags applied to every new resource.')
 param tags object = {
   application: 'keyturn'
 }
 
-// The role matrix. infra/tests/test_parity.py compares it with infra/terraform/locals.tf, and infra/README.md
-// documents it: change all three together.
+// Event routing per handler. The roles are not here: infra/roles.json holds them, for Bicep, Terraform and the
+// local stack alike. A handler without event types (the timer-triggered sweep, when it comes) gets no
+// subscription.
 var handlerConfig = {
   'near-expiry': {
     eventTypes: [
@@ -109,12 +134,6 @@ var handlerConfig = {
       'Microsoft.KeyVault.CertificateNearExpiry'
     ]
     canary: 'exclude'
-    vaultRoles: [
-      'Key Vault Secrets Officer'
-      'Key Vault Crypto Officer'
-      'Key Vault Certificates Officer'
-    ]
-    mirrorRoles: []
   }
   expired: {
     eventTypes: [
@@ -123,10 +142,6 @@ var handlerConfig = {
       'Microsoft.KeyVault.CertificateExpired'
     ]
     canary: 'exclude'
-    vaultRoles: [
-      'Key Vault Reader'
-    ]
-    mirrorRoles: []
   }
   'new-version': {
     eventTypes: [
@@ -135,85 +150,49 @@ var handlerConfig = {
       'Microsoft.KeyVault.CertificateNewVersionCreated'
     ]
     canary: 'exclude'
-    vaultRoles: [
-      'Key Vault Reader'
-      'Key Vault Secrets User'
-    ]
-    mirrorRoles: [
-      'Key Vault Secrets Officer'
-    ]
   }
   'test-event': {
     eventTypes: [
       'Microsoft.KeyVault.SecretNewVersionCreated'
     ]
     canary: 'only'
-    vaultRoles: [
-      'Key Vault Reader'
-      'Key Vault Secrets User'
-    ]
-    mirrorRoles: []
   }
 }
 
-// expired's vault roles when expiredActionsEnabled is true (instead of its read-only vaultRoles).
-var expiredActionRoles = [
-  'Key Vault Secrets Officer'
-  'Key Vault Crypto Officer'
-  'Key Vault Certificates Officer'
-]
+var roles = loadJsonContent('../roles.json')
 
-// Roles every handler identity holds besides its vault roles.
-var storageRoles = [
-  'Storage Blob Data Owner'
-]
-var insightsRoles = [
-  'Monitoring Metrics Publisher'
-]
-var notifyRoles = [
-  'Key Vault Secrets User'
-]
-
-// The Event Grid system topic's identity writes dead letters.
-var deadLetterRoles = [
-  'Storage Blob Data Contributor'
-]
-
-// Built-in role definition ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
-var roleIds = {
-  'Key Vault Reader': '21090545-7ca7-4776-b22c-e363652d74d2'
-  'Key Vault Secrets User': '4633458b-17de-408a-b874-0445c86b69e6'
-  'Key Vault Secrets Officer': 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
-  'Key Vault Crypto Officer': '14b46e9e-c2b7-41b4-b07b-48a6ebf60603'
-  'Key Vault Certificates Officer': 'a4417e6f-fecd-4de8-b567-7b0420556985'
-  'Storage Blob Data Owner': 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  'Storage Blob Data Contributor': 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-  'Monitoring Metrics Publisher': '3913510d-42f4-4e42-8a64-420c390055eb'
+// The flags roles.json's `when` names; `always` is what a grant without `when` gets.
+var grantFlags = {
+  always: true
+  expiredActionsEnabled: expiredActionsEnabled
 }
+
+// The Event Grid system topic's identity writes dead letters (not a handler, so not in roles.json).
+var deadLetterRole = 'Storage Blob Data Contributor'
 
 var suffix = take(uniqueString(resourceGroup().id), 6)
 var storagePrefix = replace(toLower(namePrefix), '-', '')
-var storageAccountName = take('${storagePrefix}${uniqueString(resourceGroup().id)}', 24)
+var stateStorageName = take('${storagePrefix}state${uniqueString(resourceGroup().id)}', 24)
 var vaultSubscriptionId = split(keyVaultId, '/')[2]
 var vaultResourceGroup = split(keyVaultId, '/')[4]
 var vaultName = last(split(keyVaultId, '/'))
 var keyVaultDns = environment().suffixes.keyvaultDns
 var vaultUrl = 'https://${vaultName}${keyVaultDns}'
 var effectiveNotifyVaultId = empty(notifyVaultId) ? keyVaultId : notifyVaultId
-var notifyOnMonitoredVault = toLower(effectiveNotifyVaultId) == toLower(keyVaultId)
 var mirrorVaultUrls = [for id in mirrorVaultIds: 'https://${last(split(id, '/'))}${keyVaultDns}']
 var canaryFilterValues = [
   canarySecretName
 ]
+var alertReceivers = !empty(alertEmails) || !empty(alertWebhookUrl)
 
-// Storage: the apps' runtime (AzureWebJobsStorage), their deployment packages, the rotation locks and the dead
-// letters. Identity-based access only.
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+// The shared state account: rotation locks and dead letters. No handler holds a role on the account itself:
+// roles.json grants the lock container to the handlers that take locks; Event Grid's identity writes dead letters.
+resource state 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption apps without VNet integration and Event Grid dead-lettering reach the account over its public endpoint; a deny-by-default firewall needs VNet integration, which this deployment does not create.
   // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35; public network access stays on, but every request needs an Entra ID token (shared keys are disabled).
-  // checkov:skip=CKV_AZURE_206: the data is transient (locks, packages CI can rebuild, dead letters of the last day); locally redundant storage is enough.
-  // checkov:skip=CKV_AZURE_43: false positive: checkov cannot evaluate the computed name, take(prefix without hyphens + uniqueString(), 24), which is lowercase letters and digits, 3 to 24 characters.
-  name: storageAccountName
+  // checkov:skip=CKV_AZURE_206: the data is transient (locks, dead letters kept deadLetterRetentionDays); locally redundant storage is enough.
+  // checkov:skip=CKV_AZURE_43: false positive: checkov cannot evaluate the computed name, take(prefix without hyphens + 'state' + uniqueString(), 24), which is lowercase letters and digits, 3 to 24 characters.
+  name: stateStorageName
   location: location
   tags: tags
   kind: 'StorageV2'
@@ -241,8 +220,8 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
-  parent: storage
+resource stateBlob 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: state
   name: 'default'
   properties: {
     deleteRetentionPolicy: {
@@ -257,7 +236,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 }
 
 resource lockContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
+  parent: stateBlob
   name: lockContainerName
   properties: {
     publicAccess: 'None'
@@ -265,22 +244,46 @@ resource lockContainer 'Microsoft.Storage/storageAccounts/blobServices/container
 }
 
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
+  parent: stateBlob
   name: deadLetterContainerName
   properties: {
     publicAccess: 'None'
   }
 }
 
-// One package container per app: Flex Consumption reads its package from it; Elastic Premium runs from the
-// package blob in it (WEBSITE_RUN_FROM_PACKAGE).
-resource packageContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for h in handlers: {
-  parent: blobService
-  name: 'package-${h}'
+// Dead letters are evidence for a replay, not an archive: deleted after deadLetterRetentionDays.
+resource deadLetterLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: state
+  name: 'default'
   properties: {
-    publicAccess: 'None'
+    policy: {
+      rules: [
+        {
+          name: 'keyturn-delete-dead-letters'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${deadLetterContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: deadLetterRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
   }
-}]
+}
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: '${namePrefix}-log-${suffix}'
@@ -294,10 +297,11 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   }
 }
 
-// Blob reads, writes and deletes (locks taken, packages fetched, dead letters written) to Log Analytics.
-resource blobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+// Blob reads, writes and deletes of the state account (locks taken, dead letters written) to Log Analytics; the
+// dashboard counts dead letters from these.
+resource stateBlobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'keyturn-blob-logs'
-  scope: blobService
+  scope: stateBlob
   properties: {
     workspaceId: workspace.id
     logs: [
@@ -330,44 +334,44 @@ resource topicIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01
   tags: tags
 }
 
-resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for r in deadLetterRoles: {
-  name: guid(deadLetterContainer.id, topicIdentity.id, roleIds[r])
+resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetterContainer.id, topicIdentity.id, roles.roleDefinitions[deadLetterRole])
   scope: deadLetterContainer
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds[r])
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.roleDefinitions[deadLetterRole])
     principalId: topicIdentity.properties.principalId
     principalType: 'ServicePrincipal'
     description: 'keyturn: Event Grid writes undeliverable events here'
   }
-}]
+}
 
-module apps 'modules/handler.bicep' = [for (h, i) in handlers: {
+module apps 'modules/handler.bicep' = [for h in handlers: {
   name: 'keyturn-${h}'
   params: {
     handler: h
     location: location
     tags: tags
     appName: '${namePrefix}-${h}-${suffix}'
+    hostStorageName: take('${storagePrefix}${replace(h, '-', '')}${uniqueString(resourceGroup().id, h)}', 24)
     hostingPlan: hostingPlan
     flexMaximumInstanceCount: flexMaximumInstanceCount
     flexInstanceMemoryMB: flexInstanceMemoryMB
     elasticPremiumSku: elasticPremiumSku
-    storageAccountName: storage.name
-    packageContainerName: packageContainers[i].name
+    stateStorageName: state.name
+    lockContainerName: lockContainer.name
     insightsName: insights.name
-    roleIds: roleIds
-    storageRoles: storageRoles
-    insightsRoles: insightsRoles
+    workspaceId: workspace.id
+    grantFlags: grantFlags
     keyVaultId: keyVaultId
-    vaultRoles: union(h == 'expired' && expiredActionsEnabled ? expiredActionRoles : handlerConfig[h].vaultRoles, !empty(notifySecretUri) && notifyOnMonitoredVault ? notifyRoles : [])
+    canarySecretName: canarySecretName
+    notifySecretUri: notifySecretUri
     notifyVaultId: effectiveNotifyVaultId
-    notifyRoles: !empty(notifySecretUri) && !notifyOnMonitoredVault ? notifyRoles : []
     mirrorVaultIds: mirrorVaultIds
-    mirrorRoles: empty(mirrorVaultIds) ? [] : handlerConfig[h].mirrorRoles
+    storageKeyAccountIds: storageKeyAccountIds
     keyturnSettings: union({
       KEYTURN_VAULTS: vaultUrl
       KEYTURN_CREDENTIAL: 'managed-identity'
-      KEYTURN_LOCK_ACCOUNT_URL: storage.properties.primaryEndpoints.blob
+      KEYTURN_LOCK_ACCOUNT_URL: state.properties.primaryEndpoints.blob
       KEYTURN_LOCK_CONTAINER: lockContainer.name
       KEYTURN_LOG: logFilter
     }, empty(notifySecretUri) ? {} : {
@@ -383,49 +387,210 @@ module apps 'modules/handler.bicep' = [for (h, i) in handlers: {
 module eventGrid 'modules/eventgrid.bicep' = {
   name: 'keyturn-eventgrid'
   scope: resourceGroup(vaultSubscriptionId, vaultResourceGroup)
-  dependsOn: [
-    deadLetterWriter
-  ]
   params: {
     vaultName: vaultName
     topicName: '${namePrefix}-${vaultName}-events'
     tags: tags
     topicIdentityId: topicIdentity.id
-    deadLetterStorageAccountId: storage.id
-    deadLetterContainerName: deadLetterContainer.name
-    subscriptions: [for (h, i) in handlers: {
-      name: 'keyturn-${h}'
-      functionId: '${apps[i].outputs.appId}/functions/${h}'
-      eventTypes: handlerConfig[h].eventTypes
-      advancedFilters: [
-        {
-          operatorType: handlerConfig[h].canary == 'only' ? 'StringIn' : 'StringNotIn'
-          key: 'subject'
-          values: canaryFilterValues
-        }
-      ]
-    }]
-    createSubscriptions: createSubscriptions
+    workspaceId: workspace.id
   }
 }
 
-@description('Per handler: function app name, identity client id and principal id.')
+// Alerts: an action group when someone is to be told, and metric alerts on the system topic and the apps.
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (alertReceivers) {
+  name: '${namePrefix}-alerts-${suffix}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: take(namePrefix, 12)
+    enabled: true
+    emailReceivers: [for (address, i) in alertEmails: {
+      name: 'email-${i}'
+      emailAddress: address
+      useCommonAlertSchema: true
+    }]
+    webhookReceivers: empty(alertWebhookUrl) ? [] : [
+      {
+        name: 'webhook'
+        serviceUri: alertWebhookUrl
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// Event Grid system topic metrics (Microsoft.EventGrid/systemTopics): what was given up on, dropped, or is
+// failing right now.
+var topicAlerts = [
+  {
+    name: 'dead-lettered'
+    metricName: 'DeadLetteredCount'
+    threshold: 0
+    severity: 1
+    description: 'keyturn: Event Grid dead-lettered an event after its retries (see the dead-letter container; docs/operations.md says how to replay).'
+  }
+  {
+    name: 'dropped'
+    metricName: 'DroppedEventCount'
+    threshold: 0
+    severity: 1
+    description: 'keyturn: Event Grid dropped an event it could neither deliver nor dead-letter.'
+  }
+  {
+    name: 'delivery-failing'
+    metricName: 'DeliveryAttemptFailCount'
+    threshold: deliveryFailureThreshold
+    severity: 2
+    description: 'keyturn: deliveries to the handlers keep failing (Event Grid is retrying; look for retry lines in Application Insights).'
+  }
+]
+
+resource topicMetricAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [for a in topicAlerts: {
+  name: '${namePrefix}-${a.name}-${suffix}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: a.description
+    severity: a.severity
+    enabled: true
+    scopes: [
+      eventGrid.outputs.topicId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: a.metricName
+          metricNamespace: 'Microsoft.EventGrid/systemTopics'
+          metricName: a.metricName
+          operator: 'GreaterThan'
+          threshold: a.threshold
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    actions: alertReceivers ? [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ] : []
+  }
+}]
+
+// Function failures: every failed invocation is a failed request in Application Insights (a retry line).
+resource functionFailureAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${namePrefix}-function-failures-${suffix}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'keyturn: handler invocations failed (retry lines in Application Insights; Event Grid redelivers).'
+    severity: 2
+    enabled: true
+    scopes: [
+      insights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'requests-failed'
+          metricNamespace: 'microsoft.insights/components'
+          metricName: 'requests/failed'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Count'
+        }
+      ]
+    }
+    actions: alertReceivers ? [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ] : []
+  }
+}
+
+// keyturn's dashboard: rotations and failures by handler, dead letters, objects expiring soon, from the
+// handlers' own log lines (infra/workbook.json, shared with Terraform).
+resource dashboard 'Microsoft.Insights/workbooks@2023-06-01' = {
+  name: guid(resourceGroup().id, 'keyturn-dashboard')
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: 'keyturn'
+    category: 'workbook'
+    sourceId: workspace.id
+    serializedData: replace(replace(loadTextContent('../workbook.json'), '__WORKSPACE_ID__', workspace.id), '__DEAD_LETTER_CONTAINER__', deadLetterContainerName)
+  }
+}
+
+@description('Per handler: function app name, identity client id and principal id, host storage account.')
 output handlers array = [for (h, i) in handlers: {
   handler: h
   appName: apps[i].outputs.appName
   identityClientId: apps[i].outputs.identityClientId
   identityPrincipalId: apps[i].outputs.identityPrincipalId
-  packageContainer: packageContainers[i].name
+  hostStorageName: apps[i].outputs.hostStorageName
 }]
 
-@description('Storage account holding runtime state, packages, locks and dead letters.')
-output storageAccountName string = storage.name
+@description('Storage account holding the rotation locks and the dead letters.')
+output stateStorageName string = state.name
 
-@description('Blob endpoint of the storage account (KEYTURN_LOCK_ACCOUNT_URL).')
-output storageBlobEndpoint string = storage.properties.primaryEndpoints.blob
+@description('Blob endpoint of the state account (KEYTURN_LOCK_ACCOUNT_URL).')
+output stateBlobEndpoint string = state.properties.primaryEndpoints.blob
 
 @description('Event Grid system topic on the vault (in the vault\'s resource group).')
 output systemTopicName string = eventGrid.outputs.topicName
 
 @description('Application Insights resource receiving the handlers\' telemetry.')
 output applicationInsightsName string = insights.name
+
+@description('Subscription of the monitored vault (where subscriptions.bicep is deployed); azd\'s postdeploy hook reads it.')
+output KEYTURN_VAULT_SUBSCRIPTION_ID string = vaultSubscriptionId
+
+@description('Resource group of the monitored vault (where subscriptions.bicep is deployed).')
+output KEYTURN_VAULT_RESOURCE_GROUP string = vaultResourceGroup
+
+@description('handler=app for each handler (the postdeploy hook waits until each app lists its function).')
+output KEYTURN_FUNCTION_APPS array = [for (h, i) in handlers: '${h}=${apps[i].outputs.appName}']
+
+@description('The parameters of subscriptions.bicep, as an ARM parameters file (the postdeploy hook writes it out).')
+output KEYTURN_SUBSCRIPTION_PARAMETERS object = {
+  '$schema': 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#'
+  contentVersion: '1.0.0.0'
+  parameters: {
+    topicName: {
+      value: eventGrid.outputs.topicName
+    }
+    topicIdentityId: {
+      value: topicIdentity.id
+    }
+    deadLetterStorageAccountId: {
+      value: state.id
+    }
+    deadLetterContainerName: {
+      value: deadLetterContainer.name
+    }
+    subscriptions: {
+      value: [for (h, i) in handlers: {
+        name: 'keyturn-${h}'
+        functionId: '${apps[i].outputs.appId}/functions/${h}'
+        eventTypes: handlerConfig[h].eventTypes
+        advancedFilters: [
+          {
+            operatorType: handlerConfig[h].canary == 'only' ? 'StringIn' : 'StringNotIn'
+            key: 'subject'
+            values: canaryFilterValues
+          }
+        ]
+      }]
+    }
+  }
+}

@@ -11,12 +11,11 @@ resource "azurerm_user_assigned_identity" "topic" {
 }
 
 resource "azurerm_role_assignment" "dead_letter" {
-  for_each             = toset(local.dead_letter_roles)
-  scope                = azurerm_storage_container.dead_letter.id
-  role_definition_name = each.key
-  principal_id         = azurerm_user_assigned_identity.topic.principal_id
-  principal_type       = "ServicePrincipal"
-  description          = "keyturn: Event Grid writes undeliverable events here"
+  scope              = azurerm_storage_container.dead_letter.id
+  role_definition_id = "${data.azurerm_subscription.current.id}/providers/Microsoft.Authorization/roleDefinitions/${local.roles.roleDefinitions[local.dead_letter_role]}"
+  principal_id       = azurerm_user_assigned_identity.topic.principal_id
+  principal_type     = "ServicePrincipal"
+  description        = "keyturn: Event Grid writes undeliverable events here"
 }
 
 # A vault can have only one system topic.
@@ -34,10 +33,24 @@ resource "azurerm_eventgrid_system_topic" "vault" {
   }
 }
 
+# Each failed delivery attempt, with its reason, to Log Analytics (the dashboard's failures panel).
+resource "azurerm_monitor_diagnostic_setting" "topic" {
+  name                       = "keyturn-delivery-failures"
+  target_resource_id         = azurerm_eventgrid_system_topic.vault.id
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+
+  enabled_log {
+    category = "DeliveryFailures"
+  }
+}
+
+# Created only after each handler's package is deployed and its app lists the function (packages.tf): Event Grid
+# refuses an AzureFunction subscription to a function that does not exist yet. Handlers without event types get
+# none.
 # Batch size 1: the Functions extension runs a batch in parallel and fails it whole, so one slow or failing event
 # would make Event Grid resend its neighbours. 30 attempts over 24 hours is Event Grid's maximum.
 resource "azurerm_eventgrid_system_topic_event_subscription" "handler" {
-  for_each              = var.create_subscriptions ? toset(var.handlers) : toset([])
+  for_each              = toset([for h in var.handlers : h if length(local.handler_config[h].event_types) > 0])
   name                  = "keyturn-${each.key}"
   system_topic          = azurerm_eventgrid_system_topic.vault.name
   resource_group_name   = local.vault_resource_group
@@ -82,9 +95,9 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "handler" {
   }
 
   storage_blob_dead_letter_destination {
-    storage_account_id          = azurerm_storage_account.this.id
+    storage_account_id          = azurerm_storage_account.state.id
     storage_blob_container_name = azurerm_storage_container.dead_letter.name
   }
 
-  depends_on = [azurerm_role_assignment.dead_letter]
+  depends_on = [azurerm_role_assignment.dead_letter, terraform_data.package]
 }

@@ -9,6 +9,76 @@ resource "azurerm_user_assigned_identity" "handler" {
   tags                = var.tags
 }
 
+# The handler's own host storage: AzureWebJobsStorage (blobs, queues, tables of the Functions host) and its
+# package. No other handler holds a role here, so no other handler can replace this one's code.
+resource "azurerm_storage_account" "host" {
+  #checkov:skip=CKV_AZURE_35:Flex Consumption apps without VNet integration reach their host storage over its public endpoint; a deny-by-default firewall needs VNet integration, which this deployment does not create.
+  #checkov:skip=CKV_AZURE_59:same reason as CKV_AZURE_35; public network access stays on, but every request needs an Entra ID token (shared keys are disabled).
+  #checkov:skip=CKV_AZURE_206:host state and a package CI can rebuild; locally redundant storage is enough.
+  #checkov:skip=CKV_AZURE_43:false positive: checkov cannot evaluate the computed name, substr(prefix + handler without hyphens + sha1(), 0, 24), which is lowercase letters and digits, at most 24 characters.
+  #checkov:skip=CKV_AZURE_33:Queue service logging through the classic queue_properties block needs an account key (shared keys are disabled); the host's queues carry no keyturn data.
+  #checkov:skip=CKV2_AZURE_33:private endpoints need a VNet, which this deployment does not create.
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; the account holds the Functions host's state and the package, no customer data.
+  for_each                          = toset(var.handlers)
+  name                              = local.host_storage_names[each.key]
+  resource_group_name               = data.azurerm_resource_group.this.name
+  location                          = local.location
+  tags                              = var.tags
+  account_kind                      = "StorageV2"
+  account_tier                      = "Standard"
+  account_replication_type          = "LRS"
+  min_tls_version                   = "TLS1_2"
+  https_traffic_only_enabled        = true
+  allow_nested_items_to_be_public   = false
+  shared_access_key_enabled         = false
+  default_to_oauth_authentication   = true
+  cross_tenant_replication_enabled  = false
+  local_user_enabled                = false
+  sftp_enabled                      = false
+  public_network_access_enabled     = true
+  infrastructure_encryption_enabled = false
+
+  sas_policy {
+    expiration_period = "0.01:00:00"
+    expiration_action = "Log"
+  }
+
+  network_rules {
+    default_action = "Allow"
+    bypass         = ["AzureServices"]
+  }
+
+  blob_properties {
+    delete_retention_policy {
+      days = 7
+    }
+    container_delete_retention_policy {
+      days = 7
+    }
+  }
+}
+
+# Flex Consumption reads its package from this container; Elastic Premium runs from the package blob in it
+# (WEBSITE_RUN_FROM_PACKAGE).
+resource "azurerm_storage_container" "package" {
+  #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.host_blob instead.
+  for_each              = toset(var.handlers)
+  name                  = "package"
+  storage_account_id    = azurerm_storage_account.host[each.key].id
+  container_access_type = "private"
+}
+
+resource "azurerm_monitor_diagnostic_setting" "host_blob" {
+  for_each                   = toset(var.handlers)
+  name                       = "keyturn-blob-logs"
+  target_resource_id         = "${azurerm_storage_account.host[each.key].id}/blobServices/default"
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+
+  enabled_log {
+    category_group = "allLogs"
+  }
+}
+
 resource "azurerm_service_plan" "handler" {
   #checkov:skip=CKV_AZURE_225:zone redundancy is available only in some regions and for Flex needs zone-redundant storage; an event that finds its zone down waits in Event Grid's retries.
   #checkov:skip=CKV_AZURE_212:scale to zero is intended (Flex Consumption); a cold start only delays an event, which Event Grid retries for 24 hours.
@@ -30,7 +100,7 @@ locals {
   app_settings = {
     for h in var.handlers : h => merge(
       {
-        AzureWebJobsStorage__accountName          = azurerm_storage_account.this.name
+        AzureWebJobsStorage__accountName          = azurerm_storage_account.host[h].name
         AzureWebJobsStorage__credential           = "managedidentity"
         AzureWebJobsStorage__clientId             = azurerm_user_assigned_identity.handler[h].client_id
         APPLICATIONINSIGHTS_CONNECTION_STRING     = azurerm_application_insights.this.connection_string
@@ -41,12 +111,25 @@ locals {
         for k, v in {
           FUNCTIONS_WORKER_RUNTIME                     = "custom"
           FUNCTIONS_EXTENSION_VERSION                  = "~4"
-          WEBSITE_RUN_FROM_PACKAGE                     = "${azurerm_storage_account.this.primary_blob_endpoint}${azurerm_storage_container.package[h].name}/${h}.zip"
+          WEBSITE_RUN_FROM_PACKAGE                     = "${azurerm_storage_account.host[h].primary_blob_endpoint}${azurerm_storage_container.package[h].name}/${h}.zip"
           WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID = azurerm_user_assigned_identity.handler[h].id
         } : k => v if !local.is_flex
       },
       local.keyturn_settings[h],
     )
+  }
+
+  # siteConfig: Flex Consumption rejects ftpsState, so the Premium-only properties are added only on Premium
+  # (infra/tests/test_bicep_rules.py keeps them apart on both sides). The app settings are part of siteConfig
+  # here: azapi reads each resource back with GET, and App Service returns app settings only through
+  # POST .../config/appsettings/list, so a separate sites/config resource (Bicep's way) would never read back.
+  site_config = {
+    minTlsVersion    = "1.2"
+    scmMinTlsVersion = "1.2"
+    http20Enabled    = true
+  }
+  premium_only_site_config = {
+    ftpsState = "Disabled"
   }
 }
 
@@ -61,7 +144,7 @@ resource "azapi_resource" "function_app" {
   name      = local.app_names[each.key]
   parent_id = data.azurerm_resource_group.this.id
   location  = local.location
-  tags      = merge(var.tags, { "keyturn-handler" = each.key })
+  tags      = merge(var.tags, { "keyturn-handler" = each.key, "azd-service-name" = each.key })
 
   identity {
     type         = "UserAssigned"
@@ -76,18 +159,16 @@ resource "azapi_resource" "function_app" {
       clientCertEnabled         = false
       keyVaultReferenceIdentity = azurerm_user_assigned_identity.handler[each.key].id
       publicNetworkAccess       = "Enabled"
-      siteConfig = {
-        minTlsVersion    = "1.2"
-        scmMinTlsVersion = "1.2"
-        ftpsState        = "Disabled"
-        http20Enabled    = true
-        appSettings      = [for k, v in local.app_settings[each.key] : { name = k, value = v }]
-      }
+      siteConfig = merge(
+        local.site_config,
+        { for k, v in local.premium_only_site_config : k => v if !local.is_flex },
+        { appSettings = [for k, v in local.app_settings[each.key] : { name = k, value = v }] },
+      )
       functionAppConfig = local.is_flex ? {
         deployment = {
           storage = {
             type  = "blobContainer"
-            value = "${azurerm_storage_account.this.primary_blob_endpoint}${azurerm_storage_container.package[each.key].name}"
+            value = "${azurerm_storage_account.host[each.key].primary_blob_endpoint}${azurerm_storage_container.package[each.key].name}"
             authentication = {
               type                           = "UserAssignedIdentity"
               userAssignedIdentityResourceId = azurerm_user_assigned_identity.handler[each.key].id
@@ -107,29 +188,27 @@ resource "azapi_resource" "function_app" {
   }
 }
 
-resource "azurerm_role_assignment" "storage" {
-  for_each             = local.storage_role_assignments
-  scope                = azurerm_storage_account.this.id
-  role_definition_name = each.value.role
-  principal_id         = azurerm_user_assigned_identity.handler[each.value.handler].principal_id
-  principal_type       = "ServicePrincipal"
-  description          = "keyturn ${each.value.handler}: host storage, package, rotation locks"
+# Basic (user name and password) publishing is off for FTP and for the SCM site: deployments authenticate with
+# Entra ID (az functionapp deploy, azd).
+resource "azapi_resource" "basic_publishing_credentials" {
+  for_each  = { for p in setproduct(var.handlers, ["ftp", "scm"]) : "${p[0]}|${p[1]}" => { handler = p[0], kind = p[1] } }
+  type      = "Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01"
+  name      = each.value.kind
+  parent_id = azapi_resource.function_app[each.value.handler].id
+  body = {
+    properties = {
+      allow = false
+    }
+  }
 }
 
-resource "azurerm_role_assignment" "insights" {
-  for_each             = local.insights_role_assignments
-  scope                = azurerm_application_insights.this.id
-  role_definition_name = each.value.role
-  principal_id         = azurerm_user_assigned_identity.handler[each.value.handler].principal_id
-  principal_type       = "ServicePrincipal"
-  description          = "keyturn ${each.value.handler}: telemetry with Entra ID authentication"
-}
-
-resource "azurerm_role_assignment" "vault" {
-  for_each             = local.vault_role_assignments
-  scope                = each.value.vault_id
-  role_definition_name = each.value.role
-  principal_id         = azurerm_user_assigned_identity.handler[each.value.handler].principal_id
-  principal_type       = "ServicePrincipal"
-  description          = "keyturn ${each.value.handler}: ${each.value.purpose}"
+# Every grant infra/roles.json lists for the deployed handlers, at the scope it names (locals.tf, scope_ids). The
+# role definition id is the built-in role's, in the subscription of the scope.
+resource "azurerm_role_assignment" "grant" {
+  for_each           = local.grant_assignments
+  scope              = each.value.scope_id
+  role_definition_id = "/subscriptions/${split("/", each.value.scope_id)[2]}/providers/Microsoft.Authorization/roleDefinitions/${local.roles.roleDefinitions[each.value.role]}"
+  principal_id       = azurerm_user_assigned_identity.handler[each.value.handler].principal_id
+  principal_type     = "ServicePrincipal"
+  description        = "keyturn ${each.value.handler}: ${each.value.role} (${each.value.scope})"
 }

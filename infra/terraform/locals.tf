@@ -1,6 +1,7 @@
 locals {
-  # The role matrix. infra/tests/test_parity.py compares it with infra/bicep/main.bicep (handlerConfig and the
-  # role lists below it), and infra/README.md documents it: change all three together.
+  # Event routing per handler. The roles are not here: infra/roles.json holds them, for Bicep, Terraform and the
+  # local stack alike. A handler without event types (the timer-triggered sweep, when it comes) gets no
+  # subscription. infra/tests/test_parity.py compares this with handlerConfig in infra/bicep/main.bicep.
   handler_config = {
     "near-expiry" = {
       event_types = [
@@ -9,12 +10,6 @@ locals {
         "Microsoft.KeyVault.CertificateNearExpiry",
       ]
       canary = "exclude"
-      vault_roles = [
-        "Key Vault Secrets Officer",
-        "Key Vault Crypto Officer",
-        "Key Vault Certificates Officer",
-      ]
-      mirror_roles = []
     }
     "expired" = {
       event_types = [
@@ -23,10 +18,6 @@ locals {
         "Microsoft.KeyVault.CertificateExpired",
       ]
       canary = "exclude"
-      vault_roles = [
-        "Key Vault Reader",
-      ]
-      mirror_roles = []
     }
     "new-version" = {
       event_types = [
@@ -35,49 +26,38 @@ locals {
         "Microsoft.KeyVault.CertificateNewVersionCreated",
       ]
       canary = "exclude"
-      vault_roles = [
-        "Key Vault Reader",
-        "Key Vault Secrets User",
-      ]
-      mirror_roles = [
-        "Key Vault Secrets Officer",
-      ]
     }
     "test-event" = {
       event_types = [
         "Microsoft.KeyVault.SecretNewVersionCreated",
       ]
       canary = "only"
-      vault_roles = [
-        "Key Vault Reader",
-        "Key Vault Secrets User",
-      ]
-      mirror_roles = []
     }
   }
 
-  # expired's vault roles when expired_actions_enabled is true (instead of its read-only vault_roles).
-  expired_action_roles = [
-    "Key Vault Secrets Officer",
-    "Key Vault Crypto Officer",
-    "Key Vault Certificates Officer",
-  ]
+  # The role matrix, read from the one file that holds it.
+  roles = jsondecode(file("${path.module}/../roles.json"))
 
-  # Roles every handler identity holds besides its vault roles.
-  storage_roles  = ["Storage Blob Data Owner"]
-  insights_roles = ["Monitoring Metrics Publisher"]
-  notify_roles   = ["Key Vault Secrets User"]
+  # The flags roles.json's `when` names; `always` is what a grant without `when` gets.
+  grant_flags = {
+    always                = true
+    expiredActionsEnabled = var.expired_actions_enabled
+  }
 
-  # The Event Grid system topic's identity writes dead letters.
-  dead_letter_roles = ["Storage Blob Data Contributor"]
+  # The Event Grid system topic's identity writes dead letters (not a handler, so not in roles.json).
+  dead_letter_role = "Storage Blob Data Contributor"
 
   # Names, derived from the resource group id like Bicep's uniqueString(resourceGroup().id) (other values, same
   # stability: a redeployment to the same resource group keeps every name).
-  location             = var.location != "" ? var.location : data.azurerm_resource_group.this.location
-  suffix               = substr(sha1(data.azurerm_resource_group.this.id), 0, 6)
-  storage_account_name = substr("${replace(var.name_prefix, "-", "")}${sha1(data.azurerm_resource_group.this.id)}", 0, 24)
-  app_names            = { for h in var.handlers : h => "${var.name_prefix}-${h}-${local.suffix}" }
-  is_flex              = var.hosting_plan == "FlexConsumption"
+  location           = var.location != "" ? var.location : data.azurerm_resource_group.this.location
+  suffix             = substr(sha1(data.azurerm_resource_group.this.id), 0, 6)
+  storage_prefix     = replace(var.name_prefix, "-", "")
+  state_storage_name = substr("${local.storage_prefix}state${sha1(data.azurerm_resource_group.this.id)}", 0, 24)
+  host_storage_names = {
+    for h in var.handlers : h => substr("${local.storage_prefix}${replace(h, "-", "")}${sha1("${data.azurerm_resource_group.this.id}/${h}")}", 0, 24)
+  }
+  app_names = { for h in var.handlers : h => "${var.name_prefix}-${h}-${local.suffix}" }
+  is_flex   = var.hosting_plan == "FlexConsumption"
 
   vault_id_parts       = split("/", var.key_vault_id)
   vault_resource_group = local.vault_id_parts[4]
@@ -86,25 +66,41 @@ locals {
   mirror_vault_urls    = [for id in var.mirror_vault_ids : "https://${element(split("/", id), 8)}.${var.key_vault_dns_suffix}"]
   notify_enabled       = var.notify_secret_uri != ""
   notify_vault_id      = var.notify_vault_id != "" ? var.notify_vault_id : var.key_vault_id
+  # https://<vault>.vault.azure.net/secrets/<name>: the fifth segment is the secret's name.
+  notify_secret_name = local.notify_enabled ? split("/", var.notify_secret_uri)[4] : ""
 
-  # Every (handler, vault, role) grant: the monitored vault, the notification vault, the mirror vaults. Grouped
-  # by a case-insensitive key so the notification vault being the monitored vault does not grant a role twice.
-  monitored_vault_roles = {
-    for h in var.handlers : h => (h == "expired" && var.expired_actions_enabled ? local.expired_action_roles : local.handler_config[h].vault_roles)
+  # Each handler's grants: its own and every handler's, without those whose `when` flag is off.
+  handler_grants = {
+    for h in var.handlers : h => [
+      for g in concat(local.roles.handlers[h], local.roles.everyHandler) : g if local.grant_flags[try(g.when, "always")]
+    ]
   }
-  vault_role_grants = flatten([
-    for h in var.handlers : concat(
-      [for r in local.monitored_vault_roles[h] : { handler = h, vault_id = var.key_vault_id, role = r, purpose = "monitored vault" }],
-      [for r in local.notify_roles : { handler = h, vault_id = local.notify_vault_id, role = r, purpose = "notification channels (Key Vault reference)" } if local.notify_enabled],
-      flatten([for v in var.mirror_vault_ids : [for r in local.handler_config[h].mirror_roles : { handler = h, vault_id = v, role = r, purpose = "mirror vault" }]]),
-    )
-  ])
-  vault_role_assignments = {
-    for key, grants in { for g in local.vault_role_grants : "${g.handler}|${lower(g.vault_id)}|${g.role}" => g... } :
-    key => grants[0]
+
+  # What each roles.json scope means for one handler: the resource ids it grants on. A scope missing here fails
+  # the plan (an unknown key), so roles.json cannot name a scope this deployment does not wire.
+  scope_ids = {
+    for h in var.handlers : h => {
+      vault              = [var.key_vault_id]
+      canarySecret       = ["${var.key_vault_id}/secrets/${var.canary_secret_name}"]
+      notificationSecret = local.notify_enabled ? ["${local.notify_vault_id}/secrets/${local.notify_secret_name}"] : []
+      mirrorVaults       = var.mirror_vault_ids
+      storageKeyAccounts = var.storage_key_account_ids
+      hostStorage        = [azurerm_storage_account.host[h].id]
+      lockContainer      = [azurerm_storage_container.locks.id]
+      insights           = [azurerm_application_insights.this.id]
+    }
   }
-  storage_role_assignments  = { for p in setproduct(var.handlers, local.storage_roles) : "${p[0]}|${p[1]}" => { handler = p[0], role = p[1] } }
-  insights_role_assignments = { for p in setproduct(var.handlers, local.insights_roles) : "${p[0]}|${p[1]}" => { handler = p[0], role = p[1] } }
+
+  # One role assignment per (handler, scope, resource, role). The keys use positions, not ids, so they are known
+  # at plan time even for resources this deployment creates.
+  grant_assignments = merge([
+    for h in var.handlers : merge([
+      for g in local.handler_grants[h] : {
+        for i, scope_id in local.scope_ids[h][g.scope] :
+        "${h}|${g.scope}|${i}|${g.role}" => { handler = h, scope = g.scope, scope_id = scope_id, role = g.role }
+      }
+    ]...)
+  ]...)
 
   # keyturn's settings (the names are keyturn's configuration reference). Optional settings are left out when
   # they do not apply; the filter only looks at values known at plan time.
@@ -113,7 +109,7 @@ locals {
       {
         KEYTURN_VAULTS           = local.vault_url
         KEYTURN_CREDENTIAL       = "managed-identity"
-        KEYTURN_LOCK_ACCOUNT_URL = azurerm_storage_account.this.primary_blob_endpoint
+        KEYTURN_LOCK_ACCOUNT_URL = azurerm_storage_account.state.primary_blob_endpoint
         KEYTURN_LOCK_CONTAINER   = azurerm_storage_container.locks.name
         KEYTURN_LOG              = var.log_filter
       },

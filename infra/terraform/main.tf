@@ -1,26 +1,30 @@
 # keyturn: the whole Azure deployment (Terraform). infra/bicep describes the same resources; infra/tests checks
-# that the two agree. The ARM API versions behind each resource are listed in infra/README.md.
+# that the two agree. The ARM API versions behind each resource are listed in infra/README.md. One `terraform
+# apply` creates the apps, deploys their packages (packages.tf) and only then the Event Grid subscriptions.
 
 data "azurerm_resource_group" "this" {
   name = var.resource_group_name
 }
+
+data "azurerm_subscription" "current" {}
 
 data "azurerm_key_vault" "monitored" {
   name                = local.vault_name
   resource_group_name = local.vault_resource_group
 }
 
-# Storage: the apps' runtime (AzureWebJobsStorage), their deployment packages, the rotation locks and the dead
-# letters. Identity-based access only.
-resource "azurerm_storage_account" "this" {
+# The shared state account: rotation locks and dead letters. No handler holds a role on the account itself:
+# roles.json grants the lock container to the handlers that take locks; Event Grid's identity writes dead letters.
+# Each handler's host storage is its own account (handlers.tf).
+resource "azurerm_storage_account" "state" {
   #checkov:skip=CKV_AZURE_35:Flex Consumption apps without VNet integration and Event Grid dead-lettering reach the account over its public endpoint; a deny-by-default firewall needs VNet integration, which this deployment does not create.
   #checkov:skip=CKV_AZURE_59:same reason as CKV_AZURE_35; public network access stays on, but every request needs an Entra ID token (shared keys are disabled).
-  #checkov:skip=CKV_AZURE_206:the data is transient (locks, packages CI can rebuild, dead letters of the last day); locally redundant storage is enough.
-  #checkov:skip=CKV_AZURE_43:false positive: checkov cannot evaluate the computed name, substr(prefix without hyphens + sha1(resource group id), 0, 24), which is lowercase letters and digits, at most 24 characters.
-  #checkov:skip=CKV_AZURE_33:the account has no queues, so Queue service logging has nothing to log.
+  #checkov:skip=CKV_AZURE_206:the data is transient (locks, dead letters kept dead_letter_retention_days); locally redundant storage is enough.
+  #checkov:skip=CKV_AZURE_43:false positive: checkov cannot evaluate the computed name, substr(prefix without hyphens + "state" + sha1(resource group id), 0, 24), which is lowercase letters and digits, at most 24 characters.
+  #checkov:skip=CKV_AZURE_33:the state account has no queues, so Queue service logging has nothing to log.
   #checkov:skip=CKV2_AZURE_33:private endpoints need a VNet, which this deployment does not create.
-  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; the account holds locks, packages and dead letters, no customer data.
-  name                              = local.storage_account_name
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; the account holds locks and dead letters, no customer data.
+  name                              = local.state_storage_name
   resource_group_name               = data.azurerm_resource_group.this.name
   location                          = local.location
   tags                              = var.tags
@@ -59,27 +63,38 @@ resource "azurerm_storage_account" "this" {
 }
 
 resource "azurerm_storage_container" "locks" {
-  #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.blob instead.
+  #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.state_blob instead.
   name                  = var.lock_container_name
-  storage_account_id    = azurerm_storage_account.this.id
+  storage_account_id    = azurerm_storage_account.state.id
   container_access_type = "private"
 }
 
 resource "azurerm_storage_container" "dead_letter" {
-  #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.blob instead.
+  #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.state_blob instead.
   name                  = var.dead_letter_container_name
-  storage_account_id    = azurerm_storage_account.this.id
+  storage_account_id    = azurerm_storage_account.state.id
   container_access_type = "private"
 }
 
-# One package container per app: Flex Consumption reads its package from it; Elastic Premium runs from the
-# package blob in it (WEBSITE_RUN_FROM_PACKAGE).
-resource "azurerm_storage_container" "package" {
-  #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.blob instead.
-  for_each              = toset(var.handlers)
-  name                  = "package-${each.key}"
-  storage_account_id    = azurerm_storage_account.this.id
-  container_access_type = "private"
+# Dead letters are evidence for a replay, not an archive: deleted after dead_letter_retention_days.
+resource "azurerm_storage_management_policy" "state" {
+  storage_account_id = azurerm_storage_account.state.id
+
+  rule {
+    name    = "keyturn-delete-dead-letters"
+    enabled = true
+
+    filters {
+      blob_types   = ["blockBlob"]
+      prefix_match = ["${var.dead_letter_container_name}/"]
+    }
+
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = var.dead_letter_retention_days
+      }
+    }
+  }
 }
 
 resource "azurerm_log_analytics_workspace" "this" {
@@ -91,10 +106,11 @@ resource "azurerm_log_analytics_workspace" "this" {
   retention_in_days   = var.log_retention_days
 }
 
-# Blob reads, writes and deletes (locks taken, packages fetched, dead letters written) to Log Analytics.
-resource "azurerm_monitor_diagnostic_setting" "blob" {
+# Blob reads, writes and deletes of the state account (locks taken, dead letters written) to Log Analytics; the
+# dashboard counts dead letters from these.
+resource "azurerm_monitor_diagnostic_setting" "state_blob" {
   name                       = "keyturn-blob-logs"
-  target_resource_id         = "${azurerm_storage_account.this.id}/blobServices/default"
+  target_resource_id         = "${azurerm_storage_account.state.id}/blobServices/default"
   log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
 
   enabled_log {

@@ -1,23 +1,23 @@
 output "handlers" {
-  description = "Per handler: function app name, identity client id and principal id, package container."
+  description = "Per handler: function app name, identity client id and principal id, host storage account."
   value = {
     for h in var.handlers : h => {
       app_name              = azapi_resource.function_app[h].name
       identity_client_id    = azurerm_user_assigned_identity.handler[h].client_id
       identity_principal_id = azurerm_user_assigned_identity.handler[h].principal_id
-      package_container     = azurerm_storage_container.package[h].name
+      host_storage_name     = azurerm_storage_account.host[h].name
     }
   }
 }
 
-output "storage_account_name" {
-  description = "Storage account holding runtime state, packages, locks and dead letters."
-  value       = azurerm_storage_account.this.name
+output "state_storage_name" {
+  description = "Storage account holding the rotation locks and the dead letters."
+  value       = azurerm_storage_account.state.name
 }
 
-output "storage_blob_endpoint" {
-  description = "Blob endpoint of the storage account (KEYTURN_LOCK_ACCOUNT_URL)."
-  value       = azurerm_storage_account.this.primary_blob_endpoint
+output "state_blob_endpoint" {
+  description = "Blob endpoint of the state account (KEYTURN_LOCK_ACCOUNT_URL)."
+  value       = azurerm_storage_account.state.primary_blob_endpoint
 }
 
 output "system_topic_name" {

@@ -33,7 +33,7 @@ variable "key_vault_id" {
 }
 
 variable "handlers" {
-  description = "Handlers to deploy: any of near-expiry, expired, new-version, test-event. Each becomes its own function app."
+  description = "Handlers to deploy: any of near-expiry, expired, new-version, test-event. Each becomes its own function app with its own identity and host storage; its roles are those infra/roles.json lists for it."
   type        = list(string)
   default     = ["near-expiry", "expired", "new-version", "test-event"]
 
@@ -88,7 +88,7 @@ variable "elastic_premium_sku" {
 }
 
 variable "notify_secret_uri" {
-  description = "Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. Empty: no notification channels."
+  description = "Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. The secret must exist: each handler is granted Key Vault Secrets User on it alone. Empty: no notification channels."
   type        = string
   default     = ""
 }
@@ -100,7 +100,7 @@ variable "notify_vault_id" {
 }
 
 variable "canary_secret_name" {
-  description = "Name of the canary secret whose new versions go to test-event (and to no other handler)."
+  description = "Name of the canary secret whose new versions go to test-event (and to no other handler). It must exist in the monitored vault: test-event is granted write on it alone."
   type        = string
   default     = "keyturn-canary"
 }
@@ -117,20 +117,61 @@ variable "expired_actions_enabled" {
   default     = false
 }
 
-variable "create_subscriptions" {
-  description = "Create the Event Grid subscriptions. Event Grid checks that the function exists, so the first apply passes false, the handler packages are deployed, then a second apply passes true (infra/README.md)."
-  type        = bool
-  default     = true
+variable "storage_key_account_ids" {
+  description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry gets Storage Account Key Operator Service Role on each. Empty: none."
+  type        = list(string)
+  default     = []
+}
+
+variable "package_dir" {
+  description = "Folder holding <handler>.zip for every deployed handler (what `keyturn package` writes). Each apply deploys a package whose hash changed, before the Event Grid subscriptions."
+  type        = string
+  default     = "../../dist"
+}
+
+variable "dead_letter_retention_days" {
+  description = "Days a dead-lettered event is kept before the lifecycle rule deletes it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.dead_letter_retention_days >= 1 && var.dead_letter_retention_days <= 3650
+    error_message = "dead_letter_retention_days must be between 1 and 3650."
+  }
+}
+
+variable "alert_emails" {
+  description = "Email addresses the alerts go to. With alert_webhook_url also empty, no action group is created and the alerts only show in the portal."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_webhook_url" {
+  description = "Webhook (https) the alerts are posted to (common alert schema). Empty: none."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "delivery_failure_threshold" {
+  description = "Failed Event Grid delivery attempts within 15 minutes that raise an alert (a single failure is retried and is no news)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.delivery_failure_threshold >= 1
+    error_message = "delivery_failure_threshold must be at least 1."
+  }
 }
 
 variable "lock_container_name" {
-  description = "Blob container holding the rotation locks (KEYTURN_LOCK_CONTAINER)."
+  description = "Blob container (in the shared state account) holding the rotation locks (KEYTURN_LOCK_CONTAINER)."
   type        = string
   default     = "keyturn-locks"
 }
 
 variable "dead_letter_container_name" {
-  description = "Blob container receiving events Event Grid could not deliver."
+  description = "Blob container (in the shared state account) receiving events Event Grid could not deliver."
   type        = string
   default     = "keyturn-deadletter"
 }

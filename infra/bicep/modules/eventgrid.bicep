@@ -1,5 +1,6 @@
-// The Event Grid system topic on the monitored vault and one subscription per handler. Deployed at the vault's
-// resource group; the topic takes the vault's region.
+// The Event Grid system topic on the monitored vault, and its delivery-failure logs. Deployed at the vault's
+// resource group; the topic takes the vault's region. The subscriptions are in ../subscriptions.bicep, deployed
+// once the handlers' code is (Event Grid checks that the function exists).
 
 @description('Name of the monitored vault (in this deployment\'s resource group).')
 param vaultName string
@@ -13,17 +14,8 @@ param tags object
 @description('Resource id of the user-assigned identity Event Grid uses to write dead letters.')
 param topicIdentityId string
 
-@description('Resource id of the storage account holding the dead-letter container.')
-param deadLetterStorageAccountId string
-
-@description('Name of the dead-letter blob container.')
-param deadLetterContainerName string
-
-@description('One object per handler: name, functionId, eventTypes, advancedFilters.')
-param subscriptions array
-
-@description('Create the subscriptions (false on the first deployment, before the handler packages exist).')
-param createSubscriptions bool
+@description('Log Analytics workspace receiving the topic\'s DeliveryFailures logs.')
+param workspaceId string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: vaultName
@@ -45,44 +37,23 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   }
 }
 
-// Batch size 1: the Functions extension runs a batch in parallel and fails it whole, so one slow or failing event
-// would make Event Grid resend its neighbours. 30 attempts over 24 hours is Event Grid's maximum.
-resource eventSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = [for s in subscriptions: if (createSubscriptions) {
-  parent: topic
-  name: s.name
+// Each failed delivery attempt, with its reason, to Log Analytics (the dashboard's failures panel).
+resource deliveryFailureLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'keyturn-delivery-failures'
+  scope: topic
   properties: {
-    eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: s.functionId
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'DeliveryFailures'
+        enabled: true
       }
-    }
-    filter: {
-      includedEventTypes: s.eventTypes
-      advancedFilters: s.advancedFilters
-    }
-    retryPolicy: {
-      maxDeliveryAttempts: 30
-      eventTimeToLiveInMinutes: 1440
-    }
-    deadLetterWithResourceIdentity: {
-      identity: {
-        type: 'UserAssigned'
-        userAssignedIdentity: topicIdentityId
-      }
-      deadLetterDestination: {
-        endpointType: 'StorageBlob'
-        properties: {
-          resourceId: deadLetterStorageAccountId
-          blobContainerName: deadLetterContainerName
-        }
-      }
-    }
+    ]
   }
-}]
+}
 
 @description('Name of the system topic.')
 output topicName string = topic.name
+
+@description('Resource id of the system topic (the metric alerts\' scope).')
+output topicId string = topic.id

@@ -1,7 +1,8 @@
-// One keyturn handler: its own user-assigned identity, plan and Linux function app running the custom handler,
-// and the identity's role assignments. Deployed once per selected handler by main.bicep.
+// One keyturn handler: its own user-assigned identity, host storage account, plan and Linux function app running
+// the custom handler, and exactly the grants infra/roles.json lists for it. Deployed once per selected handler by
+// main.bicep.
 
-@description('Handler name: near-expiry, expired, new-version or test-event (= function name = route).')
+@description('Handler name: near-expiry, expired, new-version or test-event (= function name = route = key in roles.json).')
 param handler string
 
 @description('Region of the app.')
@@ -13,6 +14,11 @@ param tags object
 @description('Function app name (globally unique; at most 32 characters keeps the host id unique).')
 @maxLength(32)
 param appName string
+
+@description('Name of this handler\'s own host storage account (AzureWebJobsStorage and its package; 3-24 lowercase letters and digits).')
+@minLength(3)
+@maxLength(24)
+param hostStorageName string
 
 @description('FlexConsumption or ElasticPremium.')
 param hostingPlan string
@@ -26,50 +32,68 @@ param flexInstanceMemoryMB int
 @description('Elastic Premium: plan SKU.')
 param elasticPremiumSku string
 
-@description('Storage account (same resource group) for AzureWebJobsStorage, packages and locks.')
-param storageAccountName string
+@description('The shared state account (same resource group) holding the lock container.')
+param stateStorageName string
 
-@description('Blob container holding this app\'s package.')
-param packageContainerName string
+@description('The rotation-lock container in the state account.')
+param lockContainerName string
 
 @description('Application Insights component (same resource group).')
 param insightsName string
 
-@description('Role name to built-in role definition id.')
-param roleIds object
+@description('Log Analytics workspace receiving the host storage account\'s blob logs.')
+param workspaceId string
 
-@description('Roles on the storage account.')
-param storageRoles array
-
-@description('Roles on the Application Insights component.')
-param insightsRoles array
+@description('The flags roles.json\'s `when` names, each true or false (`always`: true).')
+param grantFlags object
 
 @description('Resource id of the monitored vault.')
 param keyVaultId string
 
-@description('Roles on the monitored vault.')
-param vaultRoles array
+@description('Name of the canary secret in the monitored vault.')
+param canarySecretName string
+
+@description('Versionless URI of the notification secret; empty: none.')
+param notifySecretUri string
 
 @description('Resource id of the vault holding the notification secret.')
 param notifyVaultId string
 
-@description('Roles on the notification vault when it is not the monitored vault (else folded into vaultRoles).')
-param notifyRoles array
-
 @description('Resource ids of the mirror vaults.')
 param mirrorVaultIds array
 
-@description('Roles on every mirror vault.')
-param mirrorRoles array
+@description('Resource ids of the storage accounts bound to the storage-account-key provider.')
+param storageKeyAccountIds array
 
 @description('keyturn app settings (KEYTURN_*), merged with the platform settings below.')
 param keyturnSettings object
 
-var isFlex = hostingPlan == 'FlexConsumption'
-var packageContainerUrl = '${storage.properties.primaryEndpoints.blob}${packageContainerName}'
+var roles = loadJsonContent('../../roles.json')
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
-  name: storageAccountName
+// This handler's grants: its own and every handler's, without those whose `when` flag is off.
+var grants = filter(concat(roles.handlers[handler], roles.everyHandler), g => grantFlags[union({ when: 'always' }, g).when])
+var vaultGrants = filter(grants, g => g.scope == 'vault')
+var canaryGrants = filter(grants, g => g.scope == 'canarySecret')
+var notifyGrants = empty(notifySecretUri) ? [] : filter(grants, g => g.scope == 'notificationSecret')
+var mirrorGrants = filter(grants, g => g.scope == 'mirrorVaults')
+var storageKeyGrants = filter(grants, g => g.scope == 'storageKeyAccounts')
+var hostStorageGrants = filter(grants, g => g.scope == 'hostStorage')
+var lockGrants = filter(grants, g => g.scope == 'lockContainer')
+var insightsGrants = filter(grants, g => g.scope == 'insights')
+
+var isFlex = hostingPlan == 'FlexConsumption'
+var packageContainerName = 'package'
+// https://<vault>.vault.azure.net/secrets/<name>: the fifth segment is the secret's name.
+var notifySecretName = empty(notifySecretUri) ? '' : split(notifySecretUri, '/')[4]
+
+resource state 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: stateStorageName
+  resource blob 'blobServices' existing = {
+    name: 'default'
+    resource locks 'containers' existing = {
+      name: lockContainerName
+    }
+  }
 }
 
 resource insights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -80,6 +104,80 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' 
   name: '${appName}-id'
   location: location
   tags: tags
+}
+
+// The handler's own host storage: AzureWebJobsStorage (blobs, queues, tables of the Functions host) and its
+// package. No other handler holds a role here, so no other handler can replace this one's code.
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Flex Consumption apps without VNet integration reach their host storage over its public endpoint; a deny-by-default firewall needs VNet integration, which this deployment does not create.
+  // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35; public network access stays on, but every request needs an Entra ID token (shared keys are disabled).
+  // checkov:skip=CKV_AZURE_206: host state and a package CI can rebuild; locally redundant storage is enough.
+  // checkov:skip=CKV_AZURE_43: false positive: checkov cannot evaluate the computed name main.bicep passes, take(prefix + handler without hyphens + uniqueString(), 24): lowercase letters and digits, 3 to 24 characters (also enforced by this parameter's decorators).
+  name: hostStorageName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowCrossTenantReplication: false
+    isLocalUserEnabled: false
+    isSftpEnabled: false
+    publicNetworkAccess: 'Enabled'
+    sasPolicy: {
+      expirationAction: 'Log'
+      sasExpirationPeriod: '0.01:00:00'
+    }
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource hostBlob 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: hostStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+// Flex Consumption reads its package from this container; Elastic Premium runs from the package blob in it
+// (WEBSITE_RUN_FROM_PACKAGE).
+resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: hostBlob
+  name: packageContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource hostBlobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'keyturn-blob-logs'
+  scope: hostBlob
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+  }
 }
 
 // Flex Consumption allows one app per plan, so every handler gets its own plan on both hosting options.
@@ -96,43 +194,39 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
     name: elasticPremiumSku
     tier: 'ElasticPremium'
   }
-  properties: {
+  properties: isFlex ? {
     reserved: true
-    maximumElasticWorkerCount: isFlex ? null : 20
+  } : {
+    reserved: true
+    maximumElasticWorkerCount: 20
   }
 }
 
-// Identity-based host storage (AzureWebJobsStorage__*), identity-based telemetry, keyturn's own settings.
-var platformSettings = {
-  AzureWebJobsStorage__accountName: storage.name
-  AzureWebJobsStorage__credential: 'managedidentity'
-  AzureWebJobsStorage__clientId: identity.properties.clientId
-  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
-  AZURE_CLIENT_ID: identity.properties.clientId
+// siteConfig: Flex Consumption rejects ftpsState (and the runtime settings Elastic Premium needs), so the
+// Premium-only properties are added only on Premium. infra/tests/test_bicep_rules.py keeps them apart.
+var siteConfig = {
+  minTlsVersion: '1.2'
+  scmMinTlsVersion: '1.2'
+  http20Enabled: true
 }
-
-// Flex takes the runtime from functionAppConfig and rejects FUNCTIONS_WORKER_RUNTIME and
-// FUNCTIONS_EXTENSION_VERSION; Elastic Premium needs both, and runs from the package blob read with the app's
-// identity (no Azure Files content share: that would need shared keys).
-var elasticPremiumSettings = {
-  FUNCTIONS_WORKER_RUNTIME: 'custom'
-  FUNCTIONS_EXTENSION_VERSION: '~4'
-  WEBSITE_RUN_FROM_PACKAGE: '${packageContainerUrl}/${handler}.zip'
-  WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID: identity.id
+var premiumOnlySiteConfig = {
+  ftpsState: 'Disabled'
 }
-
-var appSettings = union(platformSettings, isFlex ? {} : elasticPremiumSettings, keyturnSettings)
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: Event Grid delivers to AzureFunction endpoints through the app's public endpoint; the apps have no HTTP-triggered functions, and the host's webhook routes need a system key.
   // checkov:skip=CKV_AZURE_17: Event Grid's AzureFunction delivery cannot present a client certificate.
   // checkov:skip=CKV_AZURE_212: scale to zero is intended (Flex Consumption); a cold start only delays an event, which Event Grid retries for 24 hours.
   // checkov:skip=CKV_AZURE_213: no HTTP endpoint to probe; the host supervises the handler process and its readiness route.
+  // checkov:skip=CKV_AZURE_15: false positive: minTlsVersion is '1.2' in the siteConfig variable, which checkov does not resolve through union().
+  // checkov:skip=CKV_AZURE_18: false positive: http20Enabled is true in the siteConfig variable, which checkov does not resolve through union().
+  // checkov:skip=CKV_AZURE_67: false positive: same as CKV_AZURE_18.
+  // checkov:skip=CKV_AZURE_78: FTP is off: ftpBasicAuth below forbids FTP publishing on both plans, and Premium also gets ftpsState Disabled (Flex Consumption rejects that property).
   name: appName
   location: location
   tags: union(tags, {
     'keyturn-handler': handler
+    'azd-service-name': handler
   })
   kind: 'functionapp,linux'
   identity: {
@@ -147,21 +241,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     keyVaultReferenceIdentity: identity.id
     publicNetworkAccess: 'Enabled'
-    siteConfig: {
-      minTlsVersion: '1.2'
-      scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
-      appSettings: [for s in items(appSettings): {
-        name: s.key
-        value: s.value
-      }]
-    }
+    siteConfig: union(siteConfig, isFlex ? {} : premiumOnlySiteConfig)
     functionAppConfig: isFlex ? {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: packageContainerUrl
+          value: '${hostStorage.properties.primaryEndpoints.blob}${packageContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
             userAssignedIdentityResourceId: identity.id
@@ -180,61 +265,145 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-resource storageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for r in storageRoles: {
-  name: guid(storage.id, identity.id, roleIds[r])
-  scope: storage
+// Basic (user name and password) publishing is off for FTP and for the SCM site: deployments authenticate with
+// Entra ID (az functionapp deploy, azd).
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'ftp'
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds[r])
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// App settings as a child resource with a plain object: the values come from other resources' properties (known
+// only while deploying), which a for-expression may not read (BCP178).
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: false positive: checkov runs its sites/config 'web' checks (authentication settings) on every sites/config resource; this one is 'appsettings', name/value pairs only.
+  // checkov:skip=CKV_AZURE_63: false positive: checkov runs its sites/config 'web' checks (HTTP logging) on every sites/config resource; this one is 'appsettings', name/value pairs only.
+  // checkov:skip=CKV_AZURE_65: false positive: checkov runs its sites/config 'web' checks (detailed error messages) on every sites/config resource; this one is 'appsettings', name/value pairs only.
+  // checkov:skip=CKV_AZURE_66: false positive: checkov runs its sites/config 'web' checks (failed request tracing) on every sites/config resource; this one is 'appsettings', name/value pairs only.
+  // checkov:skip=CKV_AZURE_80: false positive: checkov runs its sites/config 'web' checks (.NET Framework version) on every sites/config resource; this one is 'appsettings', name/value pairs only.
+  // checkov:skip=CKV_AZURE_88: false positive: checkov runs its sites/config 'web' checks (Azure Files mounts) on every sites/config resource; this one is 'appsettings', name/value pairs only.
+  // checkov:skip=CKV_AZURE_222: false positive: checkov runs its sites/config 'web' checks (public network access) on every sites/config resource; this one is 'appsettings', name/value pairs only.
+  parent: app
+  name: 'appsettings'
+  properties: union({
+    AzureWebJobsStorage__accountName: hostStorage.name
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identity.properties.clientId
+    APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+    AZURE_CLIENT_ID: identity.properties.clientId
+  }, isFlex ? {} : {
+    // Elastic Premium needs the runtime settings Flex rejects, and runs from the package blob read with the
+    // app's identity (no Azure Files content share: that would need shared keys).
+    FUNCTIONS_WORKER_RUNTIME: 'custom'
+    FUNCTIONS_EXTENSION_VERSION: '~4'
+    WEBSITE_RUN_FROM_PACKAGE: '${hostStorage.properties.primaryEndpoints.blob}${packageContainerName}/${handler}.zip'
+    WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID: identity.id
+  }, keyturnSettings)
+}
+
+resource hostStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for g in hostStorageGrants: {
+  name: guid(hostStorage.id, identity.id, roles.roleDefinitions[g.role])
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.roleDefinitions[g.role])
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
-    description: 'keyturn ${handler}: host storage, package, rotation locks'
+    description: 'keyturn ${handler}: its own host storage and package'
   }
 }]
 
-resource insightsAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for r in insightsRoles: {
-  name: guid(insights.id, identity.id, roleIds[r])
+resource lockAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for g in lockGrants: {
+  name: guid(state::blob::locks.id, identity.id, roles.roleDefinitions[g.role])
+  scope: state::blob::locks
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.roleDefinitions[g.role])
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'keyturn ${handler}: rotation locks (blob leases)'
+  }
+}]
+
+resource insightsAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for g in insightsGrants: {
+  name: guid(insights.id, identity.id, roles.roleDefinitions[g.role])
   scope: insights
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds[r])
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.roleDefinitions[g.role])
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
     description: 'keyturn ${handler}: telemetry with Entra ID authentication'
   }
 }]
 
-module vaultAccess 'vault-roles.bicep' = {
+module vaultAccess 'vault-grants.bicep' = if (!empty(vaultGrants)) {
   name: '${appName}-vault'
   scope: resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
   params: {
     vaultName: last(split(keyVaultId, '/'))
     principalId: identity.properties.principalId
-    roles: vaultRoles
-    roleIds: roleIds
+    grants: vaultGrants
+    roleDefinitions: roles.roleDefinitions
     purpose: 'keyturn ${handler}: monitored vault'
   }
 }
 
-module notifyAccess 'vault-roles.bicep' = if (!empty(notifyRoles)) {
+module canaryAccess 'secret-grants.bicep' = if (!empty(canaryGrants)) {
+  name: '${appName}-canary'
+  scope: resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
+  params: {
+    vaultName: last(split(keyVaultId, '/'))
+    secretName: canarySecretName
+    principalId: identity.properties.principalId
+    grants: canaryGrants
+    roleDefinitions: roles.roleDefinitions
+    purpose: 'keyturn ${handler}: the canary secret only'
+  }
+}
+
+module notifyAccess 'secret-grants.bicep' = if (!empty(notifyGrants)) {
   name: '${appName}-notify'
   scope: resourceGroup(split(notifyVaultId, '/')[2], split(notifyVaultId, '/')[4])
   params: {
     vaultName: last(split(notifyVaultId, '/'))
+    secretName: notifySecretName
     principalId: identity.properties.principalId
-    roles: notifyRoles
-    roleIds: roleIds
-    purpose: 'keyturn ${handler}: Key Vault reference to the notification channels'
+    grants: notifyGrants
+    roleDefinitions: roles.roleDefinitions
+    purpose: 'keyturn ${handler}: Key Vault reference to the notification channels (this secret only)'
   }
 }
 
-module mirrorAccess 'vault-roles.bicep' = [for (v, i) in mirrorVaultIds: if (!empty(mirrorRoles)) {
+module mirrorAccess 'vault-grants.bicep' = [for (v, i) in mirrorVaultIds: if (!empty(mirrorGrants)) {
   name: '${appName}-mirror-${i}'
   scope: resourceGroup(split(v, '/')[2], split(v, '/')[4])
   params: {
     vaultName: last(split(v, '/'))
     principalId: identity.properties.principalId
-    roles: mirrorRoles
-    roleIds: roleIds
+    grants: mirrorGrants
+    roleDefinitions: roles.roleDefinitions
     purpose: 'keyturn ${handler}: mirror vault'
+  }
+}]
+
+module storageKeyAccess 'storage-grants.bicep' = [for (a, i) in storageKeyAccountIds: if (!empty(storageKeyGrants)) {
+  name: '${appName}-storagekey-${i}'
+  scope: resourceGroup(split(a, '/')[2], split(a, '/')[4])
+  params: {
+    storageAccountName: last(split(a, '/'))
+    principalId: identity.properties.principalId
+    grants: storageKeyGrants
+    roleDefinitions: roles.roleDefinitions
+    purpose: 'keyturn ${handler}: storage account keys it may rotate'
   }
 }]
 
@@ -249,3 +418,6 @@ output identityClientId string = identity.properties.clientId
 
 @description('Principal (object) id of the app\'s identity.')
 output identityPrincipalId string = identity.properties.principalId
+
+@description('Name of the handler\'s host storage account.')
+output hostStorageName string = hostStorage.name

@@ -1,0 +1,314 @@
+"""Bicep's start-of-deployment rule, checked without the Bicep CLI.
+
+Bicep rejects, before anything deploys, a for-expression (BCP178) or an if-condition (BCP177) whose value is known
+only while deploying, and, in a variable's for-expression, a body that is (BCP182). The rule as Azure/bicep writes
+it (src/Bicep.Core/TypeSystem/DeployTimeConstantValidator.cs and DeployTimeConstantDirectViolationVisitor.cs):
+a property of a resource or module is readable at the start only if its type says so, which for a resource is
+`id`, `name`, `type`, `apiVersion` (plus some declared top-level properties) and for a module `name`; reading a
+whole resource or module, a module's `outputs`, a resource's `properties`, or calling a function that needs
+inlining (`reference()`, `list*()`) is a violation; variables are followed to what they read.
+
+This module tokenizes Bicep (strings with `${...}` interpolation, comments), finds every for-expression and
+if-condition, and follows variables. It is stricter than Bicep in one place on purpose: it allows only `id`,
+`name`, `type` and `apiVersion` of a resource, also for `existing` ones (Bicep allows a few more declared
+properties); a false alarm costs a rewrite, a miss costs a failed deployment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READABLE_RESOURCE_PROPERTIES = {"id", "name", "type", "apiVersion"}
+READABLE_MODULE_PROPERTIES = {"name"}
+PUNCT = ["::", "?.", "??", "==", "!=", "<=", ">=", "&&", "||", "=>"]
+
+
+@dataclass
+class Token:
+    kind: str  # ident, str, num, punct, nl
+    text: str
+    line: int
+
+
+@dataclass
+class Declarations:
+    variables: dict[str, list[Token]] = field(default_factory=dict)
+    params: set[str] = field(default_factory=set)
+    resources: set[str] = field(default_factory=set)
+    modules: set[str] = field(default_factory=set)
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, line, n = 0, 1, len(text)
+
+    def lex_string(i: int) -> int:
+        """A single-quoted string from text[i] == "'": emits a str token, then its interpolations' tokens in
+        parentheses so references inside '${...}' are analysed like any expression."""
+        nonlocal line
+        start_line = line
+        j = i + 1
+        inner: list[Token] = []
+        while j < n and text[j] != "'":
+            if text[j] == "\\":
+                j += 2
+                continue
+            if text.startswith("${", j):
+                depth, k = 1, j + 2
+                while k < n and depth:
+                    if text[k] == "{":
+                        depth += 1
+                    elif text[k] == "}":
+                        depth -= 1
+                    elif text[k] == "'":
+                        # A string inside the interpolation: skip it whole.
+                        k += 1
+                        while k < n and text[k] != "'":
+                            k += 2 if text[k] == "\\" else 1
+                    k += 1
+                sub = tokenize(text[j + 2 : k - 1])
+                inner += [Token("punct", "(", line)] + [Token(t.kind, t.text, t.line + line - 1) for t in sub]
+                inner += [Token("punct", ")", line)]
+                j = k
+                continue
+            if text[j] == "\n":
+                line += 1
+            j += 1
+        tokens.append(Token("str", text[i + 1 : j], start_line))
+        tokens.extend(inner)
+        return j + 1
+
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            tokens.append(Token("nl", "\n", line))
+            line += 1
+            i += 1
+        elif c in " \t\r":
+            i += 1
+        elif text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+        elif text.startswith("/*", i):
+            end = text.index("*/", i + 2)
+            line += text.count("\n", i, end)
+            i = end + 2
+        elif text.startswith("'''", i):
+            end = text.index("'''", i + 3)
+            tokens.append(Token("str", text[i + 3 : end], line))
+            line += text.count("\n", i, end)
+            i = end + 3
+        elif c == "'":
+            i = lex_string(i)
+        elif c.isalpha() or c == "_":
+            m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text[i:])
+            tokens.append(Token("ident", m.group(0), line))
+            i += len(m.group(0))
+        elif c.isdigit():
+            m = re.match(r"[0-9]+", text[i:])
+            tokens.append(Token("num", m.group(0), line))
+            i += len(m.group(0))
+        else:
+            for p in PUNCT:
+                if text.startswith(p, i):
+                    tokens.append(Token("punct", p, line))
+                    i += len(p)
+                    break
+            else:
+                tokens.append(Token("punct", c, line))
+                i += 1
+    return tokens
+
+
+OPEN, CLOSE = {"(": ")", "[": "]", "{": "}"}, {")", "]", "}"}
+
+
+def until_newline(tokens: list[Token], i: int) -> int:
+    """Index of the first newline at bracket depth 0 from i (or len)."""
+    depth = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t.kind == "punct" and t.text in OPEN:
+            depth += 1
+        elif t.kind == "punct" and t.text in CLOSE:
+            depth -= 1
+        elif t.kind == "nl" and depth == 0:
+            return i
+        i += 1
+    return i
+
+
+def declarations(tokens: list[Token]) -> Declarations:
+    decl = Declarations()
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        at_line_start = i == 0 or tokens[i - 1].kind == "nl"
+        if at_line_start and t.kind == "ident" and t.text in {"var", "param", "resource", "module", "output"}:
+            name = tokens[i + 1].text
+            end = until_newline(tokens, i)
+            if t.text == "var":
+                eq = next(k for k in range(i, end) if tokens[k].text == "=")
+                decl.variables[name] = tokens[eq + 1 : end]
+            elif t.text == "param":
+                decl.params.add(name)
+            elif t.text == "resource":
+                decl.resources.add(name)
+                # Nested resources (`resource child 'x' existing = {...}` inside a body) are reached as a::child.
+                for k in range(i + 2, end):
+                    if tokens[k].text == "resource" and tokens[k - 1].kind == "nl":
+                        decl.resources.add(tokens[k + 1].text)
+            elif t.text == "module":
+                decl.modules.add(name)
+            i = end
+        i += 1
+    return decl
+
+
+@dataclass
+class Violation:
+    file: str
+    line: int
+    container: str  # for-expression, if-condition, for-body of variable X
+    reason: str
+    chain: list[str]
+
+    def __str__(self) -> str:
+        via = f" (through variable {' -> '.join(self.chain)})" if self.chain else ""
+        return f"{self.file}:{self.line}: {self.container} reads {self.reason}{via}: known only while deploying"
+
+
+def is_object_key(tokens: list[Token], k: int) -> bool:
+    nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+    prev = tokens[k - 1] if k > 0 else None
+    return (
+        nxt is not None
+        and nxt.text == ":"
+        and (prev is None or prev.kind == "nl" or (prev.kind == "punct" and prev.text in {"{", ","}))
+    )
+
+
+def accessor_after(tokens: list[Token], k: int) -> tuple[str | None, int]:
+    """After a resource/module symbol at k: skip one [index] and any ::child, return the accessed property."""
+    j = k + 1
+    if j < len(tokens) and tokens[j].text == "[":
+        depth = 0
+        while j < len(tokens):
+            if tokens[j].text in OPEN:
+                depth += 1
+            elif tokens[j].text in CLOSE:
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        j += 1
+    while j + 1 < len(tokens) and tokens[j].text == "::":
+        j += 2
+    if j + 1 < len(tokens) and tokens[j].text in {".", "?."} and tokens[j + 1].kind == "ident":
+        return tokens[j + 1].text, j + 1
+    if j + 1 < len(tokens) and tokens[j].text == "[" and tokens[j + 1].kind == "str":
+        return tokens[j + 1].text, j + 1
+    return None, j
+
+
+def runtime_reads(expr: list[Token], decl: Declarations, chain: list[str], seen: set[str]) -> list[tuple[str, list[str]]]:
+    """What in expr (following variables) is known only while deploying: (description, variable chain)."""
+    found: list[tuple[str, list[str]]] = []
+    for k, t in enumerate(expr):
+        if t.kind != "ident":
+            continue
+        prev = expr[k - 1] if k > 0 else None
+        if prev is not None and prev.text in {".", "?.", "::"}:
+            continue
+        if is_object_key(expr, k):
+            continue
+        nxt = expr[k + 1] if k + 1 < len(expr) else None
+        if nxt is not None and nxt.text == "(":
+            if t.text == "reference" or t.text.startswith("list"):
+                found.append((f"{t.text}()", chain))
+            continue
+        if t.text in decl.modules:
+            prop, _ = accessor_after(expr, k)
+            if prop not in READABLE_MODULE_PROPERTIES:
+                found.append((f"module {t.text}" + (f".{prop}" if prop else " (whole)"), chain))
+        elif t.text in decl.resources:
+            prop, _ = accessor_after(expr, k)
+            if prop not in READABLE_RESOURCE_PROPERTIES:
+                found.append((f"resource {t.text}" + (f".{prop}" if prop else " (whole)"), chain))
+        elif t.text in decl.variables and t.text not in seen:
+            found += runtime_reads(decl.variables[t.text], decl, chain + [t.text], seen | {t.text})
+    return found
+
+
+def containers(tokens: list[Token], decl: Declarations):
+    """Every for-expression source (and a variable for-body) and if-condition: (kind, line, tokens)."""
+    var_spans = {}
+    i = 0
+    while i < len(tokens):
+        if tokens[i].text == "var" and (i == 0 or tokens[i - 1].kind == "nl"):
+            end = until_newline(tokens, i)
+            var_spans[(i, end)] = tokens[i + 1].text
+            i = end
+        i += 1
+
+    def enclosing_var(k: int) -> str | None:
+        return next((name for (a, b), name in var_spans.items() if a <= k < b), None)
+
+    for k, t in enumerate(tokens):
+        if t.kind == "ident" and t.text == "for":
+            j = k - 1
+            while j >= 0 and tokens[j].kind == "nl":
+                j -= 1
+            if j < 0 or tokens[j].text != "[":
+                continue
+            m = k + 1
+            while not (tokens[m].kind == "ident" and tokens[m].text == "in"):
+                m += 1
+            depth, ternaries, e = 0, 0, m + 1
+            while e < len(tokens):
+                x = tokens[e]
+                if x.text in OPEN:
+                    depth += 1
+                elif x.text in CLOSE:
+                    depth -= 1
+                elif depth == 0 and x.text == "?":
+                    ternaries += 1
+                elif depth == 0 and x.text == ":":
+                    if ternaries == 0:
+                        break
+                    ternaries -= 1
+                e += 1
+            yield "for-expression", t.line, tokens[m + 1 : e]
+            var = enclosing_var(k)
+            if var:
+                depth, b = 1, e + 1
+                while b < len(tokens) and depth:
+                    if tokens[b].text in OPEN:
+                        depth += 1
+                    elif tokens[b].text in CLOSE:
+                        depth -= 1
+                    b += 1
+                yield f"for-body of variable {var}", t.line, tokens[e + 1 : b - 1]
+        elif t.kind == "ident" and t.text == "if" and k + 1 < len(tokens) and tokens[k + 1].text == "(":
+            depth, e = 0, k + 1
+            while e < len(tokens):
+                if tokens[e].text in OPEN:
+                    depth += 1
+                elif tokens[e].text in CLOSE:
+                    depth -= 1
+                    if depth == 0:
+                        break
+                e += 1
+            yield "if-condition", t.line, tokens[k + 2 : e]
+
+
+def violations(path: Path, name: str | None = None) -> list[Violation]:
+    tokens = tokenize(path.read_text())
+    decl = declarations(tokens)
+    out = []
+    for kind, line, expr in containers(tokens, decl):
+        for reason, chain in runtime_reads(expr, decl, [], set()):
+            out.append(Violation(name or path.name, line, kind, reason, chain))
+    return out

@@ -1,0 +1,359 @@
+"""Rules the platform enforces that checkov and pycep do not: each test states the rule and where it comes from,
+checks the tree, and proves itself on a copy with the rule broken (a mutation), as the parity tests do.
+
+- Bicep: every for-expression and if-condition is known at the start of the deployment (BCP177/BCP178/BCP182;
+  bicep_constants.py cites Azure/bicep).
+- Flex Consumption rejects some site properties and app settings that Elastic Premium needs: they are set only
+  on Premium, on both sides.
+- Basic publishing credentials (FTP and SCM) are disabled on every app, on both sides.
+- Event Grid refuses an AzureFunction subscription to a function whose code is not deployed: the subscriptions
+  are created after the packages (Bicep: subscriptions.bicep from the postdeploy hook; Terraform: after
+  terraform_data.package), with no flag to remember.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import hcl2
+import pytest
+from pycep import BicepParser
+
+import bicep_constants
+
+INFRA = Path(__file__).resolve().parent.parent
+ROOT = INFRA.parent
+
+# Site properties and app settings Flex Consumption does not accept (learn.microsoft.com/azure/azure-functions/
+# functions-flex-consumption-plan, "Deprecated properties and settings"; ftpsState per issue 15's reading of the
+# platform). Elastic Premium needs the runtime settings, and ftpsState Disabled turns FTP off there.
+FLEX_REJECTED = {
+    "ftpsState",
+    "linuxFxVersion",
+    "alwaysOn",
+    "use32BitWorkerProcess",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+}
+
+
+@pytest.fixture()
+def infra_copy(tmp_path: Path) -> Path:
+    for part in ("bicep", "terraform", "hooks"):
+        shutil.copytree(INFRA / part, tmp_path / part)
+    shutil.copy(INFRA / "roles.json", tmp_path / "roles.json")
+    shutil.copy(INFRA / "workbook.json", tmp_path / "workbook.json")
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# BCP177/BCP178/BCP182
+
+
+def all_violations(bicep_root: Path) -> list[str]:
+    return [
+        str(v)
+        for p in sorted(bicep_root.rglob("*.bicep"))
+        for v in bicep_constants.violations(p, str(p.relative_to(bicep_root)))
+    ]
+
+
+def test_every_for_and_if_is_known_at_the_start_of_the_deployment():
+    assert all_violations(INFRA / "bicep") == []
+
+
+def test_the_analysis_sees_every_loop_and_condition():
+    # A rule that finds no loops would pass vacuously: count what it checks.
+    counts = {}
+    for p in sorted((INFRA / "bicep").rglob("*.bicep")):
+        tokens = bicep_constants.tokenize(p.read_text())
+        counts[p.name] = sum(1 for _ in bicep_constants.containers(tokens, bicep_constants.declarations(tokens)))
+    assert counts["handler.bicep"] >= 8 and counts["main.bicep"] >= 5, counts
+
+
+def test_detects_the_app_settings_loop_over_runtime_values(infra_copy):
+    # issue 15's bug, as it was written: appSettings built with a for over items() of a variable that reads the
+    # identity's client id and Application Insights' connection string.
+    handler = infra_copy / "bicep" / "modules" / "handler.bicep"
+    edit(
+        handler,
+        "resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {",
+        "var platformSettings = {\n"
+        "  AZURE_CLIENT_ID: identity.properties.clientId\n"
+        "  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString\n"
+        "}\n"
+        "output mutatedSettings array = [for s in items(platformSettings): {\n"
+        "  name: s.key\n"
+        "  value: s.value\n"
+        "}]\n\n"
+        "resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert any("identity.properties" in v and "platformSettings" in v for v in found), found
+    assert any("insights.properties" in v for v in found), found
+
+
+def test_detects_a_runtime_value_inside_an_interpolated_string(infra_copy):
+    edit(
+        infra_copy / "bicep" / "modules" / "handler.bicep",
+        "var packageContainerName = 'package'",
+        "var packageContainerName = 'package'\n"
+        "var packageUrls = ['${hostStorage.properties.primaryEndpoints.blob}package']\n"
+        "output mutatedUrls array = [for u in packageUrls: u]",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert any("hostStorage.properties" in v and "packageUrls" in v for v in found), found
+
+
+def test_detects_list_and_reference_and_module_outputs(infra_copy):
+    main = infra_copy / "bicep" / "main.bicep"
+    edit(
+        main,
+        "var alertReceivers = ",
+        "var keys = listKeys(state.id, '2023-05-01').keys\n"
+        "output mutatedKeys array = [for k in keys: k.keyName]\n"
+        "output mutatedRef array = [for x in reference(workspace.id).features: x]\n"
+        "output mutatedOut array = [for x in eventGrid.outputs.topicName: x]\n"
+        "var alertReceivers = ",
+    )
+    found = all_violations(infra_copy / "bicep")
+    for needle in ("listKeys()", "reference()", "module eventGrid.outputs"):
+        assert any(needle in v for v in found), (needle, found)
+
+
+def test_detects_a_runtime_if_condition(infra_copy):
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (alertReceivers) {",
+        "resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(insights.properties.AppId)) {",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert any("if-condition reads resource insights.properties" in v for v in found), found
+
+
+def test_start_time_values_are_not_flagged(infra_copy):
+    # The negative control: params, resource ids and names, and functions that are known at the start pass.
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "var alertReceivers = ",
+        "output okIds array = [for (h, i) in handlers: '${state.id}/${h}/${take(uniqueString(resourceGroup().id), 4)}']\n"
+        "var alertReceivers = ",
+    )
+    assert all_violations(infra_copy / "bicep") == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Flex-only and Premium-only properties
+
+
+def bicep_keys(expr, variables: dict, premium_only: bool = False, out=None) -> dict[str, set[bool]]:
+    """Object keys reachable from a pycep expression, following variables, and whether each is reached only on
+    the Premium side of an `isFlex ? ... : ...`."""
+    out = {} if out is None else out
+    if isinstance(expr, str) and expr in variables:
+        bicep_keys(variables[expr]["value"], variables, premium_only, out)
+    elif isinstance(expr, dict):
+        op = expr.get("operator", {})
+        if op.get("type") == "conditional" and op["operands"]["condition"] == "isFlex":
+            bicep_keys(op["operands"]["true_value"], variables, premium_only, out)
+            bicep_keys(op["operands"]["false_value"], variables, True, out)
+            return out
+        for key, value in expr.items():
+            if key not in ("operator", "function", "parameters", "operands") and not key.startswith(("arg_", "operand_")):
+                out.setdefault(key, set()).add(premium_only)
+            bicep_keys(value, variables, premium_only, out)
+    elif isinstance(expr, list):
+        for value in expr:
+            bicep_keys(value, variables, premium_only, out)
+    return out
+
+
+def bicep_flex_problems(handler_bicep: Path) -> list[str]:
+    doc = BicepParser().parse(text=handler_bicep.read_text())
+    res, variables = doc["resources"], doc["variables"]
+    problems = []
+    keys = bicep_keys(res["app"]["config"]["properties"]["siteConfig"], variables)
+    bicep_keys(res["appSettings"]["config"]["properties"], variables, out=keys)
+    for key in sorted(FLEX_REJECTED & set(keys)):
+        if keys[key] != {True}:
+            problems.append(f"{key} is set on Flex Consumption too")
+    if keys.get("ftpsState") != {True}:
+        problems.append("ftpsState Disabled is not set on Elastic Premium")
+    return problems
+
+
+def terraform_flex_problems(handlers_tf: Path) -> list[str]:
+    with handlers_tf.open() as f:
+        doc = hcl2.load(f)
+    loc = {k: v[0] for block in doc["locals"] for k, v in block.items() if not k.startswith("__")}
+    problems = []
+    for key in sorted(FLEX_REJECTED & set(loc["site_config"])):
+        problems.append(f"{key} is in site_config, which Flex Consumption gets too")
+    if loc["premium_only_site_config"].get("ftpsState") != "Disabled":
+        problems.append("ftpsState Disabled is not in premium_only_site_config")
+    app = doc["resource"]
+    (site,) = [b["azapi_resource"]["function_app"] for b in app if "function_app" in b.get("azapi_resource", {})]
+    # bc-python-hcl2 renders expressions back as text with its own spacing: compare without whitespace.
+    site_config = re.sub(r"\s+", "", str(site["body"][0]["properties"]["siteConfig"]))
+    if "fork,vinlocal.premium_only_site_config:k=>vif!local.is_flex" not in site_config:
+        problems.append("the site does not add premium_only_site_config on Premium only")
+    settings = re.sub(r"\s+", "", loc["app_settings"])
+    # The Premium-only settings sit in `{ for k, v in { ... } : k => v if !local.is_flex }`.
+    guarded = [part.split("}:k=>vif!local.is_flex")[0] for part in settings.split("fork,vin{")[1:]]
+    unguarded = settings
+    for part in guarded:
+        unguarded = unguarded.replace(part, "")
+    for key in sorted(k for k in FLEX_REJECTED if k in unguarded):
+        problems.append(f"app setting {key} is given to Flex Consumption too")
+    return problems
+
+
+def test_flex_rejected_properties_are_set_only_on_premium():
+    assert bicep_flex_problems(INFRA / "bicep" / "modules" / "handler.bicep") == []
+    assert terraform_flex_problems(INFRA / "terraform" / "handlers.tf") == []
+
+
+def test_detects_ftps_state_set_on_flex(infra_copy):
+    edit(infra_copy / "bicep" / "modules" / "handler.bicep", "  http20Enabled: true\n}", "  http20Enabled: true\n  ftpsState: 'Disabled'\n}")
+    edit(
+        infra_copy / "terraform" / "handlers.tf",
+        '    http20Enabled    = true\n  }',
+        '    http20Enabled    = true\n    ftpsState        = "Disabled"\n  }',
+    )
+    assert "ftpsState is set on Flex Consumption too" in bicep_flex_problems(infra_copy / "bicep" / "modules" / "handler.bicep")
+    assert "ftpsState is in site_config, which Flex Consumption gets too" in terraform_flex_problems(
+        infra_copy / "terraform" / "handlers.tf"
+    )
+
+
+def test_detects_the_worker_runtime_given_to_flex(infra_copy):
+    edit(
+        infra_copy / "bicep" / "modules" / "handler.bicep",
+        "    AzureWebJobsStorage__credential: 'managedidentity'\n",
+        "    AzureWebJobsStorage__credential: 'managedidentity'\n    FUNCTIONS_WORKER_RUNTIME: 'custom'\n",
+    )
+    problems = bicep_flex_problems(infra_copy / "bicep" / "modules" / "handler.bicep")
+    assert "FUNCTIONS_WORKER_RUNTIME is set on Flex Consumption too" in problems, problems
+    edit(
+        infra_copy / "terraform" / "handlers.tf",
+        '        AzureWebJobsStorage__credential           = "managedidentity"\n',
+        '        AzureWebJobsStorage__credential           = "managedidentity"\n        FUNCTIONS_EXTENSION_VERSION = "~4"\n',
+    )
+    problems = terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
+    assert any("FUNCTIONS_EXTENSION_VERSION" in p for p in problems), problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Basic publishing credentials
+
+
+def basic_auth_problems(root: Path) -> list[str]:
+    problems = []
+    doc = BicepParser().parse(text=(root / "bicep" / "modules" / "handler.bicep").read_text())
+    policies = {
+        d["config"]["name"]: d["config"]
+        for d in doc["resources"].values()
+        if d["type"] == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    }
+    for kind in ("ftp", "scm"):
+        p = policies.get(kind)
+        if p is None or p["parent"] != "app" or p["properties"]["allow"] is not False:
+            problems.append(f"bicep: {kind} basic publishing credentials not disabled on the app")
+    with (root / "terraform" / "handlers.tf").open() as f:
+        tf = hcl2.load(f)
+    body = None
+    for block in tf["resource"]:
+        body = block.get("azapi_resource", {}).get("basic_publishing_credentials", body)
+    if body is None:
+        problems.append("terraform: no basic_publishing_credentials resource")
+    else:
+        if not body["type"][0].startswith("Microsoft.Web/sites/basicPublishingCredentialsPolicies@"):
+            problems.append("terraform: basic_publishing_credentials has the wrong type")
+        for_each = re.sub(r"\s+", "", body["for_each"][0])
+        if '["ftp","scm"]' not in for_each or "var.handlers" not in for_each:
+            problems.append("terraform: basic publishing credentials not disabled for ftp and scm of every app")
+        if body["body"][0]["properties"]["allow"] is not False:
+            problems.append("terraform: basic publishing credentials allowed")
+    return problems
+
+
+def test_basic_publishing_credentials_are_disabled():
+    assert basic_auth_problems(INFRA) == []
+
+
+def test_detects_basic_publishing_credentials_left_on(infra_copy):
+    text = (infra_copy / "bicep" / "modules" / "handler.bicep").read_text()
+    scm = text.index("name: 'scm'")
+    (infra_copy / "bicep" / "modules" / "handler.bicep").write_text(
+        text[:scm] + text[scm:].replace("allow: false", "allow: true", 1)
+    )
+    edit(infra_copy / "terraform" / "handlers.tf", "      allow = false", "      allow = true")
+    problems = basic_auth_problems(infra_copy)
+    assert "bicep: scm basic publishing credentials not disabled on the app" in problems, problems
+    assert "terraform: basic publishing credentials allowed" in problems, problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subscriptions after the code
+
+
+def subscription_order_problems(root: Path) -> list[str]:
+    problems = []
+    for p in sorted((root / "bicep").rglob("*.bicep")):
+        doc = BicepParser().parse(text=p.read_text())
+        subs = [d for d in doc.get("resources", {}).values() if d["type"].endswith("/eventSubscriptions")]
+        if subs and p.name != "subscriptions.bicep":
+            problems.append(f"bicep: {p.name} creates Event Grid subscriptions before the code is deployed")
+        for name in doc.get("parameters", {}):
+            if "subscription" in name.lower() and name.lower().startswith(("create", "deploy", "enable")):
+                problems.append(f"bicep: {p.name} has a flag {name} to remember")
+    hook = (root / "hooks" / "postdeploy.sh").read_text()
+    if "subscriptions.bicep" not in hook or "wait_for_function" not in hook:
+        problems.append("hooks/postdeploy.sh does not wait for the functions and deploy subscriptions.bicep")
+    tf = {}
+    for p in sorted((root / "terraform").glob("*.tf")):
+        with p.open() as f:
+            tf[p.name] = hcl2.load(f)
+    for doc in tf.values():
+        for block in doc.get("variable", []):
+            for name in block:
+                if "subscription" in name and name.startswith(("create", "deploy", "enable")):
+                    problems.append(f"terraform: a flag {name} to remember")
+        for block in doc.get("resource", []):
+            sub = block.get("azurerm_eventgrid_system_topic_event_subscription", {}).get("handler")
+            if sub is not None and "${terraform_data.package}" not in sub.get("depends_on", [[]])[0]:
+                problems.append("terraform: the subscriptions do not wait for terraform_data.package")
+            package = block.get("terraform_data", {}).get("package")
+            if package is not None and "deploy-package.sh" not in str(package.get("provisioner")):
+                problems.append("terraform: terraform_data.package does not run hooks/deploy-package.sh")
+    return problems
+
+
+def test_subscriptions_are_created_after_the_code():
+    assert subscription_order_problems(INFRA) == []
+    assert "wait_for_function" in (INFRA / "hooks" / "deploy-package.sh").read_text()
+
+
+def test_detects_subscriptions_created_with_the_apps(infra_copy):
+    shutil.copy(infra_copy / "bicep" / "subscriptions.bicep", infra_copy / "bicep" / "modules" / "subs.bicep")
+    edit(
+        infra_copy / "terraform" / "eventgrid.tf",
+        "depends_on = [azurerm_role_assignment.dead_letter, terraform_data.package]",
+        "depends_on = [azurerm_role_assignment.dead_letter]",
+    )
+    edit(infra_copy / "bicep" / "main.bicep", "param logFilter string", "param createSubscriptions bool = true\n\n@description('x')\nparam logFilter string")
+    problems = subscription_order_problems(infra_copy)
+    assert "bicep: subs.bicep creates Event Grid subscriptions before the code is deployed" in problems, problems
+    assert "bicep: main.bicep has a flag createSubscriptions to remember" in problems, problems
+    assert "terraform: the subscriptions do not wait for terraform_data.package" in problems, problems
