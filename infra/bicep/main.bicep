@@ -70,7 +70,7 @@ param flexInstanceMemoryMB int = 512
 ])
 param elasticPremiumSku string = 'EP1'
 
-@description('Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. The secret must exist: each handler is granted Key Vault Secrets User on it alone. Empty: no notification channels.')
+@description('Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. The secret must exist: each handler may read that secret alone (infra/roles.json, notificationSecret). Empty: no notification channels.')
 param notifySecretUri string = ''
 
 @description('Resource id of the vault holding notifySecretUri. Empty: the monitored vault (keyVaultId).')
@@ -82,7 +82,7 @@ param canarySecretName string = 'keyturn-canary'
 @description('Resource ids of vaults new-version replicates secrets to (KEYTURN_MIRROR_VAULTS). Empty: no replication.')
 param mirrorVaultIds array = []
 
-@description('Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry gets Storage Account Key Operator Service Role on each. Empty: none.')
+@description('Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none.')
 param storageKeyAccountIds array = []
 
 @description('Grant expired the write roles its opt-in actions (emergency rotation, disable) need. false: read-only.')

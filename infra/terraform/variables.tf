@@ -88,7 +88,7 @@ variable "elastic_premium_sku" {
 }
 
 variable "notify_secret_uri" {
-  description = "Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. The secret must exist: each handler is granted Key Vault Secrets User on it alone. Empty: no notification channels."
+  description = "Versionless URI of the Key Vault secret holding the notification channel URLs (KEYTURN_NOTIFY), e.g. https://kv.vault.azure.net/secrets/keyturn-notify. The secret must exist: each handler may read that secret alone (infra/roles.json, notificationSecret). Empty: no notification channels."
   type        = string
   default     = ""
 }
@@ -118,7 +118,7 @@ variable "expired_actions_enabled" {
 }
 
 variable "storage_key_account_ids" {
-  description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry gets Storage Account Key Operator Service Role on each. Empty: none."
+  description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none."
   type        = list(string)
   default     = []
 }

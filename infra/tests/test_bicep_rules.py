@@ -280,8 +280,8 @@ def basic_auth_problems(root: Path) -> list[str]:
     else:
         if not body["type"][0].startswith("Microsoft.Web/sites/basicPublishingCredentialsPolicies@"):
             problems.append("terraform: basic_publishing_credentials has the wrong type")
-        for_each = re.sub(r"\s+", "", body["for_each"][0])
-        if '["ftp","scm"]' not in for_each or "var.handlers" not in for_each:
+        for_each = re.sub(r"[\s'\"]", "", body["for_each"][0])
+        if "setproduct(var.handlers,[ftp,scm])" not in for_each:
             problems.append("terraform: basic publishing credentials not disabled for ftp and scm of every app")
         if body["body"][0]["properties"]["allow"] is not False:
             problems.append("terraform: basic publishing credentials allowed")

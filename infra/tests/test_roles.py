@@ -1,0 +1,344 @@
+"""infra/roles.json is the role matrix, and the only place it is written.
+
+- Its format is the one the local stack reads (roleDefinitions, handlers with {role, scope, when?}, everyHandler).
+- Its role ids are the platform's built-in ones.
+- Its grants are least privilege in the ways issue 15 names (checked on the file, so a change that widens a grant
+  fails here before it reaches Azure or the emulator).
+- Bicep and Terraform read it (loadJsonContent, jsondecode(file())) and wire every scope it uses; neither writes
+  a role id or a handler's role name of its own.
+- infra/README.md shows it as a table, row for row.
+Each check is proven on a copy with the rule broken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import hcl2
+import pytest
+from pycep import BicepParser
+
+INFRA = Path(__file__).resolve().parent.parent
+HANDLERS = ["near-expiry", "expired", "new-version", "test-event"]
+
+# Built-in role definition ids as the platform publishes them: MicrosoftDocs/azure-docs
+# articles/role-based-access-control/built-in-roles.md (and built-in-roles/security.md, storage.md,
+# monitor.md), cross-checked with ../shared/reference/azure-rbac-identity-and-tools.md for Key Vault.
+BUILT_IN_ROLES = {
+    "Key Vault Administrator": "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+    "Key Vault Reader": "21090545-7ca7-4776-b22c-e363652d74d2",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Crypto Officer": "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
+    "Key Vault Crypto User": "12338af0-0e69-4776-bea7-57ae8d297424",
+    "Key Vault Crypto Service Encryption User": "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+    "Key Vault Certificates Officer": "a4417e6f-fecd-4de8-b567-7b0420556985",
+    "Key Vault Certificate User": "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160ff3c",
+    "Storage Account Key Operator Service Role": "81a9662b-bebf-436f-a333-f67b29880f12",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+
+SCOPES = {
+    "vault",
+    "canarySecret",
+    "mirrorVaults",
+    "notificationSecret",
+    "hostStorage",
+    "lockContainer",
+    "storageKeyAccounts",
+    "insights",
+}
+FLAGS = {"expiredActionsEnabled"}
+
+# Roles that may read a secret's value (secrets/getSecret/action), per the reference's dataActions table.
+READS_SECRET_VALUES = {
+    "Key Vault Administrator",
+    "Key Vault Secrets Officer",
+    "Key Vault Secrets User",
+    "Key Vault Certificate User",
+}
+VAULT_WRITERS = {
+    "Key Vault Administrator",
+    "Key Vault Secrets Officer",
+    "Key Vault Crypto Officer",
+    "Key Vault Certificates Officer",
+    "Key Vault Crypto User",
+}
+
+
+def load(root: Path) -> dict:
+    return json.loads((root / "roles.json").read_text())
+
+
+def grants(roles: dict, handler: str, flags: set[str] = frozenset()) -> set[tuple[str, str]]:
+    every = roles["handlers"][handler] + roles["everyHandler"]
+    return {(g["role"], g["scope"]) for g in every if g.get("when") is None or g["when"] in flags}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Format and ids
+
+
+def format_problems(roles: dict) -> list[str]:
+    problems = []
+    if set(roles) != {"$comment", "roleDefinitions", "handlers", "everyHandler"}:
+        problems.append(f"top-level keys {sorted(roles)}")
+    entries = [(h, g) for h, gs in roles["handlers"].items() for g in gs] + [("*", g) for g in roles["everyHandler"]]
+    for h, g in entries:
+        if not set(g) <= {"role", "scope", "when"} or not {"role", "scope"} <= set(g):
+            problems.append(f"{h}: entry {g} is not {{role, scope, when?}}")
+            continue
+        if g["role"] not in roles["roleDefinitions"]:
+            problems.append(f"{h}: role {g['role']} has no roleDefinitions entry")
+        if g["scope"] not in SCOPES:
+            problems.append(f"{h}: unknown scope {g['scope']}")
+        if "when" in g and g["when"] not in FLAGS:
+            problems.append(f"{h}: unknown flag {g['when']}")
+    return problems
+
+
+def id_problems(roles: dict) -> list[str]:
+    return [
+        f"{name}: {rid} is not the built-in role's id ({BUILT_IN_ROLES.get(name, 'no such built-in role')})"
+        for name, rid in roles["roleDefinitions"].items()
+        if BUILT_IN_ROLES.get(name) != rid
+    ]
+
+
+def test_format_is_the_one_the_local_stack_reads():
+    roles = load(INFRA)
+    assert format_problems(roles) == []
+    assert sorted(roles["handlers"]) == sorted(HANDLERS)
+
+
+def test_role_ids_are_the_built_in_ones():
+    assert id_problems(load(INFRA)) == []
+
+
+def test_detects_a_wrong_role_id_and_an_unknown_scope():
+    roles = load(INFRA)
+    roles["roleDefinitions"]["Key Vault Reader"] = "21090545-7ca7-4776-b22c-e363652d74d3"
+    roles["handlers"]["expired"].append({"role": "Key Vault Reader", "scope": "subscription"})
+    assert any(p.startswith("Key Vault Reader:") for p in id_problems(roles))
+    assert "expired: unknown scope subscription" in format_problems(roles)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Least privilege
+
+
+def privilege_problems(roles: dict) -> list[str]:
+    problems = []
+    for h in roles["handlers"]:
+        base = grants(roles, h)
+        # Secret values at vault scope: only near-expiry (it rotates) and new-version (it replicates values).
+        for role, scope in base:
+            if scope == "vault" and role in READS_SECRET_VALUES and h not in {"near-expiry", "new-version"}:
+                problems.append(f"{h} may read every secret value in the vault ({role})")
+            if role == "Key Vault Administrator":
+                problems.append(f"{h} holds Key Vault Administrator")
+            if scope == "lockContainer" and role != "Storage Blob Data Contributor":
+                problems.append(f"{h} holds {role} on the shared lock container (leases need Contributor only)")
+    for g in roles["everyHandler"]:
+        if g["scope"] == "vault":
+            problems.append(f"every handler gets {g['role']} on the whole vault")
+        if g["role"] in READS_SECRET_VALUES and g["scope"] != "notificationSecret":
+            problems.append(f"every handler may read secret values at {g['scope']}")
+    if ("Key Vault Secrets User", "notificationSecret") not in grants(roles, "expired"):
+        problems.append("the notification secret is not granted at secret scope")
+    if {g for g in grants(roles, "expired") if g[1] == "vault"} != {("Key Vault Reader", "vault")}:
+        problems.append("expired is not read-only without expiredActionsEnabled")
+    test_event = {(g["role"], g["scope"]) for g in roles["handlers"]["test-event"]}
+    if {g for g in test_event if g[1] in {"vault", "canarySecret"}} != {
+        ("Key Vault Reader", "vault"),
+        ("Key Vault Secrets Officer", "canarySecret"),
+    }:
+        problems.append("test-event holds more than Reader on the vault and write on its canary")
+    if ("Storage Account Key Operator Service Role", "storageKeyAccounts") not in grants(roles, "near-expiry"):
+        problems.append("near-expiry cannot rotate the storage account keys the deployment lists")
+    host = {g for g in grants(roles, "expired") if g[1] == "hostStorage"}
+    for needed in ("Storage Blob Data Owner", "Storage Queue Data Contributor", "Storage Table Data Contributor"):
+        if (needed, "hostStorage") not in host:
+            problems.append(f"the Functions host lacks {needed} on its storage")
+    for h in roles["handlers"]:
+        for role, scope in grants(roles, h, FLAGS):
+            if scope in {"mirrorVaults", "storageKeyAccounts", "canarySecret"} and role in VAULT_WRITERS | {
+                "Storage Account Key Operator Service Role"
+            }:
+                owner = {"mirrorVaults": "new-version", "storageKeyAccounts": "near-expiry", "canarySecret": "test-event"}
+                if owner[scope] != h:
+                    problems.append(f"{h} may write {scope}, which only {owner[scope]} needs")
+    return problems
+
+
+def test_grants_are_least_privilege():
+    assert privilege_problems(load(INFRA)) == []
+
+
+@pytest.mark.parametrize(
+    "mutation, expected",
+    [
+        (
+            lambda r: r["handlers"]["test-event"].append({"role": "Key Vault Secrets User", "scope": "vault"}),
+            "test-event may read every secret value in the vault (Key Vault Secrets User)",
+        ),
+        (
+            lambda r: r["everyHandler"].__setitem__(0, {"role": "Key Vault Secrets User", "scope": "vault"}),
+            "every handler gets Key Vault Secrets User on the whole vault",
+        ),
+        (
+            lambda r: r["handlers"]["expired"][1].pop("when"),
+            "expired is not read-only without expiredActionsEnabled",
+        ),
+        (
+            lambda r: r["handlers"]["test-event"].__setitem__(1, {"role": "Key Vault Secrets Officer", "scope": "vault"}),
+            "test-event holds more than Reader on the vault and write on its canary",
+        ),
+        (
+            lambda r: r["everyHandler"].pop(2),
+            "the Functions host lacks Storage Queue Data Contributor on its storage",
+        ),
+        (
+            lambda r: r["handlers"]["expired"].append({"role": "Key Vault Secrets Officer", "scope": "mirrorVaults"}),
+            "expired may write mirrorVaults, which only new-version needs",
+        ),
+    ],
+)
+def test_detects_a_widened_grant(mutation, expected):
+    roles = load(INFRA)
+    mutation(roles)
+    assert expected in privilege_problems(roles)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Both deployments read it and wire every scope
+
+
+def bicep_wiring_problems(bicep_root: Path, roles: dict) -> list[str]:
+    problems = []
+    handler_text = (bicep_root / "modules" / "handler.bicep").read_text()
+    if "loadJsonContent('../../roles.json')" not in handler_text:
+        problems.append("handler.bicep does not read ../../roles.json")
+    if not (bicep_root / "modules" / "../../roles.json").resolve().is_file():
+        problems.append("handler.bicep's roles.json path does not exist")
+    doc = BicepParser().parse(text=handler_text)
+    variables = doc["variables"]
+    used_scopes = {g["scope"] for gs in roles["handlers"].values() for g in gs} | {g["scope"] for g in roles["everyHandler"]}
+    # Each scope is filtered into a variable (filter(grants, g => g.scope == '<scope>')), and that variable is
+    # the source of a role-assignment loop or the grants of a module.
+    consumers = json.dumps({**doc["resources"], **doc["modules"]})
+    for scope in sorted(used_scopes):
+        holders = [name for name, v in variables.items() if f'"operand_2": "{scope}"' in json.dumps(v["value"])]
+        if not holders:
+            problems.append(f"bicep: no grant variable for scope {scope}")
+        elif not any(f'"{name}"' in consumers for name in holders):
+            problems.append(f"bicep: the {scope} grants ({holders}) reach no role assignment")
+    return problems
+
+
+def terraform_wiring_problems(tf_root: Path, roles: dict) -> list[str]:
+    problems = []
+    with (tf_root / "locals.tf").open() as f:
+        loc = {k: v[0] for b in hcl2.load(f)["locals"] for k, v in b.items() if not k.startswith("__")}
+    if loc.get("roles") != '${jsondecode(file("${path.module}/../roles.json"))}':
+        problems.append(f"terraform: local.roles is {loc.get('roles')!r}, not jsondecode(file(.../roles.json))")
+    used_scopes = {g["scope"] for gs in roles["handlers"].values() for g in gs} | {g["scope"] for g in roles["everyHandler"]}
+    scope_ids = loc.get("scope_ids", "")
+    for scope in sorted(used_scopes):
+        if not re.search(rf"'{scope}':", scope_ids):
+            problems.append(f"terraform: scope_ids has no {scope}")
+    with (tf_root / "handlers.tf").open() as f:
+        res = hcl2.load(f)["resource"]
+    grant = [b["azurerm_role_assignment"]["grant"] for b in res if "grant" in b.get("azurerm_role_assignment", {})]
+    if not grant or grant[0]["for_each"][0] != "${local.grant_assignments}":
+        problems.append("terraform: no azurerm_role_assignment.grant over local.grant_assignments")
+    elif "local.roles.roleDefinitions" not in grant[0]["role_definition_id"][0]:
+        problems.append("terraform: the role ids do not come from roles.json")
+    return problems
+
+
+def literal_problems(root: Path, roles: dict) -> list[str]:
+    """Neither deployment writes a role id, or a role roles.json grants to a handler, of its own."""
+    problems = []
+    handler_roles = {g["role"] for gs in roles["handlers"].values() for g in gs} | {g["role"] for g in roles["everyHandler"]}
+    # The Event Grid topic's own role (dead letters) is not a handler's and is named where it is used.
+    allowed = {"Storage Blob Data Contributor"}
+    for p in sorted([*root.glob("bicep/**/*.bicep"), *root.glob("terraform/*.tf")]):
+        text = p.read_text()
+        for guid in re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text, re.I):
+            problems.append(f"{p.relative_to(root)}: role id {guid} written outside roles.json")
+        for role in sorted(handler_roles - allowed):
+            if role in text:
+                problems.append(f"{p.relative_to(root)}: role {role} written outside roles.json")
+    return problems
+
+
+def test_both_deployments_read_roles_json_and_wire_every_scope():
+    roles = load(INFRA)
+    assert bicep_wiring_problems(INFRA / "bicep", roles) == []
+    assert terraform_wiring_problems(INFRA / "terraform", roles) == []
+    assert literal_problems(INFRA, roles) == []
+
+
+@pytest.fixture()
+def infra_copy(tmp_path: Path) -> Path:
+    for part in ("bicep", "terraform"):
+        shutil.copytree(INFRA / part, tmp_path / part)
+    shutil.copy(INFRA / "roles.json", tmp_path / "roles.json")
+    return tmp_path
+
+
+def test_detects_a_scope_left_unwired(infra_copy):
+    roles = load(infra_copy)
+    handler = infra_copy / "bicep" / "modules" / "handler.bicep"
+    handler.write_text(handler.read_text().replace("g => g.scope == 'storageKeyAccounts'", "g => g.scope == 'storageKeys'"))
+    locals_tf = infra_copy / "terraform" / "locals.tf"
+    locals_tf.write_text(re.sub(r"\n *lockContainer *= .*\n", "\n", locals_tf.read_text()))
+    assert "bicep: no grant variable for scope storageKeyAccounts" in bicep_wiring_problems(infra_copy / "bicep", roles)
+    assert "terraform: scope_ids has no lockContainer" in terraform_wiring_problems(infra_copy / "terraform", roles)
+
+
+def test_detects_a_role_written_outside_roles_json(infra_copy):
+    main = infra_copy / "bicep" / "main.bicep"
+    main.write_text(main.read_text() + "\nvar extra = '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User\n")
+    problems = literal_problems(infra_copy, load(infra_copy))
+    assert "bicep/main.bicep: role id 4633458b-17de-408a-b874-0445c86b69e6 written outside roles.json" in problems
+    assert "bicep/main.bicep: role Key Vault Secrets User written outside roles.json" in problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The README shows it
+
+
+
+def readme_rows(readme: str) -> set[tuple[str, str, str, str]]:
+    """(handler, role, scope, when) from the README's role matrix table."""
+    rows = set()
+    for line in readme.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and (cells[0] in HANDLERS or cells[0] == "every handler"):
+            rows.add(tuple(cells))
+    return rows
+
+
+def expected_rows(roles: dict) -> set[tuple[str, str, str, str]]:
+    rows = {(h, g["role"], g["scope"], g.get("when", "")) for h, gs in roles["handlers"].items() for g in gs}
+    rows |= {("every handler", g["role"], g["scope"], g.get("when", "")) for g in roles["everyHandler"]}
+    return rows
+
+
+def test_readme_shows_roles_json_row_for_row():
+    assert readme_rows((INFRA / "README.md").read_text()) == expected_rows(load(INFRA))
+
+
+def test_detects_a_readme_row_missing():
+    readme = (INFRA / "README.md").read_text()
+    mutated = "\n".join(l for l in readme.splitlines() if "Storage Account Key Operator Service Role" not in l)
+    assert readme_rows(mutated) != expected_rows(load(INFRA))
