@@ -56,11 +56,16 @@ if problems:
     sys.exit("checkov: " + "; ".join(problems))
 PY
 
-step "infra: parity of bicep and terraform (pytest)"
+step "infra: deployment hooks parse (bash -n)"
+for hook in infra/hooks/*.sh; do
+  bash -n "$hook" || die "infra: $hook does not parse"
+done
+
+step "infra: bicep rules, role matrix, parity, azd (pytest)"
 pytest_status=0
 "$py" -m pytest infra/tests -q -p no:cacheprovider || pytest_status=$?
 case $pytest_status in
   0) ;;
   5) die "infra: pytest collected no tests in infra/tests" ;;
-  *) die "infra: parity tests failed (pytest exit $pytest_status)" ;;
+  *) die "infra: infra/tests failed (pytest exit $pytest_status)" ;;
 esac
