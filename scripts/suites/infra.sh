@@ -56,10 +56,12 @@ if problems:
     sys.exit("checkov: " + "; ".join(problems))
 PY
 
-step "infra: deployment hooks parse (bash -n)"
+step "infra: deployment hooks (bash -n, shellcheck)"
 for hook in infra/hooks/*.sh; do
   bash -n "$hook" || die "infra: $hook does not parse"
 done
+# -x -P: follow the hooks' `source "$(dirname "$0")/lib.sh"`.
+.venv/infra/bin/shellcheck -x -P infra/hooks infra/hooks/*.sh || die "infra: shellcheck found problems in infra/hooks"
 
 step "infra: bicep rules, role matrix, parity, azd (pytest)"
 pytest_status=0

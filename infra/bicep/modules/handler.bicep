@@ -246,7 +246,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${hostStorage.properties.primaryEndpoints.blob}${packageContainerName}'
+          value: '${hostStorage.properties.primaryEndpoints.blob}${packageContainer.name}'
           authentication: {
             type: 'UserAssignedIdentity'
             userAssignedIdentityResourceId: identity.id
@@ -307,9 +307,14 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // app's identity (no Azure Files content share: that would need shared keys).
     FUNCTIONS_WORKER_RUNTIME: 'custom'
     FUNCTIONS_EXTENSION_VERSION: '~4'
-    WEBSITE_RUN_FROM_PACKAGE: '${hostStorage.properties.primaryEndpoints.blob}${packageContainerName}/${handler}.zip'
+    WEBSITE_RUN_FROM_PACKAGE: '${hostStorage.properties.primaryEndpoints.blob}${packageContainer.name}/${handler}.zip'
     WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID: identity.id
   }, keyturnSettings)
+  // The host starts with these settings: let it find its storage and telemetry roles in place.
+  dependsOn: [
+    hostStorageAccess
+    insightsAccess
+  ]
 }
 
 resource hostStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for g in hostStorageGrants: {
