@@ -33,11 +33,13 @@ resource "azurerm_eventgrid_system_topic" "vault" {
   }
 }
 
-# Each failed delivery attempt, with its reason, to Log Analytics (the dashboard's failures panel).
+# Each failed delivery attempt, with its reason, to Log Analytics (the dashboard's failures panel), in the
+# resource-specific table AegDeliveryFailureLogs.
 resource "azurerm_monitor_diagnostic_setting" "topic" {
-  name                       = "keyturn-delivery-failures"
-  target_resource_id         = azurerm_eventgrid_system_topic.vault.id
-  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+  name                           = "keyturn-delivery-failures"
+  target_resource_id             = azurerm_eventgrid_system_topic.vault.id
+  log_analytics_workspace_id     = azurerm_log_analytics_workspace.this.id
+  log_analytics_destination_type = "Dedicated"
 
   enabled_log {
     category = "DeliveryFailures"

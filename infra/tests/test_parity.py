@@ -142,6 +142,9 @@ def bicep_monitoring(files: dict[str, dict]) -> dict:
         "topic_namespace": res["topicMetricAlerts"]["config"]["config"]["properties"]["criteria"]["allOf"][0]["metricNamespace"],
         "failure_metric": (failure["metricNamespace"], failure["metricName"]),
         "topic_log_categories": sorted(l["category"] for l in topic_logs),
+        "topic_log_table": files["modules/eventgrid.bicep"]["resources"]["deliveryFailureLogs"]["config"]["properties"][
+            "logAnalyticsDestinationType"
+        ],
         "dead_letter_days": rule["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"] == "deadLetterRetentionDays",
         "workbook": "../workbook.json" in workbook and "__WORKSPACE_ID__" in workbook and "__DEAD_LETTER_CONTAINER__" in workbook,
         "action_group": "actionGroup" in res,
@@ -161,6 +164,7 @@ def terraform_monitoring(files: dict[str, dict]) -> dict:
         "topic_namespace": attr(attr(topic_alert, "criteria"), "metric_namespace"),
         "failure_metric": (attr(failure, "metric_namespace"), attr(failure, "metric_name")),
         "topic_log_categories": sorted(attr(l, "category") for l in diag["enabled_log"]),
+        "topic_log_table": attr(diag, "log_analytics_destination_type"),
         "dead_letter_days": attr(attr(policy, "base_blob"), "delete_after_days_since_modification_greater_than")
         == "${var.dead_letter_retention_days}",
         "workbook": "../workbook.json" in workbook and "__WORKSPACE_ID__" in workbook and "__DEAD_LETTER_CONTAINER__" in workbook,
@@ -368,7 +372,7 @@ def test_same_alerts_logs_lifecycle_and_dashboard():
     assert m["topic_metrics"] == ["DeadLetteredCount", "DeliveryAttemptFailCount", "DroppedEventCount"]
     assert m["topic_namespace"] == "Microsoft.EventGrid/systemTopics"
     assert m["failure_metric"] == ("microsoft.insights/components", "requests/failed")
-    assert m["topic_log_categories"] == ["DeliveryFailures"]
+    assert m["topic_log_categories"] == ["DeliveryFailures"] and m["topic_log_table"] == "Dedicated"
     assert m["dead_letter_days"] and m["workbook"] and m["action_group"]
 
 
@@ -382,7 +386,8 @@ def test_workbook_reads_the_handlers_log_lines():
         for field in ("AppTraces", "parse_json(Message)", "e.outcome", "e.function"):
             assert field in queries[name], f"{name} lost {field}"
     assert "__DEAD_LETTER_CONTAINER__" in queries["dead-letters"]
-    assert "DeliveryFailures" in queries["delivery-failures"]
+    # DeliveryFailures logs land in their resource-specific table (logAnalyticsDestinationType Dedicated).
+    assert "AegDeliveryFailureLogs" in queries["delivery-failures"]
     for item in workbook["items"]:
         if item["type"] == 3:
             assert item["content"]["crossComponentResources"] == ["__WORKSPACE_ID__"]

@@ -37,12 +37,14 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   }
 }
 
-// Each failed delivery attempt, with its reason, to Log Analytics (the dashboard's failures panel).
+// Each failed delivery attempt, with its reason, to Log Analytics (the dashboard's failures panel), in the
+// resource-specific table AegDeliveryFailureLogs.
 resource deliveryFailureLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'keyturn-delivery-failures'
   scope: topic
   properties: {
     workspaceId: workspaceId
+    logAnalyticsDestinationType: 'Dedicated'
     logs: [
       {
         category: 'DeliveryFailures'
