@@ -16,7 +16,7 @@ resource "azurerm_storage_account" "host" {
   #checkov:skip=CKV_AZURE_59:same reason as CKV_AZURE_35; public network access stays on, but every request needs an Entra ID token (shared keys are disabled).
   #checkov:skip=CKV_AZURE_206:host state and a package CI can rebuild; locally redundant storage is enough.
   #checkov:skip=CKV_AZURE_43:false positive: checkov cannot evaluate the computed name, substr(prefix + handler without hyphens + sha1(), 0, 24), which is lowercase letters and digits, at most 24 characters.
-  #checkov:skip=CKV_AZURE_33:Queue service logging through the classic queue_properties block needs an account key (shared keys are disabled); the host's queues carry no keyturn data.
+  #checkov:skip=CKV_AZURE_33:the host's queues carry no keyturn data (the Event Grid trigger uses none); the blobs, where the package and the host's state live, are logged to Log Analytics (azurerm_monitor_diagnostic_setting.host_blob).
   #checkov:skip=CKV2_AZURE_33:private endpoints need a VNet, which this deployment does not create.
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; the account holds the Functions host's state and the package, no customer data.
   for_each                          = toset(var.handlers)

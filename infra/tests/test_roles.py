@@ -342,3 +342,58 @@ def test_detects_a_readme_row_missing():
     readme = (INFRA / "README.md").read_text()
     mutated = "\n".join(l for l in readme.splitlines() if "Storage Account Key Operator Service Role" not in l)
     assert readme_rows(mutated) != expected_rows(load(INFRA))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# hostStorage is each handler's own: no handler can write another's package
+
+
+def host_storage_problems(root: Path) -> list[str]:
+    problems = []
+    handler = BicepParser().parse(text=(root / "bicep" / "modules" / "handler.bicep").read_text())
+    accounts = [
+        (name, d)
+        for name, d in handler["resources"].items()
+        if d["type"] == "Microsoft.Storage/storageAccounts" and not d["existing"]
+    ]
+    if [name for name, _ in accounts] != ["hostStorage"]:
+        problems.append("bicep: handler.bicep does not create exactly one storage account per handler (hostStorage)")
+    settings = handler["resources"]["appSettings"]["config"]["properties"]["function"]["parameters"]["arg_1"]
+    if settings.get("AzureWebJobsStorage__accountName") != {
+        "operator": {"type": "property_accessor", "operands": {"operand_1": "hostStorage", "operand_2": "name"}}
+    }:
+        problems.append("bicep: AzureWebJobsStorage is not the handler's own account")
+    deployment = json.dumps(handler["resources"]["app"]["config"]["properties"]["functionAppConfig"])
+    if "hostStorage" not in deployment or "packageContainer" not in deployment:
+        problems.append("bicep: the Flex package container is not in the handler's own account")
+    with (root / "terraform" / "handlers.tf").open() as f:
+        tf = hcl2.load(f)
+    host = [b["azurerm_storage_account"]["host"] for b in tf["resource"] if "host" in b.get("azurerm_storage_account", {})]
+    if not host or host[0]["for_each"][0] != "${toset(var.handlers)}":
+        problems.append("terraform: no azurerm_storage_account.host per handler")
+    app_settings = {k: v[0] for b in tf["locals"] for k, v in b.items() if not k.startswith("__")}["app_settings"]
+    if "'AzureWebJobsStorage__accountName': '${azurerm_storage_account.host[h].name}'" not in app_settings:
+        problems.append("terraform: AzureWebJobsStorage is not the handler's own account")
+    package = [b["azurerm_storage_container"]["package"] for b in tf["resource"] if "package" in b.get("azurerm_storage_container", {})]
+    if not package or package[0]["storage_account_id"][0] != "${azurerm_storage_account.host[each.key].id}":
+        problems.append("terraform: the package container is not in the handler's own account")
+    return problems
+
+
+def test_host_storage_is_each_handlers_own():
+    assert host_storage_problems(INFRA) == []
+
+
+def test_detects_a_shared_host_storage(infra_copy):
+    handler = infra_copy / "bicep" / "modules" / "handler.bicep"
+    handler.write_text(handler.read_text().replace("AzureWebJobsStorage__accountName: hostStorage.name", "AzureWebJobsStorage__accountName: state.name"))
+    handlers_tf = infra_copy / "terraform" / "handlers.tf"
+    handlers_tf.write_text(
+        handlers_tf.read_text().replace(
+            "storage_account_id    = azurerm_storage_account.host[each.key].id",
+            "storage_account_id    = azurerm_storage_account.state.id",
+        )
+    )
+    problems = host_storage_problems(infra_copy)
+    assert "bicep: AzureWebJobsStorage is not the handler's own account" in problems, problems
+    assert "terraform: the package container is not in the handler's own account" in problems, problems
