@@ -4,7 +4,7 @@ checks the tree, and proves itself on a copy with the rule broken (a mutation), 
 - Bicep: every for-expression and if-condition is known at the start of the deployment (BCP177/BCP178/BCP182;
   bicep_constants.py cites Azure/bicep).
 - Flex Consumption rejects some site properties and app settings that Elastic Premium needs: they are set only
-  on Premium, on both sides.
+  on Premium, on both sides; and the Flex-only functionAppConfig only on Flex.
 - Basic publishing credentials (FTP and SCM) are disabled on every app, on both sides.
 - Event Grid refuses an AzureFunction subscription to a function whose code is not deployed: the subscriptions
   are created after the packages (Bicep: subscriptions.bicep from the postdeploy hook; Terraform: after
@@ -190,6 +190,11 @@ def bicep_flex_problems(handler_bicep: Path) -> list[str]:
             problems.append(f"{key} is set on Flex Consumption too")
     if keys.get("ftpsState") != {True}:
         problems.append("ftpsState Disabled is not set on Elastic Premium")
+    # Flex-only: functionAppConfig (runtime, deployment container, scale) exists on Flex Consumption alone.
+    config = res["app"]["config"]["properties"].get("functionAppConfig", {})
+    op = config.get("operator", {}) if isinstance(config, dict) else {}
+    if not (op.get("type") == "conditional" and op["operands"]["condition"] == "isFlex" and op["operands"]["false_value"] is None):
+        problems.append("functionAppConfig is set on Elastic Premium too")
     return problems
 
 
@@ -208,6 +213,9 @@ def terraform_flex_problems(handlers_tf: Path) -> list[str]:
     site_config = re.sub(r"\s+", "", str(site["body"][0]["properties"]["siteConfig"]))
     if "fork,vinlocal.premium_only_site_config:k=>vif!local.is_flex" not in site_config:
         problems.append("the site does not add premium_only_site_config on Premium only")
+    config = re.sub(r"\s+", "", str(site["body"][0]["properties"]["functionAppConfig"]))
+    if not (config.startswith("${local.is_flex?") and config.endswith(":None}")):
+        problems.append("functionAppConfig is set on Elastic Premium too")
     settings = re.sub(r"\s+", "", loc["app_settings"])
     # The Premium-only settings sit in `{ for k, v in { ... } : k => v if !local.is_flex }`.
     guarded = [part.split("}:k=>vif!local.is_flex")[0] for part in settings.split("fork,vin{")[1:]]
@@ -252,6 +260,13 @@ def test_detects_the_worker_runtime_given_to_flex(infra_copy):
     )
     problems = terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
     assert any("FUNCTIONS_EXTENSION_VERSION" in p for p in problems), problems
+
+
+def test_detects_flex_config_given_to_premium(infra_copy):
+    edit(infra_copy / "bicep" / "modules" / "handler.bicep", "functionAppConfig: isFlex ? {", "functionAppConfig: true ? {")
+    edit(infra_copy / "terraform" / "handlers.tf", "functionAppConfig = local.is_flex ? {", "functionAppConfig = true ? {")
+    assert "functionAppConfig is set on Elastic Premium too" in bicep_flex_problems(infra_copy / "bicep" / "modules" / "handler.bicep")
+    assert "functionAppConfig is set on Elastic Premium too" in terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
 
 
 # ---------------------------------------------------------------------------------------------------------------
