@@ -526,7 +526,7 @@ resource dashboard 'Microsoft.Insights/workbooks@2023-06-01' = {
   properties: {
     displayName: 'keyturn'
     category: 'workbook'
-    sourceId: workspace.id
+    sourceId: toLower(workspace.id)
     serializedData: replace(replace(loadTextContent('../workbook.json'), '__WORKSPACE_ID__', workspace.id), '__DEAD_LETTER_CONTAINER__', deadLetterContainerName)
   }
 }
