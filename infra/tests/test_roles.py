@@ -228,6 +228,11 @@ def bicep_wiring_problems(bicep_root: Path, roles: dict) -> list[str]:
         problems.append("handler.bicep does not read ../../roles.json")
     if not (bicep_root / "modules" / "../../roles.json").resolve().is_file():
         problems.append("handler.bicep's roles.json path does not exist")
+    flags = {g["when"] for gs in roles["handlers"].values() for g in gs if "when" in g}
+    flags |= {g["when"] for g in roles["everyHandler"] if "when" in g}
+    main_vars = BicepParser().parse(text=(bicep_root / "main.bicep").read_text())["variables"]
+    for flag in sorted(flags - set(main_vars["grantFlags"]["value"])):
+        problems.append(f"bicep: grantFlags has no {flag}")
     doc = BicepParser().parse(text=handler_text)
     variables = doc["variables"]
     used_scopes = {g["scope"] for gs in roles["handlers"].values() for g in gs} | {g["scope"] for g in roles["everyHandler"]}
@@ -250,6 +255,9 @@ def terraform_wiring_problems(tf_root: Path, roles: dict) -> list[str]:
     if loc.get("roles") != '${jsondecode(file("${path.module}/../roles.json"))}':
         problems.append(f"terraform: local.roles is {loc.get('roles')!r}, not jsondecode(file(.../roles.json))")
     used_scopes = {g["scope"] for gs in roles["handlers"].values() for g in gs} | {g["scope"] for g in roles["everyHandler"]}
+    flags = {g["when"] for gs in roles["handlers"].values() for g in gs if "when" in g}
+    for flag in sorted(flags - set(loc.get("grant_flags", {}))):
+        problems.append(f"terraform: grant_flags has no {flag}")
     scope_ids = loc.get("scope_ids", "")
     for scope in sorted(used_scopes):
         if not re.search(rf"'{scope}':", scope_ids):
@@ -303,6 +311,13 @@ def test_detects_a_scope_left_unwired(infra_copy):
     locals_tf.write_text(re.sub(r"\n *lockContainer *= .*\n", "\n", locals_tf.read_text()))
     assert "bicep: no grant variable for scope storageKeyAccounts" in bicep_wiring_problems(infra_copy / "bicep", roles)
     assert "terraform: scope_ids has no lockContainer" in terraform_wiring_problems(infra_copy / "terraform", roles)
+
+
+def test_detects_a_flag_neither_deployment_sets(infra_copy):
+    roles = load(infra_copy)
+    roles["handlers"]["near-expiry"].append({"role": "Key Vault Reader", "scope": "vault", "when": "sweepEnabled"})
+    assert "bicep: grantFlags has no sweepEnabled" in bicep_wiring_problems(infra_copy / "bicep", roles)
+    assert "terraform: grant_flags has no sweepEnabled" in terraform_wiring_problems(infra_copy / "terraform", roles)
 
 
 def test_detects_a_role_written_outside_roles_json(infra_copy):
