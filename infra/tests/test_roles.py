@@ -26,7 +26,9 @@ HANDLERS = ["near-expiry", "expired", "new-version", "test-event"]
 
 # Built-in role definition ids as the platform publishes them: MicrosoftDocs/azure-docs
 # articles/role-based-access-control/built-in-roles.md (and built-in-roles/security.md, storage.md,
-# monitor.md), cross-checked with ../shared/reference/azure-rbac-identity-and-tools.md for Key Vault.
+# monitor.md), cross-checked with ../shared/reference/azure-rbac-identity-and-tools.md for Key Vault and with
+# public templates that assign them. Each was looked up on its own: the roles.json first written had Storage Table
+# Data Contributor as ...0319b160ff3c, an id that exists nowhere; the role is ...0319b160aaa3.
 BUILT_IN_ROLES = {
     "Key Vault Administrator": "00482a5a-887f-4fb3-b363-3b7fe8e74483",
     "Key Vault Reader": "21090545-7ca7-4776-b22c-e363652d74d2",
@@ -40,7 +42,7 @@ BUILT_IN_ROLES = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
-    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160ff3c",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Storage Account Key Operator Service Role": "81a9662b-bebf-436f-a333-f67b29880f12",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
@@ -125,8 +127,10 @@ def test_role_ids_are_the_built_in_ones():
 def test_detects_a_wrong_role_id_and_an_unknown_scope():
     roles = load(INFRA)
     roles["roleDefinitions"]["Key Vault Reader"] = "21090545-7ca7-4776-b22c-e363652d74d3"
+    roles["roleDefinitions"]["Storage Table Data Contributor"] = "0a9a7e1f-b9d0-4cc4-a60d-0319b160ff3c"
     roles["handlers"]["expired"].append({"role": "Key Vault Reader", "scope": "subscription"})
     assert any(p.startswith("Key Vault Reader:") for p in id_problems(roles))
+    assert any(p.startswith("Storage Table Data Contributor:") for p in id_problems(roles))
     assert "expired: unknown scope subscription" in format_problems(roles)
 
 
