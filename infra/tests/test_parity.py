@@ -432,3 +432,37 @@ def test_detects_a_resource_kind_on_one_side_only(infra_copy):
     drop_line(infra_copy / "bicep" / "main.bicep", r"^resource deadLetterLifecycle .*\n(.*\n)*?}\n")
     from_bicep, from_terraform = resource_kinds(load_bicep(infra_copy / "bicep"), load_terraform(infra_copy / "terraform"))
     assert from_terraform - from_bicep == {"azurerm_storage_management_policy"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Same app settings
+
+
+SETTING = re.compile(r"\b(KEYTURN_[A-Z_]+|AzureWebJobsStorage__\w+|APPLICATIONINSIGHTS_[A-Z_]+|AZURE_CLIENT_ID|FUNCTIONS_[A-Z_]+|WEBSITE_[A-Z_]+)\b")
+
+
+def app_setting_names(root: Path, pattern: str) -> set[str]:
+    """Every app setting name written in the deployment's files (comments, descriptions and Bicep's
+    outputs for azd excluded)."""
+    names = set()
+    for p in root.glob(pattern):
+        for line in p.read_text().splitlines():
+            if line.startswith("output ") or "description" in line:
+                continue
+            code = line.split("//")[0] if p.suffix == ".bicep" else line.split("#")[0]
+            names |= set(SETTING.findall(code))
+    return names
+
+
+def test_same_app_settings():
+    bicep = app_setting_names(INFRA / "bicep", "**/*.bicep")
+    terraform = app_setting_names(INFRA / "terraform", "*.tf")
+    assert bicep == terraform
+    assert {"KEYTURN_VAULTS", "KEYTURN_LOCK_ACCOUNT_URL", "AzureWebJobsStorage__clientId", "AZURE_CLIENT_ID"} <= bicep
+
+
+def test_detects_an_app_setting_on_one_side_only(infra_copy):
+    drop_line(infra_copy / "terraform" / "locals.tf", r"^ *KEYTURN_LOG *= var.log_filter\n")
+    bicep = app_setting_names(infra_copy / "bicep", "**/*.bicep")
+    terraform = app_setting_names(infra_copy / "terraform", "*.tf")
+    assert bicep - terraform == {"KEYTURN_LOG"}
