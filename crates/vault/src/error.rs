@@ -63,7 +63,12 @@ impl VaultError {
                 object,
                 status: u16::from(*status),
                 code: error_code.clone(),
-                message: error.to_string(),
+                // An RBAC denial names the data action; say which role would grant it (the message's other
+                // lines are ids and boilerplate).
+                message: match crate::rbac::explain_forbidden(&error.to_string()) {
+                    Some(explained) => format!("{explained} (ForbiddenByRbac)"),
+                    None => error.to_string(),
+                },
             },
             ErrorKind::Io | ErrorKind::Connection => Self::Transport { operation, object, message: error.to_string() },
             ErrorKind::Credential => Self::Credential { operation, object, message: error.to_string() },
