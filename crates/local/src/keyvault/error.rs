@@ -24,6 +24,9 @@ pub enum VaultError {
     BadParameter(String),
     #[error("{0}")]
     Forbidden(String),
+    /// An RBAC denial; the message is the service's multi-line text (see `crate::keyvault::http`).
+    #[error("{0}")]
+    ForbiddenByRbac(String),
     #[error("{0}")]
     NotSupported(String),
     #[error("Pending certificate not found: {name}")]
@@ -51,7 +54,7 @@ impl VaultError {
             | Self::DeletedNotFound { .. }
             | Self::PendingNotFound { .. }
             | Self::NoSuchVault(_) => StatusCode::NOT_FOUND,
-            Self::Disabled { .. } | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Disabled { .. } | Self::Forbidden(_) | Self::ForbiddenByRbac(_) => StatusCode::FORBIDDEN,
             Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } => StatusCode::CONFLICT,
             Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
@@ -65,7 +68,7 @@ impl VaultError {
             Self::NotFound { kind, .. } | Self::DeletedNotFound { kind, .. } => format!("{}NotFound", kind.title()),
             Self::PendingNotFound { .. } => "PendingCertificateNotFound".into(),
             Self::NoSuchVault(_) => "VaultNotFound".into(),
-            Self::Disabled { .. } | Self::Forbidden(_) => "Forbidden".into(),
+            Self::Disabled { .. } | Self::Forbidden(_) | Self::ForbiddenByRbac(_) => "Forbidden".into(),
             Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } => "Conflict".into(),
             Self::BadParameter(_) => "BadParameter".into(),
             Self::NotSupported(_) => "NotImplemented".into(),
@@ -77,6 +80,7 @@ impl VaultError {
     pub fn inner_code(&self) -> Option<String> {
         match self {
             Self::Disabled { kind, .. } => Some(format!("{}Disabled", kind.title())),
+            Self::ForbiddenByRbac(_) => Some("ForbiddenByRbac".into()),
             _ => None,
         }
     }

@@ -9,10 +9,31 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-/// API versions the emulator accepts: the SDK's 2025-07-01 and the 7.x line before it.
-pub const API_VERSIONS: &[&str] = &["2025-07-01", "7.6", "7.5", "7.4", "7.3", "7.2", "7.1", "7.0", "2016-10-01"];
-/// The newest API version, named in errors.
-pub const LATEST_API_VERSION: &str = "2025-07-01";
+/// API versions the emulator accepts: every stable data-plane version (2015-06-01, 2016-10-01, 7.0-7.6,
+/// 2025-07-01, 2026-04-01) and the preview the newest official SDK betas send by default. What the newest
+/// releases default to (read in their sources, December 2026): Python azure-keyvault-secrets and
+/// -certificates 4.12 2026-04-01, azure-keyvault-keys 4.11 2025-07-01; JavaScript 2025-07-01; .NET 2025-07-01
+/// (Azure.Security.KeyVault.Keys 4.11 betas 2026-01-01-preview); Java 7.6; Go 7.6; Rust 2025-07-01.
+/// The emulator answers every accepted version with the same shapes: the differences the specs record
+/// (2025-07-01 added `previousVersion` on certificate-backed secrets and the `outContentType` GET parameter;
+/// 2026-04-01 left SecretBundle unchanged) are not produced by the emulator at any version (see
+/// docs/local-stack.md).
+pub const API_VERSIONS: &[&str] = &[
+    "2026-04-01",
+    "2026-01-01-preview",
+    "2025-07-01",
+    "7.6",
+    "7.5",
+    "7.4",
+    "7.3",
+    "7.2",
+    "7.1",
+    "7.0",
+    "2016-10-01",
+    "2015-06-01",
+];
+/// The newest stable API version, named in errors.
+pub const LATEST_API_VERSION: &str = "2026-04-01";
 /// The service's page size limit.
 pub const MAX_PAGE: usize = 25;
 
