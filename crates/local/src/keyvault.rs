@@ -15,6 +15,7 @@
 //! The [`VaultStore`] behind it (`kv.store()`) is the management API (seed objects without HTTP), the change
 //! feed of new versions, and the query of current versions that an Event Grid emulator needs.
 
+pub mod backup;
 pub mod certs;
 pub mod crypto;
 pub mod error;

@@ -20,6 +20,8 @@ pub enum VaultError {
     NameInDeletedState { kind: ObjectKind, name: String },
     #[error("{} {name} already exists, so the deleted {} cannot be recovered over it.", kind.title(), kind.lower())]
     AlreadyExists { kind: ObjectKind, name: String },
+    #[error("{} {name} already exists, so the backup cannot be restored over it.", kind.title())]
+    RestoreConflict { kind: ObjectKind, name: String },
     #[error("{0}")]
     BadParameter(String),
     #[error("{0}")]
@@ -55,7 +57,9 @@ impl VaultError {
             | Self::PendingNotFound { .. }
             | Self::NoSuchVault(_) => StatusCode::NOT_FOUND,
             Self::Disabled { .. } | Self::Forbidden(_) | Self::ForbiddenByRbac(_) => StatusCode::FORBIDDEN,
-            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } => StatusCode::CONFLICT,
+            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } | Self::RestoreConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Crypto(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -69,7 +73,9 @@ impl VaultError {
             Self::PendingNotFound { .. } => "PendingCertificateNotFound".into(),
             Self::NoSuchVault(_) => "VaultNotFound".into(),
             Self::Disabled { .. } | Self::Forbidden(_) | Self::ForbiddenByRbac(_) => "Forbidden".into(),
-            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } => "Conflict".into(),
+            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } | Self::RestoreConflict { .. } => {
+                "Conflict".into()
+            }
             Self::BadParameter(_) => "BadParameter".into(),
             Self::NotSupported(_) => "NotImplemented".into(),
             Self::Crypto(_) | Self::Internal(_) => "InternalServerError".into(),

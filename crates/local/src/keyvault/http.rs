@@ -87,6 +87,8 @@ enum Route {
     GetDeletedCertificate(String),
     PurgeCertificate(String),
     RecoverCertificate(String),
+    Backup(ObjectKind, String),
+    Restore(ObjectKind),
 }
 
 impl Route {
@@ -97,6 +99,12 @@ impl Route {
         let v = |x: &str| (!x.is_empty()).then(|| x.to_string());
         use Route::*;
         let route = match (method.as_str(), segments.as_slice()) {
+            ("POST", ["secrets", "restore"]) => Restore(ObjectKind::Secret),
+            ("POST", ["keys", "restore"]) => Restore(ObjectKind::Key),
+            ("POST", ["certificates", "restore"]) => Restore(ObjectKind::Certificate),
+            ("POST", ["secrets", name, "backup"]) => Backup(ObjectKind::Secret, s(name)),
+            ("POST", ["keys", name, "backup"]) => Backup(ObjectKind::Key, s(name)),
+            ("POST", ["certificates", name, "backup"]) => Backup(ObjectKind::Certificate, s(name)),
             ("GET", ["secrets"] | ["secrets", ""]) => ListSecrets,
             ("PUT", ["secrets", name]) => SetSecret(s(name)),
             ("GET", ["secrets", name, "versions"]) => SecretVersions(s(name)),
@@ -185,6 +193,9 @@ impl Route {
             DeleteCertificate(n) => ("certificates/delete", on(C, n)),
             PurgeCertificate(n) => ("certificates/purge/action", on(C, n)),
             RecoverCertificate(n) => ("certificates/recover/action", on(C, n)),
+            Backup(kind, n) => (backup_action(*kind, "backup"), on(*kind, n)),
+            // A restore names no object: it is checked on the vault.
+            Restore(kind) => (backup_action(*kind, "restore"), Target::Vault),
         }
     }
 
@@ -212,6 +223,12 @@ impl Route {
             | GetDeletedCertificate(_) => K::CertificateRead,
             UpdateCertificatePolicy(_) | UpdateCertificate(..) => K::CertificateUpdate,
             DeleteCertificate(_) | PurgeCertificate(_) | RecoverCertificate(_) => K::CertificateDelete,
+            Backup(ObjectKind::Secret, _) => K::SecretRead,
+            Backup(ObjectKind::Key, _) => K::KeyRead,
+            Backup(ObjectKind::Certificate, _) => K::CertificateRead,
+            Restore(ObjectKind::Secret) => K::SecretCreate,
+            Restore(ObjectKind::Key) => K::KeyCreate,
+            Restore(ObjectKind::Certificate) => K::CertificateCreate,
         }
     }
 }
@@ -535,6 +552,26 @@ impl VaultService {
                 let view = store.recover_certificate(vault, &name)?;
                 ok(&certs::certificate_json(base, &view, CertShape::Full))
             }
+            Backup(kind, name) => ok(&serde_json::json!({ "value": store.backup(vault, kind, &name)? })),
+            Restore(kind) => {
+                let blob = parse::<BackupBody>(body)?.value;
+                let name = store.restore(vault, kind, &blob)?;
+                match kind {
+                    ObjectKind::Secret => {
+                        let state = store.vault(vault)?.read();
+                        let (object, latest) = state.secrets.version(kind, &name, None)?;
+                        ok(&SecretBundle::new(base, &object.name, latest, Shape::VersionItem))
+                    }
+                    ObjectKind::Key => {
+                        let view = store.get_key(vault, &name, None)?;
+                        ok(&KeyBundle::full(base, &view.name, &view.version))
+                    }
+                    ObjectKind::Certificate => {
+                        let view = store.get_certificate(vault, &name, None)?;
+                        ok(&certs::certificate_json(base, &view, CertShape::Full))
+                    }
+                }
+            }
         }
     }
 }
@@ -571,6 +608,24 @@ mod erased {
             // client-side parse error rather than a panic here.
             serde_json::to_vec(self).unwrap_or_default()
         }
+    }
+}
+
+/// `{"value": "<blob>"}`, the body of a restore.
+#[derive(serde::Deserialize)]
+struct BackupBody {
+    value: String,
+}
+
+/// `secrets/backup/action`, `keys/restore/action`, ...
+fn backup_action(kind: ObjectKind, op: &str) -> &'static str {
+    match (kind, op) {
+        (ObjectKind::Secret, "backup") => "secrets/backup/action",
+        (ObjectKind::Secret, _) => "secrets/restore/action",
+        (ObjectKind::Key, "backup") => "keys/backup/action",
+        (ObjectKind::Key, _) => "keys/restore/action",
+        (ObjectKind::Certificate, "backup") => "certificates/backup/action",
+        (ObjectKind::Certificate, _) => "certificates/restore/action",
     }
 }
 
