@@ -340,6 +340,29 @@ async fn every_api_version_current_sdks_send_is_accepted_and_others_get_the_serv
     );
     let (status, _) = caller.raw(VAULT, Method::GET, "/secrets", "7.7", None).await;
     assert_eq!(status, 400);
+
+    // Shapes per version: from 2025-07-01 a certificate-backed secret names the certificate's previous version.
+    assert_eq!(caller.call(Method::POST, "/certificates/tls/create", Some(cert_policy("tls"))).await.0, 202);
+    let first = caller.call(Method::GET, "/certificates/tls/pending", None).await.1;
+    assert_eq!(first["status"], "completed", "{first}");
+    let (_, first) = caller.call(Method::GET, "/secrets/tls", None).await;
+    assert!(first.get("previousVersion").is_none(), "the first version has none: {first}");
+    let first_version = first["id"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    assert_eq!(caller.call(Method::POST, "/certificates/tls/create", Some(cert_policy("tls"))).await.0, 202);
+    caller.call(Method::GET, "/certificates/tls/pending", None).await;
+    for (version, expected) in
+        [("2026-04-01", Some(first_version.as_str())), ("2025-07-01", Some(first_version.as_str())), ("7.6", None), ("7.0", None)]
+    {
+        let (status, body) = caller.raw(VAULT, Method::GET, "/secrets/tls", version, None).await;
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body.get("previousVersion").and_then(Value::as_str), expected, "{version}: {body}");
+    }
+    // An ordinary secret never has one.
+    caller.call(Method::PUT, "/secrets/plain", Some(json!({"value": "1"}))).await;
+    let (_, plain) = caller.call(Method::PUT, "/secrets/plain", Some(json!({"value": "2"}))).await;
+    assert!(plain.get("previousVersion").is_none());
+    assert!(caller.call(Method::GET, "/secrets/plain", None).await.1.get("previousVersion").is_none());
     kv.shutdown().await;
 }
 

@@ -12,7 +12,7 @@ use super::limits::{FaultInjector, OperationKind, Throttler};
 use super::secrets::{SecretBundle, SetSecretBody, Shape, UpdateSecretBody};
 use super::server::{self, HttpResponse};
 use super::store::VaultStore;
-use super::wire::Query;
+use super::wire::{self, Query};
 use super::store::ObjectKind;
 use crate::identity::{TENANT_ID, TokenInfo, TokenRegistry, TokenRejection};
 use crate::rbac::{Assignments, Scope};
@@ -376,7 +376,11 @@ impl VaultService {
             }
             GetSecret(name, version) => {
                 let view = store.get_secret(vault, &name, version.as_deref())?;
-                ok(&SecretBundle::new(base, &view.name, &view.version, Shape::Full))
+                let mut bundle = SecretBundle::new(base, &view.name, &view.version, Shape::Full);
+                if view.version.data.managed && query.api_version.as_deref().is_some_and(wire::has_previous_version) {
+                    bundle.previous_version = store.previous_secret_version(vault, &name, &view.version.version);
+                }
+                ok(&bundle)
             }
             UpdateSecret(name, version) => {
                 let patch = parse::<UpdateSecretBody>(body)?.into();

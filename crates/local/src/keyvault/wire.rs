@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 /// releases default to (read in their sources, December 2026): Python azure-keyvault-secrets and
 /// -certificates 4.12 2026-04-01, azure-keyvault-keys 4.11 2025-07-01; JavaScript 2025-07-01; .NET 2025-07-01
 /// (Azure.Security.KeyVault.Keys 4.11 betas 2026-01-01-preview); Java 7.6; Go 7.6; Rust 2025-07-01.
-/// The emulator answers every accepted version with the same shapes: the differences the specs record
-/// (2025-07-01 added `previousVersion` on certificate-backed secrets and the `outContentType` GET parameter;
-/// 2026-04-01 left SecretBundle unchanged) are not produced by the emulator at any version (see
-/// docs/local-stack.md).
+/// Shapes per version: from 2025-07-01 a certificate-backed secret carries `previousVersion` (the
+/// certificate's previous version), older versions never do ([`has_previous_version`]); 2026-04-01 left
+/// SecretBundle unchanged. 2025-07-01's `outContentType` GET parameter (PFX ⇄ PEM conversion) is not
+/// implemented: the value is returned in the policy's content type at every version.
 pub const API_VERSIONS: &[&str] = &[
     "2026-04-01",
     "2026-01-01-preview",
@@ -34,6 +34,13 @@ pub const API_VERSIONS: &[&str] = &[
 ];
 /// The newest stable API version, named in errors.
 pub const LATEST_API_VERSION: &str = "2026-04-01";
+/// Whether `api_version` returns `previousVersion` on certificate-backed secrets (2025-07-01 and later; the
+/// 7.x versions and 2016-10-01 do not).
+pub fn has_previous_version(api_version: &str) -> bool {
+    // Dated versions compare as strings; "7.x" never starts with "20".
+    api_version.starts_with("20") && api_version >= "2025-07-01"
+}
+
 /// The service's page size limit.
 pub const MAX_PAGE: usize = 25;
 
