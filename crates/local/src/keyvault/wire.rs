@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// API versions the emulator accepts: every stable data-plane version (2015-06-01, 2016-10-01, 7.0-7.6,
 /// 2025-07-01, 2026-04-01) and the preview the newest official SDK betas send by default. What the newest
-/// releases default to (read in their sources, December 2026): Python azure-keyvault-secrets and
-/// -certificates 4.12 2026-04-01, azure-keyvault-keys 4.11 2025-07-01; JavaScript 2025-07-01; .NET 2025-07-01
-/// (Azure.Security.KeyVault.Keys 4.11 betas 2026-01-01-preview); Java 7.6; Go 7.6; Rust 2025-07-01.
+/// releases default to (docs/local-stack.md has the sources): Python secrets/certificates 4.12 and JavaScript
+/// secrets 4.12 2026-04-01; Python keys, JavaScript keys/certificates, .NET and Rust 2025-07-01 (.NET Keys
+/// 4.11 betas 2026-01-01-preview); Java and Go 7.6.
 /// Shapes per version: from 2025-07-01 a certificate-backed secret carries `previousVersion` (the
 /// certificate's previous version), older versions never do ([`has_previous_version`]); 2026-04-01 left
 /// SecretBundle unchanged. 2025-07-01's `outContentType` GET parameter (PFX ⇄ PEM conversion) is not
