@@ -35,9 +35,7 @@ pub enum MatrixError {
     Parse { source_name: String, error: String },
     #[error("the role matrix has no handler '{handler}' (it lists: {known})")]
     UnknownHandler { handler: String, known: String },
-    #[error(
-        "the deployment names vault '{0}', which this local stack does not serve: add it to the stack's vaults"
-    )]
+    #[error("the deployment names vault '{0}', which this local stack does not serve: add it to the stack's vaults")]
     UnservedVault(String),
 }
 
@@ -167,11 +165,9 @@ impl RoleMatrix {
                 "vault" => deployment.monitored_vaults.iter().map(|v| Scope::vault(v)).collect(),
                 "mirrorVaults" => deployment.mirror_vaults.iter().map(|v| Scope::vault(v)).collect(),
                 "canarySecret" => match &deployment.canary_secret {
-                    Some(name) => deployment
-                        .monitored_vaults
-                        .iter()
-                        .map(|v| Scope::object(v, ObjectKind::Secret, name))
-                        .collect(),
+                    Some(name) => {
+                        deployment.monitored_vaults.iter().map(|v| Scope::object(v, ObjectKind::Secret, name)).collect()
+                    }
                     None => Vec::new(),
                 },
                 "notificationSecret" => match &deployment.notification_secret {
@@ -261,7 +257,11 @@ mod tests {
                 ),
             ]
         );
-        assert!(grants.iter().any(|g| matches!(g, ResolvedGrant::NotEmulated { role, .. } if role == "Storage Blob Data Owner")));
+        assert!(
+            grants
+                .iter()
+                .any(|g| matches!(g, ResolvedGrant::NotEmulated { role, .. } if role == "Storage Blob Data Owner"))
+        );
     }
 
     #[test]
@@ -278,7 +278,10 @@ mod tests {
     fn a_matrix_with_a_wrong_role_id_unknown_scope_or_handler_is_refused() {
         let wrong_id = EMBEDDED.replace("b86a8fe4-44ce-4948-aee5-eccb2c155cd7", "b86a8fe4-44ce-4948-aee5-000000000000");
         let error = RoleMatrix::parse(&wrong_id, "x").unwrap_err().to_string();
-        assert!(error.contains("Key Vault Secrets Officer") && error.contains("b86a8fe4-44ce-4948-aee5-eccb2c155cd7"), "{error}");
+        assert!(
+            error.contains("Key Vault Secrets Officer") && error.contains("b86a8fe4-44ce-4948-aee5-eccb2c155cd7"),
+            "{error}"
+        );
         let bad_scope = EMBEDDED.replace("\"scope\": \"mirrorVaults\"", "\"scope\": \"mirrors\"");
         let error = RoleMatrix::parse(&bad_scope, "x").unwrap_err().to_string();
         assert!(error.contains("scope 'mirrors'"), "{error}");

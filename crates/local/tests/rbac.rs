@@ -218,7 +218,8 @@ async fn a_denial_is_byte_for_byte_the_service_s_and_names_the_role_to_grant() {
     seed(&kv).await;
     let identity = holder(&kv, "reader", "Key Vault Reader", Scope::vault(VAULT));
     let caller = Caller::new(&kv, Some(&identity)).await;
-    let (status, body) = caller.raw(VAULT, Method::PATCH, "/secrets/s1", "2025-07-01", Some(&json!({"tags": {}}))).await;
+    let (status, body) =
+        caller.raw(VAULT, Method::PATCH, "/secrets/s1", "2025-07-01", Some(&json!({"tags": {}}))).await;
     assert_eq!(status, 403);
     let expected = format!(
         concat!(
@@ -326,9 +327,19 @@ async fn the_identity_endpoint_selects_by_client_id_object_id_or_resource_id() {
 async fn every_api_version_current_sdks_send_is_accepted_and_others_get_the_service_s_error() {
     let kv = KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).no_throttling().start().await.unwrap();
     let caller = Caller::new(&kv, None).await;
-    for version in
-        ["2026-04-01", "2026-01-01-preview", "2025-07-01", "7.6", "7.5", "7.4", "7.3", "7.2", "7.1", "7.0", "2016-10-01"]
-    {
+    for version in [
+        "2026-04-01",
+        "2026-01-01-preview",
+        "2025-07-01",
+        "7.6",
+        "7.5",
+        "7.4",
+        "7.3",
+        "7.2",
+        "7.1",
+        "7.0",
+        "2016-10-01",
+    ] {
         let (status, body) = caller.raw(VAULT, Method::GET, "/secrets", version, None).await;
         assert_eq!(status, 200, "{version}: {body}");
     }
@@ -350,9 +361,12 @@ async fn every_api_version_current_sdks_send_is_accepted_and_others_get_the_serv
     let first_version = first["id"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
     assert_eq!(caller.call(Method::POST, "/certificates/tls/create", Some(cert_policy("tls"))).await.0, 202);
     caller.call(Method::GET, "/certificates/tls/pending", None).await;
-    for (version, expected) in
-        [("2026-04-01", Some(first_version.as_str())), ("2025-07-01", Some(first_version.as_str())), ("7.6", None), ("7.0", None)]
-    {
+    for (version, expected) in [
+        ("2026-04-01", Some(first_version.as_str())),
+        ("2025-07-01", Some(first_version.as_str())),
+        ("7.6", None),
+        ("7.0", None),
+    ] {
         let (status, body) = caller.raw(VAULT, Method::GET, "/secrets/tls", version, None).await;
         assert_eq!(status, 200, "{body}");
         let body: Value = serde_json::from_str(&body).unwrap();

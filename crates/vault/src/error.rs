@@ -95,13 +95,20 @@ mod tests {
     fn an_rbac_denial_is_permanent_and_names_the_missing_role() {
         let message = "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=a;oid=o;iss=https://sts.windows.net/t/\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/kv/secrets/db'\r\nAssignment: (not found)\r\n";
         let error = azure_core::Error::with_message(
-            ErrorKind::HttpResponse { status: StatusCode::Forbidden, error_code: Some("Forbidden".into()), raw_response: None },
+            ErrorKind::HttpResponse {
+                status: StatusCode::Forbidden,
+                error_code: Some("Forbidden".into()),
+                raw_response: None,
+            },
             message,
         );
         let error = VaultError::from_sdk("get secret", "kv/db", error);
         assert!(!error.is_retryable());
         let text = error.to_string();
-        assert!(text.starts_with("get secret on 'kv/db': HTTP 403 (Forbidden): the identity (appid=a;oid=o;"), "{text}");
+        assert!(
+            text.starts_with("get secret on 'kv/db': HTTP 403 (Forbidden): the identity (appid=a;oid=o;"),
+            "{text}"
+        );
         assert!(text.contains("may not perform 'Microsoft.KeyVault/vaults/secrets/getSecret/action'"), "{text}");
         assert!(text.contains("missing role: Key Vault Secrets User"), "{text}");
         assert!(text.ends_with("(ForbiddenByRbac)"), "{text}");

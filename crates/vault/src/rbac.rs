@@ -76,12 +76,7 @@ pub const ROLES: &[BuiltInRole] = &[
     BuiltInRole {
         name: "Key Vault Certificate User",
         id: "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
-        data_actions: &[
-            "certificates/read",
-            "secrets/getSecret/action",
-            "secrets/readMetadata/action",
-            "keys/read",
-        ],
+        data_actions: &["certificates/read", "secrets/getSecret/action", "secrets/readMetadata/action", "keys/read"],
     },
 ];
 
@@ -189,7 +184,9 @@ mod tests {
         assert!(wildcard_match("microsoft.keyvault/VAULTS/secrets/*", &action("secrets/setSecret/action")));
         assert!(!wildcard_match("Microsoft.KeyVault/vaults/*/read", &action("secrets/readMetadata/action")));
         assert!(!wildcard_match("Microsoft.KeyVault/vaults/keys/read", &action("keys/read/x")));
-        assert!(wildcard_match("a*b*c", "abc") && wildcard_match("a*b*c", "axxbyyc") && !wildcard_match("a*b*c", "acb"));
+        assert!(
+            wildcard_match("a*b*c", "abc") && wildcard_match("a*b*c", "axxbyyc") && !wildcard_match("a*b*c", "acb")
+        );
     }
 
     #[test]
@@ -204,7 +201,8 @@ mod tests {
     #[test]
     fn roles_are_found_by_name_and_by_id() {
         assert_eq!(role_by_id("b86a8fe4-44ce-4948-aee5-eccb2c155cd7").unwrap().name, "Key Vault Secrets Officer");
-        let full = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6";
+        let full =
+            "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6";
         assert_eq!(role_by_id(full).unwrap().name, "Key Vault Secrets User");
         assert!(role_by_name("Storage Blob Data Owner").is_none());
     }

@@ -35,7 +35,9 @@ impl BackupKey {
     }
 
     fn key(&self) -> Result<&LessSafeKey, VaultError> {
-        self.0.as_ref().ok_or_else(|| VaultError::Internal("the emulator has no backup key (no OS randomness at start)".into()))
+        self.0
+            .as_ref()
+            .ok_or_else(|| VaultError::Internal("the emulator has no backup key (no OS randomness at start)".into()))
     }
 
     fn seal(&self, plain: Vec<u8>) -> Result<String, VaultError> {
@@ -69,11 +71,15 @@ const BLOB_AAD: &[u8] = b"keyturn-local backup v1";
 enum Backup {
     Secret(Object<SecretData, ()>),
     Key(Object<KeyData, KeyExtra>),
-    Certificate {
-        certificate: Object<CertData, CertExtra>,
-        key: Option<Object<KeyData, KeyExtra>>,
-        secret: Option<Object<SecretData, ()>>,
-    },
+    Certificate(Box<CertificateBackup>),
+}
+
+/// A certificate with the key and secret behind it.
+#[derive(Serialize, Deserialize)]
+struct CertificateBackup {
+    certificate: Object<CertData, CertExtra>,
+    key: Option<Object<KeyData, KeyExtra>>,
+    secret: Option<Object<SecretData, ()>>,
 }
 
 impl Backup {
@@ -81,7 +87,7 @@ impl Backup {
         match self {
             Self::Secret(_) => ObjectKind::Secret,
             Self::Key(_) => ObjectKind::Key,
-            Self::Certificate { .. } => ObjectKind::Certificate,
+            Self::Certificate(_) => ObjectKind::Certificate,
         }
     }
 }
@@ -122,11 +128,11 @@ impl VaultStore {
                     }
                     Backup::Key(object.clone())
                 }
-                ObjectKind::Certificate => Backup::Certificate {
+                ObjectKind::Certificate => Backup::Certificate(Box::new(CertificateBackup {
                     certificate: state.certificates.object(kind, name)?.clone(),
                     key: state.keys.object(ObjectKind::Key, name).ok().cloned(),
                     secret: state.secrets.object(ObjectKind::Secret, name).ok().cloned(),
-                },
+                })),
             }
         };
         let plain = serde_json::to_vec(&backup).map_err(|e| VaultError::Internal(format!("backup: {e}")))?;
@@ -168,7 +174,8 @@ impl VaultStore {
                 state.keys.live.insert(name.to_ascii_lowercase(), object);
                 name
             }
-            Backup::Certificate { certificate, key, secret } => {
+            Backup::Certificate(backup) => {
+                let CertificateBackup { certificate, key, secret } = *backup;
                 let name = certificate.name.clone();
                 let lower = name.to_ascii_lowercase();
                 state.certificates.purge_due(now);

@@ -11,9 +11,9 @@ use super::keys::{self, CreateKeyBody, KeyBundle, RotationPolicyBody, UpdateKeyB
 use super::limits::{FaultInjector, OperationKind, Throttler};
 use super::secrets::{SecretBundle, SetSecretBody, Shape, UpdateSecretBody};
 use super::server::{self, HttpResponse};
+use super::store::ObjectKind;
 use super::store::VaultStore;
 use super::wire::{self, Query};
-use super::store::ObjectKind;
 use crate::identity::{TENANT_ID, TokenInfo, TokenRegistry, TokenRejection};
 use crate::rbac::{Assignments, Scope};
 use bytes::Bytes;
@@ -239,7 +239,7 @@ impl VaultService {
         let (parts, body) = req.into_parts();
         let caller = match self.authenticate(&parts.headers) {
             Ok(caller) => caller,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         let query = Query::parse(parts.uri.query());
         if let Err(e) = query.check_api_version() {
@@ -323,7 +323,7 @@ impl VaultService {
     }
 
     /// The caller's token when the request carries one this stack issued for Key Vault; else the 401 to send.
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<TokenInfo, HttpResponse> {
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<TokenInfo, Box<HttpResponse>> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -354,7 +354,7 @@ impl VaultService {
         if let Ok(value) = HeaderValue::from_str(&challenge) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
-        Err(response)
+        Err(Box::new(response))
     }
 
     async fn dispatch(&self, route: Route, query: &Query, base: &str, body: &[u8]) -> Result<HttpResponse, VaultError> {
