@@ -15,6 +15,7 @@
 //! The [`VaultStore`] behind it (`kv.store()`) is the management API (seed objects without HTTP), the change
 //! feed of new versions, and the query of current versions that an Event Grid emulator needs.
 
+pub mod backup;
 pub mod certs;
 pub mod crypto;
 pub mod error;
@@ -33,7 +34,8 @@ pub use secrets::SecretSpec;
 pub use store::{CurrentObject, ObjectKind, VaultChange, VaultStore};
 
 use crate::clock::Clock;
-use crate::identity::{IdentityEndpoint, IdentityEnv, IdentityError, TokenRegistry};
+use crate::identity::{Identities, IdentityEndpoint, IdentityEnv, IdentityError, ManagedIdentity, TokenRegistry};
+use crate::rbac::{Assignments, Scope};
 use crate::tls::{LocalCa, TlsError};
 use limits::{FaultInjector, Throttler};
 use server::ServerHandle;
@@ -48,6 +50,8 @@ use tokio::task::JoinHandle;
 /// The tenant the 401 challenge names unless configured otherwise (any GUID would do; this one is fixed so
 /// logs and recordings are stable).
 pub const DEFAULT_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+/// The region vaults report in RBAC denials (`Vault: <name>;location=<region>`).
+pub const DEFAULT_LOCATION: &str = "local";
 
 /// Why the emulator did not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,11 @@ pub enum StartError {
     Persist(#[from] store::PersistError),
 }
 
+/// A role name that is not one of Key Vault's data-plane built-in roles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a Key Vault built-in role with data actions (known: {known})", known = keyturn_vault::rbac::ROLES.iter().map(|r| r.name).collect::<Vec<_>>().join(", "))]
+pub struct UnknownRole(pub String);
+
 /// Entry point: `KeyVaultEmulator::builder()`.
 #[derive(Debug)]
 pub struct KeyVaultEmulator;
@@ -82,6 +91,12 @@ impl KeyVaultEmulator {
 
 /// Configures an emulator. Defaults: throttling at Key Vault's limits, no faults, no persistence, a clock at
 /// real time, the CA in a fresh temporary directory, certificates issued on the first poll.
+///
+/// RBAC is always enforced: every operation needs a role assignment granting its data action. Until every
+/// caller runs under its own identity, the default (transitional) start assigns the system-assigned identity
+/// Key Vault Administrator on each vault, an ordinary, visible assignment ([`RunningEmulator::assignments`]);
+/// user-assigned identities hold nothing they are not assigned. [`Builder::strict_rbac`] drops that
+/// assignment, so no identity holds anything implicitly, as in Azure.
 #[derive(Debug)]
 pub struct Builder {
     vaults: Vec<String>,
@@ -93,6 +108,7 @@ pub struct Builder {
     tenant: String,
     user_assigned: Vec<String>,
     certificate_delay: Duration,
+    strict_rbac: bool,
 }
 
 impl Default for Builder {
@@ -107,6 +123,7 @@ impl Default for Builder {
             tenant: DEFAULT_TENANT.to_string(),
             user_assigned: Vec::new(),
             certificate_delay: Duration::ZERO,
+            strict_rbac: false,
         }
     }
 }
@@ -166,6 +183,14 @@ impl Builder {
         self
     }
 
+    /// No implicit role assignment: the system-assigned identity holds no role either (as in Azure, where
+    /// creating a vault grants nobody data-plane access under RBAC). Assign roles with
+    /// [`RunningEmulator::assign_role`].
+    pub fn strict_rbac(mut self) -> Self {
+        self.strict_rbac = true;
+        self
+    }
+
     /// How long (on the emulator's clock) certificate issuance stays in progress.
     pub fn certificate_issuance_delay(mut self, delay: Duration) -> Self {
         self.certificate_delay = delay;
@@ -201,6 +226,15 @@ impl Builder {
 
         let tokens = TokenRegistry::default();
         let identity = IdentityEndpoint::start(tokens.clone(), self.user_assigned.clone()).await?;
+        let assignments = Assignments::default();
+        if !self.strict_rbac {
+            let system = tokens.identities().system();
+            if let Some(admin) = keyturn_vault::rbac::role_by_name("Key Vault Administrator") {
+                for name in &names {
+                    assignments.assign(&system.object_id, admin, Scope::vault(name));
+                }
+            }
+        }
 
         let mut listeners = Vec::new();
         let mut initial = Vec::new();
@@ -226,6 +260,8 @@ impl Builder {
                 tenant: self.tenant.clone(),
                 throttler: self.throttling.map(Throttler::new),
                 faults: Arc::clone(&faults),
+                assignments: assignments.clone(),
+                location: DEFAULT_LOCATION.to_owned(),
             });
             let server = server::spawn(listener, Some(acceptor.clone()), move |req| Arc::clone(&service).handle(req));
             tracing::info!(vault = %name, %url, "vault listening");
@@ -250,6 +286,8 @@ impl Builder {
         });
 
         Ok(RunningEmulator {
+            assignments,
+            tokens,
             store,
             ca,
             ca_dir: owns_ca_dir.then_some(ca_dir),
@@ -280,6 +318,8 @@ struct VaultListener {
 /// [`RunningEmulator::shutdown`], which also lets in-flight requests finish.
 #[derive(Debug)]
 pub struct RunningEmulator {
+    assignments: Assignments,
+    tokens: TokenRegistry,
     store: VaultStore,
     ca: LocalCa,
     ca_dir: Option<PathBuf>,
@@ -333,6 +373,61 @@ impl RunningEmulator {
     /// The client id of the system-assigned identity.
     pub fn system_client_id(&self) -> &str {
         self.identity.as_ref().map_or("", |i| i.system_client_id())
+    }
+
+    /// The identities the identity endpoint serves (add user-assigned ones while running).
+    pub fn identities(&self) -> &Identities {
+        self.tokens.identities()
+    }
+
+    /// Creates a user-assigned identity named `name` (fresh client and object ids) that the identity
+    /// endpoint serves from now on. It holds no role until one is assigned.
+    pub fn add_user_assigned_identity(&self, name: &str) -> ManagedIdentity {
+        self.tokens.identities().add_user_assigned(name)
+    }
+
+    /// The role assignments every vault request is checked against.
+    pub fn assignments(&self) -> &Assignments {
+        &self.assignments
+    }
+
+    /// Assigns the built-in role `role` (e.g. "Key Vault Secrets User") to `principal_id` (an identity's
+    /// object id) at `scope`.
+    pub fn assign_role(&self, principal_id: &str, role: &str, scope: Scope) -> Result<(), UnknownRole> {
+        let role = keyturn_vault::rbac::role_by_name(role).ok_or_else(|| UnknownRole(role.to_owned()))?;
+        self.assignments.assign(principal_id, role, scope);
+        Ok(())
+    }
+
+    /// Creates a user-assigned identity `keyturn-<handler>` holding exactly `handler`'s grants in `matrix`
+    /// for `deployment` (every vault the deployment names must be served here). Each call creates a new
+    /// identity.
+    pub fn handler_identity(
+        &self,
+        matrix: &crate::roles::RoleMatrix,
+        handler: &str,
+        deployment: &crate::roles::Deployment,
+    ) -> Result<crate::roles::HandlerIdentity, crate::roles::MatrixError> {
+        use crate::roles::{MatrixError, ResolvedGrant};
+        if let Some(vault) = deployment.vaults().find(|v| !self.vaults.contains_key(*v)) {
+            return Err(MatrixError::UnservedVault(vault.to_owned()));
+        }
+        let grants = matrix.grants(handler, deployment)?;
+        let identity = self.add_user_assigned_identity(&format!("keyturn-{handler}"));
+        let mut not_emulated = Vec::new();
+        for grant in grants {
+            match grant {
+                ResolvedGrant::KeyVault { role, scope } => self.assignments.assign(&identity.object_id, role, scope),
+                ResolvedGrant::NotEmulated { role, scope } => not_emulated.push((role, scope)),
+            }
+        }
+        tracing::info!(%handler, client_id = %identity.client_id, object_id = %identity.object_id, "handler identity created with its role matrix grants");
+        Ok(crate::roles::HandlerIdentity {
+            handler: handler.to_owned(),
+            assignments: self.assignments.of(&identity.object_id),
+            identity,
+            not_emulated,
+        })
     }
 
     /// The store: management API, change feed, current objects.

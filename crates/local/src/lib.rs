@@ -5,6 +5,10 @@
 //! - [`clock`]: the movable clock the vault and Event Grid share (advance by days, or run at N× speed).
 //! - [`tls`]: the local CA (generated at start, PEM written for clients to trust) and the listeners' leaf.
 //! - [`identity`]: App Service-style managed identity endpoint; the registry of tokens it issued.
+//! - [`rbac`]: role assignments (principal, built-in role, scope) the Key Vault emulator checks every
+//!   operation against.
+//! - [`roles`]: the role matrix `infra/roles.json` (embedded, or another file) resolved for a deployment into
+//!   per-handler identities and role assignments.
 //! - [`keyvault`]: Key Vault emulator over HTTPS: secrets, keys, certificates, soft delete, throttling,
 //!   faults, persistence; its store publishes the change feed Event Grid consumes.
 //! - [`management`]: the stack's HTTP management API: move the clock, publish events, subscribe, inspect.
@@ -26,5 +30,7 @@ pub mod identity;
 pub mod keyvault;
 pub mod lambda;
 pub mod management;
+pub mod rbac;
+pub mod roles;
 pub mod stack;
 pub mod tls;

@@ -22,6 +22,7 @@ use tracing::warn;
 use crate::eventgrid::{EventGrid, EventGridOptions, ObjectChange};
 use crate::keyvault::{self, CurrentObject, RunningEmulator, VaultChange, VaultStore};
 use crate::management::{Management, ManagementServer};
+use crate::roles::{Deployment, HandlerIdentity, MatrixError, RoleMatrix};
 
 /// How often the Event Grid emulator re-reads the vaults' current versions, to pick up attribute changes
 /// (the change feed carries new versions only). A clock jump re-reads at once as well.
@@ -108,6 +109,38 @@ impl LocalStack {
             ("KEYTURN_VAULTS".to_owned(), vaults.join(",")),
             ("KEYTURN_CA_FILE".to_owned(), self.emulator.ca_pem_path().display().to_string()),
         ]
+    }
+
+    /// A new identity for `handler` holding exactly its grants in `infra/roles.json` (embedded at build time)
+    /// for `deployment`. Run the handler with [`LocalStack::handler_env`] plus the returned
+    /// [`HandlerIdentity::app_settings`] (`AZURE_CLIENT_ID`), and every vault call it makes is authorised as
+    /// Azure would authorise it.
+    ///
+    /// ```no_run
+    /// # fn demo(stack: &keyturn_local::stack::LocalStack) -> Result<(), keyturn_local::roles::MatrixError> {
+    /// use keyturn_local::roles::Deployment;
+    /// let deployment = Deployment {
+    ///     monitored_vaults: vec!["kv-demo".into()],
+    ///     canary_secret: Some("keyturn-canary".into()),
+    ///     ..Deployment::default()
+    /// };
+    /// let identity = stack.handler_identity("test-event", &deployment)?;
+    /// let mut settings = stack.handler_env();
+    /// settings.extend(identity.app_settings());
+    /// # Ok(()) }
+    /// ```
+    pub fn handler_identity(&self, handler: &str, deployment: &Deployment) -> Result<HandlerIdentity, MatrixError> {
+        self.handler_identity_from(&RoleMatrix::embedded()?, handler, deployment)
+    }
+
+    /// [`LocalStack::handler_identity`] with another matrix (e.g. [`RoleMatrix::load`] of an edited copy).
+    pub fn handler_identity_from(
+        &self,
+        matrix: &RoleMatrix,
+        handler: &str,
+        deployment: &Deployment,
+    ) -> Result<HandlerIdentity, MatrixError> {
+        self.emulator.handler_identity(matrix, handler, deployment)
     }
 
     /// Stops Event Grid, then the vaults (saving persisted state), then the management API.

@@ -298,3 +298,72 @@ async fn sdk_certificates_create_poll_and_renew() {
     })
     .await;
 }
+
+/// The path keyturn's handlers take (`KEYTURN_CREDENTIAL=managed-identity` with `AZURE_CLIENT_ID`): the SDK's
+/// ManagedIdentityCredential asks the App Service endpoint for the user-assigned identity by `client_id`, and
+/// the vault authorises that identity's roles, no more. A denial reaches the SDK as the service sends it.
+#[tokio::test]
+async fn sdk_user_assigned_identity_holds_only_its_roles() {
+    const TEST: &str = "sdk_user_assigned_identity_holds_only_its_roles";
+    if std::env::var(CHILD).as_deref() == Ok(TEST) {
+        use azure_identity::UserAssignedId;
+        use azure_security_keyvault_secrets::models::SetSecretParameters;
+        use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+        let ctx = Ctx::from_env();
+        let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+            user_assigned_id: Some(UserAssignedId::ClientId(std::env::var("AZURE_CLIENT_ID").unwrap())),
+            client_options: ctx.client_options.clone(),
+        }))
+        .unwrap();
+        let client = SecretClient::new(
+            &ctx.vault_url,
+            credential,
+            Some(SecretClientOptions {
+                client_options: ctx.client_options.clone(),
+                verify_challenge_resource: Some(false),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        let secret = client.get_secret("db-password", None).await.unwrap().into_model().unwrap();
+        assert_eq!(secret.value.as_deref(), Some("v1"));
+        let params: RequestContent<SetSecretParameters> =
+            SetSecretParameters { value: Some("v2".into()), ..Default::default() }.try_into().unwrap();
+        let error = client.set_secret("db-password", params, None).await.unwrap_err();
+        assert_eq!(status_of(&error), Some(403), "{error}");
+        let explained = keyturn_vault::rbac::explain_forbidden(&error.to_string()).unwrap();
+        assert!(explained.contains("secrets/setSecret/action"), "{explained}");
+        assert!(explained.contains("missing role: Key Vault Secrets Officer"), "{explained}");
+        return;
+    }
+    let kv = KeyVaultEmulator::builder().vault("kv-sdk").strict_rbac().start().await.unwrap();
+    kv.store()
+        .set_secret(
+            "kv-sdk",
+            "db-password",
+            keyturn_local::keyvault::SecretSpec { value: "v1".into(), ..Default::default() },
+        )
+        .unwrap();
+    let identity = kv.add_user_assigned_identity("reader-of-values");
+    kv.assign_role(&identity.object_id, "Key Vault Secrets User", keyturn_local::rbac::Scope::vault("kv-sdk")).unwrap();
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, TEST)
+        .envs(kv.identity_env().vars())
+        .env("AZURE_CLIENT_ID", &identity.client_id)
+        .env("KEYTURN_VAULT_URL", kv.vault_url("kv-sdk").unwrap())
+        .env("KEYTURN_CA", kv.ca_pem_path())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), child)
+        .await
+        .expect("the SDK scenario finished within 180 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "SDK scenario failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    kv.shutdown().await;
+}

@@ -141,3 +141,85 @@ async fn extending_exp_rearms_the_expiry_events() {
     wait_for("NearExpiry at the new exp - 30 days", || got.lock().unwrap().len() == 1).await;
     stack.shutdown().await;
 }
+
+/// `stack.handler_identity`: a handler's own identity with exactly its `infra/roles.json` grants, selected by
+/// the `AZURE_CLIENT_ID` it returns; `handler_identity_from` reads another matrix file.
+#[tokio::test]
+async fn handler_identities_follow_the_role_matrix_embedded_or_loaded() {
+    use keyturn_local::rbac::Scope;
+    use keyturn_local::roles::{Deployment, EMBEDDED, RoleMatrix};
+    let ca_dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::start(
+        KeyVaultEmulator::builder().vault("kv-one").no_throttling().ca_dir(ca_dir.path()).strict_rbac(),
+        EventGridOptions::default(),
+    )
+    .await
+    .unwrap();
+    for name in ["keyturn-canary", "db-password"] {
+        stack
+            .emulator()
+            .store()
+            .set_secret("kv-one", name, SecretSpec { value: "v".into(), ..SecretSpec::default() })
+            .unwrap();
+    }
+    let deployment = Deployment {
+        monitored_vaults: vec!["kv-one".into()],
+        canary_secret: Some("keyturn-canary".into()),
+        ..Deployment::default()
+    };
+    let ca = reqwest::Certificate::from_pem(stack.emulator().ca_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    let env: std::collections::HashMap<String, String> = stack.handler_env().into_iter().collect();
+    // What a handler does with its settings: ask the endpoint for AZURE_CLIENT_ID's token, then tag a secret.
+    let tag = |settings: Vec<(String, String)>, secret: &'static str| {
+        let http = http.clone();
+        let env = env.clone();
+        let vault = stack.emulator().vault_url("kv-one").unwrap().to_owned();
+        async move {
+            let settings: std::collections::HashMap<String, String> = settings.into_iter().collect();
+            let token: Value = http
+                .get(format!(
+                    "{}?api-version=2019-08-01&resource=https://vault.azure.net&client_id={}",
+                    env["IDENTITY_ENDPOINT"], settings["AZURE_CLIENT_ID"]
+                ))
+                .header("x-identity-header", &env["IDENTITY_HEADER"])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            http.patch(format!("{vault}/secrets/{secret}?api-version=2025-07-01"))
+                .bearer_auth(token["access_token"].as_str().unwrap())
+                .json(&json!({"tags": {"KeyturnCanaryResult": "pass"}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    let test_event = stack.handler_identity("test-event", &deployment).unwrap();
+    assert_eq!(tag(test_event.app_settings(), "keyturn-canary").await, 200);
+    assert_eq!(tag(test_event.app_settings(), "db-password").await, 403);
+    assert!(
+        test_event.not_emulated.iter().any(|(role, scope)| role == "Storage Blob Data Owner" && scope == "hostStorage")
+    );
+
+    // An edited copy of the matrix (Secrets Officer on the whole vault) grants what it says.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), EMBEDDED.replace("\"scope\": \"canarySecret\"", "\"scope\": \"vault\"")).unwrap();
+    let matrix = RoleMatrix::load(file.path()).unwrap();
+    let wider = stack.handler_identity_from(&matrix, "test-event", &deployment).unwrap();
+    assert!(
+        wider
+            .assignments
+            .iter()
+            .any(|a| a.scope == Scope::vault("kv-one") && a.role.name == "Key Vault Secrets Officer")
+    );
+    assert_eq!(tag(wider.app_settings(), "db-password").await, 200);
+    let error = RoleMatrix::load(&ca_dir.path().join("missing.json")).unwrap_err().to_string();
+    assert!(error.contains("missing.json"), "{error}");
+    stack.shutdown().await;
+}

@@ -63,7 +63,12 @@ impl VaultError {
                 object,
                 status: u16::from(*status),
                 code: error_code.clone(),
-                message: error.to_string(),
+                // An RBAC denial names the data action; say which role would grant it (the message's other
+                // lines are ids and boilerplate).
+                message: match crate::rbac::explain_forbidden(&error.to_string()) {
+                    Some(explained) => format!("{explained} (ForbiddenByRbac)"),
+                    None => error.to_string(),
+                },
             },
             ErrorKind::Io | ErrorKind::Connection => Self::Transport { operation, object, message: error.to_string() },
             ErrorKind::Credential => Self::Credential { operation, object, message: error.to_string() },
@@ -84,6 +89,29 @@ mod tests {
             "service said no",
         );
         VaultError::from_sdk("get secret", "kv/db-password", error)
+    }
+
+    #[test]
+    fn an_rbac_denial_is_permanent_and_names_the_missing_role() {
+        let message = "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=a;oid=o;iss=https://sts.windows.net/t/\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/kv/secrets/db'\r\nAssignment: (not found)\r\n";
+        let error = azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status: StatusCode::Forbidden,
+                error_code: Some("Forbidden".into()),
+                raw_response: None,
+            },
+            message,
+        );
+        let error = VaultError::from_sdk("get secret", "kv/db", error);
+        assert!(!error.is_retryable());
+        let text = error.to_string();
+        assert!(
+            text.starts_with("get secret on 'kv/db': HTTP 403 (Forbidden): the identity (appid=a;oid=o;"),
+            "{text}"
+        );
+        assert!(text.contains("may not perform 'Microsoft.KeyVault/vaults/secrets/getSecret/action'"), "{text}");
+        assert!(text.contains("missing role: Key Vault Secrets User"), "{text}");
+        assert!(text.ends_with("(ForbiddenByRbac)"), "{text}");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`http`]: the transport (extra CA roots, per-try timeout) and the bounded retry policy.
 //! - [`time`]: chrono ⇄ `time::OffsetDateTime`, the one conversion point at the SDK edge.
 //! - [`error`]: [`VaultError`] and its retryable/permanent classification.
+//! - [`rbac`]: Key Vault's built-in roles and their data actions; a `ForbiddenByRbac` denial explained by the
+//!   role that would grant it.
 
 pub mod azure;
 pub mod credential;
@@ -22,6 +24,7 @@ pub mod http;
 pub mod inventory;
 pub mod model;
 pub mod ops;
+pub mod rbac;
 pub mod time;
 pub mod versions;
 

@@ -20,10 +20,15 @@ pub enum VaultError {
     NameInDeletedState { kind: ObjectKind, name: String },
     #[error("{} {name} already exists, so the deleted {} cannot be recovered over it.", kind.title(), kind.lower())]
     AlreadyExists { kind: ObjectKind, name: String },
+    #[error("{} {name} already exists, so the backup cannot be restored over it.", kind.title())]
+    RestoreConflict { kind: ObjectKind, name: String },
     #[error("{0}")]
     BadParameter(String),
     #[error("{0}")]
     Forbidden(String),
+    /// An RBAC denial; the message is the service's multi-line text (see `crate::keyvault::http`).
+    #[error("{0}")]
+    ForbiddenByRbac(String),
     #[error("{0}")]
     NotSupported(String),
     #[error("Pending certificate not found: {name}")]
@@ -51,8 +56,10 @@ impl VaultError {
             | Self::DeletedNotFound { .. }
             | Self::PendingNotFound { .. }
             | Self::NoSuchVault(_) => StatusCode::NOT_FOUND,
-            Self::Disabled { .. } | Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } => StatusCode::CONFLICT,
+            Self::Disabled { .. } | Self::Forbidden(_) | Self::ForbiddenByRbac(_) => StatusCode::FORBIDDEN,
+            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } | Self::RestoreConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Crypto(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,8 +72,10 @@ impl VaultError {
             Self::NotFound { kind, .. } | Self::DeletedNotFound { kind, .. } => format!("{}NotFound", kind.title()),
             Self::PendingNotFound { .. } => "PendingCertificateNotFound".into(),
             Self::NoSuchVault(_) => "VaultNotFound".into(),
-            Self::Disabled { .. } | Self::Forbidden(_) => "Forbidden".into(),
-            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } => "Conflict".into(),
+            Self::Disabled { .. } | Self::Forbidden(_) | Self::ForbiddenByRbac(_) => "Forbidden".into(),
+            Self::NameInDeletedState { .. } | Self::AlreadyExists { .. } | Self::RestoreConflict { .. } => {
+                "Conflict".into()
+            }
             Self::BadParameter(_) => "BadParameter".into(),
             Self::NotSupported(_) => "NotImplemented".into(),
             Self::Crypto(_) | Self::Internal(_) => "InternalServerError".into(),
@@ -77,6 +86,7 @@ impl VaultError {
     pub fn inner_code(&self) -> Option<String> {
         match self {
             Self::Disabled { kind, .. } => Some(format!("{}Disabled", kind.title())),
+            Self::ForbiddenByRbac(_) => Some("ForbiddenByRbac".into()),
             _ => None,
         }
     }

@@ -99,6 +99,17 @@ impl VaultStore {
         Ok(SecretView { name: object.name.clone(), version: found.clone() })
     }
 
+    /// For a certificate-backed secret, the version created before `version` (the certificate's previous
+    /// version); `None` for the first version and for ordinary secrets.
+    pub fn previous_secret_version(&self, vault: &str, name: &str, version: &str) -> Option<String> {
+        let vault_ref = self.vault(vault).ok()?;
+        let state = vault_ref.read();
+        let object = state.secrets.object(KIND, name).ok()?;
+        let at = object.versions.iter().position(|v| v.version.eq_ignore_ascii_case(version))?;
+        let previous = object.versions.get(at.checked_sub(1)?)?;
+        previous.data.managed.then(|| previous.version.clone())
+    }
+
     /// Updates a version's properties (the latest when `version` is `None`).
     pub fn update_secret(
         &self,
@@ -264,6 +275,9 @@ pub struct SecretBundle<'a> {
     pub kid: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub managed: bool,
+    /// From API version 2025-07-01, on a certificate-backed secret: the certificate's previous version.
+    #[serde(rename = "previousVersion", skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
     #[serde(rename = "recoveryId", skip_serializing_if = "Option::is_none")]
     pub recovery_id: Option<String>,
     #[serde(rename = "deletedDate", skip_serializing_if = "Option::is_none")]
@@ -307,6 +321,7 @@ impl<'a> SecretBundle<'a> {
             tags: (!v.tags.is_empty()).then_some(&v.tags),
             kid: (v.data.managed && shape == Shape::Full).then(|| format!("{base}/keys/{name}/{}", v.version)),
             managed: v.data.managed,
+            previous_version: None,
             recovery_id: None,
             deleted_date: None,
             scheduled_purge_date: None,

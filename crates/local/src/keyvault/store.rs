@@ -404,6 +404,7 @@ struct StoreInner {
     persist_to: Option<PathBuf>,
     dirty: Notify,
     certificate_delay_secs: i64,
+    backup_key: super::backup::BackupKey,
 }
 
 impl VaultStore {
@@ -431,6 +432,7 @@ impl VaultStore {
                 persist_to,
                 dirty: Notify::new(),
                 certificate_delay_secs: i64::try_from(certificate_delay.as_secs()).unwrap_or(i64::MAX),
+                backup_key: super::backup::BackupKey::generate(),
             }),
         }
     }
@@ -443,6 +445,11 @@ impl VaultStore {
     /// How long certificate issuance takes, in clock seconds.
     pub(crate) fn certificate_delay_secs(&self) -> i64 {
         self.inner.certificate_delay_secs
+    }
+
+    /// The key backups of every vault in this store are sealed with.
+    pub(crate) fn backup_key(&self) -> &super::backup::BackupKey {
+        &self.inner.backup_key
     }
 
     /// The clock's reading in epoch seconds.

@@ -9,10 +9,38 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-/// API versions the emulator accepts: the SDK's 2025-07-01 and the 7.x line before it.
-pub const API_VERSIONS: &[&str] = &["2025-07-01", "7.6", "7.5", "7.4", "7.3", "7.2", "7.1", "7.0", "2016-10-01"];
-/// The newest API version, named in errors.
-pub const LATEST_API_VERSION: &str = "2025-07-01";
+/// API versions the emulator accepts: every stable data-plane version (2015-06-01, 2016-10-01, 7.0-7.6,
+/// 2025-07-01, 2026-04-01) and the preview the newest official SDK betas send by default. What the newest
+/// releases default to (docs/local-stack.md has the sources): Python secrets/certificates 4.12 and JavaScript
+/// secrets 4.12 2026-04-01; Python keys, JavaScript keys/certificates, .NET and Rust 2025-07-01 (.NET Keys
+/// 4.11 betas 2026-01-01-preview); Java and Go 7.6.
+/// Shapes per version: from 2025-07-01 a certificate-backed secret carries `previousVersion` (the
+/// certificate's previous version), older versions never do ([`has_previous_version`]); 2026-04-01 left
+/// SecretBundle unchanged. 2025-07-01's `outContentType` GET parameter (PFX ⇄ PEM conversion) is not
+/// implemented: the value is returned in the policy's content type at every version.
+pub const API_VERSIONS: &[&str] = &[
+    "2026-04-01",
+    "2026-01-01-preview",
+    "2025-07-01",
+    "7.6",
+    "7.5",
+    "7.4",
+    "7.3",
+    "7.2",
+    "7.1",
+    "7.0",
+    "2016-10-01",
+    "2015-06-01",
+];
+/// The newest stable API version, named in errors.
+pub const LATEST_API_VERSION: &str = "2026-04-01";
+/// Whether `api_version` returns `previousVersion` on certificate-backed secrets (2025-07-01 and later; the
+/// 7.x versions and 2016-10-01 do not).
+pub fn has_previous_version(api_version: &str) -> bool {
+    // Dated versions compare as strings; "7.x" never starts with "20".
+    api_version.starts_with("20") && api_version >= "2025-07-01"
+}
+
 /// The service's page size limit.
 pub const MAX_PAGE: usize = 25;
 

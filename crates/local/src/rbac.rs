@@ -1,0 +1,149 @@
+//! Role assignments for the Key Vault emulator, and the check every vault operation passes through.
+//!
+//! An assignment is (principal object id, built-in role, scope). Scopes are ARM resource ids, lower-cased for
+//! comparison as ARM compares them; an assignment applies to its scope and everything below it, so a grant on
+//! the vault covers every object, and a grant on `…/vaults/<v>/secrets/<name>` covers that secret only. The
+//! grant is the union of every assignment that applies, as in Azure. The roles and their data actions come
+//! from [`keyturn_vault::rbac`], the same table the handlers use to name a missing role.
+
+use crate::identity::{RESOURCE_GROUP, SUBSCRIPTION_ID};
+use crate::keyvault::ObjectKind;
+use keyturn_vault::rbac::BuiltInRole;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// An ARM resource id a role is assigned at (or an operation is checked against).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope(String);
+
+impl Scope {
+    /// The local subscription.
+    pub fn subscription() -> Self {
+        Self(format!("/subscriptions/{SUBSCRIPTION_ID}"))
+    }
+
+    /// The local resource group every vault lives in.
+    pub fn resource_group() -> Self {
+        Self(format!("/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RESOURCE_GROUP}"))
+    }
+
+    /// The vault `vault`.
+    pub fn vault(vault: &str) -> Self {
+        Self(format!("{}/providers/Microsoft.KeyVault/vaults/{vault}", Self::resource_group().0))
+    }
+
+    /// One object of `vault`: `…/vaults/<vault>/secrets/<name>` (or `/keys/`, `/certificates/`).
+    pub fn object(vault: &str, kind: ObjectKind, name: &str) -> Self {
+        Self(format!("{}/{}/{name}", Self::vault(vault).0, kind.collection()))
+    }
+
+    /// Any ARM resource id, as given.
+    pub fn arm(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an assignment at `self` applies to `resource` (the same resource, or one below it).
+    pub fn covers(&self, resource: &Scope) -> bool {
+        let scope = self.0.trim_end_matches('/').to_ascii_lowercase();
+        let resource = resource.0.to_ascii_lowercase();
+        resource == scope || resource.strip_prefix(&scope).is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One role assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    /// The principal's object id (a managed identity's `oid`).
+    pub principal_id: String,
+    pub role: &'static BuiltInRole,
+    pub scope: Scope,
+}
+
+/// Every role assignment the emulator enforces. Cheap to clone (shared); changes apply to the next request
+/// (no propagation delay, unlike Azure's minutes).
+#[derive(Debug, Clone, Default)]
+pub struct Assignments {
+    // std RwLock: every vault request reads, writes are rare, nothing is held across an await.
+    all: Arc<RwLock<Vec<RoleAssignment>>>,
+}
+
+impl Assignments {
+    /// Adds an assignment (an identical one is not added twice).
+    pub fn assign(&self, principal_id: &str, role: &'static BuiltInRole, scope: Scope) {
+        let assignment = RoleAssignment { principal_id: principal_id.to_owned(), role, scope };
+        let mut all = self.all.write().unwrap_or_else(PoisonError::into_inner);
+        if !all.contains(&assignment) {
+            all.push(assignment);
+        }
+    }
+
+    /// Removes one assignment; whether it existed.
+    pub fn unassign(&self, principal_id: &str, role: &'static BuiltInRole, scope: &Scope) -> bool {
+        let mut all = self.all.write().unwrap_or_else(PoisonError::into_inner);
+        let before = all.len();
+        all.retain(|a| !(a.principal_id.eq_ignore_ascii_case(principal_id) && a.role == role && &a.scope == scope));
+        all.len() != before
+    }
+
+    /// Every assignment of `principal_id`.
+    pub fn of(&self, principal_id: &str) -> Vec<RoleAssignment> {
+        let all = self.all.read().unwrap_or_else(PoisonError::into_inner);
+        all.iter().filter(|a| a.principal_id.eq_ignore_ascii_case(principal_id)).cloned().collect()
+    }
+
+    /// Whether `principal_id` may perform `action` (a full data action) on `resource`.
+    pub fn allows(&self, principal_id: &str, action: &str, resource: &Scope) -> bool {
+        let all = self.all.read().unwrap_or_else(PoisonError::into_inner);
+        all.iter().any(|a| {
+            a.principal_id.eq_ignore_ascii_case(principal_id) && a.scope.covers(resource) && a.role.grants(action)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyturn_vault::rbac::role_by_name;
+
+    fn role(name: &str) -> &'static BuiltInRole {
+        role_by_name(name).unwrap()
+    }
+
+    #[test]
+    fn scopes_cover_themselves_and_what_is_below_them_only() {
+        let vault = Scope::vault("kv-one");
+        let secret = Scope::object("kv-one", ObjectKind::Secret, "db");
+        assert!(vault.covers(&secret) && vault.covers(&vault));
+        assert!(!secret.covers(&vault));
+        assert!(!Scope::vault("kv-on").covers(&secret), "a prefix of a name is not a parent");
+        assert!(!Scope::object("kv-one", ObjectKind::Secret, "d").covers(&secret));
+        assert!(Scope::resource_group().covers(&secret) && Scope::subscription().covers(&vault));
+        assert!(Scope::arm(vault.as_str().to_uppercase()).covers(&secret), "ARM ids compare case-insensitively");
+    }
+
+    #[test]
+    fn a_grant_is_the_union_of_the_assignments_that_apply() {
+        let a = Assignments::default();
+        let get = "Microsoft.KeyVault/vaults/secrets/getSecret/action";
+        let set = "Microsoft.KeyVault/vaults/secrets/setSecret/action";
+        let db = Scope::object("kv", ObjectKind::Secret, "db");
+        let other = Scope::object("kv", ObjectKind::Secret, "other");
+        a.assign("p1", role("Key Vault Reader"), Scope::vault("kv"));
+        a.assign("p1", role("Key Vault Secrets Officer"), db.clone());
+        assert!(a.allows("p1", set, &db) && a.allows("p1", get, &db));
+        assert!(!a.allows("p1", get, &other) && !a.allows("p1", set, &other));
+        assert!(!a.allows("p2", get, &db), "another principal holds nothing");
+        assert!(a.unassign("P1", role("Key Vault Secrets Officer"), &db));
+        assert!(!a.allows("p1", set, &db));
+        assert_eq!(a.of("p1").len(), 1);
+    }
+}

@@ -1,0 +1,291 @@
+//! keyturn's role matrix, `infra/roles.json`: which built-in roles each handler's identity holds, and at which
+//! scope. The same file Bicep (`loadJsonContent`) and Terraform (`jsondecode(file())`) read; the local stack
+//! resolves it for one deployment (its monitored vaults, canary secret, mirror vaults, flags) into role
+//! assignments the Key Vault emulator enforces.
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), keyturn_local::roles::MatrixError> {
+//! use keyturn_local::roles::{Deployment, RoleMatrix};
+//! let matrix = RoleMatrix::embedded()?;
+//! let deployment = Deployment { monitored_vaults: vec!["kv-demo".into()], ..Deployment::default() };
+//! let grants = matrix.grants("test-event", &deployment)?;
+//! # Ok(()) }
+//! ```
+
+use crate::keyvault::ObjectKind;
+use crate::rbac::Scope;
+use keyturn_vault::rbac::{BuiltInRole, role_by_name};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// `infra/roles.json` as it was when this crate was built.
+pub const EMBEDDED: &str = include_str!("../../../infra/roles.json");
+
+/// The scope names the matrix may use (its `$comment` explains each).
+pub const SCOPE_NAMES: &[&str] =
+    &["vault", "canarySecret", "mirrorVaults", "notificationSecret", "hostStorage", "storageKeyAccounts", "insights"];
+
+/// Why a matrix could not be read or resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error("reading the role matrix {path} failed: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the role matrix {source_name} is not valid: {error}")]
+    Parse { source_name: String, error: String },
+    #[error("the role matrix has no handler '{handler}' (it lists: {known})")]
+    UnknownHandler { handler: String, known: String },
+    #[error("the deployment names vault '{0}', which this local stack does not serve: add it to the stack's vaults")]
+    UnservedVault(String),
+}
+
+/// One grant as the matrix writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub role: String,
+    pub scope: String,
+    /// The deployment flag that adds the grant (absent: always).
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Raw {
+    #[serde(rename = "roleDefinitions")]
+    role_definitions: BTreeMap<String, String>,
+    handlers: BTreeMap<String, Vec<Grant>>,
+    #[serde(rename = "everyHandler", default)]
+    every_handler: Vec<Grant>,
+}
+
+/// What a deployment binds the matrix's scope names to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deployment {
+    /// `vault`: every vault keyturn watches (KEYTURN_VAULTS).
+    pub monitored_vaults: Vec<String>,
+    /// `canarySecret`: the canary secret's name (KEYTURN_CANARY_SECRET), in each monitored vault.
+    pub canary_secret: Option<String>,
+    /// `mirrorVaults`: the vaults new versions are mirrored to.
+    pub mirror_vaults: Vec<String>,
+    /// `notificationSecret`: the secret holding the channel URLs, as (vault, name).
+    pub notification_secret: Option<(String, String)>,
+    /// The `when` flags that are on, e.g. `expiredActionsEnabled`.
+    pub flags: BTreeSet<String>,
+}
+
+/// One grant resolved for a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolvedGrant {
+    /// A Key Vault role at a vault or object scope: the emulator enforces it.
+    KeyVault { role: &'static BuiltInRole, scope: Scope },
+    /// A grant outside Key Vault (storage, Application Insights): Azure needs it, the local stack has nothing
+    /// that checks it.
+    NotEmulated { role: String, scope: String },
+}
+
+/// A parsed, checked role matrix.
+#[derive(Debug, Clone)]
+pub struct RoleMatrix {
+    raw: Raw,
+}
+
+impl RoleMatrix {
+    /// The matrix embedded from `infra/roles.json`.
+    pub fn embedded() -> Result<Self, MatrixError> {
+        Self::parse(EMBEDDED, "infra/roles.json (embedded)")
+    }
+
+    /// Reads another matrix file (same format).
+    pub fn load(path: &Path) -> Result<Self, MatrixError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| MatrixError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks a matrix: every role it grants is defined in `roleDefinitions`, every Key Vault role
+    /// there carries the id Azure publishes (so a typo cannot grant the wrong role in Azure while the local
+    /// stack enforces the right one), and every scope name is known.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, MatrixError> {
+        let invalid = |error: String| MatrixError::Parse { source_name: source_name.to_owned(), error };
+        let raw: Raw = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        for (name, id) in &raw.role_definitions {
+            if let Some(role) = role_by_name(name)
+                && !role.id.eq_ignore_ascii_case(id)
+            {
+                return Err(invalid(format!("role '{name}' has id {id}; Azure's built-in role has id {}", role.id)));
+            }
+            if name.starts_with("Key Vault") && role_by_name(name).is_none() {
+                return Err(invalid(format!("'{name}' is not a Key Vault built-in role with data actions")));
+            }
+        }
+        let all = raw.handlers.iter().flat_map(|(h, grants)| grants.iter().map(move |g| (h.as_str(), g)));
+        for (handler, grant) in all.chain(raw.every_handler.iter().map(|g| ("everyHandler", g))) {
+            if !raw.role_definitions.contains_key(&grant.role) {
+                return Err(invalid(format!("{handler}: role '{}' is not in roleDefinitions", grant.role)));
+            }
+            if !SCOPE_NAMES.contains(&grant.scope.as_str()) {
+                return Err(invalid(format!(
+                    "{handler}: scope '{}' is not one of {}",
+                    grant.scope,
+                    SCOPE_NAMES.join(", ")
+                )));
+            }
+        }
+        Ok(Self { raw })
+    }
+
+    /// The handlers the matrix lists.
+    pub fn handlers(&self) -> impl Iterator<Item = &str> {
+        self.raw.handlers.keys().map(String::as_str)
+    }
+
+    /// The grants `handler` holds as written (its own, then every handler's).
+    pub fn written(&self, handler: &str) -> Result<Vec<Grant>, MatrixError> {
+        let own = self.raw.handlers.get(handler).ok_or_else(|| MatrixError::UnknownHandler {
+            handler: handler.to_owned(),
+            known: self.handlers().collect::<Vec<_>>().join(", "),
+        })?;
+        Ok(own.iter().chain(&self.raw.every_handler).cloned().collect())
+    }
+
+    /// `handler`'s grants resolved for `deployment`: grants whose `when` flag is off are left out, and a
+    /// scope the deployment does not bind (no canary secret, no mirror vault) grants nothing.
+    pub fn grants(&self, handler: &str, deployment: &Deployment) -> Result<Vec<ResolvedGrant>, MatrixError> {
+        let mut out = Vec::new();
+        for grant in self.written(handler)? {
+            if grant.when.as_ref().is_some_and(|flag| !deployment.flags.contains(flag)) {
+                continue;
+            }
+            let Some(role) = role_by_name(&grant.role) else {
+                out.push(ResolvedGrant::NotEmulated { role: grant.role, scope: grant.scope });
+                continue;
+            };
+            let scopes: Vec<Scope> = match grant.scope.as_str() {
+                "vault" => deployment.monitored_vaults.iter().map(|v| Scope::vault(v)).collect(),
+                "mirrorVaults" => deployment.mirror_vaults.iter().map(|v| Scope::vault(v)).collect(),
+                "canarySecret" => match &deployment.canary_secret {
+                    Some(name) => {
+                        deployment.monitored_vaults.iter().map(|v| Scope::object(v, ObjectKind::Secret, name)).collect()
+                    }
+                    None => Vec::new(),
+                },
+                "notificationSecret" => match &deployment.notification_secret {
+                    Some((vault, name)) => vec![Scope::object(vault, ObjectKind::Secret, name)],
+                    None => Vec::new(),
+                },
+                // A Key Vault role at a non-vault scope would be a matrix error Azure itself would accept
+                // (roles can be assigned anywhere); the local stack has no such resource to check it on.
+                _ => {
+                    out.push(ResolvedGrant::NotEmulated { role: grant.role, scope: grant.scope });
+                    continue;
+                }
+            };
+            out.extend(scopes.into_iter().map(|scope| ResolvedGrant::KeyVault { role, scope }));
+        }
+        Ok(out)
+    }
+}
+
+impl Deployment {
+    /// Every vault the deployment names.
+    pub fn vaults(&self) -> impl Iterator<Item = &str> {
+        self.monitored_vaults
+            .iter()
+            .chain(&self.mirror_vaults)
+            .map(String::as_str)
+            .chain(self.notification_secret.iter().map(|(vault, _)| vault.as_str()))
+    }
+}
+
+/// A handler's own identity, holding exactly its matrix grants for one deployment.
+#[derive(Debug, Clone)]
+pub struct HandlerIdentity {
+    pub handler: String,
+    pub identity: crate::identity::ManagedIdentity,
+    /// The Key Vault role assignments made for it.
+    pub assignments: Vec<crate::rbac::RoleAssignment>,
+    /// Grants Azure would make that nothing local checks (storage, Application Insights), as (role, scope).
+    pub not_emulated: Vec<(String, String)>,
+}
+
+impl HandlerIdentity {
+    /// The app settings that make the handler use this identity, on top of the stack's `handler_env()`:
+    /// `AZURE_CLIENT_ID`, which keyturn's `KEYTURN_CREDENTIAL=managed-identity` passes to the identity
+    /// endpoint as `client_id` (as a user-assigned identity is selected on App Service).
+    pub fn app_settings(&self) -> Vec<(String, String)> {
+        vec![("AZURE_CLIENT_ID".to_owned(), self.identity.client_id.clone())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_vault_grants(grants: &[ResolvedGrant]) -> Vec<(String, String)> {
+        grants
+            .iter()
+            .filter_map(|g| match g {
+                ResolvedGrant::KeyVault { role, scope } => Some((role.name.to_owned(), scope.to_string())),
+                ResolvedGrant::NotEmulated { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_matrix_parses_and_resolves_test_event_exactly() {
+        let matrix = RoleMatrix::embedded().unwrap();
+        assert!(matrix.handlers().any(|h| h == "test-event"));
+        let deployment = Deployment {
+            monitored_vaults: vec!["kv-a".into()],
+            canary_secret: Some("keyturn-canary".into()),
+            notification_secret: Some(("kv-a".into(), "channels".into())),
+            ..Deployment::default()
+        };
+        let grants = matrix.grants("test-event", &deployment).unwrap();
+        assert_eq!(
+            key_vault_grants(&grants),
+            vec![
+                ("Key Vault Reader".to_owned(), Scope::vault("kv-a").to_string()),
+                (
+                    "Key Vault Secrets Officer".to_owned(),
+                    Scope::object("kv-a", ObjectKind::Secret, "keyturn-canary").to_string()
+                ),
+                (
+                    "Key Vault Secrets User".to_owned(),
+                    Scope::object("kv-a", ObjectKind::Secret, "channels").to_string()
+                ),
+            ]
+        );
+        assert!(
+            grants
+                .iter()
+                .any(|g| matches!(g, ResolvedGrant::NotEmulated { role, .. } if role == "Storage Blob Data Owner"))
+        );
+    }
+
+    #[test]
+    fn when_flags_add_grants_only_when_on() {
+        let matrix = RoleMatrix::embedded().unwrap();
+        let mut deployment = Deployment { monitored_vaults: vec!["kv".into()], ..Deployment::default() };
+        let off = key_vault_grants(&matrix.grants("expired", &deployment).unwrap());
+        assert_eq!(off, vec![("Key Vault Reader".to_owned(), Scope::vault("kv").to_string())]);
+        deployment.flags.insert("expiredActionsEnabled".into());
+        assert_eq!(key_vault_grants(&matrix.grants("expired", &deployment).unwrap()).len(), 4);
+    }
+
+    #[test]
+    fn a_matrix_with_a_wrong_role_id_unknown_scope_or_handler_is_refused() {
+        let wrong_id = EMBEDDED.replace("b86a8fe4-44ce-4948-aee5-eccb2c155cd7", "b86a8fe4-44ce-4948-aee5-000000000000");
+        let error = RoleMatrix::parse(&wrong_id, "x").unwrap_err().to_string();
+        assert!(
+            error.contains("Key Vault Secrets Officer") && error.contains("b86a8fe4-44ce-4948-aee5-eccb2c155cd7"),
+            "{error}"
+        );
+        let bad_scope = EMBEDDED.replace("\"scope\": \"mirrorVaults\"", "\"scope\": \"mirrors\"");
+        let error = RoleMatrix::parse(&bad_scope, "x").unwrap_err().to_string();
+        assert!(error.contains("scope 'mirrors'"), "{error}");
+        let error = RoleMatrix::embedded().unwrap().grants("nope", &Deployment::default()).unwrap_err().to_string();
+        assert!(error.contains("no handler 'nope'") && error.contains("near-expiry"), "{error}");
+    }
+}
