@@ -23,8 +23,16 @@ use std::path::{Path, PathBuf};
 pub const EMBEDDED: &str = include_str!("../../../infra/roles.json");
 
 /// The scope names the matrix may use (its `$comment` explains each).
-pub const SCOPE_NAMES: &[&str] =
-    &["vault", "canarySecret", "mirrorVaults", "notificationSecret", "hostStorage", "storageKeyAccounts", "insights"];
+pub const SCOPE_NAMES: &[&str] = &[
+    "vault",
+    "canarySecret",
+    "mirrorVaults",
+    "notificationSecret",
+    "hostStorage",
+    "lockContainer",
+    "storageKeyAccounts",
+    "insights",
+];
 
 /// Why a matrix could not be read or resolved.
 #[derive(Debug, thiserror::Error)]
