@@ -26,20 +26,49 @@ import bicep_constants
 INFRA = Path(__file__).resolve().parent.parent
 ROOT = INFRA.parent
 
-# Site properties and app settings Flex Consumption does not accept (learn.microsoft.com/azure/azure-functions/
-# functions-flex-consumption-plan, "Deprecated properties and settings"; ftpsState per issue 15's reading of the
-# platform). Elastic Premium needs the runtime settings, and ftpsState Disabled turns FTP off there.
-FLEX_REJECTED = {
-    "ftpsState",
-    "linuxFxVersion",
+# Site properties and app settings Flex Consumption does not take, in two groups (infra/README.md, "Flex
+# Consumption and Elastic Premium", cites the sources):
+# - FLEX_REFUSED: the App Service resource provider fails the deployment with "The following app setting
+#   (Site.SiteConfig.AppSettings.FUNCTIONS_WORKER_RUNTIME) for Flex Consumption sites is invalid" and "The following
+#   list of 2 site configuration properties (Site.SiteConfig.FtpsState, Site.SiteConfig.LinuxFxVersion) for Flex
+#   Consumption sites is invalid" (the RP's own messages, as quoted in public deployment logs).
+# - FLEX_DEPRECATED: the rest of the table "Flex Consumption plan deprecations" (learn.microsoft.com/azure/
+#   azure-functions/functions-app-settings#flex-consumption-plan-deprecations, linked from MicrosoftDocs/azure-docs
+#   articles/azure-functions/flex-consumption-plan.md, "Deprecated properties and settings"): replaced by
+#   functionAppConfig, set by the platform, or not valid; the platform ignores or overwrites them.
+# Neither group is sent to Flex Consumption; Elastic Premium needs the runtime settings, and ftpsState Disabled
+# turns FTP off there.
+FLEX_REFUSED = {"ftpsState", "linuxFxVersion", "FUNCTIONS_WORKER_RUNTIME"}
+FLEX_DEPRECATED = {
+    # site properties (properties.* and properties.siteConfig.*)
     "alwaysOn",
     "use32BitWorkerProcess",
-    "FUNCTIONS_WORKER_RUNTIME",
+    "isXenon",
+    "windowsFxVersion",
+    "preWarmedInstanceCount",
+    "functionAppScaleLimit",
+    "containerSize",
+    "javaVersion",
+    "powerShellVersion",
+    "netFrameworkVersion",
+    # app settings
     "FUNCTIONS_EXTENSION_VERSION",
-    "WEBSITE_RUN_FROM_PACKAGE",
-    "WEBSITE_CONTENTSHARE",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "WEBSITE_NODE_DEFAULT_VERSION",
     "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
 }
+FLEX_REJECTED = FLEX_REFUSED | FLEX_DEPRECATED
+# Elastic Premium runs a Linux custom handler only with these (and FTP off with ftpsState): the check also proves
+# that Premium still gets them.
+PREMIUM_REQUIRED = {"ftpsState", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"}
 
 
 @pytest.fixture()
@@ -183,13 +212,17 @@ def bicep_flex_problems(handler_bicep: Path) -> list[str]:
     doc = BicepParser().parse(text=handler_bicep.read_text())
     res, variables = doc["resources"], doc["variables"]
     problems = []
-    keys = bicep_keys(res["app"]["config"]["properties"]["siteConfig"], variables)
+    # Every key under the site's properties (siteConfig and the top level) and the appsettings child.
+    keys = bicep_keys(res["app"]["config"]["properties"], variables)
     bicep_keys(res["appSettings"]["config"]["properties"], variables, out=keys)
-    for key in sorted(FLEX_REJECTED & set(keys)):
-        if keys[key] != {True}:
+    lowered = {k.lower(): v for k, v in keys.items()}
+    # Site property names are matched without case: ARM compares them so (the RP's error says LinuxFxVersion).
+    for key in sorted(FLEX_REJECTED):
+        if key.lower() in lowered and lowered[key.lower()] != {True}:
             problems.append(f"{key} is set on Flex Consumption too")
-    if keys.get("ftpsState") != {True}:
-        problems.append("ftpsState Disabled is not set on Elastic Premium")
+    for key in sorted(PREMIUM_REQUIRED):
+        if lowered.get(key.lower()) != {True}:
+            problems.append(f"{key} is not set on Elastic Premium")
     # Flex-only: functionAppConfig (runtime, deployment container, scale) exists on Flex Consumption alone.
     config = res["app"]["config"]["properties"].get("functionAppConfig", {})
     op = config.get("operator", {}) if isinstance(config, dict) else {}
@@ -222,8 +255,16 @@ def terraform_flex_problems(handlers_tf: Path) -> list[str]:
     unguarded = settings
     for part in guarded:
         unguarded = unguarded.replace(part, "")
-    for key in sorted(k for k in FLEX_REJECTED if k in unguarded):
+    def sets(key: str, text: str) -> bool:
+        # The key as a whole name (bc-python-hcl2 renders it 'KEY': or KEY=): WEBSITE_RUN_FROM_PACKAGE is not
+        # WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID.
+        return re.search(rf"(?<![A-Za-z0-9_]){key}'?[:=]", text) is not None
+
+    for key in sorted(k for k in FLEX_REJECTED if sets(k, unguarded)):
         problems.append(f"app setting {key} is given to Flex Consumption too")
+    for key in sorted(PREMIUM_REQUIRED - {"ftpsState"}):
+        if not any(sets(key, part) for part in guarded):
+            problems.append(f"app setting {key} is not given to Elastic Premium")
     return problems
 
 
@@ -260,6 +301,40 @@ def test_detects_the_worker_runtime_given_to_flex(infra_copy):
     )
     problems = terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
     assert any("FUNCTIONS_EXTENSION_VERSION" in p for p in problems), problems
+
+
+def test_detects_a_deprecated_site_property_given_to_flex(infra_copy):
+    # Deprecated rather than refused (the platform ignores it), but it says something untrue about the app.
+    edit(infra_copy / "bicep" / "modules" / "handler.bicep", "  http20Enabled: true\n}", "  http20Enabled: true\n  alwaysOn: true\n}")
+    edit(infra_copy / "bicep" / "modules" / "handler.bicep", "    clientCertEnabled: false\n", "    clientCertEnabled: false\n    containerSize: 1536\n")
+    edit(
+        infra_copy / "terraform" / "handlers.tf",
+        '    http20Enabled    = true\n  }',
+        '    http20Enabled    = true\n    use32BitWorkerProcess = false\n  }',
+    )
+    problems = bicep_flex_problems(infra_copy / "bicep" / "modules" / "handler.bicep")
+    assert "alwaysOn is set on Flex Consumption too" in problems, problems
+    assert "containerSize is set on Flex Consumption too" in problems, problems
+    problems = terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
+    assert "use32BitWorkerProcess is in site_config, which Flex Consumption gets too" in problems, problems
+
+
+def test_detects_premium_without_its_package_setting(infra_copy):
+    # The other direction: moving a setting off Flex must not drop it from Premium, which needs it to run.
+    edit(
+        infra_copy / "bicep" / "modules" / "handler.bicep",
+        "    WEBSITE_RUN_FROM_PACKAGE: '${hostStorage.properties.primaryEndpoints.blob}${packageContainer.name}/${handler}.zip'\n",
+        "",
+    )
+    text = (infra_copy / "terraform" / "handlers.tf").read_text()
+    line = next(l for l in text.splitlines(keepends=True) if l.strip().startswith("WEBSITE_RUN_FROM_PACKAGE "))
+    (infra_copy / "terraform" / "handlers.tf").write_text(text.replace(line, ""))
+    assert "WEBSITE_RUN_FROM_PACKAGE is not set on Elastic Premium" in bicep_flex_problems(
+        infra_copy / "bicep" / "modules" / "handler.bicep"
+    )
+    assert "app setting WEBSITE_RUN_FROM_PACKAGE is not given to Elastic Premium" in terraform_flex_problems(
+        infra_copy / "terraform" / "handlers.tf"
+    )
 
 
 def test_detects_flex_config_given_to_premium(infra_copy):
