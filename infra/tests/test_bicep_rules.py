@@ -182,6 +182,51 @@ def test_start_time_values_are_not_flagged(infra_copy):
     assert all_violations(infra_copy / "bicep") == []
 
 
+def test_detects_the_id_of_an_existing_resource_bicep_inlines(infra_copy):
+    # An existing resource named from a module output is inlined: its id (and its name) are known only while
+    # deploying, though a plain existing resource's are known at the start (the rule used to miss this).
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "var alertReceivers = ",
+        "resource topicByOutput 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {\n"
+        "  name: eventGrid.outputs.topicName\n"
+        "  resource sub 'eventSubscriptions' existing = {\n"
+        "    name: 'literal'\n"
+        "  }\n"
+        "}\n"
+        "output mutatedIds array = [for x in [topicByOutput.id]: x]\n"
+        "output mutatedNames array = [for x in [topicByOutput.name]: x]\n"
+        "output mutatedChildIds array = [for x in [topicByOutput::sub.id]: x]\n"
+        "output okChild array = [for x in ['${topicByOutput::sub.name}${topicByOutput.type}${topicByOutput.apiVersion}']: x]\n"
+        "var alertReceivers = ",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert any("resource topicByOutput.id (an existing resource Bicep inlines)" in v for v in found), found
+    assert any("resource topicByOutput.name (an existing resource Bicep inlines)" in v for v in found), found
+    assert any("resource sub.id (an existing resource Bicep inlines)" in v for v in found), found
+    # Exactly those three: the child's literal name, type and apiVersion stay readable, as in Bicep.
+    assert len(found) == 3, found
+
+
+def test_existing_resources_read_like_deployed_ones(infra_copy):
+    # The other direction: Bicep reads id, name, type and apiVersion of a plain existing resource (and of its
+    # nested children) at the start; location, sku, tags and properties of any resource, never.
+    handler = infra_copy / "bicep" / "modules" / "handler.bicep"
+    edit(
+        handler,
+        "var packageContainerName = 'package'",
+        "var packageContainerName = 'package'\n"
+        "output okExisting array = [for x in ['${state.id}${state.name}${state.type}${state.apiVersion}${state::blob::locks.id}${insights.id}']: x]\n"
+        "output notLocation array = [for x in [hostStorage.location]: x]\n"
+        "output notTags array = [for x in items(insights.tags): x]",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert sorted(v.split(": ", 1)[1] for v in found) == [
+        "for-expression reads resource hostStorage.location: known only while deploying",
+        "for-expression reads resource insights.tags: known only while deploying",
+    ], found
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Flex-only and Premium-only properties
 
