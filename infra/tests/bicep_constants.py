@@ -1,8 +1,11 @@
 """Bicep's start-of-deployment rule, checked without the Bicep CLI.
 
 Bicep rejects, before anything deploys, a for-expression (BCP178) or an if-condition (BCP177) whose value is known
-only while deploying, and, in a variable's for-expression, a body that is (BCP182). The rule as Azure/bicep writes
-it, and as this module follows it:
+only while deploying, in a variable's for-expression a body that is (BCP182), and such a value in a property a
+deployed resource or a module must know at the start (BCP120: a resource's name, location, kind, sku, tags,
+identity, zones, scope, parent...; a module's name and scope). The containers are those of
+src/Bicep.Core/TypeSystem/DeployTimeConstantContainerVisitor.cs and DeployTimeConstantValidator.cs (existing
+resources are not containers). The rule as Azure/bicep writes it, and as this module follows it:
 
 - src/Bicep.Core/TypeSystem/DeployTimeConstantDirectViolationVisitor.cs: reading a property of a resource or module
   is a violation unless the property's type carries `ReadableAtDeployTime`; reading a whole resource or module, or
@@ -34,6 +37,18 @@ READABLE_RESOURCE_PROPERTIES = {"id", "name", "type", "apiVersion", "scope", "pa
 READABLE_MODULE_PROPERTIES = {"name"}
 # An inlined existing resource's identifier properties are readable only when their own expression is.
 IDENTIFIER_PROPERTIES = ("name", "scope", "parent")
+# Properties a deployed resource's body must give deploy-time constants (BCP120; AzResourceTypeProvider's
+# WriteOnly- and ReadWriteDeployTimeConstantPropertyNames that can be written, plus scope and parent), and a
+# module's (ModuleType: name, scope). Existing resources are exempt (DeployTimeConstantContainerVisitor skips them:
+# Bicep inlines them instead).
+RESOURCE_CONSTANT_PROPERTIES = (
+    "name", "location", "kind", "subscriptionId", "resourceGroup", "managedBy", "extendedLocation", "zones", "plan",
+    "sku", "identity", "managedByExtended", "tags", "asserts", "scope", "parent",
+)
+MODULE_CONSTANT_PROPERTIES = ("name", "scope")
+# Where a whole resource is the expected value; only an inlined existing one is then a violation
+# (DeployTimeConstantDirectViolationVisitor.FlagIfAccessingEntireResourceOrModule).
+WHOLE_RESOURCE_PROPERTIES = ("scope", "parent")
 PUNCT = ["::", "?.", "??", "==", "!=", "<=", ">=", "&&", "||", "=>"]
 
 
@@ -49,6 +64,8 @@ class Resource:
     name: str
     existing: bool
     ancestor: str | None  # the enclosing resource of a nested declaration
+    line: int
+    module: bool = False
     properties: dict[str, list[Token]] = field(default_factory=dict)  # top-level body properties: value tokens
 
 
@@ -59,6 +76,7 @@ class Declarations:
     resources: set[str] = field(default_factory=set)
     modules: set[str] = field(default_factory=set)
     details: dict[str, Resource] = field(default_factory=dict)
+    module_details: dict[str, Resource] = field(default_factory=dict)
     # Properties of inlined existing resources that are not readable at the start: resource -> {id, name, ...}.
     unreadable: dict[str, set[str]] = field(default_factory=dict)
 
@@ -177,14 +195,19 @@ def closing(tokens: list[Token], i: int) -> int:
 
 
 def parse_resource(tokens: list[Token], i: int, ancestor: str | None, decl: Declarations) -> int:
-    """tokens[i] is `resource` at a line start: record it (and its nested resources); return the index after it."""
+    """tokens[i] is `resource` or `module` at a line start: record it (and its nested resources); return the index
+    after it."""
     name = tokens[i + 1].text
     end = until_newline(tokens, i)
     eq = next((k for k in range(i, end) if tokens[k].text == "="), None)
     existing = eq is not None and any(tokens[k].text == "existing" for k in range(i + 2, eq))
-    res = Resource(name, existing, ancestor)
-    decl.resources.add(name)
-    decl.details[name] = res
+    res = Resource(name, existing, ancestor, tokens[i].line, module=tokens[i].text == "module")
+    if res.module:
+        decl.modules.add(name)
+        decl.module_details[name] = res
+    else:
+        decl.resources.add(name)
+        decl.details[name] = res
     body = next((k for k in range(eq + 1, end) if tokens[k].text == "{"), None) if eq is not None else None
     if body is None:
         return end
@@ -223,7 +246,7 @@ def declarations(tokens: list[Token]) -> Declarations:
                 # Nested resources (`resource child 'x' existing = {...}` inside a body) are reached as a::child.
                 end = parse_resource(tokens, i, None, decl) - 1
             elif t.text == "module":
-                decl.modules.add(name)
+                end = parse_resource(tokens, i, None, decl) - 1
             i = end
         i += 1
     decl.unreadable = inlined_existing(decl)
@@ -316,8 +339,11 @@ def accessor_after(tokens: list[Token], k: int) -> tuple[str | None, int]:
     return None, j
 
 
-def runtime_reads(expr: list[Token], decl: Declarations, chain: list[str], seen: set[str]) -> list[tuple[str, list[str]]]:
-    """What in expr (following variables) is known only while deploying: (description, variable chain)."""
+def runtime_reads(
+    expr: list[Token], decl: Declarations, chain: list[str], seen: set[str], whole_ok: bool = False
+) -> list[tuple[str, list[str]]]:
+    """What in expr (following variables) is known only while deploying: (description, variable chain). whole_ok:
+    expr is a scope or parent, where a whole resource is what is expected."""
     found: list[tuple[str, list[str]]] = []
     for k, t in enumerate(expr):
         if t.kind != "ident":
@@ -344,7 +370,10 @@ def runtime_reads(expr: list[Token], decl: Declarations, chain: list[str], seen:
             while j + 1 < len(expr) and expr[j].text == "::":
                 name = expr[j + 1].text
                 j += 2
-            if prop not in READABLE_RESOURCE_PROPERTIES:
+            if prop is None and whole_ok:
+                if name in decl.unreadable:
+                    found.append((f"resource {name} (an existing resource Bicep inlines)", chain))
+            elif prop not in READABLE_RESOURCE_PROPERTIES:
                 found.append((f"resource {name}" + (f".{prop}" if prop else " (whole)"), chain))
             elif prop in decl.unreadable.get(name, set()):
                 found.append((f"resource {name}.{prop} (an existing resource Bicep inlines)", chain))
@@ -414,12 +443,23 @@ def containers(tokens: list[Token], decl: Declarations):
                 e += 1
             yield "if-condition", t.line, tokens[k + 2 : e]
 
+    for res in list(decl.details.values()) + list(decl.module_details.values()):
+        if res.existing:
+            continue
+        kind = "module" if res.module else "resource"
+        for prop in MODULE_CONSTANT_PROPERTIES if res.module else RESOURCE_CONSTANT_PROPERTIES:
+            if prop in res.properties:
+                value = res.properties[prop]
+                line = value[0].line if value else res.line
+                yield f"{prop} of {kind} {res.name}", line, value
+
 
 def violations(path: Path, name: str | None = None) -> list[Violation]:
     tokens = tokenize(path.read_text())
     decl = declarations(tokens)
     out = []
     for kind, line, expr in containers(tokens, decl):
-        for reason, chain in runtime_reads(expr, decl, [], set()):
+        whole_ok = kind.split(" ", 1)[0] in WHOLE_RESOURCE_PROPERTIES
+        for reason, chain in runtime_reads(expr, decl, [], set(), whole_ok):
             out.append(Violation(name or path.name, line, kind, reason, chain))
     return out

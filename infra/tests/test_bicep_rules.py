@@ -1,8 +1,8 @@
 """Rules the platform enforces that checkov and pycep do not: each test states the rule and where it comes from,
 checks the tree, and proves itself on a copy with the rule broken (a mutation), as the parity tests do.
 
-- Bicep: every for-expression and if-condition is known at the start of the deployment (BCP177/BCP178/BCP182;
-  bicep_constants.py cites Azure/bicep).
+- Bicep: every for-expression, if-condition and property that must be constant is known at the start of the
+  deployment (BCP120/BCP177/BCP178/BCP182; bicep_constants.py cites Azure/bicep).
 - Flex Consumption rejects some site properties and app settings that Elastic Premium needs: they are set only
   on Premium, on both sides; and the Flex-only functionAppConfig only on Flex.
 - Basic publishing credentials (FTP and SCM) are disabled on every app, on both sides.
@@ -224,6 +224,46 @@ def test_existing_resources_read_like_deployed_ones(infra_copy):
     assert sorted(v.split(": ", 1)[1] for v in found) == [
         "for-expression reads resource hostStorage.location: known only while deploying",
         "for-expression reads resource insights.tags: known only while deploying",
+    ], found
+
+
+def test_detects_a_runtime_value_in_a_property_that_must_be_constant(infra_copy):
+    # BCP120: a deployed resource's name, location, tags, identity, scope... and a module's name and scope are
+    # written into the deployment plan, so they are known at the start. The topic once read its location from the
+    # existing vault, which Bicep refuses (only id, name, type and apiVersion of the vault are known then).
+    edit(infra_copy / "bicep" / "modules" / "eventgrid.bicep", "  location: location\n", "  location: vault.location\n")
+    handler = infra_copy / "bicep" / "modules" / "handler.bicep"
+    edit(handler, "  name: '${appName}-plan'\n", "  name: '${appName}-${identity.properties.clientId}'\n")
+    edit(handler, "  name: '${appName}-vault'\n", "  name: '${appName}-${insights.properties.AppId}'\n")
+    found = all_violations(infra_copy / "bicep")
+    assert "modules/eventgrid.bicep:" in str(found), found
+    assert any("location of resource topic reads resource vault.location" in v for v in found), found
+    assert any("name of resource plan reads resource identity.properties" in v for v in found), found
+    assert any("name of module vaultAccess reads resource insights.properties" in v for v in found), found
+
+
+def test_a_scope_may_be_a_whole_resource_unless_bicep_inlines_it(infra_copy):
+    # scope: hostStorage is how a role assignment names its scope; an existing resource named from a module output
+    # is inlined, and Bicep refuses it there.
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "var alertReceivers = ",
+        "resource topicByOutput 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {\n"
+        "  name: eventGrid.outputs.topicName\n"
+        "}\n"
+        "resource mutatedLock 'Microsoft.Authorization/locks@2020-05-01' = {\n"
+        "  name: 'keyturn-lock'\n"
+        "  scope: topicByOutput\n"
+        "  properties: {\n"
+        "    level: 'CanNotDelete'\n"
+        "  }\n"
+        "}\n"
+        "var alertReceivers = ",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert [v.split(": ", 1)[1] for v in found] == [
+        "scope of resource mutatedLock reads resource topicByOutput (an existing resource Bicep inlines): "
+        "known only while deploying"
     ], found
 
 
