@@ -5,6 +5,8 @@
   (azd's default lookup), `language: custom` has the `dist` azd requires for it, and dist is what
   `keyturn package` writes (dist/<handler>/).
 - The hooks it runs exist and are executable; the parameters file gives main.bicep's required parameters.
+- azd deploys to Flex Consumption only (infra/README.md says why): the preprovision hook stops an Elastic Premium
+  environment before anything is created, without calling Azure.
 Each rule is proven on a broken copy.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -118,3 +122,47 @@ def test_detects_a_service_azd_could_not_deploy():
     problems = azd_problems(document, ROOT)
     assert "near-expiry: language custom needs dist ('dist' required for custom language)" in problems
     assert "no postdeploy hook creating the Event Grid subscriptions" in problems
+
+
+def run_preprovision(hooks: Path, tmp_path: Path, plan: str) -> tuple[int, str, list[str]]:
+    """Runs the preprovision hook with KEYTURN_HOSTING_PLAN=plan and an `az` on PATH that only records its
+    arguments (and answers nothing), so the test sees whether the hook got as far as calling Azure."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "az-calls"
+    az = bin_dir / "az"
+    az.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 1\n')
+    az.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "KEYTURN_HOSTING_PLAN": plan,
+        "KEYTURN_KEY_VAULT_ID": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
+        "AZURE_LOCATION": "westeurope",
+    }
+    result = subprocess.run(["bash", str(hooks / "preprovision.sh")], env=env, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stderr, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_azd_stops_an_elastic_premium_environment_before_provisioning(tmp_path):
+    status, stderr, calls = run_preprovision(INFRA / "hooks", tmp_path, "ElasticPremium")
+    assert status != 0
+    assert "azd deploys keyturn to Flex Consumption only, and KEYTURN_HOSTING_PLAN is ElasticPremium" in stderr, stderr
+    assert calls == [], calls
+
+
+def test_azd_goes_on_to_its_checks_on_flex_consumption(tmp_path):
+    # The control: on Flex Consumption the hook reaches its Azure checks (here the canary, which the fake az
+    # cannot find).
+    status, stderr, calls = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption")
+    assert status != 0 and "the canary secret keyturn-canary does not exist in v" in stderr, stderr
+    assert calls and calls[0].startswith("keyvault secret show --vault-name v --name keyturn-canary"), calls
+
+
+def test_detects_azd_left_to_fail_at_deploy_on_premium(tmp_path):
+    hooks = tmp_path / "hooks"
+    shutil.copytree(INFRA / "hooks", hooks)
+    text = (hooks / "preprovision.sh").read_text()
+    guard = text[text.index('[ "$plan" = FlexConsumption ]') : text.index("\n\n", text.index('[ "$plan" = FlexConsumption ]'))]
+    (hooks / "preprovision.sh").write_text(text.replace(guard, ""))
+    status, stderr, calls = run_preprovision(hooks, tmp_path, "ElasticPremium")
+    assert "Flex Consumption only" not in stderr and calls, (stderr, calls)
