@@ -124,14 +124,25 @@ def test_detects_a_service_azd_could_not_deploy():
     assert "no postdeploy hook creating the Event Grid subscriptions" in problems
 
 
-def run_preprovision(hooks: Path, tmp_path: Path, plan: str) -> tuple[int, str, list[str]]:
-    """Runs the preprovision hook with KEYTURN_HOSTING_PLAN=plan and an `az` on PATH that only records its
-    arguments (and answers nothing), so the test sees whether the hook got as far as calling Azure."""
+def run_preprovision(
+    hooks: Path, tmp_path: Path, plan: str, canary_exists: bool = False, runtimes: str = ""
+) -> tuple[int, str, list[str]]:
+    """Runs the preprovision hook with KEYTURN_HOSTING_PLAN=plan and an `az` on PATH that records its arguments and
+    answers as Azure would for a canary that exists (or not) and a region offering `runtimes` of the custom runtime
+    on Flex Consumption, so the test sees how far the hook got and what it asked."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     calls = tmp_path / "az-calls"
     az = bin_dir / "az"
-    az.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 1\n')
+    az.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$1 $2" in\n'
+        f'  "keyvault secret") {"echo id; exit 0" if canary_exists else "exit 1"} ;;\n'
+        f'  "functionapp list-flexconsumption-runtimes") printf "%s" "{runtimes}"; exit 0 ;;\n'
+        "esac\n"
+        "exit 1\n"
+    )
     az.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -166,3 +177,12 @@ def test_detects_azd_left_to_fail_at_deploy_on_premium(tmp_path):
     (hooks / "preprovision.sh").write_text(text.replace(guard, ""))
     status, stderr, calls = run_preprovision(hooks, tmp_path, "ElasticPremium")
     assert "Flex Consumption only" not in stderr and calls, (stderr, calls)
+
+
+def test_azd_stops_where_flex_consumption_offers_no_custom_runtime(tmp_path):
+    # The preflight infra/README.md describes, as the hook runs it: no custom runtime in the region, no provisioning.
+    status, stderr, calls = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption", canary_exists=True)
+    assert status != 0 and "Flex Consumption offers no custom runtime in westeurope" in stderr, stderr
+    assert "functionapp list-flexconsumption-runtimes --location westeurope --runtime custom --query [].version -o tsv" in calls, calls
+    status, stderr, _ = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption", canary_exists=True, runtimes="1.0")
+    assert status == 0 and "custom runtime on Flex Consumption in westeurope: 1.0" in stderr, stderr
