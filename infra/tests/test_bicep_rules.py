@@ -40,7 +40,9 @@ ROOT = INFRA.parent
 # turns FTP off there.
 FLEX_REFUSED = {"ftpsState", "linuxFxVersion", "FUNCTIONS_WORKER_RUNTIME"}
 FLEX_DEPRECATED = {
-    # site properties (properties.* and properties.siteConfig.*)
+    # site properties (properties.* and properties.siteConfig.*); the table's properties.isReserved is the site's
+    # `reserved` (the plan's `reserved: true`, which makes it Linux, is another resource's and stays)
+    "reserved",
     "alwaysOn",
     "use32BitWorkerProcess",
     "isXenon",
