@@ -23,8 +23,13 @@ canary=${KEYTURN_CANARY_SECRET:-keyturn-canary}
 az keyvault secret show --vault-name "$vault_name" --name "$canary" --query id -o tsv >/dev/null 2>&1 \
   || fail "the canary secret $canary does not exist in $vault_name (or you may not read it). Create it: az keyvault secret set --vault-name $vault_name --name $canary --value \"\$(date -u +%FT%TZ)\""
 
+# The version main.bicep and handlers.tf ask for (functionAppConfig.runtime.version; infra/tests/test_azd.py keeps
+# the three equal). A version the region does not offer fails the deployment of every app.
+custom_runtime_version=1.0
 runtimes=$(az functionapp list-flexconsumption-runtimes --location "$AZURE_LOCATION" --runtime custom \
   --query '[].version' -o tsv 2>/dev/null || true)
 [ -n "$runtimes" ] \
   || fail "Flex Consumption offers no custom runtime in $AZURE_LOCATION (az functionapp list-flexconsumption-runtimes --location $AZURE_LOCATION --runtime custom). Pick another region (az functionapp list-flexconsumption-locations), or deploy on Elastic Premium with the az CLI or Terraform (infra/README.md)."
-printf 'keyturn: custom runtime on Flex Consumption in %s: %s\n' "$AZURE_LOCATION" "$(echo "$runtimes" | tr '\n' ' ')" >&2
+printf '%s\n' "$runtimes" | grep -qxF "$custom_runtime_version" \
+  || fail "Flex Consumption in $AZURE_LOCATION offers the custom runtime in version $(echo "$runtimes" | tr '\n' ' ')but not $custom_runtime_version, the version keyturn's deployment asks for. Pick another region (az functionapp list-flexconsumption-locations), or deploy on Elastic Premium with the az CLI or Terraform (infra/README.md)."
+printf 'keyturn: custom runtime %s on Flex Consumption in %s\n' "$custom_runtime_version" "$AZURE_LOCATION" >&2

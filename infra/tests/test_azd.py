@@ -185,4 +185,29 @@ def test_azd_stops_where_flex_consumption_offers_no_custom_runtime(tmp_path):
     assert status != 0 and "Flex Consumption offers no custom runtime in westeurope" in stderr, stderr
     assert "functionapp list-flexconsumption-runtimes --location westeurope --runtime custom --query [].version -o tsv" in calls, calls
     status, stderr, _ = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption", canary_exists=True, runtimes="1.0")
-    assert status == 0 and "custom runtime on Flex Consumption in westeurope: 1.0" in stderr, stderr
+    assert status == 0 and "custom runtime 1.0 on Flex Consumption in westeurope" in stderr, stderr
+    # Offered, but not in the version the deployment asks for: the apps would all fail to deploy.
+    status, stderr, _ = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption", canary_exists=True, runtimes="2.0")
+    assert status != 0 and "offers the custom runtime in version 2.0 but not 1.0" in stderr, stderr
+
+
+def runtime_versions(root: Path) -> dict[str, str]:
+    """The custom runtime version each side asks Flex Consumption for, and the one the preflight checks."""
+    hook = re.search(r"^custom_runtime_version=(\S+)$", (root / "hooks" / "preprovision.sh").read_text(), re.M)
+    bicep = re.search(r"name: 'custom'\s+version: '([^']+)'", (root / "bicep" / "modules" / "handler.bicep").read_text())
+    tf = re.search(r'name\s*=\s*"custom"\s+version\s*=\s*"([^"]+)"', (root / "terraform" / "handlers.tf").read_text())
+    return {k: m.group(1) if m else "" for k, m in {"hook": hook, "bicep": bicep, "terraform": tf}.items()}
+
+
+def test_the_preflight_checks_the_runtime_version_the_deployments_ask_for():
+    versions = runtime_versions(INFRA)
+    assert versions["hook"] and len(set(versions.values())) == 1, versions
+
+
+def test_detects_a_runtime_version_the_preflight_does_not_check(tmp_path):
+    for part in ("bicep", "terraform", "hooks"):
+        shutil.copytree(INFRA / part, tmp_path / part)
+    handler = tmp_path / "bicep" / "modules" / "handler.bicep"
+    handler.write_text(re.sub(r"(name: 'custom'\s+version: )'1.0'", r"\1'2.0'", handler.read_text()))
+    versions = runtime_versions(tmp_path)
+    assert versions["bicep"] == "2.0" and len(set(versions.values())) == 2, versions
