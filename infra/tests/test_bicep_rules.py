@@ -330,6 +330,11 @@ def terraform_flex_problems(handlers_tf: Path) -> list[str]:
     app = doc["resource"]
     (site,) = [b["azapi_resource"]["function_app"] for b in app if "function_app" in b.get("azapi_resource", {})]
     # bc-python-hcl2 renders expressions back as text with its own spacing: compare without whitespace.
+    # Site properties outside siteConfig (containerSize, reserved...): only as `local.is_flex ? null : ...`.
+    for key, value in site["body"][0]["properties"].items():
+        if key.lower() in {k.lower() for k in FLEX_REJECTED}:
+            if not re.sub(r"\s+", "", str(value)).startswith("${local.is_flex?null:"):
+                problems.append(f"site property {key} is given to Flex Consumption too")
     site_config = re.sub(r"\s+", "", str(site["body"][0]["properties"]["siteConfig"]))
     if "fork,vinlocal.premium_only_site_config:k=>vif!local.is_flex" not in site_config:
         problems.append("the site does not add premium_only_site_config on Premium only")
@@ -402,8 +407,10 @@ def test_detects_a_deprecated_site_property_given_to_flex(infra_copy):
     problems = bicep_flex_problems(infra_copy / "bicep" / "modules" / "handler.bicep")
     assert "alwaysOn is set on Flex Consumption too" in problems, problems
     assert "containerSize is set on Flex Consumption too" in problems, problems
+    edit(infra_copy / "terraform" / "handlers.tf", "      serverFarmId              = ", "      containerSize             = 1536\n      serverFarmId              = ")
     problems = terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
     assert "use32BitWorkerProcess is in site_config, which Flex Consumption gets too" in problems, problems
+    assert "site property containerSize is given to Flex Consumption too" in problems, problems
 
 
 def test_detects_premium_without_its_package_setting(infra_copy):
