@@ -14,9 +14,12 @@ configuration avoids). Locals are followed.
 What decides the keys of an expression: everything but the values of its maps. So the values after `=>` in
 `{ for ... : key => value }` and after `=` in an object literal are dropped, except that a key or condition reading a
 comprehension's value variable (`for k, v in COLL : v.id => ...`) makes the whole of COLL decide (its values become
-keys). Stricter than Terraform in one place, on purpose: a configured attribute Terraform would know at plan time
-(the `name` given in a resource's block) still counts as unknown here; rewriting such a key costs little, a failed
-plan of a first deployment costs more.
+keys). Iterating a resource's instances (`for k, v in azurerm_x.y : k => ...`) is known: their keys are that
+resource's own for_each keys.
+
+Stricter than Terraform in two places, on purpose: a configured attribute Terraform would know at plan time (the
+`name` given in a resource's block) still counts as unknown here, and so does a resource's instance count
+(`length(azurerm_x.y)`); rewriting such a key costs little, a failed plan of a first deployment costs more.
 """
 
 from __future__ import annotations
