@@ -265,8 +265,15 @@ def inlined_existing(decl: Declarations) -> dict[str, set[str]]:
                 continue
             # While deciding, an inlined resource's id and name both count as runtime (InlineDependencyVisitor
             # visits the resource whose id or name is read and inlines when it is inlined).
-            deciding = Declarations(decl.variables, decl.params, decl.resources, decl.modules, decl.details,
-                                    {r: {"id", "name"} for r in inlined})
+            deciding = Declarations(
+                variables=decl.variables,
+                params=decl.params,
+                resources=decl.resources,
+                modules=decl.modules,
+                details=decl.details,
+                module_details=decl.module_details,
+                unreadable={r: {"id", "name"} for r in inlined},
+            )
             ancestors = []
             a = res.ancestor
             while a is not None:

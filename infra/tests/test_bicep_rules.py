@@ -210,6 +210,25 @@ def test_detects_the_id_of_an_existing_resource_bicep_inlines(infra_copy):
     assert len(found) == 3, found
 
 
+def test_inlining_passes_from_one_existing_resource_to_the_next(infra_copy):
+    # An existing resource named after an inlined one's name is inlined too (InlineDependencyVisitor visits the
+    # resource whose name it reads), though its own parent is not.
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "var alertReceivers = ",
+        "resource topicByOutput 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {\n"
+        "  name: eventGrid.outputs.topicName\n"
+        "}\n"
+        "resource sameName 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {\n"
+        "  name: topicByOutput.name\n"
+        "}\n"
+        "output mutatedIds array = [for x in [sameName.id]: x]\n"
+        "var alertReceivers = ",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert any("resource sameName.id (an existing resource Bicep inlines)" in v for v in found), found
+
+
 def test_existing_resources_read_like_deployed_ones(infra_copy):
     # The other direction: Bicep reads id, name, type and apiVersion of a plain existing resource (and of its
     # nested children) at the start; location, sku, tags and properties of any resource, never.
