@@ -384,11 +384,20 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
   }
 }]
 
+// The monitored vault, read for its region (the system topic must be in it). A new resource's location must be known
+// at the start of the deployment (BCP120) and an existing resource's location is not, so the topic cannot read
+// vault.location itself; a module parameter may (it is passed when the module deploys).
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: vaultName
+  scope: resourceGroup(vaultSubscriptionId, vaultResourceGroup)
+}
+
 module eventGrid 'modules/eventgrid.bicep' = {
   name: 'keyturn-eventgrid'
   scope: resourceGroup(vaultSubscriptionId, vaultResourceGroup)
   params: {
     vaultName: vaultName
+    location: vault.location
     topicName: '${namePrefix}-${vaultName}-events'
     tags: tags
     topicIdentityId: topicIdentity.id

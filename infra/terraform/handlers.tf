@@ -94,9 +94,10 @@ resource "azurerm_service_plan" "handler" {
 
 locals {
   # Identity-based host storage (AzureWebJobsStorage__*), identity-based telemetry, keyturn's own settings.
-  # Flex takes the runtime from functionAppConfig and rejects FUNCTIONS_WORKER_RUNTIME and
-  # FUNCTIONS_EXTENSION_VERSION; Elastic Premium needs both, and runs from the package blob read with the app's
-  # identity (no Azure Files content share: that would need shared keys).
+  # Flex takes the runtime from functionAppConfig: it refuses FUNCTIONS_WORKER_RUNTIME, sets
+  # FUNCTIONS_EXTENSION_VERSION itself and runs from its deployment container, not WEBSITE_RUN_FROM_PACKAGE
+  # (infra/README.md, "Flex Consumption and Elastic Premium"). Elastic Premium needs all three, and runs from the
+  # package blob read with the app's identity (no Azure Files content share: that would need shared keys).
   app_settings = {
     for h in var.handlers : h => merge(
       {
@@ -119,7 +120,7 @@ locals {
     )
   }
 
-  # siteConfig: Flex Consumption rejects ftpsState, so the Premium-only properties are added only on Premium
+  # siteConfig: Flex Consumption refuses ftpsState, so the Premium-only properties are added only on Premium
   # (infra/tests/test_bicep_rules.py keeps them apart on both sides). The app settings are part of siteConfig
   # here: azapi reads each resource back with GET, and App Service returns app settings only through
   # POST .../config/appsettings/list, so a separate sites/config resource (Bicep's way) would never read back.

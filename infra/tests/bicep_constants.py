@@ -1,17 +1,30 @@
 """Bicep's start-of-deployment rule, checked without the Bicep CLI.
 
 Bicep rejects, before anything deploys, a for-expression (BCP178) or an if-condition (BCP177) whose value is known
-only while deploying, and, in a variable's for-expression, a body that is (BCP182). The rule as Azure/bicep writes
-it (src/Bicep.Core/TypeSystem/DeployTimeConstantValidator.cs and DeployTimeConstantDirectViolationVisitor.cs):
-a property of a resource or module is readable at the start only if its type says so, which for a resource is
-`id`, `name`, `type`, `apiVersion` (plus some declared top-level properties) and for a module `name`; reading a
-whole resource or module, a module's `outputs`, a resource's `properties`, or calling a function that needs
-inlining (`reference()`, `list*()`) is a violation; variables are followed to what they read.
+only while deploying, in a variable's for-expression a body that is (BCP182), and such a value in a property a
+deployed resource or a module must know at the start (BCP120: a resource's name, location, kind, sku, tags,
+identity, zones, scope, parent...; a module's name and scope). The containers are those of
+src/Bicep.Core/TypeSystem/DeployTimeConstantContainerVisitor.cs and DeployTimeConstantValidator.cs (existing
+resources are not containers). The rule as Azure/bicep writes it, and as this module follows it:
 
-This module tokenizes Bicep (strings with `${...}` interpolation, comments), finds every for-expression and
-if-condition, and follows variables. It is stricter than Bicep in one place on purpose: it allows only `id`,
-`name`, `type` and `apiVersion` of a resource, also for `existing` ones (Bicep allows a few more declared
-properties); a false alarm costs a rewrite, a miss costs a failed deployment.
+- src/Bicep.Core/TypeSystem/DeployTimeConstantDirectViolationVisitor.cs: reading a property of a resource or module
+  is a violation unless the property's type carries `ReadableAtDeployTime`; reading a whole resource or module, or
+  calling a function flagged `RequiresInlining` (`reference()`, `list*()`), is one too.
+- src/Bicep.Core/TypeSystem/Providers/Az/AzResourceTypeProvider.cs (SetBicepResourceProperties): the readable
+  properties of a resource, `existing` or not, are `id`, `name`, `type`, `apiVersion`
+  (ReadWriteDeployTimeConstantPropertyNames) and `scope`, `parent` (write-only, so reading them is a type error
+  anyway). `location`, `kind`, `sku`, `tags`, `identity`, `zones`... must be deploy-time constants when written but
+  are not readable (WriteOnlyDeployTimeConstantPropertyNames: Policy or the resource provider may change them), and
+  `properties` never is. A module's only readable property is `name` (ModuleType: `outputs` is read-only).
+- src/Bicep.Core/TypeSystem/Providers/ResourceTypeResolver.cs with src/Bicep.Core/Emit/InlineDependencyVisitor.cs:
+  an `existing` resource is *inlined* (no `existing` resource in the ARM JSON) when its body (all but `dependsOn`,
+  `parent`, `scope`) reads something known only while deploying, or its parent or scope is inlined. Its `id` is then
+  not readable at the start, nor its `name` when the name itself reads such a value.
+
+Variables are followed to what they read (DeployTimeConstantIndirectViolationVisitor). This module tokenizes Bicep
+(strings with `${...}` interpolation, comments), finds every for-expression and if-condition and applies exactly
+these rules: it neither allows what Bicep refuses nor refuses what Bicep allows, within the Bicep this repository
+writes (one file at a time; no user-defined functions, no resource-typed parameters or outputs).
 """
 
 from __future__ import annotations
@@ -20,8 +33,22 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-READABLE_RESOURCE_PROPERTIES = {"id", "name", "type", "apiVersion"}
+READABLE_RESOURCE_PROPERTIES = {"id", "name", "type", "apiVersion", "scope", "parent"}
 READABLE_MODULE_PROPERTIES = {"name"}
+# An inlined existing resource's identifier properties are readable only when their own expression is.
+IDENTIFIER_PROPERTIES = ("name", "scope", "parent")
+# Properties a deployed resource's body must give deploy-time constants (BCP120; AzResourceTypeProvider's
+# WriteOnly- and ReadWriteDeployTimeConstantPropertyNames that can be written, plus scope and parent), and a
+# module's (ModuleType: name, scope). Existing resources are exempt (DeployTimeConstantContainerVisitor skips them:
+# Bicep inlines them instead).
+RESOURCE_CONSTANT_PROPERTIES = (
+    "name", "location", "kind", "subscriptionId", "resourceGroup", "managedBy", "extendedLocation", "zones", "plan",
+    "sku", "identity", "managedByExtended", "tags", "asserts", "scope", "parent",
+)
+MODULE_CONSTANT_PROPERTIES = ("name", "scope")
+# Where a whole resource is the expected value; only an inlined existing one is then a violation
+# (DeployTimeConstantDirectViolationVisitor.FlagIfAccessingEntireResourceOrModule).
+WHOLE_RESOURCE_PROPERTIES = ("scope", "parent")
 PUNCT = ["::", "?.", "??", "==", "!=", "<=", ">=", "&&", "||", "=>"]
 
 
@@ -33,11 +60,25 @@ class Token:
 
 
 @dataclass
+class Resource:
+    name: str
+    existing: bool
+    ancestor: str | None  # the enclosing resource of a nested declaration
+    line: int
+    module: bool = False
+    properties: dict[str, list[Token]] = field(default_factory=dict)  # top-level body properties: value tokens
+
+
+@dataclass
 class Declarations:
     variables: dict[str, list[Token]] = field(default_factory=dict)
     params: set[str] = field(default_factory=set)
     resources: set[str] = field(default_factory=set)
     modules: set[str] = field(default_factory=set)
+    details: dict[str, Resource] = field(default_factory=dict)
+    module_details: dict[str, Resource] = field(default_factory=dict)
+    # Properties of inlined existing resources that are not readable at the start: resource -> {id, name, ...}.
+    unreadable: dict[str, set[str]] = field(default_factory=dict)
 
 
 def tokenize(text: str) -> list[Token]:
@@ -140,6 +181,53 @@ def until_newline(tokens: list[Token], i: int) -> int:
     return i
 
 
+def closing(tokens: list[Token], i: int) -> int:
+    """tokens[i] opens a bracket: index of its matching close."""
+    depth = 0
+    for k in range(i, len(tokens)):
+        if tokens[k].kind == "punct" and tokens[k].text in OPEN:
+            depth += 1
+        elif tokens[k].kind == "punct" and tokens[k].text in CLOSE:
+            depth -= 1
+            if depth == 0:
+                return k
+    return len(tokens) - 1
+
+
+def parse_resource(tokens: list[Token], i: int, ancestor: str | None, decl: Declarations) -> int:
+    """tokens[i] is `resource` or `module` at a line start: record it (and its nested resources); return the index
+    after it."""
+    name = tokens[i + 1].text
+    end = until_newline(tokens, i)
+    eq = next((k for k in range(i, end) if tokens[k].text == "="), None)
+    existing = eq is not None and any(tokens[k].text == "existing" for k in range(i + 2, eq))
+    res = Resource(name, existing, ancestor, tokens[i].line, module=tokens[i].text == "module")
+    if res.module:
+        decl.modules.add(name)
+        decl.module_details[name] = res
+    else:
+        decl.resources.add(name)
+        decl.details[name] = res
+    body = next((k for k in range(eq + 1, end) if tokens[k].text == "{"), None) if eq is not None else None
+    if body is None:
+        return end
+    close = closing(tokens, body)
+    k = body + 1
+    while k < close:
+        t = tokens[k]
+        if t.kind == "nl":
+            k += 1
+        elif t.kind == "ident" and t.text == "resource" and tokens[k - 1].kind == "nl":
+            k = parse_resource(tokens, k, name, decl)
+        elif (t.kind in ("ident", "str")) and k + 1 < close and tokens[k + 1].text == ":":
+            stop = min(until_newline(tokens, k + 2), close)
+            res.properties[t.text] = tokens[k + 2 : stop]
+            k = stop
+        else:
+            k = until_newline(tokens, k) + 1
+    return close + 1
+
+
 def declarations(tokens: list[Token]) -> Declarations:
     decl = Declarations()
     i = 0
@@ -155,16 +243,61 @@ def declarations(tokens: list[Token]) -> Declarations:
             elif t.text == "param":
                 decl.params.add(name)
             elif t.text == "resource":
-                decl.resources.add(name)
                 # Nested resources (`resource child 'x' existing = {...}` inside a body) are reached as a::child.
-                for k in range(i + 2, end):
-                    if tokens[k].text == "resource" and tokens[k - 1].kind == "nl":
-                        decl.resources.add(tokens[k + 1].text)
+                end = parse_resource(tokens, i, None, decl) - 1
             elif t.text == "module":
-                decl.modules.add(name)
+                end = parse_resource(tokens, i, None, decl) - 1
             i = end
         i += 1
+    decl.unreadable = inlined_existing(decl)
     return decl
+
+
+def inlined_existing(decl: Declarations) -> dict[str, set[str]]:
+    """The existing resources Bicep inlines, each with the properties it then cannot read at the start
+    (InlineDependencyVisitor and ResourceTypeResolver.CreateExistingResourceBodyTypeOverrides)."""
+    inlined: dict[str, set[str]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for res in decl.details.values():
+            if not res.existing or res.name in inlined:
+                continue
+            # While deciding, an inlined resource's id and name both count as runtime (InlineDependencyVisitor
+            # visits the resource whose id or name is read and inlines when it is inlined).
+            deciding = Declarations(
+                variables=decl.variables,
+                params=decl.params,
+                resources=decl.resources,
+                modules=decl.modules,
+                details=decl.details,
+                module_details=decl.module_details,
+                unreadable={r: {"id", "name"} for r in inlined},
+            )
+            ancestors = []
+            a = res.ancestor
+            while a is not None:
+                ancestors.append(a)
+                a = decl.details[a].ancestor
+            parent_tokens = res.properties.get("parent", [])
+            if parent_tokens and parent_tokens[0].kind == "ident":
+                ancestors.append(parent_tokens[0].text)
+            scope_tokens = res.properties.get("scope", [])
+            scoped_to = [t.text for t in scope_tokens if t.kind == "ident" and t.text in decl.resources]
+            body_reads = [
+                r
+                for key, value in res.properties.items()
+                if key not in ("dependsOn", "parent", "scope")
+                for r in runtime_reads(value, deciding, [], set())
+            ]
+            if any(a in inlined for a in ancestors) or any(s in inlined for s in scoped_to) or body_reads:
+                unreadable = {"id"}
+                for prop in IDENTIFIER_PROPERTIES:
+                    if prop in res.properties and runtime_reads(res.properties[prop], deciding, [], set()):
+                        unreadable.add(prop)
+                inlined[res.name] = unreadable
+                changed = True
+    return inlined
 
 
 @dataclass
@@ -213,8 +346,11 @@ def accessor_after(tokens: list[Token], k: int) -> tuple[str | None, int]:
     return None, j
 
 
-def runtime_reads(expr: list[Token], decl: Declarations, chain: list[str], seen: set[str]) -> list[tuple[str, list[str]]]:
-    """What in expr (following variables) is known only while deploying: (description, variable chain)."""
+def runtime_reads(
+    expr: list[Token], decl: Declarations, chain: list[str], seen: set[str], whole_ok: bool = False
+) -> list[tuple[str, list[str]]]:
+    """What in expr (following variables) is known only while deploying: (description, variable chain). whole_ok:
+    expr is a scope or parent, where a whole resource is what is expected."""
     found: list[tuple[str, list[str]]] = []
     for k, t in enumerate(expr):
         if t.kind != "ident":
@@ -234,9 +370,20 @@ def runtime_reads(expr: list[Token], decl: Declarations, chain: list[str], seen:
             if prop not in READABLE_MODULE_PROPERTIES:
                 found.append((f"module {t.text}" + (f".{prop}" if prop else " (whole)"), chain))
         elif t.text in decl.resources:
-            prop, _ = accessor_after(expr, k)
-            if prop not in READABLE_RESOURCE_PROPERTIES:
-                found.append((f"resource {t.text}" + (f".{prop}" if prop else " (whole)"), chain))
+            prop, target = accessor_after(expr, k)
+            # a::b::c reads c: the last nested name decides.
+            name = t.text
+            j = k + 1
+            while j + 1 < len(expr) and expr[j].text == "::":
+                name = expr[j + 1].text
+                j += 2
+            if prop is None and whole_ok:
+                if name in decl.unreadable:
+                    found.append((f"resource {name} (an existing resource Bicep inlines)", chain))
+            elif prop not in READABLE_RESOURCE_PROPERTIES:
+                found.append((f"resource {name}" + (f".{prop}" if prop else " (whole)"), chain))
+            elif prop in decl.unreadable.get(name, set()):
+                found.append((f"resource {name}.{prop} (an existing resource Bicep inlines)", chain))
         elif t.text in decl.variables and t.text not in seen:
             found += runtime_reads(decl.variables[t.text], decl, chain + [t.text], seen | {t.text})
     return found
@@ -303,12 +450,23 @@ def containers(tokens: list[Token], decl: Declarations):
                 e += 1
             yield "if-condition", t.line, tokens[k + 2 : e]
 
+    for res in list(decl.details.values()) + list(decl.module_details.values()):
+        if res.existing:
+            continue
+        kind = "module" if res.module else "resource"
+        for prop in MODULE_CONSTANT_PROPERTIES if res.module else RESOURCE_CONSTANT_PROPERTIES:
+            if prop in res.properties:
+                value = res.properties[prop]
+                line = value[0].line if value else res.line
+                yield f"{prop} of {kind} {res.name}", line, value
+
 
 def violations(path: Path, name: str | None = None) -> list[Violation]:
     tokens = tokenize(path.read_text())
     decl = declarations(tokens)
     out = []
     for kind, line, expr in containers(tokens, decl):
-        for reason, chain in runtime_reads(expr, decl, [], set()):
+        whole_ok = kind.split(" ", 1)[0] in WHOLE_RESOURCE_PROPERTIES
+        for reason, chain in runtime_reads(expr, decl, [], set(), whole_ok):
             out.append(Violation(name or path.name, line, kind, reason, chain))
     return out

@@ -5,6 +5,8 @@
   (azd's default lookup), `language: custom` has the `dist` azd requires for it, and dist is what
   `keyturn package` writes (dist/<handler>/).
 - The hooks it runs exist and are executable; the parameters file gives main.bicep's required parameters.
+- azd deploys to Flex Consumption only (infra/README.md says why): the preprovision hook stops an Elastic Premium
+  environment before anything is created, without calling Azure.
 Each rule is proven on a broken copy.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -118,3 +122,92 @@ def test_detects_a_service_azd_could_not_deploy():
     problems = azd_problems(document, ROOT)
     assert "near-expiry: language custom needs dist ('dist' required for custom language)" in problems
     assert "no postdeploy hook creating the Event Grid subscriptions" in problems
+
+
+def run_preprovision(
+    hooks: Path, tmp_path: Path, plan: str, canary_exists: bool = False, runtimes: str = ""
+) -> tuple[int, str, list[str]]:
+    """Runs the preprovision hook with KEYTURN_HOSTING_PLAN=plan and an `az` on PATH that records its arguments and
+    answers as Azure would for a canary that exists (or not) and a region offering `runtimes` of the custom runtime
+    on Flex Consumption, so the test sees how far the hook got and what it asked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "az-calls"
+    az = bin_dir / "az"
+    az.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$1 $2" in\n'
+        f'  "keyvault secret") {"echo id; exit 0" if canary_exists else "exit 1"} ;;\n'
+        f'  "functionapp list-flexconsumption-runtimes") printf "%s" "{runtimes}"; exit 0 ;;\n'
+        "esac\n"
+        "exit 1\n"
+    )
+    az.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "KEYTURN_HOSTING_PLAN": plan,
+        "KEYTURN_KEY_VAULT_ID": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
+        "AZURE_LOCATION": "westeurope",
+    }
+    result = subprocess.run(["bash", str(hooks / "preprovision.sh")], env=env, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stderr, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_azd_stops_an_elastic_premium_environment_before_provisioning(tmp_path):
+    status, stderr, calls = run_preprovision(INFRA / "hooks", tmp_path, "ElasticPremium")
+    assert status != 0
+    assert "azd deploys keyturn to Flex Consumption only, and KEYTURN_HOSTING_PLAN is ElasticPremium" in stderr, stderr
+    assert calls == [], calls
+
+
+def test_azd_goes_on_to_its_checks_on_flex_consumption(tmp_path):
+    # The control: on Flex Consumption the hook reaches its Azure checks (here the canary, which the fake az
+    # cannot find).
+    status, stderr, calls = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption")
+    assert status != 0 and "the canary secret keyturn-canary does not exist in v" in stderr, stderr
+    assert calls and calls[0].startswith("keyvault secret show --vault-name v --name keyturn-canary"), calls
+
+
+def test_detects_azd_left_to_fail_at_deploy_on_premium(tmp_path):
+    hooks = tmp_path / "hooks"
+    shutil.copytree(INFRA / "hooks", hooks)
+    text = (hooks / "preprovision.sh").read_text()
+    guard = text[text.index('[ "$plan" = FlexConsumption ]') : text.index("\n\n", text.index('[ "$plan" = FlexConsumption ]'))]
+    (hooks / "preprovision.sh").write_text(text.replace(guard, ""))
+    status, stderr, calls = run_preprovision(hooks, tmp_path, "ElasticPremium")
+    assert "Flex Consumption only" not in stderr and calls, (stderr, calls)
+
+
+def test_azd_stops_where_flex_consumption_offers_no_custom_runtime(tmp_path):
+    # The preflight infra/README.md describes, as the hook runs it: no custom runtime in the region, no provisioning.
+    status, stderr, calls = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption", canary_exists=True)
+    assert status != 0 and "Flex Consumption offers no custom runtime in westeurope" in stderr, stderr
+    assert "functionapp list-flexconsumption-runtimes --location westeurope --runtime custom --query [].version -o tsv" in calls, calls
+    status, stderr, _ = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption", canary_exists=True, runtimes="1.0")
+    assert status == 0 and "custom runtime 1.0 on Flex Consumption in westeurope" in stderr, stderr
+    # Offered, but not in the version the deployment asks for: the apps would all fail to deploy.
+    status, stderr, _ = run_preprovision(INFRA / "hooks", tmp_path, "FlexConsumption", canary_exists=True, runtimes="2.0")
+    assert status != 0 and "offers the custom runtime in version 2.0 but not 1.0" in stderr, stderr
+
+
+def runtime_versions(root: Path) -> dict[str, str]:
+    """The custom runtime version each side asks Flex Consumption for, and the one the preflight checks."""
+    hook = re.search(r"^custom_runtime_version=(\S+)$", (root / "hooks" / "preprovision.sh").read_text(), re.M)
+    bicep = re.search(r"name: 'custom'\s+version: '([^']+)'", (root / "bicep" / "modules" / "handler.bicep").read_text())
+    tf = re.search(r'name\s*=\s*"custom"\s+version\s*=\s*"([^"]+)"', (root / "terraform" / "handlers.tf").read_text())
+    return {k: m.group(1) if m else "" for k, m in {"hook": hook, "bicep": bicep, "terraform": tf}.items()}
+
+
+def test_the_preflight_checks_the_runtime_version_the_deployments_ask_for():
+    versions = runtime_versions(INFRA)
+    assert versions["hook"] and len(set(versions.values())) == 1, versions
+
+
+def test_detects_a_runtime_version_the_preflight_does_not_check(tmp_path):
+    for part in ("bicep", "terraform", "hooks"):
+        shutil.copytree(INFRA / part, tmp_path / part)
+    handler = tmp_path / "bicep" / "modules" / "handler.bicep"
+    handler.write_text(re.sub(r"(name: 'custom'\s+version: )'1.0'", r"\1'2.0'", handler.read_text()))
+    versions = runtime_versions(tmp_path)
+    assert versions["bicep"] == "2.0" and len(set(versions.values())) == 2, versions

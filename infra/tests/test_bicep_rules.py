@@ -1,8 +1,8 @@
 """Rules the platform enforces that checkov and pycep do not: each test states the rule and where it comes from,
 checks the tree, and proves itself on a copy with the rule broken (a mutation), as the parity tests do.
 
-- Bicep: every for-expression and if-condition is known at the start of the deployment (BCP177/BCP178/BCP182;
-  bicep_constants.py cites Azure/bicep).
+- Bicep: every for-expression, if-condition and property that must be constant is known at the start of the
+  deployment (BCP120/BCP177/BCP178/BCP182; bicep_constants.py cites Azure/bicep).
 - Flex Consumption rejects some site properties and app settings that Elastic Premium needs: they are set only
   on Premium, on both sides; and the Flex-only functionAppConfig only on Flex.
 - Basic publishing credentials (FTP and SCM) are disabled on every app, on both sides.
@@ -26,20 +26,51 @@ import bicep_constants
 INFRA = Path(__file__).resolve().parent.parent
 ROOT = INFRA.parent
 
-# Site properties and app settings Flex Consumption does not accept (learn.microsoft.com/azure/azure-functions/
-# functions-flex-consumption-plan, "Deprecated properties and settings"; ftpsState per issue 15's reading of the
-# platform). Elastic Premium needs the runtime settings, and ftpsState Disabled turns FTP off there.
-FLEX_REJECTED = {
-    "ftpsState",
-    "linuxFxVersion",
+# Site properties and app settings Flex Consumption does not take, in two groups (infra/README.md, "Flex
+# Consumption and Elastic Premium", cites the sources):
+# - FLEX_REFUSED: the App Service resource provider fails the deployment with "The following app setting
+#   (Site.SiteConfig.AppSettings.FUNCTIONS_WORKER_RUNTIME) for Flex Consumption sites is invalid" and "The following
+#   list of 2 site configuration properties (Site.SiteConfig.FtpsState, Site.SiteConfig.LinuxFxVersion) for Flex
+#   Consumption sites is invalid" (the RP's own messages, as quoted in public deployment logs).
+# - FLEX_DEPRECATED: the rest of the table "Flex Consumption plan deprecations" (learn.microsoft.com/azure/
+#   azure-functions/functions-app-settings#flex-consumption-plan-deprecations, linked from MicrosoftDocs/azure-docs
+#   articles/azure-functions/flex-consumption-plan.md, "Deprecated properties and settings"): replaced by
+#   functionAppConfig, set by the platform, or not valid; the platform ignores or overwrites them.
+# Neither group is sent to Flex Consumption; Elastic Premium needs the runtime settings, and ftpsState Disabled
+# turns FTP off there.
+FLEX_REFUSED = {"ftpsState", "linuxFxVersion", "FUNCTIONS_WORKER_RUNTIME"}
+FLEX_DEPRECATED = {
+    # site properties (properties.* and properties.siteConfig.*); the table's properties.isReserved is the site's
+    # `reserved` (the plan's `reserved: true`, which makes it Linux, is another resource's and stays)
+    "reserved",
     "alwaysOn",
     "use32BitWorkerProcess",
-    "FUNCTIONS_WORKER_RUNTIME",
+    "isXenon",
+    "windowsFxVersion",
+    "preWarmedInstanceCount",
+    "functionAppScaleLimit",
+    "containerSize",
+    "javaVersion",
+    "powerShellVersion",
+    "netFrameworkVersion",
+    # app settings
     "FUNCTIONS_EXTENSION_VERSION",
-    "WEBSITE_RUN_FROM_PACKAGE",
-    "WEBSITE_CONTENTSHARE",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "WEBSITE_NODE_DEFAULT_VERSION",
     "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
 }
+FLEX_REJECTED = FLEX_REFUSED | FLEX_DEPRECATED
+# Elastic Premium runs a Linux custom handler only with these (and FTP off with ftpsState): the check also proves
+# that Premium still gets them.
+PREMIUM_REQUIRED = {"ftpsState", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"}
 
 
 @pytest.fixture()
@@ -153,6 +184,110 @@ def test_start_time_values_are_not_flagged(infra_copy):
     assert all_violations(infra_copy / "bicep") == []
 
 
+def test_detects_the_id_of_an_existing_resource_bicep_inlines(infra_copy):
+    # An existing resource named from a module output is inlined: its id (and its name) are known only while
+    # deploying, though a plain existing resource's are known at the start (the rule used to miss this).
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "var alertReceivers = ",
+        "resource topicByOutput 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {\n"
+        "  name: eventGrid.outputs.topicName\n"
+        "  resource sub 'eventSubscriptions' existing = {\n"
+        "    name: 'literal'\n"
+        "  }\n"
+        "}\n"
+        "output mutatedIds array = [for x in [topicByOutput.id]: x]\n"
+        "output mutatedNames array = [for x in [topicByOutput.name]: x]\n"
+        "output mutatedChildIds array = [for x in [topicByOutput::sub.id]: x]\n"
+        "output okChild array = [for x in ['${topicByOutput::sub.name}${topicByOutput.type}${topicByOutput.apiVersion}']: x]\n"
+        "var alertReceivers = ",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert any("resource topicByOutput.id (an existing resource Bicep inlines)" in v for v in found), found
+    assert any("resource topicByOutput.name (an existing resource Bicep inlines)" in v for v in found), found
+    assert any("resource sub.id (an existing resource Bicep inlines)" in v for v in found), found
+    # Exactly those three: the child's literal name, type and apiVersion stay readable, as in Bicep.
+    assert len(found) == 3, found
+
+
+def test_inlining_passes_from_one_existing_resource_to_the_next(infra_copy):
+    # An existing resource named after an inlined one's name is inlined too (InlineDependencyVisitor visits the
+    # resource whose name it reads), though its own parent is not.
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "var alertReceivers = ",
+        "resource topicByOutput 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {\n"
+        "  name: eventGrid.outputs.topicName\n"
+        "}\n"
+        "resource sameName 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {\n"
+        "  name: topicByOutput.name\n"
+        "}\n"
+        "output mutatedIds array = [for x in [sameName.id]: x]\n"
+        "var alertReceivers = ",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert any("resource sameName.id (an existing resource Bicep inlines)" in v for v in found), found
+
+
+def test_existing_resources_read_like_deployed_ones(infra_copy):
+    # The other direction: Bicep reads id, name, type and apiVersion of a plain existing resource (and of its
+    # nested children) at the start; location, sku, tags and properties of any resource, never.
+    handler = infra_copy / "bicep" / "modules" / "handler.bicep"
+    edit(
+        handler,
+        "var packageContainerName = 'package'",
+        "var packageContainerName = 'package'\n"
+        "output okExisting array = [for x in ['${state.id}${state.name}${state.type}${state.apiVersion}${state::blob::locks.id}${insights.id}']: x]\n"
+        "output notLocation array = [for x in [hostStorage.location]: x]\n"
+        "output notTags array = [for x in items(insights.tags): x]",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert sorted(v.split(": ", 1)[1] for v in found) == [
+        "for-expression reads resource hostStorage.location: known only while deploying",
+        "for-expression reads resource insights.tags: known only while deploying",
+    ], found
+
+
+def test_detects_a_runtime_value_in_a_property_that_must_be_constant(infra_copy):
+    # BCP120: a deployed resource's name, location, tags, identity, scope... and a module's name and scope are
+    # written into the deployment plan, so they are known at the start. The topic once read its location from the
+    # existing vault, which Bicep refuses (only id, name, type and apiVersion of the vault are known then).
+    edit(infra_copy / "bicep" / "modules" / "eventgrid.bicep", "  location: location\n", "  location: vault.location\n")
+    handler = infra_copy / "bicep" / "modules" / "handler.bicep"
+    edit(handler, "  name: '${appName}-plan'\n", "  name: '${appName}-${identity.properties.clientId}'\n")
+    edit(handler, "  name: '${appName}-vault'\n", "  name: '${appName}-${insights.properties.AppId}'\n")
+    found = all_violations(infra_copy / "bicep")
+    assert "modules/eventgrid.bicep:" in str(found), found
+    assert any("location of resource topic reads resource vault.location" in v for v in found), found
+    assert any("name of resource plan reads resource identity.properties" in v for v in found), found
+    assert any("name of module vaultAccess reads resource insights.properties" in v for v in found), found
+
+
+def test_a_scope_may_be_a_whole_resource_unless_bicep_inlines_it(infra_copy):
+    # scope: hostStorage is how a role assignment names its scope; an existing resource named from a module output
+    # is inlined, and Bicep refuses it there.
+    edit(
+        infra_copy / "bicep" / "main.bicep",
+        "var alertReceivers = ",
+        "resource topicByOutput 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {\n"
+        "  name: eventGrid.outputs.topicName\n"
+        "}\n"
+        "resource mutatedLock 'Microsoft.Authorization/locks@2020-05-01' = {\n"
+        "  name: 'keyturn-lock'\n"
+        "  scope: topicByOutput\n"
+        "  properties: {\n"
+        "    level: 'CanNotDelete'\n"
+        "  }\n"
+        "}\n"
+        "var alertReceivers = ",
+    )
+    found = all_violations(infra_copy / "bicep")
+    assert [v.split(": ", 1)[1] for v in found] == [
+        "scope of resource mutatedLock reads resource topicByOutput (an existing resource Bicep inlines): "
+        "known only while deploying"
+    ], found
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Flex-only and Premium-only properties
 
@@ -183,13 +318,17 @@ def bicep_flex_problems(handler_bicep: Path) -> list[str]:
     doc = BicepParser().parse(text=handler_bicep.read_text())
     res, variables = doc["resources"], doc["variables"]
     problems = []
-    keys = bicep_keys(res["app"]["config"]["properties"]["siteConfig"], variables)
+    # Every key under the site's properties (siteConfig and the top level) and the appsettings child.
+    keys = bicep_keys(res["app"]["config"]["properties"], variables)
     bicep_keys(res["appSettings"]["config"]["properties"], variables, out=keys)
-    for key in sorted(FLEX_REJECTED & set(keys)):
-        if keys[key] != {True}:
+    lowered = {k.lower(): v for k, v in keys.items()}
+    # Site property names are matched without case: ARM compares them so (the RP's error says LinuxFxVersion).
+    for key in sorted(FLEX_REJECTED):
+        if key.lower() in lowered and lowered[key.lower()] != {True}:
             problems.append(f"{key} is set on Flex Consumption too")
-    if keys.get("ftpsState") != {True}:
-        problems.append("ftpsState Disabled is not set on Elastic Premium")
+    for key in sorted(PREMIUM_REQUIRED):
+        if lowered.get(key.lower()) != {True}:
+            problems.append(f"{key} is not set on Elastic Premium")
     # Flex-only: functionAppConfig (runtime, deployment container, scale) exists on Flex Consumption alone.
     config = res["app"]["config"]["properties"].get("functionAppConfig", {})
     op = config.get("operator", {}) if isinstance(config, dict) else {}
@@ -210,6 +349,11 @@ def terraform_flex_problems(handlers_tf: Path) -> list[str]:
     app = doc["resource"]
     (site,) = [b["azapi_resource"]["function_app"] for b in app if "function_app" in b.get("azapi_resource", {})]
     # bc-python-hcl2 renders expressions back as text with its own spacing: compare without whitespace.
+    # Site properties outside siteConfig (containerSize, reserved...): only as `local.is_flex ? null : ...`.
+    for key, value in site["body"][0]["properties"].items():
+        if key.lower() in {k.lower() for k in FLEX_REJECTED}:
+            if not re.sub(r"\s+", "", str(value)).startswith("${local.is_flex?null:"):
+                problems.append(f"site property {key} is given to Flex Consumption too")
     site_config = re.sub(r"\s+", "", str(site["body"][0]["properties"]["siteConfig"]))
     if "fork,vinlocal.premium_only_site_config:k=>vif!local.is_flex" not in site_config:
         problems.append("the site does not add premium_only_site_config on Premium only")
@@ -222,8 +366,16 @@ def terraform_flex_problems(handlers_tf: Path) -> list[str]:
     unguarded = settings
     for part in guarded:
         unguarded = unguarded.replace(part, "")
-    for key in sorted(k for k in FLEX_REJECTED if k in unguarded):
+    def sets(key: str, text: str) -> bool:
+        # The key as a whole name (bc-python-hcl2 renders it 'KEY': or KEY=): WEBSITE_RUN_FROM_PACKAGE is not
+        # WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID.
+        return re.search(rf"(?<![A-Za-z0-9_]){key}'?[:=]", text) is not None
+
+    for key in sorted(k for k in FLEX_REJECTED if sets(k, unguarded)):
         problems.append(f"app setting {key} is given to Flex Consumption too")
+    for key in sorted(PREMIUM_REQUIRED - {"ftpsState"}):
+        if not any(sets(key, part) for part in guarded):
+            problems.append(f"app setting {key} is not given to Elastic Premium")
     return problems
 
 
@@ -260,6 +412,42 @@ def test_detects_the_worker_runtime_given_to_flex(infra_copy):
     )
     problems = terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
     assert any("FUNCTIONS_EXTENSION_VERSION" in p for p in problems), problems
+
+
+def test_detects_a_deprecated_site_property_given_to_flex(infra_copy):
+    # Deprecated rather than refused (the platform ignores it), but it says something untrue about the app.
+    edit(infra_copy / "bicep" / "modules" / "handler.bicep", "  http20Enabled: true\n}", "  http20Enabled: true\n  alwaysOn: true\n}")
+    edit(infra_copy / "bicep" / "modules" / "handler.bicep", "    clientCertEnabled: false\n", "    clientCertEnabled: false\n    containerSize: 1536\n")
+    edit(
+        infra_copy / "terraform" / "handlers.tf",
+        '    http20Enabled    = true\n  }',
+        '    http20Enabled    = true\n    use32BitWorkerProcess = false\n  }',
+    )
+    problems = bicep_flex_problems(infra_copy / "bicep" / "modules" / "handler.bicep")
+    assert "alwaysOn is set on Flex Consumption too" in problems, problems
+    assert "containerSize is set on Flex Consumption too" in problems, problems
+    edit(infra_copy / "terraform" / "handlers.tf", "      serverFarmId              = ", "      containerSize             = 1536\n      serverFarmId              = ")
+    problems = terraform_flex_problems(infra_copy / "terraform" / "handlers.tf")
+    assert "use32BitWorkerProcess is in site_config, which Flex Consumption gets too" in problems, problems
+    assert "site property containerSize is given to Flex Consumption too" in problems, problems
+
+
+def test_detects_premium_without_its_package_setting(infra_copy):
+    # The other direction: moving a setting off Flex must not drop it from Premium, which needs it to run.
+    edit(
+        infra_copy / "bicep" / "modules" / "handler.bicep",
+        "    WEBSITE_RUN_FROM_PACKAGE: '${hostStorage.properties.primaryEndpoints.blob}${packageContainer.name}/${handler}.zip'\n",
+        "",
+    )
+    text = (infra_copy / "terraform" / "handlers.tf").read_text()
+    line = next(l for l in text.splitlines(keepends=True) if l.strip().startswith("WEBSITE_RUN_FROM_PACKAGE "))
+    (infra_copy / "terraform" / "handlers.tf").write_text(text.replace(line, ""))
+    assert "WEBSITE_RUN_FROM_PACKAGE is not set on Elastic Premium" in bicep_flex_problems(
+        infra_copy / "bicep" / "modules" / "handler.bicep"
+    )
+    assert "app setting WEBSITE_RUN_FROM_PACKAGE is not given to Elastic Premium" in terraform_flex_problems(
+        infra_copy / "terraform" / "handlers.tf"
+    )
 
 
 def test_detects_flex_config_given_to_premium(infra_copy):

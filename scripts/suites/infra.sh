@@ -65,7 +65,9 @@ done
 
 step "infra: bicep rules, role matrix, parity, azd (pytest)"
 pytest_status=0
-"$py" -m pytest infra/tests -q -p no:cacheprovider || pytest_status=$?
+# --basetemp in this run's own directory: pytest's default (/tmp/pytest-of-<user>) is shared with every other
+# pytest on the machine, and each run deletes the older runs' directories, also those another run still uses.
+"$py" -m pytest infra/tests -q -p no:cacheprovider --basetemp "$report/pytest" || pytest_status=$?
 case $pytest_status in
   0) ;;
   5) die "infra: pytest collected no tests in infra/tests" ;;

@@ -5,6 +5,9 @@
 @description('Name of the monitored vault (in this deployment\'s resource group).')
 param vaultName string
 
+@description('Region of the vault (a system topic is in its source\'s region). main.bicep reads it from the vault: the topic\'s location must be known at the start of the deployment, which vault.location read here is not (BCP120).')
+param location string
+
 @description('Name of the system topic. A vault can have only one system topic.')
 param topicName string
 
@@ -23,7 +26,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
 resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: topicName
-  location: vault.location
+  location: location
   tags: tags
   identity: {
     type: 'UserAssigned'

@@ -202,8 +202,9 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-// siteConfig: Flex Consumption rejects ftpsState (and the runtime settings Elastic Premium needs), so the
-// Premium-only properties are added only on Premium. infra/tests/test_bicep_rules.py keeps them apart.
+// siteConfig: Flex Consumption refuses ftpsState and linuxFxVersion (and deprecates alwaysOn,
+// use32BitWorkerProcess and the other properties infra/README.md lists), so the Premium-only properties are added
+// only on Premium. infra/tests/test_bicep_rules.py keeps them apart.
 var siteConfig = {
   minTlsVersion: '1.2'
   scmMinTlsVersion: '1.2'
@@ -303,7 +304,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
     AZURE_CLIENT_ID: identity.properties.clientId
   }, isFlex ? {} : {
-    // Elastic Premium needs the runtime settings Flex rejects, and runs from the package blob read with the
+    // Elastic Premium needs the runtime settings Flex refuses or ignores, and runs from the package blob read with the
     // app's identity (no Azure Files content share: that would need shared keys).
     FUNCTIONS_WORKER_RUNTIME: 'custom'
     FUNCTIONS_EXTENSION_VERSION: '~4'
