@@ -1,0 +1,30 @@
+//! The scheduled sweep's own logic, apart from any I/O but its state: which expiry thresholds are due for an
+//! object version and how urgent each is, the durable record that each threshold fires once per version, the
+//! rotation-window tag, and the grouping of notices into digests. The `sweep` handler (a timer-triggered
+//! function) wires these to the typed core's plan, the vault and the notifier.
+//!
+//! # Layout
+//! - [`object`]: [`ObjectVersion`], the one object version a threshold, a notice or a page is about.
+//! - [`thresholds`]: the `KeyturnThresholds` tag and the deployment default, [`Thresholds::due`], and
+//!   [`Escalation`]: info → warning → critical as expiry nears.
+//! - [`state`]: [`ThresholdStore`], claiming a threshold once per object version across sweeps, restarts and
+//!   concurrent sweeps; [`MemoryThresholdStore`] for unit tests.
+//! - [`blob_state`]: [`BlobThresholdStore`], the same over blobs with conditional writes (ETags), in the
+//!   function app's storage account.
+//! - [`window`]: the `KeyturnRotationWindow` tag's grammar, [`RotationWindows::is_open`] and
+//!   [`RotationWindows::next_open`].
+//! - [`digest`]: notices grouped by vault, kind and threshold, at most 100 objects per message.
+
+pub mod blob_state;
+pub mod digest;
+pub mod object;
+pub mod state;
+pub mod thresholds;
+pub mod window;
+
+pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
+pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
+pub use object::ObjectVersion;
+pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore};
+pub use thresholds::{DEFAULT_THRESHOLDS, Due, Escalation, THRESHOLDS_TAG, ThresholdError, Thresholds};
+pub use window::{ROTATION_WINDOW_TAG, RotationWindows, WindowError};
