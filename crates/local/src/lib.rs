@@ -17,6 +17,7 @@
 //!   handler process started with Lambda's environment.
 //! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
 //!   [`identity`].
+//! - [`paging`]: PagerDuty Events API v2 and Opsgenie Alert API receivers, following the vendors' contracts.
 
 pub mod arm;
 pub mod clock;
@@ -26,5 +27,6 @@ pub mod identity;
 pub mod keyvault;
 pub mod lambda;
 pub mod management;
+pub mod paging;
 pub mod stack;
 pub mod tls;
