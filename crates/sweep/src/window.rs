@@ -113,6 +113,8 @@ impl RotationWindows {
             let (day_part, time_part) = segment.split_at(time_at);
             let day_part = day_part.trim();
             let mut day_items: Vec<&str> = std::mem::take(&mut pending_days);
+            // "Mon - Fri" is the range Mon-Fri, however it is spaced.
+            let day_part = day_part.split('-').map(str::trim).collect::<Vec<_>>().join("-");
             day_items.extend(day_part.split_whitespace());
             let days = parse_days(&day_items).map_err(|reason| err(segment, reason))?;
             let (start, end, zone) = parse_times(time_part).map_err(|reason| err(segment, reason))?;
@@ -304,6 +306,7 @@ mod tests {
         assert_eq!(open_days("Tue, thursday sat 01:00-02:00"), [f, t, f, t, f, t, f]);
         assert_eq!(open_days("01:00-02:00"), [t; 7]);
         assert_eq!(open_days("Daily 00:00-24:00"), [t; 7]);
+        assert_eq!(open_days("Sat - Sun 01:00 - 02:00 UTC"), [f, f, f, f, f, t, t]);
         let all_day = RotationWindows::parse("Wed 00:00-24:00").unwrap();
         assert!(all_day.is_open(at("2026-12-02T00:00:00Z")) && all_day.is_open(at("2026-12-02T23:59:59Z")));
         assert!(!all_day.is_open(at("2026-12-03T00:00:00Z")));
@@ -342,6 +345,25 @@ mod tests {
         }
         assert_eq!(RotationWindows::for_object(None).unwrap(), None);
         assert_eq!(RotationWindows::for_object(Some(" ")).unwrap(), None);
+    }
+
+    /// The examples docs/policy-tags.md gives, with what it says about them.
+    #[test]
+    fn the_documented_examples_mean_what_the_docs_say() {
+        let weekday_nights = RotationWindows::parse("Mon-Fri 22:00-02:00 +01:00").unwrap();
+        assert!(weekday_nights.is_open(at("2026-12-04T21:00:00Z")), "Friday 22:00 at +01:00");
+        assert!(weekday_nights.is_open(at("2026-12-05T00:59:00Z")), "Friday's runs into Saturday");
+        assert!(!weekday_nights.is_open(at("2026-12-05T21:30:00Z")), "not Saturday night");
+        let two = RotationWindows::parse("Tue,Thu 03:00-05:00; Sun 00:00-24:00").unwrap();
+        assert!(two.is_open(at("2026-12-03T04:00:00Z")) && two.is_open(at("2026-12-06T23:59:00Z")));
+        let offset = RotationWindows::parse("01:00-03:00 UTC-05:00").unwrap();
+        assert!(offset.is_open(at("2026-12-02T06:00:00Z")) && !offset.is_open(at("2026-12-02T08:00:00Z")));
+        let midnight = RotationWindows::parse("Sun 23:00-01:00").unwrap();
+        assert!(midnight.is_open(at("2026-12-07T00:30:00Z")), "open until 01:00 on Monday");
+        assert_eq!(
+            RotationWindows::parse("Sat 25:00-04:00").unwrap_err().to_string(),
+            "KeyturnRotationWindow='Sat 25:00-04:00': '25:00' is not a time of day (H:MM or HH:MM, 00:00 to 24:00)"
+        );
     }
 
     /// An independent oracle: the set of open minutes of the week, built by walking each window minute by
