@@ -25,6 +25,6 @@ pub mod window;
 pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
 pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
 pub use object::ObjectVersion;
-pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore};
+pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore, claim_due};
 pub use thresholds::{DEFAULT_THRESHOLDS, Due, Escalation, THRESHOLDS_TAG, ThresholdError, Thresholds};
 pub use window::{ROTATION_WINDOW_TAG, RotationWindows, WindowError};

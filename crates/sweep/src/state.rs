@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 
 use crate::object::ObjectVersion;
+use crate::thresholds::{Due, Escalation, Thresholds};
 
 /// How long a claim holds before another sweep may take it over: longer than any function invocation
 /// (the Consumption plan's longest `functionTimeout` is 10 minutes), so a live sweep never loses its claim.
@@ -101,6 +102,26 @@ pub trait ThresholdStore: Send + Sync + fmt::Debug {
     /// Gives a claim back (its notice was not delivered), so a later sweep claims it again. A claim that
     /// another sweep took over meanwhile is left alone.
     fn release<'a>(&'a self, token: &'a ClaimToken) -> BoxFuture<'a, Result<(), StateError>>;
+}
+
+/// The threshold due for one object version at `now`, claimed for the sweep `sweep_id`: `Some` when this
+/// sweep must send its notice (then [`ThresholdStore::complete`] or [`ThresholdStore::release`] the token);
+/// `None` when no threshold is due, or it fired already, or another sweep is sending it.
+pub async fn claim_due(
+    store: &dyn ThresholdStore,
+    object: &ObjectVersion,
+    expires: DateTime<Utc>,
+    thresholds: &Thresholds,
+    escalation: &Escalation,
+    sweep_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(Due, ClaimToken)>, StateError> {
+    let Some(due) = thresholds.due(expires, now, escalation) else { return Ok(None) };
+    let key = ThresholdKey::new(object.clone(), due.threshold);
+    match store.claim(&key, sweep_id, now).await? {
+        Claim::Claimed(token) => Ok(Some((due, token))),
+        Claim::AlreadyFired { .. } | Claim::InProgress { .. } => Ok(None),
+    }
 }
 
 /// A record's two states, as stored.
@@ -230,6 +251,67 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    /// Months of sweeps every six hours, two at a time, over objects that get rotated, with deliveries that
+    /// sometimes fail: every threshold notice goes out once per object version, in order, and an object
+    /// that expires always gets its expiry notice.
+    #[tokio::test]
+    async fn over_months_of_overlapping_sweeps_each_threshold_fires_once_per_version() {
+        use std::collections::HashMap;
+        let mut rng = fastrand::Rng::with_seed(12);
+        let store = MemoryThresholdStore::default();
+        let escalation = Escalation::default();
+        let start = t0();
+        /// (name, current version, expiry, thresholds, rotated at)
+        type Simulated = (String, u32, DateTime<Utc>, Thresholds, Option<DateTime<Utc>>);
+        let mut objects: Vec<Simulated> = (0..40)
+            .map(|i| {
+                let thresholds =
+                    if i % 3 == 0 { Thresholds::parse("45,10,2,0", "test").unwrap() } else { Thresholds::default() };
+                let expires = start + Duration::hours(rng.i64(24 * 5..24 * 100));
+                let rotate = (i % 4 == 0).then(|| expires - Duration::days(rng.i64(1..20)));
+                (format!("secret-{i}"), 1, expires, thresholds, rotate)
+            })
+            .collect();
+        let mut sent: HashMap<(String, u32), Vec<u32>> = HashMap::new();
+        let mut now = start;
+        while now < start + Duration::days(130) {
+            for (name, version, expires, thresholds, rotate) in objects.iter_mut() {
+                if rotate.is_some_and(|at| now >= at) {
+                    *version += 1;
+                    *expires = now + Duration::days(90);
+                    *rotate = None;
+                }
+                let object = ObjectVersion::new("kv1", ObjectKind::Secret, name, &format!("v{version}"));
+                // Two sweeps at once: both claim before either finishes.
+                let a = claim_due(&store, &object, *expires, thresholds, &escalation, "a", now).await.unwrap();
+                let b = claim_due(&store, &object, *expires, thresholds, &escalation, "b", now).await.unwrap();
+                assert!(a.is_none() || b.is_none(), "two sweeps claimed {object} at {now}");
+                for (due, token) in a.into_iter().chain(b) {
+                    if rng.u8(0..10) == 0 {
+                        store.release(&token).await.unwrap(); // the channel was down
+                        continue;
+                    }
+                    store.complete(&token, now).await.unwrap();
+                    sent.entry((name.clone(), *version)).or_default().push(due.threshold);
+                }
+            }
+            now += Duration::hours(6);
+        }
+        for ((name, version), thresholds) in &sent {
+            let mut sorted = thresholds.clone();
+            sorted.sort_unstable_by(|x, y| y.cmp(x));
+            sorted.dedup();
+            assert_eq!(&sorted, thresholds, "{name} v{version}: each once, largest first");
+        }
+        for (name, version, _, _, _) in &objects {
+            if *version == 1 {
+                // Never rotated and long expired by the end: its expiry notice went out exactly once.
+                assert_eq!(sent[&(name.clone(), 1)].last(), Some(&0), "{name}");
+            }
+        }
+        assert!(sent.keys().any(|(_, v)| *v == 2), "rotated objects start again from their new version");
     }
 
     #[tokio::test]

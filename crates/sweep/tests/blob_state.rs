@@ -16,7 +16,10 @@ use azure_core::http::{ClientOptions, Transport, Url};
 use chrono::{DateTime, Duration, Utc};
 use keyturn_events::ObjectKind;
 use keyturn_local::identity::TokenRegistry;
-use keyturn_sweep::{BlobThresholdStore, Claim, ObjectVersion, StateError, ThresholdKey, ThresholdStore};
+use keyturn_sweep::{
+    BlobThresholdStore, Claim, Escalation, ObjectVersion, StateError, ThresholdKey, ThresholdStore, Thresholds,
+    claim_due,
+};
 use tokio::sync::Barrier;
 
 const MISSING: &str = "run ./scripts/test, which starts Azurite \
@@ -215,4 +218,69 @@ async fn a_stale_claim_is_taken_over_by_exactly_one_sweep() {
     // The dead sweep, coming back, cannot mark them fired.
     let error = dead.complete(&dead_tokens[0], later).await.unwrap_err();
     assert!(matches!(error, StateError::ClaimLost { .. }), "{error}");
+}
+
+/// Three sweep instances at once, once a day for ten weeks, restarted halfway (new stores, nothing kept in
+/// memory): every object version gets each threshold's notice exactly once, namely every threshold that was
+/// the most recently crossed one on some day, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn daily_concurrent_sweeps_with_a_restart_send_each_threshold_exactly_once() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let azurite = Azurite::new();
+    let thresholds = Arc::new(Thresholds::default());
+    let escalation = Escalation::default();
+    let objects: Arc<Vec<(ObjectVersion, DateTime<Utc>)>> = Arc::new(
+        [3, 9, 20, 33, 47, 61, 66]
+            .iter()
+            .map(|&days| {
+                let object = ObjectVersion::new("kv1", ObjectKind::Certificate, &format!("cert-{days}"), "0a1b2c");
+                (object, t0() + Duration::days(days) + Duration::hours(5))
+            })
+            .collect(),
+    );
+    let mut expected: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut sent: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut stores: Vec<Arc<BlobThresholdStore>> = (0..3).map(|_| Arc::new(azurite.store())).collect();
+    for day in 0..70 {
+        if day == 35 {
+            stores = (0..3).map(|_| Arc::new(azurite.store())).collect();
+        }
+        let now = t0() + Duration::days(day);
+        for (object, expires) in objects.iter() {
+            if let Some(due) = thresholds.due(*expires, now, &escalation) {
+                expected.entry(object.path()).or_default().insert(due.threshold);
+            }
+        }
+        let mut tasks = Vec::new();
+        for (i, store) in stores.iter().enumerate() {
+            let (store, objects, thresholds) = (store.clone(), objects.clone(), thresholds.clone());
+            tasks.push(tokio::spawn(async move {
+                let sweep = format!("day{day}-sweep{i}");
+                let mut fired = Vec::new();
+                for (object, expires) in objects.iter() {
+                    let claimed = claim_due(store.as_ref(), object, *expires, &thresholds, &escalation, &sweep, now)
+                        .await
+                        .unwrap();
+                    if let Some((due, token)) = claimed {
+                        store.complete(&token, now).await.unwrap();
+                        fired.push((object.path(), due.threshold));
+                    }
+                }
+                fired
+            }));
+        }
+        for task in tasks {
+            for (path, threshold) in task.await.unwrap() {
+                sent.entry(path).or_default().push(threshold);
+            }
+        }
+    }
+    for (path, thresholds) in &sent {
+        let once: BTreeSet<u32> = thresholds.iter().copied().collect();
+        assert_eq!(once.len(), thresholds.len(), "{path}: a threshold fired twice: {thresholds:?}");
+    }
+    let sent: BTreeMap<String, BTreeSet<u32>> =
+        sent.into_iter().map(|(path, thresholds)| (path, thresholds.into_iter().collect())).collect();
+    assert_eq!(sent, expected);
+    assert_eq!(sent["kv1/certificate/cert-66/0a1b2c"], BTreeSet::from([0, 1, 3, 7, 14, 30, 60]));
 }
