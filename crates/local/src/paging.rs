@@ -18,11 +18,13 @@
 //!   processed asynchronously (the request's status says whether the alert existed).
 //!
 //! Where a vendor documents a limit but not its answer to a request over it, the receiver refuses (400 or
-//! 422): like the rest of the local stack it is never kinder than the service. Both listen on plain HTTP on
-//! 127.0.0.1 (the notify crate accepts `pagerduty+http://` and `opsgenie+http://` for loopback only). The
-//! keys they see are test values, but they are still never logged.
+//! 422): like the rest of the local stack it is never kinder than the service. Both listen on 127.0.0.1,
+//! over plain HTTP (`start`; the notify crate accepts `pagerduty+http://` and `opsgenie+http://` for
+//! loopback only) or over HTTPS with a fresh local CA (`start_https`), as the real services are called.
+//! The keys they see are test values, but they are still never logged.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -33,6 +35,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::keyvault::server::{self, HttpResponse, ServerHandle};
+use crate::tls::{LocalCa, TlsError};
 
 /// PagerDuty's body limit.
 pub const PAGERDUTY_MAX_BODY: usize = 512 * 1024;
@@ -54,6 +57,41 @@ const READ_LIMIT: usize = 2 * PAGERDUTY_MAX_BODY;
 pub enum PagingError {
     #[error("binding the paging receiver on 127.0.0.1 failed: {0}")]
     Bind(std::io::Error),
+    #[error("creating the paging receiver's CA directory {path}: {source}")]
+    CaDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A bound listener: its base URL, and the TLS acceptor and CA when it speaks HTTPS.
+struct Bound {
+    listener: TcpListener,
+    url: String,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    ca: Option<LocalCa>,
+}
+
+/// Binds 127.0.0.1 on a port the OS picks; with `ca_dir`, generates a CA there and serves HTTPS.
+async fn bind(ca_dir: Option<&Path>) -> Result<Bound, PagingError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(PagingError::Bind)?;
+    let port = listener.local_addr().map_err(PagingError::Bind)?.port();
+    match ca_dir {
+        None => Ok(Bound { listener, url: format!("http://127.0.0.1:{port}"), acceptor: None, ca: None }),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| PagingError::CaDir { path: dir.to_owned(), source })?;
+            let ca = LocalCa::generate(dir, &[])?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+            Ok(Bound { listener, url: format!("https://127.0.0.1:{port}"), acceptor: Some(acceptor), ca: Some(ca) })
+        }
+    }
+}
+
+/// The channel URL keyturn is configured with: `<vendor>://` over HTTPS, `<vendor>+http://` over HTTP.
+fn channel_url(vendor: &str, url: &str, key: &str) -> String {
+    match url.strip_prefix("https://") {
+        Some(host) => format!("{vendor}://{key}@{host}"),
+        None => format!("{vendor}+http://{key}@{}", url.trim_start_matches("http://")),
+    }
 }
 
 /// Answers chosen by the test for the next requests, before any validation.
@@ -152,30 +190,44 @@ struct PdState {
 #[derive(Debug)]
 pub struct PagerDutyReceiver {
     url: String,
+    ca: Option<LocalCa>,
     state: Arc<Mutex<PdState>>,
     server: Option<ServerHandle>,
 }
 
 impl PagerDutyReceiver {
+    /// A receiver over plain HTTP.
     pub async fn start() -> Result<Self, PagingError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(PagingError::Bind)?;
-        let addr = listener.local_addr().map_err(PagingError::Bind)?;
-        let state = Arc::new(Mutex::new(PdState::default()));
-        let shared = state.clone();
-        let server = server::spawn(listener, None, move |req| pagerduty(shared.clone(), req));
-        let url = format!("http://127.0.0.1:{}", addr.port());
-        tracing::info!(%url, "PagerDuty receiver listening");
-        Ok(Self { url, state, server: Some(server) })
+        Self::serve(bind(None).await?)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// A receiver over HTTPS, with a CA generated in `ca_dir` (created if missing; [`Self::ca_pem`] is what
+    /// clients trust).
+    pub async fn start_https(ca_dir: &Path) -> Result<Self, PagingError> {
+        Self::serve(bind(Some(ca_dir)).await?)
+    }
+
+    fn serve(bound: Bound) -> Result<Self, PagingError> {
+        let state = Arc::new(Mutex::new(PdState::default()));
+        let shared = state.clone();
+        let server = server::spawn(bound.listener, bound.acceptor, move |req| pagerduty(shared.clone(), req));
+        tracing::info!(url = %bound.url, "PagerDuty receiver listening");
+        Ok(Self { url: bound.url, ca: bound.ca, state, server: Some(server) })
+    }
+
+    /// `http://127.0.0.1:<port>` or `https://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The CA certificate (PEM) of an HTTPS receiver.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(LocalCa::ca_pem)
+    }
+
     /// The keyturn channel URL for an integration with `routing_key`.
     pub fn channel_url(&self, routing_key: &str) -> String {
-        format!("pagerduty+http://{routing_key}@{}", self.url.trim_start_matches("http://"))
+        channel_url("pagerduty", &self.url, routing_key)
     }
 
     /// The next `n` requests are answered 429, as PagerDuty throttles.
@@ -382,30 +434,42 @@ struct OgState {
 #[derive(Debug)]
 pub struct OpsgenieReceiver {
     url: String,
+    ca: Option<LocalCa>,
     state: Arc<Mutex<OgState>>,
     server: Option<ServerHandle>,
 }
 
 impl OpsgenieReceiver {
-    /// A receiver that accepts the API keys `keys` (any other is answered 401).
+    /// A receiver over plain HTTP that accepts the API keys `keys` (any other is answered 401).
     pub async fn start(keys: Vec<String>) -> Result<Self, PagingError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(PagingError::Bind)?;
-        let addr = listener.local_addr().map_err(PagingError::Bind)?;
+        Self::serve(bind(None).await?, keys)
+    }
+
+    /// The same over HTTPS, with a CA generated in `ca_dir`.
+    pub async fn start_https(keys: Vec<String>, ca_dir: &Path) -> Result<Self, PagingError> {
+        Self::serve(bind(Some(ca_dir)).await?, keys)
+    }
+
+    fn serve(bound: Bound, keys: Vec<String>) -> Result<Self, PagingError> {
         let state = Arc::new(Mutex::new(OgState { keys, ..OgState::default() }));
         let shared = state.clone();
-        let server = server::spawn(listener, None, move |req| opsgenie(shared.clone(), req));
-        let url = format!("http://127.0.0.1:{}", addr.port());
-        tracing::info!(%url, "Opsgenie receiver listening");
-        Ok(Self { url, state, server: Some(server) })
+        let server = server::spawn(bound.listener, bound.acceptor, move |req| opsgenie(shared.clone(), req));
+        tracing::info!(url = %bound.url, "Opsgenie receiver listening");
+        Ok(Self { url: bound.url, ca: bound.ca, state, server: Some(server) })
     }
 
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The CA certificate (PEM) of an HTTPS receiver.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(LocalCa::ca_pem)
+    }
+
     /// The keyturn channel URL for `api_key`.
     pub fn channel_url(&self, api_key: &str) -> String {
-        format!("opsgenie+http://{api_key}@{}", self.url.trim_start_matches("http://"))
+        channel_url("opsgenie", &self.url, api_key)
     }
 
     /// The next `n` requests are answered 429, as Opsgenie's rate limiter does.

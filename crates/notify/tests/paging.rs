@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use keyturn_events::Event;
 use keyturn_local::paging::{OpsgenieReceiver, PagerDutyReceiver};
-use keyturn_notify::{Action, ChannelKind, FailureKind, Notification, Notifier, alert_key};
+use keyturn_notify::{Action, ChannelKind, FailureKind, Notification, Notifier, NotifierOptions, alert_key};
 use tokio::time::timeout;
 
 const ROUTING_KEY: &str = "R0utingKeyR0utingKeyR0utingKey12";
@@ -213,6 +213,41 @@ async fn a_critical_only_pager_hears_nothing_below_critical() {
         let key = alert_key(&expired("x"));
         assert_eq!(og.alerts()[&key].priority, "P1");
         assert_eq!(pd.alerts(ROUTING_KEY)[&key].severity, "critical");
+    })
+    .await
+    .unwrap();
+}
+
+/// The production schemes, `pagerduty://` and `opsgenie://`, speak HTTPS: both receivers behind a local CA
+/// the notifier is told to trust.
+#[tokio::test]
+async fn the_https_schemes_page_over_tls() {
+    timeout(TEST_TIMEOUT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let pd = PagerDutyReceiver::start_https(&dir.path().join("pd")).await;
+        let og = OpsgenieReceiver::start_https(vec![GENIE_KEY.into()], &dir.path().join("og")).await;
+        let (pd, og) = match (pd, og) {
+            (Ok(pd), Ok(og)) => (pd, og),
+            (pd, og) => panic!("receivers: {:?} {:?}", pd.err(), og.err()),
+        };
+        let list = format!("{} {}", pd.channel_url(ROUTING_KEY), og.channel_url(GENIE_KEY));
+        assert!(list.starts_with("pagerduty://") && list.contains(" opsgenie://"), "{list}");
+        let roots = format!("{}{}", pd.ca_pem().unwrap(), og.ca_pem().unwrap());
+        let options = NotifierOptions { extra_roots_pem: Some(roots.into_bytes()), ..NotifierOptions::default() };
+        let notifier = Notifier::new(&list, options).unwrap();
+        let endpoints: Vec<&str> = notifier.channels().map(|c| c.endpoint()).collect();
+        assert!(endpoints[0].starts_with("pagerduty+https://127.0.0.1:"), "{endpoints:?}");
+        assert!(endpoints[1].starts_with("opsgenie+https://127.0.0.1:"), "{endpoints:?}");
+        let n = expired("evt-tls");
+        assert_eq!(notifier.send(&n).await.unwrap().sent.len(), 2);
+        assert_eq!(pd.alerts(ROUTING_KEY)[&alert_key(&n)].status, "triggered");
+        assert_eq!(og.alerts()[&alert_key(&n)].status, "open");
+
+        // Without the CA the same channels fail: a certificate the platform does not trust.
+        let untrusting = Notifier::from_urls(&list).unwrap();
+        let err = untrusting.send(&expired("evt-untrusted")).await.unwrap_err();
+        assert_eq!(err.failures.len(), 2);
+        assert!(err.failures.iter().all(|f| f.kind == FailureKind::Unreachable), "{err}");
     })
     .await
     .unwrap();
