@@ -11,8 +11,9 @@
 //!   concurrent sweeps; [`MemoryThresholdStore`] for unit tests.
 //! - [`blob_state`]: [`BlobThresholdStore`], the same over blobs with conditional writes (ETags), in the
 //!   function app's storage account.
-//! - [`window`]: the `KeyturnRotationWindow` tag's grammar, [`RotationWindows::is_open`] and
-//!   [`RotationWindows::next_open`].
+//! - [`window`]: the `KeyturnRotationWindow` tag's grammar, [`RotationWindows::is_open`],
+//!   [`RotationWindows::next_open`], and [`WindowDecision`]: rotate, defer, or rotate anyway (expired, or
+//!   the next window opens too late).
 //! - [`digest`]: notices grouped by vault, kind and threshold, at most 100 objects per message.
 
 pub mod blob_state;
@@ -27,4 +28,4 @@ pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
 pub use object::ObjectVersion;
 pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore, claim_due};
 pub use thresholds::{DEFAULT_THRESHOLDS, Due, Escalation, THRESHOLDS_TAG, ThresholdError, Thresholds};
-pub use window::{ROTATION_WINDOW_TAG, RotationWindows, WindowError};
+pub use window::{Override, ROTATION_WINDOW_TAG, RotationWindows, WindowDecision, WindowError};

@@ -159,6 +159,49 @@ impl RotationWindows {
     }
 }
 
+/// Whether a rotation the sweep wants to make may start now, given the object's windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowDecision {
+    /// No window set, or one is open: rotate.
+    Open,
+    /// Outside every window: defer until the next one opens.
+    Deferred { until: DateTime<Utc> },
+    /// Outside every window, but rotate anyway, for `reason`.
+    Overridden { reason: Override },
+}
+
+/// Why a window does not hold a rotation back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Override {
+    /// The object has expired: an expired object is never held back by a window.
+    Expired,
+    /// The next window opens at `next_open`, at or after the expiry: waiting would let the object expire,
+    /// which is the outage the rotation exists to prevent.
+    NextWindowAfterExpiry { next_open: DateTime<Utc> },
+}
+
+impl WindowDecision {
+    /// The decision for an object with `windows` (none: rotate any time) expiring at `expires`, at `now`.
+    pub fn decide(windows: Option<&RotationWindows>, expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
+        let Some(windows) = windows else { return Self::Open };
+        if windows.is_open(now) {
+            return Self::Open;
+        }
+        match expires {
+            Some(exp) if exp <= now => Self::Overridden { reason: Override::Expired },
+            Some(exp) => {
+                let next_open = windows.next_open(now);
+                if next_open >= exp {
+                    Self::Overridden { reason: Override::NextWindowAfterExpiry { next_open } }
+                } else {
+                    Self::Deferred { until: next_open }
+                }
+            }
+            None => Self::Deferred { until: windows.next_open(now) },
+        }
+    }
+}
+
 fn day_index(name: &str) -> Option<usize> {
     let lower = name.to_ascii_lowercase();
     FULL_DAY_NAMES.iter().position(|full| lower == *full || (lower.len() == 3 && full.starts_with(&lower)))
@@ -345,6 +388,28 @@ mod tests {
         }
         assert_eq!(RotationWindows::for_object(None).unwrap(), None);
         assert_eq!(RotationWindows::for_object(Some(" ")).unwrap(), None);
+    }
+
+    #[test]
+    fn near_expiry_defers_to_the_window_but_expiry_is_never_waited_for() {
+        let w = RotationWindows::parse("Sat 02:00-04:00 UTC").unwrap();
+        let wednesday = at("2026-12-02T10:00:00Z");
+        let saturday = at("2026-12-05T02:00:00Z");
+        assert_eq!(WindowDecision::decide(None, Some(wednesday), wednesday), WindowDecision::Open);
+        assert_eq!(WindowDecision::decide(Some(&w), Some(at("2027-01-01T00:00:00Z")), saturday), WindowDecision::Open);
+        assert_eq!(
+            WindowDecision::decide(Some(&w), Some(at("2027-01-01T00:00:00Z")), wednesday),
+            WindowDecision::Deferred { until: saturday }
+        );
+        assert_eq!(
+            WindowDecision::decide(Some(&w), Some(at("2026-12-01T00:00:00Z")), wednesday),
+            WindowDecision::Overridden { reason: Override::Expired }
+        );
+        assert_eq!(
+            WindowDecision::decide(Some(&w), Some(at("2026-12-04T12:00:00Z")), wednesday),
+            WindowDecision::Overridden { reason: Override::NextWindowAfterExpiry { next_open: saturday } }
+        );
+        assert_eq!(WindowDecision::decide(Some(&w), None, wednesday), WindowDecision::Deferred { until: saturday });
     }
 
     /// The examples docs/policy-tags.md gives, with what it says about them.
