@@ -5,11 +5,14 @@
 //! handler's managed identity would get them.
 //!
 //! Each "sweep" below is its own store with its own client and connection pool, as separate function
-//! instances have; the races run them at once on a multi-threaded runtime.
+//! instances have; the races run them at once on a multi-threaded runtime, and one race runs them as
+//! separate processes (this test binary re-run as children, `KT_SWEEP_ROLE` naming the child's part).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, Transport, Url};
@@ -20,7 +23,12 @@ use keyturn_sweep::{
     BlobThresholdStore, Claim, Escalation, ObjectVersion, StateError, ThresholdKey, ThresholdStore, Thresholds,
     claim_due,
 };
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
 use tokio::sync::Barrier;
+
+const ROLE: &str = "KT_SWEEP_ROLE";
+const CONTAINER: &str = "KT_SWEEP_CONTAINER";
 
 const MISSING: &str = "run ./scripts/test, which starts Azurite \
     (or wrap the command: scripts/lib/azurite.sh cargo nextest run -p keyturn-sweep)";
@@ -66,8 +74,10 @@ impl Azurite {
         let certs = reqwest::Certificate::from_pem_bundle(&std::fs::read(ca).unwrap()).unwrap();
         let http = reqwest::Client::builder().tls_certs_merge(certs).build().unwrap();
         let options = ClientOptions { transport: Some(Transport::new(Arc::new(http))), ..ClientOptions::default() };
-        // A container no other test uses; it does not exist yet, so the store creates it.
-        let container = format!("sweep-{}", &azure_core::Uuid::new_v4().simple().to_string()[..12]);
+        // A container no other test uses; it does not exist yet, so the store creates it. A child process
+        // works in its parent's.
+        let container = std::env::var(CONTAINER)
+            .unwrap_or_else(|_| format!("sweep-{}", &azure_core::Uuid::new_v4().simple().to_string()[..12]));
         Self {
             url: Url::parse(&url).unwrap(),
             options,
@@ -283,4 +293,99 @@ async fn daily_concurrent_sweeps_with_a_restart_send_each_threshold_exactly_once
         sent.into_iter().map(|(path, thresholds)| (path, thresholds.into_iter().collect())).collect();
     assert_eq!(sent, expected);
     assert_eq!(sent["kv1/certificate/cert-66/0a1b2c"], BTreeSet::from([0, 1, 3, 7, 14, 30, 60]));
+}
+
+/// Four sweep processes, released at the same moment, each claiming the same 30 thresholds: every threshold
+/// is claimed by exactly one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sweep_processes_never_both_claim_a_threshold() {
+    const TEST: &str = "concurrent_sweep_processes_never_both_claim_a_threshold";
+    let keys: Vec<ThresholdKey> = (0..30).map(|i| key(&format!("proc-secret-{i:02}"), 7)).collect();
+    if let Ok(role) = std::env::var(ROLE) {
+        let store = Azurite::new().store();
+        // Token, connection and container first, so the processes meet Azurite at the same moment.
+        let warm_up = key(&format!("warm-up-{role}"), 0);
+        assert!(matches!(store.claim(&warm_up, &role, t0()).await.unwrap(), Claim::Claimed(_)));
+        println!("READY");
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        assert_eq!(line.trim(), "go");
+        let claims = futures::future::join_all(keys.iter().map(|k| store.claim(k, &role, t0()))).await;
+        for (k, claim) in keys.iter().zip(claims) {
+            let verdict = match claim.unwrap() {
+                Claim::Claimed(_) => "claimed",
+                Claim::InProgress { .. } => "in-progress",
+                Claim::AlreadyFired { .. } => "fired",
+            };
+            println!("RESULT {} {verdict}", k.path());
+        }
+        return;
+    }
+
+    let azurite = Azurite::new();
+    let mut children = Vec::new();
+    for i in 0..4 {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE, format!("process-{i}"))
+            .env(CONTAINER, &azurite.container)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    let mut outputs: Vec<_> = children.iter_mut().map(|c| BufReader::new(c.stdout.take().unwrap()).lines()).collect();
+    for output in &mut outputs {
+        tokio::time::timeout(StdDuration::from_secs(60), async {
+            while let Some(line) = output.next_line().await.unwrap() {
+                if line.contains("READY") {
+                    return;
+                }
+            }
+            panic!("a child ended before it was ready");
+        })
+        .await
+        .expect("every child is ready within 60 s");
+    }
+    let mut inputs: Vec<_> = children.iter_mut().map(|c| c.stdin.take().unwrap()).collect();
+    futures::future::join_all(inputs.iter_mut().map(|i| i.write_all(b"go\n")))
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+    let mut claimed: std::collections::BTreeMap<String, usize> = keys.iter().map(|k| (k.path(), 0)).collect();
+    let mut answers = 0;
+    for (child, mut output) in children.iter_mut().zip(outputs) {
+        let rest = tokio::time::timeout(StdDuration::from_secs(60), async {
+            let mut rest = String::new();
+            while let Some(line) = output.next_line().await.unwrap() {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            rest
+        })
+        .await
+        .expect("every child finishes within 60 s");
+        for line in rest.lines() {
+            if let Some((path, verdict)) = line.split_once("RESULT ").and_then(|(_, r)| r.split_once(' ')) {
+                answers += 1;
+                if verdict == "claimed" {
+                    *claimed.get_mut(path).unwrap() += 1;
+                } else {
+                    assert_eq!(verdict, "in-progress", "{line}");
+                }
+            }
+        }
+        let status = child.wait().await.unwrap();
+        assert!(status.success() && rest.contains("1 passed"), "a child failed:\n{rest}");
+    }
+    assert_eq!(answers, 4 * keys.len());
+    assert!(claimed.values().all(|&n| n == 1), "each threshold claimed by exactly one process: {claimed:?}");
 }
