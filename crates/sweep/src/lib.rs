@@ -14,7 +14,7 @@
 //! - [`window`]: the `KeyturnRotationWindow` tag's grammar, [`RotationWindows::is_open`],
 //!   [`RotationWindows::next_open`], and [`WindowDecision`]: rotate, defer, or rotate anyway (expired, or
 //!   the next window opens too late).
-//! - [`digest`]: notices grouped by vault, kind and threshold, at most 100 objects per message.
+//! - [`digest`](mod@digest): notices grouped by vault, kind and threshold, at most 100 objects per message.
 
 pub mod blob_state;
 pub mod digest;
