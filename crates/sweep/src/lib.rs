@@ -14,9 +14,12 @@
 //! - [`window`]: the `KeyturnRotationWindow` tag's grammar, [`RotationWindows::is_open`],
 //!   [`RotationWindows::next_open`], and [`WindowDecision`]: rotate, defer, or rotate anyway (expired, or
 //!   the next window opens too late).
+//! - [`dead_letters`]: the dead-letter container read back: each dead-lettered Key Vault event with Event
+//!   Grid's account of the failure, and what could not be used, named.
 //! - [`digest`](mod@digest): notices grouped by vault, kind and threshold, at most 100 objects per message.
 
 pub mod blob_state;
+pub mod dead_letters;
 pub mod digest;
 pub mod object;
 pub mod state;
@@ -24,6 +27,7 @@ pub mod thresholds;
 pub mod window;
 
 pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
+pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, DeadLetterReport, Unusable};
 pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
 pub use object::ObjectVersion;
 pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore, claim_due};
