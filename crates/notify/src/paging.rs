@@ -182,7 +182,9 @@ pub(crate) async fn send_with_retries(
             return Err(Failure { detail: format!("{} (after {attempt} attempts)", failure.detail), ..failure });
         }
         let wait = retry_after.filter(|d| *d <= MAX_RETRY_AFTER).unwrap_or(backoff);
-        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "pager answered {}; retrying", failure.detail);
+        // Only the kind: the detail holds the service's answer, which is scrubbed of the channel's key by the
+        // caller, not here.
+        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, failure = ?failure.kind, "pager request failed; retrying");
         tokio::time::sleep(wait).await;
         backoff *= 2;
         attempt += 1;
