@@ -16,12 +16,15 @@
 //!   the next window opens too late).
 //! - [`dead_letters`]: the dead-letter container read back: each dead-lettered Key Vault event with Event
 //!   Grid's account of the failure, and what could not be used, named.
+//! - [`pacer`]: [`Pacer`], the sweep's Key Vault requests paced under the service's per-vault and
+//!   per-subscription throttling limits.
 //! - [`digest`](mod@digest): notices grouped by vault, kind and threshold, at most 100 objects per message.
 
 pub mod blob_state;
 pub mod dead_letters;
 pub mod digest;
 pub mod object;
+pub mod pacer;
 pub mod state;
 pub mod thresholds;
 pub mod window;
@@ -30,6 +33,7 @@ pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
 pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, DeadLetterReport, Unusable};
 pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
 pub use object::ObjectVersion;
+pub use pacer::{Pacer, PacerLimits, RateLimit};
 pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore, claim_due};
 pub use thresholds::{DEFAULT_THRESHOLDS, Due, Escalation, THRESHOLDS_TAG, ThresholdError, Thresholds};
 pub use window::{Override, ROTATION_WINDOW_TAG, RotationWindows, WindowDecision, WindowError};
