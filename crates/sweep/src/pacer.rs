@@ -174,6 +174,9 @@ mod tests {
         let took = *all.last().unwrap() - start;
         // The subscription's 2,000 per second binds: 60,000 requests need 30 s at the full rate.
         let fastest = Duration::from_secs(30);
+        eprintln!(
+            "60,000 requests over 10 vaults: {took:?} (the limits allow {fastest:?}); densest 10 s: {densest_all}"
+        );
         assert!(took <= fastest.mul_f64(1.10), "took {took:?}, the limits allow {fastest:?}");
         assert!(took >= fastest.mul_f64(0.95), "faster than the limits allow: {took:?}");
     }
