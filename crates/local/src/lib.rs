@@ -21,6 +21,7 @@
 //!   handler process started with Lambda's environment.
 //! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
 //!   [`identity`].
+//! - [`paging`]: PagerDuty Events API v2 and Opsgenie Alert API receivers, following the vendors' contracts.
 
 pub mod arm;
 pub mod clock;
@@ -30,6 +31,7 @@ pub mod identity;
 pub mod keyvault;
 pub mod lambda;
 pub mod management;
+pub mod paging;
 pub mod rbac;
 pub mod roles;
 pub mod stack;

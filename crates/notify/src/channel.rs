@@ -35,6 +35,12 @@ const SCHEMES: &[&str] = &[
     "teams+http",
     "smtp",
     "smtps",
+    "pagerduty",
+    "pagerduty+https",
+    "pagerduty+http",
+    "opsgenie",
+    "opsgenie+https",
+    "opsgenie+http",
     "https",
     "http",
 ];
@@ -50,6 +56,10 @@ pub enum ChannelKind {
     Teams,
     /// Email over SMTP (`smtp://`, `smtps://`).
     Email,
+    /// PagerDuty Events API v2 (`pagerduty://<routing-key>@events.pagerduty.com`).
+    PagerDuty,
+    /// Opsgenie Alert API (`opsgenie://<api-key>@api.opsgenie.com`).
+    Opsgenie,
 }
 
 impl ChannelKind {
@@ -59,6 +69,8 @@ impl ChannelKind {
             Self::Slack => "slack",
             Self::Teams => "teams",
             Self::Email => "email",
+            Self::PagerDuty => "pagerduty",
+            Self::Opsgenie => "opsgenie",
         }
     }
 }
@@ -92,6 +104,12 @@ impl ChannelId {
     }
 }
 
+impl ChannelId {
+    pub(crate) fn new(index: usize, kind: ChannelKind, endpoint: String) -> Self {
+        Self { index, kind, endpoint }
+    }
+}
+
 impl fmt::Display for ChannelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "channel {} ({})", self.index, self.endpoint)
@@ -108,7 +126,7 @@ pub struct ChannelError {
 }
 
 impl ChannelError {
-    fn new(index: usize, endpoint: Option<&str>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(index: usize, endpoint: Option<&str>, reason: impl Into<String>) -> Self {
         Self { index, endpoint: endpoint.map(str::to_owned), reason: reason.into() }
     }
     /// The position of the failing channel in the list, from 1.
@@ -134,6 +152,8 @@ pub(crate) enum Target {
     Slack { url: Secret },
     Teams { url: Secret },
     Email(SmtpTarget),
+    PagerDuty(crate::pagerduty::PagerDutyTarget),
+    Opsgenie(crate::opsgenie::OpsgenieTarget),
 }
 
 #[derive(Debug)]
@@ -209,12 +229,16 @@ fn parse_channel(index: usize, text: &str) -> Result<ChannelConfig, ChannelError
         "https" => (None, "https"),
         "http" => (None, "http"),
         "smtp" | "smtps" => return parse_smtp(index, text, scheme == "smtps"),
+        "pagerduty" | "pagerduty+https" => return crate::pagerduty::parse(index, text, "https", rest),
+        "pagerduty+http" => return crate::pagerduty::parse(index, text, "http", rest),
+        "opsgenie" | "opsgenie+https" => return crate::opsgenie::parse(index, text, "https", rest),
+        "opsgenie+http" => return crate::opsgenie::parse(index, text, "http", rest),
         other => {
             return Err(ChannelError::new(
                 index,
                 None,
                 format!(
-                    "unknown scheme '{}': expected webhook+https, slack, teams+https, smtp or smtps",
+                    "unknown scheme '{}': expected webhook+https, slack, teams+https, smtp, smtps, pagerduty or opsgenie",
                     other.chars().take(20).collect::<String>()
                 ),
             ));
@@ -224,19 +248,19 @@ fn parse_channel(index: usize, text: &str) -> Result<ChannelConfig, ChannelError
 }
 
 /// `host[:port]` as written, for a channel's identity.
-fn authority(url: &Url) -> String {
+pub(crate) fn authority(url: &Url) -> String {
     match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn parse_timeout(index: usize, endpoint: &str, value: &str) -> Result<Duration, ChannelError> {
+pub(crate) fn parse_timeout(index: usize, endpoint: &str, value: &str) -> Result<Duration, ChannelError> {
     value
         .parse::<f64>()
         .ok()
@@ -451,7 +475,7 @@ mod tests {
     fn url_of(target: &Target) -> &str {
         match target {
             Target::Webhook { url, .. } | Target::Slack { url } | Target::Teams { url } => url.expose(),
-            Target::Email(_) => panic!("not an http channel"),
+            Target::Email(_) | Target::PagerDuty(_) | Target::Opsgenie(_) => panic!("not a chat or webhook channel"),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Notifications about Key Vault objects: a generic signed webhook, Slack, Microsoft Teams and email, all
-//! configured as URLs in one setting (docs/notifications.md).
+//! Notifications about Key Vault objects: a generic signed webhook, Slack, Microsoft Teams, email, and the
+//! PagerDuty and Opsgenie pagers, all configured as URLs in one setting (docs/notifications.md).
 //!
 //! A handler builds one [`Notifier`] per process from the channel list, turns an event and what it did into a
 //! [`Notification`] (metadata only: there is no field a secret value could go in) and calls
@@ -15,11 +15,18 @@
 //! - `dedupe` (private): the bounded in-process record of which channel accepted which event.
 //! - [`notifier`]: [`Notifier`], concurrency, timeouts, [`Delivery`] and [`NotifyError`].
 //! - [`secret`]: [`Secret`], which prints as `****`.
+//! - [`paging`]: what the two pagers share: [`alert_key`] (one alert per object version), their URL grammar
+//!   and their bounded retries on 429 and 5xx.
+//! - `pagerduty` (private): PagerDuty Events API v2, trigger and resolve by `dedup_key`.
+//! - `opsgenie` (private): Opsgenie Alert API, create and close by alias.
 
 pub mod channel;
 mod dedupe;
 pub mod message;
 pub mod notifier;
+mod opsgenie;
+mod pagerduty;
+pub mod paging;
 mod render;
 pub mod secret;
 pub mod signature;
@@ -28,6 +35,7 @@ mod transport;
 pub use channel::{ChannelError, ChannelId, ChannelKind};
 pub use message::{Action, Notification, Severity, portal_link};
 pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, NotifyError};
+pub use paging::alert_key;
 pub use secret::Secret;
 pub use signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, SIGNATURE_TOLERANCE, SignatureError, sign, verify_signature};
 pub use transport::FailureKind;

@@ -134,7 +134,11 @@ impl Notifier {
                 Target::Email(target) => transport::smtp_sender(target, timeout, roots_pem).map_err(|e| {
                     BuildError::Smtp { channel: config.id.clone(), reason: config.scrubber.clean(&e.to_string(), 200) }
                 })?,
-                Target::Webhook { .. } | Target::Slack { .. } | Target::Teams { .. } => match &http {
+                Target::Webhook { .. }
+                | Target::Slack { .. }
+                | Target::Teams { .. }
+                | Target::PagerDuty(_)
+                | Target::Opsgenie(_) => match &http {
                     Some(client) => Sender::Http(client.clone()),
                     None => {
                         let client = http_client(roots_pem)?;

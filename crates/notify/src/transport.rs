@@ -99,6 +99,8 @@ pub(crate) async fn deliver(channel: &ChannelConfig, sender: &Sender, n: &Notifi
         (Target::Slack { url }, Sender::Http(client)) => post(client.post(url.expose()).json(&render::slack(n))).await,
         (Target::Teams { url }, Sender::Http(client)) => post(client.post(url.expose()).json(&render::teams(n))).await,
         (Target::Email(target), Sender::Smtp(transport)) => send_email(target, transport, n).await,
+        (Target::PagerDuty(target), Sender::Http(client)) => crate::pagerduty::deliver(target, client, n).await,
+        (Target::Opsgenie(target), Sender::Http(client)) => crate::opsgenie::deliver(target, client, n).await,
         // The notifier pairs each target with the sender built for it; a mismatch is a bug worth a loud error
         // rather than a panic in the middle of an invocation.
         _ => Err(Failure {
@@ -132,7 +134,7 @@ async fn post(request: reqwest::RequestBuilder) -> Result<(), Failure> {
 }
 
 /// An error and its sources, joined: reqwest's own message alone ("error sending request") hides the cause.
-fn error_chain(error: &dyn StdError) -> String {
+pub(crate) fn error_chain(error: &dyn StdError) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = error.source();
     while let Some(e) = source {

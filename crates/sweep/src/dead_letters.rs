@@ -1,0 +1,282 @@
+//! Dead-lettered events: what Event Grid gave up delivering (after its retries, or at once for a refusal)
+//! and wrote to the subscription's dead-letter container. The sweep reads them to report them, and to
+//! re-drive those whose object still needs it.
+//!
+//! Event Grid writes one blob per dead-lettering, `<topic>/<subscription>/<y>/<m>/<d>/<h>/<guid>.json`
+//! under the container, holding a JSON array of events, each with the fields it adds: `deadLetterReason`,
+//! `deliveryAttempts`, `lastDeliveryOutcome`, `lastHttpStatusCode`, `publishTime`,
+//! `lastDeliveryAttemptTime`. An event is decoded as the handlers decode it, without those fields; one that
+//! does not decode, or is not a Key Vault event, is reported as such and never silently dropped.
+
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+use azure_core::error::ErrorKind;
+use azure_core::http::{ClientOptions, Url};
+use azure_storage_blob::models::{BlobContainerClientListBlobsOptions, StorageErrorCode};
+use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use keyturn_events::Event;
+use serde_json::Value;
+
+/// What Event Grid adds to each dead-lettered event.
+pub const DEAD_LETTER_FIELDS: [&str; 6] = [
+    "deadLetterReason",
+    "deliveryAttempts",
+    "lastDeliveryOutcome",
+    "lastHttpStatusCode",
+    "publishTime",
+    "lastDeliveryAttemptTime",
+];
+/// A dead-letter blob larger than this is not read: Event Grid's batches are at most 1 MB of events.
+pub const MAX_BLOB_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One dead-lettered Key Vault event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The blob it was found in.
+    pub blob: String,
+    pub event: Event,
+    /// e.g. `MaxDeliveryAttemptsExceeded`, `UndeliverableDueToHttpBadRequest`.
+    pub reason: Option<String>,
+    pub delivery_attempts: Option<u64>,
+    pub last_outcome: Option<String>,
+    pub last_http_status: Option<u64>,
+    pub published: Option<DateTime<Utc>>,
+    pub last_attempt: Option<DateTime<Utc>>,
+}
+
+/// An entry of a dead-letter blob that is not a Key Vault event keyturn can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    pub blob: String,
+    /// Its position in the blob's array, from 0 (`None`: the blob as a whole).
+    pub index: Option<usize>,
+    /// The event's id when it has one.
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+/// Everything found in a dead-letter container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeadLetterReport {
+    pub letters: Vec<DeadLetter>,
+    pub unusable: Vec<Unusable>,
+    /// Blobs read.
+    pub blobs: usize,
+}
+
+/// The container could not be read. Retryable: the next sweep reads it again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("dead-letter container {container}: {message}")]
+pub struct DeadLetterError {
+    container: String,
+    message: String,
+}
+
+/// Parses one dead-letter blob's content into events (pure: the reader and the tests call it).
+pub fn parse_blob(blob: &str, content: &[u8]) -> (Vec<DeadLetter>, Vec<Unusable>) {
+    let unusable = |index: Option<usize>, event_id: Option<String>, reason: String| Unusable {
+        blob: blob.to_owned(),
+        index,
+        event_id,
+        reason,
+    };
+    let items = match serde_json::from_slice::<Value>(content) {
+        Ok(Value::Array(items)) => items,
+        // A single event is accepted too: the format is Event Grid's, but a hand-written file may be one.
+        Ok(single @ Value::Object(_)) => vec![single],
+        Ok(_) => return (Vec::new(), vec![unusable(None, None, "not a JSON array of events".into())]),
+        Err(e) => return (Vec::new(), vec![unusable(None, None, format!("not JSON: {e}"))]),
+    };
+    let mut letters = Vec::new();
+    let mut bad = Vec::new();
+    for (index, mut item) in items.into_iter().enumerate() {
+        let Some(object) = item.as_object_mut() else {
+            bad.push(unusable(Some(index), None, "not a JSON object".into()));
+            continue;
+        };
+        let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
+        let mut taken = serde_json::Map::new();
+        for field in DEAD_LETTER_FIELDS {
+            if let Some(value) = object.remove(field) {
+                taken.insert(field.to_owned(), value);
+            }
+        }
+        let text = |name: &str| taken.get(name).and_then(Value::as_str).map(str::to_owned);
+        let number = |name: &str| taken.get(name).and_then(Value::as_u64);
+        let time = |name: &str| {
+            taken
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        match Event::from_value(item) {
+            Ok(event) if event.key_vault().is_some() => letters.push(DeadLetter {
+                blob: blob.to_owned(),
+                reason: text("deadLetterReason"),
+                delivery_attempts: number("deliveryAttempts"),
+                last_outcome: text("lastDeliveryOutcome"),
+                last_http_status: number("lastHttpStatusCode"),
+                published: time("publishTime"),
+                last_attempt: time("lastDeliveryAttemptTime"),
+                event,
+            }),
+            Ok(event) => bad.push(unusable(Some(index), id, format!("not a Key Vault event ({})", event.event_type()))),
+            Err(e) => bad.push(unusable(Some(index), id, format!("does not decode: {e}"))),
+        }
+    }
+    (letters, bad)
+}
+
+/// Reads a dead-letter container with the sweep's identity.
+pub struct DeadLetterReader {
+    container: BlobContainerClient,
+}
+
+impl std::fmt::Debug for DeadLetterReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterReader").field("container", &self.container.url().as_str()).finish()
+    }
+}
+
+impl DeadLetterReader {
+    /// The dead-letter `container` of the account whose blob endpoint is `account_url`.
+    pub fn new(
+        account_url: &Url,
+        container: &str,
+        credential: Arc<dyn TokenCredential>,
+        options: ClientOptions,
+    ) -> Result<Self, DeadLetterError> {
+        let err = |message: String| DeadLetterError { container: container.to_owned(), message };
+        let mut url = account_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| err(format!("the account URL '{account_url}' cannot hold a container path")))?
+            .pop_if_empty()
+            .push(container);
+        let client_options = BlobContainerClientOptions { client_options: options, ..Default::default() };
+        let container = BlobContainerClient::new(url, Some(credential), Some(client_options))
+            .map_err(|e| err(format!("building the blob client failed: {e}")))?;
+        Ok(Self { container })
+    }
+
+    /// Every dead-lettered event under `prefix` (e.g. `<topic>/<subscription>/`; empty: the whole container),
+    /// oldest blob name first, reading at most `max_blobs` blobs. A container that does not exist holds none.
+    pub async fn read(&self, prefix: &str, max_blobs: usize) -> Result<DeadLetterReport, DeadLetterError> {
+        let container = self.container.url().to_string();
+        let err = |operation: &str, e: &azure_core::Error| DeadLetterError {
+            container: container.clone(),
+            message: describe(operation, e),
+        };
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+            ..Default::default()
+        };
+        let mut items = self.container.list_blobs(Some(options)).map_err(|e| err("listing blobs", &e))?;
+        let mut names = Vec::new();
+        while let Some(item) = items.next().await {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) if is_container_missing(&e) => return Ok(DeadLetterReport::default()),
+                Err(e) => return Err(err("listing blobs", &e)),
+            };
+            let size = item.properties.as_ref().and_then(|p| p.content_length).unwrap_or(0);
+            if let Some(name) = item.name {
+                names.push((name, size));
+            }
+            if names.len() >= max_blobs {
+                break;
+            }
+        }
+        names.sort();
+        let mut report = DeadLetterReport::default();
+        for (name, size) in names {
+            report.blobs += 1;
+            if size > MAX_BLOB_BYTES {
+                report.unusable.push(Unusable {
+                    blob: name,
+                    index: None,
+                    event_id: None,
+                    reason: format!("{size} bytes; dead-letter blobs over {MAX_BLOB_BYTES} bytes are not read"),
+                });
+                continue;
+            }
+            let blob = self.container.blob_client(&name);
+            let body = blob.download(None).await.map_err(|e| err("downloading a blob", &e))?;
+            let bytes = body.body.collect().await.map_err(|e| err("reading a blob", &e))?;
+            let (letters, unusable) = parse_blob(&name, &bytes);
+            report.letters.extend(letters);
+            report.unusable.extend(unusable);
+        }
+        Ok(report)
+    }
+}
+
+fn is_container_missing(error: &azure_core::Error) -> bool {
+    matches!(error.kind(), ErrorKind::HttpResponse { error_code: Some(code), .. }
+        if code.parse::<StorageErrorCode>().is_ok_and(|c| c == StorageErrorCode::ContainerNotFound))
+}
+
+fn describe(operation: &str, error: &azure_core::Error) -> String {
+    match error.kind() {
+        ErrorKind::HttpResponse { status, error_code, .. } => format!(
+            "{operation}: the storage account answered {} {}",
+            u16::from(*status),
+            error_code.as_deref().unwrap_or("(no error code)")
+        ),
+        _ => format!("{operation}: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn near_expiry_record() -> Value {
+        let mut event: Value =
+            serde_json::from_slice(include_bytes!("../../events/fixtures/eventgrid-secret-near-expiry.json")).unwrap();
+        let object = event.as_object_mut().unwrap();
+        object.insert("deadLetterReason".into(), "MaxDeliveryAttemptsExceeded".into());
+        object.insert("deliveryAttempts".into(), 30.into());
+        object.insert("lastDeliveryOutcome".into(), "Probation".into());
+        object.insert("lastHttpStatusCode".into(), 500.into());
+        object.insert("publishTime".into(), "2026-11-01T10:00:00.123Z".into());
+        object.insert("lastDeliveryAttemptTime".into(), "2026-11-02T10:00:00Z".into());
+        event
+    }
+
+    #[test]
+    fn a_dead_letter_blob_yields_its_key_vault_events_with_event_grids_account_of_the_failure() {
+        let content = serde_json::to_vec(&Value::Array(vec![near_expiry_record()])).unwrap();
+        let (letters, unusable) = parse_blob("topic/sub/2026/11/02/10/a.json", &content);
+        assert!(unusable.is_empty(), "{unusable:?}");
+        let letter = &letters[0];
+        assert_eq!(letter.reason.as_deref(), Some("MaxDeliveryAttemptsExceeded"));
+        assert_eq!((letter.delivery_attempts, letter.last_http_status), (Some(30), Some(500)));
+        assert_eq!(letter.last_outcome.as_deref(), Some("Probation"));
+        assert_eq!(letter.last_attempt.map(|t| t.to_rfc3339()), Some("2026-11-02T10:00:00+00:00".into()));
+        assert!(letter.published.is_some());
+        let expected = Event::from_slice(include_bytes!("../../events/fixtures/eventgrid-secret-near-expiry.json"));
+        assert_eq!(letter.event, expected.unwrap(), "the same event the handler would have decoded");
+    }
+
+    #[test]
+    fn what_cannot_be_acted_on_is_reported_not_dropped() {
+        let mut foreign = near_expiry_record();
+        foreign["eventType"] = "Microsoft.Storage.BlobCreated".into();
+        foreign["id"] = "foreign-1".into();
+        let content =
+            serde_json::to_vec(&serde_json::json!([near_expiry_record(), 42, {"id": "broken-1"}, foreign])).unwrap();
+        let (letters, unusable) = parse_blob("b.json", &content);
+        assert_eq!(letters.len(), 1);
+        let summary: Vec<(Option<usize>, Option<&str>)> =
+            unusable.iter().map(|u| (u.index, u.event_id.as_deref())).collect();
+        assert_eq!(summary, [(Some(1), None), (Some(2), Some("broken-1")), (Some(3), Some("foreign-1"))]);
+        assert!(unusable[1].reason.starts_with("does not decode"), "{:?}", unusable[1]);
+        assert!(unusable[2].reason.starts_with("not a Key Vault event"), "{:?}", unusable[2]);
+        let (_, whole) = parse_blob("c.json", b"not json");
+        assert_eq!((whole[0].index, whole[0].reason.starts_with("not JSON")), (None, true));
+    }
+}

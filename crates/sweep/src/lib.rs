@@ -1,0 +1,39 @@
+//! The scheduled sweep's own logic, apart from any I/O but its state: which expiry thresholds are due for an
+//! object version and how urgent each is, the durable record that each threshold fires once per version, the
+//! rotation-window tag, and the grouping of notices into digests. The `sweep` handler (a timer-triggered
+//! function) wires these to the typed core's plan, the vault and the notifier.
+//!
+//! # Layout
+//! - [`object`]: [`ObjectVersion`], the one object version a threshold, a notice or a page is about.
+//! - [`thresholds`]: the `KeyturnThresholds` tag and the deployment default, [`Thresholds::due`], and
+//!   [`Escalation`]: info → warning → critical as expiry nears.
+//! - [`state`]: [`ThresholdStore`], claiming a threshold once per object version across sweeps, restarts and
+//!   concurrent sweeps; [`MemoryThresholdStore`] for unit tests.
+//! - [`blob_state`]: [`BlobThresholdStore`], the same over blobs with conditional writes (ETags), in the
+//!   function app's storage account.
+//! - [`window`]: the `KeyturnRotationWindow` tag's grammar, [`RotationWindows::is_open`],
+//!   [`RotationWindows::next_open`], and [`WindowDecision`]: rotate, defer, or rotate anyway (expired, or
+//!   the next window opens too late).
+//! - [`dead_letters`]: the dead-letter container read back: each dead-lettered Key Vault event with Event
+//!   Grid's account of the failure, and what could not be used, named.
+//! - [`pacer`]: [`Pacer`], the sweep's Key Vault requests paced under the service's per-vault and
+//!   per-subscription throttling limits.
+//! - [`digest`](mod@digest): notices grouped by vault, kind and threshold, at most 100 objects per message.
+
+pub mod blob_state;
+pub mod dead_letters;
+pub mod digest;
+pub mod object;
+pub mod pacer;
+pub mod state;
+pub mod thresholds;
+pub mod window;
+
+pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
+pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, DeadLetterReport, Unusable};
+pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
+pub use object::ObjectVersion;
+pub use pacer::{Pacer, PacerLimits, RateLimit};
+pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore, claim_due};
+pub use thresholds::{DEFAULT_THRESHOLDS, Due, Escalation, THRESHOLDS_TAG, ThresholdError, Thresholds};
+pub use window::{Override, ROTATION_WINDOW_TAG, RotationWindows, WindowDecision, WindowError};
