@@ -13,8 +13,9 @@
 //! - [`signature`]: the webhook's `X-Keyturn-Signature` header, and [`verify_signature`] for receivers.
 //! - `transport` (private): one delivery over HTTPS or SMTP, with replies scrubbed of channel secrets.
 //! - `dedupe` (private): the bounded in-process record of which channel accepted which event.
-//! - [`notifier`]: [`Notifier`], concurrency, timeouts, [`Delivery`] and [`NotifyError`].
+//! - [`notifier`]: [`Notify`], the trait handlers hold; [`Notifier`], concurrency, timeouts, [`Delivery`] and [`NotifyError`].
 //! - [`secret`]: [`Secret`], which prints as `****`.
+//! - `testing` (feature `testing`): `FakeNotifier`, an in-memory [`Notify`] that records what it was given.
 
 pub mod channel;
 mod dedupe;
@@ -23,11 +24,13 @@ pub mod notifier;
 mod render;
 pub mod secret;
 pub mod signature;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 
 pub use channel::{ChannelError, ChannelId, ChannelKind};
 pub use message::{Action, Notification, Severity, portal_link};
-pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, NotifyError};
+pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, Notify, NotifyError};
 pub use secret::Secret;
 pub use signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, SIGNATURE_TOLERANCE, SignatureError, sign, verify_signature};
 pub use transport::FailureKind;
