@@ -77,10 +77,14 @@ pub(crate) fn served<'e>(
         Payload::KeyVault(key_vault) if key_vault.event_type.lifecycle() == lifecycle => {
             Ok((key_vault.event_type, &key_vault.object))
         }
-        Payload::KeyVault(key_vault) => Err(skipped(format!(
-            "{} is not an event {function} acts on; it serves {serves} only",
-            key_vault.event_type.as_str()
-        ))),
+        Payload::KeyVault(key_vault) => {
+            let mut outcome = skipped(format!(
+                "{} is not an event {function} acts on; it serves {serves} only",
+                key_vault.event_type.as_str()
+            ));
+            outcome.object = ObjectRef::from_object(&key_vault.object).ok();
+            Err(outcome)
+        }
         Payload::SubscriptionValidation(_) => {
             Err(skipped("a subscription validation event is answered by the host".to_owned()))
         }
@@ -100,11 +104,15 @@ pub(crate) fn admit(
 ) -> Result<Accepted, Box<Outcome>> {
     let described =
         format!("{} {}/{}", object.kind().as_str().to_ascii_lowercase(), object.vault_name(), object.name());
+    let reference = ObjectRef::from_object(object);
     if vaults.get(object.vault_name()).is_none() {
         let refused = VaultError::NotAllowed { vault: object.vault_name().to_owned() };
-        return Err(Box::new(Outcome::rejected(format!("{described}: {refused}")).action(NOT_ALLOWED)));
+        let mut outcome = Outcome::rejected(format!("{described}: {refused}")).action(NOT_ALLOWED);
+        // Named in the outcome (nothing was read or sent): whoever reads it sees which object was refused.
+        outcome.object = reference.ok();
+        return Err(Box::new(outcome));
     }
-    let reference = ObjectRef::from_object(object).map_err(|error| {
+    let reference = reference.map_err(|error| {
         let message = format!("{described}: the event names no version of an object ({error})");
         Box::new(Outcome::rejected(message).action(NO_OBJECT))
     })?;
@@ -178,6 +186,7 @@ mod tests {
                 .unwrap_err();
         assert_eq!(refused.status, Status::Rejected);
         assert_eq!(refused.action.as_deref(), Some(NOT_ALLOWED));
+        assert_eq!(refused.object.as_ref().map(ObjectRef::vault), Some("kv-evil"));
         assert_eq!(
             refused.message,
             "secret kv-evil/db: vault 'kv-evil' is not in the allow-list (KEYTURN_VAULTS); nothing was sent to it"

@@ -74,8 +74,9 @@ impl fmt::Display for Failure {
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Outcome, HandlerError>> + Send>>;
 type BoxedHandler = Arc<dyn Fn(Event) -> HandlerFuture + Send + Sync>;
 
+/// What an invocation runs: the handler, or the configuration error every invocation fails with.
 #[derive(Clone)]
-enum Target {
+enum Handling {
     Ready(BoxedHandler),
     NotConfigured(Arc<str>),
 }
@@ -87,7 +88,7 @@ enum Target {
 #[derive(Clone)]
 pub struct Invoker {
     function: &'static str,
-    target: Target,
+    target: Handling,
     in_flight: InFlight,
 }
 
@@ -117,9 +118,9 @@ impl Invoker {
                 let deps = Arc::new(deps);
                 let boxed: BoxedHandler =
                     Arc::new(move |event| Box::pin(handler(event, Arc::clone(&deps))) as HandlerFuture);
-                Target::Ready(boxed)
+                Handling::Ready(boxed)
             }
-            Err(error) => Target::NotConfigured(error.to_string().into()),
+            Err(error) => Handling::NotConfigured(error.to_string().into()),
         };
         Invoker { function, target, in_flight: InFlight::default() }
     }
@@ -132,8 +133,8 @@ impl Invoker {
     /// The configuration error every invocation fails with, if loading the dependencies failed.
     pub fn not_configured(&self) -> Option<&str> {
         match &self.target {
-            Target::Ready(_) => None,
-            Target::NotConfigured(message) => Some(message),
+            Handling::Ready(_) => None,
+            Handling::NotConfigured(message) => Some(message),
         }
     }
 
@@ -157,8 +158,8 @@ impl Invoker {
     pub async fn invoke(&self, invocation_id: &str, event: Value) -> Verdict {
         let guard = self.in_flight.enter();
         let handler = match &self.target {
-            Target::Ready(handler) => Arc::clone(handler),
-            Target::NotConfigured(message) => {
+            Handling::Ready(handler) => Arc::clone(handler),
+            Handling::NotConfigured(message) => {
                 let failure = Failure::NotConfigured(message.to_string());
                 let event_id = raw_event_id(&event);
                 self.log_decision(invocation_id, event_id, None, &Verdict::Retry(failure.clone()));

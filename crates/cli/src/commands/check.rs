@@ -58,13 +58,13 @@ pub struct Args {
 
 /// What one handler would do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Forecast {
     /// rotate, renew, notify, skip, reject, disable, none.
     pub action: &'static str,
     pub detail: String,
 }
 
-impl Verdict {
+impl Forecast {
     fn new(action: &'static str, detail: impl Into<String>) -> Self {
         Self { action, detail: detail.into() }
     }
@@ -107,9 +107,9 @@ pub struct Row {
     pub enabled: bool,
     pub expires: Option<DateTime<Utc>>,
     pub policy: String,
-    pub near_expiry: Verdict,
-    pub expired: Verdict,
-    pub new_version: Verdict,
+    pub near_expiry: Forecast,
+    pub expired: Forecast,
+    pub new_version: Forecast,
 }
 
 pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
@@ -331,62 +331,62 @@ fn object_facts(facts: &Facts) -> ObjectFacts<'_> {
 }
 
 /// What near-expiry would do: the rotation engine's own plan ([`keyturn_rotation::plan()`]), printed.
-fn near_expiry(facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Verdict {
+fn near_expiry(facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Forecast {
     let Some(expires) = facts.listed.expires else {
         // A key's NearExpiry follows its rotation policy's Notify action, so an expiry is enough to list it.
-        return Verdict::new("none", "no expiry, so no NearExpiry event");
+        return Forecast::new("none", "no expiry, so no NearExpiry event");
     };
     let due = expires - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now;
     let when = if due { " (due now)" } else { "" };
     match plan(&object_facts(facts), &facts.native, providers) {
-        Err(error) => Verdict::new("reject", format!("{error}{when}")),
+        Err(error) => Forecast::new("reject", format!("{error}{when}")),
         Ok(Plan::NotOptedIn) => {
-            Verdict::new("notify", format!("manual rotation due, no {} tag{when}", policy::ROTATION))
+            Forecast::new("notify", format!("manual rotation due, no {} tag{when}", policy::ROTATION))
         }
         Ok(Plan::RotateSecret { provider, validity }) => {
-            Verdict::new("rotate", format!("new {provider} value, expires {} days later{when}", validity.num_days()))
+            Forecast::new("rotate", format!("new {provider} value, expires {} days later{when}", validity.num_days()))
         }
-        Ok(Plan::RotateKey) => Verdict::new("rotate", format!("Key Vault rotate operation{when}")),
+        Ok(Plan::RotateKey) => Forecast::new("rotate", format!("Key Vault rotate operation{when}")),
         Ok(Plan::RenewCertificate { issuer }) => {
-            Verdict::new("renew", format!("new version through its policy (issuer {issuer}){when}"))
+            Forecast::new("renew", format!("new version through its policy (issuer {issuer}){when}"))
         }
-        Ok(Plan::NativeRotation { detail }) => Verdict::new("skip", format!("left to Key Vault: {detail}")),
-        Ok(Plan::ManualActionDue { reason }) => Verdict::new("notify", format!("{reason}{when}")),
+        Ok(Plan::NativeRotation { detail }) => Forecast::new("skip", format!("left to Key Vault: {detail}")),
+        Ok(Plan::ManualActionDue { reason }) => Forecast::new("notify", format!("{reason}{when}")),
         // Read for every object that opts in; a row without it could not be read.
-        Ok(Plan::ReadNativePolicy) => Verdict::new("error", "its native policy was not read"),
+        Ok(Plan::ReadNativePolicy) => Forecast::new("error", "its native policy was not read"),
         // Planning ahead names no event version, so no later version can exist.
-        Ok(Plan::AlreadyRotated { .. }) => Verdict::new("none", "already rotated"),
+        Ok(Plan::AlreadyRotated { .. }) => Forecast::new("none", "already rotated"),
     }
 }
 
 /// What expired would do: notify, or the opt-in action of `KeyturnExpiredAction` (when the deployment
 /// enables expired actions).
-fn expired(facts: &Facts, parsed: &Result<Policy, policy::PolicyError>) -> Verdict {
+fn expired(facts: &Facts, parsed: &Result<Policy, policy::PolicyError>) -> Forecast {
     if facts.listed.expires.is_none() {
-        return Verdict::new("none", "no expiry, so no Expired event");
+        return Forecast::new("none", "no expiry, so no Expired event");
     }
     match ExpiredAction::from_tags(&facts.listed.tags) {
-        Err(error) => Verdict::new("reject", error.to_string()),
-        Ok(ExpiredAction::Notify) => Verdict::new("notify", "high severity"),
-        Ok(ExpiredAction::Disable) => Verdict::new("disable", "the expired version, if actions are enabled"),
+        Err(error) => Forecast::new("reject", error.to_string()),
+        Ok(ExpiredAction::Notify) => Forecast::new("notify", "high severity"),
+        Ok(ExpiredAction::Disable) => Forecast::new("disable", "the expired version, if actions are enabled"),
         Ok(ExpiredAction::Rotate) => match parsed {
             Ok(policy) if policy.rotation != Rotation::NotOptedIn => {
-                Verdict::new("rotate", "emergency rotation, if actions are enabled")
+                Forecast::new("rotate", "emergency rotation, if actions are enabled")
             }
-            _ => Verdict::new("reject", format!("{} rotate needs a {} tag", policy::EXPIRED_ACTION, policy::ROTATION)),
+            _ => Forecast::new("reject", format!("{} rotate needs a {} tag", policy::EXPIRED_ACTION, policy::ROTATION)),
         },
     }
 }
 
 /// What new-version would do: notify, and replicate secrets to the vaults `KeyturnMirror` names.
-fn new_version(kind: ObjectKind, tags: &Tags) -> Verdict {
+fn new_version(kind: ObjectKind, tags: &Tags) -> Forecast {
     if let Some(source) = ReplicaOf::from_tags(tags) {
-        return Verdict::new("notify", format!("a replica of {source}: not replicated onward"));
+        return Forecast::new("notify", format!("a replica of {source}: not replicated onward"));
     }
     match policy::mirrors(tags) {
-        Err(error) => Verdict::new("reject", error.to_string()),
-        Ok(mirrors) if mirrors.is_empty() || kind != ObjectKind::Secret => Verdict::new("notify", ""),
-        Ok(mirrors) => Verdict::new("notify", format!("and replicate to {}", mirrors.join(", "))),
+        Err(error) => Forecast::new("reject", error.to_string()),
+        Ok(mirrors) if mirrors.is_empty() || kind != ObjectKind::Secret => Forecast::new("notify", ""),
+        Ok(mirrors) => Forecast::new("notify", format!("and replicate to {}", mirrors.join(", "))),
     }
 }
 
