@@ -15,15 +15,26 @@
 //! | a certificate issued by `Self` or an integrated CA ([`INTEGRATED_CAS`]) | [`Plan::RenewCertificate`] |
 //! | any other certificate (`Unknown`, a private CA) | [`Plan::ManualActionDue`] |
 //!
+//! When: the plan is carried out when the near-expiry event arrives, [`near_expiry_at`] the version's expiry.
+//!
 //! The native policies cost a vault call, so they are read only once the tags opt in: a caller plans with
 //! [`Native::Unread`] first and reads them (with the issuer's provider, see [`issuer_to_look_up`]) when the
 //! plan says [`Plan::ReadNativePolicy`].
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use keyturn_events::ObjectKind;
 use keyturn_vault::model::{CertificatePolicy, KeyRotationPolicy, Tags};
 
 use crate::policy::{self, Policy, PolicyError, Rotation};
+
+/// How many days before a version's expiry Key Vault raises `*NearExpiry` for it (fixed for secrets and
+/// certificates; a key's follows its rotation policy's Notify action, 30 days unless changed).
+pub const NEAR_EXPIRY_LEAD_DAYS: i64 = 30;
+
+/// When the near-expiry event of a version expiring at `expires` arrives: when its plan is carried out.
+pub fn near_expiry_at(expires: DateTime<Utc>) -> DateTime<Utc> {
+    expires - Duration::days(NEAR_EXPIRY_LEAD_DAYS)
+}
 
 /// Issuer providers Key Vault can request certificates from by itself (integrated CAs).
 pub const INTEGRATED_CAS: &[&str] = &["DigiCert", "GlobalSign"];
@@ -258,6 +269,12 @@ mod tests {
             panic!()
         };
         assert!(reason.contains("issued by 'corp-ca'"), "{reason}");
+    }
+
+    #[test]
+    fn the_plan_runs_thirty_days_before_expiry() {
+        let expires = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        assert_eq!(expires - near_expiry_at(expires), Duration::days(30));
     }
 
     #[test]

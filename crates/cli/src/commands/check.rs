@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keyturn_events::ObjectKind;
-use keyturn_rotation::plan::{Native, ObjectFacts, Plan, issuer_to_look_up, plan};
+use keyturn_rotation::plan::{
+    NEAR_EXPIRY_LEAD_DAYS, Native, ObjectFacts, Plan, issuer_to_look_up, near_expiry_at, plan,
+};
 use keyturn_rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
 use keyturn_vault::model::Tags;
 use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
@@ -18,9 +20,6 @@ use serde_json::{Value, json};
 
 use crate::exit::{Failure, Status};
 use crate::output::{self, Output, Tone};
-
-/// How long before exp Key Vault sends `*NearExpiry` for secrets and certificates.
-const NEAR_EXPIRY_LEAD_DAYS: i64 = 30;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -336,7 +335,7 @@ fn near_expiry(facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Forecas
         // A key's NearExpiry follows its rotation policy's Notify action, so an expiry is enough to list it.
         return Forecast::new("none", "no expiry, so no NearExpiry event");
     };
-    let due = expires - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now;
+    let due = near_expiry_at(expires) <= now;
     let when = if due { " (due now)" } else { "" };
     match plan(&object_facts(facts), &facts.native, providers) {
         Err(error) => Forecast::new("reject", format!("{error}{when}")),
@@ -437,7 +436,7 @@ fn print_table(output: &Output, rows: &[Row], now: DateTime<Utc>) {
         .map(|r| {
             let expiry_tone = match r.expires {
                 Some(e) if e <= now => Some(Tone::Bad),
-                Some(e) if e - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now => Some(Tone::Warn),
+                Some(e) if near_expiry_at(e) <= now => Some(Tone::Warn),
                 _ => None,
             };
             vec![
@@ -465,10 +464,7 @@ fn print_table(output: &Output, rows: &[Row], now: DateTime<Utc>) {
         &["VAULT", "KIND", "NAME", "VERSION", "EXPIRES", "POLICY", "NEAR-EXPIRY", "EXPIRED", "NEW-VERSION"],
         &cells,
     ));
-    let soon = rows
-        .iter()
-        .filter(|r| r.expires.is_some_and(|e| e > now && e - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now))
-        .count();
+    let soon = rows.iter().filter(|r| r.expires.is_some_and(|e| e > now && near_expiry_at(e) <= now)).count();
     let gone = rows.iter().filter(|r| r.expires.is_some_and(|e| e <= now)).count();
     let rejected = rows.iter().filter(|r| r.near_expiry.action == "reject" || r.expired.action == "reject").count();
     output.line(&format!(
