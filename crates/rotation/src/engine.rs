@@ -141,6 +141,8 @@ impl Engine {
                     let renewal = self.vault.renew_certificate(object.vault(), object.name()).await?;
                     Ok(RotationOutcome::RenewalStarted { from: latest.version, status: renewal.status })
                 }
+                // Every plan that acts is matched above; `decided` names the outcome of the others (a later
+                // version, an opt-in removed meanwhile, ...).
                 other => Ok(decided(other).unwrap_or(RotationOutcome::NotOptedIn)),
             }
         })
