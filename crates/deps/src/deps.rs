@@ -4,10 +4,14 @@ use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
 use keyturn_config::{ConfigError, ConfigErrors, Settings, VaultList};
-use keyturn_notify::{BuildError, Notifier, NotifierOptions};
+use keyturn_events::{Event, KeyVaultEventType, Lifecycle, VaultObject};
+use keyturn_host::Outcome;
+use keyturn_notify::{BuildError, Notifier, NotifierOptions, Notify};
 use keyturn_rotation::provider::ProviderError;
 use keyturn_rotation::{Engine, LockSetupError, Providers, RotationLock};
 use keyturn_vault::{AzureKeyVault, Inventory, KeyVault, VaultError, Versions};
+
+use crate::accept::{self, Accepted};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use keyturn_config::notify::NameFilter;
@@ -44,16 +48,45 @@ pub enum DepsError {
 /// Two vault client sets share one credential: `vaults` holds the allow-listed vaults whose events keyturn
 /// acts on (`KEYTURN_VAULTS`); `mirrors` holds those plus the mirror-only vaults (`KEYTURN_MIRROR_VAULTS`),
 /// the only vaults a replica may be written to. A mirror-only vault's own events are thus refused.
+///
+/// Every dependency is a trait object (axum's dependency-injection shape): [`Deps::from_settings`] builds the
+/// real ones, [`Deps::from_parts`] takes any (the in-memory fakes of the `testing` feature in unit tests).
 #[derive(Clone)]
 pub struct Deps {
     settings: Settings,
-    vaults: Arc<AzureKeyVault>,
-    mirrors: Arc<AzureKeyVault>,
+    vaults: Arc<dyn KeyVault>,
+    versions: Arc<dyn Versions>,
+    inventory: Arc<dyn Inventory>,
+    mirrors: Arc<dyn KeyVault>,
     credential: Arc<dyn TokenCredential>,
-    notifier: Arc<Notifier>,
+    notifier: Arc<dyn Notify>,
     lock: Arc<dyn RotationLock>,
     engine: Engine,
     permits: Arc<Semaphore>,
+}
+
+/// Everything [`Deps`] holds, to build one from any implementations.
+pub struct Parts {
+    /// The settings; `settings.vaults` is the allow-list [`Deps::accept`] decides with.
+    pub settings: Settings,
+    /// The allow-listed vaults, for the engine's operations.
+    pub vaults: Arc<dyn KeyVault>,
+    /// The allow-listed vaults, for operations on one named version.
+    pub versions: Arc<dyn Versions>,
+    /// The allow-listed vaults, for listing.
+    pub inventory: Arc<dyn Inventory>,
+    /// The vaults a replica may be written to.
+    pub mirrors: Arc<dyn KeyVault>,
+    pub credential: Arc<dyn TokenCredential>,
+    pub notifier: Arc<dyn Notify>,
+    pub lock: Arc<dyn RotationLock>,
+    pub engine: Engine,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").field("vaults", &self.vaults).field("engine", &self.engine).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Deps {
@@ -91,8 +124,43 @@ impl Deps {
         // Every provider keyturn ships: an emergency rotation (expired) rotates what near-expiry would.
         let providers = Providers::from_settings(&settings, vaults.clone(), credential.clone(), options)?;
         let engine = Engine::new(vaults.clone(), lock.clone(), providers);
+        Ok(Self::from_parts(Parts {
+            settings,
+            vaults: vaults.clone(),
+            versions: vaults.clone(),
+            inventory: vaults,
+            mirrors,
+            credential,
+            notifier,
+            lock,
+            engine,
+        }))
+    }
+
+    /// Deps over any implementations (the real ones come from [`Deps::from_settings`]).
+    pub fn from_parts(parts: Parts) -> Self {
+        let Parts { settings, vaults, versions, inventory, mirrors, credential, notifier, lock, engine } = parts;
         let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_INVOCATIONS));
-        Ok(Self { settings, vaults, mirrors, credential, notifier, lock, engine, permits })
+        Self { settings, vaults, versions, inventory, mirrors, credential, notifier, lock, engine, permits }
+    }
+
+    /// The one parse of a delivered event: the typed, allow-listed object of an event of `lifecycle`, or
+    /// the outcome (boxed: it is the rare path) that says why `function` does not act on it (another event type: skipped; a vault outside
+    /// `KEYTURN_VAULTS` or no object version: rejected). Touches no network.
+    pub fn accept(&self, event: &Event, lifecycle: Lifecycle, function: &str) -> Result<Accepted, Box<Outcome>> {
+        let (event_type, object) = accept::served(event, lifecycle, function)?;
+        accept::admit(&self.settings.vaults, event, object, event_type)
+    }
+
+    /// [`Deps::accept`] for an object a handler found in the event itself (a keyturn test event's `data`),
+    /// reported as `event_type`.
+    pub fn admit(
+        &self,
+        event: &Event,
+        object: &VaultObject,
+        event_type: KeyVaultEventType,
+    ) -> Result<Accepted, Box<Outcome>> {
+        accept::admit(&self.settings.vaults, event, object, event_type)
     }
 
     /// Waits for a turn to do vault work (see [`MAX_CONCURRENT_INVOCATIONS`]); it ends when the permit drops.
@@ -112,12 +180,12 @@ impl Deps {
 
     /// The allow-listed vaults, for operations on one named version.
     pub fn versions(&self) -> &dyn Versions {
-        self.vaults.as_ref()
+        self.versions.as_ref()
     }
 
     /// The allow-listed vaults, for listing.
     pub fn inventory(&self) -> &dyn Inventory {
-        self.vaults.as_ref()
+        self.inventory.as_ref()
     }
 
     /// The vaults a replica may be written to: `KEYTURN_VAULTS` and `KEYTURN_MIRROR_VAULTS`.
@@ -130,8 +198,8 @@ impl Deps {
         &self.credential
     }
 
-    pub fn notifier(&self) -> &Notifier {
-        &self.notifier
+    pub fn notifier(&self) -> &dyn Notify {
+        self.notifier.as_ref()
     }
 
     pub fn lock(&self) -> &dyn RotationLock {

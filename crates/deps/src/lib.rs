@@ -9,14 +9,18 @@
 //!
 //! # Layout
 //! - [`deps`]: [`Deps`] and [`DepsError`]: building everything from the environment or from settings.
-//! - [`served`]: [`served()`], which events a Key Vault handler acts on (the rest are skipped, never retried).
+//! - [`accept`]: [`Accepted`], the one parse of a delivered event ([`Deps::accept`]): a typed, allow-listed
+//!   object reference or the outcome that says why the handler does not act (skipped, never retried).
+//! - `testing` (feature `testing`): [`Deps`] over the in-memory fakes, for the handlers' unit tests.
 //! - [`errors`]: [`ErrorClass`]: library errors to the handler's retryable or permanent error.
 
+pub mod accept;
 pub mod deps;
 pub mod errors;
-pub mod served;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-pub use deps::{Deps, DepsError, MAX_CONCURRENT_INVOCATIONS};
+pub use accept::Accepted;
+pub use deps::{Deps, DepsError, MAX_CONCURRENT_INVOCATIONS, Parts};
 pub use errors::ErrorClass;
 pub use keyturn_config::notify::NameFilter;
-pub use served::{collection_of, served};

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::outcome::{HandlerError, Outcome};
+use crate::outcome::{HandlerError, Outcome, Status};
 
 /// What an adapter must tell its platform about one invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl Verdict {
     /// The line an adapter shows its platform: `done: ...`, `skipped: ...`, `rejected: ...` or the failure.
     pub fn log_line(&self) -> String {
         match self {
-            Verdict::Acknowledge(outcome) => format!("{}: {}", outcome.label(), outcome.message()),
+            Verdict::Acknowledge(outcome) => outcome.log_line(),
             Verdict::Retry(failure) => format!("retry: {failure}"),
         }
     }
@@ -74,8 +74,9 @@ impl fmt::Display for Failure {
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Outcome, HandlerError>> + Send>>;
 type BoxedHandler = Arc<dyn Fn(Event) -> HandlerFuture + Send + Sync>;
 
+/// What an invocation runs: the handler, or the configuration error every invocation fails with.
 #[derive(Clone)]
-enum Target {
+enum Handling {
     Ready(BoxedHandler),
     NotConfigured(Arc<str>),
 }
@@ -87,7 +88,7 @@ enum Target {
 #[derive(Clone)]
 pub struct Invoker {
     function: &'static str,
-    target: Target,
+    target: Handling,
     in_flight: InFlight,
 }
 
@@ -117,9 +118,9 @@ impl Invoker {
                 let deps = Arc::new(deps);
                 let boxed: BoxedHandler =
                     Arc::new(move |event| Box::pin(handler(event, Arc::clone(&deps))) as HandlerFuture);
-                Target::Ready(boxed)
+                Handling::Ready(boxed)
             }
-            Err(error) => Target::NotConfigured(error.to_string().into()),
+            Err(error) => Handling::NotConfigured(error.to_string().into()),
         };
         Invoker { function, target, in_flight: InFlight::default() }
     }
@@ -132,8 +133,8 @@ impl Invoker {
     /// The configuration error every invocation fails with, if loading the dependencies failed.
     pub fn not_configured(&self) -> Option<&str> {
         match &self.target {
-            Target::Ready(_) => None,
-            Target::NotConfigured(message) => Some(message),
+            Handling::Ready(_) => None,
+            Handling::NotConfigured(message) => Some(message),
         }
     }
 
@@ -157,8 +158,8 @@ impl Invoker {
     pub async fn invoke(&self, invocation_id: &str, event: Value) -> Verdict {
         let guard = self.in_flight.enter();
         let handler = match &self.target {
-            Target::Ready(handler) => Arc::clone(handler),
-            Target::NotConfigured(message) => {
+            Handling::Ready(handler) => Arc::clone(handler),
+            Handling::NotConfigured(message) => {
                 let failure = Failure::NotConfigured(message.to_string());
                 let event_id = raw_event_id(&event);
                 self.log_decision(invocation_id, event_id, None, &Verdict::Retry(failure.clone()));
@@ -171,7 +172,7 @@ impl Invoker {
             Ok(event) => event,
             Err(error) => {
                 // Valid JSON that is not a well-formed event: delivering it again for 24 hours cannot help.
-                let verdict = Verdict::Acknowledge(Outcome::Rejected(error.to_string()));
+                let verdict = Verdict::Acknowledge(Outcome::rejected(error.to_string()));
                 self.log_decision(invocation_id, event_id.as_deref(), None, &verdict);
                 return verdict;
             }
@@ -197,7 +198,7 @@ impl Invoker {
         let verdict = match task.await {
             Ok(Ok(outcome)) => Verdict::Acknowledge(outcome),
             Ok(Err(error)) if error.is_retryable() => Verdict::Retry(Failure::Retryable(error.message().to_owned())),
-            Ok(Err(error)) => Verdict::Acknowledge(Outcome::Rejected(error.message().to_owned())),
+            Ok(Err(error)) => Verdict::Acknowledge(Outcome::rejected(error.message().to_owned())),
             Err(join_error) if join_error.is_panic() => {
                 Verdict::Retry(Failure::Panicked(panic_message(join_error.into_panic())))
             }
@@ -214,11 +215,31 @@ impl Invoker {
         let event_id = event_id.unwrap_or("");
         let event_type = event_type.unwrap_or("");
         match verdict {
-            Verdict::Acknowledge(outcome @ (Outcome::Done(message) | Outcome::Skipped(message))) => {
-                tracing::info!(invocation_id, function, event_id, event_type, outcome = outcome.label(), "{message}");
+            Verdict::Acknowledge(outcome) if outcome.status == Status::Rejected => {
+                let message = outcome.message();
+                let action = outcome.action.as_deref().unwrap_or("");
+                tracing::warn!(
+                    invocation_id,
+                    function,
+                    event_id,
+                    event_type,
+                    outcome = "rejected",
+                    action,
+                    "{message}"
+                );
             }
-            Verdict::Acknowledge(Outcome::Rejected(message)) => {
-                tracing::warn!(invocation_id, function, event_id, event_type, outcome = "rejected", "{message}");
+            Verdict::Acknowledge(outcome) => {
+                let message = outcome.message();
+                let action = outcome.action.as_deref().unwrap_or("");
+                tracing::info!(
+                    invocation_id,
+                    function,
+                    event_id,
+                    event_type,
+                    outcome = outcome.label(),
+                    action,
+                    "{message}"
+                );
             }
             Verdict::Retry(failure) => {
                 tracing::error!(
@@ -312,12 +333,12 @@ mod tests {
     #[tokio::test]
     async fn the_handler_gets_the_decoded_event_and_its_outcome_is_acknowledged() {
         let (invoker, calls) =
-            invoker_answering(|event| Ok(Outcome::Done(format!("{} {}", event.id, event.event_type()))));
+            invoker_answering(|event| Ok(Outcome::done(format!("{} {}", event.id, event.event_type()))));
         let verdict = invoker.invoke("inv-1", near_expiry()).await;
         assert_eq!(
             verdict,
-            Verdict::Acknowledge(Outcome::Done(
-                "b620eb99-826d-b5e8-970f-38ff3094f49b Microsoft.KeyVault.SecretNearExpiry".into()
+            Verdict::Acknowledge(Outcome::done(
+                "b620eb99-826d-b5e8-970f-38ff3094f49b Microsoft.KeyVault.SecretNearExpiry"
             ))
         );
         assert_eq!(
@@ -329,11 +350,11 @@ mod tests {
 
     #[tokio::test]
     async fn skipped_and_rejected_outcomes_are_acknowledged() {
-        let (invoker, _) = invoker_answering(|_| Ok(Outcome::Skipped("not ours".into())));
+        let (invoker, _) = invoker_answering(|_| Ok(Outcome::skipped("not ours")));
         let verdict = invoker.invoke("inv", near_expiry()).await;
         assert_eq!(verdict.log_line(), "skipped: not ours");
 
-        let (invoker, _) = invoker_answering(|_| Ok(Outcome::Rejected("foreign vault".into())));
+        let (invoker, _) = invoker_answering(|_| Ok(Outcome::rejected("foreign vault")));
         let verdict = invoker.invoke("inv", near_expiry()).await;
         assert_eq!(verdict.log_line(), "rejected: foreign vault");
     }
@@ -349,7 +370,7 @@ mod tests {
     async fn a_permanent_error_is_acknowledged_as_rejected() {
         let (invoker, _) = invoker_answering(|_| Err(HandlerError::permanent("no policy tag")));
         let verdict = invoker.invoke("inv", near_expiry()).await;
-        assert_eq!(verdict, Verdict::Acknowledge(Outcome::Rejected("no policy tag".into())));
+        assert_eq!(verdict, Verdict::Acknowledge(Outcome::rejected("no policy tag")));
     }
 
     #[tokio::test]
@@ -358,7 +379,7 @@ mod tests {
             if event.subject == "db-password" {
                 panic!("boom on {}", event.subject);
             }
-            Ok(Outcome::Done("fine".into()))
+            Ok(Outcome::done("fine"))
         });
         let verdict = invoker.invoke("inv-1", near_expiry()).await;
         assert_eq!(verdict, Verdict::Retry(Failure::Panicked("boom on db-password".into())));
@@ -369,7 +390,7 @@ mod tests {
         other["data"]["ObjectName"] = json!("api-key");
         other["data"]["Id"] =
             json!("https://sample-kv.vault.azure.net/secrets/api-key/c5aab54cb80a27d8b0355bb5af566194");
-        assert_eq!(invoker.invoke("inv-2", other).await, Verdict::Acknowledge(Outcome::Done("fine".into())));
+        assert_eq!(invoker.invoke("inv-2", other).await, Verdict::Acknowledge(Outcome::done("fine")));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(invoker.in_flight(), 0);
     }
@@ -381,7 +402,7 @@ mod tests {
             // A non-async handler that panics before it returns its future.
             panic!("not even started");
             #[allow(unreachable_code)]
-            std::future::ready(Ok(Outcome::Done(String::new())))
+            std::future::ready(Ok(Outcome::done(String::new())))
         });
         let verdict = invoker.invoke("inv", near_expiry()).await;
         assert_eq!(verdict, Verdict::Retry(Failure::Panicked("not even started".into())));
@@ -394,7 +415,7 @@ mod tests {
         let counted = Arc::clone(&calls);
         let invoker = Invoker::new("near-expiry", deps, move |_event: Event, _deps: Arc<()>| {
             counted.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Ok(Outcome::Done(String::new())))
+            std::future::ready(Ok(Outcome::done(String::new())))
         });
         assert_eq!(invoker.not_configured(), Some("KEYTURN_VAULTS is not set"));
         for event in [near_expiry(), json!("not even an event")] {
@@ -407,11 +428,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_that_does_not_decode_is_rejected_with_its_path() {
-        let (invoker, calls) = invoker_answering(|_| Ok(Outcome::Done("never".into())));
+        let (invoker, calls) = invoker_answering(|_| Ok(Outcome::done("never")));
         let mut event = near_expiry();
         event["data"]["EXP"] = json!(true);
         let verdict = invoker.invoke("inv", event).await;
-        let Verdict::Acknowledge(Outcome::Rejected(reason)) = &verdict else {
+        let Verdict::Acknowledge(Outcome { status: Status::Rejected, message: reason, .. }) = &verdict else {
             panic!("expected a rejection, got {verdict:?}");
         };
         assert!(reason.starts_with("data.EXP: "), "{reason}");
@@ -430,7 +451,7 @@ mod tests {
                 if let Some(released) = released.lock().await.take() {
                     let _ = released.await;
                 }
-                Ok(Outcome::Done("finished".into()))
+                Ok(Outcome::done("finished"))
             }
         });
 
@@ -455,7 +476,7 @@ mod tests {
         let deps: Result<(), String> = Ok(());
         let invoker = Invoker::new("near-expiry", deps, |_event: Event, _deps: Arc<()>| async {
             tracing::info!("handler speaking");
-            Ok(Outcome::Skipped("already rotated".into()))
+            Ok(Outcome::skipped("already rotated"))
         });
         invoker.invoke("inv-42", near_expiry()).await;
 

@@ -12,7 +12,7 @@
 //! struct Deps;
 //!
 //! async fn near_expiry(event: keyturn_events::Event, _deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
-//!     Ok(Outcome::Skipped(format!("{} is not handled yet", event.event_type())))
+//!     Ok(Outcome::skipped(format!("{} is not handled yet", event.event_type())))
 //! }
 //!
 //! #[tokio::main]
@@ -24,7 +24,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`outcome`]: what a handler returns: [`Outcome`] (done / skipped / rejected) and [`HandlerError`]
+//! - [`outcome`]: what a handler returns: [`Outcome`] (a [`Status`]: done / skipped / rejected; the object, the
+//!   action, the versions, the message, the channels notified) and [`HandlerError`]
 //!   (retryable or permanent).
 //! - [`invoke`]: runs one raw event through a handler, adapter-independent: decoding, the "not configured"
 //!   short-circuit, panic isolation, tracing span, one log line per decision, in-flight count for draining.
@@ -83,7 +84,7 @@ use std::sync::Arc;
 pub use adapter::{Adapter, AdapterError};
 pub use invoke::{Failure, Invoker, Verdict};
 pub use logging::init_logging;
-pub use outcome::{HandlerError, Outcome};
+pub use outcome::{HandlerError, Outcome, Status};
 
 /// Runs `handler` for `function` (e.g. `"near-expiry"`) until SIGTERM/SIGINT and returns the exit code.
 ///

@@ -26,16 +26,16 @@ fn invoker() -> Invoker {
     let deps: Result<(), String> = Ok(());
     Invoker::new("near-expiry", deps, |event: Event, _deps: Arc<()>| async move {
         if let Payload::SubscriptionValidation(_) = event.payload {
-            return Ok(Outcome::Skipped(format!("{} is not for this handler", event.event_type())));
+            return Ok(Outcome::skipped(format!("{} is not for this handler", event.event_type())));
         }
         match event.subject.as_str() {
-            "db-password" => Ok(Outcome::Done(format!("rotated {}", event.subject))),
-            "skip" => Ok(Outcome::Skipped("already rotated".into())),
-            "reject" => Ok(Outcome::Rejected("vault not allow-listed".into())),
+            "db-password" => Ok(Outcome::done(format!("rotated {}", event.subject))),
+            "skip" => Ok(Outcome::skipped("already rotated")),
+            "reject" => Ok(Outcome::rejected("vault not allow-listed")),
             "permanent" => Err(HandlerError::permanent("no rotation policy")),
             "retry" => Err(HandlerError::retryable("vault answered 503")),
             "panic" => panic!("handler bug"),
-            other => Ok(Outcome::Done(format!("other subject {other}"))),
+            other => Ok(Outcome::done(format!("other subject {other}"))),
         }
     })
 }
@@ -70,11 +70,16 @@ fn json_body(response: &Response<bytes::Bytes>) -> Value {
     serde_json::from_slice(response.body()).unwrap()
 }
 
-/// Asserts a `200` custom-handler answer with exactly this one `Logs` line.
+/// Asserts a `200` custom-handler answer with exactly this one `Logs` line and the same outcome, typed, in
+/// `ReturnValue`.
 fn assert_acknowledged(response: &Response<bytes::Bytes>, log: &str) {
     assert_eq!(response.status(), StatusCode::OK, "{:?}", response.body());
     assert_eq!(response.headers()["content-type"], "application/json");
-    assert_eq!(json_body(response), json!({"Outputs": {}, "Logs": [log], "ReturnValue": null}));
+    let (status, message) = log.split_once(": ").unwrap();
+    assert_eq!(
+        json_body(response),
+        json!({"Outputs": {}, "Logs": [log], "ReturnValue": {"status": status, "message": message}})
+    );
 }
 
 fn assert_error(response: &Response<bytes::Bytes>, status: StatusCode, message: &str) {
@@ -164,9 +169,8 @@ async fn a_binding_that_is_not_an_object_is_200_rejected() {
 #[tokio::test]
 async fn not_configured_is_500_with_the_same_message_every_time() {
     let deps: Result<(), String> = Err("KEYTURN_VAULTS is not set".into());
-    let invoker = Invoker::new("near-expiry", deps, |_event: Event, _deps: Arc<()>| async {
-        Ok(Outcome::Done("unreachable".into()))
-    });
+    let invoker =
+        Invoker::new("near-expiry", deps, |_event: Event, _deps: Arc<()>| async { Ok(Outcome::done("unreachable")) });
     let ready = warp::test::request().path("/").reply(&routes(invoker.clone())).await;
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(json_body(&ready)["configured"], false);

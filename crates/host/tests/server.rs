@@ -96,9 +96,9 @@ fn invoker(permits: Arc<Semaphore>) -> Invoker {
             "panic" => panic!("handler bug"),
             "slow" => {
                 let _permit = permits.acquire().await.map_err(HandlerError::retryable)?;
-                Ok(Outcome::Done("slow one finished".into()))
+                Ok(Outcome::done("slow one finished"))
             }
-            subject => Ok(Outcome::Done(format!("rotated {subject}"))),
+            subject => Ok(Outcome::done(format!("rotated {subject}"))),
         }
     })
 }
@@ -115,7 +115,10 @@ async fn readiness_and_one_invocation_over_a_socket() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: InvocationResponse = response.json().await.unwrap();
-    assert_eq!(body, InvocationResponse::with_logs(vec!["done: rotated db-password".into()]));
+    assert_eq!(body.logs, ["done: rotated db-password"]);
+    // The typed outcome travels in `ReturnValue`.
+    assert_eq!(body.outcome(), Some(Outcome::done("rotated db-password")));
+    assert_eq!(body, InvocationResponse::for_outcome(&Outcome::done("rotated db-password")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +129,7 @@ async fn invocations_run_concurrently() {
     let deps: Result<Arc<Barrier>, String> = Ok(barrier);
     let invoker = Invoker::new("near-expiry", deps, |event: Event, barrier: Arc<Arc<Barrier>>| async move {
         barrier.wait().await;
-        Ok(Outcome::Done(event.subject))
+        Ok(Outcome::done(event.subject))
     });
     let server = Server::start(invoker, LIMIT).await;
     let client = client();

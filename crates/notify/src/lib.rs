@@ -13,12 +13,13 @@
 //! - [`signature`]: the webhook's `X-Keyturn-Signature` header, and [`verify_signature`] for receivers.
 //! - `transport` (private): one delivery over HTTPS or SMTP, with replies scrubbed of channel secrets.
 //! - `dedupe` (private): the bounded in-process record of which channel accepted which event.
-//! - [`notifier`]: [`Notifier`], concurrency, timeouts, [`Delivery`] and [`NotifyError`].
+//! - [`notifier`]: [`Notify`], the trait handlers hold; [`Notifier`], concurrency, timeouts, [`Delivery`] and [`NotifyError`].
 //! - [`secret`]: [`Secret`], which prints as `****`.
 //! - [`paging`]: what the two pagers share: [`alert_key`] (one alert per object version), their URL grammar
 //!   and their bounded retries on 429 and 5xx.
 //! - `pagerduty` (private): PagerDuty Events API v2, trigger and resolve by `dedup_key`.
 //! - `opsgenie` (private): Opsgenie Alert API, create and close by alias.
+//! - `testing` (feature `testing`): `FakeNotifier`, an in-memory [`Notify`] that records what it was given.
 
 pub mod channel;
 mod dedupe;
@@ -30,11 +31,13 @@ pub mod paging;
 mod render;
 pub mod secret;
 pub mod signature;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 
 pub use channel::{ChannelError, ChannelId, ChannelKind};
 pub use message::{Action, Notification, Severity, portal_link};
-pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, NotifyError};
+pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, Notify, NotifyError};
 pub use paging::alert_key;
 pub use secret::Secret;
 pub use signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, SIGNATURE_TOLERANCE, SignatureError, sign, verify_signature};

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
 use tracing::{debug, info, warn};
 
 use crate::channel::{ChannelConfig, ChannelError, ChannelId, Target, parse_channels};
@@ -93,6 +93,33 @@ struct Channel {
     config: ChannelConfig,
     sender: Sender,
     timeout: Duration,
+}
+
+/// Where a handler's notifications go: [`Notifier`] in production, an in-memory fake in unit tests
+/// (`testing::FakeNotifier`, with the `testing` feature). Object-safe: handlers hold `Arc<dyn Notify>`.
+pub trait Notify: Send + Sync + fmt::Debug {
+    /// Whether no channel is configured (then nothing is sent and sends succeed).
+    fn is_empty(&self) -> bool;
+
+    /// Sends `notification` to every channel that has not yet accepted its event (see [`Notifier::send`]).
+    fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<Delivery, NotifyError>>;
+}
+
+impl Notify for Notifier {
+    fn is_empty(&self) -> bool {
+        Notifier::is_empty(self)
+    }
+
+    fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<Delivery, NotifyError>> {
+        Box::pin(Notifier::send(self, notification))
+    }
+}
+
+impl Delivery {
+    /// Every channel that has the message, this attempt's and earlier ones', as `scheme://host` each.
+    pub fn channels(&self) -> Vec<String> {
+        self.sent.iter().chain(&self.already_accepted).map(|id| id.endpoint().to_owned()).collect()
+    }
 }
 
 /// Sends notifications to the configured channels. Build one per process and share it.

@@ -1,38 +1,40 @@
-//! [`Engine`]: the rotation contract (ARCHITECTURE.md, "Rotation contract") for one near-expiry event.
+//! [`Engine`]: the rotation contract (ARCHITECTURE.md, "Rotation contract") for one near-expiry event, carried
+//! out as [`crate::plan()`] decides.
 //!
-//! 1. The vault must be allow-listed: checked before any network call.
-//! 2. Read the latest version; if it is not the event's version, the rotation already happened.
-//! 3. Read the policy from its tags; no opt-in → nothing to do. (Before the lock: an object that does not
-//!    opt in never costs a lock.)
-//! 4. Take the object's lock; re-read and re-check 2 and 3 under it, since another delivery may have
-//!    finished in between.
-//! 5. Rotate: secrets through their provider's steps and one `set_secret`; keys with Key Vault's rotate
-//!    operation unless their own rotation policy already rotates them; certificates through their policy
-//!    when the issuer can issue and no AutoRenew action is set, else manual action is due.
+//! 1. The object comes in as a [`Request`]: an allow-listed [`ObjectRef`] (the event was parsed and the vault
+//!    checked once, on the way in, by `keyturn_deps::Deps::accept`; the vault client refuses a vault outside the
+//!    allow-list again, as a defence in depth).
+//! 2. Read the latest version and plan: a later version means the rotation already happened; no opt-in means
+//!    nothing to do. (Before the lock: an object that does not opt in never costs a lock.) A key's or
+//!    certificate's native policy is read only when the plan asks for it.
+//! 3. Take the object's lock; re-read and plan again under it, since another delivery may have finished in
+//!    between.
+//! 4. Carry the plan out: secrets through their provider's steps and one `set_secret`; keys with Key Vault's
+//!    rotate operation; certificates through their own policy.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use keyturn_events::{Event, ObjectKind};
+use keyturn_events::{ObjectKind, ObjectRef};
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::{MAX_TAGS, NewSecretVersion, SecretVersion, Tags};
 
 use crate::RotationError;
 use crate::lock::{LockGuard, RotationLock, lock_key};
 use crate::outcome::RotationOutcome;
-use crate::policy::{self, Policy, PolicyError, Rotation};
+use crate::plan::{Native, ObjectFacts, Plan, issuer_to_look_up, plan};
+use crate::policy::{self, Policy, PolicyError};
 use crate::provider::{Providers, RotationContext};
 
-/// The source of "now" (a test or the local stack may move it).
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+/// The source of "now" for the engine (a test or the local stack may move it).
+pub type NowFn = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// Issuer providers Key Vault can request certificates from by itself (integrated CAs).
-const INTEGRATED_CAS: &[&str] = &["DigiCert", "GlobalSign"];
-
-/// Idempotency: act only while the event's version is still the latest.
-pub fn already_rotated(event_version: &str, latest: &str) -> Option<RotationOutcome> {
-    (!event_version.eq_ignore_ascii_case(latest))
-        .then(|| RotationOutcome::AlreadyRotated { event_version: event_version.to_owned(), latest: latest.to_owned() })
+/// What the engine is asked to rotate: an allow-listed object, and the id of the event that asked (the
+/// provenance a new version carries, the idempotency key a provider may hand on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub object: ObjectRef,
+    pub event_id: String,
 }
 
 /// The rotation engine, built once per process and shared by every invocation.
@@ -41,7 +43,7 @@ pub struct Engine {
     vault: Arc<dyn KeyVault>,
     lock: Arc<dyn RotationLock>,
     providers: Providers,
-    clock: Clock,
+    now: NowFn,
 }
 
 impl std::fmt::Debug for Engine {
@@ -54,65 +56,50 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// What the event names, checked.
-struct Target<'e> {
-    vault: &'e str,
-    kind: ObjectKind,
-    name: &'e str,
-    version: &'e str,
-    event_id: &'e str,
+/// The latest version's facts, read for planning.
+struct Latest {
+    version: String,
+    tags: Tags,
+    /// A secret's current version, value included (its provider starts from it).
+    secret: Option<SecretVersion>,
 }
 
 impl Engine {
     pub fn new(vault: Arc<dyn KeyVault>, lock: Arc<dyn RotationLock>, providers: Providers) -> Self {
-        Self { vault, lock, providers, clock: Arc::new(Utc::now) }
+        Self { vault, lock, providers, now: Arc::new(Utc::now) }
     }
 
-    /// Replaces the clock (tests, the local stack's movable clock).
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+    /// Replaces the source of "now" (tests, the local stack's movable clock).
+    pub fn with_clock(mut self, now: NowFn) -> Self {
+        self.now = now;
         self
     }
 
-    /// Rotates the object a Key Vault event names, per its policy.
-    pub async fn rotate(&self, event: &Event) -> Result<RotationOutcome, RotationError> {
-        let key_vault = event
-            .key_vault()
-            .ok_or_else(|| RotationError::Event(format!("'{}' is not a Key Vault event", event.event_type())))?;
-        let object = &key_vault.object;
-        let target = Target {
-            vault: object.vault_name(),
-            kind: object.kind(),
-            name: object.name(),
-            version: object
-                .version()
-                .ok_or_else(|| RotationError::Event(format!("the event names no version of '{}'", object.name())))?,
-            event_id: &event.id,
-        };
-        // Before anything that could touch the network.
-        self.vault.check_allowed(target.vault)?;
-        let outcome = match target.kind {
-            ObjectKind::Secret => self.rotate_secret(&target).await,
-            ObjectKind::Key => self.rotate_key(&target).await,
-            ObjectKind::Certificate => self.rotate_certificate(&target).await,
-            ObjectKind::Vault => Err(RotationError::Event("a vault-level event names nothing to rotate".to_owned())),
-        };
+    /// The providers this engine has, by name (for planning elsewhere, e.g. `keyturn check`).
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// Rotates the object `request` names, per its policy.
+    pub async fn rotate(&self, request: &Request) -> Result<RotationOutcome, RotationError> {
+        let object = &request.object;
+        let outcome = self.rotate_object(request).await;
         match &outcome {
             Ok(outcome) => tracing::info!(
-                vault = target.vault,
-                kind = %target.kind,
-                object = target.name,
-                version = target.version,
-                event_id = target.event_id,
+                vault = object.vault(),
+                kind = %object.kind(),
+                object = object.name(),
+                version = object.version(),
+                event_id = request.event_id,
                 outcome = outcome.label(),
                 "{outcome}"
             ),
             Err(error) => tracing::warn!(
-                vault = target.vault,
-                kind = %target.kind,
-                object = target.name,
-                version = target.version,
-                event_id = target.event_id,
+                vault = object.vault(),
+                kind = %object.kind(),
+                object = object.name(),
+                version = object.version(),
+                event_id = request.event_id,
                 retryable = error.is_retryable(),
                 %error,
                 "rotation failed"
@@ -121,152 +108,179 @@ impl Engine {
         outcome
     }
 
+    async fn rotate_object(&self, request: &Request) -> Result<RotationOutcome, RotationError> {
+        let object = &request.object;
+        let names = self.providers.names();
+        let latest = self.latest(object).await?;
+        let mut native = Native::Unread;
+        let mut planned = plan(&facts(object, &latest), &native, &names)?;
+        if planned == Plan::ReadNativePolicy {
+            native = self.native(object).await?;
+            planned = plan(&facts(object, &latest), &native, &names)?;
+        }
+        if let Some(decided) = decided(planned) {
+            return Ok(decided);
+        }
+        drop(latest);
+        self.locked(object, async {
+            // Another delivery may have rotated while this one waited: read and plan again under the lock.
+            let latest = self.latest(object).await?;
+            let planned = plan(&facts(object, &latest), &native, &names)?;
+            match planned {
+                Plan::RotateSecret { provider, validity } => {
+                    let Some(current) = latest.secret else {
+                        return Err(RotationError::Event(format!("{}: no current secret version", object.described())));
+                    };
+                    self.rotate_secret(request, &current, &provider, validity).await
+                }
+                Plan::RotateKey => {
+                    let rotated = self.vault.rotate_key(object.vault(), object.name()).await?;
+                    Ok(RotationOutcome::Rotated { from: latest.version, to: rotated.version, expires: rotated.expires })
+                }
+                Plan::RenewCertificate { .. } => {
+                    let renewal = self.vault.renew_certificate(object.vault(), object.name()).await?;
+                    Ok(RotationOutcome::RenewalStarted { from: latest.version, status: renewal.status })
+                }
+                // Every plan that acts is matched above; `decided` names the outcome of the others (a later
+                // version, an opt-in removed meanwhile, ...).
+                other => Ok(decided(other).unwrap_or(RotationOutcome::NotOptedIn)),
+            }
+        })
+        .await
+    }
+
+    /// The object's latest version and its tags.
+    async fn latest(&self, object: &ObjectRef) -> Result<Latest, RotationError> {
+        let (vault, name) = (object.vault(), object.name());
+        Ok(match object.kind() {
+            ObjectKind::Secret => {
+                let secret = self.vault.latest_secret(vault, name).await?;
+                Latest {
+                    version: secret.properties.version.clone(),
+                    tags: secret.properties.tags.clone(),
+                    secret: Some(secret),
+                }
+            }
+            ObjectKind::Key => {
+                let key = self.vault.latest_key(vault, name).await?;
+                Latest { version: key.version, tags: key.tags, secret: None }
+            }
+            ObjectKind::Certificate => {
+                let certificate = self.vault.latest_certificate(vault, name).await?;
+                Latest { version: certificate.version, tags: certificate.tags, secret: None }
+            }
+            ObjectKind::Vault => {
+                return Err(RotationError::Event("a vault-level event names nothing to rotate".to_owned()));
+            }
+        })
+    }
+
+    /// Key Vault's own policy for a key or certificate (and its issuer's provider where the plan needs it).
+    async fn native(&self, object: &ObjectRef) -> Result<Native, RotationError> {
+        let (vault, name) = (object.vault(), object.name());
+        Ok(match object.kind() {
+            ObjectKind::Key => Native::Key(self.vault.key_rotation_policy(vault, name).await?),
+            _ => {
+                let policy = self.vault.certificate_policy(vault, name).await?;
+                let issuer_provider = match issuer_to_look_up(&policy) {
+                    Some(issuer) => self.vault.issuer_provider(vault, issuer).await?,
+                    None => None,
+                };
+                Native::Certificate { policy, issuer_provider }
+            }
+        })
+    }
+
     /// Runs `work` under the object's lock, releasing it whatever `work` returns.
     async fn locked<T>(
         &self,
-        target: &Target<'_>,
+        object: &ObjectRef,
         work: impl std::future::Future<Output = Result<T, RotationError>>,
     ) -> Result<T, RotationError> {
-        let guard: Box<dyn LockGuard> = self.lock.acquire(&lock_key(target.vault, target.kind, target.name)).await?;
+        let key = lock_key(object.vault(), object.kind(), object.name());
+        let guard: Box<dyn LockGuard> = self.lock.acquire(&key).await?;
         let result = work.await;
         if let Err(error) = guard.release().await {
             // The lease expires on its own; a failed release only delays the next rotation of this object.
-            tracing::warn!(object = target.name, %error, "releasing the rotation lock failed; it will expire");
+            tracing::warn!(object = object.name(), %error, "releasing the rotation lock failed; it will expire");
         }
         result
     }
 
-    async fn rotate_secret(&self, target: &Target<'_>) -> Result<RotationOutcome, RotationError> {
-        let current = self.vault.latest_secret(target.vault, target.name).await?;
-        if let Some(done) = already_rotated(target.version, &current.properties.version) {
-            return Ok(done);
-        }
-        if Policy::from_tags(ObjectKind::Secret, &current.properties.tags)?.rotation == Rotation::NotOptedIn {
-            return Ok(RotationOutcome::NotOptedIn);
-        }
-        drop(current);
-        self.locked(target, async {
-            let current = self.vault.latest_secret(target.vault, target.name).await?;
-            if let Some(done) = already_rotated(target.version, &current.properties.version) {
-                return Ok(done);
-            }
-            let policy = Policy::from_tags(ObjectKind::Secret, &current.properties.tags)?;
-            let Rotation::Provider(provider_name) = &policy.rotation else {
-                return Ok(RotationOutcome::NotOptedIn);
-            };
-            let provider = self.providers.get(provider_name).ok_or_else(|| PolicyError {
-                tag: policy::ROTATION,
-                problem: format!(
-                    "'{provider_name}' is not a provider this deployment has; expected one of {}",
-                    self.providers.names().join(", ")
-                ),
-            })?;
-            let validity = policy.required_validity()?;
-            let now = (self.clock)();
-            let ctx = RotationContext {
-                vault: target.vault,
-                name: target.name,
-                current: &current,
-                policy: &policy,
-                event_id: target.event_id,
-                now,
-            };
-            let pending = provider.create_pending(&ctx).await?;
-            provider.set_pending(&ctx, &pending).await?;
-            provider.test_pending(&ctx, &pending).await?;
-            let tags = next_tags(&current, &pending.tags, target.event_id)?;
-            let expires = now + validity;
-            let promoted = self
-                .vault
-                .set_secret(
-                    target.vault,
-                    target.name,
-                    NewSecretVersion {
-                        value: pending.value,
-                        content_type: current.properties.content_type.clone(),
-                        tags,
-                        not_before: Some(now),
-                        expires: Some(expires),
-                    },
-                )
-                .await?;
-            provider.finish(&ctx, &promoted).await?;
-            Ok(RotationOutcome::Rotated {
-                from: current.properties.version.clone(),
-                to: promoted.version,
-                expires: promoted.expires.or(Some(expires)),
-            })
-        })
-        .await
-    }
-
-    async fn rotate_key(&self, target: &Target<'_>) -> Result<RotationOutcome, RotationError> {
-        let current = self.vault.latest_key(target.vault, target.name).await?;
-        if let Some(done) = already_rotated(target.version, &current.version) {
-            return Ok(done);
-        }
-        if Policy::from_tags(ObjectKind::Key, &current.tags)?.rotation == Rotation::NotOptedIn {
-            return Ok(RotationOutcome::NotOptedIn);
-        }
-        let native = self.vault.key_rotation_policy(target.vault, target.name).await?;
-        if native.rotates {
-            let trigger = native.trigger.unwrap_or_else(|| "no trigger stated".to_owned());
-            return Ok(RotationOutcome::NativeRotationConfigured {
-                detail: format!("the key's rotation policy has a Rotate action ({trigger})"),
-            });
-        }
-        self.locked(target, async {
-            let current = self.vault.latest_key(target.vault, target.name).await?;
-            if let Some(done) = already_rotated(target.version, &current.version) {
-                return Ok(done);
-            }
-            let rotated = self.vault.rotate_key(target.vault, target.name).await?;
-            Ok(RotationOutcome::Rotated { from: current.version, to: rotated.version, expires: rotated.expires })
-        })
-        .await
-    }
-
-    async fn rotate_certificate(&self, target: &Target<'_>) -> Result<RotationOutcome, RotationError> {
-        let current = self.vault.latest_certificate(target.vault, target.name).await?;
-        if let Some(done) = already_rotated(target.version, &current.version) {
-            return Ok(done);
-        }
-        if Policy::from_tags(ObjectKind::Certificate, &current.tags)?.rotation == Rotation::NotOptedIn {
-            return Ok(RotationOutcome::NotOptedIn);
-        }
-        let policy = self.vault.certificate_policy(target.vault, target.name).await?;
-        if policy.auto_renew {
-            return Ok(RotationOutcome::NativeRotationConfigured {
-                detail: "the certificate policy has an AutoRenew lifetime action".to_owned(),
-            });
-        }
-        let issuer = policy.issuer.unwrap_or_else(|| "Unknown".to_owned());
-        let can_issue = if issuer.eq_ignore_ascii_case("Self") {
-            true
-        } else if issuer.eq_ignore_ascii_case("Unknown") {
-            false
-        } else {
-            let provider = self.vault.issuer_provider(target.vault, &issuer).await?;
-            provider.is_some_and(|p| INTEGRATED_CAS.iter().any(|ca| ca.eq_ignore_ascii_case(&p)))
+    /// A secret's provider steps and the one `set_secret` that promotes the new value.
+    async fn rotate_secret(
+        &self,
+        request: &Request,
+        current: &SecretVersion,
+        provider_name: &str,
+        validity: chrono::Duration,
+    ) -> Result<RotationOutcome, RotationError> {
+        let object = &request.object;
+        // `plan` accepted the name only if this deployment has the provider.
+        let provider = self.providers.get(provider_name).ok_or_else(|| PolicyError {
+            tag: policy::ROTATION,
+            problem: format!("'{provider_name}' is not a provider this deployment has"),
+        })?;
+        let policy = Policy::from_tags(ObjectKind::Secret, &current.properties.tags)?;
+        let now = (self.now)();
+        let ctx = RotationContext {
+            vault: object.vault(),
+            name: object.name(),
+            current,
+            policy: &policy,
+            event_id: &request.event_id,
+            now,
         };
-        if !can_issue {
-            return Ok(RotationOutcome::ManualActionDue {
-                reason: format!(
-                    "certificate '{}' is issued by '{issuer}', which Key Vault cannot request from by itself; \
-                     renew it with its CA and merge or import the new certificate",
-                    target.name
-                ),
-            });
-        }
-        self.locked(target, async {
-            let current = self.vault.latest_certificate(target.vault, target.name).await?;
-            if let Some(done) = already_rotated(target.version, &current.version) {
-                return Ok(done);
-            }
-            let renewal = self.vault.renew_certificate(target.vault, target.name).await?;
-            Ok(RotationOutcome::RenewalStarted { from: current.version, status: renewal.status })
+        let pending = provider.create_pending(&ctx).await?;
+        provider.set_pending(&ctx, &pending).await?;
+        provider.test_pending(&ctx, &pending).await?;
+        let tags = next_tags(current, &pending.tags, &request.event_id)?;
+        let expires = now + validity;
+        let promoted = self
+            .vault
+            .set_secret(
+                object.vault(),
+                object.name(),
+                NewSecretVersion {
+                    value: pending.value,
+                    content_type: current.properties.content_type.clone(),
+                    tags,
+                    not_before: Some(now),
+                    expires: Some(expires),
+                },
+            )
+            .await?;
+        provider.finish(&ctx, &promoted).await?;
+        Ok(RotationOutcome::Rotated {
+            from: current.properties.version.clone(),
+            to: promoted.version,
+            expires: promoted.expires.or(Some(expires)),
         })
-        .await
+    }
+}
+
+/// The facts `plan` needs about `object`, from its latest version.
+fn facts<'a>(object: &'a ObjectRef, latest: &'a Latest) -> ObjectFacts<'a> {
+    ObjectFacts {
+        kind: object.kind(),
+        event_version: Some(object.version()),
+        latest_version: &latest.version,
+        tags: &latest.tags,
+    }
+}
+
+/// The outcome of a plan that needs no action; `None` for one that does.
+fn decided(plan: Plan) -> Option<RotationOutcome> {
+    match plan {
+        Plan::AlreadyRotated { event_version, latest } => {
+            Some(RotationOutcome::AlreadyRotated { event_version, latest })
+        }
+        Plan::NotOptedIn => Some(RotationOutcome::NotOptedIn),
+        Plan::NativeRotation { detail } => Some(RotationOutcome::NativeRotationConfigured { detail }),
+        Plan::ManualActionDue { reason } => Some(RotationOutcome::ManualActionDue { reason }),
+        // Native policies are read before anything acts: a plan that still asks for them acts on nothing.
+        Plan::ReadNativePolicy => Some(RotationOutcome::NotOptedIn),
+        Plan::RotateSecret { .. } | Plan::RotateKey | Plan::RenewCertificate { .. } => None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! duplicate delivery cannot rotate twice, and produce the new version.
 //!
 //! # Layout
-//! - [`engine`]: [`Engine`], the rotation contract for secrets, keys and certificates.
+//! - [`plan`]: [`plan()`], the one decision table (pure): what keyturn does with an object, given its facts.
+//! - [`engine`]: [`Engine`], the rotation contract for secrets, keys and certificates: carries a plan out.
 //! - [`policy`]: the policy tags (docs/policy-tags.md is the reference) and their parsing.
 //! - [`provider`]: the [`Provider`] steps (create pending, set, test, finish) and the registry;
 //!   `provider/generated.rs` is the generated-value provider.
@@ -17,13 +18,15 @@ pub mod error;
 pub mod generate;
 pub mod lock;
 pub mod outcome;
+pub mod plan;
 pub mod policy;
 pub mod provider;
 
-pub use engine::{Clock, Engine};
+pub use engine::{Engine, NowFn, Request};
 pub use error::RotationError;
 pub use lock::blob::{BlobLeaseLock, LeaseDuration, LockSetupError, lock_from_settings};
 pub use lock::{InProcessLock, LockError, LockGuard, RotationLock};
 pub use outcome::RotationOutcome;
+pub use plan::{Native, ObjectFacts, Plan, plan};
 pub use policy::Policy;
 pub use provider::{Provider, Providers};

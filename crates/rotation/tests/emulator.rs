@@ -16,29 +16,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keyturn_events::{Event, ObjectKind};
+use keyturn_events::{ObjectKind, ObjectRef};
 use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
 use keyturn_local::keyvault::crypto::KeySpec;
 use keyturn_local::keyvault::keys::KeySpecInput;
 use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::keyvault::{KeyVaultEmulator, RunningEmulator, SecretSpec};
-use keyturn_rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
+use keyturn_rotation::{Engine, InProcessLock, Providers, Request, RotationError, RotationOutcome};
 use keyturn_vault::{AzureKeyVault, KeyVault, VaultError};
 
 const SCENARIO: &str = "KT_SCENARIO";
 const VAULT: &str = "kv-rot";
 const OTHER_VAULT: &str = "other-kv";
 
-fn event(kind: ObjectKind, vault: &str, name: &str, version: &str) -> Event {
-    let collection = kind.collection().unwrap_or_default();
-    let json = format!(
-        r#"{{"id":"evt-{name}","topic":"/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/{vault}",
-        "subject":"{name}","eventType":"Microsoft.KeyVault.{kind}NearExpiry","eventTime":"2026-01-01T00:00:00Z",
-        "data":{{"Id":"https://{vault}.vault.azure.net/{collection}/{name}/{version}","VaultName":"{vault}",
-        "ObjectType":"{kind}","ObjectName":"{name}","Version":"{version}","NBF":null,"EXP":null}},
-        "dataVersion":"1","metadataVersion":"1"}}"#
-    );
-    Event::from_slice(json.as_bytes()).unwrap()
+/// What a near-expiry event about `vault/name` at `version` asks the engine to do.
+fn event(kind: ObjectKind, vault: &str, name: &str, version: &str) -> Request {
+    Request { object: ObjectRef::new(vault, kind, name, version).unwrap(), event_id: format!("evt-{name}") }
 }
 
 fn env(name: &str) -> String {

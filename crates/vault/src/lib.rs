@@ -13,6 +13,7 @@
 //! - [`credential`]: the configured credential, built and logged once.
 //! - [`http`]: the transport (extra CA roots, per-try timeout) and the bounded retry policy.
 //! - [`time`]: chrono ⇄ `time::OffsetDateTime`, the one conversion point at the SDK edge.
+//! - `testing` (feature `testing`): `FakeVault`, an in-memory vault set for unit tests.
 //! - [`error`]: [`VaultError`] and its retryable/permanent classification.
 //! - [`rbac`]: Key Vault's built-in roles and their data actions; a `ForbiddenByRbac` denial explained by the
 //!   role that would grant it.
@@ -25,6 +26,8 @@ pub mod inventory;
 pub mod model;
 pub mod ops;
 pub mod rbac;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod versions;
 

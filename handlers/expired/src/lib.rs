@@ -12,15 +12,30 @@
 //! still notified (the critical message must not wait for the vault to recover), then the invocation fails
 //! so that Event Grid redelivers; a redelivery finds the action done (already rotated, already disabled).
 //!
+//! The typed outcome's `action`: `notified` (nothing configured, or nothing to do), `disabled`, `rotated`,
+//! `renewal-started`, `already-rotated`, `not-opted-in`, `native-rotation`, `manual-action-due` (the engine's
+//! labels for an emergency rotation), or `invalid-policy` / `failed` with a rejection.
+//!
+//! | tags and state | action | outcome |
+//! |---|---|---|
+//! | no `KeyturnExpiredAction` (or `notify`) | notified | done, critical notification |
+//! | `disable`, version enabled | disabled | done; the version is disabled, no other touched |
+//! | `disable`, version already disabled | notified | done, nothing changed |
+//! | `rotate` | the engine's label (`rotated`, `already-rotated`, ...) | done |
+//! | `rotate` or `disable` failing permanently, a wrong tag | failed / invalid-policy | rejected, after notifying |
+//! | the action failing retryably, or a channel refusing | — | retry (500), after notifying where possible |
+//! | a vault outside the allow-list, another event type | not-allowed / not-served | rejected / skipped, nothing sent |
+//!
 //! # Layout
-//! - this file: [`handle`] and the decision; `src/main.rs`: the binary, wiring only.
+//! - this file: [`handle`] (the event parsed once) and [`decide`] (on the typed object); `src/main.rs`: the
+//!   binary, wiring only; `src/tests.rs`: every row of the table above against the in-memory fakes.
 
 use std::sync::Arc;
 
-use keyturn_deps::{Deps, ErrorClass, collection_of, served};
+use keyturn_deps::{Accepted, Deps, ErrorClass};
 use keyturn_events::{Event, Lifecycle};
 use keyturn_host::{HandlerError, Outcome};
-use keyturn_notify::{Action, Notification};
+use keyturn_notify::Action;
 use keyturn_rotation::RotationOutcome;
 use keyturn_rotation::policy::{EXPIRED_ACTION, ExpiredAction};
 use keyturn_vault::VersionUpdate;
@@ -33,29 +48,46 @@ pub const FUNCTION: &str = "expired";
 struct Acted {
     /// The sentence for the notification and the outcome line.
     summary: String,
+    /// The outcome's action word.
+    action: &'static str,
     /// Whether keyturn changed the vault (a new version, a disabled version).
     changed: bool,
     /// Whether keyturn disabled the expired version.
     disabled: bool,
+    /// The version keyturn made (an emergency rotation).
+    version_after: Option<String>,
     /// A failure to report after notifying: retryable → the invocation fails; permanent → rejected.
     failure: Option<HandlerError>,
 }
 
+impl Acted {
+    fn nothing(action: &'static str, summary: String) -> Self {
+        Acted { summary, action, changed: false, disabled: false, version_after: None, failure: None }
+    }
+
+    fn failed(action: &'static str, summary: String, failure: HandlerError) -> Self {
+        Acted { failure: Some(failure), ..Self::nothing(action, summary) }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
 /// Notifies about an expired version and acts per its opt-in tag.
 pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
-    let key_vault = match served(&event, Lifecycle::Expired, FUNCTION) {
-        Ok(key_vault) => key_vault,
-        Err(skipped) => return Ok(skipped),
+    let accepted = match deps.accept(&event, Lifecycle::Expired, FUNCTION) {
+        Ok(accepted) => accepted,
+        Err(outcome) => return Ok(*outcome),
     };
     let _turn = deps.turn().await;
-    let object = &key_vault.object;
-    let (vault, name) = (object.vault_name(), object.name());
-    let target = format!("{} {vault}/{name}", object.kind().as_str().to_ascii_lowercase());
-    // Before anything that could touch the network.
-    deps.vault().check_allowed(vault).map_err(|e| e.handler_error(&target))?;
-    let (Some(version), Some(collection)) = (object.version(), collection_of(object.kind())) else {
-        return Ok(Outcome::Rejected(format!("{target}: the event names no version of an object")));
-    };
+    decide(&accepted, &deps).await
+}
+
+/// The decision for an accepted event (the table in the crate docs).
+pub async fn decide(accepted: &Accepted, deps: &Deps) -> Result<Outcome, HandlerError> {
+    let object = &accepted.object;
+    let (vault, name, version, collection) = (object.vault(), object.name(), object.version(), accepted.collection);
+    let target = object.described();
     let properties = deps
         .versions()
         .version_properties(vault, collection, name, version)
@@ -63,42 +95,37 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         .map_err(|e| e.handler_error(format!("{target}: reading the expired version {version}")))?;
 
     let acted = match ExpiredAction::from_tags(&properties.tags) {
-        Err(policy) => Acted {
-            summary: format!("keyturn did nothing: {policy}."),
-            changed: false,
-            disabled: false,
-            failure: Some(HandlerError::permanent(format!("{target}: {policy}"))),
-        },
-        Ok(ExpiredAction::Notify) => Acted {
-            summary: format!("no action is configured ({EXPIRED_ACTION} absent or notify): someone must act."),
-            changed: false,
-            disabled: false,
-            failure: None,
-        },
-        Ok(ExpiredAction::Disable) if !properties.enabled => Acted {
-            summary: format!("keyturn did not need to disable it ({EXPIRED_ACTION}=disable)."),
-            changed: false,
-            disabled: false,
-            failure: None,
-        },
+        Err(policy) => Acted::failed(
+            "invalid-policy",
+            format!("keyturn did nothing: {policy}."),
+            HandlerError::permanent(format!("{target}: {policy}")),
+        ),
+        Ok(ExpiredAction::Notify) => Acted::nothing(
+            "notified",
+            format!("no action is configured ({EXPIRED_ACTION} absent or notify): someone must act."),
+        ),
+        Ok(ExpiredAction::Disable) if !properties.enabled => {
+            Acted::nothing("notified", format!("keyturn did not need to disable it ({EXPIRED_ACTION}=disable)."))
+        }
         Ok(ExpiredAction::Disable) => {
             let update = VersionUpdate { enabled: Some(false), tags: None };
             match deps.versions().update_version(vault, collection, name, version, update).await {
                 Ok(_) => Acted {
-                    summary: format!("keyturn disabled it ({EXPIRED_ACTION}=disable); no other version was touched."),
                     changed: true,
                     disabled: true,
-                    failure: None,
+                    ..Acted::nothing(
+                        "disabled",
+                        format!("keyturn disabled it ({EXPIRED_ACTION}=disable); no other version was touched."),
+                    )
                 },
-                Err(error) => Acted {
-                    summary: format!("keyturn could not disable it ({EXPIRED_ACTION}=disable): {error}."),
-                    changed: false,
-                    disabled: false,
-                    failure: Some(error.handler_error(format!("{target}: disabling version {version}"))),
-                },
+                Err(error) => Acted::failed(
+                    "failed",
+                    format!("keyturn could not disable it ({EXPIRED_ACTION}=disable): {error}."),
+                    error.handler_error(format!("{target}: disabling version {version}")),
+                ),
             }
         }
-        Ok(ExpiredAction::Rotate) => rotate(&event, &deps, &target).await,
+        Ok(ExpiredAction::Rotate) => rotate(accepted, deps).await,
     };
 
     // The enabled flag as it is now (after a disable, it is off).
@@ -111,8 +138,7 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         format!("The expired version {version} is disabled.")
     };
     let summary = format!("{} {state}", acted.summary);
-    let notification = Notification::for_event(&event, Action::Informed { summary: summary.clone() })
-        .ok_or_else(|| HandlerError::permanent(format!("{target}: not a Key Vault event")))?;
+    let notification = accepted.notification(Action::Informed { summary: summary.clone() });
     tracing::info!(
         vault,
         object = name,
@@ -130,69 +156,75 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
             return Err(HandlerError::retryable(format!("{target}: notifying: {error}{also}")));
         }
     };
-    let notified = delivery.sent.len() + delivery.already_accepted.len();
-    if let Some(failure) = acted.failure {
+    let channels = delivery.channels();
+    let notified = channels.len();
+    let typed = |outcome: Outcome| {
+        outcome
+            .about(object)
+            .action(acted.action)
+            .versions(Some(version.to_owned()), acted.version_after.clone())
+            .notified(channels.clone())
+    };
+    if let Some(failure) = &acted.failure {
         return match failure.is_retryable() {
-            true => Err(failure),
-            false => {
-                Ok(Outcome::Rejected(format!("{}; {summary} (notified {notified} channel(s))", failure.message())))
-            }
+            true => Err(failure.clone()),
+            false => Ok(typed(Outcome::rejected(format!(
+                "{}; {summary} (notified {notified} channel(s))",
+                failure.message()
+            )))),
         };
     }
-    Ok(Outcome::Done(format!(
+    Ok(typed(Outcome::done(format!(
         "{target} version {version} expired: {summary} (notified {notified} channel(s) at critical severity)"
-    )))
+    ))))
 }
 
 /// The emergency rotation, in the engine's words.
-async fn rotate(event: &Event, deps: &Deps, target: &str) -> Acted {
+async fn rotate(accepted: &Accepted, deps: &Deps) -> Acted {
     let opt_in = format!("{EXPIRED_ACTION}=rotate");
-    match deps.engine().rotate(event).await {
-        Ok(RotationOutcome::Rotated { to, .. }) => Acted {
-            summary: format!("keyturn rotated it in an emergency ({opt_in}): the new version is {to}."),
-            changed: true,
-            disabled: false,
-            failure: None,
-        },
-        Ok(RotationOutcome::RenewalStarted { status, .. }) => Acted {
-            summary: format!(
-                "keyturn started a renewal through the certificate's policy ({opt_in}; operation {status})."
-            ),
-            changed: true,
-            disabled: false,
-            failure: None,
-        },
-        Ok(RotationOutcome::AlreadyRotated { latest, .. }) => Acted {
-            summary: format!("it was already rotated: the latest version is {latest}."),
-            changed: false,
-            disabled: false,
-            failure: None,
-        },
-        Ok(RotationOutcome::NotOptedIn) => Acted {
-            summary: format!(
-                "{opt_in} is set but the object has no rotation policy (KeyturnRotation): someone must rotate it."
-            ),
-            changed: false,
-            disabled: false,
-            failure: None,
-        },
-        Ok(RotationOutcome::NativeRotationConfigured { detail }) => Acted {
-            summary: format!("it is left to Key Vault's own policy ({detail})."),
-            changed: false,
-            disabled: false,
-            failure: None,
-        },
-        Ok(RotationOutcome::ManualActionDue { reason }) => Acted {
-            summary: format!("keyturn cannot rotate it: {reason}; someone must."),
-            changed: false,
-            disabled: false,
-            failure: None,
-        },
-        Err(error) => Acted {
-            summary: format!("the emergency rotation failed: {error}."),
-            changed: false,
-            disabled: false,
-            failure: Some(error.handler_error(format!("{target}: emergency rotation"))),
-        },
+    let target = accepted.object.described();
+    match deps.engine().rotate(&accepted.rotation_request()).await {
+        Ok(outcome) => {
+            let action = outcome.label();
+            match outcome {
+                RotationOutcome::Rotated { to, .. } => Acted {
+                    changed: true,
+                    version_after: Some(to.clone()),
+                    ..Acted::nothing(
+                        action,
+                        format!("keyturn rotated it in an emergency ({opt_in}): the new version is {to}."),
+                    )
+                },
+                RotationOutcome::RenewalStarted { status, .. } => Acted {
+                    changed: true,
+                    ..Acted::nothing(
+                        action,
+                        format!(
+                            "keyturn started a renewal through the certificate's policy ({opt_in}; operation {status})."
+                        ),
+                    )
+                },
+                RotationOutcome::AlreadyRotated { latest, .. } => {
+                    Acted::nothing(action, format!("it was already rotated: the latest version is {latest}."))
+                }
+                RotationOutcome::NotOptedIn => Acted::nothing(
+                    action,
+                    format!(
+                        "{opt_in} is set but the object has no rotation policy (KeyturnRotation): someone must rotate it."
+                    ),
+                ),
+                RotationOutcome::NativeRotationConfigured { detail } => {
+                    Acted::nothing(action, format!("it is left to Key Vault's own policy ({detail})."))
+                }
+                RotationOutcome::ManualActionDue { reason } => {
+                    Acted::nothing(action, format!("keyturn cannot rotate it: {reason}; someone must."))
+                }
+            }
+        }
+        Err(error) => Acted::failed(
+            "failed",
+            format!("the emergency rotation failed: {error}."),
+            error.handler_error(format!("{target}: emergency rotation")),
+        ),
     }
 }

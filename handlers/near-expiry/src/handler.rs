@@ -1,55 +1,56 @@
-//! [`handle`]: one delivered event through the rotation engine, then to the notification channels.
+//! [`handle`]: one delivered event parsed once ([`Deps::accept`]), then [`decide`] on the typed object: the
+//! rotation engine, then the notification channels.
 
 use std::sync::Arc;
 
-use keyturn_deps::{Deps, ErrorClass, served};
+use keyturn_deps::{Accepted, Deps, ErrorClass};
 use keyturn_events::{Event, Lifecycle, ObjectKind};
 use keyturn_host::{HandlerError, Outcome};
 use keyturn_notify::Notification;
 use keyturn_rotation::RotationOutcome;
 
-use crate::report::{self, Target};
-use crate::{FUNCTION, notice};
+use crate::{FUNCTION, notice, report};
 
 /// Rotates the object a `*NearExpiry` event names and tells the channels; any other event is skipped with
-/// the reason.
+/// the reason, an event about a vault outside the allow-list is rejected before anything else.
+pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
+    let accepted = match deps.accept(&event, Lifecycle::NearExpiry, FUNCTION) {
+        Ok(accepted) => accepted,
+        Err(outcome) => return Ok(*outcome),
+    };
+    let _turn = deps.turn().await;
+    decide(&accepted, &deps).await
+}
+
+/// The decision for an accepted event (the table in the crate docs).
 ///
 /// Duplicate, concurrent and late deliveries are safe: the engine acts only while the event's version is
 /// the object's latest, under the object's lock. A notification a channel did not accept fails the
 /// invocation (retryable) whatever the rotation did; the redelivery rotates nothing again.
-pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
-    let key_vault = match served(&event, Lifecycle::NearExpiry, FUNCTION) {
-        Ok(key_vault) => key_vault,
-        Err(skipped) => return Ok(skipped),
-    };
-    let object = &key_vault.object;
-    let target = Target { vault: object.vault_name(), kind: object.kind(), name: object.name() };
-    // Checked here too (the engine checks first thing) so that a foreign vault's event is refused before
-    // anything, a notification included: the channels are this deployment's.
-    deps.vault().check_allowed(target.vault).map_err(|e| e.handler_error(target.described()))?;
-    let _turn = deps.turn().await;
-    let (result, notification) = match deps.engine().rotate(&event).await {
+pub async fn decide(accepted: &Accepted, deps: &Deps) -> Result<Outcome, HandlerError> {
+    let object = &accepted.object;
+    let (result, notification) = match deps.engine().rotate(&accepted.rotation_request()).await {
         Ok(rotation) => {
             let notification = match &rotation {
                 RotationOutcome::AlreadyRotated { latest, .. } if !deps.notifier().is_empty() => {
-                    made_for_this_event(&event, &deps, &target, latest).await?
+                    made_for_this_event(accepted, deps, latest).await?
                 }
-                other => notice::for_rotation(&event, &target, other),
+                other => notice::for_rotation(accepted, other),
             };
-            (Ok(report::outcome(&target, rotation)), notification)
+            (Ok(report::outcome(object, rotation)), notification)
         }
         // Nothing to tell yet: Event Grid redelivers, and that delivery's outcome is what the channels get.
-        Err(error) if error.is_retryable() => return Err(error.handler_error(target.described())),
-        Err(error) => (Err(error.handler_error(target.described())), notice::for_failure(&event, &error)),
+        Err(error) if error.is_retryable() => return Err(error.handler_error(object.described())),
+        Err(error) => (Err(error.handler_error(object.described())), Some(notice::for_failure(accepted, &error))),
     };
     let Some(notification) = notification.filter(|_| !deps.notifier().is_empty()) else {
         return result;
     };
     match deps.notifier().send(&notification).await {
-        Ok(delivery) => report::with_notified(result, delivery.sent.len() + delivery.already_accepted.len()),
+        Ok(delivery) => report::with_notified(result, delivery.channels()),
         Err(error) => {
             let line = match &result {
-                Ok(outcome) => format!("{}: {}", outcome.label(), outcome.message()),
+                Ok(outcome) => outcome.log_line(),
                 Err(failure) => failure.message().to_owned(),
             };
             Err(HandlerError::retryable(format!("{line}; notifying: {error}")))
@@ -63,18 +64,18 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
 /// Only secrets carry that provenance (`KeyturnEventId` on the new version); see the crate docs for keys
 /// and certificates.
 async fn made_for_this_event(
-    event: &Event,
+    accepted: &Accepted,
     deps: &Deps,
-    target: &Target<'_>,
     latest: &str,
 ) -> Result<Option<Notification>, HandlerError> {
-    if target.kind != ObjectKind::Secret {
+    let object = &accepted.object;
+    if object.kind() != ObjectKind::Secret {
         return Ok(None);
     }
     let latest_version = deps
         .versions()
-        .version_properties(target.vault, keyturn_vault::Collection::Secrets, target.name, latest)
+        .version_properties(object.vault(), accepted.collection, object.name(), latest)
         .await
-        .map_err(|e| e.handler_error(format!("{}: reading the latest version {latest}", target.described())))?;
-    Ok(notice::made_for(&latest_version.tags, &event.id).then(|| notice::rotated(event, latest)).flatten())
+        .map_err(|e| e.handler_error(format!("{}: reading the latest version {latest}", object.described())))?;
+    Ok(notice::made_for(&latest_version.tags, &accepted.event_id).then(|| notice::rotated(accepted, latest)))
 }

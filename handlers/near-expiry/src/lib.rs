@@ -38,8 +38,11 @@
 //! `; notified 3 channels`.
 //!
 //! # Layout
-//! - [`handler`]: [`handle`], one event in, one [`keyturn_host::Outcome`] or [`keyturn_host::HandlerError`] out.
-//! - [`report`]: the engine's outcome as the handler's one-line outcome; the object an event names.
+//! - [`handler`]: [`handle`], one event in, one [`keyturn_host::Outcome`] or [`keyturn_host::HandlerError`] out:
+//!   the event parsed once (`Deps::accept`), then [`decide`] on the typed object.
+//! - [`report`]: the engine's outcome as the handler's typed outcome (action `rotated`, `renewal-started`,
+//!   `already-rotated`, `not-opted-in`, `native-rotation`, `manual-action-due`: the engine's labels).
+//! - `tests.rs`: every row of the table above, against the in-memory fakes (`keyturn_deps::testing`).
 //! - [`notice`]: the engine's outcome (or failure) as the notification the channels get.
 //! - `src/main.rs`: the binary, wiring only.
 
@@ -47,7 +50,10 @@ pub mod handler;
 pub mod notice;
 pub mod report;
 
-pub use handler::handle;
+pub use handler::{decide, handle};
+
+#[cfg(test)]
+mod tests;
 
 /// The function's name: its folder under function-definitions/, its route, its binary.
 pub const FUNCTION: &str = "near-expiry";

@@ -3,19 +3,21 @@
 //! Severity comes from `keyturn_notify::Severity::classify` (rotated: info; anything else near expiry: warning),
 //! except a started certificate renewal, which is keyturn acting and so is info.
 
-use keyturn_events::{Event, ObjectKind};
+use keyturn_deps::Accepted;
+use keyturn_events::ObjectKind;
 use keyturn_notify::{Action, Notification, Severity};
 use keyturn_rotation::policy::EVENT_ID;
 use keyturn_rotation::{RotationError, RotationOutcome};
 use keyturn_vault::model::Tags;
 
-use crate::report::Target;
+use crate::report::manual_action;
 
 /// The notification for what the engine decided; `None` for "already rotated", which is told by the
 /// delivery that rotated (see [`made_for`]).
-pub fn for_rotation(event: &Event, target: &Target<'_>, rotation: &RotationOutcome) -> Option<Notification> {
-    let kind = target.kind.as_str().to_ascii_lowercase();
-    let (by_hand, acts) = match target.kind {
+pub fn for_rotation(accepted: &Accepted, rotation: &RotationOutcome) -> Option<Notification> {
+    let object = &accepted.object;
+    let kind = object.kind().as_str().to_ascii_lowercase();
+    let (by_hand, acts) = match object.kind() {
         ObjectKind::Certificate => ("renew it by hand", "renews"),
         _ => ("rotate it by hand", "rotates"),
     };
@@ -26,7 +28,7 @@ pub fn for_rotation(event: &Event, target: &Target<'_>, rotation: &RotationOutco
                 "keyturn started a renewal through the certificate's policy (operation {status}); the new version \
                  raises its own event when it is issued."
             );
-            let mut notification = Notification::for_event(event, Action::Informed { summary })?;
+            let mut notification = accepted.notification(Action::Informed { summary });
             // keyturn acted: this is news, not a call to act (classify makes any near-expiry without a
             // new version a warning).
             notification.severity = Severity::Info;
@@ -40,7 +42,7 @@ pub fn for_rotation(event: &Event, target: &Target<'_>, rotation: &RotationOutco
             ),
         },
         RotationOutcome::ManualActionDue { reason } => {
-            Action::NotRotated { reason: format!("{reason}; {} before it expires.", target.manual_action()) }
+            Action::NotRotated { reason: format!("{reason}; {} before it expires.", manual_action(object)) }
         }
         RotationOutcome::NativeRotationConfigured { detail } => Action::NotRotated {
             reason: format!(
@@ -48,21 +50,19 @@ pub fn for_rotation(event: &Event, target: &Target<'_>, rotation: &RotationOutco
             ),
         },
     };
-    Notification::for_event(event, action)
+    Some(accepted.notification(action))
 }
 
 /// The notification for a permanent failure (a wrong policy tag, a provider's refusal): a person must act,
 /// and Event Grid will not retry.
-pub fn for_failure(event: &Event, error: &RotationError) -> Option<Notification> {
-    Notification::for_event(
-        event,
-        Action::NotRotated { reason: format!("the rotation failed and will not be retried: {error}.") },
-    )
+pub fn for_failure(accepted: &Accepted, error: &RotationError) -> Notification {
+    accepted
+        .notification(Action::NotRotated { reason: format!("the rotation failed and will not be retried: {error}.") })
 }
 
 /// The info message for a rotation keyturn made for this event, sent again on a redelivery.
-pub fn rotated(event: &Event, new_version: &str) -> Option<Notification> {
-    Notification::for_event(event, Action::Rotated { new_version: new_version.to_owned() })
+pub fn rotated(accepted: &Accepted, new_version: &str) -> Notification {
+    accepted.notification(Action::Rotated { new_version: new_version.to_owned() })
 }
 
 /// Whether a secret version's provenance tags say keyturn made it for the event `event_id`.
@@ -73,9 +73,10 @@ pub fn made_for(tags: &Tags, event_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyturn_events::{Event, Lifecycle};
     use keyturn_vault::VaultError;
 
-    fn event(kind: &str) -> Event {
+    fn accepted(kind: &str) -> Accepted {
         let collection = format!("{}s", kind.to_ascii_lowercase());
         let json = format!(
             r#"{{"id":"e1","topic":"/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/kv-one",
@@ -85,50 +86,55 @@ mod tests {
             "Version":"0123456789abcdef0123456789abcdef","NBF":null,"EXP":1767225600}},
             "dataVersion":"1","metadataVersion":"1"}}"#
         );
-        Event::from_slice(json.as_bytes()).unwrap()
+        let event = Event::from_slice(json.as_bytes()).unwrap();
+        let world = keyturn_deps::testing::World::new(&[], "").unwrap();
+        world.deps.accept(&event, Lifecycle::NearExpiry, "near-expiry").unwrap()
     }
-
-    const SECRET: Target<'static> = Target { vault: "kv-one", kind: ObjectKind::Secret, name: "db" };
-    const CERT: Target<'static> = Target { vault: "kv-one", kind: ObjectKind::Certificate, name: "db" };
 
     #[test]
     fn a_rotation_is_info_and_names_the_new_version() {
         let outcome = RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None };
-        let n = for_rotation(&event("Secret"), &SECRET, &outcome).unwrap();
+        let n = for_rotation(&accepted("Secret"), &outcome).unwrap();
         assert_eq!(n.severity, Severity::Info);
         assert_eq!(n.action, Action::Rotated { new_version: "v2".into() });
         assert_eq!(n.event_id, "e1");
-        assert_eq!(rotated(&event("Secret"), "v2").unwrap(), n, "a redelivery sends the same message");
+        assert_eq!(rotated(&accepted("Secret"), "v2"), n, "a redelivery sends the same message");
     }
 
     #[test]
     fn whatever_keyturn_did_not_rotate_is_a_warning_saying_what_is_due() {
         let cases = [
-            (SECRET, RotationOutcome::NotOptedIn, "rotate it by hand"),
-            (CERT, RotationOutcome::NotOptedIn, "renew it by hand"),
-            (CERT, RotationOutcome::ManualActionDue { reason: "issuer 'Unknown'".into() }, "manual renewal due"),
-            (CERT, RotationOutcome::NativeRotationConfigured { detail: "AutoRenew".into() }, "Key Vault renews it"),
+            ("Secret", RotationOutcome::NotOptedIn, "rotate it by hand"),
+            ("Certificate", RotationOutcome::NotOptedIn, "renew it by hand"),
+            (
+                "Certificate",
+                RotationOutcome::ManualActionDue { reason: "issuer 'Unknown'".into() },
+                "manual renewal due",
+            ),
+            (
+                "Certificate",
+                RotationOutcome::NativeRotationConfigured { detail: "AutoRenew".into() },
+                "Key Vault renews it",
+            ),
         ];
-        for (target, outcome, due) in cases {
-            let kind = if target.kind == ObjectKind::Secret { "Secret" } else { "Certificate" };
-            let n = for_rotation(&event(kind), &target, &outcome).unwrap();
+        for (kind, outcome, due) in cases {
+            let n = for_rotation(&accepted(kind), &outcome).unwrap();
             assert_eq!(n.severity, Severity::Warning, "{outcome}");
             let Action::NotRotated { reason } = &n.action else { panic!("{outcome}: {:?}", n.action) };
             assert!(reason.contains(due), "{reason}");
         }
         let failed = RotationError::Vault(VaultError::NotAllowed { vault: "x".into() });
-        let n = for_failure(&event("Secret"), &failed).unwrap();
-        assert_eq!(n.severity, Severity::Warning);
+        assert_eq!(for_failure(&accepted("Secret"), &failed).severity, Severity::Warning);
     }
 
     #[test]
     fn a_started_renewal_is_info_and_already_rotated_is_told_elsewhere() {
         let started = RotationOutcome::RenewalStarted { from: "c1".into(), status: "inProgress".into() };
-        let n = for_rotation(&event("Certificate"), &CERT, &started).unwrap();
+        let n = for_rotation(&accepted("Certificate"), &started).unwrap();
         assert_eq!(n.severity, Severity::Info);
         assert!(n.action.summary().contains("inProgress"), "{:?}", n.action);
         let already = RotationOutcome::AlreadyRotated { event_version: "v1".into(), latest: "v2".into() };
-        assert!(for_rotation(&event("Secret"), &SECRET, &already).is_none());
+        assert!(for_rotation(&accepted("Secret"), &already).is_none());
     }
 
     #[test]

@@ -16,17 +16,26 @@
 //! Keys and certificates are notified but never mirrored: their key material cannot be exported.
 //! The canary secret's versions belong to the `test-event` handler and are skipped here.
 //!
+//! The typed outcome's `action`: `mirrored` (a copy was written), `notified` (nothing to copy, channels told),
+//! `not-notified` (`KEYTURN_NOTIFY_NEW_VERSION_NAMES` does not select the name), `mirror-refused` (rejected: a
+//! mirror vault outside the allow-list, the source's own vault, a bad tag), `canary` (skipped).
+//!
 //! # Layout
-//! - this file: [`handle`]; [`mirror`]: the replication of one secret version; `src/main.rs`: wiring.
+//! - this file: [`handle`] (the event parsed once) and [`decide`] (on the typed object); [`mirror`]: the
+//!   replication of one secret version; `src/main.rs`: wiring; `src/tests.rs`: every rule above against the
+//!   in-memory fakes.
 
 pub mod mirror;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
-use keyturn_deps::{Deps, ErrorClass, collection_of, served};
+use keyturn_deps::{Accepted, Deps, ErrorClass};
 use keyturn_events::{Event, Lifecycle, ObjectKind};
 use keyturn_host::{HandlerError, Outcome};
-use keyturn_notify::{Action, Notification};
+use keyturn_notify::Action;
 use keyturn_rotation::policy::{self, MIRROR};
 
 /// The function's name: its folder under function-definitions/, its route, its binary.
@@ -34,32 +43,34 @@ pub const FUNCTION: &str = "new-version";
 
 /// Mirrors the new version where its tag says, then notifies.
 pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
-    let key_vault = match served(&event, Lifecycle::NewVersionCreated, FUNCTION) {
-        Ok(key_vault) => key_vault,
-        Err(skipped) => return Ok(skipped),
+    let accepted = match deps.accept(&event, Lifecycle::NewVersionCreated, FUNCTION) {
+        Ok(accepted) => accepted,
+        Err(outcome) => return Ok(*outcome),
     };
     let _turn = deps.turn().await;
-    let object = &key_vault.object;
-    let (vault, name, kind) = (object.vault_name(), object.name(), object.kind());
-    let target = format!("{} {vault}/{name}", kind.as_str().to_ascii_lowercase());
-    // Before anything that could touch the network.
-    deps.vault().check_allowed(vault).map_err(|e| e.handler_error(&target))?;
-    let (Some(version), Some(collection)) = (object.version(), collection_of(kind)) else {
-        return Ok(Outcome::Rejected(format!("{target}: the event names no version of an object")));
-    };
+    decide(&accepted, &deps).await
+}
+
+/// The decision for an accepted event (the rules in the crate docs).
+pub async fn decide(accepted: &Accepted, deps: &Deps) -> Result<Outcome, HandlerError> {
+    let object = &accepted.object;
+    let (vault, name, version, kind) = (object.vault(), object.name(), object.version(), object.kind());
+    let target = object.described();
     if kind == ObjectKind::Secret && deps.canary().is_some_and(|canary| canary.eq_ignore_ascii_case(name)) {
-        return Ok(Outcome::Skipped(format!(
+        return Ok(Outcome::skipped(format!(
             "{target} is the canary secret (KEYTURN_CANARY_SECRET): its versions are the test-event handler's"
-        )));
+        ))
+        .about(object)
+        .action("canary"));
     }
 
     let report = match kind {
-        ObjectKind::Secret => mirror::mirror(&deps, vault, name, version).await?,
+        ObjectKind::Secret => mirror::mirror(deps, object).await?,
         _ => {
             // Only to say why a mirror tag is ignored: the tag is on the version.
             let properties = deps
                 .versions()
-                .version_properties(vault, collection, name, version)
+                .version_properties(vault, accepted.collection, name, version)
                 .await
                 .map_err(|e| e.handler_error(format!("{target}: reading version {version}")))?;
             let mut report = mirror::Report::default();
@@ -73,20 +84,33 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
     };
 
     let summary = report.summary();
-    let notified = if deps.new_version_names().matches(name) {
+    let (notified, channels) = if deps.new_version_names().matches(name) {
         let text = format!("A new version exists; consumers that cache this object should reload it. {summary}");
         let text = text.trim_end().to_owned();
-        let notification = Notification::for_event(&event, Action::Informed { summary: text })
-            .ok_or_else(|| HandlerError::permanent(format!("{target}: not a Key Vault event")))?;
+        let notification = accepted.notification(Action::Informed { summary: text });
         let delivery =
             deps.notifier().send(&notification).await.map_err(|e| e.handler_error(format!("{target}: notifying")))?;
-        format!("notified {} channel(s)", delivery.sent.len() + delivery.already_accepted.len())
+        let channels = delivery.channels();
+        (format!("notified {} channel(s)", channels.len()), Some(channels))
     } else {
-        "not notified (KEYTURN_NOTIFY_NEW_VERSION_NAMES does not select it)".to_owned()
+        ("not notified (KEYTURN_NOTIFY_NEW_VERSION_NAMES does not select it)".to_owned(), None)
     };
     let mut line = format!("{target} version {version}: {notified}");
     if !summary.is_empty() {
         line = format!("{line}; {summary}");
     }
-    if report.refused.is_empty() { Ok(Outcome::Done(line)) } else { Ok(Outcome::Rejected(line)) }
+    let (outcome, action) = if !report.refused.is_empty() {
+        (Outcome::rejected(line), "mirror-refused")
+    } else if !report.copied.is_empty() {
+        (Outcome::done(line), "mirrored")
+    } else if channels.is_some() {
+        (Outcome::done(line), "notified")
+    } else {
+        (Outcome::done(line), "not-notified")
+    };
+    Ok(outcome
+        .about(object)
+        .action(action)
+        .versions(Some(version.to_owned()), None)
+        .notified(channels.unwrap_or_default()))
 }

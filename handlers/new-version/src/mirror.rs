@@ -2,6 +2,7 @@
 
 use keyturn_config::vaults::MIRROR_VAULTS;
 use keyturn_deps::{Deps, ErrorClass};
+use keyturn_events::ObjectRef;
 use keyturn_host::HandlerError;
 use keyturn_rotation::policy::{self, REPLICA_OF, ReplicaOf};
 use keyturn_vault::model::{MAX_TAGS, NewSecretVersion};
@@ -40,8 +41,9 @@ impl Report {
 
 /// Copies `vault/name/version` into its mirrors. A vault error is returned in its class (retryable:
 /// the redelivery finds the mirrors already done skipped); refusals are collected in the report.
-pub async fn mirror(deps: &Deps, vault: &str, name: &str, version: &str) -> Result<Report, HandlerError> {
-    let object = format!("secret {vault}/{name}");
+pub async fn mirror(deps: &Deps, source: &ObjectRef) -> Result<Report, HandlerError> {
+    let (vault, name, version) = (source.vault(), source.name(), source.version());
+    let object = source.described();
     let mut report = Report::default();
     let source =
         deps.vault().latest_secret(vault, name).await.map_err(|e| e.handler_error(format!("{object}: reading")))?;

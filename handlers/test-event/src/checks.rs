@@ -4,9 +4,9 @@
 
 use std::fmt;
 
-use keyturn_deps::{Deps, collection_of};
-use keyturn_events::{Event, KeyVaultEventType, Lifecycle, VaultObject};
-use keyturn_notify::{Action, Notification};
+use keyturn_deps::{Accepted, Deps};
+use keyturn_events::ObjectRef;
+use keyturn_notify::Action;
 use keyturn_vault::Collection;
 
 /// One check, by the name used in logs and in `fail:<check>`.
@@ -65,14 +65,14 @@ fn result(check: Check, outcome: Result<String, String>) -> CheckResult {
 }
 
 /// Every check, in order; each runs whatever the earlier ones found, so one run shows everything broken.
-pub async fn run_all(deps: &Deps, event: &Event, object: &VaultObject) -> Vec<CheckResult> {
-    let vault = object.vault_name();
+pub async fn run_all(deps: &Deps, accepted: &Accepted) -> Vec<CheckResult> {
+    let vault = accepted.object.vault();
     vec![
         result(Check::Identity, identity(deps, vault).await),
         result(Check::VaultList, list(deps, vault).await),
-        result(Check::VaultRead, read(deps, object).await),
-        result(Check::Lock, lock(deps, object).await),
-        result(Check::Channels, channels(deps, event, object).await),
+        result(Check::VaultRead, read(deps, accepted).await),
+        result(Check::Lock, lock(deps, &accepted.object).await),
+        result(Check::Channels, channels(deps, accepted).await),
     ]
 }
 
@@ -107,18 +107,13 @@ async fn list(deps: &Deps, vault: &str) -> Result<String, String> {
     }
 }
 
-async fn read(deps: &Deps, object: &VaultObject) -> Result<String, String> {
-    let (vault, name) = (object.vault_name(), object.name());
-    let Some(collection) = collection_of(object.kind()) else {
-        return Err(format!("the test names the vault '{vault}' itself, not an object to read"));
-    };
-    let Some(version) = object.version() else {
-        return Err(format!("the test names no version of {vault}/{name} to read"));
-    };
-    match deps.versions().version_properties(vault, collection, name, version).await {
+async fn read(deps: &Deps, accepted: &Accepted) -> Result<String, String> {
+    let object = &accepted.object;
+    let (vault, name, version) = (object.vault(), object.name(), object.version());
+    match deps.versions().version_properties(vault, accepted.collection, name, version).await {
         Ok(properties) => Ok(format!(
-            "read {} {vault}/{name} version {} ({})",
-            object.kind().as_str().to_ascii_lowercase(),
+            "read {} version {} ({})",
+            object.described(),
             properties.version,
             if properties.enabled { "enabled" } else { "disabled" }
         )),
@@ -126,35 +121,24 @@ async fn read(deps: &Deps, object: &VaultObject) -> Result<String, String> {
     }
 }
 
-async fn lock(deps: &Deps, object: &VaultObject) -> Result<String, String> {
+async fn lock(deps: &Deps, object: &ObjectRef) -> Result<String, String> {
     // A key of its own: a test never holds the lock a real rotation of the object needs.
-    let key = format!("keyturn-test-event/{}/{}", object.vault_name(), object.name()).to_ascii_lowercase();
+    let key = format!("keyturn-test-event/{}/{}", object.vault(), object.name()).to_ascii_lowercase();
     let guard = deps.lock().acquire(&key).await.map_err(|e| e.to_string())?;
     guard.release().await.map_err(|e| format!("taken, but releasing failed: {e}"))?;
     Ok(format!("took and released '{key}'"))
 }
 
-async fn channels(deps: &Deps, event: &Event, object: &VaultObject) -> Result<String, String> {
+async fn channels(deps: &Deps, accepted: &Accepted) -> Result<String, String> {
     let notifier = deps.notifier();
     if notifier.is_empty() {
         return Ok("no channel configured (KEYTURN_NOTIFY)".to_owned());
     }
     let summary = format!(
         "This is a keyturn test message (event {}): the path from Event Grid to keyturn and on to this channel works. Nothing needs doing.",
-        event.id
+        accepted.event_id
     );
-    let event_type = KeyVaultEventType::for_object(object.kind(), Lifecycle::NewVersionCreated)
-        .unwrap_or(KeyVaultEventType::SecretNewVersionCreated);
-    let notification = match Notification::for_event(event, Action::Informed { summary: summary.clone() }) {
-        Some(notification) => notification,
-        None => {
-            let mut notification =
-                Notification::for_object(&event.id, event_type, object, Action::Informed { summary });
-            notification.portal_link = keyturn_notify::portal_link(&event.source, object);
-            notification.occurred_at = event.time;
-            notification
-        }
-    };
+    let notification = accepted.notification(Action::Informed { summary });
     match notifier.send(&notification).await {
         Ok(delivery) => Ok(format!(
             "{} channel(s) accepted the test message{}",

@@ -23,18 +23,22 @@
 //! A canary version already tagged `pass` is not tested again (a duplicate delivery); one tagged `fail:...`
 //! is (a redelivery after a channel failure). Writing the tag creates no version, so there is no loop.
 //!
+//! The typed outcome's `action` is the verdict, `pass` or `fail:<check>` (the canary tag's words), or
+//! `already-tested`, `not-served`, `not-allowed`.
+//!
 //! # Layout
-//! - this file: [`handle`], which events are tests, the result tag and the retry rule.
+//! - this file: [`handle`] (which events are tests; the object admitted once, allow-list included), [`decide`]
+//!   (the checks, the result tag and the retry rule).
 //! - [`checks`]: the checks and their one-line results.
-//! - `src/main.rs`: the binary, wiring only.
+//! - `src/main.rs`: the binary, wiring only; `src/decisions.rs`: the rules above against the in-memory fakes.
 
 pub mod checks;
 
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
-use keyturn_deps::{Deps, ErrorClass, collection_of};
-use keyturn_events::{Event, KeyVaultEventType, Payload, VaultObject};
+use keyturn_deps::{Accepted, Deps, ErrorClass};
+use keyturn_events::{Event, KeyVaultEventType, Lifecycle, Payload, VaultObject};
 use keyturn_host::{HandlerError, Outcome};
 use keyturn_rotation::policy::{self, CANARY_RESULT};
 use keyturn_vault::VersionUpdate;
@@ -54,13 +58,15 @@ pub enum Trigger {
 }
 
 /// The object to test with and why, or the outcome that says why this event is not a test.
-pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(Trigger, VaultObject), Outcome> {
+pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(Trigger, VaultObject), Box<Outcome>> {
+    let not_served = |message: String| Box::new(Outcome::skipped(message).action(keyturn_deps::accept::NOT_SERVED));
     if let Some(object) = event.test_object() {
         return match object {
             Ok(object) => Ok((Trigger::TestEvent, object)),
-            Err(error) => {
-                Err(Outcome::Rejected(format!("a keyturn test event whose data is not a vault object: {error}")))
-            }
+            Err(error) => Err(Box::new(
+                Outcome::rejected(format!("a keyturn test event whose data is not a vault object: {error}"))
+                    .action("not-an-object"),
+            )),
         };
     }
     match &event.payload {
@@ -69,17 +75,17 @@ pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(Trigger, VaultObj
                 Some(canary) if canary.eq_ignore_ascii_case(key_vault.object.name()) => {
                     Ok((Trigger::Canary, key_vault.object.clone()))
                 }
-                Some(canary) => Err(Outcome::Skipped(format!(
+                Some(canary) => Err(not_served(format!(
                     "secret '{}' is not the canary ('{canary}', KEYTURN_CANARY_SECRET)",
                     key_vault.object.name()
                 ))),
-                None => Err(Outcome::Skipped(
+                None => Err(not_served(
                     "no canary secret is configured (KEYTURN_CANARY_SECRET); only keyturn test events are tests"
                         .to_owned(),
                 )),
             }
         }
-        _ => Err(Outcome::Skipped(format!(
+        _ => Err(not_served(format!(
             "'{}' is neither a keyturn test event ({}) nor a new version of the canary secret",
             event.event_type(),
             keyturn_events::event::TEST_EVENT_TYPE
@@ -92,17 +98,27 @@ pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(Trigger, VaultObj
 pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerError> {
     let (trigger, object) = match trigger(&event, deps.canary()) {
         Ok(found) => found,
-        Err(outcome) => return Ok(outcome),
+        Err(outcome) => return Ok(*outcome),
+    };
+    // A test event is reported as the object's new version; the canary's is one.
+    let event_type = KeyVaultEventType::for_object(object.kind(), Lifecycle::NewVersionCreated)
+        .unwrap_or(KeyVaultEventType::SecretNewVersionCreated);
+    // Before anything that could touch the network: a test names a vault, and only allow-listed ones are used.
+    let accepted = match deps.admit(&event, &object, event_type) {
+        Ok(accepted) => accepted,
+        Err(outcome) => return Ok(*outcome),
     };
     let _turn = deps.turn().await;
-    let (vault, name) = (object.vault_name(), object.name());
-    let target = format!("{} {vault}/{name}", object.kind().as_str().to_ascii_lowercase());
-    // Before anything that could touch the network: a test names a vault, and only allow-listed ones are used.
-    deps.vault().check_allowed(vault).map_err(|e| e.handler_error(&target))?;
+    decide(trigger, &accepted, &deps).await
+}
 
-    if trigger == Trigger::Canary
-        && let (Some(version), Some(collection)) = (object.version(), collection_of(object.kind()))
-    {
+/// The test of an accepted object.
+pub async fn decide(trigger: Trigger, accepted: &Accepted, deps: &Deps) -> Result<Outcome, HandlerError> {
+    let object = &accepted.object;
+    let (vault, name, version, collection) = (object.vault(), object.name(), object.version(), accepted.collection);
+    let target = object.described();
+
+    if trigger == Trigger::Canary {
         let properties = deps
             .versions()
             .version_properties(vault, collection, name, version)
@@ -111,21 +127,21 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         if let Some(result) = policy::tag(&properties.tags, CANARY_RESULT)
             && result.starts_with("pass")
         {
-            return Ok(Outcome::Skipped(format!("canary {vault}/{name}/{version} already tested: {result}")));
+            return Ok(Outcome::skipped(format!("canary {vault}/{name}/{version} already tested: {result}"))
+                .about(object)
+                .action("already-tested"));
         }
     }
 
-    let results = checks::run_all(&deps, &event, &object).await;
+    let results = checks::run_all(deps, accepted).await;
     let failed = results.iter().find(|r| !r.ok);
     let verdict = failed.map_or_else(|| "pass".to_owned(), |r| format!("fail:{}", r.check.as_str()));
     let lines = results.iter().map(CheckResult::to_string).collect::<Vec<_>>().join("; ");
     let mut line = format!("test of {target}: {verdict} ({lines})");
 
-    if trigger == Trigger::Canary
-        && let (Some(version), Some(collection)) = (object.version(), collection_of(object.kind()))
-    {
+    if trigger == Trigger::Canary {
         let value = format!("{verdict} {}", Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true));
-        record(&deps, vault, collection, name, version, &value)
+        record(deps, vault, collection, name, version, &value)
             .await
             .map_err(|e| e.handler_error(format!("{target}: recording the result '{value}' on version {version}")))?;
         line.push_str(&format!("; recorded on version {version} as {CANARY_RESULT}={value}"));
@@ -135,7 +151,8 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         // The one failure worth Event Grid's retries: the redelivery reaches the channel once it is back.
         return Err(HandlerError::retryable(line));
     }
-    Ok(Outcome::Done(line))
+    // The verdict is the action: `pass` or `fail:<check>`, the words of the canary's result tag.
+    Ok(Outcome::done(line).about(object).action(verdict).versions(Some(version.to_owned()), None))
 }
 
 /// Writes the result tag on the canary version, keeping its other tags.
@@ -156,6 +173,9 @@ async fn record(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod decisions;
 
 #[cfg(test)]
 mod tests {
@@ -194,12 +214,13 @@ mod tests {
     fn only_the_canarys_new_versions_are_canary_runs() {
         let canary = key_vault_event(KeyVaultEventType::SecretNewVersionCreated, "Keyturn-Canary");
         assert_eq!(trigger(&canary, Some("keyturn-canary")).unwrap().0, Trigger::Canary);
-        let Err(Outcome::Skipped(reason)) = trigger(&canary, None) else { panic!("canary without a setting") };
-        assert!(reason.contains("KEYTURN_CANARY_SECRET"), "{reason}");
+        let skipped = trigger(&canary, None).unwrap_err();
+        assert_eq!(skipped.status, keyturn_host::Status::Skipped);
+        assert!(skipped.message.contains("KEYTURN_CANARY_SECRET"), "{skipped:?}");
         let other = key_vault_event(KeyVaultEventType::SecretNewVersionCreated, "db-password");
-        assert!(matches!(trigger(&other, Some("keyturn-canary")), Err(Outcome::Skipped(_))));
+        assert_eq!(trigger(&other, Some("keyturn-canary")).unwrap_err().status, keyturn_host::Status::Skipped);
         let expired = key_vault_event(KeyVaultEventType::SecretExpired, "keyturn-canary");
-        let Err(Outcome::Skipped(reason)) = trigger(&expired, Some("keyturn-canary")) else { panic!("expired") };
-        assert!(reason.contains("Keyturn.TestEvent"), "{reason}");
+        let skipped = trigger(&expired, Some("keyturn-canary")).unwrap_err();
+        assert!(skipped.message.contains("Keyturn.TestEvent"), "{skipped:?}");
     }
 }

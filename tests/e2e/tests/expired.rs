@@ -18,6 +18,7 @@ use keyturn_e2e::{
     Chain, EXPIRED_EVENT_TYPES, bounded, fast_stack, secret_event, seed_rsa_key, seed_secret, tags, workspace_binary,
 };
 use keyturn_events::{Event, KeyVaultEventType};
+use keyturn_host::{Outcome, Status};
 use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
 use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::stack::LocalStack;
@@ -150,14 +151,27 @@ async fn expired_secrets_keys_and_certificates_are_notified_critically_everywher
         assert!(summary("rotate-me").contains(&format!("the new version is {}", latest.version)));
         assert!(secret_enabled(stack, "rotate-me", &rotate_me));
 
-        let answers = chain.answers();
-        assert_eq!(answers.iter().filter(|a| a.starts_with("done: ")).count(), 5, "{answers:#?}");
+        let answers = outcomes(&chain);
+        assert_eq!(answers.iter().filter(|a| a.status == Status::Done).count(), 5, "{answers:#?}");
+        let rotated = outcomes_about(&chain, "rotate-me");
+        assert_eq!(rotated[0].action.as_deref(), Some("rotated"), "{rotated:#?}");
+        assert_eq!(rotated[0].version_after.as_deref(), Some(latest.version.as_str()));
         assert!(chain.stack.grid().dead_letters().is_empty());
 
         chain.assert_no_secret_leaked(&[VAULT], received_texts(&sink, &smtp));
         chain.shutdown().await;
     })
     .await;
+}
+
+/// The typed outcome of every invocation the handler answered (each 200's `ReturnValue`), oldest first.
+fn outcomes(chain: &Chain) -> Vec<Outcome> {
+    chain.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect()
+}
+
+/// The outcomes about the object named `name`.
+fn outcomes_about(chain: &Chain, name: &str) -> Vec<Outcome> {
+    outcomes(chain).into_iter().filter(|o| o.object.as_ref().is_some_and(|object| object.name() == name)).collect()
 }
 
 /// A `SecretExpired` event for `version`, as Event Grid would deliver it.
@@ -186,9 +200,11 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
         // A second delivery of another event for it finds it already disabled and changes nothing.
         stack.grid().publish(expired_event("expired-old-2", VAULT, "two-versions", &old));
         chain.settle(2, Duration::from_secs(30)).await;
-        let answers: Vec<String> = chain.answers().into_iter().filter(|a| a.contains("two-versions")).collect();
+        let answers = outcomes_about(&chain, "two-versions");
         assert_eq!(answers.len(), 2, "{answers:#?}");
-        assert!(answers[1].contains("did not need to disable it"), "{answers:#?}");
+        assert_eq!(answers[0].action.as_deref(), Some("disabled"), "{answers:#?}");
+        assert_eq!(answers[1].action.as_deref(), Some("notified"), "{answers:#?}");
+        assert!(answers[1].message.contains("did not need to disable it"), "{answers:#?}");
         assert!(secret_enabled(stack, "two-versions", &new));
 
         // A tag that is not a known action: nothing is done, but the critical message still goes out.
@@ -201,14 +217,15 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
             tags(&[("KeyturnExpiredAction", "delete")]),
         );
         stack.grid().publish(expired_event("expired-bad-tag", VAULT, "bad-tag", &bad));
-        let rejected = chain.wait_for_answer("bad-tag", Duration::from_secs(30)).await;
+        chain.wait_for_answer("bad-tag", Duration::from_secs(30)).await;
+        let [rejected] = &outcomes_about(&chain, "bad-tag")[..] else { panic!("{:#?}", outcomes(&chain)) };
+        assert_eq!((rejected.status, rejected.action.as_deref()), (Status::Rejected, Some("invalid-policy")));
+        assert_eq!(rejected.notified.len(), 3, "{rejected:#?}");
         assert!(
-            rejected.starts_with("rejected: ")
-                && rejected.contains(
-                    "tag KeyturnExpiredAction: 'delete' is not valid; expected one of rotate, disable, notify"
-                )
-                && rejected.contains("notified 3 channel(s)"),
-            "{rejected}"
+            rejected
+                .message
+                .contains("tag KeyturnExpiredAction: 'delete' is not valid; expected one of rotate, disable, notify"),
+            "{rejected:#?}"
         );
         assert!(secret_enabled(stack, "bad-tag", &bad));
         assert_eq!(webhook_about(&sink, "bad-tag")["severity"], "critical");
@@ -218,8 +235,12 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
         let before = sink.received().len();
         stack.grid().publish(expired_event("expired-foreign", "kv-elsewhere", "two-versions", &old));
         chain.settle(4, Duration::from_secs(30)).await;
-        let refused = chain.wait_for_answer("kv-elsewhere", Duration::from_secs(10)).await;
-        assert!(refused.starts_with("rejected: ") && refused.contains("not in the allow-list"), "{refused}");
+        chain.wait_for_answer("kv-elsewhere", Duration::from_secs(10)).await;
+        let refused =
+            outcomes(&chain).into_iter().rfind(|o| o.object.as_ref().is_some_and(|o| o.vault() == "kv-elsewhere"));
+        let refused = refused.expect("an outcome about kv-elsewhere");
+        assert_eq!((refused.status, refused.action.as_deref()), (Status::Rejected, Some("not-allowed")));
+        assert!(refused.notified.is_empty());
         assert_eq!(sink.received().len(), before);
 
         chain.assert_no_secret_leaked(&[VAULT], sink.bodies());

@@ -20,6 +20,7 @@ use keyturn_e2e::{
     fast_stack, seed_secret, tags, workspace_binary,
 };
 use keyturn_events::Schema;
+use keyturn_host::{Outcome, Status};
 use keyturn_local::eventgrid::{Attempt, EndpointKind, Subscription};
 use keyturn_local::keyvault::{FaultRule, Faults, OperationKind};
 use keyturn_local::lambda::{Completion, LocalLambda};
@@ -132,6 +133,18 @@ fn results(lambda: &LocalLambda) -> Vec<String> {
         .collect()
 }
 
+/// The typed outcome of every acknowledged event (the response's `outcomes`; a retried event has none).
+fn outcomes(lambda: &LocalLambda) -> Vec<Outcome> {
+    lambda
+        .runtime()
+        .http_responses()
+        .into_iter()
+        .filter_map(|response| serde_json::from_str::<Value>(&response.body).ok())
+        .flat_map(|body| body["outcomes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|outcome| Outcome::from_return_value(&outcome))
+        .collect()
+}
+
 /// Everything recorded: the process's stdout and stderr, every invocation (events and answers), Event Grid's
 /// attempts and dead letters.
 fn everything_recorded(stack: &LocalStack, lambda: &LocalLambda) -> Vec<String> {
@@ -195,15 +208,23 @@ async fn near_expiry_on_lambda_passes_both_handshakes_and_rotates_each_opted_in_
             );
         }
         assert!(stack.grid().dead_letters().is_empty());
-        let results = results(&lambda);
-        assert!(
-            results.iter().any(|r| r.starts_with(&format!("done: rotated {VAULT}/eg-db-password from {db} to "))),
-            "{results:#?}"
+        let outcomes = outcomes(&lambda);
+        let about =
+            |name: &str| outcomes.iter().find(|o| o.object.as_ref().is_some_and(|object| object.name() == name));
+        let rotated = about("eg-db-password").expect("an outcome about eg-db-password");
+        assert_eq!(
+            (rotated.action.as_deref(), rotated.version_before.as_deref()),
+            (Some("rotated"), Some(db.as_str()))
         );
-        assert!(results.iter().any(|r| r.starts_with(&format!("done: rotated {VAULT}/ce-api-token from {api} to "))));
-        assert!(results.contains(&format!(
-            "skipped: {VAULT}/eg-manual not opted in (tag KeyturnRotation absent or off): manual rotation due"
-        )));
+        let rotated = about("ce-api-token").expect("an outcome about ce-api-token");
+        assert_eq!(
+            (rotated.action.as_deref(), rotated.version_before.as_deref()),
+            (Some("rotated"), Some(api.as_str()))
+        );
+        let manual = about("eg-manual").expect("an outcome about eg-manual");
+        assert_eq!((manual.status, manual.action.as_deref()), (Status::Skipped, Some("not-opted-in")));
+        // The one-line text is still there for people.
+        assert!(results(&lambda).iter().any(|r| r.starts_with(&format!("done: rotated {VAULT}/eg-db-password"))));
         // The CloudEvents batch crossed the function URL base64-encoded (its content type is not text).
         let invocations = lambda.runtime().invocations();
         assert!(invocations.iter().any(|i| i.event["isBase64Encoded"] == true && i.event["body"].is_string()));
@@ -261,6 +282,9 @@ async fn a_batch_of_several_secrets_is_one_invocation_and_rotates_each_once() {
         let results = results.as_array().unwrap();
         assert_eq!(results.len(), names.len());
         assert!(results.iter().all(|r| r.as_str().unwrap().starts_with("done: rotated ")), "{results:#?}");
+        let outcomes = outcomes(&lambda);
+        assert_eq!(outcomes.len(), names.len(), "{outcomes:#?}");
+        assert!(outcomes.iter().all(|o| o.action.as_deref() == Some("rotated")), "{outcomes:#?}");
 
         assert_no_value_in(&everything_recorded(&stack, &lambda), &all_secret_values(&stack, &[VAULT]));
         lambda.shutdown().await;
@@ -420,7 +444,9 @@ async fn expired_on_lambda_notifies_the_webhook_receiver_unchanged() {
         );
         let results = results(&lambda);
         assert_eq!(results.len(), 1, "{results:#?}");
-        assert!(results[0].starts_with("done: "), "{results:#?}");
+        let outcomes = outcomes(&lambda);
+        assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+        assert_eq!((outcomes[0].status, outcomes[0].action.as_deref()), (Status::Done, Some("notified")));
 
         let mut texts = everything_recorded(&stack, &lambda);
         texts.extend(sink.received().into_iter().map(|received| received.body));

@@ -20,6 +20,7 @@ use keyturn_e2e::{
     secret_near_expiry, seed_rsa_key, seed_secret, tags, workspace_binary,
 };
 use keyturn_events::delivery;
+use keyturn_host::{Outcome, Status};
 use keyturn_local::eventgrid::EventGridOptions;
 use keyturn_local::functions_host::InvocationError;
 use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
@@ -70,6 +71,21 @@ fn advance(stack: &LocalStack, by: TimeDelta) {
 
 fn answers_about(chain: &Chain, needle: &str) -> Vec<String> {
     chain.answers().into_iter().filter(|answer| answer.contains(needle)).collect()
+}
+
+/// The typed outcome of every invocation the handler answered (each 200's `ReturnValue`), oldest first.
+fn outcomes(chain: &Chain) -> Vec<Outcome> {
+    chain.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect()
+}
+
+/// The outcomes about the object named `name`.
+fn outcomes_about(chain: &Chain, name: &str) -> Vec<Outcome> {
+    outcomes(chain).into_iter().filter(|o| o.object.as_ref().is_some_and(|object| object.name() == name)).collect()
+}
+
+/// How many outcomes say `action`.
+fn count_action(chain: &Chain, action: &str) -> usize {
+    outcomes(chain).iter().filter(|o| o.action.as_deref() == Some(action)).count()
 }
 
 fn epoch(seconds: i64) -> DateTime<Utc> {
@@ -139,20 +155,23 @@ async fn a_secret_near_expiry_gets_exactly_one_new_version_with_its_policy() {
         assert!(api_latest.data.value.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
         assert_eq!(api_latest.tags.get("KeyturnRotatedFrom"), Some(&api));
 
-        // What the handler said, one line per event.
+        // What the handler answered, one typed outcome per event.
+        let [rotated] = &outcomes_about(&chain, "db-password")[..] else { panic!("{:#?}", outcomes(&chain)) };
+        assert_eq!((rotated.status, rotated.action.as_deref()), (Status::Done, Some("rotated")));
+        assert_eq!(rotated.version_before.as_deref(), Some(db.as_str()));
+        assert_eq!(rotated.version_after.as_deref(), Some(latest.version.as_str()));
+        assert_eq!(rotated.object.as_ref().map(|o| (o.vault(), o.version())), Some((VAULT, db.as_str())));
+        // And the one line people read, in the invocation's Logs.
         let expected = format!(
             "done: rotated {VAULT}/db-password from {db} to {}, expires {}",
             latest.version,
             exp.format("%Y-%m-%d")
         );
         assert_eq!(answers_about(&chain, "db-password"), [expected]);
-        assert_eq!(
-            answers_about(&chain, "manual-one"),
-            [format!(
-                "skipped: {VAULT}/manual-one not opted in (tag KeyturnRotation absent or off): manual rotation due"
-            )]
-        );
-        assert!(answers_about(&chain, "later-one").is_empty());
+        let [manual] = &outcomes_about(&chain, "manual-one")[..] else { panic!("{:#?}", outcomes(&chain)) };
+        assert_eq!((manual.status, manual.action.as_deref()), (Status::Skipped, Some("not-opted-in")));
+        assert!(manual.message.ends_with("manual rotation due"), "{}", manual.message);
+        assert!(outcomes_about(&chain, "later-one").is_empty());
 
         assert_no_value_leaked(&chain, &all_secret_values(stack, VAULT));
         chain.shutdown().await;
@@ -178,12 +197,11 @@ async fn the_same_event_ten_times_at_once_and_again_an_hour_later_rotates_once()
         }
         assert!(grid.settled(Duration::from_secs(60)).await, "the ten deliveries did not settle");
         assert_eq!(secret_versions(&chain.stack, VAULT, "shared-key"), 2);
-        let rotated = answers_about(&chain, "done: rotated");
-        assert_eq!(rotated.len(), 1, "{:#?}", chain.answers());
+        assert_eq!(count_action(&chain, "rotated"), 1, "{:#?}", outcomes(&chain));
         let attempts = chain.attempts();
         assert!(attempts.iter().filter(|attempt| attempt.attempt == 1).count() >= 10, "{attempts:#?}");
         // Every delivery ended acknowledged: the losers saw the lock held (500, redelivered) or the rotation done.
-        assert_eq!(chain.answers().len(), 10, "{:#?}", chain.answers());
+        assert_eq!(outcomes(&chain).len(), 10, "{:#?}", outcomes(&chain));
         assert!(grid.dead_letters().is_empty());
 
         // An hour later (vault time), the same event once more: a late duplicate is a no-op.
@@ -192,8 +210,10 @@ async fn the_same_event_ten_times_at_once_and_again_an_hour_later_rotates_once()
         assert!(grid.settled(Duration::from_secs(60)).await);
         assert_eq!(secret_versions(&chain.stack, VAULT, "shared-key"), 2);
         let latest = chain.stack.emulator().store().get_secret(VAULT, "shared-key", None).unwrap().version.version;
-        let last = chain.answers().pop().unwrap();
-        assert_eq!(last, format!("skipped: {VAULT}/shared-key already rotated to {latest} (the event is about {v1})"));
+        let last = outcomes(&chain).pop().unwrap();
+        assert_eq!((last.status, last.action.as_deref()), (Status::Skipped, Some("already-rotated")));
+        assert_eq!(last.version_before.as_deref(), Some(latest.as_str()));
+        assert_eq!(last.object.as_ref().map(|o| o.version()), Some(v1.as_str()));
 
         assert_no_value_leaked(&chain, &all_secret_values(&chain.stack, VAULT));
         chain.shutdown().await;
@@ -228,14 +248,16 @@ async fn an_event_for_a_vault_outside_the_allow_list_is_rejected_without_any_req
         advance(&chain.stack, TimeDelta::days(1));
         chain.settle(1, Duration::from_secs(60)).await;
 
-        let answers = answers_about(&chain, "foreign-secret");
+        let answers = outcomes_about(&chain, "foreign-secret");
         assert_eq!(answers.len(), 1, "{answers:#?}");
+        assert_eq!((answers[0].status, answers[0].action.as_deref()), (Status::Rejected, Some("not-allowed")));
+        assert_eq!(answers[0].object.as_ref().map(|o| o.vault()), Some(FOREIGN_VAULT));
         assert!(
-            answers[0].starts_with(&format!(
-                "rejected: secret {FOREIGN_VAULT}/foreign-secret: vault '{FOREIGN_VAULT}' is not in the allow-list"
+            answers[0].message.starts_with(&format!(
+                "secret {FOREIGN_VAULT}/foreign-secret: vault '{FOREIGN_VAULT}' is not in the allow-list"
             )),
             "{}",
-            answers[0]
+            answers[0].message
         );
         // Acknowledged at once: a refusal is final, Event Grid does not retry it.
         let attempts = chain.attempts();
@@ -316,7 +338,7 @@ async fn injected_503s_are_redelivered_until_every_secret_is_rotated_once() {
             assert_eq!(secret_versions(&chain.stack, VAULT, name), 2, "{name}");
         }
         assert!(chain.stack.grid().dead_letters().is_empty());
-        assert_eq!(answers_about(&chain, "done: rotated").len(), names.len(), "{:#?}", chain.answers());
+        assert_eq!(count_action(&chain, "rotated"), names.len(), "{:#?}", outcomes(&chain));
 
         assert_no_value_leaked(&chain, &all_secret_values(&chain.stack, VAULT));
         chain.shutdown().await;
@@ -363,7 +385,7 @@ async fn a_handler_killed_mid_rotation_converges_on_redelivery_without_a_second_
         assert_eq!(secret_versions(&chain.stack, VAULT, "crashy"), 2);
         let latest = chain.stack.emulator().store().get_secret(VAULT, "crashy", None).unwrap().version;
         assert_eq!(latest.tags.get("KeyturnRotatedFrom"), Some(&v1));
-        assert_eq!(answers_about(&chain, "crashy").len(), 1, "{:#?}", chain.answers());
+        assert_eq!(outcomes_about(&chain, "crashy").len(), 1, "{:#?}", outcomes(&chain));
         assert!(chain.stack.grid().dead_letters().is_empty());
 
         assert_no_value_leaked(&chain, &all_secret_values(&chain.stack, VAULT));
@@ -459,35 +481,32 @@ async fn keys_and_self_signed_certificates_rotate_and_an_unknown_issuer_means_ma
         assert_eq!(keys.len(), 2);
         let new_key = store.get_key(VAULT, "signing-key", None).unwrap().version.version;
         assert_ne!(new_key, key);
+        let [rotated] = &outcomes_about(&chain, "signing-key")[..] else { panic!("{:#?}", outcomes(&chain)) };
+        assert_eq!((rotated.status, rotated.action.as_deref()), (Status::Done, Some("rotated")));
         assert_eq!(
-            answers_about(&chain, "signing-key"),
-            [format!("done: rotated {VAULT}/signing-key from {key} to {new_key}")]
+            (rotated.version_before.as_deref(), rotated.version_after.as_deref()),
+            (Some(key.as_str()), Some(new_key.as_str()))
         );
 
         // Eleven months on, both certificates are 30 days from expiry.
         advance(&chain.stack, TimeDelta::days(340));
         chain.settle(3, Duration::from_secs(60)).await;
-        let renewed = answers_about(&chain, "tls-cert");
+        let renewed = outcomes_about(&chain, "tls-cert");
         assert_eq!(renewed.len(), 1, "{renewed:#?}");
-        assert!(
-            renewed[0].starts_with(&format!(
-                "done: renewal of {VAULT}/tls-cert started through its certificate policy (replacing {cert};"
-            )),
-            "{}",
-            renewed[0]
-        );
+        assert_eq!((renewed[0].status, renewed[0].action.as_deref()), (Status::Done, Some("renewal-started")));
+        assert_eq!(renewed[0].version_before.as_deref(), Some(cert.as_str()));
         let versions = store.list_certificate_versions(VAULT, "tls-cert").unwrap();
         assert_eq!(versions.len(), 2, "the renewal issued a new version");
         assert_ne!(store.get_certificate(VAULT, "tls-cert", None).unwrap().version.version, cert);
 
-        let manual = answers_about(&chain, "imported-cert");
+        let manual = outcomes_about(&chain, "imported-cert");
         assert_eq!(manual.len(), 1, "{manual:#?}");
+        assert_eq!((manual[0].status, manual[0].action.as_deref()), (Status::Skipped, Some("manual-action-due")));
         assert!(
-            manual[0].starts_with(&format!("skipped: {VAULT}/imported-cert: manual renewal due: ")),
+            manual[0].message.contains("manual renewal due") && manual[0].message.contains("'Unknown'"),
             "{}",
-            manual[0]
+            manual[0].message
         );
-        assert!(manual[0].contains("'Unknown'"), "{}", manual[0]);
         assert_eq!(store.list_certificate_versions(VAULT, "imported-cert").unwrap().len(), 1);
         assert_eq!(store.get_certificate(VAULT, "imported-cert", None).unwrap().version.version, imported);
         assert!(chain.stack.grid().dead_letters().is_empty());

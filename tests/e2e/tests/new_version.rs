@@ -16,6 +16,7 @@ use chrono::TimeDelta;
 use keyturn_e2e::receivers::{HttpSink, Received};
 use keyturn_e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, secret_event, tags, workspace_binary};
 use keyturn_events::{Event, KeyVaultEventType};
+use keyturn_host::{Outcome, Status};
 use keyturn_local::keyvault::SecretSpec;
 use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::stack::LocalStack;
@@ -71,6 +72,19 @@ async fn chain(sink: &HttpSink) -> Chain {
     Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await
 }
 
+/// The typed outcome of every invocation the handler answered (each 200's `ReturnValue`), oldest first.
+fn outcomes(chain: &Chain) -> Vec<Outcome> {
+    chain.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect()
+}
+
+/// The last outcome about `vault/name`.
+fn last_about(chain: &Chain, vault: &str, name: &str) -> Outcome {
+    outcomes(chain)
+        .into_iter()
+        .rfind(|o| o.object.as_ref().is_some_and(|object| object.vault() == vault && object.name() == name))
+        .unwrap_or_else(|| panic!("no outcome about {vault}/{name}: {:#?}", outcomes(chain)))
+}
+
 #[tokio::test]
 async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_allow_list_is_refused() {
     bounded(Duration::from_secs(120), async {
@@ -109,18 +123,22 @@ async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_a
         assert_eq!(versions(stack, "kv-two", "app-dr-secret"), 1);
         // The mirror off both lists got nothing, and the event says why.
         assert!(store.list_secrets("kv-evil").unwrap().is_empty());
-        let leaky = chain.wait_for_answer("kv-one/leaky", Duration::from_secs(5)).await;
+        chain.wait_for_answer("kv-one/leaky", Duration::from_secs(5)).await;
+        let leaky = last_about(&chain, "kv-one", "leaky");
+        assert_eq!((leaky.status, leaky.action.as_deref()), (Status::Rejected, Some("mirror-refused")));
         assert!(
-            leaky.starts_with("rejected: ")
-                && leaky
-                    .contains("'kv-evil' is not in KEYTURN_VAULTS or KEYTURN_MIRROR_VAULTS; nothing was sent to it"),
-            "{leaky}"
+            leaky
+                .message
+                .contains("'kv-evil' is not in KEYTURN_VAULTS or KEYTURN_MIRROR_VAULTS; nothing was sent to it"),
+            "{leaky:#?}"
         );
         // A mirror-only vault takes replicas, but its own events are not acted on.
-        let dr_event = chain.wait_for_answer("kv-dr/app-config", Duration::from_secs(5)).await;
-        assert!(dr_event.starts_with("rejected: ") && dr_event.contains("not in the allow-list"), "{dr_event}");
-        let replica = chain.wait_for_answer("kv-two/app-config", Duration::from_secs(5)).await;
-        assert!(replica.starts_with("done: "), "{replica}");
+        chain.wait_for_answer("kv-dr/app-config", Duration::from_secs(5)).await;
+        let dr_event = last_about(&chain, "kv-dr", "app-config");
+        assert_eq!((dr_event.status, dr_event.action.as_deref()), (Status::Rejected, Some("not-allowed")));
+        chain.wait_for_answer("kv-two/app-config", Duration::from_secs(5)).await;
+        let replica = last_about(&chain, "kv-two", "app-config");
+        assert_eq!(replica.status, Status::Done, "{replica:#?}");
 
         // Notifications: the app-* names only, as info, each accepted by every channel.
         let notified: Vec<String> = sink
@@ -202,8 +220,10 @@ async fn a_key_is_notified_but_never_mirrored_and_the_answer_says_why() {
         };
         store.create_key("kv-one", "app-signing", input).unwrap();
 
-        let answer = chain.wait_for_answer("key kv-one/app-signing", Duration::from_secs(30)).await;
-        assert!(answer.starts_with("done: ") && answer.contains("key material cannot be exported"), "{answer}");
+        chain.wait_for_answer("key kv-one/app-signing", Duration::from_secs(30)).await;
+        let answer = last_about(&chain, "kv-one", "app-signing");
+        assert_eq!((answer.status, answer.action.as_deref()), (Status::Done, Some("notified")));
+        assert!(answer.message.contains("key material cannot be exported"), "{answer:#?}");
         assert!(store.list_keys("kv-two").unwrap().is_empty());
         let json = sink.accepted_on("/webhook")[0].json();
         assert_eq!(json["object"]["kind"], "Key");

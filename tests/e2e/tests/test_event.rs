@@ -15,6 +15,7 @@ use keyturn_e2e::receivers::{HttpSink, Received, SmtpSink};
 use keyturn_e2e::{Chain, bounded, fast_stack, secret_event, workspace_binary};
 use keyturn_events::event::TEST_EVENT_TYPE;
 use keyturn_events::{Event, KeyVaultEventType, ObjectKind, Schema, VaultObject};
+use keyturn_host::{Outcome, Status};
 use keyturn_local::eventgrid::{EndpointKind, Subscription};
 use keyturn_local::keyvault::SecretSpec;
 use keyturn_local::keyvault::store::AttributeInput;
@@ -72,6 +73,16 @@ async fn wait_for_result(chain: &Chain, version: &str, prefix: &str) -> String {
     }
 }
 
+/// The typed outcome of every invocation the handler answered (each 200's `ReturnValue`), oldest first.
+fn outcomes(chain: &Chain) -> Vec<Outcome> {
+    chain.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect()
+}
+
+/// The outcomes about the object named `name`.
+fn outcomes_about(chain: &Chain, name: &str) -> Vec<Outcome> {
+    outcomes(chain).into_iter().filter(|o| o.object.as_ref().is_some_and(|object| object.name() == name)).collect()
+}
+
 #[tokio::test]
 async fn a_new_canary_version_runs_every_check_and_carries_the_result() {
     bounded(Duration::from_secs(120), async {
@@ -94,6 +105,9 @@ async fn a_new_canary_version_runs_every_check_and_carries_the_result() {
             assert!(answer.contains(check), "{check} missing from {answer}");
         }
         assert!(answer.contains(&format!("recorded on version {version} as KeyturnCanaryResult=pass")), "{answer}");
+        let [tested] = &outcomes_about(&chain, CANARY)[..] else { panic!("{:#?}", outcomes(&chain)) };
+        assert_eq!((tested.status, tested.action.as_deref()), (Status::Done, Some("pass")));
+        assert_eq!(tested.object.as_ref().map(|o| o.version()), Some(version.as_str()));
         let output: Vec<String> = chain.host.output().lines().into_iter().map(|l| l.text).collect();
         for check in ["identity", "vault-list", "vault-read", "lock", "channels"] {
             let needle = format!("\"check\":\"{check}\"");
@@ -111,10 +125,13 @@ async fn a_new_canary_version_runs_every_check_and_carries_the_result() {
         // A duplicate delivery of a version that passed is not tested again; another secret is not a canary.
         chain.stack.grid().publish(canary_event("duplicate-1", &version));
         let duplicate = chain.wait_for_answer("already tested", Duration::from_secs(30)).await;
-        assert!(duplicate.starts_with("skipped: ") && duplicate.contains("pass "), "{duplicate}");
+        assert!(duplicate.contains("pass "), "{duplicate}");
+        let last = outcomes_about(&chain, CANARY).pop().unwrap();
+        assert_eq!((last.status, last.action.as_deref()), (Status::Skipped, Some("already-tested")));
         seed(&chain, "db-password", "value-db-password-0002");
-        let other = chain.wait_for_answer("'db-password' is not the canary", Duration::from_secs(30)).await;
-        assert!(other.starts_with("skipped: "), "{other}");
+        chain.wait_for_answer("'db-password' is not the canary", Duration::from_secs(30)).await;
+        let other = outcomes(&chain).pop().unwrap();
+        assert_eq!((other.status, other.action.as_deref()), (Status::Skipped, Some("not-served")));
         assert_eq!(sink.accepted_on("/webhook").len(), 1);
 
         let mut received = sink.bodies();
@@ -149,11 +166,7 @@ async fn a_keyturn_test_event_runs_every_check_in_both_schemas() {
         chain.stack.grid().publish(Event::test_event("test-1", &source, object, Some(Utc::now()), Schema::EventGrid));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let passed = |chain: &Chain| {
-            chain
-                .answers()
-                .into_iter()
-                .filter(|a| a.starts_with("done: test of secret kv-one/app-config: pass"))
-                .count()
+            outcomes_about(chain, "app-config").iter().filter(|o| o.action.as_deref() == Some("pass")).count()
         };
         while passed(&chain) < 2 {
             assert!(tokio::time::Instant::now() < deadline, "answers: {:#?}", chain.answers());
@@ -268,7 +281,8 @@ async fn the_lock_check_takes_and_releases_a_blob_lease_in_the_configured_storag
 
         publish_test_event(&chain, "test-lock-1", "app-config", &version);
         let answer = chain.wait_for_answer("test of secret kv-one/app-config", Duration::from_secs(60)).await;
-        assert!(answer.starts_with("done: test of secret kv-one/app-config: pass"), "{answer}");
+        let [tested] = &outcomes_about(&chain, "app-config")[..] else { panic!("{:#?}", outcomes(&chain)) };
+        assert_eq!((tested.status, tested.action.as_deref()), (Status::Done, Some("pass")));
         assert!(answer.contains("lock ok: took and released 'keyturn-test-event/kv-one/app-config'"), "{answer}");
         chain.shutdown().await;
     })
@@ -287,7 +301,8 @@ async fn a_lock_storage_that_cannot_be_reached_is_reported_as_fail_lock_not_retr
 
         publish_test_event(&chain, "test-lock-2", "app-config", &version);
         let answer = chain.wait_for_answer("test of secret kv-one/app-config", Duration::from_secs(60)).await;
-        assert!(answer.starts_with("done: test of secret kv-one/app-config: fail:lock ("), "{answer}");
+        let [tested] = &outcomes_about(&chain, "app-config")[..] else { panic!("{:#?}", outcomes(&chain)) };
+        assert_eq!((tested.status, tested.action.as_deref()), (Status::Done, Some("fail:lock")));
         for check in ["identity ok", "vault-list ok", "vault-read ok", "lock FAILED", "channels ok"] {
             assert!(answer.contains(check), "{check} missing from {answer}");
         }

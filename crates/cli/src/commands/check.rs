@@ -10,18 +10,16 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keyturn_events::ObjectKind;
+use keyturn_rotation::plan::{
+    NEAR_EXPIRY_LEAD_DAYS, Native, ObjectFacts, Plan, issuer_to_look_up, near_expiry_at, plan,
+};
 use keyturn_rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
-use keyturn_vault::model::{CertificatePolicy, KeyRotationPolicy, Tags};
+use keyturn_vault::model::Tags;
 use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
 use serde_json::{Value, json};
 
 use crate::exit::{Failure, Status};
 use crate::output::{self, Output, Tone};
-
-/// How long before exp Key Vault sends `*NearExpiry` for secrets and certificates.
-const NEAR_EXPIRY_LEAD_DAYS: i64 = 30;
-/// Issuer providers Key Vault requests certificates from by itself (as the rotation engine decides).
-const INTEGRATED_CAS: &[&str] = &["DigiCert", "GlobalSign"];
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -59,13 +57,13 @@ pub struct Args {
 
 /// What one handler would do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Forecast {
     /// rotate, renew, notify, skip, reject, disable, none.
     pub action: &'static str,
     pub detail: String,
 }
 
-impl Verdict {
+impl Forecast {
     fn new(action: &'static str, detail: impl Into<String>) -> Self {
         Self { action, detail: detail.into() }
     }
@@ -93,10 +91,9 @@ impl Verdict {
 pub struct Facts {
     pub kind: ObjectKind,
     pub listed: Listed,
-    /// The key's own rotation policy (read only for keys that opt in, as the engine does).
-    pub key_policy: Option<KeyRotationPolicy>,
-    /// The certificate's policy, and its issuer's provider where the issuer is configured in the vault.
-    pub certificate_policy: Option<(CertificatePolicy, Option<String>)>,
+    /// Key Vault's own policy for a key or certificate, read only when the plan asks for it (an object that
+    /// opts in), as the engine reads it.
+    pub native: Native,
 }
 
 /// One row of the report.
@@ -109,9 +106,9 @@ pub struct Row {
     pub enabled: bool,
     pub expires: Option<DateTime<Utc>>,
     pub policy: String,
-    pub near_expiry: Verdict,
-    pub expired: Verdict,
-    pub new_version: Verdict,
+    pub near_expiry: Forecast,
+    pub expired: Forecast,
+    pub new_version: Forecast,
 }
 
 pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
@@ -258,23 +255,21 @@ async fn read_facts(
     if let Some(current) = keyturn_vault::inventory::current(&versions) {
         listed = Listed { name: item.name.clone(), ..current.clone() };
     }
-    let opted_in = matches!(Policy::from_tags(kind, &listed.tags).map(|p| p.rotation), Ok(Rotation::Enabled));
-    let mut facts = Facts { kind, listed, key_policy: None, certificate_policy: None };
-    if opted_in && kind == ObjectKind::Key {
-        facts.key_policy = Some(vault.key_rotation_policy(name, &item.name).await.map_err(fail)?);
-    }
-    if opted_in && kind == ObjectKind::Certificate {
-        let policy = vault.certificate_policy(name, &item.name).await.map_err(fail)?;
-        let issuer = policy.issuer.clone().unwrap_or_default();
-        let provider = if policy.auto_renew
-            || issuer.is_empty()
-            || ["self", "unknown"].contains(&issuer.to_ascii_lowercase().as_str())
-        {
-            None
-        } else {
-            vault.issuer_provider(name, &issuer).await.map_err(fail)?
+    let mut facts = Facts { kind, listed, native: Native::Unread };
+    // The engine's own question: does the plan need the native policy? (Only for keys and certificates that
+    // opt in.) A wrong tag needs nothing more: the plan is an error whatever the native policy says.
+    if let Ok(Plan::ReadNativePolicy) = plan(&object_facts(&facts), &Native::Unread, &[]) {
+        facts.native = match kind {
+            ObjectKind::Key => Native::Key(vault.key_rotation_policy(name, &item.name).await.map_err(fail)?),
+            _ => {
+                let policy = vault.certificate_policy(name, &item.name).await.map_err(fail)?;
+                let issuer_provider = match issuer_to_look_up(&policy) {
+                    Some(issuer) => vault.issuer_provider(name, issuer).await.map_err(fail)?,
+                    None => None,
+                };
+                Native::Certificate { policy, issuer_provider }
+            }
         };
-        facts.certificate_policy = Some((policy, provider));
     }
     Ok(facts)
 }
@@ -291,7 +286,7 @@ pub fn row(vault: &str, facts: &Facts, providers: &[&str], now: DateTime<Utc>) -
         enabled: facts.listed.enabled,
         expires: facts.listed.expires,
         policy: describe_policy(&parsed),
-        near_expiry: near_expiry(facts, &parsed, providers, now),
+        near_expiry: near_expiry(facts, providers, now),
         expired: expired(facts, &parsed),
         new_version: new_version(facts.kind, tags),
     }
@@ -324,102 +319,73 @@ fn describe_format(format: ValueFormat) -> String {
     }
 }
 
-/// What near-expiry would do, decided as the rotation engine decides.
-fn near_expiry(
-    facts: &Facts,
-    parsed: &Result<Policy, policy::PolicyError>,
-    providers: &[&str],
-    now: DateTime<Utc>,
-) -> Verdict {
-    let fires = match (facts.kind, facts.listed.expires) {
-        // A key's NearExpiry follows its rotation policy's Notify action, so an expiry is enough to list it.
-        (_, Some(_)) => true,
-        (_, None) => false,
-    };
-    if !fires {
-        return Verdict::new("none", "no expiry, so no NearExpiry event");
+/// The engine's view of a listed object: planning ahead, the event to come is about its current version.
+fn object_facts(facts: &Facts) -> ObjectFacts<'_> {
+    ObjectFacts {
+        kind: facts.kind,
+        event_version: None,
+        latest_version: facts.listed.version.as_deref().unwrap_or_default(),
+        tags: &facts.listed.tags,
     }
-    let due = facts.listed.expires.is_some_and(|exp| exp - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now);
-    let when = if due { " (due now)" } else { "" };
-    let policy = match parsed {
-        Err(error) => return Verdict::new("reject", format!("{error}{when}")),
-        Ok(policy) => policy,
+}
+
+/// What near-expiry would do: the rotation engine's own plan ([`keyturn_rotation::plan()`]), printed.
+fn near_expiry(facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Forecast {
+    let Some(expires) = facts.listed.expires else {
+        // A key's NearExpiry follows its rotation policy's Notify action, so an expiry is enough to list it.
+        return Forecast::new("none", "no expiry, so no NearExpiry event");
     };
-    match (&policy.rotation, facts.kind) {
-        (Rotation::NotOptedIn, _) => {
-            Verdict::new("notify", format!("manual rotation due, no {} tag{when}", policy::ROTATION))
+    let due = near_expiry_at(expires) <= now;
+    let when = if due { " (due now)" } else { "" };
+    match plan(&object_facts(facts), &facts.native, providers) {
+        Err(error) => Forecast::new("reject", format!("{error}{when}")),
+        Ok(Plan::NotOptedIn) => {
+            Forecast::new("notify", format!("manual rotation due, no {} tag{when}", policy::ROTATION))
         }
-        (Rotation::Provider(provider), ObjectKind::Secret) => {
-            if !providers.contains(&provider.as_str()) {
-                return Verdict::new(
-                    "reject",
-                    format!("provider '{provider}' unknown; expected one of {}{when}", providers.join(", ")),
-                );
-            }
-            match policy.required_validity() {
-                Err(error) => Verdict::new("reject", format!("{error}{when}")),
-                Ok(validity) => Verdict::new(
-                    "rotate",
-                    format!("new {provider} value, expires {} days later{when}", validity.num_days()),
-                ),
-            }
+        Ok(Plan::RotateSecret { provider, validity }) => {
+            Forecast::new("rotate", format!("new {provider} value, expires {} days later{when}", validity.num_days()))
         }
-        (_, ObjectKind::Key) => match &facts.key_policy {
-            Some(native) if native.rotates => Verdict::new(
-                "skip",
-                format!(
-                    "Key Vault's rotation policy rotates it ({})",
-                    native.trigger.as_deref().unwrap_or("no trigger")
-                ),
-            ),
-            _ => Verdict::new("rotate", format!("Key Vault rotate operation{when}")),
-        },
-        (_, ObjectKind::Certificate) => match &facts.certificate_policy {
-            Some((cert, _)) if cert.auto_renew => Verdict::new("skip", "its policy has an AutoRenew action"),
-            Some((cert, provider)) => {
-                let issuer = cert.issuer.clone().unwrap_or_else(|| "Unknown".to_owned());
-                let integrated =
-                    provider.as_deref().is_some_and(|p| INTEGRATED_CAS.iter().any(|ca| ca.eq_ignore_ascii_case(p)));
-                if issuer.eq_ignore_ascii_case("Self") || integrated {
-                    Verdict::new("renew", format!("new version through its policy (issuer {issuer}){when}"))
-                } else {
-                    Verdict::new("notify", format!("manual renewal: issuer '{issuer}' cannot issue by itself{when}"))
-                }
-            }
-            None => Verdict::new("renew", format!("through its policy{when}")),
-        },
-        (_, kind) => Verdict::new("reject", format!("nothing to rotate for a {kind}")),
+        Ok(Plan::RotateKey) => Forecast::new("rotate", format!("Key Vault rotate operation{when}")),
+        Ok(Plan::RenewCertificate { issuer }) => {
+            Forecast::new("renew", format!("new version through its policy (issuer {issuer}){when}"))
+        }
+        Ok(Plan::NativeRotation { detail }) => Forecast::new("skip", format!("left to Key Vault: {detail}")),
+        Ok(Plan::ManualActionDue { reason }) => Forecast::new("notify", format!("{reason}{when}")),
+        // Read for every object that opts in; a row without it could not be read.
+        Ok(Plan::ReadNativePolicy) => Forecast::new("error", "its native policy was not read"),
+        // Planning ahead names no event version, so no later version can exist.
+        Ok(Plan::AlreadyRotated { .. }) => Forecast::new("none", "already rotated"),
     }
 }
 
 /// What expired would do: notify, or the opt-in action of `KeyturnExpiredAction` (when the deployment
 /// enables expired actions).
-fn expired(facts: &Facts, parsed: &Result<Policy, policy::PolicyError>) -> Verdict {
+fn expired(facts: &Facts, parsed: &Result<Policy, policy::PolicyError>) -> Forecast {
     if facts.listed.expires.is_none() {
-        return Verdict::new("none", "no expiry, so no Expired event");
+        return Forecast::new("none", "no expiry, so no Expired event");
     }
     match ExpiredAction::from_tags(&facts.listed.tags) {
-        Err(error) => Verdict::new("reject", error.to_string()),
-        Ok(ExpiredAction::Notify) => Verdict::new("notify", "high severity"),
-        Ok(ExpiredAction::Disable) => Verdict::new("disable", "the expired version, if actions are enabled"),
+        Err(error) => Forecast::new("reject", error.to_string()),
+        Ok(ExpiredAction::Notify) => Forecast::new("notify", "high severity"),
+        Ok(ExpiredAction::Disable) => Forecast::new("disable", "the expired version, if actions are enabled"),
         Ok(ExpiredAction::Rotate) => match parsed {
             Ok(policy) if policy.rotation != Rotation::NotOptedIn => {
-                Verdict::new("rotate", "emergency rotation, if actions are enabled")
+                Forecast::new("rotate", "emergency rotation, if actions are enabled")
             }
-            _ => Verdict::new("reject", format!("{} rotate needs a {} tag", policy::EXPIRED_ACTION, policy::ROTATION)),
+            _ => Forecast::new("reject", format!("{} rotate needs a {} tag", policy::EXPIRED_ACTION, policy::ROTATION)),
         },
     }
 }
 
 /// What new-version would do: notify, and replicate secrets to the vaults `KeyturnMirror` names.
-fn new_version(kind: ObjectKind, tags: &Tags) -> Verdict {
+fn new_version(kind: ObjectKind, tags: &Tags) -> Forecast {
     if let Some(source) = ReplicaOf::from_tags(tags) {
-        return Verdict::new("notify", format!("a replica of {source}: not replicated onward"));
+        return Forecast::new("notify", format!("a replica of {source}: not replicated onward"));
     }
     match policy::mirrors(tags) {
-        Err(error) => Verdict::new("reject", error.to_string()),
-        Ok(mirrors) if mirrors.is_empty() || kind != ObjectKind::Secret => Verdict::new("notify", ""),
-        Ok(mirrors) => Verdict::new("notify", format!("and replicate to {}", mirrors.join(", "))),
+        Err(error) => Forecast::new("reject", error.to_string()),
+        Ok(mirrors) if mirrors.is_empty() || kind != ObjectKind::Secret => Forecast::new("notify", ""),
+        Ok(mirrors) => Forecast::new("notify", format!("and replicate to {}", mirrors.join(", "))),
     }
 }
 
@@ -470,7 +436,7 @@ fn print_table(output: &Output, rows: &[Row], now: DateTime<Utc>) {
         .map(|r| {
             let expiry_tone = match r.expires {
                 Some(e) if e <= now => Some(Tone::Bad),
-                Some(e) if e - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now => Some(Tone::Warn),
+                Some(e) if near_expiry_at(e) <= now => Some(Tone::Warn),
                 _ => None,
             };
             vec![
@@ -498,10 +464,7 @@ fn print_table(output: &Output, rows: &[Row], now: DateTime<Utc>) {
         &["VAULT", "KIND", "NAME", "VERSION", "EXPIRES", "POLICY", "NEAR-EXPIRY", "EXPIRED", "NEW-VERSION"],
         &cells,
     ));
-    let soon = rows
-        .iter()
-        .filter(|r| r.expires.is_some_and(|e| e > now && e - chrono::Duration::days(NEAR_EXPIRY_LEAD_DAYS) <= now))
-        .count();
+    let soon = rows.iter().filter(|r| r.expires.is_some_and(|e| e > now && near_expiry_at(e) <= now)).count();
     let gone = rows.iter().filter(|r| r.expires.is_some_and(|e| e <= now)).count();
     let rejected = rows.iter().filter(|r| r.near_expiry.action == "reject" || r.expired.action == "reject").count();
     output.line(&format!(
@@ -531,8 +494,7 @@ mod tests {
                 tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 managed: false,
             },
-            key_policy: None,
-            certificate_policy: None,
+            native: Native::Unread,
         }
     }
 
@@ -561,7 +523,8 @@ mod tests {
             Some(5),
         ));
         assert_eq!(unknown.near_expiry.action, "reject");
-        assert!(unknown.near_expiry.detail.contains("'vaultwarden' unknown"));
+        // The engine's own words: one decision, one message.
+        assert!(unknown.near_expiry.detail.contains("'vaultwarden' is not a provider this deployment has"));
 
         let plain = decide(&facts(ObjectKind::Secret, &[], Some(5)));
         assert_eq!((plain.policy.as_str(), plain.near_expiry.action), ("none", "notify"));
@@ -577,23 +540,33 @@ mod tests {
 
     #[test]
     fn keys_and_certificates_defer_to_key_vaults_own_policies() {
+        use keyturn_vault::model::{CertificatePolicy, KeyRotationPolicy};
         let mut key = facts(ObjectKind::Key, &[("KeyturnRotation", "enabled")], Some(20));
+        key.native = Native::Key(KeyRotationPolicy { rotates: false, trigger: None });
         assert_eq!(decide(&key).near_expiry.action, "rotate");
-        key.key_policy = Some(KeyRotationPolicy { rotates: true, trigger: Some("timeBeforeExpiry P30D".into()) });
+        key.native = Native::Key(KeyRotationPolicy { rotates: true, trigger: Some("timeBeforeExpiry P30D".into()) });
         let native = decide(&key);
         assert_eq!(native.near_expiry.action, "skip");
         assert!(native.near_expiry.detail.contains("P30D"));
 
+        let certificate = |issuer: &str, auto_renew, provider: Option<&str>| Native::Certificate {
+            policy: CertificatePolicy { issuer: Some(issuer.into()), auto_renew },
+            issuer_provider: provider.map(str::to_owned),
+        };
         let mut cert = facts(ObjectKind::Certificate, &[("KeyturnRotation", "enabled")], Some(20));
-        cert.certificate_policy = Some((CertificatePolicy { issuer: Some("Self".into()), auto_renew: false }, None));
+        cert.native = certificate("Self", false, None);
         assert_eq!(decide(&cert).near_expiry.action, "renew");
-        cert.certificate_policy = Some((CertificatePolicy { issuer: Some("Unknown".into()), auto_renew: false }, None));
-        assert_eq!(decide(&cert).near_expiry.action, "notify");
-        cert.certificate_policy =
-            Some((CertificatePolicy { issuer: Some("corp-ca".into()), auto_renew: false }, Some("DigiCert".into())));
+        cert.native = certificate("Unknown", false, None);
+        let manual = decide(&cert);
+        assert_eq!(manual.near_expiry.action, "notify");
+        assert!(manual.near_expiry.detail.contains("issued by 'Unknown'"), "{:?}", manual.near_expiry);
+        cert.native = certificate("corp-ca", false, Some("DigiCert"));
         assert_eq!(decide(&cert).near_expiry.action, "renew");
-        cert.certificate_policy = Some((CertificatePolicy { issuer: Some("Self".into()), auto_renew: true }, None));
+        cert.native = certificate("Self", true, None);
         assert_eq!(decide(&cert).near_expiry.action, "skip");
+        // An object that opts in whose native policy could not be read is not guessed at.
+        cert.native = Native::Unread;
+        assert_eq!(decide(&cert).near_expiry.action, "error");
     }
 
     #[test]

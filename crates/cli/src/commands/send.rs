@@ -190,11 +190,17 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     } else {
         let status = format!("{} {}", answer.status, answer.reason);
         let ids: Vec<&str> = batch.iter().filter_map(|e| e.get("id").and_then(Value::as_str)).collect();
+        // A handler's typed outcomes, when the endpoint answers with them (an AWS Lambda function URL), read
+        // field by field; anything else is shown as it came.
+        let shown = match outcome_lines(&answer.body) {
+            Some(lines) => lines.iter().map(|line| format!("\n{line}")).collect::<String>(),
+            None if answer.body.trim().is_empty() => String::new(),
+            None => format!("\n{}", answer.body.trim_end()),
+        };
         output.line(&format!(
-            "{} {}{}",
+            "{} {}{shown}",
             output.paint(if ok { Tone::Good } else { Tone::Bad }, &status),
             output.paint(Tone::Dim, &format!("event {}", ids.join(", "))),
-            if answer.body.trim().is_empty() { String::new() } else { format!("\n{}", answer.body.trim_end()) }
         ));
     }
     if ok {
@@ -209,6 +215,41 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
             },
         ))
     }
+}
+
+/// One line per typed outcome of an answer that carries them (`{"outcomes": [...]}`, docs/handlers.md), from
+/// the outcome's fields: `done rotated secret kv-one/db v1 → v2: <message>`; `None` for any other answer. An
+/// event to be retried has no outcome; its line is the answer's `results` entry.
+pub fn outcome_lines(body: &str) -> Option<Vec<String>> {
+    let answer: Value = serde_json::from_str(body).ok()?;
+    let outcomes = answer.get("outcomes")?.as_array()?;
+    let text = |value: &Value, field: &str| value.get(field).and_then(Value::as_str).map(str::to_owned);
+    let lines = outcomes
+        .iter()
+        .enumerate()
+        .map(|(index, outcome)| {
+            if outcome.is_null() {
+                let result = answer["results"].get(index).and_then(Value::as_str).unwrap_or("retry");
+                return result.to_owned();
+            }
+            let mut line = text(outcome, "status").unwrap_or_default();
+            if let Some(action) = text(outcome, "action") {
+                line.push_str(&format!(" {action}"));
+            }
+            if let Some(object) = outcome.get("object") {
+                let [kind, vault, name] =
+                    ["kind", "vault", "name"].map(|field| text(object, field).unwrap_or_default());
+                line.push_str(&format!(" {kind} {vault}/{name}"));
+            }
+            match (text(outcome, "versionBefore"), text(outcome, "versionAfter")) {
+                (Some(before), Some(after)) => line.push_str(&format!(" {before} → {after}")),
+                (Some(before), None) => line.push_str(&format!(" {before}")),
+                _ => {}
+            }
+            format!("{line}: {}", text(outcome, "message").unwrap_or_default())
+        })
+        .collect();
+    Some(lines)
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -453,6 +494,25 @@ fn unreachable_or_failed(url: &url::Url, error: &reqwest::Error) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_outcomes_are_shown_from_their_fields() {
+        let body = serde_json::json!({
+            "results": ["done: rotated kv-one/db from v1 to v2", "retry: vault answered 503"],
+            "outcomes": [
+                {"status": "done", "action": "rotated", "versionBefore": "v1", "versionAfter": "v2",
+                 "object": {"vault": "kv-one", "kind": "secret", "name": "db", "version": "v1"},
+                 "message": "rotated kv-one/db from v1 to v2"},
+                null
+            ]
+        });
+        assert_eq!(
+            super::outcome_lines(&body.to_string()).unwrap(),
+            ["done rotated secret kv-one/db v1 → v2: rotated kv-one/db from v1 to v2", "retry: vault answered 503"]
+        );
+        assert_eq!(super::outcome_lines("accepted"), None);
+        assert_eq!(super::outcome_lines(r#"{"results": []}"#), None);
+    }
+
     use super::*;
     use clap::Parser;
 

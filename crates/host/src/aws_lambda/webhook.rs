@@ -138,6 +138,14 @@ impl Webhook {
         }))
         .await;
         let results: Vec<String> = verdicts.iter().map(Verdict::log_line).collect();
+        // The typed outcome of each event, `null` for one that must be retried (its line says why).
+        let outcomes: Vec<Value> = verdicts
+            .iter()
+            .map(|verdict| match verdict {
+                Verdict::Acknowledge(outcome) => serde_json::to_value(outcome).unwrap_or(Value::Null),
+                Verdict::Retry(_) => Value::Null,
+            })
+            .collect();
         let retry = verdicts.iter().filter(|verdict| matches!(verdict, Verdict::Retry(_))).count();
         if retry == 0 {
             tracing::info!(
@@ -149,7 +157,7 @@ impl Webhook {
                 status = 200,
                 "batch acknowledged"
             );
-            WebhookResponse::new(StatusCode::OK, json!({ "results": results }))
+            WebhookResponse::new(StatusCode::OK, json!({ "results": results, "outcomes": outcomes }))
         } else {
             let message = format!("{retry} of {count} events must be retried; Event Grid will resend the batch");
             tracing::warn!(
@@ -162,7 +170,10 @@ impl Webhook {
                 status = 500,
                 "{message}"
             );
-            WebhookResponse::new(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": message, "results": results }))
+            WebhookResponse::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "error": message, "results": results, "outcomes": outcomes }),
+            )
         }
     }
 
@@ -267,7 +278,7 @@ mod tests {
             std::future::ready(match event.subject.as_str() {
                 "retry" => Err(HandlerError::retryable("vault answered 503")),
                 "reject" => Err(HandlerError::permanent("no policy")),
-                _ => Ok(Outcome::Done(event.id)),
+                _ => Ok(Outcome::done(event.id)),
             })
         });
         (Webhook::new(invoker, secret), calls)
@@ -300,7 +311,13 @@ mod tests {
         let batch = json!([event("a", "db-password"), event("b", "reject")]);
         let response = webhook.handle("req-1", post(Some("Notification"), &batch)).await;
         assert_eq!(response.status, StatusCode::OK);
-        assert_eq!(response.body, json!({"results": ["done: a", "rejected: no policy"]}));
+        assert_eq!(
+            response.body,
+            json!({
+                "results": ["done: a", "rejected: no policy"],
+                "outcomes": [{"status": "done", "message": "a"}, {"status": "rejected", "message": "no policy"}]
+            })
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -311,6 +328,7 @@ mod tests {
         let response = webhook.handle("req-1", post(Some("Notification"), &batch)).await;
         assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(response.body["results"], json!(["done: a", "retry: vault answered 503"]));
+        assert_eq!(response.body["outcomes"], json!([{"status": "done", "message": "a"}, null]));
         assert!(response.body["error"].as_str().unwrap().starts_with("1 of 2 events must be retried"));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }

@@ -4,7 +4,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /` | `200` readiness (the host polls it until any answer arrives) |
-//! | `POST /<function>` with `{"Data": {"eventGridEvent": ...}}` | `200` `{"Outputs":{},"Logs":[..],"ReturnValue":null}` when the event is acknowledged, `500` when it must come back |
+//! | `POST /<function>` with `{"Data": {"eventGridEvent": ...}}` | `200` `{"Outputs":{},"Logs":["done: ..."],"ReturnValue":{"status":"done",...}}` (the typed outcome) when the event is acknowledged, `500` when it must come back |
 //! | the envelope is not JSON, has no `Data` or no `eventGridEvent` | `400`: the deployment does not match (the real host never sends that) |
 //! | a body over [`BODY_LIMIT`] | `413` |
 //! | any other route | `404` naming what this handler serves |
@@ -219,8 +219,8 @@ where
     };
 
     match invoker.invoke(&invocation_id, event).await {
-        verdict @ Verdict::Acknowledge(_) => {
-            let response = InvocationResponse::with_logs(vec![verdict.log_line()]);
+        Verdict::Acknowledge(outcome) => {
+            let response = InvocationResponse::for_outcome(&outcome);
             warp::reply::json(&response).into_response()
         }
         Verdict::Retry(failure) => {

@@ -48,12 +48,28 @@ pub struct InvocationResponse {
     /// Lines the host copies into its own log for this invocation.
     #[serde(rename = "Logs", default)]
     pub logs: Vec<String>,
-    /// The function's return value; keyturn functions return nothing (`null`).
+    /// The function's return value: keyturn handlers return their typed outcome's JSON
+    /// ([`crate::Outcome`], docs/handlers.md).
     #[serde(rename = "ReturnValue", default)]
     pub return_value: Value,
 }
 
 impl InvocationResponse {
+    /// The answer for an acknowledged event: the outcome's one line in `Logs`, its JSON in `ReturnValue`.
+    pub fn for_outcome(outcome: &crate::Outcome) -> Self {
+        InvocationResponse {
+            outputs: Map::new(),
+            logs: vec![outcome.log_line()],
+            // Serialising plain strings and a derived struct cannot fail; `null` would only lose the fields.
+            return_value: serde_json::to_value(outcome).unwrap_or(Value::Null),
+        }
+    }
+
+    /// The typed outcome in `ReturnValue`, if the answer carries one.
+    pub fn outcome(&self) -> Option<crate::Outcome> {
+        crate::Outcome::from_return_value(&self.return_value)
+    }
+
     /// A successful answer with no outputs, the given log lines and a `null` return value.
     pub fn with_logs(logs: Vec<String>) -> Self {
         InvocationResponse { outputs: Map::new(), logs, return_value: Value::Null }

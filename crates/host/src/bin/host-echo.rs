@@ -64,8 +64,8 @@ async fn echo(event: Event, config: Arc<Config>) -> Result<Outcome, HandlerError
         return Err(HandlerError::permanent("asked to reject"));
     }
     match event.payload {
-        Payload::KeyVault(_) => Ok(Outcome::Done(format!("{} {}", config.greeting, event.id))),
-        _ => Ok(Outcome::Skipped(format!("{} is not a Key Vault event", event.event_type()))),
+        Payload::KeyVault(_) => Ok(Outcome::done(format!("{} {}", config.greeting, event.id))),
+        _ => Ok(Outcome::skipped(format!("{} is not a Key Vault event", event.event_type()))),
     }
 }
 

@@ -12,8 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyturn_events::Event;
+use keyturn_events::{ObjectKind, ObjectRef};
 use keyturn_local::keyvault::{KeyVaultEmulator, RunningEmulator};
+use keyturn_rotation::Request;
 use keyturn_rotation::provider::{Pending, Provider, ProviderFuture, RotationContext};
 use keyturn_vault::model::{NewSecretVersion, SecretProperties, Tags};
 use tokio::sync::Notify;
@@ -21,16 +22,12 @@ use tokio::sync::Notify;
 pub const SCENARIO: &str = "KT_SCENARIO";
 pub const VAULT: &str = "kv-prov";
 
-/// A near-expiry event for a secret version.
-pub fn event(name: &str, version: &str) -> Event {
-    let json = format!(
-        r#"{{"id":"evt-{name}-{version}","topic":"/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/{VAULT}",
-        "subject":"{name}","eventType":"Microsoft.KeyVault.SecretNearExpiry","eventTime":"2026-01-01T00:00:00Z",
-        "data":{{"Id":"https://{VAULT}.vault.azure.net/secrets/{name}/{version}","VaultName":"{VAULT}",
-        "ObjectType":"Secret","ObjectName":"{name}","Version":"{version}","NBF":null,"EXP":null}},
-        "dataVersion":"1","metadataVersion":"1"}}"#
-    );
-    Event::from_slice(json.as_bytes()).unwrap()
+/// What a near-expiry event for a secret version asks the engine to do.
+pub fn event(name: &str, version: &str) -> Request {
+    Request {
+        object: ObjectRef::new(VAULT, ObjectKind::Secret, name, version).unwrap(),
+        event_id: format!("evt-{name}-{version}"),
+    }
 }
 
 pub fn tags(pairs: &[(&str, &str)]) -> Tags {
@@ -201,7 +198,7 @@ pub async fn rotate_until_crash(
     vault: Arc<dyn keyturn_vault::KeyVault>,
     provider: Arc<dyn Provider>,
     step: Step,
-    event: &Event,
+    event: &Request,
 ) {
     let reached = Arc::new(Notify::new());
     let crash = CrashAfter { inner: provider, step, reached: reached.clone() };

@@ -42,7 +42,7 @@ async fn probe(event: keyturn_events::Event, _probe: Arc<Probe>) -> Result<Outco
     let subject = event.subject.as_str();
     if let Some(millis) = subject.strip_prefix("sleep-").and_then(|ms| ms.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(millis)).await;
-        return Ok(Outcome::Done(format!("slept {millis} ms; {}", echo(&event))));
+        return Ok(Outcome::done(format!("slept {millis} ms; {}", echo(&event))));
     }
     if let Some(code) = subject.strip_prefix("exit-").and_then(|code| code.parse().ok()) {
         eprintln!("probe-handler: exiting with code {code} as event {} asks", event.id);
@@ -52,9 +52,9 @@ async fn probe(event: keyturn_events::Event, _probe: Arc<Probe>) -> Result<Outco
         "panic" => panic!("probe-handler: event {} asks for a panic", event.id),
         "retry" => Err(HandlerError::retryable(format!("event {} asks to be retried", event.id))),
         "permanent" => Err(HandlerError::permanent(format!("event {} asks to fail for good", event.id))),
-        "skip" => Ok(Outcome::Skipped(echo(&event))),
-        "reject" => Ok(Outcome::Rejected(echo(&event))),
-        _ => Ok(Outcome::Done(echo(&event))),
+        "skip" => Ok(Outcome::skipped(echo(&event))),
+        "reject" => Ok(Outcome::rejected(echo(&event))),
+        _ => Ok(Outcome::done(echo(&event))),
     }
 }
 
