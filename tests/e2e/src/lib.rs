@@ -39,17 +39,14 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     binary
 }
 
-/// The shared Event Grid fixtures: `<repo>/../shared/fixtures/eventgrid`.
+/// The Event Grid fixtures the events crate round-trips: `<repo>/crates/events/fixtures` (its `variants/`
+/// subfolder is not read here), so a clone of the repository alone runs these tests.
 ///
 /// # Panics
-/// When the folder is missing: the tests need it beside the repository.
+/// When the folder is missing.
 pub fn fixtures_dir() -> PathBuf {
-    let dir = repo_root().join("../shared/fixtures/eventgrid");
-    assert!(
-        dir.is_dir(),
-        "the Event Grid fixtures are missing at {}: the shared/ folder must sit beside the repository",
-        dir.display()
-    );
+    let dir = repo_root().join("crates/events/fixtures");
+    assert!(dir.is_dir(), "the Event Grid fixtures are missing at {}", dir.display());
     dir
 }
 
