@@ -15,6 +15,8 @@
 //!   (readiness, crash restarts, functionTimeout), and the Event Grid webhook `/runtime/webhooks/eventgrid`.
 //! - [`lambda`]: AWS Lambda stand-in: a Runtime API, a function URL (HTTP ⇄ payload-2.0 events) and the
 //!   handler process started with Lambda's environment.
+//! - [`receivers`]: a notification receiver on loopback that checks what keyturn's webhook receivers, Slack and
+//!   Teams check (signatures, Block Kit, Adaptive Cards): the demo's and the tests'.
 //! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
 //!   [`identity`].
 
@@ -26,5 +28,6 @@ pub mod identity;
 pub mod keyvault;
 pub mod lambda;
 pub mod management;
+pub mod receivers;
 pub mod stack;
 pub mod tls;
