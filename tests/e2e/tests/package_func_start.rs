@@ -2,6 +2,8 @@
 //! it in that folder (no executable override, no app settings given: only what the package holds). What Core
 //! Tools refuses, the stand-in refuses with Core Tools' message, so a package `func start` would not run fails
 //! here too.
+// The helpers below are test code too: a panic is a failed test with a line number.
+#![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
