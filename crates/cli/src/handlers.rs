@@ -1,84 +1,12 @@
-//! The four handlers as data, so `package` and `dev` work for whichever of them are built: adding a
-//! handler is adding a row here (and its function folder).
-//!
-//! The event types and the canary rule are those of each handler's Event Grid subscription in
-//! infra/bicep and infra/terraform (infra/README.md).
+//! The four handlers, for the commands: parsing their names, where their binaries are built, how to build
+//! them. The table itself (names, subscriptions) is the function app's, in [`keyturn_app::handlers`].
 
 use std::path::{Path, PathBuf};
 
+pub use keyturn_app::handlers::{find, names};
+pub use keyturn_app::{Canary, DEFAULT_CANARY_SECRET, HANDLERS, Handler};
+
 use crate::exit::Failure;
-
-/// What a subscription does with the canary secret's events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Canary {
-    /// `StringNotIn subject [canary]`: every handler but test-event.
-    Exclude,
-    /// `StringIn subject [canary]`: test-event only.
-    Only,
-}
-
-/// One handler: function name = binary name = function folder = route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Handler {
-    pub name: &'static str,
-    /// `includedEventTypes` of its subscription.
-    pub event_types: &'static [&'static str],
-    pub canary: Canary,
-    /// Its one job, for help text and listings.
-    pub job: &'static str,
-}
-
-/// The canary secret's name unless configured otherwise (infra's `canary_secret_name` default).
-pub const DEFAULT_CANARY_SECRET: &str = "keyturn-canary";
-
-pub const HANDLERS: [Handler; 4] = [
-    Handler {
-        name: "near-expiry",
-        event_types: &[
-            "Microsoft.KeyVault.SecretNearExpiry",
-            "Microsoft.KeyVault.KeyNearExpiry",
-            "Microsoft.KeyVault.CertificateNearExpiry",
-        ],
-        canary: Canary::Exclude,
-        job: "rotate per the object's policy, or notify that manual action is due",
-    },
-    Handler {
-        name: "expired",
-        event_types: &[
-            "Microsoft.KeyVault.SecretExpired",
-            "Microsoft.KeyVault.KeyExpired",
-            "Microsoft.KeyVault.CertificateExpired",
-        ],
-        canary: Canary::Exclude,
-        job: "notify at high severity",
-    },
-    Handler {
-        name: "new-version",
-        event_types: &[
-            "Microsoft.KeyVault.SecretNewVersionCreated",
-            "Microsoft.KeyVault.KeyNewVersionCreated",
-            "Microsoft.KeyVault.CertificateNewVersionCreated",
-        ],
-        canary: Canary::Exclude,
-        job: "tell consumers a new version exists",
-    },
-    Handler {
-        name: "test-event",
-        event_types: &["Microsoft.KeyVault.SecretNewVersionCreated"],
-        canary: Canary::Only,
-        job: "prove the whole path works (test events, the canary secret)",
-    },
-];
-
-/// The handler called `name`.
-pub fn find(name: &str) -> Option<&'static Handler> {
-    HANDLERS.iter().find(|h| h.name == name)
-}
-
-/// Every handler name, for messages.
-pub fn names() -> String {
-    HANDLERS.iter().map(|h| h.name).collect::<Vec<_>>().join(", ")
-}
 
 /// Parses a handler name for clap, listing the valid ones on a mistake.
 pub fn parse_name(name: &str) -> Result<&'static Handler, String> {
@@ -118,7 +46,7 @@ pub fn app_root(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
     }
     let cwd = std::env::current_dir()
         .map_err(|error| Failure::setup(format!("cannot read the working directory: {error}")))?;
-    keyturn_local::functions_host::find_app_root(&cwd).ok_or_else(|| {
+    keyturn_app::find_app_root(&cwd).ok_or_else(|| {
         Failure::setup(format!("no host.json in {} or any folder above it", cwd.display()))
             .hint("run keyturn inside the keyturn repository, or pass --app-root <path>")
     })
@@ -163,15 +91,6 @@ pub fn build_command(handlers: &[&Handler], profile: &str, triple: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_handler_has_a_function_folder_in_the_repository() {
-        let root = app_root(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))).unwrap();
-        for handler in HANDLERS {
-            let function = root.join("function-definitions").join(handler.name).join("function.json");
-            assert!(function.is_file(), "{}", function.display());
-        }
-    }
 
     #[test]
     fn binary_overrides_name_a_known_handler_and_a_path() {

@@ -24,23 +24,30 @@
 //! - `aeg-event-type: SubscriptionDeletion` (Event Grid's documented name) is answered 202 like `Unsubscribe`
 //!   (the name the extension checks).
 //! - No `code` query parameter is required: everything listens on loopback only.
+//! - Its app settings are the environment Core Tools would see: they win over local.settings.json `Values`,
+//!   and nothing of the stand-in's own environment is added. `AzureWebJobsStorage` must be set as Core Tools
+//!   requires, but nothing connects to it: the stand-in keeps no state in storage.
 //!
 //! # Layout
-//! - `app`: host.json and function.json, read and validated ([`FunctionApp`]).
+//! - [`keyturn_app`] (re-exported here): host.json and function.json, read and validated ([`FunctionApp`]),
+//!   and local.settings.json with the checks Core Tools makes before starting (the product's own layout).
 //! - `worker`: the handler process: environment, readiness poll, crash/restart rules ([`WorkerStatus`]).
 //! - `invoke`: one invocation: the custom-handler envelope, functionTimeout, failure classes ([`InvocationRecord`]).
 //! - `webhook`: `/runtime/webhooks/eventgrid`, the Event Grid extension's endpoint.
 //! - `output`: the handler's stdout/stderr and response `Logs`, to tracing and to a buffer tests scan.
+//! - `subscribed`: a handler behind the stand-in, subscribed to the local stack's Event Grid as deployed
+//!   ([`SubscribedHandler`]; `keyturn dev`, `keyturn demo` and the end-to-end tests).
 
-mod app;
 mod invoke;
 mod output;
+mod subscribed;
 mod webhook;
 mod worker;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,9 +58,12 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
 
-pub use app::{AppError, CustomHandler, DEFAULT_FUNCTION_TIMEOUT, DEFINITIONS_DIR, FunctionApp, FunctionDefinition};
 pub use invoke::{HOST_VERSION, InvocationError, InvocationRecord};
+pub use keyturn_app::{
+    AppError, CustomHandler, DEFAULT_FUNCTION_TIMEOUT, DEFINITIONS_DIR, FunctionApp, FunctionDefinition, find_app_root,
+};
 pub use output::{HandlerOutput, OutputLine, Stream};
+pub use subscribed::{SubscribedError, SubscribedHandler};
 pub use webhook::WEBHOOK_PATH;
 pub use worker::WorkerStatus;
 
@@ -72,6 +82,16 @@ const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
 pub enum StartError {
     #[error("{0}")]
     UnknownFunction(String),
+    /// What Core Tools refuses before starting anything: no worker runtime, no storage for an Event Grid
+    /// trigger, unreadable local.settings.json (in Core Tools' words).
+    #[error(transparent)]
+    Settings(#[from] keyturn_app::SettingsError),
+    /// The executable exists without the executable bit: the host's process start fails as .NET's does.
+    #[error(
+        "An error occurred trying to start process '{executable}' with working directory '{working_directory}'. \
+         Permission denied (the executable bit is not set: `chmod +x` it, and zip it with its unix permissions)"
+    )]
+    NotExecutable { executable: PathBuf, working_directory: PathBuf },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -100,6 +120,7 @@ pub struct FunctionsHostBuilder {
     init_timeout: Duration,
     shutdown_grace: Duration,
     port: u16,
+    read_local_settings: bool,
 }
 
 impl FunctionsHostBuilder {
@@ -149,6 +170,14 @@ impl FunctionsHostBuilder {
         self
     }
 
+    /// Ignores `local.settings.json` at the app root: every setting comes from [`Self::app_settings`]. For the
+    /// local stack's own runs (dev, demo, tests), whose settings must not pick up a developer's file kept for
+    /// `func start` against Azure (with real notification channels in it).
+    pub fn without_local_settings(mut self) -> Self {
+        self.read_local_settings = false;
+        self
+    }
+
     /// Serves the webhook on this port of 127.0.0.1 (default 0: any free port; `func start` uses 7071).
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
@@ -165,9 +194,14 @@ impl FunctionsHostBuilder {
             Some(path) => path,
             None => app.executable_path(),
         };
-        let mut env = self.settings.clone();
-        // An app setting every custom handler app has; the caller's value wins.
-        env.entry("FUNCTIONS_WORKER_RUNTIME".into()).or_insert_with(|| "custom".into());
+        // What `func start` checks before it starts anything: local.settings.json under the environment (here
+        // the app settings given), a worker runtime, storage for the Event Grid trigger.
+        let local = if self.read_local_settings { keyturn_app::LocalSettings::read(app.root())? } else { None };
+        let settings = keyturn_app::local_settings::func_start_settings(&app, local.as_ref(), &self.settings)?;
+        if std::fs::metadata(&executable).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 == 0) {
+            return Err(StartError::NotExecutable { executable, working_directory: app.working_directory() });
+        }
+        let mut env = settings.clone();
         env.insert("FUNCTIONS_APP_ROOT_PATH".into(), app.root().display().to_string());
         let config = WorkerConfig {
             executable: executable.clone(),
@@ -175,7 +209,7 @@ impl FunctionsHostBuilder {
                 .handler()
                 .arguments
                 .iter()
-                .map(|argument| app::expand_arguments(argument, &self.settings))
+                .map(|argument| keyturn_app::function_app::expand_arguments(argument, &settings))
                 .collect(),
             working_directory: app.working_directory(),
             env,
@@ -280,6 +314,7 @@ impl FunctionsHost {
             init_timeout: DEFAULT_INIT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             port: 0,
+            read_local_settings: true,
         }
     }
 
@@ -380,22 +415,88 @@ impl webhook::Dispatch for Invoker {
     }
 }
 
-/// The repository root, for tests and tools run from inside it: the nearest ancestor of `start` holding
-/// `host.json`.
-pub fn find_app_root(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find(|dir| dir.join("host.json").is_file()).map(Path::to_path_buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
-    #[test]
-    fn the_app_root_is_the_nearest_folder_with_host_json() {
-        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let root = find_app_root(crate_dir).unwrap();
-        assert!(root.join("function-definitions").is_dir(), "{}", root.display());
-        assert_eq!(find_app_root(&root.join("crates/local/src")), Some(root));
-        assert_eq!(find_app_root(Path::new("/")), None);
+    /// A package folder as `keyturn package` lays it out, with a handler script that would serve forever.
+    fn package(dir: &Path, mode: u32, local_settings: Option<&str>) -> FunctionApp {
+        let write = |relative: &str, text: &str| {
+            let path = dir.join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("host.json", r#"{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"handler"}}}"#);
+        write("f/function.json", r#"{"bindings":[{"type":"eventGridTrigger","name":"e","direction":"in"}]}"#);
+        write("handler", "#!/bin/sh\nexec sleep 60\n");
+        std::fs::set_permissions(dir.join("handler"), std::fs::Permissions::from_mode(mode)).unwrap();
+        if let Some(text) = local_settings {
+            write("local.settings.json", text);
+        }
+        FunctionApp::load(dir).unwrap()
+    }
+
+    const SETTINGS: &str = r#"{"IsEncrypted":false,"Values":{"FUNCTIONS_WORKER_RUNTIME":"custom","AzureWebJobsStorage":"UseDevelopmentStorage=true"}}"#;
+
+    async fn start_error(app: FunctionApp) -> String {
+        let result = FunctionsHost::builder(app).init_timeout(Duration::from_secs(5)).start().await;
+        match result {
+            Ok(host) => {
+                host.shutdown().await;
+                panic!("the stand-in started what func start refuses")
+            }
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_package_without_local_settings_fails_as_core_tools_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = start_error(package(dir.path(), 0o755, None)).await;
+        assert!(error.contains("Worker runtime cannot be 'None'. Please set a valid runtime."), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_package_without_storage_for_its_event_grid_trigger_fails_as_core_tools_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = r#"{"IsEncrypted":false,"Values":{"FUNCTIONS_WORKER_RUNTIME":"custom"}}"#;
+        let error = start_error(package(dir.path(), 0o755, Some(settings))).await;
+        assert!(error.starts_with("Missing value for AzureWebJobsStorage in local.settings.json."), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_handler_without_the_executable_bit_fails_as_the_host_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = start_error(package(dir.path(), 0o644, Some(SETTINGS))).await;
+        assert!(error.starts_with("An error occurred trying to start process"), "{error}");
+        assert!(error.contains("Permission denied"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn app_settings_are_the_environment_and_win_over_local_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        // No local.settings.json, but the environment has both: Core Tools accepts that.
+        let app = package(dir.path(), 0o755, None);
+        let builder = FunctionsHost::builder(app.clone())
+            .app_settings(keyturn_app::local_settings::func_start_defaults())
+            .without_local_settings()
+            .init_timeout(Duration::from_millis(300));
+        // The script never answers GET /: it starts, then fails readiness, which is past the checks.
+        let error = builder.start().await.map(|_| ()).unwrap_err().to_string();
+        assert!(error.contains("did not start"), "{error}");
+
+        // A local.settings.json that names another worker runtime loses to the environment's `custom`.
+        std::fs::write(dir.path().join("local.settings.json"), r#"{"Values":{"FUNCTIONS_WORKER_RUNTIME":"node"}}"#)
+            .unwrap();
+        let error = start_error(app.clone()).await;
+        assert!(error.contains("FUNCTIONS_WORKER_RUNTIME is \"node\""), "{error}");
+        let result = FunctionsHost::builder(app)
+            .app_settings(keyturn_app::local_settings::func_start_defaults())
+            .init_timeout(Duration::from_millis(300))
+            .start()
+            .await;
+        let error = result.map(|_| ()).unwrap_err().to_string();
+        assert!(error.contains("did not start"), "{error}");
     }
 }

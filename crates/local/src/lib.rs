@@ -19,6 +19,8 @@
 //!   (readiness, crash restarts, functionTimeout), and the Event Grid webhook `/runtime/webhooks/eventgrid`.
 //! - [`lambda`]: AWS Lambda stand-in: a Runtime API, a function URL (HTTP ⇄ payload-2.0 events) and the
 //!   handler process started with Lambda's environment.
+//! - [`receivers`]: a notification receiver on loopback that checks what keyturn's webhook receivers, Slack and
+//!   Teams check (signatures, Block Kit, Adaptive Cards): the demo's and the tests'.
 //! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
 //!   [`identity`].
 //! - [`paging`]: PagerDuty Events API v2 and Opsgenie Alert API receivers, following the vendors' contracts.
@@ -33,6 +35,7 @@ pub mod lambda;
 pub mod management;
 pub mod paging;
 pub mod rbac;
+pub mod receivers;
 pub mod roles;
 pub mod stack;
 pub mod tls;

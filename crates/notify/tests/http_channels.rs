@@ -13,7 +13,7 @@ use chrono::Utc;
 use keyturn_notify::{
     ChannelKind, FailureKind, Notifier, NotifierOptions, SIGNATURE_HEADER, SignatureError, verify_signature,
 };
-use support::{LogCapture, Mode, Sink, TEST_TIMEOUT, WEBHOOK_SECRET, notification};
+use support::{LogCapture, Mode, Sink, TEST_TIMEOUT, WEBHOOK_SECRET, notification, start_sink, start_sink_on};
 use tokio::net::TcpListener;
 use tokio::sync::Barrier;
 use tokio::time::timeout;
@@ -34,7 +34,7 @@ fn teams(sink: &Sink) -> String {
 #[tokio::test]
 async fn webhook_slack_and_teams_receive_signed_well_formed_messages() {
     timeout(TEST_TIMEOUT, async {
-        let sink = Sink::start(Mode::Up).await;
+        let sink = start_sink(Mode::Up).await;
         let list = format!("{}, {} ; {}", webhook(&sink), slack(&sink), teams(&sink));
         let notifier = Notifier::from_urls(&list).unwrap();
         let n = notification("evt-shape");
@@ -100,8 +100,8 @@ async fn a_channel_that_is_down_fails_the_send_and_gets_the_event_on_redelivery_
         let webhook_port = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let webhook_addr = webhook_port.local_addr().unwrap();
         drop(webhook_port);
-        let sink = Sink::start(Mode::Up).await;
-        let slack_sink = Sink::start(Mode::Down).await;
+        let sink = start_sink(Mode::Up).await;
+        let slack_sink = start_sink(Mode::Down).await;
         let list = format!(
             "webhook+http://{webhook_addr}/webhook?secret={WEBHOOK_SECRET} {} {}",
             slack(&slack_sink),
@@ -132,7 +132,7 @@ async fn a_channel_that_is_down_fails_the_send_and_gets_the_event_on_redelivery_
         }
 
         // Both come back; Event Grid redelivers the same event.
-        let webhook_sink = Sink::start_on(TcpListener::bind(webhook_addr).await.unwrap(), Mode::Up);
+        let webhook_sink = start_sink_on(TcpListener::bind(webhook_addr).await.unwrap(), Mode::Up);
         slack_sink.set_mode(Mode::Up);
         let delivery = notifier.send(&n).await.unwrap();
         assert_eq!(
@@ -161,7 +161,7 @@ async fn a_channel_that_is_down_fails_the_send_and_gets_the_event_on_redelivery_
 #[tokio::test]
 async fn each_channel_is_bounded_by_its_own_timeout() {
     timeout(TEST_TIMEOUT, async {
-        let hanging = Sink::start(Mode::Hang).await;
+        let hanging = start_sink(Mode::Hang).await;
         let list = format!("{}&timeout=0.3 {}?timeout=1 {}", webhook(&hanging), slack(&hanging), teams(&hanging));
         let options = NotifierOptions { timeout: Duration::from_millis(500), ..NotifierOptions::default() };
         let notifier = Notifier::new(&list, options).unwrap();
@@ -187,7 +187,7 @@ async fn channels_are_sent_concurrently() {
     timeout(TEST_TIMEOUT, async {
         // The receiver answers only once all three requests are waiting at once: sent one after another, the
         // first would never be answered and would time out.
-        let sink = Sink::start(Mode::Together(Arc::new(Barrier::new(3)))).await;
+        let sink = start_sink(Mode::Together(Arc::new(Barrier::new(3)))).await;
         let list = format!("{} {} {}", webhook(&sink), slack(&sink), teams(&sink));
         let options = NotifierOptions { timeout: Duration::from_secs(10), ..NotifierOptions::default() };
         let notifier = Notifier::new(&list, options).unwrap();
@@ -203,7 +203,7 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
     let capture = LogCapture::default();
     let _guard = capture.install();
     timeout(TEST_TIMEOUT, async {
-        let sink = Sink::start(Mode::Down).await;
+        let sink = start_sink(Mode::Down).await;
         let list = format!("{} {} {}", webhook(&sink), slack(&sink), teams(&sink));
         let notifier = Notifier::from_urls(&list).unwrap();
         let failed = notifier.send(&notification("evt-secrets")).await.unwrap_err();
@@ -246,7 +246,7 @@ async fn the_documented_receiver_checks_accept_a_real_request_and_reject_a_tampe
         panic!("KEYTURN_PYTHON is unset or does not exist: ./scripts/test creates the test venv and sets it")
     });
     timeout(TEST_TIMEOUT, async {
-        let sink = Sink::start(Mode::Up).await;
+        let sink = start_sink(Mode::Up).await;
         let notifier = Notifier::from_urls(&webhook(&sink)).unwrap();
         notifier.send(&notification("evt-documented")).await.unwrap();
         let request = &sink.received()[0];

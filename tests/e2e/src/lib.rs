@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keyturn_local::functions_host::{FunctionApp, FunctionsHost, FunctionsHostBuilder};
+use keyturn_local::functions_host::{FunctionApp, FunctionsHost, FunctionsHostBuilder, SubscribedHandler};
 use serde_json::Value;
 
 /// The repository root (the folder holding host.json and function-definitions/).
@@ -39,17 +39,14 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     binary
 }
 
-/// The shared Event Grid fixtures: `<repo>/../shared/fixtures/eventgrid`.
+/// The Event Grid fixtures the events crate round-trips: `<repo>/crates/events/fixtures` (its `variants/`
+/// subfolder is not read here), so a clone of the repository alone runs these tests.
 ///
 /// # Panics
-/// When the folder is missing: the tests need it beside the repository.
+/// When the folder is missing.
 pub fn fixtures_dir() -> PathBuf {
-    let dir = repo_root().join("../shared/fixtures/eventgrid");
-    assert!(
-        dir.is_dir(),
-        "the Event Grid fixtures are missing at {}: the shared/ folder must sit beside the repository",
-        dir.display()
-    );
+    let dir = repo_root().join("crates/events/fixtures");
+    assert!(dir.is_dir(), "the Event Grid fixtures are missing at {}", dir.display());
     dir
 }
 
@@ -104,17 +101,25 @@ pub fn fixtures() -> Vec<Fixture> {
 }
 
 /// The stand-in on the repository's function app, serving `function` with `executable`, with settings for
-/// tests: a short init timeout and shutdown grace. Adjust it further before `start()`.
+/// tests: what Core Tools requires (`FUNCTIONS_WORKER_RUNTIME`, `AzureWebJobsStorage`), a short init timeout
+/// and shutdown grace. Adjust it further before `start()`.
 ///
 /// # Panics
 /// When the repository's host.json or function folders cannot be read.
 pub fn host_for(function: &str, executable: &Path) -> FunctionsHostBuilder {
     let app = FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
-    FunctionsHost::builder(app)
-        .executable(executable)
-        .only([function])
-        .init_timeout(Duration::from_secs(20))
-        .shutdown_grace(Duration::from_secs(2))
+    test_timeouts(
+        FunctionsHost::builder(app)
+            .executable(executable)
+            .only([function])
+            .app_settings(keyturn_app::local_settings::func_start_defaults())
+            .without_local_settings(),
+    )
+}
+
+/// The tests' timeouts: a handler that is not ready in 20 s has failed, and 2 s is grace enough to stop.
+fn test_timeouts(builder: FunctionsHostBuilder) -> FunctionsHostBuilder {
+    builder.init_timeout(Duration::from_secs(20)).shutdown_grace(Duration::from_secs(2))
 }
 
 /// What the webhook answered.
@@ -182,20 +187,15 @@ impl Chain {
         event_types: &[&str],
         settings: Vec<(String, String)>,
     ) -> Chain {
-        let host = host_for(function, binary)
+        let app =
+            FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
+        let host = SubscribedHandler::new(function, binary)
+            .event_types(event_types.iter().copied())
             .app_settings(settings)
-            .start()
+            .host(test_timeouts)
+            .start(&stack, &app)
             .await
-            .unwrap_or_else(|error| panic!("the Functions host stand-in with {}: {error}", binary.display()));
-        let endpoint = url::Url::parse(&host.webhook_url(function))
-            .unwrap_or_else(|error| panic!("the stand-in's webhook URL is not a URL: {error}"));
-        let subscription = keyturn_local::eventgrid::Subscription::new(
-            function,
-            endpoint,
-            keyturn_local::eventgrid::EndpointKind::AzureFunction,
-        )
-        .event_types(event_types.iter().copied());
-        stack.grid().subscribe(subscription).await.unwrap_or_else(|error| panic!("subscribing {function}: {error}"));
+            .unwrap_or_else(|error| panic!("{} behind the stand-in: {error}", binary.display()));
         Chain { stack, host, function: function.to_owned() }
     }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use keyturn_e2e::receivers::{HttpSink, Received, SmtpSink};
+use keyturn_e2e::receivers::{HttpSink, Received, SmtpSink, http_sink, wait_until};
 use keyturn_e2e::{
     Chain, EXPIRED_EVENT_TYPES, bounded, fast_stack, secret_event, seed_rsa_key, seed_secret, tags, workspace_binary,
 };
@@ -70,7 +70,7 @@ fn received_texts(sink: &HttpSink, smtp: &SmtpSink) -> Vec<String> {
 #[tokio::test]
 async fn expired_secrets_keys_and_certificates_are_notified_critically_everywhere_and_acted_on_only_by_opt_in() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let smtp = SmtpSink::start().await;
         let stack = fast_stack(&[VAULT]).await;
         let notify_only =
@@ -182,7 +182,7 @@ fn expired_event(id: &str, vault: &str, name: &str, version: &str) -> Event {
 #[tokio::test]
 async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let stack = fast_stack(&[VAULT]).await;
         let chain = chain(stack, &sink.channels()).await;
         let stack = &chain.stack;
@@ -252,7 +252,7 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
 #[tokio::test]
 async fn a_channel_that_is_down_gets_the_message_once_it_is_back_through_event_grid_retries() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         sink.set_down(true);
         let stack = fast_stack(&[VAULT]).await;
         seed_secret(&stack, VAULT, "while-down", "value-while-down-0001", 1, BTreeMap::new());
@@ -268,10 +268,10 @@ async fn a_channel_that_is_down_gets_the_message_once_it_is_back_through_event_g
         assert!(sink.accepted_on("/").is_empty());
         // ...and once they are back, a redelivery reaches every one of them.
         sink.set_down(false);
-        sink.wait_until(Duration::from_secs(60), "the message on all three channels", |received| {
+        wait_until(&sink, Duration::from_secs(60), "the message on all three channels", |received| {
             ["/webhook", "/services/", "/teams/"]
                 .iter()
-                .all(|route| received.iter().any(|r| r.path.starts_with(route) && r.accepted()))
+                .all(|route| received.iter().any(|r| r.path().starts_with(route) && r.accepted()))
         })
         .await;
         chain.settle(1, Duration::from_secs(60)).await;

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use keyturn_e2e::receivers::HttpSink;
+use keyturn_e2e::receivers::http_sink;
 use keyturn_e2e::{
     EXPIRED_EVENT_TYPES, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, counting_relay,
     fast_stack, seed_secret, tags, workspace_binary,
@@ -417,7 +417,7 @@ async fn a_wrong_secret_is_refused_with_401_and_dead_lettered_and_the_vault_sees
 #[tokio::test]
 async fn expired_on_lambda_notifies_the_webhook_receiver_unchanged() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let stack = fast_stack(&[VAULT]).await;
         let version =
             seed_secret(&stack, VAULT, "expiring", "seeded-expiring-value-0001", 1, tags(&[("owner", "team-a")]));
@@ -449,7 +449,7 @@ async fn expired_on_lambda_notifies_the_webhook_receiver_unchanged() {
         assert_eq!((outcomes[0].status, outcomes[0].action.as_deref()), (Status::Done, Some("notified")));
 
         let mut texts = everything_recorded(&stack, &lambda);
-        texts.extend(sink.received().into_iter().map(|received| received.body));
+        texts.extend(sink.received().into_iter().map(|received| received.text()));
         assert_no_value_in(&texts, &all_secret_values(&stack, &[VAULT]));
         lambda.shutdown().await;
         stack.shutdown().await;

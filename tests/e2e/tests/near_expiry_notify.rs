@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use keyturn_e2e::receivers::{HttpSink, Received, WEBHOOK_SECRET};
+use keyturn_e2e::receivers::{HttpSink, Received, WEBHOOK_SECRET, http_sink, wait_until};
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
     seed_secret, tags, workspace_binary,
@@ -58,13 +58,13 @@ fn webhooks_about(sink: &HttpSink, name: &str) -> Vec<Value> {
 
 /// Every body a sink received, for the leak scan.
 fn bodies(sinks: &[&HttpSink]) -> Vec<String> {
-    sinks.iter().flat_map(|sink| sink.received()).map(|received| received.body).collect()
+    sinks.iter().flat_map(|sink| sink.received()).map(|received| received.text()).collect()
 }
 
 #[tokio::test]
 async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_every_channel() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let stack = fast_stack(&[VAULT]).await;
         let v0 = seed(&stack, "rotating", "seeded-rotating-value-0001", generated());
         seed(&stack, "manual-one", "seeded-manual-value-0002", tags(&[("owner", "team-a")]));
@@ -75,10 +75,10 @@ async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_ever
 
         a_day_passes(&chain.stack);
         chain.settle(3, Duration::from_secs(60)).await;
-        sink.wait_until(Duration::from_secs(30), "three messages on each channel", |received| {
+        wait_until(&sink, Duration::from_secs(30), "three messages on each channel", |received| {
             ["/webhook", "/services/", "/teams/"]
                 .iter()
-                .all(|route| received.iter().filter(|r| r.path.starts_with(route) && r.accepted()).count() == 3)
+                .all(|route| received.iter().filter(|r| r.path().starts_with(route) && r.accepted()).count() == 3)
         })
         .await;
         assert!(sink.received().iter().all(Received::accepted), "{:#?}", sink.received());
@@ -132,8 +132,8 @@ async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_ever
 #[tokio::test]
 async fn a_channel_that_was_down_gets_the_rotation_once_it_is_back_and_the_others_get_it_once() {
     bounded(Duration::from_secs(120), async {
-        let up = HttpSink::start().await;
-        let down = HttpSink::start().await;
+        let up = http_sink().await;
+        let down = http_sink().await;
         down.set_down(true);
         let stack = fast_stack(&[VAULT]).await;
         let v0 = seed(&stack, "while-down", "seeded-while-down-0001", generated());
@@ -153,7 +153,7 @@ async fn a_channel_that_was_down_gets_the_rotation_once_it_is_back_and_the_other
         assert!(down.accepted_on("/").is_empty());
         // ...and once it is back, a redelivery reaches it.
         down.set_down(false);
-        down.wait_until(Duration::from_secs(60), "the rotation message", |received| {
+        wait_until(&down, Duration::from_secs(60), "the rotation message", |received| {
             received.iter().any(Received::accepted)
         })
         .await;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use keyturn_e2e::receivers::{HttpSink, Received};
+use keyturn_e2e::receivers::{HttpSink, Received, http_sink};
 use keyturn_e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, secret_event, tags, workspace_binary};
 use keyturn_events::{Event, KeyVaultEventType};
 use keyturn_host::{Outcome, Status};
@@ -88,7 +88,7 @@ fn last_about(chain: &Chain, vault: &str, name: &str) -> Outcome {
 #[tokio::test]
 async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_allow_list_is_refused() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let chain = chain(&sink).await;
         let stack = &chain.stack;
         let store = stack.emulator().store();
@@ -175,7 +175,7 @@ async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_a
 #[tokio::test]
 async fn an_older_version_arriving_late_does_not_overwrite_a_newer_copy() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let chain = chain(&sink).await;
         let stack = &chain.stack;
         let mirror = tags(&[("KeyturnMirror", "kv-two")]);
@@ -208,7 +208,7 @@ async fn an_older_version_arriving_late_does_not_overwrite_a_newer_copy() {
 #[tokio::test]
 async fn a_key_is_notified_but_never_mirrored_and_the_answer_says_why() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let chain = chain(&sink).await;
         let store = chain.stack.emulator().store();
         let input = keyturn_local::keyvault::keys::KeySpecInput {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use keyturn_e2e::receivers::{HttpSink, Received, SmtpSink};
+use keyturn_e2e::receivers::{Received, SmtpSink, http_sink};
 use keyturn_e2e::{Chain, bounded, fast_stack, secret_event, workspace_binary};
 use keyturn_events::event::TEST_EVENT_TYPE;
 use keyturn_events::{Event, KeyVaultEventType, ObjectKind, Schema, VaultObject};
@@ -86,7 +86,7 @@ fn outcomes_about(chain: &Chain, name: &str) -> Vec<Outcome> {
 #[tokio::test]
 async fn a_new_canary_version_runs_every_check_and_carries_the_result() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let smtp = SmtpSink::start().await;
         let chain = chain(&format!("{} {}", sink.channels(), smtp.channel())).await;
 
@@ -149,7 +149,7 @@ fn canary_event(id: &str, version: &str) -> Event {
 #[tokio::test]
 async fn a_keyturn_test_event_runs_every_check_in_both_schemas() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         let chain = chain(&sink.channels()).await;
         // A second subscription to the same function in CloudEvents schema: Event Grid delivers each event in
         // each subscription's own schema.
@@ -208,7 +208,7 @@ async fn a_keyturn_test_event_runs_every_check_in_both_schemas() {
 #[tokio::test]
 async fn a_channel_down_fails_the_canary_then_event_grid_retries_until_it_passes() {
     bounded(Duration::from_secs(120), async {
-        let sink = HttpSink::start().await;
+        let sink = http_sink().await;
         sink.set_down(true);
         let chain = chain(&sink.channels()).await;
 

@@ -6,15 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use keyturn_local::eventgrid::{EndpointKind, EventGridOptions, SubjectFilter, Subscription};
-use keyturn_local::functions_host::{FunctionApp, FunctionsHost};
+use keyturn_app::FunctionApp;
+use keyturn_local::eventgrid::EventGridOptions;
+use keyturn_local::functions_host::{FunctionsHost, SubscribedHandler};
 use keyturn_local::keyvault::KeyVaultEmulator;
 use keyturn_local::stack::LocalStack;
 use serde_json::json;
 
 use crate::dev_state::{self, DevState};
 use crate::exit::{Failure, Status};
-use crate::handlers::{self, BinaryOverride, Canary, HANDLERS, Handler};
+use crate::handlers::{self, BinaryOverride, HANDLERS, Handler};
 use crate::output::{Output, Tone};
 
 const AFTER_HELP: &str = "\
@@ -147,7 +148,8 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
 }
 
 /// Starts `handler` from `binary` behind a Functions host stand-in with the stack's settings, the canary's
-/// name and `extra` app settings, and subscribes it in Event Grid as its deployment is subscribed.
+/// name and `extra` app settings (this handler's own), and subscribes it in Event Grid as its deployment is
+/// subscribed.
 pub(crate) async fn start_handler(
     stack: &LocalStack,
     app: &FunctionApp,
@@ -156,32 +158,11 @@ pub(crate) async fn start_handler(
     canary: &str,
     extra: &[(String, String)],
 ) -> Result<FunctionsHost, Failure> {
-    let mut settings = stack.handler_env();
-    settings.push(("KEYTURN_CANARY_SECRET".to_owned(), canary.to_owned()));
-    settings.extend_from_slice(extra);
-    let host = FunctionsHost::builder(app.clone())
-        .executable(binary)
-        .only([handler.name])
-        .app_settings(settings)
-        .start()
+    SubscribedHandler::deployed(handler, binary, canary)
+        .app_settings(extra.iter().cloned())
+        .start(stack, app)
         .await
-        .map_err(|error| Failure::failed(format!("{} did not start: {error}", handler.name)))?;
-    let endpoint = url::Url::parse(&host.webhook_url(handler.name))
-        .map_err(|error| Failure::failed(format!("the stand-in's webhook URL: {error}")))?;
-    let mut subscription = Subscription::new(handler.name, endpoint, EndpointKind::AzureFunction)
-        .event_types(handler.event_types.iter().copied());
-    // The same advanced filter as the deployed subscription: the canary to test-event only.
-    let canary = vec![canary.to_owned()];
-    subscription = subscription.subject_filter(match handler.canary {
-        Canary::Only => SubjectFilter::In(canary),
-        Canary::Exclude => SubjectFilter::NotIn(canary),
-    });
-    stack
-        .grid()
-        .subscribe(subscription)
-        .await
-        .map_err(|error| Failure::failed(format!("subscribing {} in Event Grid: {error}", handler.name)))?;
-    Ok(host)
+        .map_err(|error| Failure::failed(error.to_string()))
 }
 
 /// Stops each handler (SIGTERM, then SIGKILL after the grace period; the stand-in reaps it), then the stack.
@@ -233,10 +214,7 @@ fn print_banner(
         lines.push(format!("  handler {:<12} {}  ({pid})", r.handler.name, r.host.webhook_url(r.handler.name)));
     }
 
-    let mut values: BTreeMap<String, String> = BTreeMap::from([
-        ("FUNCTIONS_WORKER_RUNTIME".to_owned(), "custom".to_owned()),
-        ("AzureWebJobsStorage".to_owned(), "UseDevelopmentStorage=true".to_owned()),
-    ]);
+    let mut values: BTreeMap<String, String> = keyturn_app::local_settings::func_start_defaults();
     values.extend(stack.handler_env());
     let settings = json!({ "IsEncrypted": false, "Values": values });
     lines.push(String::new());

@@ -9,9 +9,9 @@ use keyturn_host::azure_functions::wire::{INVOCATION_ID_HEADER, InvocationReques
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use super::app::FunctionDefinition;
 use super::output::{HandlerOutput, OutputLine, Stream};
 use super::worker::WorkerStatus;
+use keyturn_app::FunctionDefinition;
 
 /// The host version the stand-in announces; the major version is the one keyturn targets.
 pub const HOST_VERSION: &str = "4.0.0-keyturn-local";
@@ -296,6 +296,7 @@ mod tests {
         let function = FunctionDefinition {
             name: "near-expiry".into(),
             binding: "myEvent".into(),
+            trigger: "eventGridTrigger".into(),
             path: PathBuf::from("near-expiry/function.json"),
         };
         let event = json!({"id": "1", "data": {"VaultName": "kv"}});

@@ -25,7 +25,7 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::{Reply, Response};
 
-use super::app::FunctionDefinition;
+use keyturn_app::FunctionDefinition;
 
 /// The path of the Event Grid extension's webhook on the Functions host.
 pub const WEBHOOK_PATH: &str = "/runtime/webhooks/eventgrid";
@@ -259,6 +259,7 @@ mod tests {
         let function = FunctionDefinition {
             name: "test-event".into(),
             binding: "eventGridEvent".into(),
+            trigger: "eventGridTrigger".into(),
             path: PathBuf::from("test-event/function.json"),
         };
         BTreeMap::from([(function.name.clone(), function)])

@@ -1,65 +1,48 @@
-//! `keyturn package`: `dist/<handler>/` (host.json, the executable as `handler`, `<handler>/function.json`)
-//! and `dist/<handler>.zip`, validated against the custom-handler layout
-//! (../shared/reference/functions-custom-handler.md, "Packaging") and ready for zip deploy or `func start`.
+//! The package on disk: its folder (host.json, the executable, the function folder, local.settings.json
+//! beside them), its zip, and the checks a package passes before it is called deployable.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use keyturn_app::{LocalSettings, Platform};
+use serde_json::Value;
 use zip::write::SimpleFileOptions;
 
-use crate::exit::{Failure, Status};
-use crate::handlers::{self, BinaryOverride, HANDLERS, Handler};
-use crate::output::{self, Output, Tone};
+use crate::exit::Failure;
+use crate::handlers::{self, Handler};
 
-/// The executable's name inside a package (host.json's `defaultExecutablePath`).
-pub const EXECUTABLE: &str = "handler";
+pub use keyturn_app::EXECUTABLE;
 
-const AFTER_HELP: &str = "\
-Examples:
-  keyturn package                              # every handler, from target/release
-  keyturn package near-expiry expired --build  # cargo build --release, then those two
-  # static binaries, as Microsoft suggests
-  keyturn package --build --target x86_64-unknown-linux-musl
-  keyturn package test-event --binary test-event=./my-build --out /tmp/pkg
-Then: `cd dist/near-expiry && func start`, or zip deploy dist/near-expiry.zip.";
+/// What every package gets beyond its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The platform the function app's workers run, which the executable must be built for.
+    pub platform: Platform,
+    /// local.settings.json `Values`.
+    pub settings: BTreeMap<String, String>,
+}
 
-#[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
-pub struct Args {
-    /// Handlers to package [default: all four].
-    #[arg(value_name = "HANDLER", value_parser = handlers::parse_name)]
-    pub handlers: Vec<&'static Handler>,
-
-    /// Where the folders and zips go.
-    #[arg(long, value_name = "DIR", default_value = "dist")]
-    pub out: PathBuf,
-
-    /// Run `cargo build --release -p <handler>...` first.
-    #[arg(long)]
-    pub build: bool,
-
-    /// Build for this target triple and take the binaries from target/<triple>/release.
-    #[arg(long, value_name = "TRIPLE")]
-    pub target: Option<String>,
-
-    /// Cargo's target directory [default: $CARGO_TARGET_DIR, else <repo>/target].
-    #[arg(long, value_name = "DIR")]
-    pub target_dir: Option<PathBuf>,
-
-    /// Package this executable as that handler instead of the built one (repeatable).
-    #[arg(long, value_name = "HANDLER=PATH")]
-    pub binary: Vec<BinaryOverride>,
-
-    /// The repository (host.json, function-definitions/) [default: found from the working directory].
-    #[arg(long, value_name = "DIR")]
-    pub app_root: Option<PathBuf>,
-
-    /// Print what was written as JSON.
-    #[arg(long)]
-    pub json: bool,
+impl Options {
+    /// Linux x86-64 unless `target` names another Linux triple; local settings for `func start` on a
+    /// developer's machine: the worker runtime, Azurite, the Azure CLI's credential, the default canary, then
+    /// `settings`.
+    pub fn new(target: Option<&str>, settings: &[(String, String)]) -> Result<Self, Failure> {
+        let platform = match target {
+            None => Platform::LinuxX86_64,
+            Some(triple) => Platform::from_triple(triple).ok_or_else(|| {
+                Failure::setup(format!("--target {triple} does not build for Linux, where function apps run"))
+                    .hint(format!("use --target {}", Platform::LinuxX86_64.musl_triple()))
+            })?,
+        };
+        let mut values = keyturn_app::local_settings::func_start_defaults();
+        values.insert("KEYTURN_CREDENTIAL".to_owned(), "developer-tools".to_owned());
+        values.insert("KEYTURN_CANARY_SECRET".to_owned(), handlers::DEFAULT_CANARY_SECRET.to_owned());
+        values.extend(settings.iter().cloned());
+        Ok(Self { platform, settings: values })
+    }
 }
 
 /// What one package holds.
@@ -73,109 +56,23 @@ pub struct Packaged {
     pub zip_bytes: u64,
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
-    let root = handlers::app_root(args.app_root.as_deref())?;
-    let target_dir = handlers::target_dir(args.target_dir.as_deref(), &root);
-    let selected: Vec<&'static Handler> =
-        if args.handlers.is_empty() { HANDLERS.iter().collect() } else { args.handlers.clone() };
-    let binary_of = |handler: &Handler| {
-        args.binary
-            .iter()
-            .rev()
-            .find(|o| o.handler.name == handler.name)
-            .map(|o| o.path.clone())
-            .unwrap_or_else(|| handlers::built_binary(&target_dir, args.target.as_deref(), "release", handler))
-    };
-
-    let to_build: Vec<&Handler> =
-        selected.iter().copied().filter(|h| !args.binary.iter().any(|o| o.handler.name == h.name)).collect();
-    if args.build && !to_build.is_empty() {
-        let command = handlers::build_command(&to_build, "release", args.target.as_deref());
-        output.status(&format!("building: {command}"));
-        cargo_build(&root, &args, &to_build).await?;
-    }
-
-    let missing: Vec<&Handler> = selected.iter().copied().filter(|h| !binary_of(h).is_file()).collect();
-    if !missing.is_empty() {
-        let paths: Vec<String> = missing.iter().map(|h| binary_of(h).display().to_string()).collect();
-        return Err(Failure::setup(format!("not built: {}", paths.join(", "))).hint(format!(
-            "run `{}` (or pass --build)",
-            handlers::build_command(&missing, "release", args.target.as_deref())
-        )));
-    }
-
-    let out = if args.out.is_absolute() { args.out.clone() } else { root.join(&args.out) };
-    let mut packaged = Vec::new();
-    for handler in selected {
-        output.status(&format!("packaging {}", handler.name));
-        packaged.push(package(&root, &out, handler, &binary_of(handler))?);
-    }
-
-    if args.json {
-        output.json(&Value::Array(
-            packaged
-                .iter()
-                .map(|p| {
-                    json!({
-                        "handler": p.handler,
-                        "folder": p.folder.display().to_string(),
-                        "zip": p.zip.display().to_string(),
-                        "executableBytes": p.executable_bytes,
-                        "folderBytes": p.folder_bytes,
-                        "zipBytes": p.zip_bytes,
-                    })
-                })
-                .collect(),
-        ));
-    } else {
-        let rows: Vec<Vec<(String, Option<Tone>)>> = packaged
-            .iter()
-            .map(|p| {
-                vec![
-                    (p.handler.to_owned(), Some(Tone::Strong)),
-                    (output::size(p.executable_bytes), None),
-                    (output::size(p.zip_bytes), None),
-                    (display_relative(&p.zip, &root), Some(Tone::Dim)),
-                ]
-            })
-            .collect();
-        output.line(&output::table(output, &["HANDLER", "EXECUTABLE", "ZIP", "PACKAGE"], &rows));
-    }
-    Ok(Status::Ok)
-}
-
-fn display_relative(path: &Path, root: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
-}
-
-async fn cargo_build(root: &Path, args: &Args, handlers: &[&Handler]) -> Result<(), Failure> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = tokio::process::Command::new(cargo);
-    command.current_dir(root).arg("build").arg("--release");
-    if let Some(triple) = &args.target {
-        command.args(["--target", triple]);
-    }
-    if let Some(dir) = &args.target_dir {
-        command.arg("--target-dir").arg(dir);
-    }
-    for handler in handlers {
-        command.args(["-p", handler.name]);
-    }
-    // cargo's own progress goes straight to the terminal; killed with keyturn.
-    let status = command.kill_on_drop(true).status().await.map_err(|error| {
-        Failure::setup(format!("cannot run cargo: {error}"))
-            .hint("install Rust (rustup.rs) or build the handlers yourself")
-    })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Failure::failed(format!("cargo build failed ({status})")).hint("its errors are printed above"))
-    }
-}
-
 /// Writes `<out>/<handler>/` and `<out>/<handler>.zip` from the repository at `root` and `executable`,
 /// then validates the folder.
-pub fn package(root: &Path, out: &Path, handler: &Handler, executable: &Path) -> Result<Packaged, Failure> {
+pub fn package(
+    root: &Path,
+    out: &Path,
+    handler: &Handler,
+    executable: &Path,
+    options: &Options,
+) -> Result<Packaged, Failure> {
+    // First, before anything is written: an executable the workers cannot run makes no package.
+    keyturn_app::executable::check_platform(executable, options.platform).map_err(|error| {
+        let triple = options.platform.musl_triple();
+        Failure::setup(error.to_string()).hint(format!(
+            "cross-build a static binary: `rustup target add {triple}`, then `keyturn package --build --target {triple}`; \
+             from macOS or Windows that target also needs a linker (cargo-zigbuild provides one)"
+        ))
+    })?;
     let io =
         |what: &str, path: &Path, error: std::io::Error| Failure::failed(format!("{what} {}: {error}", path.display()));
     let folder = out.join(handler.name);
@@ -188,7 +85,7 @@ pub fn package(root: &Path, out: &Path, handler: &Handler, executable: &Path) ->
 
     let host_json = root.join("host.json");
     std::fs::copy(&host_json, folder.join("host.json")).map_err(|e| io("cannot copy", &host_json, e))?;
-    let definition = root.join(keyturn_local::functions_host::DEFINITIONS_DIR).join(handler.name).join("function.json");
+    let definition = root.join(keyturn_app::DEFINITIONS_DIR).join(handler.name).join("function.json");
     std::fs::copy(&definition, function_dir.join("function.json")).map_err(|e| io("cannot copy", &definition, e))?;
     let target = folder.join(EXECUTABLE);
     std::fs::copy(executable, &target).map_err(|e| io("cannot copy", executable, e))?;
@@ -207,6 +104,10 @@ pub fn package(root: &Path, out: &Path, handler: &Handler, executable: &Path) ->
 
     let zip_path = out.join(format!("{}.zip", handler.name));
     write_zip(&folder, handler.name, &zip_path)?;
+    // Beside the package's files, outside the zip: what `func start` in this folder reads.
+    LocalSettings::new(options.settings.clone())
+        .write(&folder)
+        .map_err(|error| Failure::failed(format!("the package's local settings: {error}")))?;
     let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).map_err(|e| io("cannot stat", path, e));
     let folder_bytes = size(&folder.join("host.json"))? + size(&target)? + size(&function_dir.join("function.json"))?;
     Ok(Packaged {
@@ -285,7 +186,7 @@ pub fn validate(folder: &Path, function: &str) -> Vec<String> {
 
     // Last, the same reader the Functions host stand-in uses: what it cannot load, a host would not run.
     if problems.is_empty() {
-        match keyturn_local::functions_host::FunctionApp::load(folder) {
+        match keyturn_app::FunctionApp::load(folder) {
             Ok(app) => {
                 let names: Vec<&str> = app.functions().map(|f| f.name.as_str()).collect();
                 if names != [function] {
@@ -326,16 +227,30 @@ fn write_zip(folder: &Path, function: &str, zip_path: &Path) -> Result<(), Failu
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse_setting;
     use super::*;
 
     fn repo_root() -> PathBuf {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
     }
 
-    fn fake_executable(dir: &Path) -> PathBuf {
-        let path = dir.join("built");
-        std::fs::write(&path, b"#!/bin/sh\nexit 0\n").unwrap();
+    /// A file with the ELF header of a Linux executable for `machine` (it is never run here).
+    fn fake_executable_for(dir: &Path, machine: u16) -> PathBuf {
+        let path = dir.join(format!("built-{machine:x}"));
+        let mut header = vec![0u8; 64];
+        header[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        header[16..18].copy_from_slice(&3u16.to_le_bytes());
+        header[18..20].copy_from_slice(&machine.to_le_bytes());
+        std::fs::write(&path, header).unwrap();
         path
+    }
+
+    fn fake_executable(dir: &Path) -> PathBuf {
+        fake_executable_for(dir, 0x3E)
+    }
+
+    fn options() -> Options {
+        Options::new(None, &[]).unwrap()
     }
 
     #[test]
@@ -343,7 +258,7 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let handler = handlers::find("expired").unwrap();
         let out = work.path().join("dist");
-        let packaged = package(&repo_root(), &out, handler, &fake_executable(work.path())).unwrap();
+        let packaged = package(&repo_root(), &out, handler, &fake_executable(work.path()), &options()).unwrap();
         assert_eq!(packaged.folder, out.join("expired"));
         assert!(validate(&packaged.folder, "expired").is_empty());
 
@@ -361,16 +276,61 @@ mod tests {
         // The same inputs give the same bytes (fixed timestamps), and a rerun replaces the folder.
         let first = std::fs::read(&packaged.zip).unwrap();
         std::fs::write(packaged.folder.join("stray.txt"), "left over").unwrap();
-        let again = package(&repo_root(), &out, handler, &fake_executable(work.path())).unwrap();
+        let again = package(&repo_root(), &out, handler, &fake_executable(work.path()), &options()).unwrap();
         assert_eq!(std::fs::read(&again.zip).unwrap(), first);
         assert!(!again.folder.join("stray.txt").exists());
+    }
+
+    #[test]
+    fn local_settings_sit_beside_the_package_for_func_start_and_stay_out_of_the_zip() {
+        let work = tempfile::tempdir().unwrap();
+        let handler = handlers::find("test-event").unwrap();
+        let settings = [("KEYTURN_VAULTS".to_owned(), "kv-one".to_owned())];
+        let options = Options::new(Some("x86_64-unknown-linux-musl"), &settings).unwrap();
+        let packaged = package(&repo_root(), work.path(), handler, &fake_executable(work.path()), &options).unwrap();
+
+        let local = LocalSettings::read(&packaged.folder).unwrap().unwrap();
+        assert_eq!(local.values["FUNCTIONS_WORKER_RUNTIME"], "custom");
+        assert_eq!(local.values["AzureWebJobsStorage"], "UseDevelopmentStorage=true");
+        assert_eq!(local.values["KEYTURN_VAULTS"], "kv-one");
+        assert_eq!(local.values["KEYTURN_CREDENTIAL"], "developer-tools");
+        // What Core Tools checks before `func start` runs anything passes on this folder.
+        let app = keyturn_app::FunctionApp::load(&packaged.folder).unwrap();
+        assert!(keyturn_app::local_settings::func_start_settings(&app, Some(&local), &BTreeMap::new()).is_ok());
+        let archive = zip::ZipArchive::new(File::open(&packaged.zip).unwrap()).unwrap();
+        assert!(archive.file_names().all(|name| name.unwrap() != "local.settings.json"));
+
+        assert!(parse_setting("=x").is_err() && parse_setting("NAME").is_err());
+        assert_eq!(parse_setting("A=b=c").unwrap(), ("A".to_owned(), "b=c".to_owned()));
+    }
+
+    #[test]
+    fn an_executable_for_another_platform_makes_no_package_and_the_hint_says_how_to_cross_build() {
+        let work = tempfile::tempdir().unwrap();
+        let handler = handlers::find("expired").unwrap();
+        let out = work.path().join("dist");
+        let arm = fake_executable_for(work.path(), 0xB7);
+        let failure = package(&repo_root(), &out, handler, &arm, &options()).unwrap_err();
+        let text = format!("{failure:?}");
+        assert!(text.contains("is an ELF executable for Linux arm64, not an executable for Linux x86-64"), "{text}");
+        assert!(text.contains("rustup target add x86_64-unknown-linux-musl"), "{text}");
+        assert!(!out.join("expired").exists(), "nothing is written for a wrong executable");
+
+        let script = work.path().join("script");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let text = format!("{:?}", package(&repo_root(), &out, handler, &script, &options()).unwrap_err());
+        assert!(text.contains("is a script (#!)"), "{text}");
+        // Built for arm64 on purpose: packaged for arm64 workers.
+        let arm_options = Options::new(Some("aarch64-unknown-linux-gnu"), &[]).unwrap();
+        assert!(package(&repo_root(), &out, handler, &arm, &arm_options).is_ok());
+        assert!(Options::new(Some("x86_64-apple-darwin"), &[]).is_err());
     }
 
     #[test]
     fn validation_names_each_departure_from_the_layout() {
         let work = tempfile::tempdir().unwrap();
         let handler = handlers::find("near-expiry").unwrap();
-        let packaged = package(&repo_root(), work.path(), handler, &fake_executable(work.path())).unwrap();
+        let packaged = package(&repo_root(), work.path(), handler, &fake_executable(work.path()), &options()).unwrap();
         let folder = packaged.folder;
 
         std::fs::set_permissions(folder.join(EXECUTABLE), std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -40,6 +40,9 @@ pub struct FunctionDefinition {
     pub name: String,
     /// The trigger binding's `name`: the key of the event inside the invocation's `Data`.
     pub binding: String,
+    /// The trigger binding's `type` as written (`eventGridTrigger`): Core Tools decides from it whether the
+    /// app needs `AzureWebJobsStorage`.
+    pub trigger: String,
     /// The function.json this was read from, for messages.
     pub path: PathBuf,
 }
@@ -189,7 +192,7 @@ impl FunctionApp {
     }
 
     /// Keeps only the named functions (a function app deployed with a subset of the handlers).
-    pub(crate) fn retain(&mut self, names: &[String]) -> Result<(), String> {
+    pub fn retain(&mut self, names: &[String]) -> Result<(), String> {
         if let Some(unknown) = names.iter().find(|name| !self.functions.contains_key(*name)) {
             return Err(format!(
                 "function {unknown:?} is not defined in {} (known: {})",
@@ -200,6 +203,12 @@ impl FunctionApp {
         self.functions.retain(|name, _| names.contains(name));
         Ok(())
     }
+}
+
+/// The app root for tools run from inside a repository or package: the nearest ancestor of `start` holding
+/// `host.json` (as `func start` finds its project root).
+pub fn find_app_root(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find(|dir| dir.join("host.json").is_file()).map(Path::to_path_buf)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AppError> {
@@ -227,16 +236,16 @@ fn read_function_folders(dir: &Path) -> Result<Vec<FunctionDefinition>, AppError
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let function: FunctionJson = read_json(&path)?;
-        let binding =
+        let (binding, trigger) =
             trigger_binding(&function).map_err(|message| AppError::Invalid { path: path.clone(), message })?;
-        definitions.push(FunctionDefinition { name, binding, path });
+        definitions.push(FunctionDefinition { name, binding, trigger, path });
     }
     Ok(definitions)
 }
 
 /// The stand-in runs Event Grid triggered functions only: exactly one `in` binding of type eventGridTrigger,
 /// with a name (types are matched case-insensitively, as the host does).
-fn trigger_binding(function: &FunctionJson) -> Result<String, String> {
+fn trigger_binding(function: &FunctionJson) -> Result<(String, String), String> {
     let triggers: Vec<&BindingJson> =
         function.bindings.iter().filter(|binding| binding.kind.to_ascii_lowercase().ends_with("trigger")).collect();
     match triggers.as_slice() {
@@ -248,7 +257,7 @@ fn trigger_binding(function: &FunctionJson) -> Result<String, String> {
         [binding] if !binding.direction.eq_ignore_ascii_case("in") => {
             Err(format!("the eventGridTrigger binding has direction {:?} (expected \"in\")", binding.direction))
         }
-        [binding] => Ok(binding.name.clone()),
+        [binding] => Ok((binding.name.clone(), binding.kind.clone())),
         _ => Err(format!("{} trigger bindings (a function has exactly one)", triggers.len())),
     }
 }
@@ -299,7 +308,7 @@ fn parse_number(text: &str, what: &str) -> Result<u64, String> {
 /// Expands `%NAME%` in host.json `arguments` from the app settings, then from the stand-in's environment (the
 /// real host's app settings are its environment). An unknown name stays as written, as .NET's
 /// `Environment.ExpandEnvironmentVariables` leaves it.
-pub(crate) fn expand_arguments(argument: &str, settings: &BTreeMap<String, String>) -> String {
+pub fn expand_arguments(argument: &str, settings: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(argument.len());
     let mut rest = argument;
     while let Some(start) = rest.find('%') {
@@ -342,12 +351,21 @@ mod tests {
     const FUNCTION: &str = r#"{"bindings":[{"type":"eventGridTrigger","name":"eventGridEvent","direction":"in"}]}"#;
 
     #[test]
+    fn the_app_root_is_the_nearest_folder_with_host_json() {
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = find_app_root(crate_dir).unwrap();
+        assert!(root.join(DEFINITIONS_DIR).is_dir(), "{}", root.display());
+        assert_eq!(find_app_root(&root.join("crates/app/src")), Some(root));
+        assert_eq!(find_app_root(Path::new("/")), None);
+    }
+
+    #[test]
     fn loads_the_repository_layout() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let app = FunctionApp::load(&repo).unwrap();
         let names: Vec<&str> = app.functions().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["expired", "near-expiry", "new-version", "test-event"]);
-        assert!(app.functions().all(|f| f.binding == "eventGridEvent"));
+        assert!(app.functions().all(|f| f.binding == "eventGridEvent" && f.trigger == "eventGridTrigger"));
         assert_eq!(app.handler().executable, PathBuf::from("handler"));
         assert_eq!(app.function_timeout(), Some(Duration::from_secs(300)));
         assert_eq!(app.working_directory(), repo.join(""));
