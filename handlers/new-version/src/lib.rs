@@ -11,7 +11,10 @@
 //! - a mirror whose latest version already carries this source version is skipped;
 //! - a version carrying `KeyturnReplicaOf` is never copied onward;
 //! - a mirror vault must be in `KEYTURN_VAULTS` or `KEYTURN_MIRROR_VAULTS`: any other is refused before
-//!   anything is sent to it, and the event is rejected (no retry can fix a tag or a setting).
+//!   anything is sent to it, and the event is rejected (no retry can fix a tag or a setting);
+//! - a destination secret that exists and is not a replica of this same source (`KeyturnReplicaOf` naming
+//!   this vault and name) is never overwritten: refused, rejected, and notified as a warning whatever
+//!   `KEYTURN_NOTIFY_NEW_VERSION_NAMES` selects.
 //!
 //! Keys and certificates are notified but never mirrored: their key material cannot be exported.
 //! The canary secret's versions belong to the `test-event` handler and are skipped here.
@@ -35,7 +38,7 @@ use std::sync::Arc;
 use keyturn_deps::{Accepted, Deps, ErrorClass};
 use keyturn_events::{Event, Lifecycle, ObjectKind};
 use keyturn_host::{HandlerError, Outcome};
-use keyturn_notify::Action;
+use keyturn_notify::{Action, Severity};
 use keyturn_rotation::policy::{self, MIRROR};
 
 /// The function's name: its folder under function-definitions/, its route, its binary.
@@ -84,10 +87,16 @@ pub async fn decide(accepted: &Accepted, deps: &Deps) -> Result<Outcome, Handler
     };
 
     let summary = report.summary();
-    let (notified, channels) = if deps.new_version_names().matches(name) {
+    let refused = !report.refused.is_empty();
+    // A refusal is always told (whatever the name filter says), as a warning: someone tagged a mirror the
+    // deployment does not allow, or a destination would have been overwritten.
+    let (notified, channels) = if refused || deps.new_version_names().matches(name) {
         let text = format!("A new version exists; consumers that cache this object should reload it. {summary}");
         let text = text.trim_end().to_owned();
-        let notification = accepted.notification(Action::Informed { summary: text });
+        let mut notification = accepted.notification(Action::Informed { summary: text });
+        if refused {
+            notification.severity = notification.severity.max(Severity::Warning);
+        }
         let delivery =
             deps.notifier().send(&notification).await.map_err(|e| e.handler_error(format!("{target}: notifying")))?;
         let channels = delivery.channels();
@@ -99,7 +108,7 @@ pub async fn decide(accepted: &Accepted, deps: &Deps) -> Result<Outcome, Handler
     if !summary.is_empty() {
         line = format!("{line}; {summary}");
     }
-    let (outcome, action) = if !report.refused.is_empty() {
+    let (outcome, action) = if refused {
         (Outcome::rejected(line), "mirror-refused")
     } else if !report.copied.is_empty() {
         (Outcome::done(line), "mirrored")

@@ -14,7 +14,8 @@ pub struct Report {
     pub copied: Vec<String>,
     /// Mirrors that already held this source version.
     pub already: Vec<String>,
-    /// Mirrors refused (not allow-listed, the source's own vault, a bad tag), with the reason.
+    /// Mirrors refused (not allow-listed, the source's own vault, a bad tag, a destination secret that is not
+    /// a replica of this source), with the reason.
     pub refused: Vec<String>,
     /// Why nothing was copied at all, when that is worth saying (a replica, a newer version exists).
     pub notes: Vec<String>,
@@ -98,7 +99,21 @@ pub async fn mirror(deps: &Deps, source: &ObjectRef) -> Result<Report, HandlerEr
                 report.already.push(format!("{mirror} ({})", latest.properties.version));
                 continue;
             }
-            Ok(_) => {}
+            Ok(latest) => {
+                // Only a replica of this same source may be replaced: anything else in the destination was
+                // written by someone else (the vault's own writers), and a writer of the source must not be
+                // able to overwrite it by tagging their secret.
+                let owned = ReplicaOf::from_tags(&latest.properties.tags).is_some_and(|r| {
+                    !r.vault.is_empty() && r.vault.eq_ignore_ascii_case(vault) && r.name.eq_ignore_ascii_case(name)
+                });
+                if !owned {
+                    report.refused.push(format!(
+                        "'{mirror}' already holds a '{name}' that is not a replica of {vault}/{name} (no \
+                         {REPLICA_OF}={vault}/{name}/...): it was not overwritten"
+                    ));
+                    continue;
+                }
+            }
             Err(error) if error.status() == Some(404) => {}
             Err(error) => return Err(error.handler_error(format!("{object}: reading its mirror in {mirror}"))),
         }

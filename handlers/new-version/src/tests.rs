@@ -129,3 +129,37 @@ async fn failures_are_retried_and_foreign_events_touch_nothing() {
     assert_eq!(other.action.as_deref(), Some("not-served"));
     assert!(fresh.vault.calls().is_empty());
 }
+
+#[tokio::test]
+async fn a_destination_secret_that_is_not_a_replica_of_this_source_is_never_overwritten() {
+    use keyturn_notify::Severity;
+    let world = world();
+    // kv-two's own writers put a real value there; a kv-one writer tags a same-named secret to mirror into it.
+    world.vault.add("kv-two", Collection::Secrets, "prod-db", "theirs", &[]);
+    // A replica of another source is not this source's either.
+    world.vault.add("kv-dr", Collection::Secrets, "prod-db", "other", &[("KeyturnReplicaOf", "kv-two/prod-db/x")]);
+    world.vault.add("kv-one", Collection::Secrets, "prod-db", "v1", &[("KeyturnMirror", "kv-two,kv-dr")]);
+    let outcome = deliver(&world, SecretNewVersionCreated, "prod-db", "v1").await.unwrap();
+    assert_eq!((outcome.status, outcome.action.as_deref()), (Status::Rejected, Some("mirror-refused")));
+    for mirror in ["kv-two", "kv-dr"] {
+        assert!(
+            outcome
+                .message
+                .contains(&format!("'{mirror}' already holds a 'prod-db' that is not a replica of kv-one/prod-db")),
+            "{}",
+            outcome.message
+        );
+        assert_eq!(world.vault.count(mirror, Collection::Secrets, "prod-db"), 1, "{mirror}");
+    }
+    let sent = world.notifier.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].severity, Severity::Warning);
+
+    // The source's own replica is replaced by the next version, as before.
+    world.vault.add("kv-one", Collection::Secrets, "app", "v1", &[("KeyturnMirror", "kv-two")]);
+    deliver(&world, SecretNewVersionCreated, "app", "v1").await.unwrap();
+    world.vault.add("kv-one", Collection::Secrets, "app", "v2", &[("KeyturnMirror", "kv-two")]);
+    let next = deliver(&world, SecretNewVersionCreated, "app", "v2").await.unwrap();
+    assert_eq!((next.status, next.action.as_deref()), (Status::Done, Some("mirrored")));
+    assert_eq!(world.vault.count("kv-two", Collection::Secrets, "app"), 2);
+}
