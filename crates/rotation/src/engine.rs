@@ -276,6 +276,7 @@ fn decided(plan: Plan) -> Option<RotationOutcome> {
             Some(RotationOutcome::AlreadyRotated { event_version, latest })
         }
         Plan::NotOptedIn => Some(RotationOutcome::NotOptedIn),
+        Plan::Replica { source } => Some(RotationOutcome::Replica { source }),
         Plan::NativeRotation { detail } => Some(RotationOutcome::NativeRotationConfigured { detail }),
         Plan::ManualActionDue { reason } => Some(RotationOutcome::ManualActionDue { reason }),
         // Native policies are read before anything acts: a plan that still asks for them acts on nothing.

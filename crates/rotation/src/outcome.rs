@@ -14,6 +14,9 @@ pub enum RotationOutcome {
     AlreadyRotated { event_version: String, latest: String },
     /// The object's tags do not opt in to rotation (`KeyturnRotation`). Nothing was done.
     NotOptedIn,
+    /// The object is a replica (`KeyturnReplicaOf` = `source`): its source is rotated and mirrored here.
+    /// Nothing was done.
+    Replica { source: String },
     /// Key Vault's own policy rotates or renews this object; keyturn does not double-rotate.
     NativeRotationConfigured { detail: String },
     /// keyturn cannot rotate this object; a person must.
@@ -30,6 +33,7 @@ impl RotationOutcome {
             Self::Rotated { .. } => "rotated",
             Self::AlreadyRotated { .. } => "already-rotated",
             Self::NotOptedIn => "not-opted-in",
+            Self::Replica { .. } => "replica",
             Self::NativeRotationConfigured { .. } => "native-rotation",
             Self::ManualActionDue { .. } => "manual-action-due",
             Self::RenewalStarted { .. } => "renewal-started",
@@ -53,6 +57,9 @@ impl fmt::Display for RotationOutcome {
                 write!(f, "already rotated to {latest} (the event is about {event_version})")
             }
             Self::NotOptedIn => f.write_str("not rotated: the object does not opt in (tag KeyturnRotation)"),
+            Self::Replica { source } => {
+                write!(f, "not rotated: a replica of {source} (KeyturnReplicaOf); its source is rotated and mirrored")
+            }
             Self::NativeRotationConfigured { detail } => {
                 write!(f, "not rotated: Key Vault's own policy handles it ({detail})")
             }

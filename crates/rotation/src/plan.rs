@@ -5,6 +5,7 @@
 //! | facts | plan |
 //! |---|---|
 //! | the event's version is not the latest | [`Plan::AlreadyRotated`] |
+//! | the latest version carries `KeyturnReplicaOf` (a mirror's copy) | [`Plan::Replica`] |
 //! | a policy tag is present but wrong (a value, a missing validity, an unknown provider) | `Err(PolicyError)` |
 //! | no opt-in (`KeyturnRotation` absent or `off`) | [`Plan::NotOptedIn`] |
 //! | a secret, opted in | [`Plan::RotateSecret`] with its provider and validity |
@@ -72,6 +73,9 @@ pub enum Plan {
     AlreadyRotated { event_version: String, latest: String },
     /// The object does not opt in: nothing is rotated; a person must act before it expires.
     NotOptedIn,
+    /// A replica (`KeyturnReplicaOf`): its source is rotated and mirrored here; keyturn never rotates or
+    /// disables a copy itself (for a shared credential, rotating the copy would kill the source's value).
+    Replica { source: String },
     /// The object opts in, and its native policy decides the rest: read it and plan again.
     ReadNativePolicy,
     /// Key Vault's own policy rotates or renews it; keyturn does not double-rotate.
@@ -92,6 +96,7 @@ impl Plan {
         match self {
             Self::AlreadyRotated { .. } => "already-rotated",
             Self::NotOptedIn => "not-opted-in",
+            Self::Replica { .. } => "replica",
             Self::ReadNativePolicy => "read-native-policy",
             Self::NativeRotation { .. } => "native-rotation",
             Self::ManualActionDue { .. } => "manual-action-due",
@@ -111,6 +116,10 @@ pub fn plan(object: &ObjectFacts<'_>, native: &Native, providers: &[&str]) -> Re
             event_version: event_version.to_owned(),
             latest: object.latest_version.to_owned(),
         });
+    }
+    // Before the policy: a replica carries its source's tags, which say nothing about what keyturn may do here.
+    if let Some(source) = policy::ReplicaOf::from_tags(object.tags) {
+        return Ok(Plan::Replica { source: source.to_string() });
     }
     let policy = Policy::from_tags(object.kind, object.tags)?;
     match (&policy.rotation, object.kind) {
@@ -236,6 +245,24 @@ mod tests {
         );
         let invalid = decide(ObjectKind::Secret, None, &[("ValidityPeriodDays", "soon")], &Native::Unread).unwrap_err();
         assert_eq!(invalid.tag, "ValidityPeriodDays");
+    }
+
+    #[test]
+    fn a_replica_is_never_rotated_whatever_its_copied_tags_say() {
+        let mut pairs = OPTED_IN.to_vec();
+        pairs.push(("KeyturnReplicaOf", "kv-one/db/v9"));
+        assert_eq!(
+            decide(ObjectKind::Secret, Some("v1"), &pairs, &Native::Unread),
+            Ok(Plan::Replica { source: "kv-one/db/v9".into() })
+        );
+        // Even with a policy tag that would be an error on a source.
+        let odd = decide(
+            ObjectKind::Secret,
+            None,
+            &[("KeyturnRotation", "nonsense"), ("KeyturnReplicaOf", "x")],
+            &Native::Unread,
+        );
+        assert_eq!(odd.map(|p| p.label()), Ok("replica"));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub const EXPIRED_ACTION: &str = "KeyturnExpiredAction";
 pub const MIRROR: &str = "KeyturnMirror";
 /// Written on a mirror's copy: `<vault>/<name>/<version>` of its source. A replica never replicates onward.
 pub const REPLICA_OF: &str = "KeyturnReplicaOf";
+/// The tags a mirror's copy never carries: the ones that ask keyturn to act on the object. A replica is
+/// rotated and disabled through its source only (the plan also ignores them on a replica).
+pub const NOT_COPIED_TO_REPLICAS: &[&str] = &[ROTATION, EXPIRED_ACTION];
 /// Written on a canary version by the `test-event` handler: `pass <time>` or `fail:<check> <time>`.
 pub const CANARY_RESULT: &str = "KeyturnCanaryResult";
 

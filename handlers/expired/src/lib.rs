@@ -37,7 +37,7 @@ use keyturn_events::{Event, Lifecycle};
 use keyturn_host::{HandlerError, Outcome};
 use keyturn_notify::Action;
 use keyturn_rotation::RotationOutcome;
-use keyturn_rotation::policy::{EXPIRED_ACTION, ExpiredAction};
+use keyturn_rotation::policy::{EXPIRED_ACTION, ExpiredAction, ReplicaOf};
 use keyturn_vault::VersionUpdate;
 
 /// The function's name: its folder under function-definitions/, its route, its binary.
@@ -94,7 +94,17 @@ pub async fn decide(accepted: &Accepted, deps: &Deps) -> Result<Outcome, Handler
         .await
         .map_err(|e| e.handler_error(format!("{target}: reading the expired version {version}")))?;
 
+    // A replica is rotated and disabled through its source only (its copied tags, if any, are not its own).
+    let replica = ReplicaOf::from_tags(&properties.tags);
     let acted = match ExpiredAction::from_tags(&properties.tags) {
+        _ if replica.is_some() => Acted::nothing(
+            "replica",
+            format!(
+                "it is a replica of {} (KeyturnReplicaOf): keyturn never rotates or disables a copy; its source's \
+                 expiry is acted on instead.",
+                replica.as_ref().map(ToString::to_string).unwrap_or_default()
+            ),
+        ),
         Err(policy) => Acted::failed(
             "invalid-policy",
             format!("keyturn did nothing: {policy}."),
@@ -216,6 +226,10 @@ async fn rotate(accepted: &Accepted, deps: &Deps) -> Acted {
                 RotationOutcome::NativeRotationConfigured { detail } => {
                     Acted::nothing(action, format!("it is left to Key Vault's own policy ({detail})."))
                 }
+                RotationOutcome::Replica { source } => Acted::nothing(
+                    action,
+                    format!("it is a replica of {source}: keyturn never rotates a copy; its source is rotated."),
+                ),
                 RotationOutcome::ManualActionDue { reason } => {
                     Acted::nothing(action, format!("keyturn cannot rotate it: {reason}; someone must."))
                 }

@@ -110,3 +110,25 @@ async fn a_foreign_vault_or_another_event_type_touches_nothing() {
     assert!(world.vault.calls().is_empty());
     assert!(world.notifier.sent().is_empty());
 }
+
+#[tokio::test]
+async fn a_replica_is_never_disabled_or_rotated_whatever_its_tags_say() {
+    let world = world();
+    for action in ["disable", "rotate"] {
+        let name = format!("copy-{action}");
+        let tags = &[
+            ("KeyturnExpiredAction", action),
+            ("KeyturnRotation", "generated"),
+            ("ValidityPeriodDays", "30"),
+            ("KeyturnReplicaOf", "kv-two/copy/x"),
+        ];
+        world.vault.add("kv-one", Collection::Secrets, &name, "r1", tags);
+        let outcome = deliver(&world, SecretExpired, &name, "r1").await.unwrap();
+        assert_eq!((outcome.status, outcome.action.as_deref()), (Status::Done, Some("replica")), "{action}");
+        assert!(summary(&world).contains("replica of kv-two/copy/x"), "{action}");
+        let versions = world.vault.versions_of("kv-one", Collection::Secrets, &name);
+        assert_eq!(versions.len(), 1, "{action}");
+        assert!(versions[0].enabled, "{action}");
+    }
+    assert!(!world.vault.calls().iter().any(|call| call.starts_with("update_version")));
+}

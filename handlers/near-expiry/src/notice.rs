@@ -41,6 +41,12 @@ pub fn for_rotation(accepted: &Accepted, rotation: &RotationOutcome) -> Option<N
                  expires."
             ),
         },
+        RotationOutcome::Replica { source } => Action::NotRotated {
+            reason: format!(
+                "it is a replica of {source} (KeyturnReplicaOf): keyturn never rotates a copy; rotate the source \
+                 and its mirroring replaces this one."
+            ),
+        },
         RotationOutcome::ManualActionDue { reason } => {
             Action::NotRotated { reason: format!("{reason}; {} before it expires.", manual_action(object)) }
         }

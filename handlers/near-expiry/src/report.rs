@@ -45,6 +45,9 @@ pub fn outcome(object: &ObjectRef, outcome: RotationOutcome) -> Outcome {
             "{object} not opted in (tag KeyturnRotation absent or off): {}",
             manual_action(object)
         )),
+        RotationOutcome::Replica { source } => Outcome::skipped(format!(
+            "{object} is a replica of {source} (KeyturnReplicaOf): never rotated by keyturn; its source is"
+        )),
         RotationOutcome::ManualActionDue { reason } => {
             Outcome::skipped(format!("{object}: {}: {reason}", manual_action(object)))
         }

@@ -165,3 +165,17 @@ async fn with_no_channel_the_outcome_is_the_same_without_notifying() {
     assert_eq!(outcome.action.as_deref(), Some("rotated"));
     assert!(outcome.notified.is_empty() && !outcome.message.contains("notified"), "{}", outcome.message);
 }
+
+#[tokio::test]
+async fn a_replica_is_never_rotated_its_source_is() {
+    let world = world();
+    let mut tags = OPTED_IN.to_vec();
+    tags.push(("KeyturnReplicaOf", "kv-two/db/s1"));
+    world.vault.add("kv-one", Collection::Secrets, "db", "r1", &tags);
+    let outcome = deliver(&world, SecretNearExpiry, "db", "r1").await.unwrap();
+    assert_eq!((outcome.status, outcome.action.as_deref()), (Status::Skipped, Some("replica")));
+    assert!(outcome.message.contains("replica of kv-two/db/s1"), "{}", outcome.message);
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "db"), 1);
+    let sent = world.notifier.sent();
+    assert!(matches!(&sent[0].action, Action::NotRotated { reason } if reason.contains("rotate the source")));
+}

@@ -4,7 +4,7 @@ use keyturn_config::vaults::MIRROR_VAULTS;
 use keyturn_deps::{Deps, ErrorClass};
 use keyturn_events::ObjectRef;
 use keyturn_host::HandlerError;
-use keyturn_rotation::policy::{self, REPLICA_OF, ReplicaOf};
+use keyturn_rotation::policy::{self, NOT_COPIED_TO_REPLICAS, REPLICA_OF, ReplicaOf};
 use keyturn_vault::model::{MAX_TAGS, NewSecretVersion};
 
 /// What replication did, per mirror vault.
@@ -71,7 +71,9 @@ pub async fn mirror(deps: &Deps, source: &ObjectRef) -> Result<Report, HandlerEr
     };
     let source_id = ReplicaOf { vault: vault.to_ascii_lowercase(), name: name.to_owned(), version: version.to_owned() };
     let mut tags = properties.tags.clone();
-    tags.retain(|key, _| !key.eq_ignore_ascii_case(REPLICA_OF));
+    tags.retain(|key, _| {
+        !key.eq_ignore_ascii_case(REPLICA_OF) && !NOT_COPIED_TO_REPLICAS.iter().any(|t| key.eq_ignore_ascii_case(t))
+    });
     tags.insert(REPLICA_OF.to_owned(), source_id.to_string());
     for mirror in mirrors {
         if mirror.eq_ignore_ascii_case(vault) {

@@ -163,3 +163,21 @@ async fn a_destination_secret_that_is_not_a_replica_of_this_source_is_never_over
     assert_eq!((next.status, next.action.as_deref()), (Status::Done, Some("mirrored")));
     assert_eq!(world.vault.count("kv-two", Collection::Secrets, "app"), 2);
 }
+
+#[tokio::test]
+async fn a_replica_never_carries_the_tags_that_ask_keyturn_to_act() {
+    let world = world();
+    let tags = &[
+        ("KeyturnMirror", "kv-two"),
+        ("KeyturnRotation", "generated"),
+        ("ValidityPeriodDays", "30"),
+        ("KeyturnExpiredAction", "disable"),
+        ("owner", "team-a"),
+    ];
+    world.vault.add("kv-one", Collection::Secrets, "db", "v1", tags);
+    deliver(&world, SecretNewVersionCreated, "db", "v1").await.unwrap();
+    let copy = world.vault.versions_of("kv-two", Collection::Secrets, "db").pop().unwrap();
+    assert!(!copy.tags.contains_key("KeyturnRotation") && !copy.tags.contains_key("KeyturnExpiredAction"));
+    assert_eq!(copy.tags.get("owner").map(String::as_str), Some("team-a"));
+    assert_eq!(copy.tags.get("KeyturnReplicaOf").map(String::as_str), Some("kv-one/db/v1"));
+}

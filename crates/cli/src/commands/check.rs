@@ -339,6 +339,7 @@ fn near_expiry(facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Forecas
     let when = if due { " (due now)" } else { "" };
     match plan(&object_facts(facts), &facts.native, providers) {
         Err(error) => Forecast::new("reject", format!("{error}{when}")),
+        Ok(Plan::Replica { source }) => Forecast::new("skip", format!("a replica of {source}: its source is rotated")),
         Ok(Plan::NotOptedIn) => {
             Forecast::new("notify", format!("manual rotation due, no {} tag{when}", policy::ROTATION))
         }
