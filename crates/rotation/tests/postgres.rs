@@ -312,19 +312,61 @@ async fn scenario_alternating_duplicates() {
     assert!(server.logs_in("kt_alt_clone", &clone_password).await, "the previous version still logs in");
 }
 
+/// The issue 13 attacks on postgres-alternating, each by a writer of one secret naming the admin secret: the
+/// admin login itself (`<admin>_clone` makes the target `<admin>`), a superuser or CREATEROLE base, and an
+/// existing `_clone` that is not a member of its base. Each is refused permanently before any password
+/// changes; the admin still logs in with its old password and the victims' verifiers are unchanged.
+async fn scenario_alternating_refusals() {
+    let child = Child::new();
+    let server = &child.server;
+    child.seed("kt-pg-admin2", &server.json(&server.admin_user, &server.admin_password), &[]).await;
+    let admin = server.admin().await;
+    server.create_role("kt_power", "power-pw").await;
+    admin.batch_execute("ALTER ROLE kt_power CREATEROLE").await.unwrap();
+    server.create_role("kt_victim", "victim-pw").await;
+    server.create_role("kt_victim_clone", "foreign-pw").await;
+    let policy = [("KeyturnRotation", "postgres-alternating"), ("KeyturnAdminSecret", "kt-pg-admin2")];
+    let engine = child.engine(child.provider(Strategy::Alternating));
+    let admin_clone = format!("{}_clone", server.admin_user);
+    let cases = [
+        ("kt-atk-admin", admin_clone.as_str(), "the admin login itself"),
+        ("kt-atk-power", "kt_power", "has CREATEROLE"),
+        ("kt-atk-clone", "kt_victim", "is not a member of 'kt_victim'"),
+    ];
+    let before: Vec<String> = futures::future::join_all(
+        [server.admin_user.as_str(), "kt_power", "kt_victim", "kt_victim_clone"].map(|r| server.verifier(r)),
+    )
+    .await;
+    for (name, user, why) in cases {
+        let v0 = child.seed(name, &server.json(user, "whatever-pw"), &policy).await;
+        let error = child.rotate(&engine, name, &v0).await.unwrap_err();
+        assert!(!error.is_retryable(), "{name}: {error}");
+        assert!(error.to_string().contains(why), "{name}: {error}");
+        assert_eq!(child.latest(name).await.properties.version, v0, "{name}: the writer's secret is unchanged");
+    }
+    let after: Vec<String> = futures::future::join_all(
+        [server.admin_user.as_str(), "kt_power", "kt_victim", "kt_victim_clone"].map(|r| server.verifier(r)),
+    )
+    .await;
+    assert_eq!(before, after, "no password changed");
+    assert!(server.logs_in(&server.admin_user, &server.admin_password).await);
+    assert!(server.logs_in("kt_victim_clone", "foreign-pw").await);
+}
+
 #[tokio::test]
 async fn postgres_rotation() {
     match std::env::var(SCENARIO).as_deref() {
         Ok("single-user-crashes") => return scenario_single_user_crashes().await,
         Ok("confused-deputy") => return scenario_confused_deputy().await,
         Ok("alternating-duplicates") => return scenario_alternating_duplicates().await,
+        Ok("alternating-refusals") => return scenario_alternating_refusals().await,
         Ok(other) => panic!("unknown scenario {other}"),
         Err(_) => {}
     }
     let server = Server::from_env();
     let ca = std::fs::read_to_string(&server.ca_file).unwrap();
     let parent = Parent::start().await;
-    for scenario in ["single-user-crashes", "confused-deputy", "alternating-duplicates"] {
+    for scenario in ["single-user-crashes", "confused-deputy", "alternating-duplicates", "alternating-refusals"] {
         parent.run_child(TEST, scenario, std::slice::from_ref(&ca), &[]).await;
     }
     parent.stop().await;

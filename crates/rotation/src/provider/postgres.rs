@@ -20,6 +20,11 @@
 //!
 //! Confused-deputy guard: the pending credential must name the same server as the current one, and the same
 //! login (single user) or its alternate (alternating), whatever the pending home says.
+//!
+//! What a secret's writer may not make the admin do (issue 13): change the admin login itself, a superuser,
+//! a role with CREATEROLE or BYPASSRLS, or an existing `_clone` that is not a member of its base; each is a
+//! permanent refusal before any password changes. Every login requires SCRAM with channel binding, so a
+//! server asking for a cleartext or MD5 password never receives one (`client.rs`).
 
 mod client;
 mod details;
@@ -173,6 +178,54 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// The admin's deputy check before it changes `target` (the base login or its clone): never the admin
+    /// itself, never a role more powerful than an application login (superuser, CREATEROLE, BYPASSRLS: its
+    /// password would hand the writer of one secret the whole server), and an existing clone only when it
+    /// is a member of its base (a role that merely has the `_clone` name is someone else's). Answers
+    /// whether `target` exists; every refusal is permanent.
+    async fn manageable(
+        &self,
+        client: &tokio_postgres::Client,
+        admin: &Details,
+        base: &str,
+        target: &str,
+    ) -> Result<bool, ProviderError> {
+        let refuse = |why: String| Err(self.error(format!("refusing to change '{target}': {why}"), false));
+        for role in [base, target] {
+            if role == admin.user {
+                return refuse(format!("'{role}' is the admin login itself ({ADMIN_SECRET})"));
+            }
+        }
+        for role in [base, target] {
+            let Some(facts) = client::role_facts(client, role).await.map_err(|e| self.pg_error(e))? else {
+                if role == base {
+                    return refuse(format!("its base login '{base}' does not exist"));
+                }
+                continue;
+            };
+            let powers: Vec<&str> =
+                [(facts.superuser, "SUPERUSER"), (facts.createrole, "CREATEROLE"), (facts.bypassrls, "BYPASSRLS")]
+                    .into_iter()
+                    .filter_map(|(has, name)| has.then_some(name))
+                    .collect();
+            if !powers.is_empty() {
+                return refuse(format!("'{role}' has {}; keyturn manages application logins only", powers.join(", ")));
+            }
+        }
+        if target == base {
+            return Ok(true);
+        }
+        if !client::role_exists(client, target).await.map_err(|e| self.pg_error(e))? {
+            return Ok(false);
+        }
+        if !client::is_member_of(client, target, base).await.map_err(|e| self.pg_error(e))? {
+            return refuse(format!("it exists but is not a member of '{base}', so it is not this login's clone"));
+        }
+        Ok(true)
+    }
+}
+
 /// `(base, base_clone)` for either of the two logins.
 fn logins(user: &str) -> (String, String) {
     let base = user.strip_suffix(CLONE_SUFFIX).filter(|b| !b.is_empty()).unwrap_or(user);
@@ -236,12 +289,12 @@ impl Provider for Postgres {
                 Strategy::Alternating => {
                     let admin = self.admin(ctx, &current).await?;
                     let client = self.connector.login(&admin).await.map_err(|e| self.pg_error(e))?;
-                    if client::role_exists(&client, &next.user).await.map_err(|e| self.pg_error(e))? {
+                    let (base, _) = logins(&current.user);
+                    if self.manageable(&client, &admin, &base, &next.user).await? {
                         client::set_password(&client, &next.user, &next.password)
                             .await
                             .map_err(|e| self.pg_error(e))?;
                     } else {
-                        let (base, _) = logins(&current.user);
                         client::create_clone(&client, &next.user, &base, &next.password)
                             .await
                             .map_err(|e| self.pg_error(e))?;

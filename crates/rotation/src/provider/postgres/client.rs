@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use keyturn_config::SecretString;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
+use tokio_postgres::config::{ChannelBinding, SslMode};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, config::SslMode};
+use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::details::Details;
@@ -95,7 +96,11 @@ impl Connector {
         Ok(Self { tls: MakeRustlsConnect::new(config) })
     }
 
-    /// Logs in with `details` over TLS (required; the certificate and host name are verified).
+    /// Logs in with `details` over TLS (required; the certificate and host name are verified), with
+    /// SCRAM-SHA-256-PLUS only: channel binding is required, so a server that asks for the password in
+    /// cleartext or as MD5, or offers SCRAM without binding it to this TLS session, is refused before
+    /// anything derived from the password is sent (tokio-postgres checks `ChannelBinding::Require` first
+    /// on each of those requests). A server keyturn was pointed at cannot harvest the password.
     pub(crate) async fn login(&self, details: &Details) -> Result<Client, PgError> {
         let mut config = Config::new();
         config
@@ -106,6 +111,7 @@ impl Connector {
             .dbname(&details.database)
             .application_name("keyturn")
             .ssl_mode(SslMode::Require)
+            .channel_binding(ChannelBinding::Require)
             .connect_timeout(TIMEOUT);
         let doing = format!("logging in as {details:?}");
         let connected = tokio::time::timeout(TIMEOUT, config.connect(self.tls.clone()))
@@ -145,6 +151,42 @@ pub(crate) async fn set_password(client: &Client, role: &str, password: &SecretS
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     let statement = format!("ALTER ROLE {} PASSWORD {}", escape_identifier(role), escape_literal(&verifier));
     run(&format!("changing the password of role '{role}'"), client.batch_execute(&statement)).await
+}
+
+/// What the server says about a role keyturn would manage: the attributes that make it too powerful to be
+/// anyone's rotated login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RoleFacts {
+    pub(crate) superuser: bool,
+    pub(crate) createrole: bool,
+    pub(crate) bypassrls: bool,
+}
+
+/// `role`'s attributes; `None` when it does not exist.
+pub(crate) async fn role_facts(client: &Client, role: &str) -> Result<Option<RoleFacts>, PgError> {
+    let rows = run(
+        &format!("looking up role '{role}'"),
+        client.query("SELECT rolsuper, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = $1", &[&role]),
+    )
+    .await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let flag =
+        |i: usize| row.try_get::<_, bool>(i).map_err(|e| PgError::Refused(format!("reading role '{role}': {e}")));
+    Ok(Some(RoleFacts { superuser: flag(0)?, createrole: flag(1)?, bypassrls: flag(2)? }))
+}
+
+/// Whether `member` is a direct member of `role` (how keyturn creates a clone).
+pub(crate) async fn is_member_of(client: &Client, member: &str, role: &str) -> Result<bool, PgError> {
+    let rows = run(
+        &format!("checking that '{member}' is a member of '{role}'"),
+        client.query(
+            "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+             WHERE r.rolname = $1 AND u.rolname = $2",
+            &[&role, &member],
+        ),
+    )
+    .await?;
+    Ok(!rows.is_empty())
 }
 
 /// Whether `role` exists.
