@@ -155,7 +155,8 @@ async fn scenario() {
     let bundle = dir.path().join("ca.pem");
     let parent_bundle = std::fs::read_to_string(std::env::var("KEYTURN_CA_FILE").unwrap()).unwrap();
     std::fs::write(&bundle, format!("{parent_bundle}\n{}", rotator.ca.ca_pem())).unwrap();
-    let rotators = format!("billing=https://{}/rotate?secret={SIGNING_SECRET}", rotator.addr);
+    let rotators =
+        format!("billing=https://{}/rotate?secret={SIGNING_SECRET}&vaults={VAULT}&names=api-token*", rotator.addr);
     let settings = support::child_settings(&[
         ("KEYTURN_WEBHOOK_ROTATORS", rotators),
         ("KEYTURN_CA_FILE", bundle.to_string_lossy().into_owned()),
@@ -222,6 +223,22 @@ async fn scenario() {
     assert_eq!(rotator.calls(".create", "api-token-2").len(), 1, "the replay did not ask for a second credential");
     let issued = rotator.state.issued.lock().unwrap().clone();
     assert_eq!(vault.latest_secret(VAULT, "api-token-2").await.unwrap().value.expose(), issued[1]);
+
+    // A secret the rotator is not bound to (names=api-token*), naming it with the writer's own CredentialId:
+    // refused permanently, naming the binding, and the rotator receives nothing.
+    let calls_before = rotator.state.calls.lock().unwrap().len();
+    let stolen = tags(&[
+        ("KeyturnRotation", "webhook"),
+        ("KeyturnWebhook", "billing"),
+        ("ValidityPeriodDays", "30"),
+        ("CredentialId", "someone-elses"),
+    ]);
+    let x0 = vault.set_secret(VAULT, "other-token", new_secret("mine", stolen)).await.unwrap().version;
+    let error = rotate("other-token", x0.clone()).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("rotator 'billing' is not bound to secret 'other-token'"), "{error}");
+    assert_eq!(rotator.state.calls.lock().unwrap().len(), calls_before, "the rotator received nothing");
+    assert_eq!(vault.latest_secret(VAULT, "other-token").await.unwrap().properties.version, x0);
 }
 
 #[tokio::test]

@@ -4,9 +4,17 @@
 //! responses, status codes) is docs/providers.md, "webhook".
 //!
 //! Rotators are configured, not named by URL in tags: `KEYTURN_WEBHOOK_ROTATORS` lists
-//! `name=https://host/path?secret=<signing secret>` entries (`;`-separated) and the secret's tag
-//! `KeyturnWebhook` picks one by name. A tag can therefore never send keyturn's requests (or a secret's
-//! new value) to an endpoint the deployment did not choose.
+//! `name=https://host/path?secret=<signing secret>&vaults=<vault>[,<vault>][&names=<name or prefix*>,...]`
+//! entries (`;`-separated) and the secret's tag `KeyturnWebhook` picks one by name. A tag can therefore
+//! never send keyturn's requests (or a secret's new value) to an endpoint the deployment did not choose,
+//! and a rotator serves only the vaults (and names) its entry binds it to: a writer of a secret elsewhere
+//! cannot make it act with their `CredentialId`/`ProviderAddress` (refused before any request). An entry
+//! without `vaults=` is a configuration error: a rotator with no binding is never registered.
+//!
+//! Nothing the rotator could read is put in an error: reqwest's errors lose their URL (a query may carry
+//! `code=`/`sig=` tokens), a malformed answer is described by its kind and position only (serde's type
+//! errors quote the value, which may be the credential), and the answer's size limit is enforced while
+//! reading it.
 //!
 //! Requests are signed exactly like keyturn's notification webhooks ([`keyturn_notify::sign`]: HMAC-SHA256 over
 //! `"<unix seconds>.<body>"` in `X-Keyturn-Signature`), so one receiver-side check serves both.
@@ -17,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyturn_config::SecretString;
+use keyturn_config::notify::NameFilter;
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::{SecretProperties, Tags};
 use serde::Deserialize;
@@ -41,6 +50,10 @@ const MAX_RESPONSE: usize = 64 * 1024;
 struct Rotator {
     url: url::Url,
     secret: SecretString,
+    /// The vaults it serves (lowercase); never empty.
+    vaults: Vec<String>,
+    /// The secret names it serves there (`names=`; every name when absent).
+    names: NameFilter,
 }
 
 /// `KeyturnRotation=webhook`.
@@ -83,18 +96,40 @@ fn parse_rotators(raw: Option<&SecretString>) -> Result<BTreeMap<String, Rotator
         if url.scheme() != "https" || url.host().is_none() || !url.username().is_empty() {
             return Err(config_error(format!("entry {position} ({name}): must be an https URL without credentials")));
         }
-        let mut secret = None;
+        let (mut secret, mut vaults, mut names) = (None, Vec::new(), None);
         let kept: Vec<(String, String)> = url
             .query_pairs()
-            .filter_map(|(k, v)| {
-                if k == "secret" {
+            .filter_map(|(k, v)| match k.as_ref() {
+                "secret" => {
                     secret = Some(SecretString::new(v.into_owned()));
                     None
-                } else {
-                    Some((k.into_owned(), v.into_owned()))
                 }
+                "vaults" => {
+                    vaults.extend(v.split(',').map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()));
+                    None
+                }
+                "names" => {
+                    names = Some(v.into_owned());
+                    None
+                }
+                _ => Some((k.into_owned(), v.into_owned())),
             })
             .collect();
+        if vaults.is_empty() {
+            return Err(config_error(format!(
+                "entry {position} ({name}): needs &vaults=<vault>[,<vault>]: the vaults this rotator serves (a \
+                 rotator with no binding is not registered)"
+            )));
+        }
+        let names = match names.as_deref().map(NameFilter::parse) {
+            None => NameFilter::default(),
+            Some(Ok(filter)) => filter,
+            Some(Err(bad)) => {
+                return Err(config_error(format!(
+                    "entry {position} ({name}): names= entry '{bad}' is not a secret name or name prefix*"
+                )));
+            }
+        };
         url.set_query(None);
         if !kept.is_empty() {
             url.query_pairs_mut().extend_pairs(kept);
@@ -104,7 +139,7 @@ fn parse_rotators(raw: Option<&SecretString>) -> Result<BTreeMap<String, Rotator
                 "entry {position} ({name}): needs ?secret=<signing secret of at least {MIN_SECRET_LEN} characters>"
             ))
         })?;
-        if rotators.insert(name.clone(), Rotator { url, secret }).is_some() {
+        if rotators.insert(name.clone(), Rotator { url, secret, vaults, names }).is_some() {
             return Err(config_error(format!("entry {position}: the name '{name}' is used twice")));
         }
     }
@@ -157,7 +192,7 @@ impl Webhook {
         let name = tag(&ctx.current.properties.tags, WEBHOOK).map(str::to_ascii_lowercase).ok_or_else(|| {
             Self::error(format!("tag {WEBHOOK} must name one of the rotators in KEYTURN_WEBHOOK_ROTATORS"), false)
         })?;
-        self.rotators.get_key_value(&name).map(|(n, r)| (n.as_str(), r)).ok_or_else(|| {
+        let (name, rotator) = self.rotators.get_key_value(&name).ok_or_else(|| {
             let known: Vec<&str> = self.rotators.keys().map(String::as_str).collect();
             Self::error(
                 format!(
@@ -166,7 +201,21 @@ impl Webhook {
                 ),
                 false,
             )
-        })
+        })?;
+        let vault = ctx.vault.to_ascii_lowercase();
+        if !rotator.vaults.contains(&vault) || !rotator.names.matches(ctx.name) {
+            return Err(Self::error(
+                format!(
+                    "rotator '{name}' is not bound to secret '{}' in vault '{}': its KEYTURN_WEBHOOK_ROTATORS entry \
+                     serves vaults={} with its names= filter; nothing was sent to it",
+                    ctx.name,
+                    ctx.vault,
+                    rotator.vaults.join(",")
+                ),
+                false,
+            ));
+        }
+        Ok((name.as_str(), rotator))
     }
 
     /// The request body common to every call, plus `extra`.
@@ -206,22 +255,47 @@ impl Webhook {
             .body(bytes)
             .send()
             .await
-            // reqwest's message names the URL; ours are configured without credentials (the secret was taken
-            // out of the query), so it is safe to show.
-            .map_err(|e| Self::error(format!("{doing}: unreachable: {e}"), true))?;
+            // reqwest's message names the URL, whose query may carry an access token (`code=`, `sig=`): the
+            // rotator's name says which one.
+            .map_err(|e| Self::error(format!("{doing}: unreachable: {}", e.without_url()), true))?;
         let status = response.status();
         if !status.is_success() {
             // The body is never quoted: a rotator's error page could echo anything.
             let retryable = matches!(status.as_u16(), 408 | 409 | 425 | 429 | 500..=599);
             return Err(Self::error(format!("{doing}: answered HTTP {}", status.as_u16()), retryable));
         }
-        let body =
-            response.bytes().await.map_err(|e| Self::error(format!("{doing}: reading the answer: {e}"), true))?;
-        if body.len() > MAX_RESPONSE {
-            return Err(Self::error(format!("{doing}: the answer is larger than {MAX_RESPONSE} bytes"), false));
+        // The limit holds while reading: a rotator (or whoever answers in its place) cannot make keyturn buffer
+        // more than MAX_RESPONSE bytes.
+        let too_large = || Self::error(format!("{doing}: the answer is larger than {MAX_RESPONSE} bytes"), false);
+        if response.content_length().is_some_and(|n| n > MAX_RESPONSE as u64) {
+            return Err(too_large());
         }
-        Ok(body.to_vec())
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Self::error(format!("{doing}: reading the answer: {}", e.without_url()), true))?
+        {
+            if body.len() + chunk.len() > MAX_RESPONSE {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
+}
+
+/// What is wrong with a JSON answer, without quoting it: serde_json's type errors quote the offending value
+/// (`invalid type: integer `123456``), which may be the credential.
+fn json_problem(error: &serde_json::Error) -> String {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io => "could not be read",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "a member has the wrong type or is missing",
+        serde_json::error::Category::Eof => "cut short",
+    };
+    format!("{kind}, at line {} column {}", error.line(), error.column())
 }
 
 /// The id of one rotation, the same on every attempt: the version it replaces.
@@ -242,9 +316,9 @@ impl Provider for Webhook {
             }
             let body = Self::body(ctx, "keyturn.rotation.create", serde_json::json!({}));
             let answer = self.call(ctx, &body).await?;
-            // serde_json's errors quote no input, so the credential in the answer cannot leak through them.
-            let created: Created = serde_json::from_slice(&answer)
-                .map_err(|e| Self::error(format!("the rotator's answer is not the documented JSON ({e})"), false))?;
+            let created: Created = serde_json::from_slice(&answer).map_err(|e| {
+                Self::error(format!("the rotator's answer is not the documented JSON ({})", json_problem(&e)), false)
+            })?;
             let value = match (created.value, created.reference) {
                 (Some(value), None) | (None, Some(value)) if !value.is_empty() => SecretString::new(value),
                 _ => {
@@ -290,13 +364,26 @@ mod tests {
     #[test]
     fn rotators_parse_with_the_secret_taken_out_of_the_url() {
         let rotators =
-            parse(" Billing=https://r.example/rotate?v=2&secret=0123456789abcdef ; crm=https://crm.example:8443/k?secret=fedcba9876543210 ")
+            parse(" Billing=https://r.example/rotate?v=2&secret=0123456789abcdef&vaults=KV-one,kv-two ; crm=https://crm.example:8443/k?secret=fedcba9876543210&vaults=kv-one&names=crm-*,api ")
                 .unwrap();
         assert_eq!(rotators.keys().collect::<Vec<_>>(), ["billing", "crm"]);
         assert_eq!(rotators["billing"].url.as_str(), "https://r.example/rotate?v=2");
         assert_eq!(rotators["billing"].secret.expose(), "0123456789abcdef");
         assert_eq!(rotators["crm"].url.as_str(), "https://crm.example:8443/k");
+        assert_eq!(rotators["billing"].vaults, ["kv-one", "kv-two"]);
+        assert!(rotators["billing"].names.matches("anything"));
+        assert!(rotators["crm"].names.matches("crm-token") && rotators["crm"].names.matches("API"));
+        assert!(!rotators["crm"].names.matches("billing-token"));
         assert!(parse_rotators(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_type_error_in_the_answer_never_quotes_it() {
+        let error = serde_json::from_slice::<Created>(br#"{"value": 123456}"#).err().unwrap();
+        assert!(error.to_string().contains("123456"), "serde_json quotes it: {error}");
+        let said = json_problem(&error);
+        assert!(!said.contains("123456"), "{said}");
+        assert!(said.contains("wrong type"), "{said}");
     }
 
     #[test]
@@ -304,10 +391,15 @@ mod tests {
         for (raw, expected) in [
             ("billing", "entry 1 is not name=https://url"),
             ("b=http://r.example/?secret=0123456789abcdef", "must be an https URL"),
-            ("b=https://r.example/", "needs ?secret="),
-            ("b=https://r.example/?secret=short-secret", "needs ?secret="),
-            ("a=https://a.example/?secret=0123456789abcdef;a=https://b.example/?secret=0123456789abcdef", "used twice"),
-            ("a b=https://a.example/?secret=0123456789abcdef", "letters, digits and hyphens"),
+            ("b=https://r.example/?vaults=kv", "needs ?secret="),
+            ("b=https://r.example/?secret=short-secret&vaults=kv", "needs ?secret="),
+            ("b=https://r.example/?secret=0123456789abcdef", "needs &vaults="),
+            ("b=https://r.example/?secret=0123456789abcdef&vaults=kv&names=a%20b", "names= entry 'a b'"),
+            (
+                "a=https://a.example/?secret=0123456789abcdef&vaults=kv;a=https://b.example/?secret=0123456789abcdef&vaults=kv",
+                "used twice",
+            ),
+            ("a b=https://a.example/?secret=0123456789abcdef&vaults=kv", "letters, digits and hyphens"),
         ] {
             let error = parse(raw).err().unwrap();
             assert!(error.message.contains(expected), "{raw}: {error}");
