@@ -1,12 +1,18 @@
 //! Settings of the rotation providers that talk to something other than Key Vault: the Azure Resource
-//! Manager endpoint (storage account keys) and the user's own webhook rotators.
+//! Manager endpoint (storage account keys), the storage accounts each vault may rotate (their binding), and
+//! the user's own webhook rotators (whose entries carry their own binding, parsed by the rotation crate).
+//!
+//! Tags choose, the deployment authorizes: a secret's `ProviderAddress` may only pick among the accounts
+//! bound here to its vault (and name); with no binding the provider is not registered at all.
 
 use url::Url;
 
+use crate::notify::NameFilter;
 use crate::{ConfigError, Env, SecretString};
 
 pub const ARM_ENDPOINT: &str = "KEYTURN_ARM_ENDPOINT";
 pub const WEBHOOK_ROTATORS: &str = "KEYTURN_WEBHOOK_ROTATORS";
+pub const STORAGE_ACCOUNTS: &str = "KEYTURN_STORAGE_ACCOUNTS";
 /// Azure Resource Manager in the public cloud.
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 
@@ -17,6 +23,68 @@ pub struct ProviderSettings {
     /// The webhook rotators, unparsed (the rotation crate owns the grammar); held as a secret because each
     /// entry carries its signing secret. `None`: no rotator is configured.
     pub webhook_rotators: Option<SecretString>,
+    /// `KEYTURN_STORAGE_ACCOUNTS`: which storage accounts the secrets of which vault (and names) may rotate.
+    /// Empty: the `storage-account-key` provider is not registered.
+    pub storage_accounts: Vec<StorageBinding>,
+}
+
+/// One `KEYTURN_STORAGE_ACCOUNTS` entry: `<vault>[/<name>|<prefix>*]=<account resource id>[,<id>...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageBinding {
+    /// The vault's name, lowercase.
+    pub vault: String,
+    /// The secret names it applies to (every name when the entry names none).
+    pub names: NameFilter,
+    /// The accounts' resource ids, lowercase, without a trailing slash.
+    pub accounts: Vec<String>,
+}
+
+impl StorageBinding {
+    /// Whether a secret `vault/name` may rotate the keys of `account` (a resource id; case-insensitive).
+    pub fn allows(bindings: &[Self], vault: &str, name: &str, account: &str) -> bool {
+        let account = account.trim_end_matches('/').to_ascii_lowercase();
+        bindings
+            .iter()
+            .any(|b| b.vault.eq_ignore_ascii_case(vault) && b.names.matches(name) && b.accounts.contains(&account))
+    }
+
+    fn parse(raw: &str) -> Result<Vec<Self>, String> {
+        let mut bindings = Vec::new();
+        for (index, entry) in raw.split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+            let position = index + 1;
+            let Some((scope, accounts)) = entry.split_once('=') else {
+                return Err(format!("entry {position} is not <vault>[/<name or prefix*>]=<account resource id>"));
+            };
+            let (vault, names) = match scope.trim().split_once('/') {
+                Some((vault, names)) => (vault.trim(), Some(names.trim())),
+                None => (scope.trim(), None),
+            };
+            if vault.is_empty() || !vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(format!("entry {position}: '{vault}' is not a vault name"));
+            }
+            let names = match names {
+                None => NameFilter::default(),
+                Some(names) => NameFilter::parse(names)
+                    .map_err(|bad| format!("entry {position}: '{bad}' is not a secret name or name prefix*"))?,
+            };
+            let accounts: Vec<String> = accounts
+                .split(',')
+                .map(|a| a.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect();
+            let valid = |a: &String| {
+                a.starts_with("/subscriptions/") && a.contains("/providers/microsoft.storage/storageaccounts/")
+            };
+            if accounts.is_empty() || !accounts.iter().all(valid) {
+                return Err(format!(
+                    "entry {position}: the accounts must be storage account resource ids \
+                     (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)"
+                ));
+            }
+            bindings.push(Self { vault: vault.to_ascii_lowercase(), names, accounts });
+        }
+        Ok(bindings)
+    }
 }
 
 impl ProviderSettings {
@@ -40,7 +108,20 @@ impl ProviderSettings {
                 )]);
             }
         };
-        Ok(Self { arm_endpoint, webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new) })
+        let storage_accounts = match env.get(STORAGE_ACCOUNTS).map(|raw| (StorageBinding::parse(&raw), raw)) {
+            None => Vec::new(),
+            Some((Ok(bindings), _)) => bindings,
+            Some((Err(problem), raw)) => {
+                return Err(vec![ConfigError::invalid(
+                    STORAGE_ACCOUNTS,
+                    &raw,
+                    format!(
+                        "';'-separated <vault>[/<name or prefix*>]=<account resource id>[,<id>] entries: {problem}"
+                    ),
+                )]);
+            }
+        };
+        Ok(Self { arm_endpoint, webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new), storage_accounts })
     }
 }
 
@@ -62,6 +143,38 @@ mod tests {
         for bad in ["http://management.azure.com", "https://management.azure.com/subscriptions", "not a url"] {
             let errors = ProviderSettings::from_env(&Env::new(&lookup(&[("KEYTURN_ARM_ENDPOINT", bad)]))).unwrap_err();
             assert_eq!(errors[0].variable(), "KEYTURN_ARM_ENDPOINT", "{bad}");
+        }
+    }
+
+    #[test]
+    fn storage_accounts_are_bound_per_vault_and_name() {
+        const A: &str = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a";
+        const B: &str = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/b";
+        let raw = format!("kv-one={A}/ ; KV-two/app-*,db={A},{B}");
+        let settings = ProviderSettings::from_env(&Env::new(&lookup(&[("KEYTURN_STORAGE_ACCOUNTS", &raw)]))).unwrap();
+        let bound = &settings.storage_accounts;
+        assert!(StorageBinding::allows(bound, "kv-one", "anything", &A.to_uppercase()));
+        assert!(!StorageBinding::allows(bound, "kv-one", "anything", B), "B is not bound to kv-one");
+        assert!(
+            StorageBinding::allows(bound, "kv-two", "app-web", B) && StorageBinding::allows(bound, "kv-two", "db", B)
+        );
+        assert!(!StorageBinding::allows(bound, "kv-two", "other", A), "names outside the entry's filter");
+        assert!(!StorageBinding::allows(bound, "kv-three", "db", A));
+        assert!(ProviderSettings::from_env(&Env::new(&lookup(&[]))).unwrap().storage_accounts.is_empty());
+
+        for bad in [
+            "kv-one".to_owned(),
+            "kv-one=/not/an/account".to_owned(),
+            format!("={A}"),
+            format!("kv one={A}"),
+            format!("kv/a b={A}"),
+        ]
+        .iter()
+        .map(String::as_str)
+        {
+            let errors =
+                ProviderSettings::from_env(&Env::new(&lookup(&[("KEYTURN_STORAGE_ACCOUNTS", bad)]))).unwrap_err();
+            assert_eq!(errors[0].variable(), "KEYTURN_STORAGE_ACCOUNTS", "{bad}");
         }
     }
 

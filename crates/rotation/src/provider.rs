@@ -120,15 +120,23 @@ impl Providers {
     ) -> Result<Self, ProviderError> {
         use postgres::{Postgres, Strategy};
         let ca_file = settings.ca_file.as_deref();
-        Ok(Self::standard()
+        let mut providers = Self::standard()
             .with(Arc::new(Postgres::new(Strategy::SingleUser, vault.clone(), ca_file)?))
-            .with(Arc::new(Postgres::new(Strategy::Alternating, vault.clone(), ca_file)?))
-            .with(Arc::new(storage_keys::StorageKeys::new(
+            .with(Arc::new(Postgres::new(Strategy::Alternating, vault.clone(), ca_file)?));
+        // A provider acting on something other than the tagged secret exists only with a binding (issue 13):
+        // a tag naming it otherwise meets "not a provider this deployment has".
+        if !settings.providers.storage_accounts.is_empty() {
+            providers = providers.with(Arc::new(storage_keys::StorageKeys::new(
                 settings.providers.arm_endpoint.clone(),
                 credential,
                 options,
-            )))
-            .with(Arc::new(webhook::Webhook::new(settings.providers.webhook_rotators.as_ref(), vault, ca_file)?)))
+                settings.providers.storage_accounts.clone(),
+            )));
+        }
+        if let Some(rotators) = settings.providers.webhook_rotators.as_ref() {
+            providers = providers.with(Arc::new(webhook::Webhook::new(Some(rotators), vault, ca_file)?));
+        }
+        Ok(providers)
     }
 
     /// Adds (or replaces) a provider.

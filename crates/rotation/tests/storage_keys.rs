@@ -21,6 +21,8 @@ const DUPLICATE: &str =
     "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/dupacct";
 const CRASH: &str = "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/crashacct";
 const MISSING: &str = "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/nosuch";
+/// An account the identity could manage but no binding gives to the test's vault (issue 13's attack).
+const VICTIM: &str = "/subscriptions/0000/resourceGroups/rg-keys/providers/Microsoft.Storage/storageAccounts/victim";
 
 fn policy(account: &str) -> keyturn_vault::model::Tags {
     tags(&[
@@ -33,7 +35,10 @@ fn policy(account: &str) -> keyturn_vault::model::Tags {
 
 /// The child: the scenario through the engine, as the handler runs it.
 async fn scenario() {
-    let settings = support::child_settings(&[]);
+    let settings = support::child_settings(&[(
+        "KEYTURN_STORAGE_ACCOUNTS",
+        format!("{VAULT}={DUPLICATE},{CRASH};{VAULT}/missing-*={MISSING};other-vault={VICTIM}"),
+    )]);
     let (vault, providers) = support::vault_and_providers(&settings);
     let provider: Arc<dyn Provider> = providers.get("storage-account-key").unwrap().clone();
     let engine = Engine::new(vault.clone(), Arc::new(InProcessLock::default()), providers);
@@ -73,6 +78,17 @@ async fn scenario() {
     assert!(!error.is_retryable(), "{error}");
     assert!(error.to_string().contains("HTTP 404 (ResourceNotFound)"), "{error}");
     assert_eq!(vault.latest_secret(VAULT, "missing-key").await.unwrap().properties.version, m0);
+
+    // A writer of one secret names an account not bound to it (bound to another vault), and one bound only to
+    // other names: refused permanently, naming the missing binding, before Resource Manager is asked
+    // (the parent checks the accounts' keys are untouched).
+    for (name, account) in [("stolen-key", VICTIM), ("dup-other", MISSING)] {
+        let s0 = vault.set_secret(VAULT, name, new_secret("mine", policy(account))).await.unwrap().version;
+        let error = rotate(name, s0.clone()).await.unwrap_err();
+        assert!(!error.is_retryable(), "{error}");
+        assert!(error.to_string().contains("KEYTURN_STORAGE_ACCOUNTS has no entry"), "{error}");
+        assert_eq!(vault.latest_secret(VAULT, name).await.unwrap().properties.version, s0);
+    }
 }
 
 #[tokio::test]
@@ -86,10 +102,12 @@ async fn storage_account_keys() {
     let arm = ArmEmulator::builder()
         .storage_account(DUPLICATE)
         .storage_account(CRASH)
+        .storage_account(VICTIM)
         .start(parent.kv.token_registry().unwrap())
         .await
         .unwrap();
     let key1 = arm.key(DUPLICATE, "key1").unwrap();
+    let victim = (arm.key(VICTIM, "key1").unwrap(), arm.key(VICTIM, "key2").unwrap());
     parent
         .run_child(
             TEST,
@@ -108,6 +126,9 @@ async fn storage_account_keys() {
     // One regeneration across the crash and the replay, and the vault holds that key.
     assert_eq!(arm.regenerations(CRASH, "key2"), Some(1));
     assert_eq!(stored("crash-key"), arm.key(CRASH, "key2").unwrap());
+    // The unbound account: never regenerated, its keys unchanged.
+    assert_eq!((arm.regenerations(VICTIM, "key1"), arm.regenerations(VICTIM, "key2")), (Some(0), Some(0)));
+    assert_eq!((arm.key(VICTIM, "key1").unwrap(), arm.key(VICTIM, "key2").unwrap()), victim);
     arm.shutdown().await;
     parent.stop().await;
 }

@@ -4,6 +4,11 @@
 //! the handler's own identity, stores it, and switches `CredentialId`. The stored key stays valid
 //! throughout, so there is nothing to set and nothing is ever stranded.
 //!
+//! Bindings (issue 13): `ProviderAddress` may only pick among the accounts `KEYTURN_STORAGE_ACCOUNTS` binds
+//! to the secret's vault (and name); any other account is refused permanently before Resource Manager is
+//! called, so a writer of one secret cannot regenerate (and receive) the keys of an account whose real users
+//! they would break. Without a binding the provider is not registered.
+//!
 //! Replays: the engine already turns a duplicate delivery into "already rotated". A replay after a crash
 //! between the regeneration and the promotion finds the other key newer than the live version (its
 //! `creationTime` after the version's `nbf`, which keyturn sets to the rotation's time) and uses it instead of
@@ -21,6 +26,7 @@ use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::{ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, Url};
 use chrono::{DateTime, Utc};
 use keyturn_config::SecretString;
+use keyturn_config::providers::{STORAGE_ACCOUNTS, StorageBinding};
 use keyturn_vault::model::Tags;
 use serde::Deserialize;
 
@@ -36,6 +42,7 @@ const NAME: &str = "storage-account-key";
 pub struct StorageKeys {
     endpoint: Url,
     pipeline: Pipeline,
+    bindings: Vec<StorageBinding>,
 }
 
 impl std::fmt::Debug for StorageKeys {
@@ -60,8 +67,14 @@ struct KeyOut {
 }
 
 impl StorageKeys {
-    /// Calls Resource Manager at `endpoint` (`KEYTURN_ARM_ENDPOINT`) with `credential`.
-    pub fn new(endpoint: Url, credential: Arc<dyn TokenCredential>, options: ClientOptions) -> Self {
+    /// Calls Resource Manager at `endpoint` (`KEYTURN_ARM_ENDPOINT`) with `credential`, for the accounts
+    /// `bindings` (`KEYTURN_STORAGE_ACCOUNTS`) bind.
+    pub fn new(
+        endpoint: Url,
+        credential: Arc<dyn TokenCredential>,
+        options: ClientOptions,
+        bindings: Vec<StorageBinding>,
+    ) -> Self {
         let scope = scope_for(&endpoint);
         let auth = Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
         let pipeline = Pipeline::new(
@@ -72,7 +85,7 @@ impl StorageKeys {
             vec![auth],
             None,
         );
-        Self { endpoint, pipeline }
+        Self { endpoint, pipeline, bindings }
     }
 
     fn error(message: impl Into<String>, retryable: bool) -> ProviderError {
@@ -189,6 +202,16 @@ impl Provider for StorageKeys {
         Box::pin(async move {
             let (stored, other) = other_key(ctx.policy.credential_id.as_deref())?;
             let account = account_id(ctx.policy.provider_address.as_deref())?;
+            if !StorageBinding::allows(&self.bindings, ctx.vault, ctx.name, account) {
+                return Err(Self::error(
+                    format!(
+                        "{account} is not bound to secret '{}' in vault '{}' ({STORAGE_ACCOUNTS} has no entry for it); \
+                         nothing was asked of Resource Manager",
+                        ctx.name, ctx.vault
+                    ),
+                    false,
+                ));
+            }
             let keys = self.call(account, "listKeys", None).await?;
             let (value, created) = Self::key_of(&keys, other, account)?;
             let value = match (created, ctx.current.properties.not_before) {
