@@ -13,6 +13,8 @@ use crate::{ConfigError, Env, SecretString};
 pub const ARM_ENDPOINT: &str = "KEYTURN_ARM_ENDPOINT";
 pub const WEBHOOK_ROTATORS: &str = "KEYTURN_WEBHOOK_ROTATORS";
 pub const STORAGE_ACCOUNTS: &str = "KEYTURN_STORAGE_ACCOUNTS";
+pub const POSTGRES_SERVERS: &str = "KEYTURN_POSTGRES_SERVERS";
+pub const POSTGRES_ADMINS: &str = "KEYTURN_POSTGRES_ADMINS";
 /// Azure Resource Manager in the public cloud.
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 
@@ -26,6 +28,77 @@ pub struct ProviderSettings {
     /// `KEYTURN_STORAGE_ACCOUNTS`: which storage accounts the secrets of which vault (and names) may rotate.
     /// Empty: the `storage-account-key` provider is not registered.
     pub storage_accounts: Vec<StorageBinding>,
+    /// The PostgreSQL servers and admin logins keyturn may use. No server: the postgres providers are not
+    /// registered.
+    pub postgres: PostgresBindings,
+}
+
+/// `KEYTURN_POSTGRES_SERVERS` (`host[:port]`, comma-separated) and `KEYTURN_POSTGRES_ADMINS`
+/// (`;`-separated `<vault>/<admin secret>=<base login>[,<base login>...]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostgresBindings {
+    /// `(host lowercase, port)`.
+    pub servers: Vec<(String, u16)>,
+    /// `(vault lowercase, admin secret lowercase, base logins)`.
+    pub admins: Vec<(String, String, Vec<String>)>,
+}
+
+impl PostgresBindings {
+    /// Whether keyturn may connect to `host:port`.
+    pub fn serves(&self, host: &str, port: u16) -> bool {
+        self.servers.iter().any(|(h, p)| h.eq_ignore_ascii_case(host) && *p == port)
+    }
+
+    /// Whether the admin secret `vault/secret` may manage the base login `base` (and its clone).
+    pub fn admin_manages(&self, vault: &str, secret: &str, base: &str) -> bool {
+        self.admins.iter().any(|(v, s, bases)| {
+            v.eq_ignore_ascii_case(vault) && s.eq_ignore_ascii_case(secret) && bases.iter().any(|b| b == base)
+        })
+    }
+
+    fn from_env(env: &Env<'_>) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut bindings = Self::default();
+        if let Some(raw) = env.get(POSTGRES_SERVERS) {
+            for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (host, port) = match entry.rsplit_once(':') {
+                    Some((host, port)) => (host, port.parse::<u16>().ok()),
+                    None => (entry, Some(5432)),
+                };
+                match port {
+                    Some(port) if !host.is_empty() && !host.contains('/') && port > 0 => {
+                        bindings.servers.push((host.to_ascii_lowercase(), port))
+                    }
+                    _ => errors.push(ConfigError::invalid(
+                        POSTGRES_SERVERS,
+                        &raw,
+                        format!("comma-separated host[:port] entries; '{entry}' is not one"),
+                    )),
+                }
+            }
+        }
+        if let Some(raw) = env.get(POSTGRES_ADMINS) {
+            for entry in raw.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+                let parsed = entry.split_once('=').and_then(|(scope, bases)| {
+                    let (vault, secret) = scope.trim().split_once('/')?;
+                    let bases: Vec<String> =
+                        bases.split(',').map(|b| b.trim().to_owned()).filter(|b| !b.is_empty()).collect();
+                    let name = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                    (name(vault.trim()) && name(secret.trim()) && !bases.is_empty())
+                        .then(|| (vault.trim().to_ascii_lowercase(), secret.trim().to_ascii_lowercase(), bases))
+                });
+                match parsed {
+                    Some(admin) => bindings.admins.push(admin),
+                    None => errors.push(ConfigError::invalid(
+                        POSTGRES_ADMINS,
+                        &raw,
+                        format!("';'-separated <vault>/<admin secret>=<base login>[,<base login>] entries; '{entry}' is not one"),
+                    )),
+                }
+            }
+        }
+        if errors.is_empty() { Ok(bindings) } else { Err(errors) }
+    }
 }
 
 /// One `KEYTURN_STORAGE_ACCOUNTS` entry: `<vault>[/<name>|<prefix>*]=<account resource id>[,<id>...]`.
@@ -121,7 +194,13 @@ impl ProviderSettings {
                 )]);
             }
         };
-        Ok(Self { arm_endpoint, webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new), storage_accounts })
+        let postgres = PostgresBindings::from_env(env)?;
+        Ok(Self {
+            arm_endpoint,
+            webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new),
+            storage_accounts,
+            postgres,
+        })
     }
 }
 
@@ -175,6 +254,28 @@ mod tests {
             let errors =
                 ProviderSettings::from_env(&Env::new(&lookup(&[("KEYTURN_STORAGE_ACCOUNTS", bad)]))).unwrap_err();
             assert_eq!(errors[0].variable(), "KEYTURN_STORAGE_ACCOUNTS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn postgres_servers_and_admin_bindings() {
+        let env = lookup(&[
+            ("KEYTURN_POSTGRES_SERVERS", "DB.example.com, 127.0.0.1:6543"),
+            ("KEYTURN_POSTGRES_ADMINS", "kv-one/pg-admin=app,billing; kv-two/pg-admin=crm"),
+        ]);
+        let pg = ProviderSettings::from_env(&Env::new(&env)).unwrap().postgres;
+        assert!(pg.serves("db.example.com", 5432) && pg.serves("127.0.0.1", 6543));
+        assert!(!pg.serves("127.0.0.1", 5432) && !pg.serves("evil.example", 5432));
+        assert!(pg.admin_manages("KV-one", "pg-admin", "billing"));
+        assert!(!pg.admin_manages("kv-one", "pg-admin", "crm"), "crm is kv-two's admin's");
+        assert!(!pg.admin_manages("kv-one", "other-admin", "app"));
+        for (var, bad) in [
+            ("KEYTURN_POSTGRES_SERVERS", "db:port"),
+            ("KEYTURN_POSTGRES_ADMINS", "pg-admin=app"),
+            ("KEYTURN_POSTGRES_ADMINS", "kv/pg-admin="),
+        ] {
+            let errors = ProviderSettings::from_env(&Env::new(&lookup(&[(var, bad)]))).unwrap_err();
+            assert_eq!(errors[0].variable(), var, "{bad}");
         }
     }
 

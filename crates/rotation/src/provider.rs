@@ -120,11 +120,18 @@ impl Providers {
     ) -> Result<Self, ProviderError> {
         use postgres::{Postgres, Strategy};
         let ca_file = settings.ca_file.as_deref();
-        let mut providers = Self::standard()
-            .with(Arc::new(Postgres::new(Strategy::SingleUser, vault.clone(), ca_file)?))
-            .with(Arc::new(Postgres::new(Strategy::Alternating, vault.clone(), ca_file)?));
         // A provider acting on something other than the tagged secret exists only with a binding (issue 13):
         // a tag naming it otherwise meets "not a provider this deployment has".
+        let mut providers = Self::standard();
+        let pg = &settings.providers.postgres;
+        if !pg.servers.is_empty() {
+            providers = providers
+                .with(Arc::new(Postgres::new(Strategy::SingleUser, vault.clone(), ca_file)?.bound(pg.clone())));
+            if !pg.admins.is_empty() {
+                providers = providers
+                    .with(Arc::new(Postgres::new(Strategy::Alternating, vault.clone(), ca_file)?.bound(pg.clone())));
+            }
+        }
         if !settings.providers.storage_accounts.is_empty() {
             providers = providers.with(Arc::new(storage_keys::StorageKeys::new(
                 settings.providers.arm_endpoint.clone(),

@@ -124,13 +124,27 @@ struct Child {
 
 impl Child {
     fn new() -> Self {
-        let settings = support::child_settings(&[]);
+        let server = Server::from_env();
+        // The deployment's bindings: this server; the admin secrets and the base logins each may manage.
+        // kt-pg-admin2's list is deliberately careless (the admin itself, a CREATEROLE role): the provider's
+        // own checks refuse those even when a binding would allow them.
+        let settings = support::child_settings(&[
+            ("KEYTURN_POSTGRES_SERVERS", format!("{}:{}", server.host, server.port)),
+            (
+                "KEYTURN_POSTGRES_ADMINS",
+                format!("{VAULT}/kt-pg-admin=kt_alt; {VAULT}/kt-pg-admin2={},kt_power,kt_victim", server.admin_user),
+            ),
+        ]);
         let vault = Arc::new(AzureKeyVault::from_settings(&settings).unwrap());
-        Self { vault, settings, server: Server::from_env() }
+        Self { vault, settings, server }
     }
 
     fn provider(&self, strategy: Strategy) -> Arc<dyn Provider> {
-        Arc::new(Postgres::new(strategy, self.vault.clone(), self.settings.ca_file.as_deref()).unwrap())
+        Arc::new(
+            Postgres::new(strategy, self.vault.clone(), self.settings.ca_file.as_deref())
+                .unwrap()
+                .bound(self.settings.providers.postgres.clone()),
+        )
     }
 
     fn engine(&self, provider: Arc<dyn Provider>) -> Engine {
@@ -325,6 +339,7 @@ async fn scenario_alternating_refusals() {
     admin.batch_execute("ALTER ROLE kt_power CREATEROLE").await.unwrap();
     server.create_role("kt_victim", "victim-pw").await;
     server.create_role("kt_victim_clone", "foreign-pw").await;
+    server.create_role("kt_unbound", "unbound-pw").await;
     let policy = [("KeyturnRotation", "postgres-alternating"), ("KeyturnAdminSecret", "kt-pg-admin2")];
     let engine = child.engine(child.provider(Strategy::Alternating));
     let admin_clone = format!("{}_clone", server.admin_user);
@@ -332,9 +347,11 @@ async fn scenario_alternating_refusals() {
         ("kt-atk-admin", admin_clone.as_str(), "the admin login itself"),
         ("kt-atk-power", "kt_power", "has CREATEROLE"),
         ("kt-atk-clone", "kt_victim", "is not a member of 'kt_victim'"),
+        ("kt-atk-unbound", "kt_unbound", "is not bound to manage 'kt_unbound' in KEYTURN_POSTGRES_ADMINS"),
     ];
     let before: Vec<String> = futures::future::join_all(
-        [server.admin_user.as_str(), "kt_power", "kt_victim", "kt_victim_clone"].map(|r| server.verifier(r)),
+        [server.admin_user.as_str(), "kt_power", "kt_victim", "kt_victim_clone", "kt_unbound"]
+            .map(|r| server.verifier(r)),
     )
     .await;
     for (name, user, why) in cases {
@@ -345,12 +362,24 @@ async fn scenario_alternating_refusals() {
         assert_eq!(child.latest(name).await.properties.version, v0, "{name}: the writer's secret is unchanged");
     }
     let after: Vec<String> = futures::future::join_all(
-        [server.admin_user.as_str(), "kt_power", "kt_victim", "kt_victim_clone"].map(|r| server.verifier(r)),
+        [server.admin_user.as_str(), "kt_power", "kt_victim", "kt_victim_clone", "kt_unbound"]
+            .map(|r| server.verifier(r)),
     )
     .await;
     assert_eq!(before, after, "no password changed");
     assert!(server.logs_in(&server.admin_user, &server.admin_password).await);
     assert!(server.logs_in("kt_victim_clone", "foreign-pw").await);
+
+    // A server the deployment does not bind (the writer's own, say): refused before any connection.
+    let elsewhere = serde_json::json!({"host": "127.0.0.2", "port": server.port, "user": "kt_victim", "password": "x"});
+    let e0 = child.seed("kt-atk-server", &elsewhere.to_string(), &[("KeyturnRotation", "postgres")]).await;
+    let error =
+        child.rotate(&child.engine(child.provider(Strategy::SingleUser)), "kt-atk-server", &e0).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(
+        error.to_string().contains("127.0.0.2:") && error.to_string().contains("is not in KEYTURN_POSTGRES_SERVERS"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -211,13 +211,17 @@ async fn stack() -> LocalStack {
 }
 
 /// The handler's settings: the stack's, short retries, and a CA bundle trusting the emulator and PostgreSQL.
-fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path) -> Vec<(String, String)> {
+fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path, ports: &[u16]) -> Vec<(String, String)> {
     let bundle = dir.join("ca-bundle.pem");
     let pg_ca = std::fs::read_to_string(&server.ca_file).unwrap();
     std::fs::write(&bundle, format!("{}\n{pg_ca}", stack.emulator().ca_pem())).unwrap();
     let mut settings: Vec<(String, String)> =
         stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
     settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+    // The deployment's bindings (issue 13): this server, and the one admin secret for the one base login.
+    let servers: Vec<String> = ports.iter().map(|port| format!("{}:{port}", server.host)).collect();
+    settings.push(("KEYTURN_POSTGRES_SERVERS".to_owned(), servers.join(",")));
+    settings.push(("KEYTURN_POSTGRES_ADMINS".to_owned(), format!("{VAULT}/kt-e2e-pg-admin=kt_e2e_alt")));
     settings.extend(fast_retries());
     settings
 }
@@ -284,7 +288,7 @@ async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the
         for step in [Step::Create, Step::Set, Step::Test, Step::Promote] {
             // A chain per kill: like the real host, the stand-in stops after a handler's third crash in 30 minutes.
             let stack = stack().await;
-            let settings = settings(&stack, &server, dir.path());
+            let settings = settings(&stack, &server, dir.path(), &[gate.addr.port()]);
             let chain =
                 Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEAR_EXPIRY_EVENT_TYPES, settings).await;
             let emulator = chain.stack.emulator();
@@ -404,7 +408,7 @@ async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once
         let server = Server::from_env();
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
-        let settings = settings(&stack, &server, dir.path());
+        let settings = settings(&stack, &server, dir.path(), &[server.port]);
         let role = "kt_e2e_alt";
         server.create_role(role, "initial-pw-0002").await;
         seed(&stack, "kt-e2e-pg-admin", &server.value(server.port, &server.admin_user, &server.admin_password), &[]);

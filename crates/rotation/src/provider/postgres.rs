@@ -32,6 +32,7 @@ mod details;
 use std::path::Path;
 use std::sync::Arc;
 
+use keyturn_config::providers::{POSTGRES_ADMINS, POSTGRES_SERVERS, PostgresBindings};
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::SecretProperties;
 
@@ -63,6 +64,9 @@ pub struct Postgres {
     vault: Arc<dyn KeyVault>,
     home: PendingHome,
     connector: Connector,
+    /// The servers and admin logins the deployment allows; none until [`Postgres::bound`] (so an unbound
+    /// provider refuses every server).
+    bindings: PostgresBindings,
 }
 
 impl Postgres {
@@ -72,7 +76,19 @@ impl Postgres {
         let name = Self::name_of(strategy);
         let connector =
             Connector::new(ca_file).map_err(|message| ProviderError { provider: name, message, retryable: false })?;
-        Ok(Self { strategy, home: PendingHome::new(vault.clone(), name), vault, connector })
+        Ok(Self {
+            strategy,
+            home: PendingHome::new(vault.clone(), name),
+            vault,
+            connector,
+            bindings: PostgresBindings::default(),
+        })
+    }
+
+    /// The provider limited to `bindings` (`KEYTURN_POSTGRES_SERVERS`, `KEYTURN_POSTGRES_ADMINS`).
+    pub fn bound(mut self, bindings: PostgresBindings) -> Self {
+        self.bindings = bindings;
+        self
     }
 
     fn name_of(strategy: Strategy) -> &'static str {
@@ -92,9 +108,22 @@ impl Postgres {
     }
 
     /// The current credential's details (a malformed secret can never rotate: permanent).
+    /// The server must be one the deployment binds: a secret's writer cannot point keyturn (and a
+    /// password) at a server of their choosing.
     fn current(&self, ctx: &RotationContext<'_>) -> Result<Details, ProviderError> {
-        Details::from_secret(&ctx.current.value, &ctx.current.properties.tags)
-            .map_err(|problem| self.error(format!("secret '{}': {problem}", ctx.name), false))
+        let current = Details::from_secret(&ctx.current.value, &ctx.current.properties.tags)
+            .map_err(|problem| self.error(format!("secret '{}': {problem}", ctx.name), false))?;
+        if !self.bindings.serves(&current.host, current.port) {
+            return Err(self.error(
+                format!(
+                    "secret '{}': the server {}:{} is not in {POSTGRES_SERVERS}; keyturn connects only to the \
+                     servers the deployment binds",
+                    ctx.name, current.host, current.port
+                ),
+                false,
+            ));
+        }
+        Ok(current)
     }
 
     /// The pending credential's details: the pending value read with the tags it will be promoted with.
@@ -159,6 +188,17 @@ impl Postgres {
                 false,
             )
         })?;
+        let (base, _) = logins(&current.user);
+        if !self.bindings.admin_manages(ctx.vault, name, &base) {
+            return Err(self.error(
+                format!(
+                    "the admin secret '{name}' is not bound to manage '{base}' in {POSTGRES_ADMINS} (for vault \
+                     '{}'); refusing to use it",
+                    ctx.vault
+                ),
+                false,
+            ));
+        }
         let secret = self.vault.latest_secret(ctx.vault, name).await.map_err(|e| {
             let retryable = e.is_retryable();
             self.error(format!("reading the admin secret '{name}': {e}"), retryable)
