@@ -140,21 +140,31 @@ async fn secrets_mirror_in_both_directions_without_a_loop_and_a_mirror_off_the_a
         let replica = last_about(&chain, "kv-two", "app-config");
         assert_eq!(replica.status, Status::Done, "{replica:#?}");
 
-        // Notifications: the app-* names only, as info, each accepted by every channel.
+        // Notifications: the app-* names as info, and the refused mirror (whatever its name) as a warning; each
+        // accepted by every channel.
         let notified: Vec<String> = sink
             .accepted_on("/webhook")
             .iter()
             .map(Received::json)
             .map(|json| {
-                assert_eq!(json["severity"], "info", "{json}");
-                format!("{}/{}", json["object"]["vault"].as_str().unwrap(), json["object"]["name"].as_str().unwrap())
+                let object = format!(
+                    "{}/{}",
+                    json["object"]["vault"].as_str().unwrap(),
+                    json["object"]["name"].as_str().unwrap()
+                );
+                let expected = if object == "kv-one/leaky" { "warning" } else { "info" };
+                assert_eq!(json["severity"], expected, "{json}");
+                object
             })
             .collect();
         let mut sorted = notified.clone();
         sorted.sort();
-        assert_eq!(sorted, ["kv-one/app-config", "kv-one/app-dr-secret", "kv-two/app-config", "kv-two/app-dr-secret"]);
-        assert_eq!(sink.accepted_on("/services/").len(), 4);
-        assert_eq!(sink.accepted_on("/teams/").len(), 4);
+        assert_eq!(
+            sorted,
+            ["kv-one/app-config", "kv-one/app-dr-secret", "kv-one/leaky", "kv-two/app-config", "kv-two/app-dr-secret"]
+        );
+        assert_eq!(sink.accepted_on("/services/").len(), 5);
+        assert_eq!(sink.accepted_on("/teams/").len(), 5);
         assert!(sink.received().iter().all(Received::accepted), "{:#?}", sink.received());
 
         // Idempotent: the same version again (a late duplicate) copies nothing.

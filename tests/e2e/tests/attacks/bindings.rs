@@ -1,0 +1,100 @@
+//! The attacks the deployment's bindings refuse.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use keyturn_e2e::receivers::{Received, http_sink};
+use keyturn_e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, tags, workspace_binary};
+use keyturn_host::{Outcome, Status};
+use keyturn_local::keyvault::SecretSpec;
+use keyturn_local::keyvault::store::AttributeInput;
+use keyturn_local::stack::LocalStack;
+
+const VAULTS: [&str; 2] = ["kv-one", "kv-two"];
+
+fn seed(stack: &LocalStack, vault: &str, name: &str, value: &str, tags: BTreeMap<String, String>) -> String {
+    let now = stack.emulator().clock().now();
+    let spec = SecretSpec {
+        value: value.to_owned(),
+        content_type: None,
+        attributes: AttributeInput {
+            nbf: Some((now - TimeDelta::days(1)).timestamp()),
+            exp: Some((now + TimeDelta::days(90)).timestamp()),
+            ..AttributeInput::default()
+        },
+        tags,
+    };
+    stack.emulator().store().set_secret(vault, name, spec).unwrap().version.version
+}
+
+fn last_about(chain: &Chain, vault: &str, name: &str) -> Outcome {
+    let outcomes: Vec<Outcome> =
+        chain.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect();
+    outcomes
+        .iter()
+        .rfind(|o| o.object.as_ref().is_some_and(|object| object.vault() == vault && object.name() == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no outcome about {vault}/{name}: {outcomes:#?}"))
+}
+
+/// Tried as a new user would on `keyturn dev --vault kv-one --vault kv-two`: kv-two holds a real `prod-db`; a
+/// writer on kv-one sets `prod-db` there tagged `KeyturnMirror=kv-two`. kv-two's `prod-db` keeps its value
+/// (one version), the event is rejected naming why, and a warning goes out. Beside it, the writer's own
+/// `app-own` is mirrored into kv-two as before.
+#[tokio::test]
+async fn mirroring_never_overwrites_a_secret_that_is_not_a_replica_of_this_source() {
+    bounded(Duration::from_secs(120), async {
+        let sink = http_sink().await;
+        let stack = fast_stack(&VAULTS).await;
+        let url = |vault: &str| format!("{vault}={}", stack.emulator().vault_url(vault).unwrap());
+        let mut settings: Vec<(String, String)> =
+            stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_VAULTS").collect();
+        settings.push(("KEYTURN_VAULTS".to_owned(), format!("{},{}", url("kv-one"), url("kv-two"))));
+        settings.push(("KEYTURN_NOTIFY".to_owned(), sink.channels()));
+        // Only app-* names are notified: the refusal must be told anyway.
+        settings.push(("KEYTURN_NOTIFY_NEW_VERSION_NAMES".to_owned(), "app-*".to_owned()));
+        let chain =
+            Chain::start(stack, "new-version", &workspace_binary("new-version"), &NEW_VERSION_EVENT_TYPES, settings)
+                .await;
+        let stack = &chain.stack;
+        let store = stack.emulator().store();
+
+        seed(stack, "kv-two", "prod-db", "kv-two-real-value-0001", BTreeMap::new());
+        chain.settle(1, Duration::from_secs(30)).await;
+        seed(stack, "kv-one", "prod-db", "attacker-value-0002", tags(&[("KeyturnMirror", "kv-two")]));
+        seed(stack, "kv-one", "app-own", "own-value-0003", tags(&[("KeyturnMirror", "kv-two")]));
+        // Two new versions and the legitimate replica's own event.
+        chain.settle(4, Duration::from_secs(60)).await;
+
+        // Nothing outside the attacker's object changed.
+        let victim = store.list_secret_versions("kv-two", "prod-db").unwrap();
+        assert_eq!(victim.len(), 1);
+        assert_eq!(store.get_secret("kv-two", "prod-db", None).unwrap().version.data.value, "kv-two-real-value-0001");
+        // A permanent, clear refusal.
+        let refused = last_about(&chain, "kv-one", "prod-db");
+        assert_eq!((refused.status, refused.action.as_deref()), (Status::Rejected, Some("mirror-refused")));
+        assert!(
+            refused.message.contains("'kv-two' already holds a 'prod-db' that is not a replica of kv-one/prod-db"),
+            "{refused:#?}"
+        );
+        // A warning notification about it, though the name filter selects app-* only.
+        let warnings: Vec<serde_json::Value> = sink
+            .accepted_on("/webhook")
+            .iter()
+            .map(Received::json)
+            .filter(|json| json["object"]["name"] == "prod-db" && json["object"]["vault"] == "kv-one")
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert_eq!(warnings[0]["severity"], "warning");
+
+        // The legitimate path beside it: the writer's own secret is mirrored.
+        let copy = store.get_secret("kv-two", "app-own", None).unwrap().version;
+        assert_eq!(copy.data.value, "own-value-0003");
+        assert!(copy.tags.get("KeyturnReplicaOf").is_some_and(|r| r.starts_with("kv-one/app-own/")));
+
+        chain.assert_no_secret_leaked(&VAULTS, sink.bodies());
+        chain.shutdown().await;
+    })
+    .await;
+}
