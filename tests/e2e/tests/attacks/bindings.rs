@@ -98,3 +98,62 @@ async fn mirroring_never_overwrites_a_secret_that_is_not_a_replica_of_this_sourc
     })
     .await;
 }
+
+/// A replica carrying its source's rotation tags (copied before issue 13, or written by hand) gets its
+/// near-expiry event: keyturn does not rotate it (for single-user PostgreSQL, rotating the copy would kill the
+/// source's password). Skipped, naming the rule, with a warning; the replica keeps its one version. Beside it,
+/// the writer's own opted-in secret rotates as before.
+#[tokio::test]
+async fn a_replica_never_rotates_itself() {
+    use keyturn_e2e::{NEAR_EXPIRY_EVENT_TYPES, fast_retries, secret_near_expiry, seed_secret};
+    bounded(Duration::from_secs(120), async {
+        let sink = http_sink().await;
+        let stack = fast_stack(&["kv-one"]).await;
+        let mut settings: Vec<(String, String)> = stack.handler_env();
+        settings.push(("KEYTURN_NOTIFY".to_owned(), sink.channels()));
+        settings.extend(fast_retries());
+        let chain =
+            Chain::start(stack, "near-expiry", &workspace_binary("near-expiry"), &NEAR_EXPIRY_EVENT_TYPES, settings)
+                .await;
+        let stack = &chain.stack;
+        let policy = [("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")];
+        let mut replica_tags = policy.to_vec();
+        replica_tags.push(("KeyturnReplicaOf", "kv-two/db/src1"));
+        let replica = seed_secret(stack, "kv-one", "db", "copied-value-0001", 20, tags(&replica_tags));
+        let own = seed_secret(stack, "kv-one", "own", "own-value-0002", 20, tags(&policy));
+        let exp = stack.emulator().clock().now() + TimeDelta::days(20);
+        stack.grid().publish(secret_near_expiry("replica-1", "kv-one", "db", &replica, exp));
+        stack.grid().publish(secret_near_expiry("own-1", "kv-one", "own", &own, exp));
+        chain.settle(2, Duration::from_secs(60)).await;
+
+        let store = stack.emulator().store();
+        assert_eq!(store.list_secret_versions("kv-one", "db").unwrap().len(), 1, "the replica was not rotated");
+        assert_eq!(store.get_secret("kv-one", "db", None).unwrap().version.data.value, "copied-value-0001");
+        let skipped = last_about(&chain, "kv-one", "db");
+        assert_eq!((skipped.status, skipped.action.as_deref()), (Status::Skipped, Some("replica")));
+        assert!(skipped.message.contains("replica of kv-two/db/src1"), "{skipped:#?}");
+        let warning = sink
+            .accepted_on("/webhook")
+            .iter()
+            .map(Received::json)
+            .find(|json| json["object"]["name"] == "db")
+            .unwrap_or_else(|| panic!("no notification about the replica: {:#?}", sink.received()));
+        assert_eq!(warning["severity"], "warning");
+
+        // The legitimate path beside it.
+        assert_eq!(store.list_secret_versions("kv-one", "own").unwrap().len(), 2, "the writer's own secret rotated");
+        // The emulator raises its own near-expiry events too (20 days left): one delivery rotated, any other
+        // found it already rotated.
+        let about_own: Vec<Option<String>> = chain
+            .host
+            .invocations()
+            .into_iter()
+            .filter_map(|record| record.result.ok()?.outcome())
+            .filter(|o| o.object.as_ref().is_some_and(|object| object.name() == "own"))
+            .map(|o| o.action)
+            .collect();
+        assert_eq!(about_own.iter().filter(|a| a.as_deref() == Some("rotated")).count(), 1, "{about_own:?}");
+        chain.shutdown().await;
+    })
+    .await;
+}
