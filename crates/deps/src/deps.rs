@@ -293,10 +293,23 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_lock_account_means_blob_leases_and_every_provider_is_registered() {
+    fn a_configured_lock_account_means_blob_leases_and_every_bound_provider_is_registered() {
         let mut pairs = MINIMAL.to_vec();
         pairs.push(("KEYTURN_LOCK_ACCOUNT_URL", "https://locks.blob.core.windows.net/"));
         pairs.push(("KEYTURN_LOCK_CONTAINER", "keyturn-locks"));
+        // Without bindings only the generated provider exists (issue 13: no binding, no provider).
+        let unbound = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
+        assert!(unbound.contains("\"generated\""), "{unbound}");
+        for provider in ["postgres", "storage-account-key", "webhook"] {
+            assert!(!unbound.contains(&format!("\"{provider}")), "{provider} registered without a binding: {unbound}");
+        }
+        pairs.push(("KEYTURN_POSTGRES_SERVERS", "db.example.com"));
+        pairs.push(("KEYTURN_POSTGRES_ADMINS", "kv-one/pg-admin=app"));
+        pairs.push((
+            "KEYTURN_STORAGE_ACCOUNTS",
+            "kv-one=/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a",
+        ));
+        pairs.push(("KEYTURN_WEBHOOK_ROTATORS", "r=https://r.example/?secret=0123456789abcdef&vaults=kv-one"));
         let deps = Deps::from_lookup(lookup(&pairs)).unwrap();
         let debug = format!("{:?}", deps.engine());
         assert!(debug.contains("BlobLeaseLock"), "{debug}");
