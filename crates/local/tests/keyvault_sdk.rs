@@ -336,7 +336,7 @@ async fn sdk_user_assigned_identity_holds_only_its_roles() {
         assert!(explained.contains("missing role: Key Vault Secrets Officer"), "{explained}");
         return;
     }
-    let kv = KeyVaultEmulator::builder().vault("kv-sdk").strict_rbac().start().await.unwrap();
+    let kv = KeyVaultEmulator::builder().vault("kv-sdk").start().await.unwrap();
     kv.store()
         .set_secret(
             "kv-sdk",
