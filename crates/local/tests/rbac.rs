@@ -329,6 +329,8 @@ async fn the_identity_endpoint_selects_by_client_id_object_id_or_resource_id() {
 #[tokio::test]
 async fn every_api_version_current_sdks_send_is_accepted_and_others_get_the_service_s_error() {
     let kv = KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).no_throttling().start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let caller = Caller::new(&kv, None).await;
     for version in [
         "2026-04-01",
@@ -386,6 +388,8 @@ async fn every_api_version_current_sdks_send_is_accepted_and_others_get_the_serv
 #[tokio::test]
 async fn backups_restore_into_any_vault_of_the_stack_with_the_service_s_name_rules() {
     let kv = KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).no_throttling().start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let admin = Caller::new(&kv, None).await;
     admin.call(Method::PUT, "/secrets/db", Some(json!({"value": "one"}))).await;
     let (_, second) = admin.call(Method::PUT, "/secrets/db", Some(json!({"value": "two"}))).await;
@@ -436,6 +440,8 @@ async fn backups_restore_into_any_vault_of_the_stack_with_the_service_s_name_rul
     assert_eq!(status, 400, "{body}");
     assert_eq!(admin.call(Method::POST, "/secrets/restore", Some(json!({"value": "AAAA"}))).await.0, 400);
     let elsewhere = KeyVaultEmulator::builder().vault(VAULT).start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    elsewhere.grant_system_identity("Key Vault Administrator").unwrap();
     let stranger = Caller::new(&elsewhere, None).await;
     stranger.call(Method::DELETE, "/secrets/db", None).await;
     let (status, body) = stranger.call(Method::POST, "/secrets/restore", restore()).await;
