@@ -92,11 +92,12 @@ impl KeyVaultEmulator {
 /// Configures an emulator. Defaults: throttling at Key Vault's limits, no faults, no persistence, a clock at
 /// real time, the CA in a fresh temporary directory, certificates issued on the first poll.
 ///
-/// RBAC is always enforced: every operation needs a role assignment granting its data action. Until every
-/// caller runs under its own identity, the default (transitional) start assigns the system-assigned identity
-/// Key Vault Administrator on each vault, an ordinary, visible assignment ([`RunningEmulator::assignments`]);
-/// user-assigned identities hold nothing they are not assigned. [`Builder::strict_rbac`] drops that
-/// assignment, so no identity holds anything implicitly, as in Azure.
+/// RBAC is always enforced and strict, as in Azure: every operation needs a role assignment granting its data
+/// action, and no identity holds anything it was not assigned, the system-assigned one included (the local
+/// stack is never kinder than Azure). Handlers run under their own identities with their infra/roles.json
+/// grants ([`RunningEmulator::handler_identity`]); a test that needs broad access seeds through
+/// [`RunningEmulator::store`] or assigns a role explicitly ([`RunningEmulator::assign_role`],
+/// [`RunningEmulator::grant_system_identity`]).
 #[derive(Debug)]
 pub struct Builder {
     vaults: Vec<String>,
@@ -108,7 +109,6 @@ pub struct Builder {
     tenant: String,
     user_assigned: Vec<String>,
     certificate_delay: Duration,
-    strict_rbac: bool,
 }
 
 impl Default for Builder {
@@ -123,7 +123,6 @@ impl Default for Builder {
             tenant: DEFAULT_TENANT.to_string(),
             user_assigned: Vec::new(),
             certificate_delay: Duration::ZERO,
-            strict_rbac: false,
         }
     }
 }
@@ -183,14 +182,6 @@ impl Builder {
         self
     }
 
-    /// No implicit role assignment: the system-assigned identity holds no role either (as in Azure, where
-    /// creating a vault grants nobody data-plane access under RBAC). Assign roles with
-    /// [`RunningEmulator::assign_role`].
-    pub fn strict_rbac(mut self) -> Self {
-        self.strict_rbac = true;
-        self
-    }
-
     /// How long (on the emulator's clock) certificate issuance stays in progress.
     pub fn certificate_issuance_delay(mut self, delay: Duration) -> Self {
         self.certificate_delay = delay;
@@ -226,15 +217,8 @@ impl Builder {
 
         let tokens = TokenRegistry::default();
         let identity = IdentityEndpoint::start(tokens.clone(), self.user_assigned.clone()).await?;
+        // Nobody holds anything implicitly: as in Azure, creating a vault under RBAC grants no data access.
         let assignments = Assignments::default();
-        if !self.strict_rbac {
-            let system = tokens.identities().system();
-            if let Some(admin) = keyturn_vault::rbac::role_by_name("Key Vault Administrator") {
-                for name in &names {
-                    assignments.assign(&system.object_id, admin, Scope::vault(name));
-                }
-            }
-        }
 
         let mut listeners = Vec::new();
         let mut initial = Vec::new();
@@ -396,6 +380,17 @@ impl RunningEmulator {
     pub fn assign_role(&self, principal_id: &str, role: &str, scope: Scope) -> Result<(), UnknownRole> {
         let role = keyturn_vault::rbac::role_by_name(role).ok_or_else(|| UnknownRole(role.to_owned()))?;
         self.assignments.assign(principal_id, role, scope);
+        Ok(())
+    }
+
+    /// Assigns the system-assigned identity `role` on every vault: for a test or tool that acts as a broad
+    /// client of the emulator, visibly (the assignment is listed like any other).
+    pub fn grant_system_identity(&self, role: &str) -> Result<(), UnknownRole> {
+        let role = keyturn_vault::rbac::role_by_name(role).ok_or_else(|| UnknownRole(role.to_owned()))?;
+        let system = self.tokens.identities().system();
+        for name in self.vaults.keys() {
+            self.assignments.assign(&system.object_id, role, Scope::vault(name));
+        }
         Ok(())
     }
 

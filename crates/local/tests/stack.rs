@@ -150,7 +150,7 @@ async fn handler_identities_follow_the_role_matrix_embedded_or_loaded() {
     use keyturn_local::roles::{Deployment, EMBEDDED, RoleMatrix};
     let ca_dir = tempfile::tempdir().unwrap();
     let stack = LocalStack::start(
-        KeyVaultEmulator::builder().vault("kv-one").no_throttling().ca_dir(ca_dir.path()).strict_rbac(),
+        KeyVaultEmulator::builder().vault("kv-one").no_throttling().ca_dir(ca_dir.path()),
         EventGridOptions::default(),
     )
     .await

@@ -238,6 +238,8 @@ async fn rotation_through_the_sdk_against_the_emulator() {
         Err(_) => {}
     }
     let kv = KeyVaultEmulator::builder().vault(VAULT).vault(OTHER_VAULT).no_throttling().start().await.unwrap();
+    // A broad client of the emulator as the system-assigned identity (strict RBAC by default): its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let versions = seed(&kv);
     let (relay, connections) = counting_relay(kv.vault_addr(VAULT).unwrap()).await;
     let vault_url = format!("https://{relay}");

@@ -46,6 +46,8 @@ impl Bench {
             builder = builder.vault(vault);
         }
         let kv = builder.start().await.unwrap();
+        // A broad client of the emulator as the system-assigned identity (strict RBAC by default): its role, visibly.
+        kv.grant_system_identity("Key Vault Administrator").unwrap();
         let ca = reqwest::Certificate::from_pem(kv.ca_pem().as_bytes()).unwrap();
         let http = reqwest::Client::builder().tls_certs_only([ca]).timeout(Duration::from_secs(20)).build().unwrap();
         let token = token(&kv).await;

@@ -80,6 +80,8 @@ async fn vault_operations_and_bounded_retries_against_the_emulator() {
         Err(_) => {}
     }
     let kv = KeyVaultEmulator::builder().vault("kv-vault").no_throttling().start().await.unwrap();
+    // A broad client of the emulator as the system-assigned identity (strict RBAC by default): its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     run_child("round-trip", &kv).await;
     let always_unavailable = FaultRule { internal_error_share: 0.0, unavailable_share: 1.0, latency: Duration::ZERO };
     kv.set_faults(Faults::none().with(OperationKind::SecretRead, always_unavailable));

@@ -106,6 +106,8 @@ async fn listings_page_through_everything_the_vault_holds() {
         return scenario().await;
     }
     let kv = KeyVaultEmulator::builder().vault(VAULT).no_throttling().start().await.unwrap();
+    // A broad client of the emulator as the system-assigned identity (strict RBAC by default): its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     let latest = seed(&kv);
     let extra = [(SCENARIO, "1".to_owned()), ("KT_ROLLING_LATEST", latest)];
     support::run_child(TEST, &kv, VAULT, &extra, "the listing scenario").await;

@@ -122,6 +122,8 @@ async fn one_named_version_of_each_kind_is_read_and_changed() {
         return scenario().await;
     }
     let kv = KeyVaultEmulator::builder().vault(VAULT).no_throttling().start().await.unwrap();
+    // A broad client of the emulator as the system-assigned identity (strict RBAC by default): its role, visibly.
+    kv.grant_system_identity("Key Vault Administrator").unwrap();
     seed(&kv);
     support::run_child(TEST, &kv, VAULT, &[(SCENARIO, "1".to_owned())], "the versions scenario").await;
     kv.shutdown().await;

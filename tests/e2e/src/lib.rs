@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyturn_local::functions_host::{FunctionApp, FunctionsHost, FunctionsHostBuilder, SubscribedHandler};
+use keyturn_local::roles::Deployment;
 use serde_json::Value;
 
 /// The repository root (the folder holding host.json and function-definitions/).
@@ -175,8 +176,10 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Starts `binary` as `function` behind the stand-in with `settings` as its app settings, and subscribes
-    /// it to `event_types` in the stack's Event Grid (an Azure Function endpoint: no handshake, as in Azure).
+    /// Starts `binary` as `function` behind the stand-in with `settings` as its app settings, under an
+    /// identity of its own holding exactly `function`'s infra/roles.json grants for the deployment these
+    /// settings describe ([`deployment_of`]), and subscribes it to `event_types` in the stack's Event Grid (an
+    /// Azure Function endpoint: no handshake, as in Azure).
     ///
     /// # Panics
     /// When the handler does not become ready or the subscription is refused.
@@ -187,10 +190,27 @@ impl Chain {
         event_types: &[&str],
         settings: Vec<(String, String)>,
     ) -> Chain {
+        let deployment = deployment_of(&stack, &settings);
+        Self::start_as(stack, function, binary, event_types, settings, deployment).await
+    }
+
+    /// [`Chain::start`] with the deployment given (a `when` flag on, another canary, ...).
+    ///
+    /// # Panics
+    /// When the handler does not become ready or the subscription is refused.
+    pub async fn start_as(
+        stack: keyturn_local::stack::LocalStack,
+        function: &str,
+        binary: &Path,
+        event_types: &[&str],
+        settings: Vec<(String, String)>,
+        deployment: Deployment,
+    ) -> Chain {
         let app =
             FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
         let host = SubscribedHandler::new(function, binary)
             .event_types(event_types.iter().copied())
+            .identity(deployment)
             .app_settings(settings)
             .host(test_timeouts)
             .start(&stack, &app)
@@ -231,6 +251,35 @@ impl Chain {
     pub async fn shutdown(self) {
         self.host.shutdown().await;
         self.stack.shutdown().await;
+    }
+}
+
+/// The deployment a handler with `settings` (over the stack's) would be granted for, as infra reads it: the
+/// watched vaults are `KEYTURN_VAULTS` (the settings', else the stack's), the mirrors
+/// `KEYTURN_MIRROR_VAULTS`, the canary `KEYTURN_CANARY_SECRET`; no `when` flag is on (infra's defaults).
+pub fn deployment_of(stack: &keyturn_local::stack::LocalStack, settings: &[(String, String)]) -> Deployment {
+    let env = stack.handler_env();
+    let setting = |name: &str| {
+        settings
+            .iter()
+            .chain(env.iter().filter(|(key, _)| key == "KEYTURN_VAULTS"))
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    // `name=url,name=url` (or bare names): the names.
+    let names = |list: Option<String>| -> Vec<String> {
+        list.unwrap_or_default()
+            .split(',')
+            .filter_map(|entry| entry.split('=').next())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect()
+    };
+    Deployment {
+        monitored_vaults: names(setting("KEYTURN_VAULTS")),
+        canary_secret: setting("KEYTURN_CANARY_SECRET"),
+        mirror_vaults: names(setting("KEYTURN_MIRROR_VAULTS")),
+        ..Deployment::default()
     }
 }
 

@@ -452,6 +452,9 @@ fn snapshot(kv: &keyturn_local::keyvault::RunningEmulator) -> Value {
 async fn check_reports_every_object_of_a_large_vault_and_changes_nothing() {
     bounded(async {
         let kv = KeyVaultEmulator::builder().vault(VAULT).start().await.unwrap();
+        // `keyturn check` runs as the stack's system-assigned identity, which holds nothing unless assigned:
+        // the surveyor's role, visibly.
+        kv.grant_system_identity("Key Vault Reader").unwrap();
         seed(&kv);
         let before = snapshot(&kv);
         let identity = kv.identity_env();

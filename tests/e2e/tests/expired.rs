@@ -43,7 +43,11 @@ fn settings(stack: &LocalStack, channels: &str) -> Vec<(String, String)> {
 /// The `expired` binary behind the stand-in on `stack`, notifying `channels`.
 async fn chain(stack: LocalStack, channels: &str) -> Chain {
     let settings = settings(&stack, channels);
-    Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings).await
+    // These tests opt objects into disable/rotate: the deployment turns expired's actions on, as
+    // `expiredActionsEnabled` does in infra (its write roles come with it).
+    let mut deployment = keyturn_e2e::deployment_of(&stack, &settings);
+    deployment.flags.insert("expiredActionsEnabled".into());
+    Chain::start_as(stack, FUNCTION, &workspace_binary(FUNCTION), &EXPIRED_EVENT_TYPES, settings, deployment).await
 }
 
 fn secret_enabled(stack: &LocalStack, name: &str, version: &str) -> bool {

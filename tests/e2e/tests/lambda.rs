@@ -34,10 +34,13 @@ const SECRET_HEADER: &str = "x-keyturn-webhook-secret";
 /// Every wait for the function or Event Grid inside a test.
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// The stack's handler environment (identity endpoint, allow-list, CA), short retries so a failing call comes
-/// back to Event Grid quickly, and the webhook secret.
-fn settings(stack: &LocalStack) -> Vec<(String, String)> {
+/// The stack's handler environment (identity endpoint, allow-list, CA), `function`'s own identity with its
+/// infra/roles.json grants, short retries so a failing call comes back to Event Grid quickly, and the webhook
+/// secret.
+fn settings(stack: &LocalStack, function: &str) -> Vec<(String, String)> {
     let mut settings = stack.handler_env();
+    let identity = stack.handler_identity(function, &keyturn_e2e::deployment_of(stack, &settings)).unwrap();
+    settings.extend(identity.app_settings());
     for (name, value) in [
         ("KEYTURN_RETRY_MAX", "2"),
         ("KEYTURN_RETRY_DELAY_MS", "50"),
@@ -163,7 +166,7 @@ async fn near_expiry_on_lambda_passes_both_handshakes_and_rotates_each_opted_in_
             seed_secret(&stack, VAULT, "eg-db-password", "seeded-db-password-0001", 31, generated("password", "40"));
         let api = seed_secret(&stack, VAULT, "ce-api-token", "seeded-api-token-0002", 31, generated("hex", "24"));
         seed_secret(&stack, VAULT, "eg-manual", "seeded-manual-0003", 31, tags(&[("ValidityPeriodDays", "60")]));
-        let lambda = lambda("near-expiry", settings(&stack)).await;
+        let lambda = lambda("near-expiry", settings(&stack, "near-expiry")).await;
 
         // Event Grid schema: the validation event. CloudEvents: the OPTIONS handshake. Each subscription takes
         // the secrets whose name starts with its prefix.
@@ -255,7 +258,7 @@ async fn a_batch_of_several_secrets_is_one_invocation_and_rotates_each_once() {
                 )
             })
             .collect();
-        let lambda = lambda("near-expiry", settings(&stack)).await;
+        let lambda = lambda("near-expiry", settings(&stack, "near-expiry")).await;
         stack
             .grid()
             .subscribe(webhook("batch", &lambda, &NEAR_EXPIRY_EVENT_TYPES).max_events_per_batch(10))
@@ -304,7 +307,7 @@ async fn vault_503s_fail_the_batch_with_500_and_event_grids_retries_converge_on_
                 seed_secret(&stack, VAULT, name, &format!("seeded-{name}-value"), 31, generated("password", "32"))
             })
             .collect();
-        let lambda = lambda("near-expiry", settings(&stack)).await;
+        let lambda = lambda("near-expiry", settings(&stack, "near-expiry")).await;
         stack
             .grid()
             .subscribe(webhook("flaky", &lambda, &NEAR_EXPIRY_EVENT_TYPES).max_events_per_batch(10))
@@ -369,7 +372,7 @@ async fn a_wrong_secret_is_refused_with_401_and_dead_lettered_and_the_vault_sees
         // The function reaches the vault only through a counting relay: whatever it sends there is counted.
         let (vault_relay, vault_connections) = counting_relay(stack.emulator().vault_addr(VAULT).unwrap()).await;
         let mut settings: Vec<(String, String)> =
-            settings(&stack).into_iter().filter(|(name, _)| name != "KEYTURN_VAULTS").collect();
+            settings(&stack, "near-expiry").into_iter().filter(|(name, _)| name != "KEYTURN_VAULTS").collect();
         settings.push(("KEYTURN_VAULTS".into(), format!("{VAULT}=https://{vault_relay}")));
         let mut lambda = lambda("near-expiry", settings.clone()).await;
 
@@ -421,7 +424,7 @@ async fn expired_on_lambda_notifies_the_webhook_receiver_unchanged() {
         let stack = fast_stack(&[VAULT]).await;
         let version =
             seed_secret(&stack, VAULT, "expiring", "seeded-expiring-value-0001", 1, tags(&[("owner", "team-a")]));
-        let mut settings = settings(&stack);
+        let mut settings = settings(&stack, "expired");
         let webhook_channel = sink.channels().split_whitespace().next().unwrap().to_owned();
         settings.push(("KEYTURN_NOTIFY".into(), webhook_channel));
         let lambda = lambda("expired", settings).await;

@@ -69,7 +69,11 @@ fn new_version_event(id: &str, vault: &str, name: &str, version: &str) -> Event 
 async fn chain(sink: &HttpSink) -> Chain {
     let stack = fast_stack(&VAULTS).await;
     let settings = settings(&stack, &sink.channels());
-    Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings).await
+    // kv-one and kv-two mirror into each other as well as into kv-dr: the deployment grants new-version the
+    // mirror role on all three, as infra would for these mirror targets (kv-evil: nothing).
+    let mut deployment = keyturn_e2e::deployment_of(&stack, &settings);
+    deployment.mirror_vaults = vec!["kv-one".into(), "kv-two".into(), "kv-dr".into()];
+    Chain::start_as(stack, FUNCTION, &workspace_binary(FUNCTION), &NEW_VERSION_EVENT_TYPES, settings, deployment).await
 }
 
 /// The typed outcome of every invocation the handler answered (each 200's `ReturnValue`), oldest first.

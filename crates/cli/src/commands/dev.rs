@@ -10,6 +10,7 @@ use keyturn_app::FunctionApp;
 use keyturn_local::eventgrid::EventGridOptions;
 use keyturn_local::functions_host::{FunctionsHost, SubscribedHandler};
 use keyturn_local::keyvault::KeyVaultEmulator;
+use keyturn_local::roles::Deployment;
 use keyturn_local::stack::LocalStack;
 use serde_json::json;
 
@@ -108,10 +109,17 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
         .await
         .map_err(|error| Failure::setup(format!("the local stack did not start: {error}")))?;
 
+    // What infra would grant for a deployment watching these vaults: each handler its own identity with its
+    // infra/roles.json roles, nothing more.
+    let deployment = Deployment {
+        monitored_vaults: args.vaults.clone(),
+        canary_secret: Some(args.canary_secret.clone()),
+        ..Deployment::default()
+    };
     let mut running = Vec::new();
     for (handler, binary) in plan {
         output.status(&format!("starting {} ({})", handler.name, binary.display()));
-        match start_handler(&stack, &app, handler, &binary, &args.canary_secret, &[]).await {
+        match start_handler(&stack, &app, handler, &binary, &deployment, &[]).await {
             Ok(host) => running.push(Running { handler, host }),
             Err(failure) => {
                 stop(running, stack).await;
@@ -148,17 +156,19 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
 }
 
 /// Starts `handler` from `binary` behind a Functions host stand-in with the stack's settings, the canary's
-/// name and `extra` app settings (this handler's own), and subscribes it in Event Grid as its deployment is
-/// subscribed.
+/// name and `extra` app settings (this handler's own), under an identity of its own holding exactly its
+/// infra/roles.json grants for `deployment`, and subscribes it in Event Grid as its deployment is subscribed.
 pub(crate) async fn start_handler(
     stack: &LocalStack,
     app: &FunctionApp,
     handler: &'static Handler,
     binary: &std::path::Path,
-    canary: &str,
+    deployment: &Deployment,
     extra: &[(String, String)],
 ) -> Result<FunctionsHost, Failure> {
+    let canary = deployment.canary_secret.as_deref().unwrap_or(handlers::DEFAULT_CANARY_SECRET);
     SubscribedHandler::deployed(handler, binary, canary)
+        .identity(deployment.clone())
         .app_settings(extra.iter().cloned())
         .start(stack, app)
         .await

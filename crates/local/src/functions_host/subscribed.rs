@@ -7,6 +7,7 @@ use keyturn_app::{Canary, FunctionApp, Handler};
 
 use super::{FunctionsHost, FunctionsHostBuilder, StartError};
 use crate::eventgrid::{EndpointKind, SubjectFilter, Subscription, SubscriptionError};
+use crate::roles::{Deployment, MatrixError};
 use crate::stack::LocalStack;
 
 /// Why a subscribed handler did not start.
@@ -17,6 +18,12 @@ pub enum SubscribedError {
         function: String,
         #[source]
         source: StartError,
+    },
+    #[error("{function}'s identity (its grants in infra/roles.json): {source}")]
+    Identity {
+        function: String,
+        #[source]
+        source: MatrixError,
     },
     #[error("the stand-in's webhook URL for {function} is not a URL: {reason}")]
     Url { function: String, reason: String },
@@ -41,6 +48,7 @@ pub struct SubscribedHandler {
     event_types: Vec<String>,
     subject_filter: Option<SubjectFilter>,
     settings: Vec<(String, String)>,
+    identity: Option<Deployment>,
     configure: Option<Configure>,
 }
 
@@ -53,6 +61,7 @@ impl std::fmt::Debug for SubscribedHandler {
             .field("subject_filter", &self.subject_filter)
             // Settings can hold channel URLs with tokens: names only.
             .field("settings", &self.settings.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +75,7 @@ impl SubscribedHandler {
             event_types: Vec::new(),
             subject_filter: None,
             settings: Vec::new(),
+            identity: None,
             configure: None,
         }
     }
@@ -105,6 +115,14 @@ impl SubscribedHandler {
         self
     }
 
+    /// Runs the handler under an identity of its own holding exactly its grants in `infra/roles.json` for
+    /// `deployment` ([`LocalStack::handler_identity`]), as each deployed function app has: its
+    /// `AZURE_CLIENT_ID` goes into its settings. The function's name is the matrix's handler name.
+    pub fn identity(mut self, deployment: Deployment) -> Self {
+        self.identity = Some(deployment);
+        self
+    }
+
     /// Adjusts the stand-in before it starts (timeouts, grace period).
     pub fn host(
         mut self,
@@ -120,9 +138,15 @@ impl SubscribedHandler {
         let function = self.function;
         let mut settings: Vec<(String, String)> =
             keyturn_app::local_settings::func_start_defaults().into_iter().collect();
-        // The stack's identity endpoint serves one system-assigned identity today; a per-handler identity
-        // (as each deployed function app has) adds its client id to this handler's settings here.
         settings.extend(stack.handler_env());
+        // Its own identity, as each deployed function app has; without one, the stack's system-assigned
+        // identity, which holds only what a test assigned it.
+        if let Some(deployment) = &self.identity {
+            let identity = stack
+                .handler_identity(&function, deployment)
+                .map_err(|source| SubscribedError::Identity { function: function.clone(), source })?;
+            settings.extend(identity.app_settings());
+        }
         settings.extend(self.settings);
         let mut builder = FunctionsHost::builder(app.clone())
             .executable(self.executable)

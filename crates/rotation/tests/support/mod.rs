@@ -62,6 +62,8 @@ pub struct Parent {
 impl Parent {
     pub async fn start() -> Self {
         let kv = KeyVaultEmulator::builder().vault(VAULT).no_throttling().start().await.unwrap();
+        // A broad client of the emulator as the system-assigned identity (strict RBAC by default): its role, visibly.
+        kv.grant_system_identity("Key Vault Administrator").unwrap();
         Self { kv, dir: tempfile::tempdir().unwrap() }
     }
 

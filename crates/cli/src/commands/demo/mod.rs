@@ -36,6 +36,7 @@ use keyturn_app::FunctionApp;
 use keyturn_local::eventgrid::EventGridOptions;
 use keyturn_local::keyvault::KeyVaultEmulator;
 use keyturn_local::receivers::HttpSink;
+use keyturn_local::roles::Deployment;
 use keyturn_local::stack::LocalStack;
 
 use crate::commands::dev::{self, Running};
@@ -122,9 +123,18 @@ async fn demo(args: Args, output: &Output) -> Result<Status, Failure> {
         .map_err(|error| Failure::failed(format!("the local stack did not start: {error}")))?;
 
     let settings = handler_settings(&sink);
+    // Each handler under its own identity with its infra/roles.json grants, as deployed: both vaults are in
+    // KEYTURN_VAULTS (watched), kv-mirror is also where new-version copies to; expired only raises alarms
+    // (expiredActionsEnabled off, as infra defaults).
+    let deployment = Deployment {
+        monitored_vaults: vec![VAULT.to_owned(), MIRROR.to_owned()],
+        canary_secret: Some(CANARY.to_owned()),
+        mirror_vaults: vec![MIRROR.to_owned()],
+        ..Deployment::default()
+    };
     let mut running = Vec::new();
     for (handler, binary) in binaries {
-        match dev::start_handler(&stack, &app, handler, &binary, CANARY, &settings).await {
+        match dev::start_handler(&stack, &app, handler, &binary, &deployment, &settings).await {
             Ok(host) => {
                 let pid = host.worker_pid().map(|pid| format!(" (pid {pid})")).unwrap_or_default();
                 output.status(&format!("{} is running{pid}", handler.name));

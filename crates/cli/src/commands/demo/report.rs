@@ -9,7 +9,7 @@ use keyturn_local::keyvault::ObjectKind;
 use keyturn_local::receivers::{HttpSink, Received};
 use keyturn_rotation::policy::{self, REPLICA_OF};
 
-use super::answers::{Declined, answer_object};
+use super::answers::Declined;
 use super::stage::{Observed, Timeline, canary_verdict};
 use super::vault::{Expect, latest, object_label};
 use super::{CANARY, JUMP_DAYS, MIRROR, VAULT};
@@ -94,10 +94,11 @@ impl Report {
                 None => continue,
             };
             // A duplicate delivery gets the same answer twice.
-            if !said.insert((answer.function.as_str(), answer.text.as_str())) {
+            if !said.insert((answer.function.as_str(), answer.text())) {
                 continue;
             }
-            let (object, why) = answer_object(observed.seeded, rest)
+            let (object, why) = answer
+                .object_and_why()
                 .unwrap_or_else(|| (answer.subject.clone().unwrap_or_default(), rest.to_owned()));
             rows.push(row(result, tone, object, format!("{}: {why}", answer.function)));
         }

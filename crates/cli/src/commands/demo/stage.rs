@@ -243,7 +243,7 @@ impl Observed<'_> {
             ));
         }
         for answer in self.answers.iter().filter(|a| matches!(a.declined(), Some((Declined::Rejected, _)))) {
-            missing.push(format!("{} {}", answer.function, answer.text));
+            missing.push(format!("{} {}", answer.function, answer.text()));
         }
         for request in &self.received {
             if let Err(reason) = &request.verdict {
