@@ -215,7 +215,6 @@ impl KeyVault for AzureKeyVault {
                 }),
             };
             let body: RequestContent<SdkSetSecret> = parameters.try_into().map_err(sdk)?;
-            pace_secret_create(vault, OP, &object).await?;
             let mut secret =
                 clients.secrets.set_secret(name, body, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             // The response echoes the value; drop it into the wiping wrapper rather than keep it around.
@@ -340,37 +339,6 @@ impl KeyVault for AzureKeyVault {
             }
             Ok(CertificateRenewal { status: operation.status.unwrap_or_else(|| "unknown".to_owned()) })
         })
-    }
-}
-
-/// The longest a secret create waits for its slot under the vault's limit. Event Grid gives a delivery 30 s;
-/// an invocation that would wait longer leaves the slot to one that can use it and is redelivered later.
-const MAX_PACED_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Waits for a slot under Key Vault's secret-create limit for `vault`, shared by every invocation of the process
-/// ([`crate::pacer::secret_creates`]), so a burst runs at the limit instead of learning it from 429s.
-async fn pace_secret_create(vault: &str, operation: &'static str, object: &str) -> Result<(), VaultError> {
-    let now = tokio::time::Instant::now();
-    match crate::pacer::secret_creates().try_reserve(vault, now, MAX_PACED_WAIT) {
-        Some(at) => {
-            if at > now {
-                tracing::debug!(vault, wait_ms = (at - now).as_millis() as u64, "pacing a secret create");
-                tokio::time::sleep_until(at).await;
-            }
-            Ok(())
-        }
-        // A 429 in all but origin: retryable, and nothing was sent.
-        None => Err(VaultError::Http {
-            operation,
-            object: object.to_owned(),
-            status: 429,
-            code: Some("KeyturnPaced".to_owned()),
-            message: format!(
-                "not sent: this process's secret creates to vault '{vault}' are paced to Key Vault's 300 per 10 s \
-                 and no slot is free within {} s; left for a redelivery",
-                MAX_PACED_WAIT.as_secs()
-            ),
-        }),
     }
 }
 

@@ -65,13 +65,6 @@ impl PacerLimits {
     }
 }
 
-/// The process's pacer of secret creates, shared by every client (and so every concurrent invocation) of the
-/// process: Key Vault counts a vault's requests whoever sends them.
-pub fn secret_creates() -> &'static Pacer {
-    static PACER: std::sync::OnceLock<Pacer> = std::sync::OnceLock::new();
-    PACER.get_or_init(|| Pacer::new(PacerLimits::key_vault_secret_create()))
-}
-
 /// One limit's state: the theoretical arrival time of the next request.
 #[derive(Debug, Clone, Copy)]
 struct Gcra {
