@@ -248,7 +248,10 @@ fn notifier(settings: &Settings) -> Result<Notifier, DepsError> {
     // The same roots (one verifier, one read of the system store) as the vault clients'.
     let trust_roots = keyturn_tls::TrustRoots::for_ca_file(settings.ca_file.as_deref())?;
     let list = settings.notify.channels.as_ref().map(|c| c.expose()).unwrap_or_default();
-    Ok(Notifier::new(list, NotifierOptions { extra_roots_pem, trust_roots: Some(trust_roots), ..NotifierOptions::default() })?)
+    Ok(Notifier::new(
+        list,
+        NotifierOptions { extra_roots_pem, trust_roots: Some(trust_roots), ..NotifierOptions::default() },
+    )?)
 }
 
 impl From<Vec<ConfigError>> for DepsError {

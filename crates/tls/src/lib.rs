@@ -90,10 +90,8 @@ impl TrustRoots {
         let roots = match ca_file {
             None => Self::from_ders(Vec::new(), "no extra roots".to_owned()),
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| TlsError::Read {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+                let pem = std::fs::read(path)
+                    .map_err(|e| TlsError::Read { path: path.display().to_string(), reason: e.to_string() })?;
                 Self::from_pem(&pem, "KEYTURN_CA_FILE", &path.display().to_string())?
             }
         };

@@ -1,5 +1,7 @@
 //! Real handshakes, in memory (no socket), against a server whose certificate a fresh CA issued.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use keyturn_tls::{Alpn, TrustRoots, platform_store_loads};
