@@ -339,8 +339,17 @@ async fn measure_throttled(binary: &Path, count: usize) -> Throttled {
         .filter(|(name, _, _)| store.list_secret_versions(VAULT, name).map_or(0, |v| v.len()) != 2)
         .count();
     let redeliveries = chain.attempts().iter().filter(|attempt| attempt.attempt > 1).count();
-    let vault_429s =
-        chain.host.output().lines().iter().filter(|line| line.text.contains("HTTP 429 (Throttled)")).count();
+    // One stderr line per failed invocation ("<function>: invocation <id> failed: ..."); the JSON logs on
+    // stdout repeat it and are not counted.
+    let vault_429s = chain
+        .host
+        .output()
+        .lines()
+        .iter()
+        .filter(|line| {
+            line.stream == keyturn_local::functions_host::Stream::Stderr && line.text.contains("HTTP 429 (Throttled)")
+        })
+        .count();
     let dead_lettered = chain.stack.grid().dead_letters().len();
     chain.shutdown().await;
     Throttled { secrets: count, elapsed, redeliveries, vault_429s, not_once, dead_lettered }
