@@ -41,6 +41,8 @@ pub enum DepsError {
     Providers(#[from] ProviderError),
     #[error("KEYTURN_CA_FILE '{path}' cannot be read: {message}")]
     CaFile { path: String, message: String },
+    #[error("{0}")]
+    Tls(#[from] keyturn_tls::TlsError),
 }
 
 /// Vault clients, credential, notifier, lock and engine, built once.
@@ -243,8 +245,13 @@ fn notifier(settings: &Settings) -> Result<Notifier, DepsError> {
         ),
         None => None,
     };
+    // The same roots (one verifier, one read of the system store) as the vault clients'.
+    let trust_roots = keyturn_tls::TrustRoots::for_ca_file(settings.ca_file.as_deref())?;
     let list = settings.notify.channels.as_ref().map(|c| c.expose()).unwrap_or_default();
-    Ok(Notifier::new(list, NotifierOptions { extra_roots_pem, ..NotifierOptions::default() })?)
+    Ok(Notifier::new(
+        list,
+        NotifierOptions { extra_roots_pem, trust_roots: Some(trust_roots), ..NotifierOptions::default() },
+    )?)
 }
 
 impl From<Vec<ConfigError>> for DepsError {

@@ -20,6 +20,9 @@ pub struct NotifierOptions {
     pub timeout: Duration,
     /// Extra trusted root certificates (PEM) beside the platform's: a local test server or a private CA.
     pub extra_roots_pem: Option<Vec<u8>>,
+    /// The process's shared trust roots (`keyturn_tls::TrustRoots::for_ca_file`); when set, HTTP channels use
+    /// them (no second read of the system store) and `extra_roots_pem` only serves the email channels.
+    pub trust_roots: Option<keyturn_tls::TrustRoots>,
     /// How many events the accepted-channel record remembers (the oldest are forgotten first).
     pub remember_events: usize,
     /// How long the record remembers an event: longer than Event Grid's 24 hours of retries.
@@ -31,6 +34,7 @@ impl Default for NotifierOptions {
         Self {
             timeout: Duration::from_secs(10),
             extra_roots_pem: None,
+            trust_roots: None,
             remember_events: 10_000,
             remember_for: Duration::from_secs(25 * 3600),
         }
@@ -144,14 +148,19 @@ impl Notifier {
     pub fn new(list: &str, options: NotifierOptions) -> Result<Self, BuildError> {
         let configs = parse_channels(list)?;
         let roots_pem = options.extra_roots_pem.as_deref();
-        if let Some(pem) = roots_pem {
-            // Checked once here for every channel kind: a bundle with no certificate in it parses "successfully"
-            // as nothing, which would surface much later as an unexplained certificate error.
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| BuildError::Roots(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(BuildError::Roots("no BEGIN CERTIFICATE block found".into()));
-            }
-        }
+        // Checked once here for every channel kind: a bundle with no certificate in it would surface much later as
+        // an unexplained certificate error.
+        let checked = match roots_pem {
+            Some(pem) => Some(
+                keyturn_tls::TrustRoots::from_pem(pem, "notification roots", "extra_roots_pem")
+                    .map_err(|e| BuildError::Roots(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let trust_roots = match options.trust_roots.clone().or(checked) {
+            Some(roots) => roots,
+            None => keyturn_tls::TrustRoots::for_ca_file(None).map_err(|e| BuildError::Roots(e.to_string()))?,
+        };
         // One HTTP client (one connection pool) for every HTTP channel, made only if there is one.
         let mut http: Option<reqwest::Client> = None;
         let mut channels = Vec::with_capacity(configs.len());
@@ -168,7 +177,7 @@ impl Notifier {
                 | Target::Opsgenie(_) => match &http {
                     Some(client) => Sender::Http(client.clone()),
                     None => {
-                        let client = http_client(roots_pem)?;
+                        let client = http_client(&trust_roots)?;
                         http = Some(client.clone());
                         Sender::Http(client)
                     }
@@ -257,16 +266,15 @@ impl Notifier {
     }
 }
 
-fn http_client(roots_pem: Option<&[u8]>) -> Result<reqwest::Client, BuildError> {
-    let mut builder = reqwest::Client::builder()
+fn http_client(roots: &keyturn_tls::TrustRoots) -> Result<reqwest::Client, BuildError> {
+    let tls = roots.client_config(keyturn_tls::Alpn::Http).map_err(|e| BuildError::HttpClient(e.to_string()))?;
+    reqwest::Client::builder()
         .user_agent(concat!("keyturn-notify/", env!("CARGO_PKG_VERSION")))
         // A webhook URL that redirects elsewhere is a misconfiguration to report, not to follow with the body.
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = roots_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| BuildError::Roots(e.to_string()))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder.build().map_err(|e| BuildError::HttpClient(e.to_string()))
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| BuildError::HttpClient(e.to_string()))
 }
 
 #[cfg(test)]

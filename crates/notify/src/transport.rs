@@ -43,7 +43,29 @@ pub(crate) struct Failure {
 /// How a channel sends.
 pub(crate) enum Sender {
     Http(reqwest::Client),
-    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>),
+    Smtp(Box<LazySmtp>),
+}
+
+/// An SMTP transport built on the first email sent: lettre builds its own TLS verifier (it takes no rustls
+/// configuration from outside) and building one reads the system trust store, which a process that never sends
+/// an email must not pay for at start. Everything that can be wrong with the settings is checked when the
+/// notifier is built ([`smtp_sender`]); building the transport again here can then only repeat that success.
+pub(crate) struct LazySmtp {
+    timeout: Duration,
+    extra_roots: Option<Vec<u8>>,
+    transport: std::sync::OnceLock<Result<AsyncSmtpTransport<Tokio1Executor>, String>>,
+}
+
+impl LazySmtp {
+    /// The transport for `target`, the channel's own (the notifier pairs each channel with its sender).
+    fn transport(&self, target: &SmtpTarget) -> Result<&AsyncSmtpTransport<Tokio1Executor>, String> {
+        self.transport
+            .get_or_init(|| {
+                smtp_transport(target, self.timeout, self.extra_roots.as_deref(), true).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -55,12 +77,29 @@ impl std::fmt::Debug for Sender {
     }
 }
 
-/// Builds an SMTP transport for one email channel. `extra_roots` (PEM) are trusted beside the platform's roots.
+/// The sender of one email channel. `extra_roots` (PEM) are trusted beside the platform's roots. The settings
+/// (and the roots) are checked now; the transport itself is built on the first email ([`LazySmtp`]).
 pub(crate) fn smtp_sender(
     target: &SmtpTarget,
     timeout: Duration,
     extra_roots: Option<&[u8]>,
 ) -> Result<Sender, lettre::transport::smtp::Error> {
+    smtp_transport(target, timeout, extra_roots, false)?;
+    Ok(Sender::Smtp(Box::new(LazySmtp {
+        timeout,
+        extra_roots: extra_roots.map(<[u8]>::to_vec),
+        transport: std::sync::OnceLock::new(),
+    })))
+}
+
+/// Builds the transport of one email channel; with `tls_roots` false, everything but the TLS verifier (which
+/// reads the system store), so the settings are checked without that cost.
+fn smtp_transport(
+    target: &SmtpTarget,
+    timeout: Duration,
+    extra_roots: Option<&[u8]>,
+    tls_roots: bool,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, lettre::transport::smtp::Error> {
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(target.host.clone())
         .port(target.port)
         .timeout(Some(timeout));
@@ -69,16 +108,18 @@ pub(crate) fn smtp_sender(
         if let Some(pem) = extra_roots {
             params = params.add_root_certificate(Certificate::from_pem(pem)?);
         }
-        let params = params.build_rustls()?;
-        builder = builder.tls(match target.tls {
-            SmtpTls::Implicit => Tls::Wrapper(params),
-            _ => Tls::Required(params),
-        });
+        if tls_roots {
+            let params = params.build_rustls()?;
+            builder = builder.tls(match target.tls {
+                SmtpTls::Implicit => Tls::Wrapper(params),
+                _ => Tls::Required(params),
+            });
+        }
     }
     if let Some((user, password)) = &target.credentials {
         builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
     }
-    Ok(Sender::Smtp(Box::new(builder.build())))
+    Ok(builder.build())
 }
 
 /// Delivers `n` over `channel` once. The caller bounds it in time.
@@ -192,11 +233,11 @@ fn build_email(target: &SmtpTarget, n: &Notification) -> Result<Message, lettre:
     )
 }
 
-async fn send_email(
-    target: &SmtpTarget,
-    transport: &AsyncSmtpTransport<Tokio1Executor>,
-    n: &Notification,
-) -> Result<(), Failure> {
+async fn send_email(target: &SmtpTarget, lazy: &LazySmtp, n: &Notification) -> Result<(), Failure> {
+    let transport = lazy.transport(target).map_err(|e| Failure {
+        kind: FailureKind::Unreachable,
+        detail: format!("the SMTP transport could not be built: {e}"),
+    })?;
     let message = build_email(target, n)
         .map_err(|e| Failure { kind: FailureKind::Refused, detail: format!("the email could not be built: {e}") })?;
     transport.send(message).await.map(|_| ()).map_err(|e| Failure {

@@ -17,14 +17,14 @@
 //! - [`dead_letters`]: the dead-letter container read back: each dead-lettered Key Vault event with Event
 //!   Grid's account of the failure, and what could not be used, named.
 //! - [`pacer`]: [`Pacer`], the sweep's Key Vault requests paced under the service's per-vault and
-//!   per-subscription throttling limits.
+//!   per-subscription throttling limits (keyturn-vault's, which also paces every handler's writes).
 //! - [`digest`](mod@digest): notices grouped by vault, kind and threshold, at most 100 objects per message.
 
 pub mod blob_state;
 pub mod dead_letters;
 pub mod digest;
 pub mod object;
-pub mod pacer;
+pub use keyturn_vault::pacer;
 pub mod state;
 pub mod thresholds;
 pub mod window;

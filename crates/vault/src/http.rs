@@ -1,5 +1,5 @@
-//! The HTTP side of every SDK client keyturn builds: one reqwest client (with the extra trust roots of
-//! `KEYTURN_CA_FILE`, and a per-try timeout) and a retry policy whose every wait is bounded.
+//! The HTTP side of every SDK client keyturn builds: one reqwest client (with the process's shared trust roots,
+//! `KEYTURN_CA_FILE` included, and a per-try timeout) and a retry policy whose every wait is bounded.
 
 use std::future::Future;
 use std::path::Path;
@@ -24,21 +24,18 @@ pub fn client_options(retry: &RetrySettings, ca_file: Option<&Path>) -> Result<C
 }
 
 fn http_client(retry: &RetrySettings, ca_file: Option<&Path>) -> Result<reqwest::Client, VaultError> {
-    let mut builder = reqwest::Client::builder()
+    // The process's one set of trust roots (see keyturn-tls): the file is checked now, the system store read on
+    // the first handshake, once for every client.
+    let roots = keyturn_tls::TrustRoots::for_ca_file(ca_file).map_err(|e| VaultError::Setup(e.to_string()))?;
+    let tls = roots
+        .client_config(keyturn_tls::Alpn::Http)
+        .map_err(|e| VaultError::Setup(format!("building the TLS configuration: {e}")))?;
+    reqwest::Client::builder()
         .timeout(retry.http_timeout)
-        .connect_timeout(retry.http_timeout.min(std::time::Duration::from_secs(10)));
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| VaultError::Setup(format!("KEYTURN_CA_FILE: cannot read '{}': {e}", path.display())))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            VaultError::Setup(format!("KEYTURN_CA_FILE: '{}' is not a PEM certificate bundle: {e}", path.display()))
-        })?;
-        if certificates.is_empty() {
-            return Err(VaultError::Setup(format!("KEYTURN_CA_FILE: '{}' holds no certificate", path.display())));
-        }
-        builder = builder.tls_certs_merge(certificates);
-    }
-    builder.build().map_err(|e| VaultError::Setup(format!("building the HTTP client: {e}")))
+        .connect_timeout(retry.http_timeout.min(std::time::Duration::from_secs(10)))
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| VaultError::Setup(format!("building the HTTP client: {e}")))
 }
 
 /// Exponential back-off with every wait capped, so no wait can outlast the function timeout.

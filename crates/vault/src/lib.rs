@@ -25,6 +25,7 @@ pub mod http;
 pub mod inventory;
 pub mod model;
 pub mod ops;
+pub mod pacer;
 pub mod rbac;
 #[cfg(feature = "testing")]
 pub mod testing;

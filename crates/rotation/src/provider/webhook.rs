@@ -167,19 +167,18 @@ impl Webhook {
     ) -> Result<Self, ProviderError> {
         let rotators = parse_rotators(raw)?;
         let setup = |message: String| ProviderError { provider: NAME, message, retryable: false };
-        let mut builder = reqwest::Client::builder()
+        // The process's shared trust roots (keyturn-tls): one read of the system store for every client.
+        let roots = keyturn_tls::TrustRoots::for_ca_file(ca_file).map_err(|e| setup(e.to_string()))?;
+        let tls = roots
+            .client_config(keyturn_tls::Alpn::Http)
+            .map_err(|e| setup(format!("building the TLS configuration: {e}")))?;
+        let builder = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             // A signed request is for the configured URL only; a redirect could send it (and the pending
             // credential of a test request) elsewhere.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| setup(format!("KEYTURN_CA_FILE: cannot read '{}': {e}", path.display())))?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| setup(format!("KEYTURN_CA_FILE: '{}' is not a PEM bundle: {e}", path.display())))?;
-            builder = builder.tls_certs_merge(certificates);
-        }
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_backend_preconfigured(tls);
         let http = builder.build().map_err(|e| setup(format!("building the HTTP client: {e}")))?;
         Ok(Self { rotators, http, home: PendingHome::new(vault, NAME) })
     }

@@ -2,7 +2,6 @@
 //! the few statements the providers run.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use keyturn_config::SecretString;
@@ -71,28 +70,12 @@ impl std::fmt::Debug for Connector {
 impl Connector {
     /// A connector that verifies servers against the platform's roots plus the PEM bundle at `ca_file`.
     pub(crate) fn new(ca_file: Option<&Path>) -> Result<Self, String> {
-        let mut extra = Vec::new();
-        if let Some(path) = ca_file {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let certificates = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("KEYTURN_CA_FILE: cannot read '{}': {e}", path.display()))?;
-            for certificate in certificates {
-                extra.push(certificate.map_err(|e| {
-                    format!("KEYTURN_CA_FILE: '{}' is not a PEM certificate bundle: {e}", path.display())
-                })?);
-            }
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-            .map_err(|e| format!("building the TLS verifier for PostgreSQL: {e}"))?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("building the TLS configuration for PostgreSQL: {e}"))?
-            // Not a weakening: this is how a verifier other than webpki's root store is installed.
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        // The process's shared trust roots (keyturn-tls): one read of the system store for every client, and
+        // that only on the first handshake. No ALPN: PostgreSQL's `sslmode` negotiation does not use it.
+        let roots = keyturn_tls::TrustRoots::for_ca_file(ca_file).map_err(|e| e.to_string())?;
+        let config = roots
+            .client_config(keyturn_tls::Alpn::None)
+            .map_err(|e| format!("building the TLS configuration for PostgreSQL: {e}"))?;
         Ok(Self { tls: MakeRustlsConnect::new(config) })
     }
 
