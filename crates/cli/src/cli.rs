@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{check, demo, dev, package, send};
-use crate::exit::{EXIT_CODES_HELP, Failure, Status};
+use crate::exit::{EXIT_CODES_HELP, CommandFailure, Status};
 use crate::output::Output;
 
 const ABOUT: &str = "keyturn: Azure Key Vault lifecycle events, handled by small Rust functions";
@@ -80,7 +80,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn report(output: &Output, failure: &Failure) -> ExitCode {
+fn report(output: &Output, failure: &CommandFailure) -> ExitCode {
     output.error(&failure.to_string());
     failure.status.into()
 }

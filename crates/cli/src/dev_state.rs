@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::exit::Failure;
+use crate::exit::CommandFailure;
 
 /// What a running `keyturn dev` offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,23 +30,23 @@ pub fn default_path() -> PathBuf {
 
 impl DevState {
     /// Writes the file atomically (a reader never sees half of it).
-    pub fn write(&self, path: &Path) -> Result<(), Failure> {
+    pub fn write(&self, path: &Path) -> Result<(), CommandFailure> {
         let text = serde_json::to_vec_pretty(self)
-            .map_err(|error| Failure::failed(format!("cannot encode the dev state: {error}")))?;
+            .map_err(|error| CommandFailure::failed(format!("cannot encode the dev state: {error}")))?;
         let partial = path.with_extension(format!("{}.partial", self.pid));
         std::fs::write(&partial, text)
             .and_then(|()| std::fs::rename(&partial, path))
-            .map_err(|error| Failure::failed(format!("cannot write {}: {error}", path.display())))
+            .map_err(|error| CommandFailure::failed(format!("cannot write {}: {error}", path.display())))
     }
 
     /// Reads the file a running `keyturn dev` wrote.
-    pub fn read(path: &Path) -> Result<Self, Failure> {
+    pub fn read(path: &Path) -> Result<Self, CommandFailure> {
         let text = std::fs::read(path).map_err(|error| {
-            Failure::setup(format!("no running `keyturn dev` found ({}: {error})", path.display()))
+            CommandFailure::setup(format!("no running `keyturn dev` found ({}: {error})", path.display()))
                 .hint("start one with `keyturn dev` in another terminal, or pass --to <url>")
         })?;
         serde_json::from_slice(&text).map_err(|error| {
-            Failure::setup(format!("{} is not a keyturn dev state file: {error}", path.display()))
+            CommandFailure::setup(format!("{} is not a keyturn dev state file: {error}", path.display()))
                 .hint("restart `keyturn dev`, which rewrites it")
         })
     }

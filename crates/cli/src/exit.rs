@@ -48,14 +48,14 @@ Exit codes:
 
 /// A command's failure: what went wrong, what to do about it, and the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct CommandFailure {
     pub status: Status,
     pub message: String,
     /// The next step for the user, when there is an obvious one.
     pub hint: Option<String>,
 }
 
-impl Failure {
+impl CommandFailure {
     pub fn failed(message: impl Into<String>) -> Self {
         Self { status: Status::Failed, message: message.into(), hint: None }
     }
@@ -74,7 +74,7 @@ impl Failure {
     }
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for CommandFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
         if let Some(hint) = &self.hint {
@@ -84,7 +84,7 @@ impl fmt::Display for Failure {
     }
 }
 
-impl std::error::Error for Failure {}
+impl std::error::Error for CommandFailure {}
 
 #[cfg(test)]
 mod tests {
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn a_failure_shows_its_hint_on_its_own_line() {
-        let failure = Failure::setup("target/debug/near-expiry is missing").hint("run `cargo build -p near-expiry`");
+        let failure = CommandFailure::setup("target/debug/near-expiry is missing").hint("run `cargo build -p near-expiry`");
         assert_eq!(
             failure.to_string(),
             "target/debug/near-expiry is missing\n  hint: run `cargo build -p near-expiry`"

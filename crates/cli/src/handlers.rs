@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 pub use keyturn_app::handlers::{find, names};
 pub use keyturn_app::{Canary, DEFAULT_CANARY_SECRET, HANDLERS, Handler};
 
-use crate::exit::Failure;
+use crate::exit::CommandFailure;
 
 /// Parses a handler name for clap, listing the valid ones on a mistake.
 pub fn parse_name(name: &str) -> Result<&'static Handler, String> {
@@ -36,18 +36,18 @@ impl std::str::FromStr for BinaryOverride {
 
 /// The repository (or app) root: `explicit`, else the nearest ancestor of the working directory holding
 /// host.json.
-pub fn app_root(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+pub fn app_root(explicit: Option<&Path>) -> Result<PathBuf, CommandFailure> {
     if let Some(root) = explicit {
         if root.join("host.json").is_file() {
             return Ok(root.to_path_buf());
         }
-        return Err(Failure::setup(format!("{} holds no host.json", root.display()))
+        return Err(CommandFailure::setup(format!("{} holds no host.json", root.display()))
             .hint("pass --app-root <the keyturn repository>"));
     }
     let cwd = std::env::current_dir()
-        .map_err(|error| Failure::setup(format!("cannot read the working directory: {error}")))?;
+        .map_err(|error| CommandFailure::setup(format!("cannot read the working directory: {error}")))?;
     keyturn_app::find_app_root(&cwd).ok_or_else(|| {
-        Failure::setup(format!("no host.json in {} or any folder above it", cwd.display()))
+        CommandFailure::setup(format!("no host.json in {} or any folder above it", cwd.display()))
             .hint("run keyturn inside the keyturn repository, or pass --app-root <path>")
     })
 }

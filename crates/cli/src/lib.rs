@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the top-level parser, the command list, logging, and the exit code table shown in `--help`.
-//! - [`exit`]: [`exit::Failure`], an error that knows its exit code and says what to do about it.
+//! - [`exit`]: [`exit::CommandFailure`], an error that knows its exit code and says what to do about it.
 //! - [`output`]: where results (stdout) and progress (stderr) go; colour only on a terminal without NO_COLOR.
 //! - [`handlers`]: the four handlers as data (name, event types, canary rule) and where their binaries are.
 //! - [`dev_state`]: the file `keyturn dev` writes so `keyturn send --to dev` can find the running stack.

@@ -28,10 +28,10 @@ pub mod store;
 pub mod wire;
 
 pub use certs::CertificatePolicy;
-pub use error::VaultError;
+pub use error::ServiceError;
 pub use limits::{FaultRule, Faults, OperationKind, Throttling};
 pub use secrets::SecretSpec;
-pub use store::{CurrentObject, ObjectKind, VaultChange, VaultStore};
+pub use store::{CurrentObject, StoredKind, VaultChange, VaultStore};
 
 use crate::clock::Clock;
 use crate::identity::{Identities, IdentityEndpoint, IdentityEnv, IdentityError, ManagedIdentity, TokenRegistry};

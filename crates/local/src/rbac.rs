@@ -7,7 +7,7 @@
 //! from [`keyturn_vault::rbac`], the same table the handlers use to name a missing role.
 
 use crate::identity::{RESOURCE_GROUP, SUBSCRIPTION_ID};
-use crate::keyvault::ObjectKind;
+use crate::keyvault::StoredKind;
 use keyturn_vault::rbac::BuiltInRole;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -32,7 +32,7 @@ impl Scope {
     }
 
     /// One object of `vault`: `…/vaults/<vault>/secrets/<name>` (or `/keys/`, `/certificates/`).
-    pub fn object(vault: &str, kind: ObjectKind, name: &str) -> Self {
+    pub fn object(vault: &str, kind: StoredKind, name: &str) -> Self {
         Self(format!("{}/{}/{name}", Self::vault(vault).0, kind.collection()))
     }
 
@@ -121,11 +121,11 @@ mod tests {
     #[test]
     fn scopes_cover_themselves_and_what_is_below_them_only() {
         let vault = Scope::vault("kv-one");
-        let secret = Scope::object("kv-one", ObjectKind::Secret, "db");
+        let secret = Scope::object("kv-one", StoredKind::Secret, "db");
         assert!(vault.covers(&secret) && vault.covers(&vault));
         assert!(!secret.covers(&vault));
         assert!(!Scope::vault("kv-on").covers(&secret), "a prefix of a name is not a parent");
-        assert!(!Scope::object("kv-one", ObjectKind::Secret, "d").covers(&secret));
+        assert!(!Scope::object("kv-one", StoredKind::Secret, "d").covers(&secret));
         assert!(Scope::resource_group().covers(&secret) && Scope::subscription().covers(&vault));
         assert!(Scope::arm(vault.as_str().to_uppercase()).covers(&secret), "ARM ids compare case-insensitively");
     }
@@ -135,8 +135,8 @@ mod tests {
         let a = Assignments::default();
         let get = "Microsoft.KeyVault/vaults/secrets/getSecret/action";
         let set = "Microsoft.KeyVault/vaults/secrets/setSecret/action";
-        let db = Scope::object("kv", ObjectKind::Secret, "db");
-        let other = Scope::object("kv", ObjectKind::Secret, "other");
+        let db = Scope::object("kv", StoredKind::Secret, "db");
+        let other = Scope::object("kv", StoredKind::Secret, "other");
         a.assign("p1", role("Key Vault Reader"), Scope::vault("kv"));
         a.assign("p1", role("Key Vault Secrets Officer"), db.clone());
         assert!(a.allows("p1", set, &db) && a.allows("p1", get, &db));

@@ -12,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::keyvault::ObjectKind;
+use crate::keyvault::StoredKind;
 use crate::rbac::Scope;
 use keyturn_vault::rbac::{BuiltInRole, role_by_name};
 use serde::Deserialize;
@@ -174,12 +174,12 @@ impl RoleMatrix {
                 "mirrorVaults" => deployment.mirror_vaults.iter().map(|v| Scope::vault(v)).collect(),
                 "canarySecret" => match &deployment.canary_secret {
                     Some(name) => {
-                        deployment.monitored_vaults.iter().map(|v| Scope::object(v, ObjectKind::Secret, name)).collect()
+                        deployment.monitored_vaults.iter().map(|v| Scope::object(v, StoredKind::Secret, name)).collect()
                     }
                     None => Vec::new(),
                 },
                 "notificationSecret" => match &deployment.notification_secret {
-                    Some((vault, name)) => vec![Scope::object(vault, ObjectKind::Secret, name)],
+                    Some((vault, name)) => vec![Scope::object(vault, StoredKind::Secret, name)],
                     None => Vec::new(),
                 },
                 // A Key Vault role at a non-vault scope would be a matrix error Azure itself would accept
@@ -257,11 +257,11 @@ mod tests {
                 ("Key Vault Reader".to_owned(), Scope::vault("kv-a").to_string()),
                 (
                     "Key Vault Secrets Officer".to_owned(),
-                    Scope::object("kv-a", ObjectKind::Secret, "keyturn-canary").to_string()
+                    Scope::object("kv-a", StoredKind::Secret, "keyturn-canary").to_string()
                 ),
                 (
                     "Key Vault Secrets User".to_owned(),
-                    Scope::object("kv-a", ObjectKind::Secret, "channels").to_string()
+                    Scope::object("kv-a", StoredKind::Secret, "channels").to_string()
                 ),
             ]
         );

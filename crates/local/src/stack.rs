@@ -202,16 +202,16 @@ fn current_objects(store: &VaultStore) -> Vec<ObjectChange> {
 
 fn object_change(
     vault: &str,
-    kind: keyvault::ObjectKind,
+    kind: keyvault::StoredKind,
     name: &str,
     version: &str,
     not_before: Option<chrono::DateTime<chrono::Utc>>,
     expires: Option<chrono::DateTime<chrono::Utc>>,
 ) -> ObjectChange {
     let kind = match kind {
-        keyvault::ObjectKind::Secret => ObjectKind::Secret,
-        keyvault::ObjectKind::Key => ObjectKind::Key,
-        keyvault::ObjectKind::Certificate => ObjectKind::Certificate,
+        keyvault::StoredKind::Secret => ObjectKind::Secret,
+        keyvault::StoredKind::Key => ObjectKind::Key,
+        keyvault::StoredKind::Certificate => ObjectKind::Certificate,
     };
     ObjectChange {
         vault: vault.to_owned(),

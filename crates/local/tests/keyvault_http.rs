@@ -388,7 +388,7 @@ async fn change_feed_and_current_objects_report_new_versions() {
         .await;
     let change = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await.unwrap().unwrap();
     assert_eq!(change.vault, "kv-two");
-    assert_eq!(change.kind, keyturn_local::keyvault::ObjectKind::Secret);
+    assert_eq!(change.kind, keyturn_local::keyvault::StoredKind::Secret);
     assert_eq!(change.name, "watched");
     assert_eq!(change.id, set["id"].as_str().unwrap());
     assert_eq!(change.expires.unwrap().timestamp(), 1_900_000_000);

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use keyturn_local::identity::ManagedIdentity;
-use keyturn_local::keyvault::{KeyVaultEmulator, ObjectKind, RunningEmulator};
+use keyturn_local::keyvault::{KeyVaultEmulator, StoredKind, RunningEmulator};
 use keyturn_local::rbac::Scope;
 use keyturn_local::roles::{Deployment, RoleMatrix};
 use keyturn_vault::rbac::{PREFIX, ROLES, explain_forbidden, role_by_name};
@@ -195,7 +195,7 @@ async fn deletes_recovers_and_purges_need_their_own_actions() {
 async fn object_scope_grants_that_object_only_and_lists_need_the_vault() {
     let kv = strict().await;
     seed(&kv).await;
-    let scoped = holder(&kv, "scoped", "Key Vault Secrets Officer", Scope::object(VAULT, ObjectKind::Secret, "s1"));
+    let scoped = holder(&kv, "scoped", "Key Vault Secrets Officer", Scope::object(VAULT, StoredKind::Secret, "s1"));
     let caller = Caller::new(&kv, Some(&scoped)).await;
     assert_eq!(caller.call(Method::GET, "/secrets/s1", None).await.0, 200);
     assert_eq!(caller.call(Method::GET, "/secrets/S1", None).await.0, 200, "names are case-insensitive");
@@ -488,7 +488,7 @@ async fn handler_identities_hold_exactly_their_matrix_grants() {
     assert!(explained.contains("missing role: Key Vault Secrets Officer"), "{explained}");
 
     // One role fewer: without its canary grant, test-event cannot record the result.
-    let canary_scope = Scope::object(VAULT, ObjectKind::Secret, "keyturn-canary");
+    let canary_scope = Scope::object(VAULT, StoredKind::Secret, "keyturn-canary");
     let officer = role_by_name("Key Vault Secrets Officer").unwrap();
     assert!(kv.assignments().unassign(&test_event.identity.object_id, officer, &canary_scope));
     assert_eq!(caller.call(Method::PATCH, "/secrets/keyturn-canary", tag()).await.0, 403);

@@ -18,7 +18,7 @@ use keyturn_vault::model::Tags;
 use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
 use serde_json::{Value, json};
 
-use crate::exit::{Failure, Status};
+use crate::exit::{CommandFailure, Status};
 use crate::output::{self, Output, Tone};
 
 const AFTER_HELP: &str = "\
@@ -111,10 +111,10 @@ pub struct Row {
     pub new_version: Forecast,
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     let (settings, selected) = settings(&args)?;
     let vault = AzureKeyVault::from_settings(&settings)
-        .map_err(|error| Failure::setup(format!("cannot reach the vaults: {error}")))?;
+        .map_err(|error| CommandFailure::setup(format!("cannot reach the vaults: {error}")))?;
     let providers = keyturn_rotation::Providers::standard();
     let provider_names = providers.names();
     let now = Utc::now();
@@ -130,10 +130,10 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
                 // Certificates' backing keys and secrets raise no events of their own: their certificate does.
                 Ok(items) => listed.extend(items.into_iter().filter(|i| !i.managed).map(|i| (collection, i))),
                 Err(error) => {
-                    let failure = Failure::failed(format!("listing {} in {name}: {error}", collection.as_str()));
+                    let failure = CommandFailure::failed(format!("listing {} in {name}: {error}", collection.as_str()));
                     return Err(match error.status() {
                         Some(401 | 403) => failure.hint("the identity needs Key Vault Reader (list) on the vault"),
-                        None if error.is_retryable() => Failure {
+                        None if error.is_retryable() => CommandFailure {
                             status: Status::Unreachable,
                             hint: Some("is the vault URL right, and is the vault reachable from here?".to_owned()),
                             ..failure
@@ -169,12 +169,12 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     if failures.is_empty() {
         Ok(Status::Ok)
     } else {
-        Err(Failure::failed(format!("{} object(s) could not be read:\n  {}", failures.len(), failures.join("\n  "))))
+        Err(CommandFailure::failed(format!("{} object(s) could not be read:\n  {}", failures.len(), failures.join("\n  "))))
     }
 }
 
 /// The settings, as the handlers read them, with the vaults this run asks for; and the names to check.
-fn settings(args: &Args) -> Result<(keyturn_config::Settings, Vec<String>), Failure> {
+fn settings(args: &Args) -> Result<(keyturn_config::Settings, Vec<String>), CommandFailure> {
     let configured = std::env::var("KEYTURN_VAULTS").unwrap_or_default();
     let (vaults, selected) = select_vaults(&configured, &args.vaults)?;
     let ca_file = args.ca_file.as_ref().map(|p| p.display().to_string());
@@ -188,14 +188,14 @@ fn settings(args: &Args) -> Result<(keyturn_config::Settings, Vec<String>), Fail
         _ => std::env::var(name).ok(),
     })
     .map_err(|errors| {
-        Failure::setup(format!("the settings are not valid:\n{errors}")).hint("docs/configuration.md lists them")
+        CommandFailure::setup(format!("the settings are not valid:\n{errors}")).hint("docs/configuration.md lists them")
     })?;
     Ok((settings, selected))
 }
 
 /// The KEYTURN_VAULTS value to use and the vault names to check: each `--vault` name keeps its configured
 /// entry (its URL), a `name=url` replaces it, an unknown bare name is a public-cloud vault.
-pub fn select_vaults(configured: &str, requested: &[String]) -> Result<(String, Vec<String>), Failure> {
+pub fn select_vaults(configured: &str, requested: &[String]) -> Result<(String, Vec<String>), CommandFailure> {
     let entries: Vec<&str> = configured.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
     let name_of = |entry: &str| -> String {
         match entry.split_once('=') {
@@ -205,7 +205,7 @@ pub fn select_vaults(configured: &str, requested: &[String]) -> Result<(String, 
     };
     if requested.is_empty() {
         if entries.is_empty() {
-            return Err(Failure::setup("no vault to check").hint("pass --vault <name> (or set KEYTURN_VAULTS)"));
+            return Err(CommandFailure::setup("no vault to check").hint("pass --vault <name> (or set KEYTURN_VAULTS)"));
         }
         return Ok((entries.join(","), entries.iter().map(|e| name_of(e)).collect()));
     }

@@ -15,7 +15,7 @@ use keyturn_local::stack::LocalStack;
 use serde_json::json;
 
 use crate::dev_state::{self, DevState};
-use crate::exit::{Failure, Status};
+use crate::exit::{CommandFailure, Status};
 use crate::handlers::{self, BinaryOverride, HANDLERS, Handler};
 use crate::output::{Output, Tone};
 
@@ -71,11 +71,11 @@ pub(crate) struct Running {
     pub(crate) host: FunctionsHost,
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     let root = handlers::app_root(args.app_root.as_deref())?;
     let target_dir = handlers::target_dir(args.target_dir.as_deref(), &root);
     let profile = if args.release { "release" } else { "debug" };
-    let app = FunctionApp::load(&root).map_err(|error| Failure::setup(format!("the function app: {error}")))?;
+    let app = FunctionApp::load(&root).map_err(|error| CommandFailure::setup(format!("the function app: {error}")))?;
 
     // Decide the handlers before starting anything, so a wrong --handler costs nothing.
     let wanted: Vec<&'static Handler> =
@@ -88,7 +88,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
             plan.push((handler, binary));
         } else if overridden.is_some() || !args.handlers.is_empty() {
             // Asked for by name: its absence is an error, not a skip.
-            return Err(Failure::setup(format!("{} is not there", binary.display()))
+            return Err(CommandFailure::setup(format!("{} is not there", binary.display()))
                 .hint(format!("run `{}`", handlers::build_command(&[handler], profile, None))));
         } else {
             output.warn(&format!(
@@ -107,7 +107,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     }
     let stack = LocalStack::start(vaults, EventGridOptions::default())
         .await
-        .map_err(|error| Failure::setup(format!("the local stack did not start: {error}")))?;
+        .map_err(|error| CommandFailure::setup(format!("the local stack did not start: {error}")))?;
 
     // What infra would grant for a deployment watching these vaults: each handler its own identity with its
     // infra/roles.json roles, nothing more.
@@ -165,14 +165,14 @@ pub(crate) async fn start_handler(
     binary: &std::path::Path,
     deployment: &Deployment,
     extra: &[(String, String)],
-) -> Result<FunctionsHost, Failure> {
+) -> Result<FunctionsHost, CommandFailure> {
     let canary = deployment.canary_secret.as_deref().unwrap_or(handlers::DEFAULT_CANARY_SECRET);
     SubscribedHandler::deployed(handler, binary, canary)
         .identity(deployment.clone())
         .app_settings(extra.iter().cloned())
         .start(stack, app)
         .await
-        .map_err(|error| Failure::failed(error.to_string()))
+        .map_err(|error| CommandFailure::failed(error.to_string()))
 }
 
 /// Stops each handler (SIGTERM, then SIGKILL after the grace period; the stand-in reaps it), then the stack.

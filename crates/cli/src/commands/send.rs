@@ -13,7 +13,7 @@ use keyturn_events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, Payload, S
 use serde_json::{Value, json};
 
 use crate::dev_state::{self, DevState};
-use crate::exit::{Failure, Status};
+use crate::exit::{CommandFailure, Status};
 use crate::output::{Output, Tone};
 
 /// The Functions host's Event Grid extension endpoint.
@@ -151,7 +151,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     let (batch, function, what) = match (&args.event_file, args.event) {
         (Some(path), _) => {
             let batch = read_event_file(path)?;
@@ -206,7 +206,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     if ok {
         Ok(Status::Ok)
     } else {
-        Err(Failure::failed(format!("{} answered {} {}", redact(&url), answer.status, answer.reason)).hint(
+        Err(CommandFailure::failed(format!("{} answered {} {}", redact(&url), answer.status, answer.reason)).hint(
             match answer.status {
                 404 => format!("no function named '{function}' there: check --function and the app's functions"),
                 401 | 403 => "a deployed app needs --code <eventgrid_extension system key>".to_owned(),
@@ -252,8 +252,8 @@ pub fn outcome_lines(body: &str) -> Option<Vec<String>> {
     Some(lines)
 }
 
-fn usage(message: impl Into<String>) -> Failure {
-    Failure { status: Status::Usage, message: message.into(), hint: None }
+fn usage(message: impl Into<String>) -> CommandFailure {
+    CommandFailure { status: Status::Usage, message: message.into(), hint: None }
 }
 
 /// What Event Grid adds to each event it dead-letters: the story of the failed deliveries, not part of the
@@ -270,7 +270,7 @@ pub const DEAD_LETTER_FIELDS: [&str; 6] = [
 /// The events of `path` (one event or an array), each less the dead-letter fields and checked to decode as
 /// the handlers decode it. Any problem is a usage error (exit 2) naming the file, the event and the JSON path,
 /// and then nothing is sent.
-pub fn read_event_file(path: &Path) -> Result<Vec<Value>, Failure> {
+pub fn read_event_file(path: &Path) -> Result<Vec<Value>, CommandFailure> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|error| usage(format!("--event-file {shown}: {error}")))?;
     let value: Value =
@@ -305,7 +305,7 @@ pub fn read_event_file(path: &Path) -> Result<Vec<Value>, Failure> {
 }
 
 /// The event `args` describe.
-pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, Failure> {
+pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, CommandFailure> {
     // clap's "input" group and `requires` on the event make both present when an event is built.
     let (Some(event), Some(vault)) = (args.event, &args.vault) else {
         return Err(usage("name an event and its --vault"));
@@ -315,18 +315,18 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, Failure> {
         (None, Some(name), None) => (ObjectKind::Key, name),
         (None, None, Some(name)) => (ObjectKind::Certificate, name),
         // clap's "object" group makes exactly one of them present.
-        _ => return Err(Failure::failed("name exactly one of --secret, --key, --certificate")),
+        _ => return Err(CommandFailure::failed("name exactly one of --secret, --key, --certificate")),
     };
     let version = args.version.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let expires = match &args.expires {
-        Some(text) => Some(parse_when(text, now).map_err(|message| Failure {
+        Some(text) => Some(parse_when(text, now).map_err(|message| CommandFailure {
             status: Status::Usage,
             message: format!("--expires {text:?}: {message}"),
             hint: None,
         })?),
         None => event.default_expiry(now),
     };
-    let object = VaultObject::new(vault, kind, name, Some(&version), None, expires).map_err(|error| Failure {
+    let object = VaultObject::new(vault, kind, name, Some(&version), None, expires).map_err(|error| CommandFailure {
         status: Status::Usage,
         message: format!("the event would not be valid: {error}"),
         hint: Some("vault and object names are those Key Vault allows (letters, digits, -)".to_owned()),
@@ -347,7 +347,7 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, Failure> {
         EventKind::TestEvent => return Ok(Event::test_event(&id, &source, object, Some(now), schema)),
     };
     let event_type = KeyVaultEventType::for_object(kind, lifecycle)
-        .ok_or_else(|| Failure::failed(format!("Key Vault has no {lifecycle:?} event for a {kind}")))?;
+        .ok_or_else(|| CommandFailure::failed(format!("Key Vault has no {lifecycle:?} event for a {kind}")))?;
     Ok(Event {
         id,
         subject: name.clone(),
@@ -382,13 +382,13 @@ pub fn parse_when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
 }
 
 /// The webhook URL for `function` at `--to`.
-pub fn endpoint(args: &Args, function: &str) -> Result<url::Url, Failure> {
+pub fn endpoint(args: &Args, function: &str) -> Result<url::Url, CommandFailure> {
     let base = if args.to == "dev" {
         let path = args.state_file.clone().unwrap_or_else(dev_state::default_path);
         let state = DevState::read(&path)?;
         state.functions.get(function).cloned().ok_or_else(|| {
             let running: Vec<&str> = state.functions.keys().map(String::as_str).collect();
-            Failure::setup(format!(
+            CommandFailure::setup(format!(
                 "the running `keyturn dev` serves no function '{function}' (it serves: {})",
                 if running.is_empty() { "none".to_owned() } else { running.join(", ") }
             ))
@@ -402,14 +402,14 @@ pub fn endpoint(args: &Args, function: &str) -> Result<url::Url, Failure> {
 
 /// `<base>/runtime/webhooks/eventgrid?functionName=<function>[&code=<key>]`; a URL already holding the
 /// webhook path keeps its query and gets what it lacks.
-pub fn webhook_url(base: &str, function: &str, code: Option<&str>) -> Result<url::Url, Failure> {
-    let mut url = url::Url::parse(base).map_err(|error| Failure {
+pub fn webhook_url(base: &str, function: &str, code: Option<&str>) -> Result<url::Url, CommandFailure> {
+    let mut url = url::Url::parse(base).map_err(|error| CommandFailure {
         status: Status::Usage,
         message: format!("--to {base:?} is not a URL ({error})"),
         hint: Some("e.g. --to http://localhost:7071, --to https://<app>.azurewebsites.net, or --to dev".to_owned()),
     })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Failure {
+        return Err(CommandFailure {
             status: Status::Usage,
             message: format!("--to {base:?}: only http and https URLs are supported"),
             hint: None,
@@ -454,14 +454,14 @@ pub struct Answer {
 }
 
 /// Posts `batch` as Event Grid delivers: a JSON array of events with `aeg-event-type: Notification`.
-pub async fn post(url: &url::Url, batch: &[Value], timeout: Duration) -> Result<Answer, Failure> {
+pub async fn post(url: &url::Url, batch: &[Value], timeout: Duration) -> Result<Answer, CommandFailure> {
     let loopback = url.host_str().is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
     let mut client = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(10));
     if loopback {
         // A proxy configured for the internet has no business seeing calls to this machine.
         client = client.no_proxy();
     }
-    let client = client.build().map_err(|error| Failure::failed(format!("cannot build the HTTP client: {error}")))?;
+    let client = client.build().map_err(|error| CommandFailure::failed(format!("cannot build the HTTP client: {error}")))?;
     let response = client
         .post(url.clone())
         .header("Content-Type", "application/json")
@@ -478,17 +478,17 @@ pub async fn post(url: &url::Url, batch: &[Value], timeout: Duration) -> Result<
     Ok(Answer { status: status.as_u16(), reason: status.canonical_reason().unwrap_or("").to_owned(), body })
 }
 
-fn unreachable_or_failed(url: &url::Url, error: &reqwest::Error) -> Failure {
+fn unreachable_or_failed(url: &url::Url, error: &reqwest::Error) -> CommandFailure {
     let shown = redact(url);
     let origin = shown.origin().ascii_serialization();
     if error.is_connect() {
-        Failure::unreachable(format!("nothing is listening at {origin}: is `func start` / `keyturn dev` running?"))
+        CommandFailure::unreachable(format!("nothing is listening at {origin}: is `func start` / `keyturn dev` running?"))
             .hint(format!("check the URL given to --to ({error})"))
     } else if error.is_timeout() {
-        Failure::unreachable(format!("{origin} did not answer in time"))
+        CommandFailure::unreachable(format!("{origin} did not answer in time"))
             .hint("raise --timeout if the handler is slow, or check that the host is up")
     } else {
-        Failure::failed(format!("posting to {shown} failed: {error}"))
+        CommandFailure::failed(format!("posting to {shown} failed: {error}"))
     }
 }
 

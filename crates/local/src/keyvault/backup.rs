@@ -7,8 +7,8 @@
 //! the name from the blob and follows the service's name rules: a live object of that name is a 409
 //! `Conflict`, a soft-deleted one the usual "deleted but recoverable" 409.
 
-use super::error::VaultError;
-use super::store::{CertData, CertExtra, KeyData, KeyExtra, Object, ObjectKind, SecretData, VaultStore};
+use super::error::ServiceError;
+use super::store::{CertData, CertExtra, KeyData, KeyExtra, Object, StoredKind, SecretData, VaultStore};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,19 +34,19 @@ impl BackupKey {
         Self(UnboundKey::new(&AES_256_GCM, &bytes).ok().map(LessSafeKey::new))
     }
 
-    fn key(&self) -> Result<&LessSafeKey, VaultError> {
+    fn key(&self) -> Result<&LessSafeKey, ServiceError> {
         self.0
             .as_ref()
-            .ok_or_else(|| VaultError::Internal("the emulator has no backup key (no OS randomness at start)".into()))
+            .ok_or_else(|| ServiceError::Internal("the emulator has no backup key (no OS randomness at start)".into()))
     }
 
-    fn seal(&self, plain: Vec<u8>) -> Result<String, VaultError> {
+    fn seal(&self, plain: Vec<u8>) -> Result<String, ServiceError> {
         let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| VaultError::Internal("no randomness for a nonce".into()))?;
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ServiceError::Internal("no randomness for a nonce".into()))?;
         let mut data = plain;
         self.key()?
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(BLOB_AAD), &mut data)
-            .map_err(|_| VaultError::Internal("sealing the backup failed".into()))?;
+            .map_err(|_| ServiceError::Internal("sealing the backup failed".into()))?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&data);
         Ok(URL_SAFE_NO_PAD.encode(blob))
@@ -83,68 +83,68 @@ struct CertificateBackup {
 }
 
 impl Backup {
-    fn kind(&self) -> ObjectKind {
+    fn kind(&self) -> StoredKind {
         match self {
-            Self::Secret(_) => ObjectKind::Secret,
-            Self::Key(_) => ObjectKind::Key,
-            Self::Certificate(_) => ObjectKind::Certificate,
+            Self::Secret(_) => StoredKind::Secret,
+            Self::Key(_) => StoredKind::Key,
+            Self::Certificate(_) => StoredKind::Certificate,
         }
     }
 }
 
-fn malformed(kind: ObjectKind) -> VaultError {
-    VaultError::BadParameter(format!(
+fn malformed(kind: StoredKind) -> ServiceError {
+    ServiceError::BadParameter(format!(
         "The {} backup blob is malformed or was not produced by this vault's environment (a backup restores only into vaults of the local stack that made it).",
         kind.lower()
     ))
 }
 
-fn exists(kind: ObjectKind, name: &str) -> VaultError {
-    VaultError::RestoreConflict { kind, name: name.to_owned() }
+fn exists(kind: StoredKind, name: &str) -> ServiceError {
+    ServiceError::RestoreConflict { kind, name: name.to_owned() }
 }
 
 impl VaultStore {
     /// The backup blob of `name` (every version).
-    pub fn backup(&self, vault: &str, kind: ObjectKind, name: &str) -> Result<String, VaultError> {
+    pub fn backup(&self, vault: &str, kind: StoredKind, name: &str) -> Result<String, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let backup = {
             let state = vault_ref.read();
             match kind {
-                ObjectKind::Secret => {
+                StoredKind::Secret => {
                     let object = state.secrets.object(kind, name)?;
                     if object.latest().is_some_and(|v| v.data.managed) {
-                        return Err(VaultError::Forbidden(format!(
+                        return Err(ServiceError::Forbidden(format!(
                             "Secret {name} backs a certificate; back up the certificate instead."
                         )));
                     }
                     Backup::Secret(object.clone())
                 }
-                ObjectKind::Key => {
+                StoredKind::Key => {
                     let object = state.keys.object(kind, name)?;
                     if object.latest().is_some_and(|v| v.data.managed) {
-                        return Err(VaultError::Forbidden(format!(
+                        return Err(ServiceError::Forbidden(format!(
                             "Key {name} backs a certificate; back up the certificate instead."
                         )));
                     }
                     Backup::Key(object.clone())
                 }
-                ObjectKind::Certificate => Backup::Certificate(Box::new(CertificateBackup {
+                StoredKind::Certificate => Backup::Certificate(Box::new(CertificateBackup {
                     certificate: state.certificates.object(kind, name)?.clone(),
-                    key: state.keys.object(ObjectKind::Key, name).ok().cloned(),
-                    secret: state.secrets.object(ObjectKind::Secret, name).ok().cloned(),
+                    key: state.keys.object(StoredKind::Key, name).ok().cloned(),
+                    secret: state.secrets.object(StoredKind::Secret, name).ok().cloned(),
                 })),
             }
         };
-        let plain = serde_json::to_vec(&backup).map_err(|e| VaultError::Internal(format!("backup: {e}")))?;
+        let plain = serde_json::to_vec(&backup).map_err(|e| ServiceError::Internal(format!("backup: {e}")))?;
         self.backup_key().seal(plain)
     }
 
     /// Restores a `kind` backup blob into `vault`; the restored object's display name.
-    pub fn restore(&self, vault: &str, kind: ObjectKind, blob: &str) -> Result<String, VaultError> {
+    pub fn restore(&self, vault: &str, kind: StoredKind, blob: &str) -> Result<String, ServiceError> {
         let plain = self.backup_key().open(blob).ok_or_else(|| malformed(kind))?;
         let backup: Backup = serde_json::from_slice(&plain).map_err(|_| malformed(kind))?;
         if backup.kind() != kind {
-            return Err(VaultError::BadParameter(format!(
+            return Err(ServiceError::BadParameter(format!(
                 "The backup blob holds a {}, not a {}.",
                 backup.kind().lower(),
                 kind.lower()
@@ -187,15 +187,15 @@ impl VaultStore {
                 }
                 // The key and secret behind the certificate take the same name in their collections.
                 if key.is_some() {
-                    state.keys.check_creatable(ObjectKind::Key, &name)?;
+                    state.keys.check_creatable(StoredKind::Key, &name)?;
                     if state.keys.live.contains_key(&lower) {
-                        return Err(exists(ObjectKind::Key, &name));
+                        return Err(exists(StoredKind::Key, &name));
                     }
                 }
                 if secret.is_some() {
-                    state.secrets.check_creatable(ObjectKind::Secret, &name)?;
+                    state.secrets.check_creatable(StoredKind::Secret, &name)?;
                     if state.secrets.live.contains_key(&lower) {
-                        return Err(exists(ObjectKind::Secret, &name));
+                        return Err(exists(StoredKind::Secret, &name));
                     }
                 }
                 if let Some(key) = key {

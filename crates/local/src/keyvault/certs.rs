@@ -6,9 +6,9 @@
 //! it does once the store's issuance delay has passed on the shared clock (zero by default: on the next look).
 
 use super::crypto::{self, Curve, KeyMaterial, KeySpec};
-use super::error::VaultError;
+use super::error::ServiceError;
 use super::store::{
-    AttributeInput, Attributes, CertData, CertExtra, Deleted, KeyData, ObjectKind, SecretData, Vault, VaultStore,
+    AttributeInput, Attributes, CertData, CertExtra, Deleted, KeyData, StoredKind, SecretData, Vault, VaultStore,
     Version, apply_attributes, check_name, check_tags, new_version_id,
 };
 use super::wire::{AttributesIn, WireAttributes};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-const KIND: ObjectKind = ObjectKind::Certificate;
+const KIND: StoredKind = StoredKind::Certificate;
 /// The secret content type the emulator issues. PKCS#12 is not produced (see `issue`).
 pub const PEM_CONTENT_TYPE: &str = "application/x-pem-file";
 
@@ -171,11 +171,11 @@ pub struct CertificateView {
 }
 
 /// Fills in the defaults the service applies to a policy and checks it can be issued here.
-fn normalise_policy(mut policy: CertificatePolicy, now: i64) -> Result<CertificatePolicy, VaultError> {
+fn normalise_policy(mut policy: CertificatePolicy, now: i64) -> Result<CertificatePolicy, ServiceError> {
     let issuer = policy.issuer.get_or_insert_with(IssuerParams::default);
     let issuer_name = issuer.name.get_or_insert_with(|| "Self".into());
     if !issuer_name.eq_ignore_ascii_case("Self") {
-        return Err(VaultError::NotSupported(format!(
+        return Err(ServiceError::NotSupported(format!(
             "Issuer '{issuer_name}' is not available in the local emulator; only self-signed certificates (issuer 'Self') can be issued."
         )));
     }
@@ -204,7 +204,7 @@ fn normalise_policy(mut policy: CertificatePolicy, now: i64) -> Result<Certifica
             .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
     });
     if x509.subject.as_deref().is_none_or(str::is_empty) && !has_sans {
-        return Err(VaultError::BadParameter(
+        return Err(ServiceError::BadParameter(
             "The certificate policy needs a subject or at least one subject alternative name.".into(),
         ));
     }
@@ -221,27 +221,27 @@ fn normalise_policy(mut policy: CertificatePolicy, now: i64) -> Result<Certifica
     Ok(policy)
 }
 
-fn key_spec(props: &KeyProps) -> Result<(String, KeySpec), VaultError> {
+fn key_spec(props: &KeyProps) -> Result<(String, KeySpec), ServiceError> {
     let kty = props.kty.clone().unwrap_or_else(|| "RSA".into());
     let spec = match kty.as_str() {
         "RSA" | "RSA-HSM" => KeySpec::Rsa(props.key_size.unwrap_or(2048)),
         "EC" | "EC-HSM" => {
             let name = props.crv.as_deref().unwrap_or("P-256");
             KeySpec::Ec(
-                Curve::parse(name).ok_or_else(|| VaultError::BadParameter(format!("Curve '{name}' is not valid.")))?,
+                Curve::parse(name).ok_or_else(|| ServiceError::BadParameter(format!("Curve '{name}' is not valid.")))?,
             )
         }
-        other => return Err(VaultError::BadParameter(format!("Key type '{other}' cannot back a certificate."))),
+        other => return Err(ServiceError::BadParameter(format!("Key type '{other}' cannot back a certificate."))),
     };
     Ok((kty, spec))
 }
 
-fn distinguished_name(subject: &str) -> Result<DistinguishedName, VaultError> {
+fn distinguished_name(subject: &str) -> Result<DistinguishedName, ServiceError> {
     let mut dn = DistinguishedName::new();
     for part in subject.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
         let (attr, value) = part
             .split_once('=')
-            .ok_or_else(|| VaultError::BadParameter(format!("The subject '{subject}' is not a distinguished name.")))?;
+            .ok_or_else(|| ServiceError::BadParameter(format!("The subject '{subject}' is not a distinguished name.")))?;
         let ty = match attr.trim().to_ascii_uppercase().as_str() {
             "CN" => DnType::CommonName,
             "O" => DnType::OrganizationName,
@@ -250,7 +250,7 @@ fn distinguished_name(subject: &str) -> Result<DistinguishedName, VaultError> {
             "L" => DnType::LocalityName,
             "ST" | "S" => DnType::StateOrProvinceName,
             other => {
-                return Err(VaultError::BadParameter(format!(
+                return Err(ServiceError::BadParameter(format!(
                     "Subject attribute '{other}' is not supported; use CN, O, OU, C, L or ST."
                 )));
             }
@@ -260,9 +260,9 @@ fn distinguished_name(subject: &str) -> Result<DistinguishedName, VaultError> {
     Ok(dn)
 }
 
-fn sans(sans: Option<&Sans>) -> Result<Vec<SanType>, VaultError> {
+fn sans(sans: Option<&Sans>) -> Result<Vec<SanType>, ServiceError> {
     let Some(sans) = sans else { return Ok(Vec::new()) };
-    let bad = |what: &str, v: &str| VaultError::BadParameter(format!("The {what} '{v}' is not valid."));
+    let bad = |what: &str, v: &str| ServiceError::BadParameter(format!("The {what} '{v}' is not valid."));
     let mut out = Vec::new();
     for name in sans.dns_names.iter().flatten() {
         out.push(SanType::DnsName(name.clone().try_into().map_err(|_| bad("DNS name", name))?));
@@ -283,7 +283,7 @@ fn sans(sans: Option<&Sans>) -> Result<Vec<SanType>, VaultError> {
     Ok(out)
 }
 
-fn key_usage(name: &str) -> Result<KeyUsagePurpose, VaultError> {
+fn key_usage(name: &str) -> Result<KeyUsagePurpose, ServiceError> {
     Ok(match name {
         "digitalSignature" => KeyUsagePurpose::DigitalSignature,
         "nonRepudiation" => KeyUsagePurpose::ContentCommitment,
@@ -294,11 +294,11 @@ fn key_usage(name: &str) -> Result<KeyUsagePurpose, VaultError> {
         "cRLSign" => KeyUsagePurpose::CrlSign,
         "encipherOnly" => KeyUsagePurpose::EncipherOnly,
         "decipherOnly" => KeyUsagePurpose::DecipherOnly,
-        other => return Err(VaultError::BadParameter(format!("Key usage '{other}' is not valid."))),
+        other => return Err(ServiceError::BadParameter(format!("Key usage '{other}' is not valid."))),
     })
 }
 
-fn eku(oid: &str) -> Result<ExtendedKeyUsagePurpose, VaultError> {
+fn eku(oid: &str) -> Result<ExtendedKeyUsagePurpose, ServiceError> {
     Ok(match oid {
         "1.3.6.1.5.5.7.3.1" => ExtendedKeyUsagePurpose::ServerAuth,
         "1.3.6.1.5.5.7.3.2" => ExtendedKeyUsagePurpose::ClientAuth,
@@ -310,7 +310,7 @@ fn eku(oid: &str) -> Result<ExtendedKeyUsagePurpose, VaultError> {
             let arcs: Option<Vec<u64>> = other.split('.').map(|a| a.parse().ok()).collect();
             ExtendedKeyUsagePurpose::Other(
                 arcs.filter(|a| a.len() >= 2)
-                    .ok_or_else(|| VaultError::BadParameter(format!("Extended key usage '{other}' is not an OID.")))?,
+                    .ok_or_else(|| ServiceError::BadParameter(format!("Extended key usage '{other}' is not an OID.")))?,
             )
         }
     })
@@ -331,7 +331,7 @@ struct Issued {
 /// The backing secret is always PEM (private key, then certificate): producing PKCS#12 needs a PFX encoder
 /// the workspace does not carry, so a policy asking for `application/x-pkcs12` gets a PEM secret whose
 /// `contentType` says so honestly.
-fn issue(policy: &CertificatePolicy, now: i64) -> Result<Issued, VaultError> {
+fn issue(policy: &CertificatePolicy, now: i64) -> Result<Issued, ServiceError> {
     let (kty, spec) = key_spec(policy.key_props.as_ref().unwrap_or(&KeyProps::default()))?;
     let key = KeyMaterial::generate(spec)?;
     let signing_key = key.rcgen_key_pair()?;
@@ -349,10 +349,10 @@ fn issue(policy: &CertificatePolicy, now: i64) -> Result<Issued, VaultError> {
     let months = x509.validity_months.unwrap_or(12);
     let not_after = not_before
         .checked_add_months(chrono::Months::new(months))
-        .ok_or_else(|| VaultError::BadParameter(format!("validity_months {months} is too large.")))?;
+        .ok_or_else(|| ServiceError::BadParameter(format!("validity_months {months} is too large.")))?;
     let to_time = |t: chrono::DateTime<chrono::Utc>| {
         time::OffsetDateTime::from_unix_timestamp(t.timestamp())
-            .map_err(|_| VaultError::BadParameter("The certificate validity is out of range.".into()))
+            .map_err(|_| ServiceError::BadParameter("The certificate validity is out of range.".into()))
     };
     params.not_before = to_time(not_before)?;
     params.not_after = to_time(not_after)?;
@@ -402,7 +402,7 @@ impl VaultStore {
         policy: Option<CertificatePolicy>,
         attributes: AttributeInput,
         tags: BTreeMap<String, String>,
-    ) -> Result<(String, PendingCertificate), VaultError> {
+    ) -> Result<(String, PendingCertificate), ServiceError> {
         check_name(name)?;
         check_tags(&tags)?;
         let vault_ref = self.vault(vault)?;
@@ -410,21 +410,21 @@ impl VaultStore {
         let policy = {
             let state = vault_ref.read();
             state.certificates.check_creatable(KIND, name)?;
-            state.secrets.check_creatable(ObjectKind::Secret, name)?;
-            state.keys.check_creatable(ObjectKind::Key, name)?;
+            state.secrets.check_creatable(StoredKind::Secret, name)?;
+            state.keys.check_creatable(StoredKind::Key, name)?;
             let existing = state.certificates.live.get(&name.to_ascii_lowercase());
             // A plain secret or key of the same name would collide with the certificate's backing objects.
             if existing.is_none()
                 && (state.secrets.live.contains_key(&name.to_ascii_lowercase())
                     || state.keys.live.contains_key(&name.to_ascii_lowercase()))
             {
-                return Err(VaultError::AlreadyExists { kind: ObjectKind::Secret, name: name.to_string() });
+                return Err(ServiceError::AlreadyExists { kind: StoredKind::Secret, name: name.to_string() });
             }
             match (policy, existing) {
                 (Some(policy), _) => policy,
                 (None, Some(object)) => object.extra.policy.clone(),
                 (None, None) => {
-                    return Err(VaultError::BadParameter(format!(
+                    return Err(ServiceError::BadParameter(format!(
                         "Certificate {name} does not exist yet, so a policy is required to create it."
                     )));
                 }
@@ -537,14 +537,14 @@ impl VaultStore {
         }
         for (name, version, attrs) in published {
             tracing::info!(vault = %vault.name, %name, %version, "certificate issued");
-            self.published(vault, ObjectKind::Key, &name, &version, &attrs, true);
-            self.published(vault, ObjectKind::Secret, &name, &version, &attrs, true);
+            self.published(vault, StoredKind::Key, &name, &version, &attrs, true);
+            self.published(vault, StoredKind::Secret, &name, &version, &attrs, true);
             self.published(vault, KIND, &name, &version, &attrs, false);
         }
     }
 
     /// The certificate's latest operation.
-    pub fn certificate_operation(&self, vault: &str, name: &str) -> Result<(String, PendingCertificate), VaultError> {
+    pub fn certificate_operation(&self, vault: &str, name: &str) -> Result<(String, PendingCertificate), ServiceError> {
         let vault_ref = self.vault(vault)?;
         self.settle_certificates(vault_ref);
         let state = vault_ref.read();
@@ -552,9 +552,9 @@ impl VaultStore {
             .certificates
             .live
             .get(&name.to_ascii_lowercase())
-            .ok_or_else(|| VaultError::PendingNotFound { name: name.to_string() })?;
+            .ok_or_else(|| ServiceError::PendingNotFound { name: name.to_string() })?;
         let op =
-            object.extra.operation.clone().ok_or_else(|| VaultError::PendingNotFound { name: name.to_string() })?;
+            object.extra.operation.clone().ok_or_else(|| ServiceError::PendingNotFound { name: name.to_string() })?;
         Ok((object.name.clone(), op))
     }
 
@@ -565,7 +565,7 @@ impl VaultStore {
         vault: &str,
         name: &str,
         version: Option<&str>,
-    ) -> Result<CertificateView, VaultError> {
+    ) -> Result<CertificateView, ServiceError> {
         let vault_ref = self.vault(vault)?;
         self.settle_certificates(vault_ref);
         let state = vault_ref.read();
@@ -574,7 +574,7 @@ impl VaultStore {
     }
 
     /// The certificate's policy.
-    pub fn get_certificate_policy(&self, vault: &str, name: &str) -> Result<(String, CertificatePolicy), VaultError> {
+    pub fn get_certificate_policy(&self, vault: &str, name: &str) -> Result<(String, CertificatePolicy), ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         let object = state.certificates.object(KIND, name)?;
@@ -587,7 +587,7 @@ impl VaultStore {
         vault: &str,
         name: &str,
         patch: CertificatePolicy,
-    ) -> Result<(String, CertificatePolicy), VaultError> {
+    ) -> Result<(String, CertificatePolicy), ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let out = {
@@ -627,7 +627,7 @@ impl VaultStore {
         name: &str,
         version: Option<&str>,
         body: UpdateCertificateBody,
-    ) -> Result<CertificateView, VaultError> {
+    ) -> Result<CertificateView, ServiceError> {
         if let Some(tags) = &body.tags {
             check_tags(tags)?;
         }
@@ -653,7 +653,7 @@ impl VaultStore {
         Ok(view)
     }
 
-    pub fn list_certificates(&self, vault: &str) -> Result<Vec<CertificateView>, VaultError> {
+    pub fn list_certificates(&self, vault: &str) -> Result<Vec<CertificateView>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         self.settle_certificates(vault_ref);
         let state = vault_ref.read();
@@ -671,13 +671,13 @@ impl VaultStore {
             .collect())
     }
 
-    pub fn list_certificate_versions(&self, vault: &str, name: &str) -> Result<Vec<CertificateView>, VaultError> {
+    pub fn list_certificate_versions(&self, vault: &str, name: &str) -> Result<Vec<CertificateView>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         self.settle_certificates(vault_ref);
         let state = vault_ref.read();
         let object = state.certificates.object(KIND, name)?;
         if object.versions.is_empty() {
-            return Err(VaultError::NotFound { kind: KIND, name: name.to_string(), version: None });
+            return Err(ServiceError::NotFound { kind: KIND, name: name.to_string(), version: None });
         }
         Ok(object
             .versions
@@ -691,22 +691,22 @@ impl VaultStore {
     }
 
     /// Soft-deletes a certificate together with the key and secret behind it.
-    pub fn delete_certificate(&self, vault: &str, name: &str) -> Result<Deleted<CertData, CertExtra>, VaultError> {
+    pub fn delete_certificate(&self, vault: &str, name: &str) -> Result<Deleted<CertData, CertExtra>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         self.settle_certificates(vault_ref);
         let now = self.now();
         let deleted = {
             let mut state = vault_ref.write();
             if state.certificates.object(KIND, name)?.versions.is_empty() {
-                return Err(VaultError::NotFound { kind: KIND, name: name.to_string(), version: None });
+                return Err(ServiceError::NotFound { kind: KIND, name: name.to_string(), version: None });
             }
             let deleted = state.certificates.delete(KIND, name, now)?;
-            if state.keys.object(ObjectKind::Key, name).is_ok_and(|o| o.latest().is_some_and(|v| v.data.managed)) {
-                state.keys.delete(ObjectKind::Key, name, now)?;
+            if state.keys.object(StoredKind::Key, name).is_ok_and(|o| o.latest().is_some_and(|v| v.data.managed)) {
+                state.keys.delete(StoredKind::Key, name, now)?;
             }
-            if state.secrets.object(ObjectKind::Secret, name).is_ok_and(|o| o.latest().is_some_and(|v| v.data.managed))
+            if state.secrets.object(StoredKind::Secret, name).is_ok_and(|o| o.latest().is_some_and(|v| v.data.managed))
             {
-                state.secrets.delete(ObjectKind::Secret, name, now)?;
+                state.secrets.delete(StoredKind::Secret, name, now)?;
             }
             deleted
         };
@@ -714,7 +714,7 @@ impl VaultStore {
         Ok(deleted)
     }
 
-    pub fn get_deleted_certificate(&self, vault: &str, name: &str) -> Result<Deleted<CertData, CertExtra>, VaultError> {
+    pub fn get_deleted_certificate(&self, vault: &str, name: &str) -> Result<Deleted<CertData, CertExtra>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let mut state = vault_ref.write();
@@ -722,7 +722,7 @@ impl VaultStore {
         Ok(state.certificates.deleted(KIND, name)?.clone())
     }
 
-    pub fn list_deleted_certificates(&self, vault: &str) -> Result<Vec<Deleted<CertData, CertExtra>>, VaultError> {
+    pub fn list_deleted_certificates(&self, vault: &str) -> Result<Vec<Deleted<CertData, CertExtra>>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let mut state = vault_ref.write();
@@ -731,23 +731,23 @@ impl VaultStore {
     }
 
     /// Recovers a deleted certificate and the key and secret behind it.
-    pub fn recover_certificate(&self, vault: &str, name: &str) -> Result<CertificateView, VaultError> {
+    pub fn recover_certificate(&self, vault: &str, name: &str) -> Result<CertificateView, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let view = {
             let mut state = vault_ref.write();
             let object = state.certificates.recover(KIND, name)?;
-            let latest = object.latest().cloned().ok_or_else(|| VaultError::NotFound {
+            let latest = object.latest().cloned().ok_or_else(|| ServiceError::NotFound {
                 kind: KIND,
                 name: name.to_string(),
                 version: None,
             })?;
             let view =
                 CertificateView { name: object.name.clone(), version: latest, policy: object.extra.policy.clone() };
-            if state.keys.deleted(ObjectKind::Key, name).is_ok() {
-                state.keys.recover(ObjectKind::Key, name)?;
+            if state.keys.deleted(StoredKind::Key, name).is_ok() {
+                state.keys.recover(StoredKind::Key, name)?;
             }
-            if state.secrets.deleted(ObjectKind::Secret, name).is_ok() {
-                state.secrets.recover(ObjectKind::Secret, name)?;
+            if state.secrets.deleted(StoredKind::Secret, name).is_ok() {
+                state.secrets.recover(StoredKind::Secret, name)?;
             }
             view
         };
@@ -756,14 +756,14 @@ impl VaultStore {
     }
 
     /// Purges a deleted certificate and the key and secret behind it.
-    pub fn purge_certificate(&self, vault: &str, name: &str) -> Result<(), VaultError> {
+    pub fn purge_certificate(&self, vault: &str, name: &str) -> Result<(), ServiceError> {
         let vault_ref = self.vault(vault)?;
         {
             let mut state = vault_ref.write();
             state.certificates.purge(KIND, name)?;
             // The backing objects were deleted with the certificate; purge them if they are still there.
-            let _ = state.keys.purge(ObjectKind::Key, name);
-            let _ = state.secrets.purge(ObjectKind::Secret, name);
+            let _ = state.keys.purge(StoredKind::Key, name);
+            let _ = state.secrets.purge(StoredKind::Secret, name);
         }
         self.mark_dirty();
         Ok(())

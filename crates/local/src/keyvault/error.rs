@@ -3,25 +3,25 @@
 
 use super::crypto::CryptoError;
 use super::server::{self, HttpResponse};
-use super::store::ObjectKind;
+use super::store::StoredKind;
 use http::StatusCode;
 use serde::Serialize;
 
 /// Everything an emulated Key Vault operation can refuse, phrased as the service phrases it.
 #[derive(Debug, thiserror::Error)]
-pub enum VaultError {
+pub enum ServiceError {
     #[error("A {} with (name/id) {} was not found in this key vault. If you recently deleted this {} you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182", kind.lower(), name_and_version(.name, .version.as_deref()), kind.lower())]
-    NotFound { kind: ObjectKind, name: String, version: Option<String> },
+    NotFound { kind: StoredKind, name: String, version: Option<String> },
     #[error("Deleted {} not found", kind.title())]
-    DeletedNotFound { kind: ObjectKind, name: String },
+    DeletedNotFound { kind: StoredKind, name: String },
     #[error("Operation {operation} is not allowed on a disabled {}.", kind.lower())]
-    Disabled { kind: ObjectKind, operation: &'static str },
+    Disabled { kind: StoredKind, operation: &'static str },
     #[error("{} {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the {} can only be recovered or purged.", kind.title(), kind.lower())]
-    NameInDeletedState { kind: ObjectKind, name: String },
+    NameInDeletedState { kind: StoredKind, name: String },
     #[error("{} {name} already exists, so the deleted {} cannot be recovered over it.", kind.title(), kind.lower())]
-    AlreadyExists { kind: ObjectKind, name: String },
+    AlreadyExists { kind: StoredKind, name: String },
     #[error("{} {name} already exists, so the backup cannot be restored over it.", kind.title())]
-    RestoreConflict { kind: ObjectKind, name: String },
+    RestoreConflict { kind: StoredKind, name: String },
     #[error("{0}")]
     BadParameter(String),
     #[error("{0}")]
@@ -48,7 +48,7 @@ fn name_and_version(name: &str, version: Option<&str>) -> String {
     }
 }
 
-impl VaultError {
+impl ServiceError {
     /// HTTP status, as the service answers.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -6,12 +6,12 @@
 //! action on the object it names (`…/vaults/<v>/secrets/<name>`), or on the vault for lists and restores.
 
 use super::certs::{self, CertShape, CreateCertificateBody, UpdateCertificateBody};
-use super::error::{VaultError, error_response};
+use super::error::{ServiceError, error_response};
 use super::keys::{self, CreateKeyBody, KeyBundle, RotationPolicyBody, UpdateKeyBody};
 use super::limits::{FaultInjector, OperationKind, Throttler};
 use super::secrets::{SecretBundle, SetSecretBody, Shape, UpdateSecretBody};
 use super::server::{self, HttpResponse};
-use super::store::ObjectKind;
+use super::store::StoredKind;
 use super::store::VaultStore;
 use super::wire::{self, Query};
 use crate::identity::{TENANT_ID, TokenInfo, TokenRegistry, TokenRejection};
@@ -46,7 +46,7 @@ pub struct VaultService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Vault,
-    Object(ObjectKind, String),
+    Object(StoredKind, String),
 }
 
 #[derive(Debug)]
@@ -87,8 +87,8 @@ enum Route {
     GetDeletedCertificate(String),
     PurgeCertificate(String),
     RecoverCertificate(String),
-    Backup(ObjectKind, String),
-    Restore(ObjectKind),
+    Backup(StoredKind, String),
+    Restore(StoredKind),
 }
 
 impl Route {
@@ -99,12 +99,12 @@ impl Route {
         let v = |x: &str| (!x.is_empty()).then(|| x.to_string());
         use Route::*;
         let route = match (method.as_str(), segments.as_slice()) {
-            ("POST", ["secrets", "restore"]) => Restore(ObjectKind::Secret),
-            ("POST", ["keys", "restore"]) => Restore(ObjectKind::Key),
-            ("POST", ["certificates", "restore"]) => Restore(ObjectKind::Certificate),
-            ("POST", ["secrets", name, "backup"]) => Backup(ObjectKind::Secret, s(name)),
-            ("POST", ["keys", name, "backup"]) => Backup(ObjectKind::Key, s(name)),
-            ("POST", ["certificates", name, "backup"]) => Backup(ObjectKind::Certificate, s(name)),
+            ("POST", ["secrets", "restore"]) => Restore(StoredKind::Secret),
+            ("POST", ["keys", "restore"]) => Restore(StoredKind::Key),
+            ("POST", ["certificates", "restore"]) => Restore(StoredKind::Certificate),
+            ("POST", ["secrets", name, "backup"]) => Backup(StoredKind::Secret, s(name)),
+            ("POST", ["keys", name, "backup"]) => Backup(StoredKind::Key, s(name)),
+            ("POST", ["certificates", name, "backup"]) => Backup(StoredKind::Certificate, s(name)),
             ("GET", ["secrets"] | ["secrets", ""]) => ListSecrets,
             ("PUT", ["secrets", name]) => SetSecret(s(name)),
             ("GET", ["secrets", name, "versions"]) => SecretVersions(s(name)),
@@ -161,9 +161,9 @@ impl Route {
     /// action (secrets: readMetadata), and listing one object's versions is checked on that object (a list of
     /// the whole collection is checked on the vault, as observed on the service).
     fn authorization(&self) -> (&'static str, Target) {
-        use ObjectKind::{Certificate as C, Key as K, Secret as S};
+        use StoredKind::{Certificate as C, Key as K, Secret as S};
         use Route::*;
-        let on = |kind: ObjectKind, name: &String| Target::Object(kind, name.clone());
+        let on = |kind: StoredKind, name: &String| Target::Object(kind, name.clone());
         match self {
             ListSecrets | ListDeletedSecrets => ("secrets/readMetadata/action", Target::Vault),
             SetSecret(n) => ("secrets/setSecret/action", on(S, n)),
@@ -223,12 +223,12 @@ impl Route {
             | GetDeletedCertificate(_) => K::CertificateRead,
             UpdateCertificatePolicy(_) | UpdateCertificate(..) => K::CertificateUpdate,
             DeleteCertificate(_) | PurgeCertificate(_) | RecoverCertificate(_) => K::CertificateDelete,
-            Backup(ObjectKind::Secret, _) => K::SecretRead,
-            Backup(ObjectKind::Key, _) => K::KeyRead,
-            Backup(ObjectKind::Certificate, _) => K::CertificateRead,
-            Restore(ObjectKind::Secret) => K::SecretCreate,
-            Restore(ObjectKind::Key) => K::KeyCreate,
-            Restore(ObjectKind::Certificate) => K::CertificateCreate,
+            Backup(StoredKind::Secret, _) => K::SecretRead,
+            Backup(StoredKind::Key, _) => K::KeyRead,
+            Backup(StoredKind::Certificate, _) => K::CertificateRead,
+            Restore(StoredKind::Secret) => K::SecretCreate,
+            Restore(StoredKind::Key) => K::KeyCreate,
+            Restore(StoredKind::Certificate) => K::CertificateCreate,
         }
     }
 }
@@ -246,7 +246,7 @@ impl VaultService {
             return e.to_response();
         }
         let Some(route) = Route::parse(&parts.method, parts.uri.path()) else {
-            return VaultError::NotSupported(format!(
+            return ServiceError::NotSupported(format!(
                 "{} {} is not an operation the local Key Vault emulator supports.",
                 parts.method,
                 parts.uri.path()
@@ -288,7 +288,7 @@ impl VaultService {
             match Limited::new(body, MAX_BODY).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(error) => {
-                    return VaultError::BadParameter(format!("The request body could not be read: {error}"))
+                    return ServiceError::BadParameter(format!("The request body could not be read: {error}"))
                         .to_response();
                 }
             }
@@ -308,7 +308,7 @@ impl VaultService {
     }
 
     /// Checks `route`'s data action against the caller's role assignments; the service's 403 when none grants it.
-    fn authorize(&self, caller: &TokenInfo, route: &Route) -> Result<(), VaultError> {
+    fn authorize(&self, caller: &TokenInfo, route: &Route) -> Result<(), ServiceError> {
         let (action, target) = route.authorization();
         let action = format!("{}{action}", keyturn_vault::rbac::PREFIX);
         let resource = match &target {
@@ -319,7 +319,7 @@ impl VaultService {
             return Ok(());
         }
         tracing::warn!(vault = %self.vault, caller = %caller.object_id, %action, %resource, "denied by RBAC");
-        Err(VaultError::ForbiddenByRbac(denial_message(caller, &action, &resource, &self.vault, &self.location)))
+        Err(ServiceError::ForbiddenByRbac(denial_message(caller, &action, &resource, &self.vault, &self.location)))
     }
 
     /// The caller's token when the request carries one this stack issued for Key Vault; else the 401 to send.
@@ -357,7 +357,7 @@ impl VaultService {
         Err(Box::new(response))
     }
 
-    async fn dispatch(&self, route: Route, query: &Query, base: &str, body: &[u8]) -> Result<HttpResponse, VaultError> {
+    async fn dispatch(&self, route: Route, query: &Query, base: &str, body: &[u8]) -> Result<HttpResponse, ServiceError> {
         let store = &self.store;
         let vault = self.vault.as_str();
         let ok = |value: &dyn erased::Json| Ok(server::json_bytes(StatusCode::OK, value.to_vec()));
@@ -561,16 +561,16 @@ impl VaultService {
                 let blob = parse::<BackupBody>(body)?.value;
                 let name = store.restore(vault, kind, &blob)?;
                 match kind {
-                    ObjectKind::Secret => {
+                    StoredKind::Secret => {
                         let state = store.vault(vault)?.read();
                         let (object, latest) = state.secrets.version(kind, &name, None)?;
                         ok(&SecretBundle::new(base, &object.name, latest, Shape::VersionItem))
                     }
-                    ObjectKind::Key => {
+                    StoredKind::Key => {
                         let view = store.get_key(vault, &name, None)?;
                         ok(&KeyBundle::full(base, &view.name, &view.version))
                     }
-                    ObjectKind::Certificate => {
+                    StoredKind::Certificate => {
                         let view = store.get_certificate(vault, &name, None)?;
                         ok(&certs::certificate_json(base, &view, CertShape::Full))
                     }
@@ -622,28 +622,28 @@ struct BackupBody {
 }
 
 /// `secrets/backup/action`, `keys/restore/action`, ...
-fn backup_action(kind: ObjectKind, op: &str) -> &'static str {
+fn backup_action(kind: StoredKind, op: &str) -> &'static str {
     match (kind, op) {
-        (ObjectKind::Secret, "backup") => "secrets/backup/action",
-        (ObjectKind::Secret, _) => "secrets/restore/action",
-        (ObjectKind::Key, "backup") => "keys/backup/action",
-        (ObjectKind::Key, _) => "keys/restore/action",
-        (ObjectKind::Certificate, "backup") => "certificates/backup/action",
-        (ObjectKind::Certificate, _) => "certificates/restore/action",
+        (StoredKind::Secret, "backup") => "secrets/backup/action",
+        (StoredKind::Secret, _) => "secrets/restore/action",
+        (StoredKind::Key, "backup") => "keys/backup/action",
+        (StoredKind::Key, _) => "keys/restore/action",
+        (StoredKind::Certificate, "backup") => "certificates/backup/action",
+        (StoredKind::Certificate, _) => "certificates/restore/action",
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, VaultError> {
-    serde_json::from_slice(body).map_err(|e| VaultError::BadParameter(format!("The request body is not valid: {e}")))
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
+    serde_json::from_slice(body).map_err(|e| ServiceError::BadParameter(format!("The request body is not valid: {e}")))
 }
 
 /// Runs CPU-heavy work (key generation) off the async workers.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
-) -> Result<T, VaultError> {
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| VaultError::Internal(format!("The emulator's worker failed: {e}")))?
+        .map_err(|e| ServiceError::Internal(format!("The emulator's worker failed: {e}")))?
 }
 
 /// `https://<Host header>`: ids point back at the address the client used (127.0.0.1, localhost, or

@@ -1,9 +1,9 @@
 //! Keys: create (RSA, EC), get, update, list, versions, rotate, rotation policy, soft delete; and their JSON.
 
 use super::crypto::{self, Curve, KeyMaterial, KeySpec, PublicJwk};
-use super::error::VaultError;
+use super::error::ServiceError;
 use super::store::{
-    AttributeInput, Attributes, Deleted, KeyData, KeyExtra, ObjectKind, VaultStore, Version, apply_attributes,
+    AttributeInput, Attributes, Deleted, KeyData, KeyExtra, StoredKind, VaultStore, Version, apply_attributes,
     check_name, check_tags, new_version_id,
 };
 use super::wire::{AttributesIn, WireAttributes};
@@ -11,7 +11,7 @@ use chrono::{DateTime, Days, Months, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const KIND: ObjectKind = ObjectKind::Key;
+const KIND: StoredKind = StoredKind::Key;
 
 /// A new key, as a caller describes it.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ pub fn add_iso_duration(from: DateTime<Utc>, duration: &str) -> Option<DateTime<
 
 impl VaultStore {
     /// Creates a new key version (the object too, if new).
-    pub fn create_key(&self, vault: &str, name: &str, input: KeySpecInput) -> Result<KeyView, VaultError> {
+    pub fn create_key(&self, vault: &str, name: &str, input: KeySpecInput) -> Result<KeyView, ServiceError> {
         check_name(name)?;
         check_tags(&input.tags)?;
         let vault_ref = self.vault(vault)?;
@@ -120,7 +120,7 @@ impl VaultStore {
         self.commit_key(vault, name, version)
     }
 
-    fn commit_key(&self, vault: &str, name: &str, version: Version<KeyData>) -> Result<KeyView, VaultError> {
+    fn commit_key(&self, vault: &str, name: &str, version: Version<KeyData>) -> Result<KeyView, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let view = {
             let mut state = vault_ref.write();
@@ -133,7 +133,7 @@ impl VaultStore {
     }
 
     /// Reads a key version (latest when `version` is `None`).
-    pub fn get_key(&self, vault: &str, name: &str, version: Option<&str>) -> Result<KeyView, VaultError> {
+    pub fn get_key(&self, vault: &str, name: &str, version: Option<&str>) -> Result<KeyView, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         let (object, found) = state.keys.version(KIND, name, version)?;
@@ -149,7 +149,7 @@ impl VaultStore {
         attributes: AttributeInput,
         tags: Option<BTreeMap<String, String>>,
         key_ops: Option<Vec<String>>,
-    ) -> Result<KeyView, VaultError> {
+    ) -> Result<KeyView, ServiceError> {
         if let Some(tags) = &tags {
             check_tags(tags)?;
         }
@@ -172,7 +172,7 @@ impl VaultStore {
         Ok(view)
     }
 
-    pub fn list_keys(&self, vault: &str) -> Result<Vec<KeyView>, VaultError> {
+    pub fn list_keys(&self, vault: &str) -> Result<Vec<KeyView>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         Ok(state
@@ -183,7 +183,7 @@ impl VaultStore {
             .collect())
     }
 
-    pub fn list_key_versions(&self, vault: &str, name: &str) -> Result<Vec<KeyView>, VaultError> {
+    pub fn list_key_versions(&self, vault: &str, name: &str) -> Result<Vec<KeyView>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         let object = state.keys.object(KIND, name)?;
@@ -192,18 +192,18 @@ impl VaultStore {
 
     /// Rotates a key: a new version of the same type, size and operations, with fresh material, the current
     /// tags, and an expiry from the rotation policy's `expiryTime` if one is set.
-    pub fn rotate_key(&self, vault: &str, name: &str) -> Result<KeyView, VaultError> {
+    pub fn rotate_key(&self, vault: &str, name: &str) -> Result<KeyView, ServiceError> {
         let (current, policy) = {
             let vault_ref = self.vault(vault)?;
             let state = vault_ref.read();
             let object = state.keys.object(KIND, name)?;
-            let latest = object.latest().cloned().ok_or_else(|| VaultError::NotFound {
+            let latest = object.latest().cloned().ok_or_else(|| ServiceError::NotFound {
                 kind: KIND,
                 name: name.to_string(),
                 version: None,
             })?;
             if latest.data.managed {
-                return Err(VaultError::Forbidden(format!(
+                return Err(ServiceError::Forbidden(format!(
                     "Key {name} backs a certificate; create a new certificate version instead."
                 )));
             }
@@ -230,7 +230,7 @@ impl VaultStore {
     }
 
     /// A key's rotation policy; a key without one reports the service's default (notify 30 days before expiry).
-    pub fn get_rotation_policy(&self, vault: &str, name: &str) -> Result<RotationPolicy, VaultError> {
+    pub fn get_rotation_policy(&self, vault: &str, name: &str) -> Result<RotationPolicy, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         let object = state.keys.object(KIND, name)?;
@@ -244,11 +244,11 @@ impl VaultStore {
         name: &str,
         lifetime_actions: Vec<LifetimeAction>,
         expiry_time: Option<String>,
-    ) -> Result<RotationPolicy, VaultError> {
+    ) -> Result<RotationPolicy, ServiceError> {
         let now = self.clock().now();
         if let Some(expiry) = &expiry_time {
             add_iso_duration(now, expiry).ok_or_else(|| {
-                VaultError::BadParameter(format!("expiryTime '{expiry}' is not an ISO 8601 duration such as P90D."))
+                ServiceError::BadParameter(format!("expiryTime '{expiry}' is not an ISO 8601 duration such as P90D."))
             })?;
         }
         let mut actions = Vec::with_capacity(lifetime_actions.len());
@@ -257,7 +257,7 @@ impl VaultStore {
                 "rotate" => "Rotate".into(),
                 "notify" => "Notify".into(),
                 other => {
-                    return Err(VaultError::BadParameter(format!(
+                    return Err(ServiceError::BadParameter(format!(
                         "Lifetime action type '{other}' is not valid; use Rotate or Notify."
                     )));
                 }
@@ -266,11 +266,11 @@ impl VaultStore {
                 [&action.trigger.time_after_create, &action.trigger.time_before_expiry].into_iter().flatten()
             {
                 add_iso_duration(now, duration).ok_or_else(|| {
-                    VaultError::BadParameter(format!("Trigger '{duration}' is not an ISO 8601 duration such as P30D."))
+                    ServiceError::BadParameter(format!("Trigger '{duration}' is not an ISO 8601 duration such as P30D."))
                 })?;
             }
             if action.trigger.time_after_create.is_some() == action.trigger.time_before_expiry.is_some() {
-                return Err(VaultError::BadParameter(
+                return Err(ServiceError::BadParameter(
                     "Each lifetime action trigger needs exactly one of timeAfterCreate or timeBeforeExpiry.".into(),
                 ));
             }
@@ -289,13 +289,13 @@ impl VaultStore {
         Ok(policy)
     }
 
-    pub fn delete_key(&self, vault: &str, name: &str) -> Result<Deleted<KeyData, KeyExtra>, VaultError> {
+    pub fn delete_key(&self, vault: &str, name: &str) -> Result<Deleted<KeyData, KeyExtra>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let deleted = {
             let mut state = vault_ref.write();
             if state.keys.object(KIND, name)?.latest().is_some_and(|v| v.data.managed) {
-                return Err(VaultError::Forbidden(format!(
+                return Err(ServiceError::Forbidden(format!(
                     "Key {name} backs a certificate; delete the certificate instead."
                 )));
             }
@@ -305,7 +305,7 @@ impl VaultStore {
         Ok(deleted)
     }
 
-    pub fn get_deleted_key(&self, vault: &str, name: &str) -> Result<Deleted<KeyData, KeyExtra>, VaultError> {
+    pub fn get_deleted_key(&self, vault: &str, name: &str) -> Result<Deleted<KeyData, KeyExtra>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let mut state = vault_ref.write();
@@ -313,7 +313,7 @@ impl VaultStore {
         Ok(state.keys.deleted(KIND, name)?.clone())
     }
 
-    pub fn list_deleted_keys(&self, vault: &str) -> Result<Vec<Deleted<KeyData, KeyExtra>>, VaultError> {
+    pub fn list_deleted_keys(&self, vault: &str) -> Result<Vec<Deleted<KeyData, KeyExtra>>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let mut state = vault_ref.write();
@@ -321,12 +321,12 @@ impl VaultStore {
         Ok(state.keys.deleted.values().cloned().collect())
     }
 
-    pub fn recover_key(&self, vault: &str, name: &str) -> Result<KeyView, VaultError> {
+    pub fn recover_key(&self, vault: &str, name: &str) -> Result<KeyView, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let view = {
             let mut state = vault_ref.write();
             let object = state.keys.recover(KIND, name)?;
-            let latest = object.latest().cloned().ok_or_else(|| VaultError::NotFound {
+            let latest = object.latest().cloned().ok_or_else(|| ServiceError::NotFound {
                 kind: KIND,
                 name: name.to_string(),
                 version: None,
@@ -337,7 +337,7 @@ impl VaultStore {
         Ok(view)
     }
 
-    pub fn purge_key(&self, vault: &str, name: &str) -> Result<(), VaultError> {
+    pub fn purge_key(&self, vault: &str, name: &str) -> Result<(), ServiceError> {
         self.vault(vault)?.write().keys.purge(KIND, name)?;
         self.mark_dirty();
         Ok(())
@@ -369,16 +369,16 @@ pub struct CreateKeyBody {
 }
 
 impl CreateKeyBody {
-    pub fn into_input(self) -> Result<KeySpecInput, VaultError> {
-        let kty = self.kty.ok_or_else(|| VaultError::BadParameter("The property 'kty' is required.".into()))?;
+    pub fn into_input(self) -> Result<KeySpecInput, ServiceError> {
+        let kty = self.kty.ok_or_else(|| ServiceError::BadParameter("The property 'kty' is required.".into()))?;
         let spec = match kty.as_str() {
             "RSA" | "RSA-HSM" => {
                 if self.public_exponent.is_some_and(|e| e != 65537) {
-                    return Err(VaultError::BadParameter("Only the public exponent 65537 is supported.".into()));
+                    return Err(ServiceError::BadParameter("Only the public exponent 65537 is supported.".into()));
                 }
                 let size = self.key_size.unwrap_or(2048);
                 if ![2048, 3072, 4096].contains(&size) {
-                    return Err(VaultError::BadParameter(format!(
+                    return Err(ServiceError::BadParameter(format!(
                         "RSA key size {size} is not supported; use 2048, 3072 or 4096."
                     )));
                 }
@@ -387,15 +387,15 @@ impl CreateKeyBody {
             "EC" | "EC-HSM" => {
                 let name = self.crv.as_deref().unwrap_or("P-256");
                 KeySpec::Ec(Curve::parse(name).ok_or_else(|| {
-                    VaultError::BadParameter(format!(
+                    ServiceError::BadParameter(format!(
                         "Curve '{name}' is not supported; use P-256, P-256K, P-384 or P-521."
                     ))
                 })?)
             }
             "oct" | "oct-HSM" => {
-                return Err(VaultError::BadParameter("Symmetric (oct) keys are only available in Managed HSM.".into()));
+                return Err(ServiceError::BadParameter("Symmetric (oct) keys are only available in Managed HSM.".into()));
             }
-            other => return Err(VaultError::BadParameter(format!("Key type '{other}' is not valid."))),
+            other => return Err(ServiceError::BadParameter(format!("Key type '{other}' is not valid."))),
         };
         Ok(KeySpecInput {
             kty,

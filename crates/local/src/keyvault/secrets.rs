@@ -1,15 +1,15 @@
 //! Secrets: set, get, update, list, versions, soft delete, recover, purge; and their JSON.
 
-use super::error::VaultError;
+use super::error::ServiceError;
 use super::store::{
-    AttributeInput, Deleted, MAX_SECRET_BYTES, ObjectKind, SecretData, VaultStore, Version, apply_attributes,
+    AttributeInput, Deleted, MAX_SECRET_BYTES, StoredKind, SecretData, VaultStore, Version, apply_attributes,
     check_name, check_tags, new_version_id,
 };
 use super::wire::{AttributesIn, WireAttributes};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const KIND: ObjectKind = ObjectKind::Secret;
+const KIND: StoredKind = StoredKind::Secret;
 
 /// A new secret version, as a caller (HTTP or the management API) describes it. Debug hides the value.
 #[derive(Clone, Default)]
@@ -48,11 +48,11 @@ pub struct SecretView {
 
 impl VaultStore {
     /// Creates a new version of `name` (the object too, if new).
-    pub fn set_secret(&self, vault: &str, name: &str, spec: SecretSpec) -> Result<SecretView, VaultError> {
+    pub fn set_secret(&self, vault: &str, name: &str, spec: SecretSpec) -> Result<SecretView, ServiceError> {
         check_name(name)?;
         check_tags(&spec.tags)?;
         if spec.value.len() > MAX_SECRET_BYTES {
-            return Err(VaultError::BadParameter(format!(
+            return Err(ServiceError::BadParameter(format!(
                 "The secret value is {} bytes; the maximum is {MAX_SECRET_BYTES}.",
                 spec.value.len()
             )));
@@ -76,7 +76,7 @@ impl VaultStore {
                 .and_then(|o| o.latest())
                 .is_some_and(|v| v.data.managed)
             {
-                return Err(VaultError::Forbidden(format!(
+                return Err(ServiceError::Forbidden(format!(
                     "Secret {name} backs a certificate; create a new certificate version instead."
                 )));
             }
@@ -89,12 +89,12 @@ impl VaultStore {
 
     /// Reads a version (the latest when `version` is `None`). Disabled versions are refused with 403
     /// `SecretDisabled`; `nbf` and `exp` are not enforced, as in the service.
-    pub fn get_secret(&self, vault: &str, name: &str, version: Option<&str>) -> Result<SecretView, VaultError> {
+    pub fn get_secret(&self, vault: &str, name: &str, version: Option<&str>) -> Result<SecretView, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         let (object, found) = state.secrets.version(KIND, name, version)?;
         if !found.attributes.enabled {
-            return Err(VaultError::Disabled { kind: KIND, operation: "get" });
+            return Err(ServiceError::Disabled { kind: KIND, operation: "get" });
         }
         Ok(SecretView { name: object.name.clone(), version: found.clone() })
     }
@@ -117,7 +117,7 @@ impl VaultStore {
         name: &str,
         version: Option<&str>,
         patch: SecretPatch,
-    ) -> Result<SecretView, VaultError> {
+    ) -> Result<SecretView, ServiceError> {
         if let Some(tags) = &patch.tags {
             check_tags(tags)?;
         }
@@ -141,7 +141,7 @@ impl VaultStore {
     }
 
     /// The latest version of every live secret.
-    pub fn list_secrets(&self, vault: &str) -> Result<Vec<SecretView>, VaultError> {
+    pub fn list_secrets(&self, vault: &str) -> Result<Vec<SecretView>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         Ok(state
@@ -153,7 +153,7 @@ impl VaultStore {
     }
 
     /// Every version of one secret, oldest first.
-    pub fn list_secret_versions(&self, vault: &str, name: &str) -> Result<Vec<SecretView>, VaultError> {
+    pub fn list_secret_versions(&self, vault: &str, name: &str) -> Result<Vec<SecretView>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let state = vault_ref.read();
         let object = state.secrets.object(KIND, name)?;
@@ -161,14 +161,14 @@ impl VaultStore {
     }
 
     /// Soft-deletes a secret: it stays recoverable, and its name taken, until purged.
-    pub fn delete_secret(&self, vault: &str, name: &str) -> Result<Deleted<SecretData, ()>, VaultError> {
+    pub fn delete_secret(&self, vault: &str, name: &str) -> Result<Deleted<SecretData, ()>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let deleted = {
             let mut state = vault_ref.write();
             let managed = state.secrets.object(KIND, name)?.latest().is_some_and(|v| v.data.managed);
             if managed {
-                return Err(VaultError::Forbidden(format!(
+                return Err(ServiceError::Forbidden(format!(
                     "Secret {name} backs a certificate; delete the certificate instead."
                 )));
             }
@@ -179,7 +179,7 @@ impl VaultStore {
         Ok(deleted)
     }
 
-    pub fn get_deleted_secret(&self, vault: &str, name: &str) -> Result<Deleted<SecretData, ()>, VaultError> {
+    pub fn get_deleted_secret(&self, vault: &str, name: &str) -> Result<Deleted<SecretData, ()>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let mut state = vault_ref.write();
@@ -187,7 +187,7 @@ impl VaultStore {
         Ok(state.secrets.deleted(KIND, name)?.clone())
     }
 
-    pub fn list_deleted_secrets(&self, vault: &str) -> Result<Vec<Deleted<SecretData, ()>>, VaultError> {
+    pub fn list_deleted_secrets(&self, vault: &str) -> Result<Vec<Deleted<SecretData, ()>>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let mut state = vault_ref.write();
@@ -196,14 +196,14 @@ impl VaultStore {
     }
 
     /// Recovers a deleted secret with all its versions; answers with its latest version.
-    pub fn recover_secret(&self, vault: &str, name: &str) -> Result<SecretView, VaultError> {
+    pub fn recover_secret(&self, vault: &str, name: &str) -> Result<SecretView, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let view = {
             let mut state = vault_ref.write();
             state.secrets.purge_due(now);
             let object = state.secrets.recover(KIND, name)?;
-            let latest = object.latest().cloned().ok_or_else(|| VaultError::NotFound {
+            let latest = object.latest().cloned().ok_or_else(|| ServiceError::NotFound {
                 kind: KIND,
                 name: name.to_string(),
                 version: None,
@@ -214,7 +214,7 @@ impl VaultStore {
         Ok(view)
     }
 
-    pub fn purge_secret(&self, vault: &str, name: &str) -> Result<(), VaultError> {
+    pub fn purge_secret(&self, vault: &str, name: &str) -> Result<(), ServiceError> {
         let vault_ref = self.vault(vault)?;
         vault_ref.write().secrets.purge(KIND, name)?;
         tracing::info!(vault, name, "secret purged");
@@ -234,8 +234,8 @@ pub struct SetSecretBody {
 }
 
 impl SetSecretBody {
-    pub fn into_spec(self) -> Result<SecretSpec, VaultError> {
-        let value = self.value.ok_or_else(|| VaultError::BadParameter("The property 'value' is required.".into()))?;
+    pub fn into_spec(self) -> Result<SecretSpec, ServiceError> {
+        let value = self.value.ok_or_else(|| ServiceError::BadParameter("The property 'value' is required.".into()))?;
         Ok(SecretSpec {
             value,
             content_type: self.content_type,

@@ -7,7 +7,7 @@
 //! [`Clock`].
 
 use super::crypto::{self, KeyMaterial};
-use super::error::VaultError;
+use super::error::ServiceError;
 use crate::clock::Clock;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,13 +27,13 @@ pub const MAX_SECRET_BYTES: usize = 25 * 1024;
 
 /// The three kinds of vault object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ObjectKind {
+pub enum StoredKind {
     Secret,
     Key,
     Certificate,
 }
 
-impl ObjectKind {
+impl StoredKind {
     /// `Secret`, `Key`, `Certificate`: as in error codes and Event Grid's `ObjectType`.
     pub fn title(self) -> &'static str {
         match self {
@@ -67,7 +67,7 @@ impl ObjectKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultChange {
     pub vault: String,
-    pub kind: ObjectKind,
+    pub kind: StoredKind,
     pub name: String,
     /// 32 lowercase hex characters.
     pub version: String,
@@ -83,7 +83,7 @@ pub struct VaultChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentObject {
     pub vault: String,
-    pub kind: ObjectKind,
+    pub kind: StoredKind,
     pub name: String,
     pub version: String,
     pub id: String,
@@ -160,9 +160,9 @@ impl<D, X> Default for Collection<D, X> {
 
 impl<D: Clone, X: Default + Clone> Collection<D, X> {
     /// Refuses a create when the name is held by a soft-deleted object.
-    pub fn check_creatable(&self, kind: ObjectKind, name: &str) -> Result<(), VaultError> {
+    pub fn check_creatable(&self, kind: StoredKind, name: &str) -> Result<(), ServiceError> {
         if self.deleted.contains_key(&name.to_ascii_lowercase()) {
-            return Err(VaultError::NameInDeletedState { kind, name: name.to_string() });
+            return Err(ServiceError::NameInDeletedState { kind, name: name.to_string() });
         }
         Ok(())
     }
@@ -178,16 +178,16 @@ impl<D: Clone, X: Default + Clone> Collection<D, X> {
         object
     }
 
-    pub fn object(&self, kind: ObjectKind, name: &str) -> Result<&Object<D, X>, VaultError> {
-        self.live.get(&name.to_ascii_lowercase()).ok_or_else(|| VaultError::NotFound {
+    pub fn object(&self, kind: StoredKind, name: &str) -> Result<&Object<D, X>, ServiceError> {
+        self.live.get(&name.to_ascii_lowercase()).ok_or_else(|| ServiceError::NotFound {
             kind,
             name: name.to_string(),
             version: None,
         })
     }
 
-    pub fn object_mut(&mut self, kind: ObjectKind, name: &str) -> Result<&mut Object<D, X>, VaultError> {
-        self.live.get_mut(&name.to_ascii_lowercase()).ok_or_else(|| VaultError::NotFound {
+    pub fn object_mut(&mut self, kind: StoredKind, name: &str) -> Result<&mut Object<D, X>, ServiceError> {
+        self.live.get_mut(&name.to_ascii_lowercase()).ok_or_else(|| ServiceError::NotFound {
             kind,
             name: name.to_string(),
             version: None,
@@ -197,16 +197,16 @@ impl<D: Clone, X: Default + Clone> Collection<D, X> {
     /// The named version, or the latest when `version` is `None`.
     pub fn version(
         &self,
-        kind: ObjectKind,
+        kind: StoredKind,
         name: &str,
         version: Option<&str>,
-    ) -> Result<(&Object<D, X>, &Version<D>), VaultError> {
+    ) -> Result<(&Object<D, X>, &Version<D>), ServiceError> {
         let object = self.object(kind, name)?;
         let found = match version {
             None => object.latest(),
             Some(v) => object.versions.iter().find(|x| x.version.eq_ignore_ascii_case(v)),
         };
-        found.map(|found| (object, found)).ok_or_else(|| VaultError::NotFound {
+        found.map(|found| (object, found)).ok_or_else(|| ServiceError::NotFound {
             kind,
             name: name.to_string(),
             version: version.map(str::to_string),
@@ -215,22 +215,22 @@ impl<D: Clone, X: Default + Clone> Collection<D, X> {
 
     pub fn version_mut(
         &mut self,
-        kind: ObjectKind,
+        kind: StoredKind,
         name: &str,
         version: Option<&str>,
-    ) -> Result<&mut Version<D>, VaultError> {
+    ) -> Result<&mut Version<D>, ServiceError> {
         let object = self.object_mut(kind, name)?;
         let found = match version {
             None => object.versions.last_mut(),
             Some(v) => object.versions.iter_mut().find(|x| x.version.eq_ignore_ascii_case(v)),
         };
-        found.ok_or_else(|| VaultError::NotFound { kind, name: name.to_string(), version: version.map(str::to_string) })
+        found.ok_or_else(|| ServiceError::NotFound { kind, name: name.to_string(), version: version.map(str::to_string) })
     }
 
     /// Soft-deletes an object.
-    pub fn delete(&mut self, kind: ObjectKind, name: &str, now: i64) -> Result<Deleted<D, X>, VaultError> {
+    pub fn delete(&mut self, kind: StoredKind, name: &str, now: i64) -> Result<Deleted<D, X>, ServiceError> {
         let key = name.to_ascii_lowercase();
-        let object = self.live.remove(&key).ok_or_else(|| VaultError::NotFound {
+        let object = self.live.remove(&key).ok_or_else(|| ServiceError::NotFound {
             kind,
             name: name.to_string(),
             version: None,
@@ -240,29 +240,29 @@ impl<D: Clone, X: Default + Clone> Collection<D, X> {
         Ok(deleted)
     }
 
-    pub fn deleted(&self, kind: ObjectKind, name: &str) -> Result<&Deleted<D, X>, VaultError> {
+    pub fn deleted(&self, kind: StoredKind, name: &str) -> Result<&Deleted<D, X>, ServiceError> {
         self.deleted
             .get(&name.to_ascii_lowercase())
-            .ok_or_else(|| VaultError::DeletedNotFound { kind, name: name.to_string() })
+            .ok_or_else(|| ServiceError::DeletedNotFound { kind, name: name.to_string() })
     }
 
     /// Moves a deleted object back to live.
-    pub fn recover(&mut self, kind: ObjectKind, name: &str) -> Result<&Object<D, X>, VaultError> {
+    pub fn recover(&mut self, kind: StoredKind, name: &str) -> Result<&Object<D, X>, ServiceError> {
         let key = name.to_ascii_lowercase();
         if self.live.contains_key(&key) {
-            return Err(VaultError::AlreadyExists { kind, name: name.to_string() });
+            return Err(ServiceError::AlreadyExists { kind, name: name.to_string() });
         }
         let deleted =
-            self.deleted.remove(&key).ok_or_else(|| VaultError::DeletedNotFound { kind, name: name.to_string() })?;
+            self.deleted.remove(&key).ok_or_else(|| ServiceError::DeletedNotFound { kind, name: name.to_string() })?;
         Ok(self.live.entry(key).or_insert(deleted.object))
     }
 
     /// Removes a deleted object for good.
-    pub fn purge(&mut self, kind: ObjectKind, name: &str) -> Result<(), VaultError> {
+    pub fn purge(&mut self, kind: StoredKind, name: &str) -> Result<(), ServiceError> {
         self.deleted
             .remove(&name.to_ascii_lowercase())
             .map(|_| ())
-            .ok_or_else(|| VaultError::DeletedNotFound { kind, name: name.to_string() })
+            .ok_or_else(|| ServiceError::DeletedNotFound { kind, name: name.to_string() })
     }
 
     /// Purges deleted objects whose retention has passed (the service does this on its own schedule).
@@ -350,7 +350,7 @@ impl Vault {
     }
 
     /// `https://host/<collection>/<name>/<version>`
-    pub fn versioned_id(&self, kind: ObjectKind, name: &str, version: &str) -> String {
+    pub fn versioned_id(&self, kind: StoredKind, name: &str, version: &str) -> String {
         format!("{}/{}/{name}/{version}", self.base_url, kind.collection())
     }
 }
@@ -458,8 +458,8 @@ impl VaultStore {
     }
 
     /// The vault named `name`.
-    pub fn vault(&self, name: &str) -> Result<&Arc<Vault>, VaultError> {
-        self.inner.vaults.get(name).ok_or_else(|| VaultError::NoSuchVault(name.to_string()))
+    pub fn vault(&self, name: &str) -> Result<&Arc<Vault>, ServiceError> {
+        self.inner.vaults.get(name).ok_or_else(|| ServiceError::NoSuchVault(name.to_string()))
     }
 
     /// Names of every vault.
@@ -481,7 +481,7 @@ impl VaultStore {
         for vault in self.inner.vaults.values() {
             self.settle_certificates(vault);
             let state = vault.read();
-            let mut add = |kind: ObjectKind, name: &str, version: &str, attrs: &Attributes, managed: bool| {
+            let mut add = |kind: StoredKind, name: &str, version: &str, attrs: &Attributes, managed: bool| {
                 out.push(CurrentObject {
                     vault: vault.name.clone(),
                     kind,
@@ -496,17 +496,17 @@ impl VaultStore {
             };
             for object in state.secrets.live.values() {
                 if let Some(v) = object.latest() {
-                    add(ObjectKind::Secret, &object.name, &v.version, &v.attributes, v.data.managed);
+                    add(StoredKind::Secret, &object.name, &v.version, &v.attributes, v.data.managed);
                 }
             }
             for object in state.keys.live.values() {
                 if let Some(v) = object.latest() {
-                    add(ObjectKind::Key, &object.name, &v.version, &v.attributes, v.data.managed);
+                    add(StoredKind::Key, &object.name, &v.version, &v.attributes, v.data.managed);
                 }
             }
             for object in state.certificates.live.values() {
                 if let Some(v) = object.latest() {
-                    add(ObjectKind::Certificate, &object.name, &v.version, &v.attributes, false);
+                    add(StoredKind::Certificate, &object.name, &v.version, &v.attributes, false);
                 }
             }
         }
@@ -517,7 +517,7 @@ impl VaultStore {
     pub(crate) fn published(
         &self,
         vault: &Vault,
-        kind: ObjectKind,
+        kind: StoredKind,
         name: &str,
         version: &str,
         attrs: &Attributes,
@@ -594,28 +594,28 @@ pub fn apply_attributes(attrs: &mut Attributes, input: &AttributeInput, now: i64
 }
 
 /// Validates an object name as the service does: 1-127 characters of `0-9a-zA-Z-`.
-pub fn check_name(name: &str) -> Result<(), VaultError> {
+pub fn check_name(name: &str) -> Result<(), ServiceError> {
     let ok = !name.is_empty() && name.len() <= 127 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(VaultError::BadParameter(format!(
+        Err(ServiceError::BadParameter(format!(
             "The request URI contains an invalid name: {name}. Names must be 1-127 characters of 0-9, a-z, A-Z and -."
         )))
     }
 }
 
 /// Validates tags against the service's limits.
-pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), VaultError> {
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ServiceError> {
     if tags.len() > MAX_TAGS {
-        return Err(VaultError::BadParameter(format!(
+        return Err(ServiceError::BadParameter(format!(
             "The number of tags ({}) exceeds the maximum of {MAX_TAGS}.",
             tags.len()
         )));
     }
     for (name, value) in tags {
         if name.is_empty() || name.len() > 512 || value.len() > 256 {
-            return Err(VaultError::BadParameter(format!(
+            return Err(ServiceError::BadParameter(format!(
                 "Tag '{name}' is invalid: tag names must be 1-512 characters and values at most 256 characters."
             )));
         }

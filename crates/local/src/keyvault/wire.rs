@@ -3,7 +3,7 @@
 //! Field names and shapes follow the service and the SDK models (azure_security_keyvault_* 1.0.1):
 //! epoch-second integers for times, `{value: [...], nextLink}` pages.
 
-use super::error::VaultError;
+use super::error::ServiceError;
 use super::store::{AttributeInput, Attributes, RECOVERABLE_DAYS, RECOVERY_LEVEL};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -123,24 +123,24 @@ impl Query {
     }
 
     /// The api-version, if it is one the emulator speaks.
-    pub fn check_api_version(&self) -> Result<&str, VaultError> {
+    pub fn check_api_version(&self) -> Result<&str, ServiceError> {
         match self.api_version.as_deref() {
-            None => Err(VaultError::BadParameter("The api-version query parameter is required.".into())),
+            None => Err(ServiceError::BadParameter("The api-version query parameter is required.".into())),
             Some(v) if API_VERSIONS.contains(&v) => Ok(v),
-            Some(v) => Err(VaultError::BadParameter(format!(
+            Some(v) => Err(ServiceError::BadParameter(format!(
                 "The specified version ({v}) is not recognized. Consider using the latest supported version ({LATEST_API_VERSION})."
             ))),
         }
     }
 
     /// Cuts one page out of `items` and builds the `nextLink` (absolute, on `link_base` + `path`).
-    pub fn page<T>(&self, mut items: Vec<T>, link_base: &str, path: &str) -> Result<Page<T>, VaultError> {
+    pub fn page<T>(&self, mut items: Vec<T>, link_base: &str, path: &str) -> Result<Page<T>, ServiceError> {
         let size = match self.maxresults.as_deref() {
             None => MAX_PAGE,
             Some(raw) => match raw.parse::<usize>() {
                 Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
                 _ => {
-                    return Err(VaultError::BadParameter(format!(
+                    return Err(ServiceError::BadParameter(format!(
                         "Invalid maxresults '{raw}': it must be an integer from 1 to {MAX_PAGE}."
                     )));
                 }
@@ -149,7 +149,7 @@ impl Query {
         let start = match self.skiptoken.as_deref() {
             None => 0,
             Some(token) => decode_skiptoken(token)
-                .ok_or_else(|| VaultError::BadParameter(format!("The $skiptoken '{token}' is not valid.")))?,
+                .ok_or_else(|| ServiceError::BadParameter(format!("The $skiptoken '{token}' is not valid.")))?,
         };
         let total = items.len();
         let end = start.saturating_add(size).min(total);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
-use crate::exit::Failure;
+use crate::exit::CommandFailure;
 use crate::handlers::{self, HANDLERS, Handler};
 use crate::output::Output;
 
@@ -22,9 +22,9 @@ const KEYTURN_PACKAGE: &str = env!("CARGO_PKG_NAME");
 pub(super) async fn handler_binaries(
     output: &Output,
     no_build: bool,
-) -> Result<Vec<(&'static Handler, PathBuf)>, Failure> {
+) -> Result<Vec<(&'static Handler, PathBuf)>, CommandFailure> {
     let exe = std::env::current_exe()
-        .map_err(|error| Failure::setup(format!("cannot find keyturn's own executable: {error}")))?;
+        .map_err(|error| CommandFailure::setup(format!("cannot find keyturn's own executable: {error}")))?;
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     let binaries: Vec<(&'static Handler, PathBuf)> = HANDLERS.iter().map(|h| (h, dir.join(h.name))).collect();
     let missing: Vec<&'static Handler> =
@@ -40,7 +40,7 @@ pub(super) async fn handler_binaries(
             || handlers::build_command(&missing, "release", None),
             |build| build.command_line(workspace.as_deref()),
         );
-        return Err(Failure::setup(format!("handler binaries missing beside keyturn in {}: {names}", dir.display()))
+        return Err(CommandFailure::setup(format!("handler binaries missing beside keyturn in {}: {names}", dir.display()))
             .hint(format!("build them in the keyturn repository with `{command}`, then run that build's keyturn")));
     };
 
@@ -62,16 +62,16 @@ pub(super) async fn handler_binaries(
         .status()
         .await
         .map_err(|error| {
-            Failure::setup(format!("cannot run {}: {error}", Path::new(&cargo).display()))
+            CommandFailure::setup(format!("cannot run {}: {error}", Path::new(&cargo).display()))
                 .hint(format!("install Rust (rustup.rs), or build the handlers yourself: `{command}`"))
         })?;
     if !status.success() {
-        return Err(Failure::setup(format!("building the handlers failed ({status})"))
+        return Err(CommandFailure::setup(format!("building the handlers failed ({status})"))
             .hint(format!("run `{command}` in {} and fix what it reports", workspace.display())));
     }
     output.status(&format!("built {names} in {:.0} s", building.elapsed().as_secs_f64()));
     if let Some((_, path)) = binaries.iter().find(|(_, path)| !path.is_file()) {
-        return Err(Failure::setup(format!("cargo finished but {} is not there", path.display()))
+        return Err(CommandFailure::setup(format!("cargo finished but {} is not there", path.display()))
             .hint(format!("run `{command}` in {} and check where it puts the binaries", workspace.display())));
     }
     Ok(binaries)

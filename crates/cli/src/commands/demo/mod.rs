@@ -40,7 +40,7 @@ use keyturn_local::roles::Deployment;
 use keyturn_local::stack::LocalStack;
 
 use crate::commands::dev::{self, Running};
-use crate::exit::{Failure, Status};
+use crate::exit::{CommandFailure, Status};
 use crate::handlers;
 use crate::output::Output;
 use report::Report;
@@ -86,20 +86,20 @@ const GRID_TIME_SCALE: f64 = 0.001;
 /// resynchronisation, which is when a renewed certificate's new version appears.
 const QUIET: Duration = Duration::from_millis(1_200);
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     tokio::select! {
         result = demo(args, output) => result,
         // Dropping the demo's future stops what it started: the handlers (killed by their stand-ins), the
         // stack, a cargo build, the scratch folder.
         signal = dev::wait_for_stop() => {
-            Err(Failure::failed(format!("{signal}: the demo stopped before the end; nothing it started is left running")))
+            Err(CommandFailure::failed(format!("{signal}: the demo stopped before the end; nothing it started is left running")))
         }
     }
 }
 
-async fn demo(args: Args, output: &Output) -> Result<Status, Failure> {
+async fn demo(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     let root = app_root(args.app_root.as_deref())?;
-    let app = FunctionApp::load(&root).map_err(|error| Failure::setup(format!("the function app: {error}")))?;
+    let app = FunctionApp::load(&root).map_err(|error| CommandFailure::setup(format!("the function app: {error}")))?;
     let binaries = build::handler_binaries(output, args.no_build).await?;
     // The demo's own time, without a first build of the handlers.
     let started = Instant::now();
@@ -113,14 +113,14 @@ async fn demo(args: Args, output: &Output) -> Result<Status, Failure> {
     // The channel's signing secret: the demo's own, random per run.
     let sink = HttpSink::start(uuid::Uuid::new_v4().simple().to_string())
         .await
-        .map_err(|error| Failure::failed(format!("the webhook receiver cannot listen on 127.0.0.1: {error}")))?;
+        .map_err(|error| CommandFailure::failed(format!("the webhook receiver cannot listen on 127.0.0.1: {error}")))?;
     output.status("starting the local stack (Key Vault, identity, Event Grid) and a webhook receiver");
     let vaults =
         KeyVaultEmulator::builder().vault(VAULT).vault(MIRROR).persist_to(scratch.state()).ca_dir(scratch.ca());
     let grid = EventGridOptions { time_scale: GRID_TIME_SCALE, ..EventGridOptions::default() };
     let stack = LocalStack::start(vaults, grid)
         .await
-        .map_err(|error| Failure::failed(format!("the local stack did not start: {error}")))?;
+        .map_err(|error| CommandFailure::failed(format!("the local stack did not start: {error}")))?;
 
     let settings = handler_settings(&sink);
     // Each handler under its own identity with its infra/roles.json grants, as deployed: both vaults are in
@@ -171,7 +171,7 @@ async fn demo(args: Args, output: &Output) -> Result<Status, Failure> {
     if missing.is_empty() {
         return Ok(Status::Ok);
     }
-    Err(Failure::failed(format!(
+    Err(CommandFailure::failed(format!(
         "the demo did not go as expected ({} step(s)):\n  - {}",
         missing.len(),
         missing.join("\n  - ")
@@ -180,7 +180,7 @@ async fn demo(args: Args, output: &Output) -> Result<Status, Failure> {
 }
 
 /// The repository: `--app-root`, else found from the working directory, else the one keyturn was built in.
-fn app_root(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+fn app_root(explicit: Option<&Path>) -> Result<PathBuf, CommandFailure> {
     match handlers::app_root(explicit) {
         Ok(root) => Ok(root),
         Err(failure) if explicit.is_none() => {
@@ -212,11 +212,11 @@ fn handler_settings(sink: &HttpSink) -> Vec<(String, String)> {
 pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn create() -> Result<Self, Failure> {
+    fn create() -> Result<Self, CommandFailure> {
         let dir =
             std::env::temp_dir().join(format!("keyturn-demo-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)
-            .map_err(|error| Failure::failed(format!("cannot create {}: {error}", dir.display())))?;
+            .map_err(|error| CommandFailure::failed(format!("cannot create {}: {error}", dir.display())))?;
         Ok(Self(dir))
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::DateTime;
-use keyturn_local::keyvault::ObjectKind;
+use keyturn_local::keyvault::StoredKind;
 use keyturn_local::receivers::{HttpSink, Received};
 use keyturn_rotation::policy::{self, REPLICA_OF};
 
@@ -40,7 +40,7 @@ impl Report {
             if now.id == seeded.version {
                 continue;
             }
-            let result = if seeded.kind == ObjectKind::Certificate { "renewed" } else { "rotated" };
+            let result = if seeded.kind == StoredKind::Certificate { "renewed" } else { "rotated" };
             rows.push(row(
                 result,
                 Tone::Good,
@@ -103,7 +103,7 @@ impl Report {
             rows.push(row(result, tone, object, format!("{}: {why}", answer.function)));
         }
 
-        let canary = object_label(ObjectKind::Secret, VAULT, CANARY);
+        let canary = object_label(StoredKind::Secret, VAULT, CANARY);
         match timeline.canary_version.as_deref().map(|v| (v, canary_verdict(observed.store, v))) {
             Some((version, Some(verdict))) => rows.push(row(
                 "canary",

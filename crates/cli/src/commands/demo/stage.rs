@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use keyturn_local::keyvault::store::AttributeInput;
-use keyturn_local::keyvault::{ObjectKind, SecretSpec, VaultStore};
+use keyturn_local::keyvault::{StoredKind, SecretSpec, VaultStore};
 use keyturn_local::receivers::{HttpSink, Received};
 use keyturn_local::stack::LocalStack;
 use keyturn_rotation::policy::{self, CANARY_RESULT, REPLICA_OF, ROTATED_FROM};
@@ -139,7 +139,7 @@ impl Stage<'_> {
 
 /// The verdict test-event recorded on a canary version, if any yet.
 pub(super) fn canary_verdict(store: &VaultStore, version: &str) -> Option<String> {
-    let versions = versions(store, ObjectKind::Secret, VAULT, CANARY);
+    let versions = versions(store, StoredKind::Secret, VAULT, CANARY);
     let found = versions.into_iter().find(|v| v.id == version)?;
     policy::tag(&found.tags, CANARY_RESULT).map(str::to_owned)
 }
@@ -173,7 +173,7 @@ impl Observed<'_> {
                     }
                     // keyturn's provenance on a secret it rotated (keys and certificates get theirs from Key Vault).
                     let from = policy::tag(&now.tags, ROTATED_FROM);
-                    if seeded.kind == ObjectKind::Secret && from != Some(seeded.version.as_str()) {
+                    if seeded.kind == StoredKind::Secret && from != Some(seeded.version.as_str()) {
                         missing.push(format!("{label}'s new version has {ROTATED_FROM}={}", from.unwrap_or("(none)")));
                     }
                     if !self.notified(VAULT, seeded.name, |n| is_near_expiry(n) && n.field("/severity") == "info") {

@@ -8,11 +8,11 @@ use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props}
 use keyturn_local::keyvault::crypto::KeySpec;
 use keyturn_local::keyvault::keys::{Action, KeySpecInput, LifetimeAction, Trigger};
 use keyturn_local::keyvault::store::AttributeInput;
-use keyturn_local::keyvault::{KeyVaultEmulator, ObjectKind, SecretSpec, VaultError, VaultStore};
+use keyturn_local::keyvault::{KeyVaultEmulator, StoredKind, SecretSpec, ServiceError, VaultStore};
 use keyturn_rotation::policy;
 
 use super::{CANARY, JUMP_DAYS, MIRROR, Scratch, VALIDITY_DAYS, VAULT};
-use crate::exit::Failure;
+use crate::exit::CommandFailure;
 
 /// What the demo expects keyturn to make of a seeded object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(super) enum Expect {
 /// One object the demo put in the vault.
 #[derive(Debug, Clone)]
 pub(super) struct Seeded {
-    pub(super) kind: ObjectKind,
+    pub(super) kind: StoredKind,
     pub(super) name: &'static str,
     pub(super) version: String,
     pub(super) expect: Expect,
@@ -45,13 +45,13 @@ impl Seeded {
     }
 }
 
-pub(super) fn object_label(kind: ObjectKind, vault: &str, name: &str) -> String {
+pub(super) fn object_label(kind: StoredKind, vault: &str, name: &str) -> String {
     format!("{} {vault}/{name}", kind.lower())
 }
 
 /// Seeds the vaults into the scratch state file with an emulator of their own, so that none of it raises
 /// an event once the demo's stack starts over the file.
-pub(super) async fn seed_state(scratch: &Scratch) -> Result<Vec<Seeded>, Failure> {
+pub(super) async fn seed_state(scratch: &Scratch) -> Result<Vec<Seeded>, CommandFailure> {
     let emulator = KeyVaultEmulator::builder()
         .vault(VAULT)
         .vault(MIRROR)
@@ -59,16 +59,16 @@ pub(super) async fn seed_state(scratch: &Scratch) -> Result<Vec<Seeded>, Failure
         .ca_dir(scratch.ca())
         .start()
         .await
-        .map_err(|error| Failure::failed(format!("the Key Vault emulator did not start: {error}")))?;
+        .map_err(|error| CommandFailure::failed(format!("the Key Vault emulator did not start: {error}")))?;
     let seeded = seed(emulator.store(), emulator.clock().now())
-        .map_err(|error| Failure::failed(format!("seeding {VAULT}: {error}")));
+        .map_err(|error| CommandFailure::failed(format!("seeding {VAULT}: {error}")));
     // Saves the state file.
     emulator.shutdown().await;
     seeded
 }
 
 /// A realistic vault on `today`: expiry dates fall where they will be after the clock moves.
-pub(super) fn seed(store: &VaultStore, today: DateTime<Utc>) -> Result<Vec<Seeded>, VaultError> {
+pub(super) fn seed(store: &VaultStore, today: DateTime<Utc>) -> Result<Vec<Seeded>, ServiceError> {
     let after_jump = today + TimeDelta::days(JUMP_DAYS.into());
     let exp = |days: i64| Some((after_jump + TimeDelta::days(days)).timestamp());
     let validity = VALIDITY_DAYS.to_string();
@@ -92,8 +92,8 @@ pub(super) fn seed(store: &VaultStore, today: DateTime<Utc>) -> Result<Vec<Seede
             tags,
         };
         let version = store.set_secret(VAULT, name, spec)?.version.version;
-        seeded.push(Seeded { kind: ObjectKind::Secret, name, version, expect, mirrored });
-        Ok::<(), VaultError>(())
+        seeded.push(Seeded { kind: StoredKind::Secret, name, version, expect, mirrored });
+        Ok::<(), ServiceError>(())
     };
 
     let mut db = generated("password", "24", "payments");
@@ -127,7 +127,7 @@ pub(super) fn seed(store: &VaultStore, today: DateTime<Utc>) -> Result<Vec<Seede
         Some(format!("P{VALIDITY_DAYS}D")),
     )?;
     seeded.push(Seeded {
-        kind: ObjectKind::Key,
+        kind: StoredKind::Key,
         name: "signing-key",
         version: key.version.version,
         expect: Expect::Rotated,
@@ -156,7 +156,7 @@ pub(super) fn seed(store: &VaultStore, today: DateTime<Utc>) -> Result<Vec<Seede
     // Reading it completes the self-signed issuance.
     let cert = store.get_certificate(VAULT, "web-tls", None)?;
     seeded.push(Seeded {
-        kind: ObjectKind::Certificate,
+        kind: StoredKind::Certificate,
         name: "web-tls",
         version: cert.version.version,
         expect: Expect::Rotated,
@@ -178,23 +178,23 @@ pub(super) struct VersionInfo {
 }
 
 /// Every version of an object, oldest first; none when it does not exist.
-pub(super) fn versions(store: &VaultStore, kind: ObjectKind, vault: &str, name: &str) -> Vec<VersionInfo> {
+pub(super) fn versions(store: &VaultStore, kind: StoredKind, vault: &str, name: &str) -> Vec<VersionInfo> {
     pub(super) fn info<D>(version: &keyturn_local::keyvault::store::Version<D>) -> VersionInfo {
         VersionInfo { id: version.version.clone(), exp: version.attributes.exp, tags: version.tags.clone() }
     }
     let listed = match kind {
-        ObjectKind::Secret => {
+        StoredKind::Secret => {
             store.list_secret_versions(vault, name).map(|v| v.iter().map(|v| info(&v.version)).collect())
         }
-        ObjectKind::Key => store.list_key_versions(vault, name).map(|v| v.iter().map(|v| info(&v.version)).collect()),
-        ObjectKind::Certificate => {
+        StoredKind::Key => store.list_key_versions(vault, name).map(|v| v.iter().map(|v| info(&v.version)).collect()),
+        StoredKind::Certificate => {
             store.list_certificate_versions(vault, name).map(|v| v.iter().map(|v| info(&v.version)).collect())
         }
     };
     listed.unwrap_or_default()
 }
 
-pub(super) fn latest(store: &VaultStore, kind: ObjectKind, vault: &str, name: &str) -> Option<VersionInfo> {
+pub(super) fn latest(store: &VaultStore, kind: StoredKind, vault: &str, name: &str) -> Option<VersionInfo> {
     versions(store, kind, vault, name).pop()
 }
 

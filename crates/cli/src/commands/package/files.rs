@@ -11,7 +11,7 @@ use keyturn_app::{LocalSettings, Platform};
 use serde_json::Value;
 use zip::write::SimpleFileOptions;
 
-use crate::exit::Failure;
+use crate::exit::CommandFailure;
 use crate::handlers::{self, Handler};
 
 pub use keyturn_app::EXECUTABLE;
@@ -29,11 +29,11 @@ impl Options {
     /// Linux x86-64 unless `target` names another Linux triple; local settings for `func start` on a
     /// developer's machine: the worker runtime, Azurite, the Azure CLI's credential, the default canary, then
     /// `settings`.
-    pub fn new(target: Option<&str>, settings: &[(String, String)]) -> Result<Self, Failure> {
+    pub fn new(target: Option<&str>, settings: &[(String, String)]) -> Result<Self, CommandFailure> {
         let platform = match target {
             None => Platform::LinuxX86_64,
             Some(triple) => Platform::from_triple(triple).ok_or_else(|| {
-                Failure::setup(format!("--target {triple} does not build for Linux, where function apps run"))
+                CommandFailure::setup(format!("--target {triple} does not build for Linux, where function apps run"))
                     .hint(format!("use --target {}", Platform::LinuxX86_64.musl_triple()))
             })?,
         };
@@ -64,17 +64,17 @@ pub fn package(
     handler: &Handler,
     executable: &Path,
     options: &Options,
-) -> Result<Packaged, Failure> {
+) -> Result<Packaged, CommandFailure> {
     // First, before anything is written: an executable the workers cannot run makes no package.
     keyturn_app::executable::check_platform(executable, options.platform).map_err(|error| {
         let triple = options.platform.musl_triple();
-        Failure::setup(error.to_string()).hint(format!(
+        CommandFailure::setup(error.to_string()).hint(format!(
             "cross-build a static binary: `rustup target add {triple}`, then `keyturn package --build --target {triple}`; \
              from macOS or Windows that target also needs a linker (cargo-zigbuild provides one)"
         ))
     })?;
     let io =
-        |what: &str, path: &Path, error: std::io::Error| Failure::failed(format!("{what} {}: {error}", path.display()));
+        |what: &str, path: &Path, error: std::io::Error| CommandFailure::failed(format!("{what} {}: {error}", path.display()));
     let folder = out.join(handler.name);
     // A fresh folder: a file left from an earlier package must not ship in this one.
     if folder.exists() {
@@ -94,7 +94,7 @@ pub fn package(
 
     let problems = validate(&folder, handler.name);
     if !problems.is_empty() {
-        return Err(Failure::failed(format!(
+        return Err(CommandFailure::failed(format!(
             "{} does not have the custom-handler layout:\n  - {}",
             folder.display(),
             problems.join("\n  - ")
@@ -107,7 +107,7 @@ pub fn package(
     // Beside the package's files, outside the zip: what `func start` in this folder reads.
     LocalSettings::new(options.settings.clone())
         .write(&folder)
-        .map_err(|error| Failure::failed(format!("the package's local settings: {error}")))?;
+        .map_err(|error| CommandFailure::failed(format!("the package's local settings: {error}")))?;
     let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).map_err(|e| io("cannot stat", path, e));
     let folder_bytes = size(&folder.join("host.json"))? + size(&target)? + size(&function_dir.join("function.json"))?;
     Ok(Packaged {
@@ -201,8 +201,8 @@ pub fn validate(folder: &Path, function: &str) -> Vec<String> {
 
 /// The zip of a package folder: deflate, unix permissions kept (the executable bit matters on Linux), and
 /// fixed timestamps so the same inputs give the same bytes.
-fn write_zip(folder: &Path, function: &str, zip_path: &Path) -> Result<(), Failure> {
-    let fail = |error: &dyn std::fmt::Display| Failure::failed(format!("cannot write {}: {error}", zip_path.display()));
+fn write_zip(folder: &Path, function: &str, zip_path: &Path) -> Result<(), CommandFailure> {
+    let fail = |error: &dyn std::fmt::Display| CommandFailure::failed(format!("cannot write {}: {error}", zip_path.display()));
     let partial = zip_path.with_extension("zip.partial");
     let file = File::create(&partial).map_err(|e| fail(&e))?;
     let mut zip = zip::ZipWriter::new(file);

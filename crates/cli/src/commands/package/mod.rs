@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::exit::{Failure, Status};
+use crate::exit::{CommandFailure, Status};
 use crate::handlers::{self, BinaryOverride, HANDLERS, Handler};
 use crate::output::{self, Output, Tone};
 
@@ -74,7 +74,7 @@ fn parse_setting(value: &str) -> Result<(String, String), String> {
     }
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
+pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     let root = handlers::app_root(args.app_root.as_deref())?;
     let target_dir = handlers::target_dir(args.target_dir.as_deref(), &root);
     let selected: Vec<&'static Handler> =
@@ -99,7 +99,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, Failure> {
     let missing: Vec<&Handler> = selected.iter().copied().filter(|h| !binary_of(h).is_file()).collect();
     if !missing.is_empty() {
         let paths: Vec<String> = missing.iter().map(|h| binary_of(h).display().to_string()).collect();
-        return Err(Failure::setup(format!("not built: {}", paths.join(", "))).hint(format!(
+        return Err(CommandFailure::setup(format!("not built: {}", paths.join(", "))).hint(format!(
             "run `{}` (or pass --build)",
             handlers::build_command(&missing, "release", args.target.as_deref())
         )));
@@ -150,7 +150,7 @@ fn display_relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
-async fn cargo_build(root: &Path, args: &Args, handlers: &[&Handler]) -> Result<(), Failure> {
+async fn cargo_build(root: &Path, args: &Args, handlers: &[&Handler]) -> Result<(), CommandFailure> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = tokio::process::Command::new(cargo);
     command.current_dir(root).arg("build").arg("--release");
@@ -165,12 +165,12 @@ async fn cargo_build(root: &Path, args: &Args, handlers: &[&Handler]) -> Result<
     }
     // cargo's own progress goes straight to the terminal; killed with keyturn.
     let status = command.kill_on_drop(true).status().await.map_err(|error| {
-        Failure::setup(format!("cannot run cargo: {error}"))
+        CommandFailure::setup(format!("cannot run cargo: {error}"))
             .hint("install Rust (rustup.rs) or build the handlers yourself")
     })?;
     if status.success() {
         Ok(())
     } else {
-        Err(Failure::failed(format!("cargo build failed ({status})")).hint("its errors are printed above"))
+        Err(CommandFailure::failed(format!("cargo build failed ({status})")).hint("its errors are printed above"))
     }
 }
