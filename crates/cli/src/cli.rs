@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{check, demo, dev, package, send};
-use crate::exit::{EXIT_CODES_HELP, CommandFailure, Status};
+use crate::exit::{CommandFailure, EXIT_CODES_HELP, Status};
 use crate::output::Output;
 
 const ABOUT: &str = "keyturn: Azure Key Vault lifecycle events, handled by small Rust functions";

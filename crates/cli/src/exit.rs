@@ -101,7 +101,8 @@ mod tests {
 
     #[test]
     fn a_failure_shows_its_hint_on_its_own_line() {
-        let failure = CommandFailure::setup("target/debug/near-expiry is missing").hint("run `cargo build -p near-expiry`");
+        let failure =
+            CommandFailure::setup("target/debug/near-expiry is missing").hint("run `cargo build -p near-expiry`");
         assert_eq!(
             failure.to_string(),
             "target/debug/near-expiry is missing\n  hint: run `cargo build -p near-expiry`"

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use keyturn_local::identity::ManagedIdentity;
-use keyturn_local::keyvault::{KeyVaultEmulator, StoredKind, RunningEmulator};
+use keyturn_local::keyvault::{KeyVaultEmulator, RunningEmulator, StoredKind};
 use keyturn_local::rbac::Scope;
 use keyturn_local::roles::{Deployment, RoleMatrix};
 use keyturn_vault::rbac::{PREFIX, ROLES, explain_forbidden, role_by_name};

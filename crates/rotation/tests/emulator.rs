@@ -190,10 +190,10 @@ fn seed(kv: &RunningEmulator) -> BTreeMap<&'static str, String> {
     let mut versions = BTreeMap::new();
     for object in store.current_objects() {
         let key = match (object.kind, object.name.as_str()) {
-            (keyturn_local::keyvault::ObjectKind::Secret, "db") => "KT_SECRET",
-            (keyturn_local::keyvault::ObjectKind::Secret, "plain") => "KT_PLAIN",
-            (keyturn_local::keyvault::ObjectKind::Key, "signing") => "KT_KEY",
-            (keyturn_local::keyvault::ObjectKind::Certificate, "tls") => "KT_CERT",
+            (keyturn_local::keyvault::StoredKind::Secret, "db") => "KT_SECRET",
+            (keyturn_local::keyvault::StoredKind::Secret, "plain") => "KT_PLAIN",
+            (keyturn_local::keyvault::StoredKind::Key, "signing") => "KT_KEY",
+            (keyturn_local::keyvault::StoredKind::Certificate, "tls") => "KT_CERT",
             _ => continue,
         };
         versions.insert(key, object.version);
@@ -254,7 +254,7 @@ async fn rotation_through_the_sdk_against_the_emulator() {
         .store()
         .current_objects()
         .into_iter()
-        .find(|o| o.vault == VAULT && o.name == "db" && o.kind == keyturn_local::keyvault::ObjectKind::Secret)
+        .find(|o| o.vault == VAULT && o.name == "db" && o.kind == keyturn_local::keyvault::StoredKind::Secret)
         .map(|o| o.version)
         .unwrap();
     assert_ne!(secret_versions, versions["KT_SECRET"], "the emulator holds the rotated version as latest");

@@ -169,7 +169,11 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
     if failures.is_empty() {
         Ok(Status::Ok)
     } else {
-        Err(CommandFailure::failed(format!("{} object(s) could not be read:\n  {}", failures.len(), failures.join("\n  "))))
+        Err(CommandFailure::failed(format!(
+            "{} object(s) could not be read:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        )))
     }
 }
 

@@ -326,11 +326,12 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, CommandFail
         })?),
         None => event.default_expiry(now),
     };
-    let object = VaultObject::new(vault, kind, name, Some(&version), None, expires).map_err(|error| CommandFailure {
-        status: Status::Usage,
-        message: format!("the event would not be valid: {error}"),
-        hint: Some("vault and object names are those Key Vault allows (letters, digits, -)".to_owned()),
-    })?;
+    let object =
+        VaultObject::new(vault, kind, name, Some(&version), None, expires).map_err(|error| CommandFailure {
+            status: Status::Usage,
+            message: format!("the event would not be valid: {error}"),
+            hint: Some("vault and object names are those Key Vault allows (letters, digits, -)".to_owned()),
+        })?;
     let schema = match args.schema {
         SchemaArg::Eventgrid => Schema::EventGrid,
         SchemaArg::Cloudevents => Schema::CloudEvents,
@@ -461,7 +462,8 @@ pub async fn post(url: &url::Url, batch: &[Value], timeout: Duration) -> Result<
         // A proxy configured for the internet has no business seeing calls to this machine.
         client = client.no_proxy();
     }
-    let client = client.build().map_err(|error| CommandFailure::failed(format!("cannot build the HTTP client: {error}")))?;
+    let client =
+        client.build().map_err(|error| CommandFailure::failed(format!("cannot build the HTTP client: {error}")))?;
     let response = client
         .post(url.clone())
         .header("Content-Type", "application/json")
@@ -482,8 +484,10 @@ fn unreachable_or_failed(url: &url::Url, error: &reqwest::Error) -> CommandFailu
     let shown = redact(url);
     let origin = shown.origin().ascii_serialization();
     if error.is_connect() {
-        CommandFailure::unreachable(format!("nothing is listening at {origin}: is `func start` / `keyturn dev` running?"))
-            .hint(format!("check the URL given to --to ({error})"))
+        CommandFailure::unreachable(format!(
+            "nothing is listening at {origin}: is `func start` / `keyturn dev` running?"
+        ))
+        .hint(format!("check the URL given to --to ({error})"))
     } else if error.is_timeout() {
         CommandFailure::unreachable(format!("{origin} did not answer in time"))
             .hint("raise --timeout if the handler is slow, or check that the host is up")

@@ -8,7 +8,7 @@
 //! `Conflict`, a soft-deleted one the usual "deleted but recoverable" 409.
 
 use super::error::ServiceError;
-use super::store::{CertData, CertExtra, KeyData, KeyExtra, Object, StoredKind, SecretData, VaultStore};
+use super::store::{CertData, CertExtra, KeyData, KeyExtra, Object, SecretData, StoredKind, VaultStore};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -8,7 +8,7 @@
 use super::crypto::{self, Curve, KeyMaterial, KeySpec};
 use super::error::ServiceError;
 use super::store::{
-    AttributeInput, Attributes, CertData, CertExtra, Deleted, KeyData, StoredKind, SecretData, Vault, VaultStore,
+    AttributeInput, Attributes, CertData, CertExtra, Deleted, KeyData, SecretData, StoredKind, Vault, VaultStore,
     Version, apply_attributes, check_name, check_tags, new_version_id,
 };
 use super::wire::{AttributesIn, WireAttributes};
@@ -228,7 +228,8 @@ fn key_spec(props: &KeyProps) -> Result<(String, KeySpec), ServiceError> {
         "EC" | "EC-HSM" => {
             let name = props.crv.as_deref().unwrap_or("P-256");
             KeySpec::Ec(
-                Curve::parse(name).ok_or_else(|| ServiceError::BadParameter(format!("Curve '{name}' is not valid.")))?,
+                Curve::parse(name)
+                    .ok_or_else(|| ServiceError::BadParameter(format!("Curve '{name}' is not valid.")))?,
             )
         }
         other => return Err(ServiceError::BadParameter(format!("Key type '{other}' cannot back a certificate."))),
@@ -239,9 +240,9 @@ fn key_spec(props: &KeyProps) -> Result<(String, KeySpec), ServiceError> {
 fn distinguished_name(subject: &str) -> Result<DistinguishedName, ServiceError> {
     let mut dn = DistinguishedName::new();
     for part in subject.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
-        let (attr, value) = part
-            .split_once('=')
-            .ok_or_else(|| ServiceError::BadParameter(format!("The subject '{subject}' is not a distinguished name.")))?;
+        let (attr, value) = part.split_once('=').ok_or_else(|| {
+            ServiceError::BadParameter(format!("The subject '{subject}' is not a distinguished name."))
+        })?;
         let ty = match attr.trim().to_ascii_uppercase().as_str() {
             "CN" => DnType::CommonName,
             "O" => DnType::OrganizationName,
@@ -309,8 +310,9 @@ fn eku(oid: &str) -> Result<ExtendedKeyUsagePurpose, ServiceError> {
         other => {
             let arcs: Option<Vec<u64>> = other.split('.').map(|a| a.parse().ok()).collect();
             ExtendedKeyUsagePurpose::Other(
-                arcs.filter(|a| a.len() >= 2)
-                    .ok_or_else(|| ServiceError::BadParameter(format!("Extended key usage '{other}' is not an OID.")))?,
+                arcs.filter(|a| a.len() >= 2).ok_or_else(|| {
+                    ServiceError::BadParameter(format!("Extended key usage '{other}' is not an OID."))
+                })?,
             )
         }
     })
@@ -714,7 +716,11 @@ impl VaultStore {
         Ok(deleted)
     }
 
-    pub fn get_deleted_certificate(&self, vault: &str, name: &str) -> Result<Deleted<CertData, CertExtra>, ServiceError> {
+    pub fn get_deleted_certificate(
+        &self,
+        vault: &str,
+        name: &str,
+    ) -> Result<Deleted<CertData, CertExtra>, ServiceError> {
         let vault_ref = self.vault(vault)?;
         let now = self.now();
         let mut state = vault_ref.write();

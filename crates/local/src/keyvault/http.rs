@@ -161,8 +161,8 @@ impl Route {
     /// action (secrets: readMetadata), and listing one object's versions is checked on that object (a list of
     /// the whole collection is checked on the vault, as observed on the service).
     fn authorization(&self) -> (&'static str, Target) {
-        use StoredKind::{Certificate as C, Key as K, Secret as S};
         use Route::*;
+        use StoredKind::{Certificate as C, Key as K, Secret as S};
         let on = |kind: StoredKind, name: &String| Target::Object(kind, name.clone());
         match self {
             ListSecrets | ListDeletedSecrets => ("secrets/readMetadata/action", Target::Vault),
@@ -357,7 +357,13 @@ impl VaultService {
         Err(Box::new(response))
     }
 
-    async fn dispatch(&self, route: Route, query: &Query, base: &str, body: &[u8]) -> Result<HttpResponse, ServiceError> {
+    async fn dispatch(
+        &self,
+        route: Route,
+        query: &Query,
+        base: &str,
+        body: &[u8],
+    ) -> Result<HttpResponse, ServiceError> {
         let store = &self.store;
         let vault = self.vault.as_str();
         let ok = |value: &dyn erased::Json| Ok(server::json_bytes(StatusCode::OK, value.to_vec()));

@@ -266,7 +266,9 @@ impl VaultStore {
                 [&action.trigger.time_after_create, &action.trigger.time_before_expiry].into_iter().flatten()
             {
                 add_iso_duration(now, duration).ok_or_else(|| {
-                    ServiceError::BadParameter(format!("Trigger '{duration}' is not an ISO 8601 duration such as P30D."))
+                    ServiceError::BadParameter(format!(
+                        "Trigger '{duration}' is not an ISO 8601 duration such as P30D."
+                    ))
                 })?;
             }
             if action.trigger.time_after_create.is_some() == action.trigger.time_before_expiry.is_some() {
@@ -393,7 +395,9 @@ impl CreateKeyBody {
                 })?)
             }
             "oct" | "oct-HSM" => {
-                return Err(ServiceError::BadParameter("Symmetric (oct) keys are only available in Managed HSM.".into()));
+                return Err(ServiceError::BadParameter(
+                    "Symmetric (oct) keys are only available in Managed HSM.".into(),
+                ));
             }
             other => return Err(ServiceError::BadParameter(format!("Key type '{other}' is not valid."))),
         };

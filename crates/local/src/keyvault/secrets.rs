@@ -2,7 +2,7 @@
 
 use super::error::ServiceError;
 use super::store::{
-    AttributeInput, Deleted, MAX_SECRET_BYTES, StoredKind, SecretData, VaultStore, Version, apply_attributes,
+    AttributeInput, Deleted, MAX_SECRET_BYTES, SecretData, StoredKind, VaultStore, Version, apply_attributes,
     check_name, check_tags, new_version_id,
 };
 use super::wire::{AttributesIn, WireAttributes};

@@ -224,7 +224,11 @@ impl<D: Clone, X: Default + Clone> Collection<D, X> {
             None => object.versions.last_mut(),
             Some(v) => object.versions.iter_mut().find(|x| x.version.eq_ignore_ascii_case(v)),
         };
-        found.ok_or_else(|| ServiceError::NotFound { kind, name: name.to_string(), version: version.map(str::to_string) })
+        found.ok_or_else(|| ServiceError::NotFound {
+            kind,
+            name: name.to_string(),
+            version: version.map(str::to_string),
+        })
     }
 
     /// Soft-deletes an object.

@@ -40,8 +40,11 @@ pub(super) async fn handler_binaries(
             || handlers::build_command(&missing, "release", None),
             |build| build.command_line(workspace.as_deref()),
         );
-        return Err(CommandFailure::setup(format!("handler binaries missing beside keyturn in {}: {names}", dir.display()))
-            .hint(format!("build them in the keyturn repository with `{command}`, then run that build's keyturn")));
+        return Err(CommandFailure::setup(format!(
+            "handler binaries missing beside keyturn in {}: {names}",
+            dir.display()
+        ))
+        .hint(format!("build them in the keyturn repository with `{command}`, then run that build's keyturn")));
     };
 
     let command = build.command_line(Some(workspace));

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use keyturn_local::keyvault::store::AttributeInput;
-use keyturn_local::keyvault::{StoredKind, SecretSpec, VaultStore};
+use keyturn_local::keyvault::{SecretSpec, StoredKind, VaultStore};
 use keyturn_local::receivers::{HttpSink, Received};
 use keyturn_local::stack::LocalStack;
 use keyturn_rotation::policy::{self, CANARY_RESULT, REPLICA_OF, ROTATED_FROM};

@@ -8,7 +8,7 @@ use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props}
 use keyturn_local::keyvault::crypto::KeySpec;
 use keyturn_local::keyvault::keys::{Action, KeySpecInput, LifetimeAction, Trigger};
 use keyturn_local::keyvault::store::AttributeInput;
-use keyturn_local::keyvault::{KeyVaultEmulator, StoredKind, SecretSpec, ServiceError, VaultStore};
+use keyturn_local::keyvault::{KeyVaultEmulator, SecretSpec, ServiceError, StoredKind, VaultStore};
 use keyturn_rotation::policy;
 
 use super::{CANARY, JUMP_DAYS, MIRROR, Scratch, VALIDITY_DAYS, VAULT};

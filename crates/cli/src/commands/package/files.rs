@@ -73,8 +73,9 @@ pub fn package(
              from macOS or Windows that target also needs a linker (cargo-zigbuild provides one)"
         ))
     })?;
-    let io =
-        |what: &str, path: &Path, error: std::io::Error| CommandFailure::failed(format!("{what} {}: {error}", path.display()));
+    let io = |what: &str, path: &Path, error: std::io::Error| {
+        CommandFailure::failed(format!("{what} {}: {error}", path.display()))
+    };
     let folder = out.join(handler.name);
     // A fresh folder: a file left from an earlier package must not ship in this one.
     if folder.exists() {
@@ -202,7 +203,8 @@ pub fn validate(folder: &Path, function: &str) -> Vec<String> {
 /// The zip of a package folder: deflate, unix permissions kept (the executable bit matters on Linux), and
 /// fixed timestamps so the same inputs give the same bytes.
 fn write_zip(folder: &Path, function: &str, zip_path: &Path) -> Result<(), CommandFailure> {
-    let fail = |error: &dyn std::fmt::Display| CommandFailure::failed(format!("cannot write {}: {error}", zip_path.display()));
+    let fail =
+        |error: &dyn std::fmt::Display| CommandFailure::failed(format!("cannot write {}: {error}", zip_path.display()));
     let partial = zip_path.with_extension("zip.partial");
     let file = File::create(&partial).map_err(|e| fail(&e))?;
     let mut zip = zip::ZipWriter::new(file);
