@@ -117,7 +117,9 @@ impl Denial {
         let field = |label: &str| {
             let start = message.find(label)? + label.len();
             let rest = &message[start..];
-            let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+            // A line ends at a real line break, or, where the SDK's error text quotes the JSON body, at its
+            // escaped form (`\r\n` as backslash sequences) or the string's closing quote.
+            let end = rest.find(['\r', '\n', '\\', '"']).unwrap_or(rest.len());
             Some(rest[..end].trim().trim_matches('\'').to_owned())
         };
         let action = field("Action: ").filter(|a| !a.is_empty())?;
@@ -175,6 +177,19 @@ mod tests {
 
     fn action(rel: &str) -> String {
         format!("{PREFIX}{rel}")
+    }
+
+    #[test]
+    fn a_denial_quoted_as_escaped_json_in_the_sdk_error_is_read_line_by_line() {
+        let body = r#"HTTP 403 (403): {"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.\r\nCaller: appid=a1;oid=o1;iss=https://sts.windows.net/t/\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/s/vaults/kv/secrets/db'\r\nAssignment: (not found)\r\n","innererror":{"code":"ForbiddenByRbac"}}}"#;
+        let explained = explain_forbidden(body).unwrap();
+        assert_eq!(
+            explained,
+            "the identity (appid=a1;oid=o1;iss=https://sts.windows.net/t/) may not perform \
+             'Microsoft.KeyVault/vaults/secrets/getSecret/action' on '/subscriptions/s/vaults/kv/secrets/db'; missing \
+             role: Key Vault Secrets User (or one of: Key Vault Certificate User, Key Vault Secrets Officer, Key \
+             Vault Administrator)"
+        );
     }
 
     #[test]
