@@ -97,7 +97,7 @@ async fn function(binary: &Path, settings: &[(String, String)]) -> LocalLambda {
 
 pub(crate) async fn run(config: Config, binary: &Path) -> Report {
     let stack = keyturn_e2e::bench::unthrottled_stack(VAULT).await;
-    let mut settings = stack.handler_env();
+    let mut settings = keyturn_e2e::bench::handler_env_as(&stack, FUNCTION);
     settings.push(("KEYTURN_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()));
     // As the Functions host bench runs it: decision lines only at warn, so the figures are not about logging.
     settings.push(("KEYTURN_LOG".to_owned(), "warn".to_owned()));

@@ -201,7 +201,7 @@ fn seed(stack: &LocalStack, prefix: &str, count: usize) -> Vec<(String, String, 
 }
 
 fn handler_settings(stack: &LocalStack) -> Vec<(String, String)> {
-    let mut settings = stack.handler_env();
+    let mut settings = keyturn_e2e::bench::handler_env_as(stack, "near-expiry");
     settings.push(("KEYTURN_LOG".to_owned(), "warn".to_owned()));
     settings
 }

@@ -57,3 +57,18 @@ pub fn seed_opted_in(
     };
     crate::store_secret(stack, vault, name, spec)
 }
+
+/// The stack's handler settings plus `handler`'s own managed identity holding exactly its infra/roles.json grants
+/// on the stack's vaults, as `keyturn dev` runs it: the benches measure under the same strict RBAC as every test.
+///
+/// # Panics
+/// When the role matrix has no such handler.
+pub fn handler_env_as(stack: &keyturn_local::stack::LocalStack, handler: &str) -> Vec<(String, String)> {
+    let mut settings = stack.handler_env();
+    let deployment = crate::deployment_of(stack, &settings);
+    let identity = stack
+        .handler_identity(handler, &deployment)
+        .unwrap_or_else(|e| panic!("no identity for {handler} from infra/roles.json: {e}"));
+    settings.extend(identity.app_settings());
+    settings
+}
