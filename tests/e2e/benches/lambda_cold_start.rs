@@ -19,6 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
+use keyturn_host::{Outcome, Status};
 use keyturn_local::lambda::LocalLambda;
 use keyturn_local::stack::LocalStack;
 use serde_json::Value;
@@ -82,8 +83,12 @@ async fn deliver(client: &reqwest::Client, lambda: &LocalLambda, name: &str, bod
     let status = response.status().as_u16();
     let answer: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 200, "{name}: {answer}");
-    let result = answer["results"][0].as_str().unwrap_or_default();
-    assert!(result.starts_with(&format!("done: rotated {VAULT}/{name} ")), "{name}: {answer}");
+    let outcome = Outcome::from_return_value(&answer["outcomes"][0]);
+    let rotated = outcome.is_some_and(|o| {
+        (o.status, o.action.as_deref()) == (Status::Done, Some("rotated"))
+            && o.object.as_ref().is_some_and(|object| (object.vault(), object.name()) == (VAULT, name))
+    });
+    assert!(rotated, "{name}: {answer}");
 }
 
 async fn function(binary: &Path, settings: &[(String, String)]) -> LocalLambda {

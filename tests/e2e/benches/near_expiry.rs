@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use keyturn_e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES};
-use keyturn_host::azure_functions::wire::InvocationRequest;
+use keyturn_host::Status;
+use keyturn_host::azure_functions::wire::{InvocationRequest, InvocationResponse};
 use keyturn_local::stack::LocalStack;
 
 const FUNCTION: &str = "near-expiry";
@@ -294,7 +295,11 @@ async fn measure_direct(binary: &Path, count: usize, concurrency: usize) -> (Thr
                         .unwrap();
                     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
                     let text = response.text().await.unwrap();
-                    assert!(text.contains("done: rotated"), "{text}");
+                    let outcome = serde_json::from_str::<InvocationResponse>(&text).ok().and_then(|a| a.outcome());
+                    assert!(
+                        outcome.is_some_and(|o| (o.status, o.action.as_deref()) == (Status::Done, Some("rotated"))),
+                        "{text}"
+                    );
                 }
             })
         })

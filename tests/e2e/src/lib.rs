@@ -351,6 +351,29 @@ impl Chain {
             .collect()
     }
 
+    /// The typed outcome of every invocation the handler acknowledged (each answer's `ReturnValue`), oldest
+    /// first; an invocation failed for a retry has none.
+    pub fn outcomes(&self) -> Vec<keyturn_host::Outcome> {
+        self.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect()
+    }
+
+    /// The outcomes about the object named `name` (their `object`).
+    pub fn outcomes_about(&self, name: &str) -> Vec<keyturn_host::Outcome> {
+        let about = |outcome: &keyturn_host::Outcome| outcome.object.as_ref().is_some_and(|o| o.name() == name);
+        self.outcomes().into_iter().filter(about).collect()
+    }
+
+    /// The outcomes of the invocations whose event's subject is `subject`: unlike [`Chain::outcomes_about`],
+    /// also those rejected before the handler named an object (a permanent error carries only its message).
+    pub fn outcomes_for_subject(&self, subject: &str) -> Vec<keyturn_host::Outcome> {
+        self.host
+            .invocations()
+            .into_iter()
+            .filter(|record| record.subject.as_deref() == Some(subject))
+            .filter_map(|record| record.result.ok()?.outcome())
+            .collect()
+    }
+
     /// Everything the handler and the chain recorded: the handler's stdout, stderr and invocation logs,
     /// every invocation record, Event Grid's attempts and dead letters.
     pub fn everything_recorded(&self) -> Vec<String> {

@@ -226,8 +226,9 @@ async fn near_expiry_on_lambda_passes_both_handshakes_and_rotates_each_opted_in_
         );
         let manual = about("eg-manual").expect("an outcome about eg-manual");
         assert_eq!((manual.status, manual.action.as_deref()), (Status::Skipped, Some("not-opted-in")));
-        // The one-line text is still there for people.
-        assert!(results(&lambda).iter().any(|r| r.starts_with(&format!("done: rotated {VAULT}/eg-db-password"))));
+        // The one-line text is still there for people: the outcome's own line.
+        let rotated = about("eg-db-password").expect("an outcome about eg-db-password");
+        assert!(results(&lambda).contains(&rotated.log_line()), "{:#?}", results(&lambda));
         // The CloudEvents batch crossed the function URL base64-encoded (its content type is not text).
         let invocations = lambda.runtime().invocations();
         assert!(invocations.iter().any(|i| i.event["isBase64Encoded"] == true && i.event["body"].is_string()));
@@ -284,10 +285,24 @@ async fn a_batch_of_several_secrets_is_one_invocation_and_rotates_each_once() {
         assert_eq!(*status, 200);
         let results = results.as_array().unwrap();
         assert_eq!(results.len(), names.len());
-        assert!(results.iter().all(|r| r.as_str().unwrap().starts_with("done: rotated ")), "{results:#?}");
+        // Each event's outcome says it rotated its secret from the seeded version; its line is the result.
         let outcomes = outcomes(&lambda);
         assert_eq!(outcomes.len(), names.len(), "{outcomes:#?}");
-        assert!(outcomes.iter().all(|o| o.action.as_deref() == Some("rotated")), "{outcomes:#?}");
+        for (name, version) in names.iter().zip(&seeded) {
+            let [rotated] = &outcomes
+                .iter()
+                .filter(|o| o.object.as_ref().is_some_and(|object| object.name() == name))
+                .collect::<Vec<_>>()[..]
+            else {
+                panic!("{name}: {outcomes:#?}")
+            };
+            assert_eq!((rotated.status, rotated.action.as_deref()), (Status::Done, Some("rotated")), "{name}");
+            assert_eq!(rotated.version_before.as_ref(), Some(version), "{name}");
+            let latest = stack.emulator().store().get_secret(VAULT, name, None).unwrap().version.version;
+            assert_eq!(rotated.version_after.as_ref(), Some(&latest), "{name}");
+        }
+        let lines: Vec<Value> = outcomes.iter().map(|o| Value::String(o.log_line())).collect();
+        assert_eq!(results, &lines);
 
         assert_no_value_in(&everything_recorded(&stack, &lambda), &all_secret_values(&stack, &[VAULT]));
         lambda.shutdown().await;

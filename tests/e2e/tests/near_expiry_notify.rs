@@ -19,6 +19,7 @@ use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
     seed_secret, tags, workspace_binary,
 };
+use keyturn_host::Status;
 use keyturn_local::stack::LocalStack;
 use serde_json::Value;
 
@@ -71,7 +72,8 @@ async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_ever
         // Opted in but without its required ValidityPeriodDays: a permanent failure a person must fix.
         seed(&stack, "broken-policy", "seeded-broken-value-0003", tags(&[("KeyturnRotation", "generated")]));
         let settings = settings(&stack, &sink.channels());
-        let chain = Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEAR_EXPIRY_EVENT_TYPES, settings).await;
+        let chain =
+            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEAR_EXPIRY_EVENT_TYPES, settings).await;
 
         a_day_passes(&chain.stack);
         chain.settle(3, Duration::from_secs(60)).await;
@@ -90,7 +92,10 @@ async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_ever
         assert_eq!(info["action"]["type"], "rotated");
         assert_eq!(info["action"]["new_version"], rotated.version.version.as_str());
         assert_eq!(info["object"]["version"], v0.as_str(), "the message is about the event's version");
-        assert_eq!(Some(info["event_id"].as_str().unwrap()), rotated.version.tags.get("KeyturnEventId").map(String::as_str));
+        assert_eq!(
+            Some(info["event_id"].as_str().unwrap()),
+            rotated.version.tags.get("KeyturnEventId").map(String::as_str)
+        );
 
         // Not opted in: a warning saying what a person must do; nothing changed in the vault.
         let [warning] = webhooks_about(&sink, "manual-one").try_into().unwrap();
@@ -104,22 +109,31 @@ async fn a_rotation_is_info_and_what_keyturn_did_not_rotate_is_a_warning_on_ever
         assert_eq!(store.list_secret_versions(VAULT, "manual-one").unwrap().len(), 1);
         assert_eq!(store.list_secret_versions(VAULT, "broken-policy").unwrap().len(), 1);
 
-        // One line per event, each saying how many channels have the message; nothing was retried.
-        let answers = chain.answers();
-        let line = |name: &str| answers.iter().filter(|a| a.contains(&format!("/{name}"))).cloned().collect::<Vec<_>>();
-        let [rotated_line] = line("rotating").try_into().unwrap();
-        assert!(rotated_line.starts_with(&format!("done: rotated {VAULT}/rotating from {v0} to {}", rotated.version.version)), "{rotated_line}");
-        assert!(rotated_line.ends_with("; notified 3 channels"), "{rotated_line}");
+        // One typed outcome per event, each naming how many channels have the message; nothing was retried.
+        let [rotated_outcome] = &chain.outcomes_about("rotating")[..] else { panic!("{:#?}", chain.outcomes()) };
+        assert_eq!((rotated_outcome.status, rotated_outcome.action.as_deref()), (Status::Done, Some("rotated")));
         assert_eq!(
-            line("manual-one"),
-            [format!(
-                "skipped: {VAULT}/manual-one not opted in (tag KeyturnRotation absent or off): manual rotation due; notified 3 channels"
-            )]
+            (rotated_outcome.version_before.as_deref(), rotated_outcome.version_after.as_deref()),
+            (Some(v0.as_str()), Some(rotated.version.version.as_str()))
         );
-        let [broken_line] = line("broken-policy").try_into().unwrap();
-        assert!(broken_line.starts_with(&format!("rejected: secret {VAULT}/broken-policy: ")), "{broken_line}");
-        assert!(broken_line.ends_with("; notified 3 channels"), "{broken_line}");
-        assert!(chain.attempts().iter().all(|a| a.status.is_some_and(keyturn_events::delivery::is_success)), "{:#?}", chain.attempts());
+        assert_eq!(rotated_outcome.object.as_ref().map(|o| (o.vault(), o.version())), Some((VAULT, v0.as_str())));
+        assert_eq!(rotated_outcome.notified.len(), 3, "{rotated_outcome:#?}");
+        let [manual] = &chain.outcomes_about("manual-one")[..] else { panic!("{:#?}", chain.outcomes()) };
+        assert_eq!((manual.status, manual.action.as_deref()), (Status::Skipped, Some("not-opted-in")));
+        assert_eq!(manual.object.as_ref().map(|o| o.vault()), Some(VAULT));
+        assert_eq!((manual.version_before.as_deref(), manual.version_after.as_deref()), (None, None));
+        assert_eq!(manual.notified.len(), 3, "{manual:#?}");
+        // A permanent error is acknowledged as rejected with only its message (no object, no channel list): the
+        // message names the object and says how many channels have the warning.
+        let [broken] = &chain.outcomes_for_subject("broken-policy")[..] else { panic!("{:#?}", chain.outcomes()) };
+        assert_eq!(broken.status, Status::Rejected, "{broken:#?}");
+        assert!(broken.message.starts_with(&format!("secret {VAULT}/broken-policy: ")), "{broken:#?}");
+        assert!(broken.message.ends_with("; notified 3 channels"), "{broken:#?}");
+        assert!(
+            chain.attempts().iter().all(|a| a.status.is_some_and(keyturn_events::delivery::is_success)),
+            "{:#?}",
+            chain.attempts()
+        );
 
         let mut texts = chain.everything_recorded();
         texts.extend(bodies(&[&sink]));
@@ -174,15 +188,17 @@ async fn a_channel_that_was_down_gets_the_rotation_once_it_is_back_and_the_other
         assert!(up.received().iter().all(Received::accepted));
         assert_eq!(webhooks_about(&up, "while-down"), [info], "the same message on every channel");
 
-        // The failed attempts said why; the last line says the rotation was already done and all four have it.
-        let last = chain.answers().pop().unwrap();
+        // The failed attempts said why; the one acknowledged outcome says the rotation was already done and all
+        // four channels have it.
+        let [last] = &chain.outcomes_about("while-down")[..] else { panic!("{:#?}", chain.outcomes()) };
+        assert_eq!((last.status, last.action.as_deref()), (Status::Skipped, Some("already-rotated")));
         assert_eq!(
-            last,
-            format!(
-                "skipped: {VAULT}/while-down already rotated to {} (the event is about {v0}); notified 4 channels",
-                rotated.version.version
-            )
+            (last.version_before.as_deref(), last.version_after.as_deref()),
+            (Some(rotated.version.version.as_str()), None),
+            "the latest version it found"
         );
+        assert_eq!(last.object.as_ref().map(|o| (o.vault(), o.version())), Some((VAULT, v0.as_str())));
+        assert_eq!(last.notified.len(), 4, "{last:#?}");
         let recorded = format!("{:?}", chain.host.invocations());
         assert!(recorded.contains("notifying: 1 of 4 notification channels did not accept"), "{recorded}");
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use keyturn_e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, workspace_binary};
+use keyturn_host::Status;
 use keyturn_local::eventgrid::EventGridOptions;
-use keyturn_local::functions_host::Stream;
 use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::keyvault::{KeyVaultEmulator, SecretSpec, Throttling};
 use keyturn_local::stack::LocalStack;
@@ -88,11 +88,9 @@ async fn a_thousand_secrets_near_expiry_under_key_vault_throttling_rotate_exactl
         let retried = attempts.iter().filter(|attempt| attempt.attempt > 1).count();
         assert!(retried > 0, "no delivery was retried: the vault never throttled");
         let rotated = chain
-            .host
-            .output()
-            .lines()
+            .outcomes()
             .iter()
-            .filter(|line| line.stream == Stream::InvocationLog && line.text.starts_with("done: rotated"))
+            .filter(|o| (o.status, o.action.as_deref()) == (Status::Done, Some("rotated")))
             .count();
         assert_eq!(rotated, SECRETS);
         tracing::info!(?elapsed, attempts = attempts.len(), retried, "1,000 rotations under throttling");

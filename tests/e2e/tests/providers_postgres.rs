@@ -31,6 +31,7 @@ use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
     secret_near_expiry, seed_secret, tags, workspace_binary,
 };
+use keyturn_host::Status;
 use keyturn_local::eventgrid::EventGridOptions;
 use keyturn_local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
 use keyturn_local::stack::LocalStack;
@@ -351,15 +352,14 @@ async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the
             emulator.set_faults(Faults::none());
 
             // Event Grid redelivers to the restarted handler, which finishes the rotation or finds it done.
-            let needle = format!("{VAULT}/{name} ");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             let answer = loop {
-                if let Some(answer) = chain.answers().into_iter().find(|a| a.contains(&needle)) {
+                if let Some(answer) = chain.outcomes_about(&name).into_iter().next() {
                     break answer;
                 }
                 assert!(
                     tokio::time::Instant::now() < deadline,
-                    "{step:?}: no answer about {name} within 60 s; invocations: {:#?}\nhandler output: {:#?}",
+                    "{step:?}: no outcome about {name} within 60 s; invocations: {:#?}\nhandler output: {:#?}",
                     chain.host.invocations(),
                     chain.host.output().lines().into_iter().map(|l| l.text).collect::<Vec<_>>()
                 );
@@ -369,15 +369,19 @@ async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the
             let all = versions(&chain.stack, &name);
             assert_eq!(all.len(), 2, "{step:?}: one new version in all");
             let (latest, value, tags) = all.last().unwrap();
-            let promoted_now = answer.starts_with(&format!("done: rotated {VAULT}/{name} from {v0} to {latest}"));
-            let found_promoted =
-                answer == format!("skipped: {VAULT}/{name} already rotated to {latest} (the event is about {v0})");
+            assert_eq!(answer.object.as_ref().map(|o| (o.vault(), o.version())), Some((VAULT, v0.as_str())));
+            let versions_of = (answer.version_before.as_deref(), answer.version_after.as_deref());
+            let promoted_now = (answer.status, answer.action.as_deref()) == (Status::Done, Some("rotated"))
+                && versions_of == (Some(v0.as_str()), Some(latest.as_str()));
+            let found_promoted = (answer.status, answer.action.as_deref())
+                == (Status::Skipped, Some("already-rotated"))
+                && versions_of == (Some(latest.as_str()), None);
             match step {
-                Step::Create | Step::Set => assert!(promoted_now, "{step:?}: {answer}"),
+                Step::Create | Step::Set => assert!(promoted_now, "{step:?}: {answer:#?}"),
                 // The promotion write the kill interrupted either reached the vault (the write was already sent)
                 // or died with its connection; either way the redelivery must converge on one version.
-                Step::Test => assert!(promoted_now || found_promoted, "{step:?}: {answer}"),
-                Step::Promote => assert!(found_promoted, "{step:?}: {answer}"),
+                Step::Test => assert!(promoted_now || found_promoted, "{step:?}: {answer:#?}"),
+                Step::Promote => assert!(found_promoted, "{step:?}: {answer:#?}"),
             }
             assert_eq!(tags.get("KeyturnRotatedFrom"), Some(&v0));
 
@@ -424,19 +428,32 @@ async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once
         for _ in 0..10 {
             publish(&chain, "alternating-duplicates", "kt-e2e-alt", &v0);
         }
-        wait_for("an answer to every delivery", Duration::from_secs(90), || chain.answers().len() >= 10).await;
+        wait_for("an answer to every delivery", Duration::from_secs(90), || chain.outcomes().len() >= 10).await;
         assert!(chain.stack.grid().settled(Duration::from_secs(90)).await);
-        let answers = chain.answers();
-        assert_eq!(answers.iter().filter(|a| a.starts_with("done: rotated")).count(), 1, "{answers:#?}");
-        assert!(
-            answers.iter().all(|a| a.starts_with("done: rotated") || a.contains("already rotated")),
-            "{answers:#?}"
-        );
         assert!(chain.stack.grid().dead_letters().is_empty());
 
         // One new version, holding the alternate login, which logs in; the base login was not touched.
         let all = versions(&chain.stack, "kt-e2e-alt");
         assert_eq!(all.len(), 2, "one rotation in all");
+        // One delivery rotated v0 to it; every other found it already done.
+        let latest = all[1].0.as_str();
+        let outcomes = chain.outcomes();
+        let answered = |status, action, before, after| {
+            outcomes
+                .iter()
+                .filter(|o| {
+                    (o.status, o.action.as_deref(), o.version_before.as_deref(), o.version_after.as_deref())
+                        == (status, Some(action), Some(before), after)
+                })
+                .count()
+        };
+        let rotated = answered(Status::Done, "rotated", v0.as_str(), Some(latest));
+        let already = answered(Status::Skipped, "already-rotated", latest, None);
+        assert_eq!((rotated, rotated + already), (1, outcomes.len()), "{outcomes:#?}");
+        assert!(
+            outcomes.iter().all(|o| o.object.as_ref().map(|o| (o.name(), o.version())) == Some(("kt-e2e-alt", v0.as_str()))),
+            "{outcomes:#?}"
+        );
         let (user, password) = login_of(&all[1].1);
         assert_eq!(user, "kt_e2e_alt_clone");
         assert!(server.logs_in("kt_e2e_alt_clone", &password).await);
