@@ -54,9 +54,13 @@ async fn mirroring_never_overwrites_a_secret_that_is_not_a_replica_of_this_sourc
         settings.push(("KEYTURN_NOTIFY".to_owned(), sink.channels()));
         // Only app-* names are notified: the refusal must be told anyway.
         settings.push(("KEYTURN_NOTIFY_NEW_VERSION_NAMES".to_owned(), "app-*".to_owned()));
+        // Both vaults are mirror destinations in this deployment (new-version holds Secrets Officer on each, as
+        // infra/roles.json grants mirror vaults): the refusal must come from keyturn's rule, not from RBAC.
+        let mut deployment = keyturn_e2e::deployment_of(&stack, &settings);
+        deployment.mirror_vaults = vec!["kv-one".into(), "kv-two".into()];
+        let binary = workspace_binary("new-version");
         let chain =
-            Chain::start(stack, "new-version", &workspace_binary("new-version"), &NEW_VERSION_EVENT_TYPES, settings)
-                .await;
+            Chain::start_as(stack, "new-version", &binary, &NEW_VERSION_EVENT_TYPES, settings, deployment).await;
         let stack = &chain.stack;
         let store = stack.emulator().store();
 
