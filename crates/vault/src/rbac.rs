@@ -117,7 +117,13 @@ impl Denial {
         let field = |label: &str| {
             let start = message.find(label)? + label.len();
             let rest = &message[start..];
-            let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+            // A line ends at a line break, or at one still JSON-escaped (`\\r\\n`) when the message is the
+            // service's error body quoted whole: else the action would run on into the next lines.
+            let end = [rest.find(['\r', '\n']), rest.find("\\r"), rest.find("\\n")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(rest.len());
             Some(rest[..end].trim().trim_matches('\'').to_owned())
         };
         let action = field("Action: ").filter(|a| !a.is_empty())?;
@@ -225,5 +231,13 @@ mod tests {
             "the identity (appid=a1;oid=o1;iss=https://sts.windows.net/t/) may not perform 'Microsoft.KeyVault/vaults/secrets/update/action' on '/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault/vaults/kv/secrets/db'; missing role: Key Vault Secrets Officer (or one of: Key Vault Administrator)"
         );
         assert_eq!(explain_forbidden("HTTP 403 (Forbidden): Operation get is not allowed on a disabled secret."), None);
+        // The service's JSON body quoted whole keeps its line breaks escaped: the action still ends at them.
+        let escaped = r#"HTTP 403: {"error":{"code":"Forbidden","message":"Caller: appid=a1\r\nAction: 'Microsoft.KeyVault/vaults/secrets/readMetadata/action'\r\nResource: '/x'\r\n","innererror":{"code":"ForbiddenByRbac"}}}"#;
+        let explained = explain_forbidden(escaped).unwrap();
+        assert!(
+            explained.contains("may not perform 'Microsoft.KeyVault/vaults/secrets/readMetadata/action' on '/x'"),
+            "{explained}"
+        );
+        assert!(explained.contains("missing role: Key Vault Reader"), "{explained}");
     }
 }
