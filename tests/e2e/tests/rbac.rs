@@ -20,6 +20,8 @@ use keyturn_events::event::TEST_EVENT_TYPE;
 use keyturn_host::{Outcome, Status};
 use keyturn_local::identity::ManagedIdentity;
 use keyturn_local::keyvault::StoredKind;
+use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
+use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::rbac::Scope;
 use keyturn_local::roles::Deployment;
 use keyturn_local::stack::LocalStack;
@@ -195,6 +197,52 @@ async fn near_expiry_rotates_a_key_with_its_roles_and_not_without_crypto_officer
         let (chain, outcome) = key_rotation(Some(("Key Vault Crypto Officer", vault_scope()))).await;
         assert_refused_naming(&outcome, "Key Vault Crypto Officer");
         assert_eq!(chain.stack.emulator().store().list_key_versions(VAULT, "signing-key").unwrap().len(), 1);
+        chain.shutdown().await;
+    })
+    .await;
+}
+
+async fn certificate_renewal(revoke: Option<(&str, Scope)>) -> (Chain, Outcome) {
+    let sink = http_sink().await;
+    let stack = fast_stack(&[VAULT]).await;
+    let store = stack.emulator().store();
+    let policy = CertificatePolicy {
+        issuer: Some(IssuerParams { name: Some("Self".into()), ..IssuerParams::default() }),
+        x509_props: Some(X509Props {
+            subject: Some("CN=api.example.test".into()),
+            validity_months: Some(12),
+            ..X509Props::default()
+        }),
+        lifetime_actions: Some(Vec::new()),
+        ..CertificatePolicy::default()
+    };
+    let enabled = tags(&[("KeyturnRotation", "enabled")]);
+    store.create_certificate(VAULT, "tls-cert", Some(policy), AttributeInput::default(), enabled).unwrap();
+    // Issuance completes when the certificate is next read.
+    store.get_certificate(VAULT, "tls-cert", None).unwrap();
+    let chain = near_expiry(&stack, &sink).start(stack, revoke).await;
+    // Eleven months on, the certificate is 30 days from expiry.
+    advance(&chain.stack, 340);
+    chain.settle(1, Duration::from_secs(60)).await;
+    let outcome = only_outcome_about(&chain, "tls-cert");
+    (chain, outcome)
+}
+
+fn certificate_versions(stack: &LocalStack) -> usize {
+    stack.emulator().store().list_certificate_versions(VAULT, "tls-cert").unwrap().len()
+}
+
+#[tokio::test]
+async fn near_expiry_renews_a_certificate_with_its_roles_and_not_without_certificates_officer() {
+    bounded(LIMIT, async {
+        let (chain, outcome) = certificate_renewal(None).await;
+        assert_done(&outcome, "renewal-started");
+        assert_eq!(certificate_versions(&chain.stack), 2, "the renewal issued a new version");
+        chain.shutdown().await;
+
+        let (chain, outcome) = certificate_renewal(Some(("Key Vault Certificates Officer", vault_scope()))).await;
+        assert_refused_naming(&outcome, "Key Vault Certificates Officer");
+        assert_eq!(certificate_versions(&chain.stack), 1, "nothing changed in the vault");
         chain.shutdown().await;
     })
     .await;
