@@ -21,6 +21,11 @@ pub struct DevState {
     pub identity_endpoint: String,
     /// Function name → the base URL of the Functions host stand-in serving it (`http://127.0.0.1:<port>`).
     pub functions: BTreeMap<String, String>,
+    /// Function name → the client id of its own managed identity (its `AZURE_CLIENT_ID`): the stack enforces
+    /// RBAC, so a `func start` run of a handler needs this to hold that handler's grants (the system identity
+    /// holds none). Absent in files an older `keyturn dev` wrote.
+    #[serde(default)]
+    pub client_ids: BTreeMap<String, String>,
 }
 
 /// `<temp dir>/keyturn-dev.json` unless `--state-file` says otherwise.
@@ -72,6 +77,7 @@ mod tests {
             ca_file: "/tmp/ca.pem".into(),
             identity_endpoint: "http://127.0.0.1:3/msi/token".into(),
             functions: BTreeMap::from([("near-expiry".into(), "http://127.0.0.1:4".into())]),
+            client_ids: BTreeMap::from([("near-expiry".into(), "0b8d6f3e-0000-4000-8000-000000000001".into())]),
         }
     }
 

@@ -240,5 +240,13 @@ mod tests {
             "the identity (appid=a1;oid=o1;iss=https://sts.windows.net/t/) may not perform 'Microsoft.KeyVault/vaults/secrets/update/action' on '/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault/vaults/kv/secrets/db'; missing role: Key Vault Secrets Officer (or one of: Key Vault Administrator)"
         );
         assert_eq!(explain_forbidden("HTTP 403 (Forbidden): Operation get is not allowed on a disabled secret."), None);
+        // The service's JSON body quoted whole keeps its line breaks escaped: the action still ends at them.
+        let escaped = r#"HTTP 403: {"error":{"code":"Forbidden","message":"Caller: appid=a1\r\nAction: 'Microsoft.KeyVault/vaults/secrets/readMetadata/action'\r\nResource: '/x'\r\n","innererror":{"code":"ForbiddenByRbac"}}}"#;
+        let explained = explain_forbidden(escaped).unwrap();
+        assert!(
+            explained.contains("may not perform 'Microsoft.KeyVault/vaults/secrets/readMetadata/action' on '/x'"),
+            "{explained}"
+        );
+        assert!(explained.contains("missing role: Key Vault Reader"), "{explained}");
     }
 }

@@ -351,6 +351,28 @@ async fn dev_runs_until_sigint_twice_at_once_and_leaves_nothing_behind() {
         assert!(first.banner.contains("\"FUNCTIONS_WORKER_RUNTIME\": \"custom\""), "{}", first.banner);
         assert!(first.banner.contains("export KEYTURN_VAULTS='kv-one=https://127.0.0.1:"), "{}", first.banner);
 
+        // Strict RBAC: a `func start` run needs the handler's own identity. The banner and the state file give its
+        // AZURE_CLIENT_ID, and the identity endpoint issues tokens for it (it is an identity the stack knows).
+        let client_id = first.value("test-event").trim_start_matches("AZURE_CLIENT_ID=").to_owned();
+        let state: Value = serde_json::from_slice(&std::fs::read(&first_state).unwrap()).unwrap();
+        assert_eq!(state["clientIds"]["test-event"].as_str(), Some(client_id.as_str()), "{state:#}");
+        let identity_endpoint = first.value("identity endpoint");
+        let header = first
+            .banner
+            .lines()
+            .find_map(|line| line.strip_prefix("export IDENTITY_HEADER='"))
+            .map(|rest| rest.trim_end_matches('\'').to_owned())
+            .unwrap_or_else(|| panic!("no IDENTITY_HEADER in:\n{}", first.banner));
+        let token = client()
+            .get(format!("{identity_endpoint}?api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net&client_id={client_id}"))
+            .header("x-identity-header", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(token.status().as_u16(), 200, "a token for test-event's identity: {}", token.text().await.unwrap());
+        let token: Value = token.json().await.unwrap();
+        assert_eq!(token["client_id"].as_str(), Some(client_id.as_str()), "{token}");
+
         // `send --to dev` finds the running handler through the state file.
         let run = keyturn(
             &[

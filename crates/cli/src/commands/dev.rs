@@ -139,6 +139,10 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         ca_file: stack.emulator().ca_pem_path().display().to_string(),
         identity_endpoint: stack.emulator().identity_env().endpoint,
         functions: running.iter().map(|r| (r.handler.name.to_owned(), r.host.url())).collect(),
+        client_ids: running
+            .iter()
+            .filter_map(|r| client_id_of(&stack, r.handler.name).map(|id| (r.handler.name.to_owned(), id)))
+            .collect(),
     };
     let state_path = args.state_file.clone().unwrap_or_else(dev_state::default_path);
     if let Err(failure) = state.write(&state_path) {
@@ -173,6 +177,12 @@ pub(crate) async fn start_handler(
         .start(stack, app)
         .await
         .map_err(|error| CommandFailure::failed(error.to_string()))
+}
+
+/// The client id of the identity [`start_handler`] made for `handler` (the stack names it `keyturn-<handler>`).
+fn client_id_of(stack: &LocalStack, handler: &str) -> Option<String> {
+    let name = format!("keyturn-{handler}");
+    stack.emulator().identities().list().into_iter().find(|identity| identity.name == name).map(|i| i.client_id)
 }
 
 /// Stops each handler (SIGTERM, then SIGKILL after the grace period; the stand-in reaps it), then the stack.
@@ -234,6 +244,13 @@ fn print_banner(
     lines.push(heading("or in a shell:"));
     for (name, value) in stack.handler_env() {
         lines.push(format!("export {name}='{}'", value.replace('\'', r"'\''")));
+    }
+    // The stack enforces each handler's infra/roles.json grants: the identity endpoint's default (system)
+    // identity holds none, so a handler run by hand must select its own.
+    lines.push(String::new());
+    lines.push(heading("plus the AZURE_CLIENT_ID of the handler you run (its own identity, holding its roles):"));
+    for (name, client_id) in &state.client_ids {
+        lines.push(format!("  {name:<12} AZURE_CLIENT_ID={client_id}"));
     }
     lines.push(String::new());
     lines.push(output.paint(Tone::Dim, "Ctrl-C stops the stack."));
