@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Azurite, the Azure Storage emulator the blob-lease rotation lock is tested against (crates/rotation/tests/blob_lock.rs).
 # shellcheck shell=bash
 #
