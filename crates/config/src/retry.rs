@@ -16,6 +16,7 @@ pub const RETRY_DELAY_MS: &str = "KEYTURN_RETRY_DELAY_MS";
 pub const RETRY_MAX_DELAY_MS: &str = "KEYTURN_RETRY_MAX_DELAY_MS";
 pub const HTTP_TIMEOUT_SECS: &str = "KEYTURN_HTTP_TIMEOUT_SECS";
 pub const FUNCTION_TIMEOUT_SECS: &str = "KEYTURN_FUNCTION_TIMEOUT_SECS";
+pub const PACING_MAX_WAIT_SECS: &str = "KEYTURN_PACING_MAX_WAIT_SECS";
 
 /// How calls to Azure are retried and timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,12 @@ pub struct RetrySettings {
     pub http_timeout: Duration,
     /// The function timeout of the host (`functionTimeout` in host.json).
     pub function_timeout: Duration,
+    /// The longest an invocation waits for its turn under the vault's secret-create limit, counted from its
+    /// event's arrival (keyturn paces its writes to the published limit rather than learning it from 429s). A
+    /// turn further away is left to a later delivery, answered at once as retryable: Event Grid waits 30 s for
+    /// an answer, so the default, 20 s, leaves 10 s for the rest of the rotation and for a busy process. Zero
+    /// turns pacing off (the service's 429s and the retries above then do the pacing).
+    pub pacing_max_wait: Duration,
 }
 
 impl Default for RetrySettings {
@@ -40,6 +47,7 @@ impl Default for RetrySettings {
             max_delay: Duration::from_secs(16),
             http_timeout: Duration::from_secs(30),
             function_timeout: Duration::from_secs(300),
+            pacing_max_wait: Duration::from_secs(20),
         }
     }
 }
@@ -74,6 +82,7 @@ impl RetrySettings {
             max_delay: Duration::from_millis(number(RETRY_MAX_DELAY_MS, 16_000, 1, 120_000)),
             http_timeout: Duration::from_secs(number(HTTP_TIMEOUT_SECS, 30, 1, 600)),
             function_timeout: Duration::from_secs(number(FUNCTION_TIMEOUT_SECS, 300, 10, 86_400)),
+            pacing_max_wait: Duration::from_secs(number(PACING_MAX_WAIT_SECS, 20, 0, 3_600)),
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -82,6 +91,16 @@ impl RetrySettings {
             return Err(vec![ConfigError::other(
                 RETRY_DELAY_MS,
                 format!("must not exceed {RETRY_MAX_DELAY_MS} ({} ms)", settings.max_delay.as_millis()),
+            )]);
+        }
+        if settings.pacing_max_wait >= settings.function_timeout {
+            return Err(vec![ConfigError::other(
+                PACING_MAX_WAIT_SECS,
+                format!(
+                    "must be less than {FUNCTION_TIMEOUT_SECS}={} s: an invocation waiting that long for its turn \
+                     would be cut off by the host",
+                    settings.function_timeout.as_secs()
+                ),
             )]);
         }
         if settings.worst_case() >= settings.function_timeout {
@@ -150,5 +169,15 @@ mod tests {
         assert_eq!(errors[1].variable(), "KEYTURN_HTTP_TIMEOUT_SECS");
         let errors = parse(&[("KEYTURN_RETRY_DELAY_MS", "5000"), ("KEYTURN_RETRY_MAX_DELAY_MS", "1000")]).unwrap_err();
         assert_eq!(errors[0].variable(), "KEYTURN_RETRY_DELAY_MS");
+    }
+
+    #[test]
+    fn pacing_waits_20_s_by_default_can_be_turned_off_and_never_outlasts_the_function() {
+        assert_eq!(parse(&[]).unwrap().pacing_max_wait, Duration::from_secs(20));
+        assert_eq!(parse(&[("KEYTURN_PACING_MAX_WAIT_SECS", "0")]).unwrap().pacing_max_wait, Duration::ZERO);
+        let errors =
+            parse(&[("KEYTURN_PACING_MAX_WAIT_SECS", "60"), ("KEYTURN_FUNCTION_TIMEOUT_SECS", "60")]).unwrap_err();
+        assert_eq!(errors[0].variable(), "KEYTURN_PACING_MAX_WAIT_SECS");
+        assert!(errors[0].to_string().contains("KEYTURN_FUNCTION_TIMEOUT_SECS=60 s"), "{}", errors[0]);
     }
 }

@@ -15,6 +15,18 @@ use tracing::Instrument;
 
 use crate::outcome::{HandlerError, Outcome, Status};
 
+tokio::task_local! {
+    /// When the event the current task is handling reached this process: set by [`Invoker::invoke`] around the
+    /// handler, so that work paced to a service's limits can count its wait from the event's arrival (Event
+    /// Grid waits 30 s for an answer, from delivery, not from the call that is about to wait).
+    static EVENT_ARRIVED: tokio::time::Instant;
+}
+
+/// When the event this task is handling arrived; `None` outside an invocation (a timer's run, a test).
+pub fn event_arrived() -> Option<tokio::time::Instant> {
+    EVENT_ARRIVED.try_with(|arrived| *arrived).ok()
+}
+
 /// What an adapter must tell its platform about one invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -156,6 +168,7 @@ impl Invoker {
     /// to the end even if the adapter stops waiting (a caller that hung up must not leave a rotation
     /// half-done).
     pub async fn invoke(&self, invocation_id: &str, event: Value) -> Verdict {
+        let arrived = tokio::time::Instant::now();
         let guard = self.in_flight.enter();
         let handler = match &self.target {
             Handling::Ready(handler) => Arc::clone(handler),
@@ -191,7 +204,7 @@ impl Invoker {
             async move {
                 // The guard lives as long as the handler, wherever the caller went: draining waits for it.
                 let _guard = guard;
-                handler(event).await
+                EVENT_ARRIVED.scope(arrived, handler(event)).await
             }
             .instrument(span),
         );
@@ -346,6 +359,17 @@ mod tests {
             "done: b620eb99-826d-b5e8-970f-38ff3094f49b Microsoft.KeyVault.SecretNearExpiry"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_handler_knows_when_its_event_arrived_and_nothing_else_does() {
+        assert_eq!(event_arrived(), None, "outside an invocation");
+        let (invoker, _) = invoker_answering(|_| {
+            let arrived = event_arrived().ok_or_else(|| HandlerError::permanent("no arrival time"))?;
+            Ok(Outcome::done(format!("{:?} ago", arrived.elapsed())))
+        });
+        let verdict = invoker.invoke("inv", near_expiry()).await;
+        assert_eq!(verdict.log_line(), "done: 0ns ago");
     }
 
     #[tokio::test]

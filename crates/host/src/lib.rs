@@ -82,7 +82,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub use adapter::{Adapter, AdapterError};
-pub use invoke::{Failure, Invoker, Verdict};
+pub use invoke::{Failure, Invoker, Verdict, event_arrived};
 pub use logging::init_logging;
 pub use outcome::{HandlerError, Outcome, Status};
 

@@ -27,6 +27,7 @@ use crate::model::{
     SecretProperties, SecretVersion, Tags,
 };
 use crate::ops::{KeyVault, VaultFuture};
+use crate::pacer::{Pacer, PacerLimits};
 use crate::{VaultError, credential, http, time};
 
 /// The SDK clients of one vault.
@@ -40,13 +41,64 @@ pub(crate) struct VaultClients {
 /// Key Vault through the Azure SDK.
 pub struct AzureKeyVault {
     vaults: HashMap<String, VaultClients>,
+    /// Secret creates paced to the vault's published limit (off: left to the service's 429s).
+    create_pacing: CreatePacing,
+}
+
+/// Secret creates paced to Key Vault's per-vault limit ([`PacerLimits::key_vault_secret_create`]): one
+/// schedule per vault, shared by every invocation of the process and by every [`AzureKeyVault`] it is given to
+/// (the monitored vaults' and the mirrors', which may name the same vault). Cloning shares the schedule.
+#[derive(Debug, Clone, Default)]
+pub struct CreatePacing(Option<Arc<WritePacing>>);
+
+/// When the work now asking for a turn began (the event's arrival), if it is bound to answer in time.
+pub type StartedAt = fn() -> Option<tokio::time::Instant>;
+
+#[derive(Debug)]
+struct WritePacing {
+    pacer: Pacer,
+    /// A turn further away than this is not taken: the write is left to a later delivery.
+    max_wait: std::time::Duration,
+    /// The wait counts from here when it returns a time, from the write itself otherwise.
+    started_at: StartedAt,
+}
+
+impl CreatePacing {
+    /// Pacing that waits at most `max_wait` for a turn, counted from the write; zero turns pacing off.
+    pub fn new(max_wait: std::time::Duration) -> Self {
+        Self::counted_from(max_wait, || None)
+    }
+
+    /// Pacing whose `max_wait` counts from `started_at()` when it tells (a handler passes the event's arrival:
+    /// Event Grid's 30 s to answer run from delivery, not from the write), from the write otherwise.
+    pub fn counted_from(max_wait: std::time::Duration, started_at: StartedAt) -> Self {
+        Self((!max_wait.is_zero()).then(|| {
+            Arc::new(WritePacing { pacer: Pacer::new(PacerLimits::key_vault_secret_create()), max_wait, started_at })
+        }))
+    }
+
+    /// Waits for this write's turn, or refuses at once (retryable) when the turn is further than the longest
+    /// wait from the start.
+    async fn wait_for_turn(&self, operation: &'static str, vault: &str, object: &str) -> Result<(), VaultError> {
+        let Some(pacing) = &self.0 else { return Ok(()) };
+        let now = tokio::time::Instant::now();
+        let waited = (pacing.started_at)().map_or(std::time::Duration::ZERO, |started| now - started);
+        let may_wait = pacing.max_wait.saturating_sub(waited);
+        match pacing.pacer.try_reserve(vault, now, may_wait) {
+            Some(turn) => {
+                tokio::time::sleep_until(turn).await;
+                Ok(())
+            }
+            None => Err(VaultError::Paced { operation, object: object.to_owned(), max_wait: pacing.max_wait }),
+        }
+    }
 }
 
 impl std::fmt::Debug for AzureKeyVault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&String> = self.vaults.keys().collect();
         names.sort();
-        f.debug_struct("AzureKeyVault").field("vaults", &names).finish()
+        f.debug_struct("AzureKeyVault").field("vaults", &names).field("create_pacing", &self.create_pacing).finish()
     }
 }
 
@@ -55,7 +107,14 @@ impl AzureKeyVault {
     pub fn from_settings(settings: &Settings) -> Result<Self, VaultError> {
         let options = http::client_options(&settings.retry, settings.ca_file.as_deref())?;
         let credential = credential::build_credential(&settings.credential, options.clone())?;
-        Self::new(&settings.vaults, credential, options)
+        let pacing = CreatePacing::new(settings.retry.pacing_max_wait);
+        Ok(Self::new(&settings.vaults, credential, options)?.with_create_pacing(pacing))
+    }
+
+    /// Paces this client's secret creates with `pacing` (shared with whoever else holds a clone of it).
+    pub fn with_create_pacing(mut self, pacing: CreatePacing) -> Self {
+        self.create_pacing = pacing;
+        self
     }
 
     /// Builds the clients of every vault in `vaults`. Real vault hosts keep the SDK's challenge-resource
@@ -108,7 +167,7 @@ impl AzureKeyVault {
             );
             built.insert(entry.name().to_owned(), VaultClients { entry: entry.clone(), secrets, keys, certificates });
         }
-        Ok(Self { vaults: built })
+        Ok(Self { vaults: built, create_pacing: CreatePacing::default() })
     }
 
     /// The clients of an allow-listed vault.
@@ -215,6 +274,7 @@ impl KeyVault for AzureKeyVault {
                 }),
             };
             let body: RequestContent<SdkSetSecret> = parameters.try_into().map_err(sdk)?;
+            self.create_pacing.wait_for_turn(OP, vault, &object).await?;
             let mut secret =
                 clients.secrets.set_secret(name, body, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             // The response echoes the value; drop it into the wiping wrapper rather than keep it around.
@@ -422,5 +482,77 @@ mod allow_list_tests {
         assert!(matches!(error, VaultError::Transport { .. }), "{error}");
         assert!(error.is_retryable());
         assert_eq!(transport.0.load(Ordering::SeqCst), 1);
+    }
+
+    fn new_version() -> NewSecretVersion {
+        NewSecretVersion {
+            value: SecretString::new("not-a-real-value".to_owned()),
+            content_type: None,
+            tags: Tags::new(),
+            not_before: None,
+            expires: None,
+        }
+    }
+
+    /// 40 rotations of one vault at once, each willing to wait 1 s for its turn under the 300-per-10-s create
+    /// limit: the ones whose turn falls within the second are sent, paced; the rest are refused at once as
+    /// retryable `paced` errors that never reach the vault. Another vault has its own schedule.
+    #[tokio::test(start_paused = true)]
+    async fn secret_creates_are_paced_per_vault_and_a_turn_too_far_away_is_left_for_a_later_delivery() {
+        let (vault, transport) = vault_with_counter();
+        let vault = vault.with_create_pacing(CreatePacing::new(std::time::Duration::from_secs(1)));
+        let started = tokio::time::Instant::now();
+        let results = futures::future::join_all((0..40).map(|i| {
+            let vault = &vault;
+            async move { vault.set_secret("contoso", &format!("s{i}"), new_version()).await }
+        }))
+        .await;
+        let paced: Vec<&VaultError> =
+            results.iter().filter_map(|r| r.as_ref().err()).filter(|e| matches!(e, VaultError::Paced { .. })).collect();
+        let sent = transport.0.load(Ordering::SeqCst);
+        assert_eq!(sent + paced.len(), 40, "every create was either sent or paced");
+        // 294 per 10 s is one every 34 ms, after a burst of 2: about 31 turns fall within the second.
+        assert!((29..=32).contains(&sent), "{sent} creates sent within the 1 s wait");
+        assert!(paced.iter().all(|e| e.is_retryable()));
+        let message = paced[0].to_string();
+        assert!(message.contains("contoso/s") && message.contains("paced, nothing sent"), "{message}");
+        assert!(started.elapsed() <= std::time::Duration::from_secs(1), "no one waited past the limit");
+
+        let other = vault.set_secret("local", "s0", new_version()).await.unwrap_err();
+        assert!(matches!(other, VaultError::Transport { .. }), "another vault is not held back: {other}");
+    }
+
+    /// Counted from the event's arrival, the time already spent is no longer there to wait: an invocation
+    /// that arrived 0.5 s ago may wait 0.5 s of its 1 s, so only about half as many turns are taken.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_counts_from_the_start_the_caller_names() {
+        fn half_a_second_ago() -> Option<tokio::time::Instant> {
+            Some(tokio::time::Instant::now() - std::time::Duration::from_millis(500))
+        }
+        let (vault, transport) = vault_with_counter();
+        let pacing = CreatePacing::counted_from(std::time::Duration::from_secs(1), half_a_second_ago);
+        let vault = vault.with_create_pacing(pacing);
+        let results = futures::future::join_all((0..40).map(|i| {
+            let vault = &vault;
+            async move { vault.set_secret("contoso", &format!("s{i}"), new_version()).await }
+        }))
+        .await;
+        let paced = results.iter().filter(|r| matches!(r, Err(VaultError::Paced { .. }))).count();
+        let sent = transport.0.load(Ordering::SeqCst);
+        assert_eq!(sent + paced, 40);
+        assert!((14..=17).contains(&sent), "{sent} creates sent within the 0.5 s left");
+    }
+
+    #[tokio::test]
+    async fn pacing_off_sends_every_create_at_once() {
+        let (vault, transport) = vault_with_counter();
+        let vault = vault.with_create_pacing(CreatePacing::new(std::time::Duration::ZERO));
+        let results = futures::future::join_all((0..40).map(|i| {
+            let vault = &vault;
+            async move { vault.set_secret("contoso", &format!("s{i}"), new_version()).await }
+        }))
+        .await;
+        assert!(results.iter().all(|r| matches!(r, Err(VaultError::Transport { .. }))));
+        assert_eq!(transport.0.load(Ordering::SeqCst), 40);
     }
 }

@@ -27,6 +27,15 @@ pub enum VaultError {
     #[error("{operation} on '{object}': unexpected response: {message}")]
     Unexpected { operation: &'static str, object: String, message: String },
 
+    /// keyturn's own pacing left this write to a later delivery: the vault's write limit is booked further ahead
+    /// than an invocation may wait (`KEYTURN_PACING_MAX_WAIT_SECS`). Nothing was sent.
+    #[error(
+        "{operation} on '{object}': the vault's write limit is booked more than {} s ahead; left for a later \
+         delivery (paced, nothing sent)",
+        max_wait.as_secs()
+    )]
+    Paced { operation: &'static str, object: String, max_wait: std::time::Duration },
+
     /// Building the clients failed (unreadable CA bundle, bad credential settings).
     #[error("setting up vault access: {0}")]
     Setup(String),
@@ -40,7 +49,7 @@ impl VaultError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Http { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            Self::Transport { .. } | Self::Credential { .. } => true,
+            Self::Transport { .. } | Self::Credential { .. } | Self::Paced { .. } => true,
             Self::NotAllowed { .. } | Self::InvalidName { .. } | Self::Unexpected { .. } | Self::Setup(_) => false,
         }
     }

@@ -32,7 +32,7 @@ pub mod testing;
 pub mod time;
 pub mod versions;
 
-pub use azure::AzureKeyVault;
+pub use azure::{AzureKeyVault, CreatePacing, StartedAt};
 pub use error::VaultError;
 pub use inventory::{Collection, Inventory, Listed};
 pub use ops::{KeyVault, VaultFuture};
