@@ -15,11 +15,7 @@ chromium_install() {
   local found
   found=$(command -v chromium 2>/dev/null || true)
   if [ -z "$found" ]; then
-    [ "$(id -u)" = 0 ] || die "Chromium is needed for the HTML report test: apt-get install chromium (as root)"
-    step "installing Chromium (Debian package chromium)"
-    apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
-      || die "apt-get install chromium failed"
+    apt_install chromium "the HTML report test (tests/e2e/tests/check_report.rs)"
     found=$(command -v chromium 2>/dev/null || true)
     [ -n "$found" ] || die "the chromium package is installed but no 'chromium' is on PATH"
   fi

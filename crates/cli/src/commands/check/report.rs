@@ -95,34 +95,37 @@ fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
 /// JSON that can sit inside a `<script>` element: `<`, `>`, `&` and the two JavaScript line separators are
 /// written as `\u` escapes, which JSON.parse reads back as the same characters.
 fn script_safe_json(value: &Value) -> String {
-    let text = value.to_string();
-    let mut safe = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => safe.push_str("\\u003c"),
-            '>' => safe.push_str("\\u003e"),
-            '&' => safe.push_str("\\u0026"),
-            '\u{2028}' => safe.push_str("\\u2028"),
-            '\u{2029}' => safe.push_str("\\u2029"),
-            c => safe.push(c),
-        }
-    }
-    safe
+    replace_chars(&value.to_string(), |c| match c {
+        '<' => Some("\\u003c"),
+        '>' => Some("\\u003e"),
+        '&' => Some("\\u0026"),
+        '\u{2028}' => Some("\\u2028"),
+        '\u{2029}' => Some("\\u2029"),
+        _ => None,
+    })
 }
 
 /// Text for an HTML element or a double-quoted attribute (the template quotes every attribute with `"`).
 fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
+    replace_chars(text, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '"' => Some("&quot;"),
+        _ => None,
+    })
+}
+
+/// `text` with each character `replacement` names replaced.
+fn replace_chars(text: &str, replacement: impl Fn(char) -> Option<&'static str>) -> String {
+    let mut replaced = String::with_capacity(text.len());
     for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            c => escaped.push(c),
+        match replacement(c) {
+            Some(with) => replaced.push_str(with),
+            None => replaced.push(c),
         }
     }
-    escaped
+    replaced
 }
 
 #[cfg(test)]
