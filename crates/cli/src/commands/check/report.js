@@ -333,7 +333,7 @@
     const name = el("td", "name", o.name);
     name.append(el("span", "small", o.kind.toLowerCase()));
     tr.append(name);
-    tr.append(el("td", "vault", o.vault));
+    tr.append(el("td", "in-vault", o.vault));
     const when = el("td", "when");
     const relative = el("span", o.expiresAt === null ? "" : o.expiresAt <= now ? "late" : o.expiresAt - now <= lead * DAY ? "soon" : "", o.expiresIn + (o.enabled ? "" : " (disabled)"));
     when.append(relative);
@@ -342,7 +342,7 @@
     const outcome = el("td");
     outcome.append(accent(el("span", "chip", outcomeOf[o.outcome].label), o.outcome));
     tr.append(outcome);
-    tr.append(action(el("td", "detail"), o.nearExpiry));
+    tr.append(action(el("td", "detail wide"), o.nearExpiry));
     tr.append(action(el("td", "detail"), o.expired));
     const notices = el("td", "detail");
     if (o.thresholds.error) {
@@ -350,7 +350,7 @@
     } else {
       notices.append(o.thresholds.days.join(", ") + " days" + (o.thresholds.source === "tag" ? " (own tag)" : ""));
       if (o.thresholds.next) {
-        notices.append(el("span", "small", "next: " + o.thresholds.next.days + " days before, " + utc(Date.parse(o.thresholds.next.at), false)));
+        notices.append(el("span", "small", "next: " + plural(o.thresholds.next.days, "day") + " before, " + utc(Date.parse(o.thresholds.next.at), false)));
       }
     }
     tr.append(notices);
