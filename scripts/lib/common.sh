@@ -5,6 +5,16 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 require() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed. $2"; }
 
+# Installs a Debian package for the tests (CI runs as root), or fails naming it: `apt_install <package> <what needs it>`.
+apt_install() {
+  local package=$1 needed_by=$2
+  [ "$(id -u)" = 0 ] || die "$needed_by needs Debian's $package: apt-get install $package (as root)"
+  step "installing $package (Debian package)"
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
+    || die "apt-get install $package failed"
+}
+
 # cargo-nextest: the machine image ships it; otherwise build it from crates.io once.
 ensure_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then

@@ -26,11 +26,7 @@ postgres_install() {
   local initdb
   initdb=$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -z "$initdb" ]; then
-    [ "$(id -u)" = 0 ] || die "PostgreSQL is needed for the postgres provider tests: apt-get install postgresql (as root)"
-    step "installing PostgreSQL (Debian package postgresql)"
-    apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
-      || die "apt-get install postgresql failed"
+    apt_install postgresql "the postgres provider tests"
     initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
     [ -n "$initdb" ] || die "postgresql is installed but no initdb was found under /usr/lib/postgresql"
   fi

@@ -21,15 +21,19 @@ pub enum Status {
     Skipped,
     /// The event can never be handled (malformed, foreign vault, wrong policy tag): retrying would not help.
     Rejected,
+    /// The work waits for a later time that the outcome names (a rotation window that is closed now): nothing
+    /// was done, and a redelivery would not help before then; the scheduled sweep does it when the time comes.
+    Deferred,
 }
 
 impl Status {
-    /// `done`, `skipped` or `rejected`, as logs and the JSON spell it.
+    /// `done`, `skipped`, `rejected` or `deferred`, as logs and the JSON spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Done => "done",
             Status::Skipped => "skipped",
             Status::Rejected => "rejected",
+            Status::Deferred => "deferred",
         }
     }
 }
@@ -101,6 +105,11 @@ impl Outcome {
         Self::new(Status::Rejected, message)
     }
 
+    /// The work waits for a later time, which `message` names.
+    pub fn deferred(message: impl Into<String>) -> Self {
+        Self::new(Status::Deferred, message)
+    }
+
     /// The same outcome about `object`.
     pub fn about(mut self, object: &ObjectRef) -> Self {
         self.object = Some(object.clone());
@@ -126,7 +135,7 @@ impl Outcome {
         self
     }
 
-    /// The one-word name of the status, as it appears in logs: `done`, `skipped` or `rejected`.
+    /// The one-word name of the status, as it appears in logs: `done`, `skipped`, `rejected` or `deferred`.
     pub fn label(&self) -> &'static str {
         self.status.as_str()
     }
@@ -211,6 +220,10 @@ mod tests {
         assert_eq!(Outcome::done("a").label(), "done");
         assert_eq!(Outcome::skipped("b").log_line(), "skipped: b");
         assert_eq!(Outcome::rejected("c").message(), "c");
+        assert_eq!(Outcome::deferred("until Saturday").log_line(), "deferred: until Saturday");
+        let value = serde_json::to_value(Outcome::deferred("until Saturday")).unwrap();
+        assert_eq!(value, json!({"status": "deferred", "message": "until Saturday"}));
+        assert_eq!(Outcome::from_return_value(&value).map(|o| o.status), Some(Status::Deferred));
     }
 
     #[test]

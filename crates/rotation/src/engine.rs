@@ -7,6 +7,8 @@
 //! 2. Read the latest version and plan: a later version means the rotation already happened; no opt-in means
 //!    nothing to do. (Before the lock: an object that does not opt in never costs a lock.) A key's or
 //!    certificate's native policy is read only when the plan asks for it.
+//!    A plan that acts waits for the object's rotation window ([`crate::plan::window`]) when it is a
+//!    near-expiry rotation ([`Engine::rotate`]); an emergency one ([`Engine::rotate_expired`]) never does.
 //! 3. Take the object's lock; re-read and plan again under it, since another delivery may have finished in
 //!    between.
 //! 4. Carry the plan out: secrets through their provider's steps and one `set_secret`; keys with Key Vault's
@@ -22,9 +24,10 @@ use keyturn_vault::model::{MAX_TAGS, NewSecretVersion, SecretVersion, Tags};
 use crate::RotationError;
 use crate::lock::{LockGuard, RotationLock, lock_key};
 use crate::outcome::RotationOutcome;
-use crate::plan::{Native, ObjectFacts, Plan, issuer_to_look_up, plan};
+use crate::plan::{Native, ObjectFacts, Plan, Trigger, issuer_to_look_up, plan, window};
 use crate::policy::{self, Policy, PolicyError};
 use crate::provider::{Providers, RotationContext};
+use crate::window::WindowDecision;
 
 /// The source of "now" for the engine (a test or the local stack may move it).
 pub type NowFn = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -60,6 +63,8 @@ impl std::fmt::Debug for Engine {
 struct Latest {
     version: String,
     tags: Tags,
+    /// The latest version's expiry (whether its rotation can wait for its window).
+    expires: Option<DateTime<Utc>>,
     /// A secret's current version, value included (its provider starts from it).
     secret: Option<SecretVersion>,
 }
@@ -80,10 +85,21 @@ impl Engine {
         &self.providers
     }
 
-    /// Rotates the object `request` names, per its policy.
+    /// Rotates the object `request` names, per its policy, as its expiry nears: within the object's rotation
+    /// window, else [`RotationOutcome::Deferred`] until it opens.
     pub async fn rotate(&self, request: &Request) -> Result<RotationOutcome, RotationError> {
+        self.rotate_on(request, Trigger::NearExpiry).await
+    }
+
+    /// Rotates the object `request` names, per its policy, because its version has expired: an emergency
+    /// rotation, which no rotation window holds back.
+    pub async fn rotate_expired(&self, request: &Request) -> Result<RotationOutcome, RotationError> {
+        self.rotate_on(request, Trigger::Expired).await
+    }
+
+    async fn rotate_on(&self, request: &Request, trigger: Trigger) -> Result<RotationOutcome, RotationError> {
         let object = &request.object;
-        let outcome = self.rotate_object(request).await;
+        let outcome = self.rotate_object(request, trigger).await;
         match &outcome {
             Ok(outcome) => tracing::info!(
                 vault = object.vault(),
@@ -108,7 +124,7 @@ impl Engine {
         outcome
     }
 
-    async fn rotate_object(&self, request: &Request) -> Result<RotationOutcome, RotationError> {
+    async fn rotate_object(&self, request: &Request, trigger: Trigger) -> Result<RotationOutcome, RotationError> {
         let object = &request.object;
         let names = self.providers.names();
         let latest = self.latest(object).await?;
@@ -118,8 +134,21 @@ impl Engine {
             native = self.native(object).await?;
             planned = plan(&facts(object, &latest), &native, &names)?;
         }
-        if let Some(decided) = decided(planned) {
+        if let Some(decided) = decided(planned.clone()) {
             return Ok(decided);
+        }
+        match window(&planned, &latest.tags, latest.expires, trigger, (self.now)())? {
+            WindowDecision::Open => {}
+            WindowDecision::Deferred { until } => {
+                let window = policy::tag(&latest.tags, policy::ROTATION_WINDOW).unwrap_or_default().to_owned();
+                return Ok(RotationOutcome::Deferred { until, window });
+            }
+            WindowDecision::Overridden { reason } => tracing::info!(
+                vault = object.vault(),
+                object = object.name(),
+                "rotating outside the object's rotation window ({}): {reason}",
+                policy::ROTATION_WINDOW
+            ),
         }
         drop(latest);
         self.locked(object, async {
@@ -158,16 +187,22 @@ impl Engine {
                 Latest {
                     version: secret.properties.version.clone(),
                     tags: secret.properties.tags.clone(),
+                    expires: secret.properties.expires,
                     secret: Some(secret),
                 }
             }
             ObjectKind::Key => {
                 let key = self.vault.latest_key(vault, name).await?;
-                Latest { version: key.version, tags: key.tags, secret: None }
+                Latest { version: key.version, tags: key.tags, expires: key.expires, secret: None }
             }
             ObjectKind::Certificate => {
                 let certificate = self.vault.latest_certificate(vault, name).await?;
-                Latest { version: certificate.version, tags: certificate.tags, secret: None }
+                Latest {
+                    version: certificate.version,
+                    tags: certificate.tags,
+                    expires: certificate.expires,
+                    secret: None,
+                }
             }
             ObjectKind::Vault => {
                 return Err(RotationError::Event("a vault-level event names nothing to rotate".to_owned()));

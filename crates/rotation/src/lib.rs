@@ -5,6 +5,8 @@
 //! - [`plan`]: [`plan()`], the one decision table (pure): what keyturn does with an object, given its facts.
 //! - [`engine`]: [`Engine`], the rotation contract for secrets, keys and certificates: carries a plan out.
 //! - [`policy`]: the policy tags (docs/policy-tags.md is the reference) and their parsing.
+//! - [`window`]: the `KeyturnRotationWindow` tag: when a near-expiry rotation may start ([`plan::window`]
+//!   applies it; `keyturn_sweep` re-exports it).
 //! - [`provider`]: the [`Provider`] steps (create pending, set, test, finish) and the registry;
 //!   `provider/generated.rs` is the generated-value provider.
 //! - [`generate`]: new values from the OS CSPRNG (password, alphanumeric, base64, base64url, hex).
@@ -21,12 +23,13 @@ pub mod outcome;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod window;
 
 pub use engine::{Engine, NowFn, Request};
 pub use error::RotationError;
 pub use lock::blob::{BlobLeaseLock, LeaseDuration, LockSetupError, lock_from_settings};
 pub use lock::{InProcessLock, LockError, LockGuard, RotationLock};
 pub use outcome::RotationOutcome;
-pub use plan::{Native, ObjectFacts, Plan, plan};
+pub use plan::{Native, ObjectFacts, Plan, Trigger, plan};
 pub use policy::Policy;
 pub use provider::{Provider, Providers};

@@ -24,6 +24,9 @@ pub enum RotationOutcome {
     /// A certificate renewal was started through the certificate's policy; its new version raises its
     /// own event when issued.
     RenewalStarted { from: String, status: String },
+    /// Near expiry, outside every window of the object's `KeyturnRotationWindow` (`window`, the tag's value),
+    /// and the next one opens at `until`, before the expiry: nothing was done; the rotation waits for it.
+    Deferred { until: DateTime<Utc>, window: String },
 }
 
 impl RotationOutcome {
@@ -37,6 +40,7 @@ impl RotationOutcome {
             Self::NativeRotationConfigured { .. } => "native-rotation",
             Self::ManualActionDue { .. } => "manual-action-due",
             Self::RenewalStarted { .. } => "renewal-started",
+            Self::Deferred { .. } => "deferred",
         }
     }
 
@@ -67,6 +71,11 @@ impl fmt::Display for RotationOutcome {
             Self::RenewalStarted { from, status } => {
                 write!(f, "renewal of {from} started through the certificate policy (operation {status})")
             }
+            Self::Deferred { until, window } => write!(
+                f,
+                "deferred until {}: outside its rotation window ({window})",
+                until.format("%Y-%m-%d %H:%M UTC")
+            ),
         }
     }
 }

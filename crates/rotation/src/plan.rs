@@ -16,7 +16,16 @@
 //! | a certificate issued by `Self` or an integrated CA ([`INTEGRATED_CAS`]) | [`Plan::RenewCertificate`] |
 //! | any other certificate (`Unknown`, a private CA) | [`Plan::ManualActionDue`] |
 //!
-//! When: the plan is carried out when the near-expiry event arrives, [`near_expiry_at`] the version's expiry.
+//! When: the plan is carried out when the near-expiry event arrives, [`near_expiry_at`] the version's expiry,
+//! unless [`window`], the table's last row, holds it back:
+//!
+//! | a plan that acts (rotate, renew), and | window decision |
+//! |---|---|
+//! | no `KeyturnRotationWindow`, or one open now | [`WindowDecision::Open`]: carry it out |
+//! | near expiry, every window closed, the next opening before the expiry | [`WindowDecision::Deferred`] until it opens |
+//! | near expiry, the next opening at or after the expiry | [`WindowDecision::Overridden`]: carry it out (waiting would let it expire) |
+//! | expired ([`Trigger::Expired`]), whatever the window says | never held back: [`WindowDecision::Open`], or `Overridden` when a window is closed |
+//! | near expiry, a window tag that does not parse | `Err(PolicyError)` naming the part at fault |
 //!
 //! The native policies cost a vault call, so they are read only once the tags opt in: a caller plans with
 //! [`Native::Unread`] first and reads them (with the issuer's provider, see [`issuer_to_look_up`]) when the
@@ -27,6 +36,7 @@ use keyturn_events::ObjectKind;
 use keyturn_vault::model::{CertificatePolicy, KeyRotationPolicy, Tags};
 
 use crate::policy::{self, Policy, PolicyError, Rotation};
+use crate::window::{Override, RotationWindows, WindowDecision};
 
 /// How many days before a version's expiry Key Vault raises `*NearExpiry` for it (fixed for secrets and
 /// certificates; a key's follows its rotation policy's Notify action, 30 days unless changed).
@@ -105,6 +115,48 @@ impl Plan {
             Self::RenewCertificate { .. } => "renew-certificate",
         }
     }
+}
+
+impl Plan {
+    /// Whether carrying the plan out changes the vault (a rotation, a renewal): the plans a window may hold back.
+    pub fn acts(&self) -> bool {
+        matches!(self, Self::RotateSecret { .. } | Self::RotateKey | Self::RenewCertificate { .. })
+    }
+}
+
+/// Why a plan is carried out now: what the version's expiry has come to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The version nears its expiry (a `*NearExpiry` event, or the sweep repairing a missed one): a rotation
+    /// waits for the object's window.
+    NearExpiry,
+    /// The version has expired (`KeyturnExpiredAction=rotate`): never held back by a window.
+    Expired,
+}
+
+/// The window row of the decision table (module docs): whether `plan` may be carried out at `now`, given the
+/// object's `KeyturnRotationWindow` (in `tags`) and its latest version's expiry.
+pub fn window(
+    plan: &Plan,
+    tags: &Tags,
+    expires: Option<DateTime<Utc>>,
+    trigger: Trigger,
+    now: DateTime<Utc>,
+) -> Result<WindowDecision, PolicyError> {
+    if !plan.acts() {
+        return Ok(WindowDecision::Open);
+    }
+    let windows = match (RotationWindows::for_object(policy::tag(tags, policy::ROTATION_WINDOW)), trigger) {
+        (Ok(windows), _) => windows,
+        // Not even a window its owner mistyped holds an expired object back.
+        (Err(_), Trigger::Expired) => return Ok(WindowDecision::Open),
+        (Err(error), Trigger::NearExpiry) => return Err(error.into()),
+    };
+    Ok(match (WindowDecision::decide(windows.as_ref(), expires, now), trigger) {
+        // The expired event is the authority here, whatever this process's clock says of the expiry.
+        (WindowDecision::Deferred { .. }, Trigger::Expired) => WindowDecision::Overridden { reason: Override::Expired },
+        (decision, _) => decision,
+    })
 }
 
 /// The decision for `object`, whose deployment offers `providers` (their `KeyturnRotation` names).
@@ -296,6 +348,55 @@ mod tests {
             panic!()
         };
         assert!(reason.contains("issued by 'corp-ca'"), "{reason}");
+    }
+
+    /// The window row, one assertion per row of its table (the window's own grammar and arithmetic are tested
+    /// in `window.rs`). 2026-12-02 is a Wednesday; the window opens on Saturday 2026-12-05 at 02:00 UTC.
+    #[test]
+    fn the_window_row_defers_only_a_near_expiry_rotation_that_can_wait() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let wednesday = at("2026-12-02T10:00:00Z");
+        let saturday = at("2026-12-05T02:00:00Z");
+        let in_a_month = Some(at("2027-01-01T00:00:00Z"));
+        let rotate = Plan::RotateSecret { provider: "generated".into(), validity: Duration::days(60) };
+        let windowed = tags(&[("keyturnrotationwindow", "Sat 02:00-04:00 UTC")]);
+        let row = |plan: &Plan, tags: &Tags, expires, trigger, now| window(plan, tags, expires, trigger, now);
+
+        // No window, or one open now: carry it out.
+        assert_eq!(row(&rotate, &tags(&[]), in_a_month, Trigger::NearExpiry, wednesday), Ok(WindowDecision::Open));
+        assert_eq!(row(&rotate, &windowed, in_a_month, Trigger::NearExpiry, saturday), Ok(WindowDecision::Open));
+        // Closed, and the next opening comes before the expiry: deferred until it opens (keys and renewals too).
+        for plan in [rotate.clone(), Plan::RotateKey, Plan::RenewCertificate { issuer: "Self".into() }] {
+            assert_eq!(
+                row(&plan, &windowed, in_a_month, Trigger::NearExpiry, wednesday),
+                Ok(WindowDecision::Deferred { until: saturday }),
+                "{plan:?}"
+            );
+        }
+        // Closed, but the next opening is after the expiry: rotate now rather than let it expire.
+        let friday = Some(at("2026-12-04T12:00:00Z"));
+        assert_eq!(
+            row(&rotate, &windowed, friday, Trigger::NearExpiry, wednesday),
+            Ok(WindowDecision::Overridden { reason: Override::NextWindowAfterExpiry { next_open: saturday } })
+        );
+        // Expired: never held back, even when this process's clock still sees the expiry ahead, and even by a
+        // window tag that does not parse.
+        assert_eq!(
+            row(&rotate, &windowed, in_a_month, Trigger::Expired, wednesday),
+            Ok(WindowDecision::Overridden { reason: Override::Expired })
+        );
+        assert_eq!(row(&rotate, &windowed, in_a_month, Trigger::Expired, saturday), Ok(WindowDecision::Open));
+        let mistyped = tags(&[("KeyturnRotationWindow", "Sat 25:00-04:00")]);
+        assert_eq!(row(&rotate, &mistyped, in_a_month, Trigger::Expired, wednesday), Ok(WindowDecision::Open));
+        // Near expiry, a window tag that does not parse is a policy error naming the part at fault.
+        let error = row(&rotate, &mistyped, in_a_month, Trigger::NearExpiry, wednesday).unwrap_err();
+        assert_eq!(error.tag, "KeyturnRotationWindow");
+        assert!(error.to_string().contains("'25:00' is not a time of day"), "{error}");
+        // A plan that changes nothing has nothing to wait for, whatever the window says.
+        for plan in [Plan::NotOptedIn, Plan::ManualActionDue { reason: "x".into() }, Plan::ReadNativePolicy] {
+            assert!(!plan.acts());
+            assert_eq!(row(&plan, &mistyped, in_a_month, Trigger::NearExpiry, wednesday), Ok(WindowDecision::Open));
+        }
     }
 
     #[test]

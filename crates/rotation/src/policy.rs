@@ -37,6 +37,8 @@ pub const REPLICA_OF: &str = "KeyturnReplicaOf";
 /// The tags a mirror's copy never carries: the ones that ask keyturn to act on the object. A replica is
 /// rotated and disabled through its source only (the plan also ignores them on a replica).
 pub const NOT_COPIED_TO_REPLICAS: &[&str] = &[ROTATION, EXPIRED_ACTION];
+/// When a near-expiry rotation may start, e.g. `Sat 02:00-04:00 UTC` (grammar in [`crate::window`]).
+pub use crate::window::ROTATION_WINDOW_TAG as ROTATION_WINDOW;
 /// Written on a canary version by the `test-event` handler: `pass <time>` or `fail:<check> <time>`.
 pub const CANARY_RESULT: &str = "KeyturnCanaryResult";
 

@@ -13,7 +13,8 @@
 //!   function app's storage account.
 //! - [`window`]: the `KeyturnRotationWindow` tag's grammar, [`RotationWindows::is_open`],
 //!   [`RotationWindows::next_open`], and [`WindowDecision`]: rotate, defer, or rotate anyway (expired, or
-//!   the next window opens too late).
+//!   the next window opens too late). Re-exported from `keyturn_rotation::window`: the rotation engine
+//!   applies it to every near-expiry rotation, the sweep's included.
 //! - [`dead_letters`]: the dead-letter container read back: each dead-lettered Key Vault event with Event
 //!   Grid's account of the failure, and what could not be used, named.
 //! - [`pacer`]: [`Pacer`], the sweep's Key Vault requests paced under the service's per-vault and
@@ -27,7 +28,7 @@ pub mod object;
 pub use keyturn_vault::pacer;
 pub mod state;
 pub mod thresholds;
-pub mod window;
+pub use keyturn_rotation::window;
 
 pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
 pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, DeadLetterReport, Unusable};

@@ -193,7 +193,8 @@ pub async fn decide(accepted: &Accepted, deps: &Deps) -> Result<Outcome, Handler
 async fn rotate(accepted: &Accepted, deps: &Deps) -> Acted {
     let opt_in = format!("{EXPIRED_ACTION}=rotate");
     let target = accepted.object.described();
-    match deps.engine().rotate(&accepted.rotation_request()).await {
+    // An expired object is never held back by its rotation window.
+    match deps.engine().rotate_expired(&accepted.rotation_request()).await {
         Ok(outcome) => {
             let action = outcome.label();
             match outcome {
@@ -233,6 +234,11 @@ async fn rotate(accepted: &Accepted, deps: &Deps) -> Acted {
                 RotationOutcome::ManualActionDue { reason } => {
                     Acted::nothing(action, format!("keyturn cannot rotate it: {reason}; someone must."))
                 }
+                // `rotate_expired` never defers; should an engine ever do so, say it plainly.
+                RotationOutcome::Deferred { until, window } => Acted::nothing(
+                    action,
+                    format!("keyturn deferred its rotation to {until} (window {window}); someone must rotate it now."),
+                ),
             }
         }
         Err(error) => Acted::failed(

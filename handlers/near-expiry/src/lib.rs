@@ -13,6 +13,7 @@
 //! | rotated (secret, key) | info, `rotated` with the new version |
 //! | certificate renewal started | info, says the renewal is under way (its new version raises its own event) |
 //! | not opted in, manual renewal due | warning, `not_rotated` with what a person must do |
+//! | deferred: its `KeyturnRotationWindow` is closed and opens again before the expiry | warning, `not_rotated` saying until when (the scheduled sweep rotates it in the window) |
 //! | left to Key Vault's own policy | warning (below) |
 //! | a permanent failure (a wrong policy tag, a provider's refusal) | warning, `not_rotated` with the error |
 //! | already rotated | a secret whose latest version carries this event's id (`KeyturnEventId`): info, `rotated`, again; else none |
@@ -41,7 +42,7 @@
 //! - [`handler`]: [`handle`], one event in, one [`keyturn_host::Outcome`] or [`keyturn_host::HandlerError`] out:
 //!   the event parsed once (`Deps::accept`), then [`decide`] on the typed object.
 //! - [`report`]: the engine's outcome as the handler's typed outcome (action `rotated`, `renewal-started`,
-//!   `already-rotated`, `not-opted-in`, `native-rotation`, `manual-action-due`: the engine's labels).
+//!   `already-rotated`, `not-opted-in`, `native-rotation`, `manual-action-due`, `deferred`: the engine's labels).
 //! - `tests.rs`: every row of the table above, against the in-memory fakes (`keyturn_deps::testing`).
 //! - [`notice`]: the engine's outcome (or failure) as the notification the channels get.
 //! - `src/main.rs`: the binary, wiring only.

@@ -50,6 +50,13 @@ pub fn for_rotation(accepted: &Accepted, rotation: &RotationOutcome) -> Option<N
         RotationOutcome::ManualActionDue { reason } => {
             Action::NotRotated { reason: format!("{reason}; {} before it expires.", manual_action(object)) }
         }
+        RotationOutcome::Deferred { until, window } => Action::NotRotated {
+            reason: format!(
+                "its rotation window ({window}) is closed: the rotation is deferred until {}, when the scheduled sweep \
+                 rotates it; without the sweep function deployed, {by_hand} in that window.",
+                until.format("%Y-%m-%d %H:%M UTC")
+            ),
+        },
         RotationOutcome::NativeRotationConfigured { detail } => Action::NotRotated {
             reason: format!(
                 "it is left to Key Vault's own policy ({detail}); check that Key Vault {acts} it before it expires."
@@ -121,6 +128,14 @@ mod tests {
                 "Certificate",
                 RotationOutcome::NativeRotationConfigured { detail: "AutoRenew".into() },
                 "Key Vault renews it",
+            ),
+            (
+                "Secret",
+                RotationOutcome::Deferred {
+                    until: chrono::DateTime::from_timestamp(1_764_900_000, 0).unwrap(),
+                    window: "Sat 02:00-04:00 UTC".into(),
+                },
+                "(Sat 02:00-04:00 UTC) is closed: the rotation is deferred until 2025-12-05 02:00 UTC",
             ),
         ];
         for (kind, outcome, due) in cases {

@@ -4,6 +4,7 @@
 //! - keyturn changed the vault (a new version, a renewal started) → `done`;
 //! - nothing for keyturn to do (already rotated, Key Vault's own policy rotates it, not opted in, a person
 //!   must act) → `skipped`, whose line says what a person must do, if anything;
+//! - a rotation its `KeyturnRotationWindow` holds back → `deferred`, whose line says until when;
 //! - a failure → [`HandlerError`] through `keyturn_deps::ErrorClass`, retryable exactly when the engine says a
 //!   redelivery could help (throttling, vault 5xx, lock held, network); permanent ones (a wrong policy tag, a
 //!   provider's refusal) are acknowledged as rejected.
@@ -51,6 +52,10 @@ pub fn outcome(object: &ObjectRef, outcome: RotationOutcome) -> Outcome {
         RotationOutcome::ManualActionDue { reason } => {
             Outcome::skipped(format!("{object}: {}: {reason}", manual_action(object)))
         }
+        RotationOutcome::Deferred { until, window } => Outcome::deferred(format!(
+            "{object} deferred until {}: outside its rotation window ({window}); the scheduled sweep rotates it then",
+            until.format("%Y-%m-%d %H:%M UTC")
+        )),
     };
     reported.about(object).action(action)
 }
@@ -116,6 +121,19 @@ mod tests {
         let native = outcome(&cert(), RotationOutcome::NativeRotationConfigured { detail: "AutoRenew".into() });
         assert!(native.message.contains("Key Vault's own policy"), "{native:?}");
         assert_eq!((native.status, native.action.as_deref()), (Status::Skipped, Some("native-rotation")));
+    }
+
+    #[test]
+    fn a_rotation_held_back_by_its_window_is_deferred_and_says_until_when() {
+        let until = chrono::Utc.with_ymd_and_hms(2026, 12, 5, 2, 0, 0).unwrap();
+        let deferred = outcome(&secret(), RotationOutcome::Deferred { until, window: "Sat 02:00-04:00 UTC".into() });
+        assert_eq!((deferred.status, deferred.action.as_deref()), (Status::Deferred, Some("deferred")));
+        assert_eq!(
+            deferred.log_line(),
+            "deferred: kv-one/db-password deferred until 2026-12-05 02:00 UTC: outside its rotation window \
+             (Sat 02:00-04:00 UTC); the scheduled sweep rotates it then"
+        );
+        assert_eq!((deferred.version_before, deferred.version_after), (None, None), "nothing was made");
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //!
 //! Only list and get-metadata calls are made (never a secret's value, never a write): Key Vault Reader is
 //! enough. Listings follow every page (`keyturn_vault::Inventory`).
+//!
+//! The same rows come out as a table, as JSON (`--json`), or as one self-contained HTML page (`--html`,
+//! [`report`]): a timeline of each vault's expiries with their notice thresholds, a sortable, filterable table
+//! and summary counts.
+
+pub mod report;
 
 use std::path::PathBuf;
 
@@ -11,9 +17,11 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keyturn_events::ObjectKind;
 use keyturn_rotation::plan::{
-    NEAR_EXPIRY_LEAD_DAYS, Native, ObjectFacts, Plan, issuer_to_look_up, near_expiry_at, plan,
+    NEAR_EXPIRY_LEAD_DAYS, Native, ObjectFacts, Plan, Trigger, issuer_to_look_up, near_expiry_at, plan, window,
 };
 use keyturn_rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
+use keyturn_rotation::window::WindowDecision;
+use keyturn_sweep::{THRESHOLDS_TAG, ThresholdError, Thresholds};
 use keyturn_vault::model::Tags;
 use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
 use serde_json::{Value, json};
@@ -28,6 +36,8 @@ Examples:
   # any endpoint (--ca-file or KEYTURN_CA_FILE for a local CA)
   keyturn check --vault kv-one=https://127.0.0.1:8443 --ca-file ca.pem
   keyturn check --json | jq '.[] | select(.nearExpiry.action == \"reject\")'
+  # one page to open in a browser: timelines, thresholds, a sortable table
+  keyturn check --html coverage.html --thresholds 60,30,14,7,3,1,0
   # against `keyturn dev`: paste its `export` lines first, then
   keyturn check --vault kv-one
 Settings are read as the handlers read them (KEYTURN_VAULTS, KEYTURN_CREDENTIAL,
@@ -49,6 +59,15 @@ pub struct Args {
     /// Print one JSON object per object, in an array.
     #[arg(long)]
     pub json: bool,
+
+    /// Also write the report as one self-contained HTML page (no network access, no secret value) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+
+    /// The deployment's default notice thresholds, days before expiry (an object's KeyturnThresholds tag
+    /// overrides them).
+    #[arg(long, value_name = "DAYS", default_value = keyturn_sweep::DEFAULT_THRESHOLDS, value_parser = parse_thresholds)]
+    pub thresholds: Thresholds,
 
     /// A CA bundle (PEM) to trust, e.g. the local stack's [default: $KEYTURN_CA_FILE].
     #[arg(long, value_name = "PATH")]
@@ -99,6 +118,11 @@ pub struct Facts {
 /// One row of the report.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The days before expiry at which the scheduled sweep notifies: the object's `KeyturnThresholds` tag, or
+    /// the deployment's default; an error for a tag that does not parse.
+    pub thresholds: Result<Thresholds, ThresholdError>,
+    /// Whether `thresholds` came from the object's own tag.
+    pub own_thresholds: bool,
     pub vault: String,
     pub kind: ObjectKind,
     pub name: String,
@@ -109,6 +133,10 @@ pub struct Row {
     pub near_expiry: Forecast,
     pub expired: Forecast,
     pub new_version: Forecast,
+}
+
+fn parse_thresholds(text: &str) -> Result<Thresholds, ThresholdError> {
+    Thresholds::parse(text, "--thresholds")
 }
 
 pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
@@ -154,13 +182,20 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         let read: Vec<Result<Facts, (String, String)>> = reads.collect().await;
         for result in read {
             match result {
-                Ok(facts) => rows.push(row(name, &facts, &provider_names, now)),
+                Ok(facts) => rows.push(row(name, &facts, &provider_names, &args.thresholds, now)),
                 Err((object, error)) => failures.push(format!("{name}/{object}: {error}")),
             }
         }
     }
     rows.sort_by(|a, b| (&a.vault, kind_order(a.kind), &a.name).cmp(&(&b.vault, kind_order(b.kind), &b.name)));
 
+    if let Some(path) = &args.html {
+        let page =
+            report::render(&report::Report { rows: &rows, vaults: &selected, thresholds: &args.thresholds, now });
+        std::fs::write(path, page)
+            .map_err(|error| CommandFailure::failed(format!("writing the report to {}: {error}", path.display())))?;
+        output.status(&format!("wrote {} ({} objects)", path.display(), rows.len()));
+    }
     if args.json {
         output.json(&Value::Array(rows.iter().map(|r| row_json(r, now)).collect()));
     } else {
@@ -279,10 +314,13 @@ async fn read_facts(
 }
 
 /// The report row for `facts`: pure, so every decision is unit-tested.
-pub fn row(vault: &str, facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Row {
+pub fn row(vault: &str, facts: &Facts, providers: &[&str], thresholds: &Thresholds, now: DateTime<Utc>) -> Row {
     let tags = &facts.listed.tags;
     let parsed = Policy::from_tags(facts.kind, tags);
+    let own_thresholds = policy::tag(tags, THRESHOLDS_TAG).is_some_and(|value| !value.is_empty());
     Row {
+        thresholds: Thresholds::for_object(policy::tag(tags, THRESHOLDS_TAG), thresholds),
+        own_thresholds,
         vault: vault.to_owned(),
         kind: facts.kind,
         name: facts.listed.name.clone(),
@@ -341,7 +379,28 @@ fn near_expiry(facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Forecas
     };
     let due = near_expiry_at(expires) <= now;
     let when = if due { " (due now)" } else { "" };
-    match plan(&object_facts(facts), &facts.native, providers) {
+    let planned = plan(&object_facts(facts), &facts.native, providers);
+    let forecast = planned_forecast(planned.clone(), when);
+    let Ok(planned) = planned else { return forecast };
+    // The window is judged when the plan is carried out: at the near-expiry event, or now if it is due.
+    let at = near_expiry_at(expires).max(now);
+    match window(&planned, &facts.listed.tags, Some(expires), Trigger::NearExpiry, at) {
+        Err(error) => Forecast::new("reject", error.to_string()),
+        Ok(WindowDecision::Open) => forecast,
+        Ok(WindowDecision::Deferred { until }) => Forecast {
+            detail: format!("{}; waits for its rotation window, open from {}", forecast.detail, format_time(until)),
+            ..forecast
+        },
+        Ok(WindowDecision::Overridden { reason }) => Forecast {
+            detail: format!("{}; outside its rotation window, at once: {reason}", forecast.detail),
+            ..forecast
+        },
+    }
+}
+
+/// The forecast for the plan, before its window is considered.
+fn planned_forecast(planned: Result<Plan, policy::PolicyError>, when: &str) -> Forecast {
+    match planned {
         Err(error) => Forecast::new("reject", format!("{error}{when}")),
         Ok(Plan::Replica { source }) => Forecast::new("skip", format!("a replica of {source}: its source is rotated")),
         Ok(Plan::NotOptedIn) => {
@@ -415,12 +474,51 @@ pub fn relative(expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// `2026-12-05 02:00 UTC`.
+fn format_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 fn short(version: Option<&str>) -> String {
     version.map_or_else(|| "-".to_owned(), |v| v.chars().take(8).collect())
 }
 
+impl Row {
+    /// What keyturn will do with the object, in one word the report colours by: `problem` (a tag keyturn
+    /// refuses, or a native policy it could not read), else the near-expiry plan: `rotate`, `renew`, `notify`
+    /// (a person must act), or `nothing` (no expiry, Key Vault's own policy, a replica).
+    pub fn outcome(&self) -> &'static str {
+        let forecasts = [&self.near_expiry, &self.expired, &self.new_version];
+        if self.thresholds.is_err() || forecasts.iter().any(|f| matches!(f.action, "reject" | "error")) {
+            return "problem";
+        }
+        match self.near_expiry.action {
+            "rotate" => "rotate",
+            "renew" => "renew",
+            "notify" => "notify",
+            _ => "nothing",
+        }
+    }
+}
+
+/// The thresholds as JSON: the days and where they came from, or the tag's error.
+fn thresholds_json(row: &Row, now: DateTime<Utc>) -> Value {
+    match &row.thresholds {
+        Err(error) => json!({ "error": error.to_string() }),
+        Ok(thresholds) => {
+            let next = row.expires.and_then(|expires| thresholds.next(expires, now));
+            json!({
+                "days": thresholds.days(),
+                "source": if row.own_thresholds { "tag" } else { "default" },
+                "next": next.map(|(days, at)| json!({ "days": days, "at": at.to_rfc3339() })),
+            })
+        }
+    }
+}
+
 fn row_json(row: &Row, now: DateTime<Utc>) -> Value {
     json!({
+        "outcome": row.outcome(),
         "vault": row.vault,
         "kind": row.kind.as_str(),
         "name": row.name,
@@ -432,6 +530,7 @@ fn row_json(row: &Row, now: DateTime<Utc>) -> Value {
         "nearExpiry": row.near_expiry.to_json(),
         "expired": row.expired.to_json(),
         "newVersion": row.new_version.to_json(),
+        "thresholds": thresholds_json(row, now),
     })
 }
 
@@ -504,7 +603,7 @@ mod tests {
     }
 
     fn decide(f: &Facts) -> Row {
-        row("kv-one", f, &["generated"], now())
+        row("kv-one", f, &["generated"], &Thresholds::default(), now())
     }
 
     #[test]
@@ -588,6 +687,67 @@ mod tests {
             None,
         ));
         assert!(replica.new_version.detail.contains("not replicated onward"));
+    }
+
+    /// `now()` is Thursday 2026-01-01 00:00 UTC; `Sat 02:00-04:00 UTC` next opens on 2026-01-03.
+    #[test]
+    fn a_rotation_window_is_judged_when_the_near_expiry_event_comes() {
+        let windowed = |window: &str, days| {
+            decide(&facts(
+                ObjectKind::Secret,
+                &[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60"), ("KeyturnRotationWindow", window)],
+                Some(days),
+            ))
+        };
+        // Due now (10 days to expiry), closed now: it waits for Saturday.
+        let waits = windowed("Sat 02:00-04:00 UTC", 10);
+        assert_eq!((waits.near_expiry.action, waits.outcome()), ("rotate", "rotate"));
+        assert!(
+            waits
+                .near_expiry
+                .detail
+                .ends_with("(due now); waits for its rotation window, open from 2026-01-03 02:00 UTC"),
+            "{:?}",
+            waits.near_expiry
+        );
+        // Expiring tomorrow, before the window: rotated at once.
+        let at_once = windowed("Sat 02:00-04:00 UTC", 1);
+        assert!(
+            at_once.near_expiry.detail.contains("outside its rotation window, at once"),
+            "{:?}",
+            at_once.near_expiry
+        );
+        // A window tag that does not parse is a policy problem, as the handler would reject it.
+        let mistyped = windowed("Caturday 02:00-04:00", 10);
+        assert_eq!((mistyped.near_expiry.action, mistyped.outcome()), ("reject", "problem"));
+        assert!(mistyped.near_expiry.detail.contains("'Caturday' is not a day"), "{:?}", mistyped.near_expiry);
+    }
+
+    #[test]
+    fn thresholds_come_from_the_tag_or_the_default_and_a_bad_tag_is_a_problem() {
+        let plain = decide(&facts(ObjectKind::Secret, &[], Some(20)));
+        assert_eq!(plain.thresholds.as_ref().map(Thresholds::days), Ok(&[60, 30, 14, 7, 3, 1, 0][..]));
+        assert!(!plain.own_thresholds);
+        let json = thresholds_json(&plain, now());
+        assert_eq!(json["source"], "default");
+        assert_eq!(json["next"]["days"], 14, "20 days before expiry, the 14-day notice comes next");
+        let own = decide(&facts(ObjectKind::Secret, &[("KeyturnThresholds", "45, 5")], Some(20)));
+        assert_eq!(own.thresholds.as_ref().map(Thresholds::days), Ok(&[45, 5][..]));
+        assert_eq!(thresholds_json(&own, now())["source"], "tag");
+        let bad = decide(&facts(ObjectKind::Secret, &[("KeyturnThresholds", "soon")], Some(20)));
+        assert_eq!(bad.outcome(), "problem");
+        assert!(thresholds_json(&bad, now())["error"].as_str().unwrap().contains("'soon' is not a whole number"));
+    }
+
+    #[test]
+    fn the_outcome_word_follows_the_near_expiry_plan_unless_a_tag_is_refused() {
+        let outcome = |tags: &[(&str, &str)], days| decide(&facts(ObjectKind::Secret, tags, days)).outcome();
+        assert_eq!(outcome(&[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")], Some(5)), "rotate");
+        assert_eq!(outcome(&[], Some(5)), "notify");
+        assert_eq!(outcome(&[], None), "nothing");
+        assert_eq!(outcome(&[("KeyturnReplicaOf", "kv-one/db/v1")], Some(5)), "nothing");
+        assert_eq!(outcome(&[("KeyturnExpiredAction", "explode")], Some(5)), "problem");
+        assert_eq!(outcome(&[("KeyturnMirror", "not a vault!")], Some(5)), "problem");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use keyturn_events::{ObjectKind, ObjectRef};
 use keyturn_vault::Collection;
 use keyturn_vault::model::{CertificatePolicy, KeyRotationPolicy};
 use keyturn_vault::ops::KeyVault;
-use keyturn_vault::testing::FakeVault;
+use keyturn_vault::testing::{FakeVault, FakeVersion};
 
 use super::*;
 use crate::{InProcessLock, LockError};
@@ -283,4 +283,57 @@ async fn certificates_renew_when_the_issuer_can_issue_and_otherwise_say_manual_a
             assert!(outcome.to_string().contains(&format!("issued by '{issuer}'")), "{outcome}");
         }
     }
+}
+
+/// The window row (`plan::window`) as the engine applies it. `fixed_now()` is a Sunday at 12:00 UTC; the window
+/// opens on Saturday 2026-03-07 at 02:00 UTC, before the version's expiry a month later.
+#[tokio::test]
+async fn a_near_expiry_rotation_waits_for_its_window_and_an_expired_one_never_does() {
+    let window = ("KeyturnRotationWindow", "Sat 02:00-04:00 UTC");
+    let add = |vault: &FakeVault, tags: &[(&str, &str)]| {
+        let mut version = vault.versions_of("kv", Collection::Secrets, "db").pop().unwrap();
+        version.tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        version.expires = Some(fixed_now() + chrono::Duration::days(30));
+        vault.push("kv", Collection::Secrets, "db", FakeVersion { version: "v2".into(), ..version });
+    };
+    let vault = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
+    let mut tags = OPTED_IN.to_vec();
+    tags.push(window);
+    add(&vault, &tags);
+    let request = event(ObjectKind::Secret, "kv", "db", "v2");
+
+    let deferred = engine(vault.clone()).rotate(&request).await.unwrap();
+    let saturday = Utc.with_ymd_and_hms(2026, 3, 7, 2, 0, 0).unwrap();
+    assert_eq!(deferred, RotationOutcome::Deferred { until: saturday, window: "Sat 02:00-04:00 UTC".into() });
+    assert_eq!(deferred.label(), "deferred");
+    assert!(!deferred.acted());
+    assert_eq!(
+        deferred.to_string(),
+        "deferred until 2026-03-07 02:00 UTC: outside its rotation window (Sat 02:00-04:00 UTC)"
+    );
+    assert_eq!(vault.versions(ObjectKind::Secret, "db"), 2, "nothing written");
+
+    // Inside the window, the same request rotates.
+    let in_window = engine(vault.clone()).with_clock(Arc::new(move || saturday + chrono::Duration::minutes(30)));
+    assert!(matches!(in_window.rotate(&request).await.unwrap(), RotationOutcome::Rotated { .. }));
+    assert_eq!(vault.versions(ObjectKind::Secret, "db"), 3);
+
+    // An expired object's emergency rotation is never held back, whatever the window says.
+    let expired = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
+    add(&expired, &tags);
+    let outcome = engine(expired.clone()).rotate_expired(&request).await.unwrap();
+    assert!(matches!(&outcome, RotationOutcome::Rotated { from, .. } if from == "v2"), "{outcome}");
+
+    // A window tag that does not parse stops a near-expiry rotation as a policy problem, naming the tag.
+    let mistyped = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
+    let mut bad = OPTED_IN.to_vec();
+    bad.push(("KeyturnRotationWindow", "Caturday 02:00-04:00"));
+    add(&mistyped, &bad);
+    let error = engine(mistyped.clone()).rotate(&request).await.unwrap_err();
+    assert!(!error.is_retryable());
+    assert!(
+        error.to_string().contains("KeyturnRotationWindow: 'Caturday 02:00-04:00': 'Caturday' is not a day"),
+        "{error}"
+    );
+    assert_eq!(mistyped.versions(ObjectKind::Secret, "db"), 2);
 }

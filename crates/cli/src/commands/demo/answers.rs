@@ -37,6 +37,8 @@ pub(super) fn answers(records: impl IntoIterator<Item = InvocationRecord>) -> Ve
 pub(super) enum Declined {
     Skipped,
     Rejected,
+    /// Nothing done yet: the work waits for a time the message names (a rotation window).
+    Deferred,
 }
 
 impl Answer {
@@ -46,6 +48,7 @@ impl Answer {
         match outcome.status {
             Status::Skipped => Some((Declined::Skipped, outcome.message())),
             Status::Rejected => Some((Declined::Rejected, outcome.message())),
+            Status::Deferred => Some((Declined::Deferred, outcome.message())),
             Status::Done => None,
         }
     }

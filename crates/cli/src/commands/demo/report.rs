@@ -91,6 +91,7 @@ impl Report {
             let (result, tone, rest) = match answer.declined() {
                 Some((Declined::Skipped, rest)) => ("skipped", Tone::Warn, rest),
                 Some((Declined::Rejected, rest)) => ("rejected", Tone::Bad, rest),
+                Some((Declined::Deferred, rest)) => ("deferred", Tone::Warn, rest),
                 None => continue,
             };
             // A duplicate delivery gets the same answer twice.

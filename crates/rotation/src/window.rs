@@ -1,5 +1,9 @@
-//! Rotation windows: when the sweep may rotate an object that is nearing expiry. Outside its window a
-//! near-expiry rotation is deferred until the window next opens; an expired object is never held back.
+//! Rotation windows: when a rotation of an object nearing expiry may start (the near-expiry handler's and the
+//! sweep's). Outside its window a near-expiry rotation is deferred until the window next opens; an expired
+//! object is never held back. [`crate::plan::window`] is the decision table's row that applies it.
+//!
+//! It lives beside the other policy tags because the rotation engine applies it; `keyturn_sweep` re-exports it
+//! (`keyturn_sweep::window`, `keyturn_sweep::RotationWindows`, ...) for the scheduled sweep.
 //!
 //! The tag (grammar in docs/policy-tags.md, "Rotation windows"):
 //! ```text
@@ -36,6 +40,13 @@ const MAX_OFFSET_MINUTES: i32 = 14 * 60;
 pub struct WindowError {
     text: String,
     reason: String,
+}
+
+impl From<WindowError> for crate::policy::PolicyError {
+    /// A window tag that does not parse is a policy tag that is wrong, like any other.
+    fn from(error: WindowError) -> Self {
+        Self { tag: ROTATION_WINDOW_TAG, problem: format!("'{}': {}", error.text, error.reason) }
+    }
 }
 
 /// One window: the days it starts on, its start and length, in a fixed offset from UTC.
@@ -178,6 +189,17 @@ pub enum Override {
     /// The next window opens at `next_open`, at or after the expiry: waiting would let the object expire,
     /// which is the outage the rotation exists to prevent.
     NextWindowAfterExpiry { next_open: DateTime<Utc> },
+}
+
+impl fmt::Display for Override {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Expired => f.write_str("the object has expired, and an expired object is never held back"),
+            Self::NextWindowAfterExpiry { next_open } => {
+                write!(f, "its next window opens {}, at or after its expiry", next_open.format("%Y-%m-%d %H:%M UTC"))
+            }
+        }
+    }
 }
 
 impl WindowDecision {
