@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Chromium, the real browser `keyturn check --html`'s report is tested in (crates/cli/tests/report_html.rs).
+# Chromium, the real browser `keyturn check --html`'s report is tested in (tests/e2e/tests/check_report.rs).
 # shellcheck shell=bash
 #
 # Sourced by scripts/test (after common.sh): `chromium_install` once. Run directly, it wraps one command for a
 # developer:
-#   scripts/lib/chromium.sh cargo nextest run -p keyturn-cli --test report_html
+#   scripts/lib/chromium.sh cargo nextest run -p keyturn-e2e --test check_report
 #
 # Debian's `chromium` package is installed if no `chromium` is found (CI runs as root). The test drives it through
 # the DevTools protocol over a pipe (--remote-debugging-pipe, from a Python helper using the standard library only),
