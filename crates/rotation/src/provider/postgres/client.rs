@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::details::Details;
+use crate::provider::database::Details;
 
 /// One login attempt, or one statement, never takes longer than this.
 const TIMEOUT: Duration = Duration::from_secs(20);
