@@ -165,8 +165,10 @@ pub(crate) async fn grants(conn: &mut Conn, account: &Account) -> Result<Vec<Gra
     lines.iter().map(|line| GrantLine::parse(line).map_err(|e| MyError::Refused(format!("{doing}: {e}")))).collect()
 }
 
-/// Sets `account`'s password. The password is a string literal in the statement (`ALTER USER` takes no bind
-/// parameters; MySQL and MariaDB both rewrite it out of their logs); an error shows the server's code only.
+/// Sets `account`'s password. The password is a string literal in the statement: `ALTER USER` takes no bind
+/// parameters, and a precomputed hash (`IDENTIFIED WITH mysql_native_password AS '*…'`) would pin a plugin MySQL 8.4
+/// disables. MySQL 8 rewrites the literal out of its logs; MariaDB's general log (off by default) keeps it
+/// (docs/providers.md says so). An error shows the server's code only, never the statement.
 pub(crate) async fn set_password(conn: &mut Conn, account: &Account, password: &SecretString) -> Result<(), MyError> {
     let doing = format!("changing the password of {account}");
     let statement = format!(
@@ -215,4 +217,56 @@ async fn run<T>(
         .await
         .map_err(|_| MyError::Unavailable(format!("{doing}: no answer within {} s", TIMEOUT.as_secs())))?
         .map_err(|e| MyError::from_mysql(doing, &e, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::provider::database::{Details, MYSQL};
+
+    /// A MySQL server's first packet (protocol 10) that offers no TLS (`CLIENT_SSL` unset) and asks for the
+    /// password in cleartext (`mysql_clear_password`): what a harvesting server would send.
+    fn greeting_without_tls() -> Vec<u8> {
+        // LONG_PASSWORD | CONNECT_WITH_DB | PROTOCOL_41 | SECURE_CONNECTION, and PLUGIN_AUTH in the upper half.
+        let (lower, upper): (u16, u16) = (0x0001 | 0x0008 | 0x0200 | 0x8000, 0x0008);
+        let mut payload = vec![10];
+        payload.extend_from_slice(b"8.0.36-harvest\0");
+        payload.extend_from_slice(&7u32.to_le_bytes());
+        payload.extend_from_slice(b"abcdefgh\0");
+        payload.extend_from_slice(&lower.to_le_bytes());
+        payload.push(0x21);
+        payload.extend_from_slice(&2u16.to_le_bytes());
+        payload.extend_from_slice(&upper.to_le_bytes());
+        payload.push(21);
+        payload.extend_from_slice(&[0; 10]);
+        payload.extend_from_slice(b"ijklmnopqrst\0");
+        payload.extend_from_slice(b"mysql_clear_password\0");
+        let mut packet = u32::try_from(payload.len()).unwrap().to_le_bytes()[..3].to_vec();
+        packet.push(0);
+        packet.extend(payload);
+        packet
+    }
+
+    #[tokio::test]
+    async fn a_server_without_tls_receives_nothing() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(&greeting_without_tls()).await.unwrap();
+            let mut received = Vec::new();
+            // Everything the client sends until it hangs up (bounded: the client gives up at once).
+            let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut received)).await;
+            received
+        });
+        let value = format!(r#"{{"host":"127.0.0.1","port":{port},"username":"app","password":"hunter2-hunter2"}}"#);
+        let details = Details::from_secret(&SecretString::new(value), &Default::default(), &MYSQL).unwrap();
+        let error = Connector::new(None).unwrap().login(&details).await.unwrap_err();
+        assert!(matches!(error, MyError::Refused(_)), "{error}");
+        assert!(!error.is_retryable());
+        let received = server.await.unwrap();
+        assert!(received.is_empty(), "the client sent {} bytes to a server offering no TLS", received.len());
+    }
 }
