@@ -44,6 +44,27 @@ pub enum Strategy {
     Alternating,
 }
 
+/// Why a login or a statement failed, whatever the engine (each client classifies its own errors into these).
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum LoginError {
+    /// The server refused the credential (wrong password, unknown login, no `pg_hba` entry, locked account).
+    #[error("{0}")]
+    Rejected(String),
+    /// The server could not be reached, or answered with something a later attempt may not.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server (or the client's own rules: no TLS, a cleartext password asked for) refused for a reason a
+    /// retry will not change (no privilege, bad name).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl LoginError {
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
 /// `(base, base_clone)` for either of the two logins.
 pub(crate) fn logins(user: &str) -> (String, String) {
     let base = user.strip_suffix(CLONE_SUFFIX).filter(|b| !b.is_empty()).unwrap_or(user);
@@ -97,6 +118,12 @@ impl LoginRotation {
 
     pub(crate) fn error(&self, message: impl Into<String>, retryable: bool) -> ProviderError {
         ProviderError { provider: self.provider, message: message.into(), retryable }
+    }
+
+    /// A client's failure as this provider's, retryable when the client says so.
+    pub(crate) fn login_error(&self, error: LoginError) -> ProviderError {
+        let retryable = error.is_retryable();
+        self.error(error.to_string(), retryable)
     }
 
     /// The current credential's details (a malformed secret can never rotate: permanent).

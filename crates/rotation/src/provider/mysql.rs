@@ -83,8 +83,7 @@ impl Mysql {
     }
 
     fn my_error(&self, error: MyError) -> ProviderError {
-        let retryable = error.is_retryable();
-        self.error(error.to_string(), retryable)
+        self.rotation.login_error(error)
     }
 
     /// The one account named `user` (MySQL accounts are `user@host`; keyturn manages a login with one).

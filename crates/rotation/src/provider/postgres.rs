@@ -71,8 +71,7 @@ impl Postgres {
     }
 
     fn pg_error(&self, error: PgError) -> ProviderError {
-        let retryable = error.is_retryable();
-        self.error(error.to_string(), retryable)
+        self.rotation.login_error(error)
     }
 }
 

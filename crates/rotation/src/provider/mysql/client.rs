@@ -26,26 +26,10 @@ const REJECTED: [u16; 5] = [1045, 1698, 1862, 3118, 4151];
 /// lock wait timeout (1205), deadlock (1213).
 const TRANSIENT: [u16; 5] = [1040, 1203, 1053, 1205, 1213];
 
-/// Why a login or statement failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum MyError {
-    /// The server refused the credential (wrong password, unknown user, locked account).
-    #[error("{0}")]
-    Rejected(String),
-    /// The server could not be reached, or answered with something a later attempt may not.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The server (or the client's own rules: no TLS offered, a cleartext password asked for) refused for a reason
-    /// a retry will not change.
-    #[error("{0}")]
-    Refused(String),
-}
+/// MySQL's login and statement errors: the database providers' shared classes.
+pub(crate) use crate::provider::database::LoginError as MyError;
 
 impl MyError {
-    pub(crate) fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-
     /// Classifies `error`. `secret`: the statement carried a password, so the server's message (which may quote
     /// the statement, as a syntax error does) is left out and only its code shown.
     fn from_mysql(doing: &str, error: &mysql_async::Error, secret: bool) -> Self {
