@@ -138,7 +138,8 @@ impl Child {
                 "KEYTURN_MYSQL_ADMINS",
                 format!(
                     "{VAULT}/kt-my-admin=kt_single,kt_crash_create,kt_crash_set,kt_crash_test,kt_crash_promote,\
-                     kt_deputy,kt_alt; {VAULT}/kt-my-admin2={},kt_super,kt_creator,kt_granter,kt_roled,kt_victim",
+                     kt_deputy,kt_alt,kt_altc_create,kt_altc_set,kt_altc_test,kt_altc_promote,kt_altc_partial; \
+                     {VAULT}/kt-my-admin2={},kt_super,kt_creator,kt_granter,kt_roled,kt_victim",
                     server.admin_user
                 ),
             ),
@@ -347,6 +348,76 @@ async fn scenario_alternating_duplicates() {
     assert_eq!(server.fingerprint(&server.admin_user).await, admin_before, "the admin's password never changes");
 }
 
+/// Alternating users, a crash right after each step, then the redelivery: the clone is created once, with the base's
+/// grants, its password set once; the base login is never touched. And a crash between `CREATE USER` and the grants
+/// (a clone that logs in with the pending password but has none of the base's grants): the redelivery completes the
+/// grants without changing the password again.
+async fn scenario_alternating_crashes() {
+    let child = Child::new();
+    let server = &child.server;
+    child.seed_admin("kt-my-admin").await;
+    let engine = child.engine(child.provider(Strategy::Alternating));
+    let policy = [("KeyturnRotation", "mysql-alternating"), ("KeyturnAdminSecret", "kt-my-admin")];
+    let mut admin = server.admin().await;
+    admin
+        .query_drop(
+            "DROP DATABASE IF EXISTS kt_altc_db; CREATE DATABASE kt_altc_db; CREATE TABLE kt_altc_db.t (n int); \
+             INSERT INTO kt_altc_db.t VALUES (7)",
+        )
+        .await
+        .unwrap();
+    for (step, user) in [
+        (Some(Step::Create), "kt_altc_create"),
+        (Some(Step::Set), "kt_altc_set"),
+        (Some(Step::Test), "kt_altc_test"),
+        (Some(Step::Promote), "kt_altc_promote"),
+        (None, "kt_altc_partial"),
+    ] {
+        let name = user.replace('_', "-");
+        let clone = format!("{user}_clone");
+        server.create_user(user, "initial-pw").await;
+        admin.query_drop(format!("GRANT SELECT ON kt_altc_db.* TO '{user}'@'%'")).await.unwrap();
+        let base_before = server.fingerprint(user).await;
+        let v0 = child.seed(&name, &server.json(user, "initial-pw"), &policy).await;
+
+        let reached = Arc::new(Notify::new());
+        let crashing = child.engine(Arc::new(CrashAfter {
+            inner: child.provider(Strategy::Alternating),
+            step: step.unwrap_or(Step::Create),
+            reached: reached.clone(),
+        }));
+        tokio::time::timeout(BOUND, run_until_crash(crashing.rotate(&event(&name, &v0)), &reached)).await.unwrap();
+        if step.is_none() {
+            // What a kill between CREATE USER and the grants leaves: the clone, with the pending password, no grants.
+            let pending_home = child.latest(&format!("{name}{}", pending::SUFFIX)).await;
+            let (_, pending_password) = login_of(pending_home.value.expose());
+            admin.query_drop(format!("CREATE USER '{clone}'@'%' IDENTIFIED BY '{pending_password}'")).await.unwrap();
+        }
+        let clone_exists = step != Some(Step::Create);
+        let clone_before = if clone_exists { Some(server.fingerprint(&clone).await) } else { None };
+
+        next_second().await;
+        let outcome = child.rotate(&engine, &name, &v0).await.unwrap();
+        assert!(
+            matches!(outcome, RotationOutcome::Rotated { .. } | RotationOutcome::AlreadyRotated { .. }),
+            "{step:?}: {outcome}"
+        );
+        let latest = child.latest(&name).await;
+        let (login, password) = login_of(latest.value.expose());
+        assert_eq!(login, clone, "{step:?}");
+        assert!(server.logs_in(&clone, &password).await, "{step:?}: the vault's latest value does not log in");
+        if let Some(before) = clone_before {
+            assert_eq!(server.fingerprint(&clone).await, before, "{step:?}: the clone's password was set twice");
+        }
+        let mut session = server.login(&clone, &password).await.unwrap();
+        let n: Option<i32> = session.query_first("SELECT n FROM kt_altc_db.t").await.unwrap();
+        assert_eq!(n, Some(7), "{step:?}: the clone carries the base's grants");
+        assert_eq!(server.fingerprint(user).await, base_before, "{step:?}: the base login was touched");
+        assert!(server.logs_in(user, "initial-pw").await);
+        assert_eq!(child.latest(&name).await.properties.tags.get("KeyturnRotatedFrom"), Some(&v0));
+    }
+}
+
 /// The issue 13 attacks, each by a writer of one secret naming the admin secret: the admin login itself (directly,
 /// and as `<admin>_clone`, whose alternate is `<admin>`), logins with SUPER, CREATE USER or GRANT OPTION on `*.*`,
 /// one holding a role with SUPER, an existing `_clone` without its base's grants, a base login no binding lists, and
@@ -476,6 +547,7 @@ async fn mysql_rotation() {
         Ok("single-user-crashes") => return scenario_single_user_crashes().await,
         Ok("confused-deputy") => return scenario_confused_deputy().await,
         Ok("alternating-duplicates") => return scenario_alternating_duplicates().await,
+        Ok("alternating-crashes") => return scenario_alternating_crashes().await,
         Ok("refusals") => return scenario_refusals().await,
         Ok("untrusted-server") => return scenario_untrusted_server().await,
         Ok(other) => panic!("unknown scenario {other}"),
@@ -484,7 +556,9 @@ async fn mysql_rotation() {
     let server = Server::from_env();
     let ca = std::fs::read_to_string(&server.ca_file).unwrap();
     let parent = Parent::start().await;
-    for scenario in ["single-user-crashes", "confused-deputy", "alternating-duplicates", "refusals"] {
+    for scenario in
+        ["single-user-crashes", "confused-deputy", "alternating-duplicates", "alternating-crashes", "refusals"]
+    {
         parent.run_child(TEST, scenario, std::slice::from_ref(&ca), &[]).await;
     }
     parent.run_child(TEST, "untrusted-server", &[], &[]).await;
