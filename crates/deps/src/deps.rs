@@ -337,6 +337,18 @@ mod tests {
     }
 
     #[test]
+    fn the_mysql_providers_need_both_their_server_and_their_admin_bindings() {
+        // Both strategies change passwords through an admin login: servers alone register neither.
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KEYTURN_MYSQL_SERVERS", "shop.mysql.database.azure.com"));
+        let servers_only = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
+        assert!(!servers_only.contains("\"mysql"), "{servers_only}");
+        pairs.push(("KEYTURN_MYSQL_ADMINS", "kv-one/mysql-admin=app"));
+        let bound = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
+        assert!(bound.contains("\"mysql\"") && bound.contains("\"mysql-alternating\""), "{bound}");
+    }
+
+    #[test]
     fn mirror_only_vaults_accept_replicas_but_not_events() {
         let mut pairs = MINIMAL.to_vec();
         pairs.push(("KEYTURN_MIRROR_VAULTS", "kv-dr=https://127.0.0.1:9443,kv-one=https://127.0.0.1:8443"));
