@@ -20,40 +20,17 @@ use std::time::Duration;
 
 use database::{FUNCTION, TestServer, publish, seed, versions, wait_for};
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
-    workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_stack, workspace_binary,
 };
 use keyturn_host::Status;
 use keyturn_local::stack::LocalStack;
 
 const VAULT: &str = "kv-pg";
 
-/// The test server, from the variables scripts/lib/postgres.sh exports.
-struct Server {
-    host: String,
-    port: u16,
-    admin_user: String,
-    admin_password: String,
-    ca_file: String,
-}
-
-fn required_env(name: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
-        panic!("{name} is not set: run ./scripts/test (or scripts/lib/postgres.sh <command>), which starts PostgreSQL")
-    })
-}
+/// The test server, from the variables scripts/lib/postgres.sh exports; the client calls below are this file's own.
+type Server = database::ServerEnv;
 
 impl Server {
-    fn from_env() -> Self {
-        Self {
-            host: required_env("KEYTURN_TEST_PG_HOST"),
-            port: required_env("KEYTURN_TEST_PG_PORT").parse().unwrap(),
-            admin_user: required_env("KEYTURN_TEST_PG_ADMIN_USER"),
-            admin_password: required_env("KEYTURN_TEST_PG_ADMIN_PASSWORD"),
-            ca_file: required_env("KEYTURN_TEST_PG_CA_FILE"),
-        }
-    }
-
     /// Runs `sql` as `user` through psql over verified TLS: `Ok(output)`, or `Err` when the password is refused.
     async fn psql(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
         let conninfo = format!(
@@ -87,7 +64,7 @@ impl Server {
 
 impl TestServer for Server {
     fn addr(&self) -> SocketAddr {
-        format!("{}:{}", self.host, self.port).parse().unwrap()
+        database::ServerEnv::addr(self)
     }
 
     /// A secret value in the provider's JSON shape, pointing at `port` (the gate, or the server itself).
@@ -125,25 +102,19 @@ impl TestServer for Server {
     }
 }
 
-/// The handler's settings: the stack's, short retries, and a CA bundle trusting the emulator and PostgreSQL.
+/// The handler's settings, with the deployment's bindings: this server, and the admin secret for the base logins.
 fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path, ports: &[u16]) -> Vec<(String, String)> {
-    let bundle = dir.join("ca-bundle.pem");
-    let pg_ca = std::fs::read_to_string(&server.ca_file).unwrap();
-    std::fs::write(&bundle, format!("{}\n{pg_ca}", stack.emulator().ca_pem())).unwrap();
-    let mut settings: Vec<(String, String)> =
-        stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
-    settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+    let mut bindings = Vec::new();
     // The deployment's bindings (issue 13): this server, and the one admin secret for the one base login.
     let servers: Vec<String> = ports.iter().map(|port| format!("{}:{port}", server.host)).collect();
-    settings.push(("KEYTURN_POSTGRES_SERVERS".to_owned(), servers.join(",")));
-    settings.push(("KEYTURN_POSTGRES_ADMINS".to_owned(), format!("{VAULT}/kt-e2e-pg-admin=kt_e2e_alt")));
-    settings.extend(fast_retries());
-    settings
+    bindings.push(("KEYTURN_POSTGRES_SERVERS".to_owned(), servers.join(",")));
+    bindings.push(("KEYTURN_POSTGRES_ADMINS".to_owned(), format!("{VAULT}/kt-e2e-pg-admin=kt_e2e_alt")));
+    server.handler_settings(stack, dir, bindings)
 }
 
 #[tokio::test]
 async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the_password_once() {
-    let server = Server::from_env();
+    let server = Server::from_env("KEYTURN_TEST_PG", "scripts/lib/postgres.sh");
     let dir = tempfile::tempdir().unwrap();
     database::killed_after_each_step_converges(
         &server,
@@ -164,7 +135,7 @@ async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the
 #[tokio::test]
 async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once() {
     bounded(Duration::from_secs(180), async {
-        let server = Server::from_env();
+        let server = Server::from_env("KEYTURN_TEST_PG", "scripts/lib/postgres.sh");
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
         let settings = settings(&stack, &server, dir.path(), &[server.port]);

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, secret_near_expiry, seed_secret,
-    tags, workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, secret_near_expiry,
+    seed_secret, tags, workspace_binary,
 };
 use keyturn_host::Status;
 use keyturn_local::eventgrid::EventGridOptions;
@@ -26,6 +26,58 @@ pub const FUNCTION: &str = "near-expiry";
 pub const PENDING_SUFFIX: &str = "-keyturn-pending";
 /// How long the emulator holds a secret write when a kill must land in one.
 const WRITE_DELAY: Duration = Duration::from_secs(2);
+
+/// Where the test command's server listens, and its admin login (each test binary adds its own client on top).
+pub struct ServerEnv {
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub ca_file: String,
+}
+
+impl ServerEnv {
+    /// From `<prefix>_HOST`, `_PORT`, `_ADMIN_USER`, `_ADMIN_PASSWORD` and `_CA_FILE`, which `script` exports;
+    /// without them the test fails (never skips), naming the script.
+    pub fn from_env(prefix: &str, script: &str) -> Self {
+        let required = |name: &str| {
+            let name = format!("{prefix}_{name}");
+            std::env::var(&name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                panic!("{name} is not set: run ./scripts/test (or {script} <command>), which starts the server")
+            })
+        };
+        Self {
+            host: required("HOST"),
+            port: required("PORT").parse().unwrap(),
+            admin_user: required("ADMIN_USER"),
+            admin_password: required("ADMIN_PASSWORD"),
+            ca_file: required("CA_FILE"),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        format!("{}:{}", self.host, self.port).parse().unwrap()
+    }
+
+    /// The handler's settings: the stack's, short retries, a CA bundle (in `dir`) trusting the emulator and this
+    /// server, and the deployment's `bindings` (issue 13).
+    pub fn handler_settings(
+        &self,
+        stack: &LocalStack,
+        dir: &std::path::Path,
+        bindings: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
+        let bundle = dir.join("ca-bundle.pem");
+        let server_ca = std::fs::read_to_string(&self.ca_file).unwrap();
+        std::fs::write(&bundle, format!("{}\n{server_ca}", stack.emulator().ca_pem())).unwrap();
+        let mut settings: Vec<(String, String)> =
+            stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
+        settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+        settings.extend(bindings);
+        settings.extend(fast_retries());
+        settings
+    }
+}
 
 /// A real database server as the tests see it, through its own client (not keyturn's).
 #[allow(async_fn_in_trait)]
