@@ -19,33 +19,16 @@ use keyturn_rotation::provider::{Provider, pending};
 use keyturn_rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
 use keyturn_vault::{AzureKeyVault, KeyVault};
 use mysql_async::prelude::Queryable;
-use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, required_env, run_until_crash, tags};
+use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, run_until_crash, tags};
 use tokio::sync::Notify;
 
 const TEST: &str = "mysql_rotation";
 const BOUND: Duration = Duration::from_secs(60);
 
-/// The test server, from the variables scripts/lib/mysql.sh exports.
-struct Server {
-    host: String,
-    port: u16,
-    admin_user: String,
-    admin_password: String,
-    ca_file: String,
-}
+/// The test server, from the variables scripts/lib/mysql.sh exports; the client calls below are this test's own.
+type Server = support::ServerEnv;
 
 impl Server {
-    fn from_env() -> Self {
-        let what = "MariaDB";
-        Self {
-            host: required_env("KEYTURN_TEST_MYSQL_HOST", what),
-            port: required_env("KEYTURN_TEST_MYSQL_PORT", what).parse().unwrap(),
-            admin_user: required_env("KEYTURN_TEST_MYSQL_ADMIN_USER", what),
-            admin_password: required_env("KEYTURN_TEST_MYSQL_ADMIN_PASSWORD", what),
-            ca_file: required_env("KEYTURN_TEST_MYSQL_CA_FILE", what),
-        }
-    }
-
     fn json(&self, user: &str, password: &str) -> String {
         serde_json::json!({"engine": "mysql", "host": self.host, "port": self.port, "username": user, "password": password})
             .to_string()
@@ -128,7 +111,7 @@ struct Child {
 
 impl Child {
     fn new() -> Self {
-        let server = Server::from_env();
+        let server = Server::from_env("KEYTURN_TEST_MYSQL", "MariaDB");
         // The deployment's bindings: this server; the admin secrets and the base logins each may manage.
         // kt-my-admin2's list is deliberately careless (the admin itself, powerful logins): the provider's own
         // checks refuse those even when a binding would allow them.
@@ -498,7 +481,7 @@ async fn scenario_refusals() {
 /// TLS is required and verified: a server whose certificate the trust roots do not vouch for is never sent a
 /// login (the handshake fails first), and the failure is retryable, as any network failure.
 async fn scenario_untrusted_server() {
-    let server = Server::from_env();
+    let server = Server::from_env("KEYTURN_TEST_MYSQL", "MariaDB");
     // KEYTURN_CA_FILE without the test CA: only the Key Vault emulator's CA and the platform's roots.
     let settings = support::child_settings(&[
         ("KEYTURN_MYSQL_SERVERS", format!("{}:{}", server.host, server.port)),
@@ -553,7 +536,7 @@ async fn mysql_rotation() {
         Ok(other) => panic!("unknown scenario {other}"),
         Err(_) => {}
     }
-    let server = Server::from_env();
+    let server = Server::from_env("KEYTURN_TEST_MYSQL", "MariaDB");
     let ca = std::fs::read_to_string(&server.ca_file).unwrap();
     let parent = Parent::start().await;
     for scenario in
