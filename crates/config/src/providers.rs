@@ -15,6 +15,8 @@ pub const WEBHOOK_ROTATORS: &str = "KEYTURN_WEBHOOK_ROTATORS";
 pub const STORAGE_ACCOUNTS: &str = "KEYTURN_STORAGE_ACCOUNTS";
 pub const POSTGRES_SERVERS: &str = "KEYTURN_POSTGRES_SERVERS";
 pub const POSTGRES_ADMINS: &str = "KEYTURN_POSTGRES_ADMINS";
+pub const MYSQL_SERVERS: &str = "KEYTURN_MYSQL_SERVERS";
+pub const MYSQL_ADMINS: &str = "KEYTURN_MYSQL_ADMINS";
 /// Azure Resource Manager in the public cloud.
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 
@@ -31,19 +33,27 @@ pub struct ProviderSettings {
     /// The PostgreSQL servers and admin logins keyturn may use. No server: the postgres providers are not
     /// registered.
     pub postgres: PostgresBindings,
+    /// The MySQL servers and admin logins keyturn may use. No server or no admin: the mysql providers are not
+    /// registered (both change passwords through an admin login).
+    pub mysql: MysqlBindings,
 }
 
-/// `KEYTURN_POSTGRES_SERVERS` (`host[:port]`, comma-separated) and `KEYTURN_POSTGRES_ADMINS`
-/// (`;`-separated `<vault>/<admin secret>=<base login>[,<base login>...]`).
+/// The bindings of a database provider, in one grammar for every engine: its servers variable
+/// (`KEYTURN_POSTGRES_SERVERS`, `KEYTURN_MYSQL_SERVERS`: `host[:port]`, comma-separated) and its admins variable
+/// (`KEYTURN_POSTGRES_ADMINS`, `KEYTURN_MYSQL_ADMINS`: `;`-separated `<vault>/<admin secret>=<base login>[,<base
+/// login>...]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PostgresBindings {
+pub struct DatabaseBindings {
     /// `(host lowercase, port)`.
     pub servers: Vec<(String, u16)>,
     /// `(vault lowercase, admin secret lowercase, base logins)`.
     pub admins: Vec<(String, String, Vec<String>)>,
 }
 
-impl PostgresBindings {
+/// The PostgreSQL servers and admin logins keyturn may use.
+pub type PostgresBindings = DatabaseBindings;
+
+impl DatabaseBindings {
     /// Whether keyturn may connect to `host:port`.
     pub fn serves(&self, host: &str, port: u16) -> bool {
         self.servers.iter().any(|(h, p)| h.eq_ignore_ascii_case(host) && *p == port)
@@ -56,28 +66,34 @@ impl PostgresBindings {
         })
     }
 
-    fn from_env(env: &Env<'_>) -> Result<Self, Vec<ConfigError>> {
+    /// Reads `servers_var` (entries without a port get `default_port`) and `admins_var`.
+    fn from_env(
+        env: &Env<'_>,
+        servers_var: &'static str,
+        admins_var: &'static str,
+        default_port: u16,
+    ) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut bindings = Self::default();
-        if let Some(raw) = env.get(POSTGRES_SERVERS) {
+        if let Some(raw) = env.get(servers_var) {
             for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                 let (host, port) = match entry.rsplit_once(':') {
                     Some((host, port)) => (host, port.parse::<u16>().ok()),
-                    None => (entry, Some(5432)),
+                    None => (entry, Some(default_port)),
                 };
                 match port {
                     Some(port) if !host.is_empty() && !host.contains('/') && port > 0 => {
                         bindings.servers.push((host.to_ascii_lowercase(), port))
                     }
                     _ => errors.push(ConfigError::invalid(
-                        POSTGRES_SERVERS,
+                        servers_var,
                         &raw,
                         format!("comma-separated host[:port] entries; '{entry}' is not one"),
                     )),
                 }
             }
         }
-        if let Some(raw) = env.get(POSTGRES_ADMINS) {
+        if let Some(raw) = env.get(admins_var) {
             for entry in raw.split(';').map(str::trim).filter(|e| !e.is_empty()) {
                 let parsed = entry.split_once('=').and_then(|(scope, bases)| {
                     let (vault, secret) = scope.trim().split_once('/')?;
@@ -90,7 +106,7 @@ impl PostgresBindings {
                 match parsed {
                     Some(admin) => bindings.admins.push(admin),
                     None => errors.push(ConfigError::invalid(
-                        POSTGRES_ADMINS,
+                        admins_var,
                         &raw,
                         format!("';'-separated <vault>/<admin secret>=<base login>[,<base login>] entries; '{entry}' is not one"),
                     )),
@@ -99,6 +115,19 @@ impl PostgresBindings {
         }
         if errors.is_empty() { Ok(bindings) } else { Err(errors) }
     }
+}
+
+// --- MySQL (Azure Database for MySQL flexible server) ---
+
+/// The MySQL servers and admin logins keyturn may use: `KEYTURN_MYSQL_SERVERS` and `KEYTURN_MYSQL_ADMINS`, in
+/// PostgreSQL's grammar.
+pub type MysqlBindings = DatabaseBindings;
+
+/// MySQL's default port, for `KEYTURN_MYSQL_SERVERS` entries without one.
+pub const MYSQL_DEFAULT_PORT: u16 = 3306;
+
+fn mysql_bindings(env: &Env<'_>) -> Result<MysqlBindings, Vec<ConfigError>> {
+    DatabaseBindings::from_env(env, MYSQL_SERVERS, MYSQL_ADMINS, MYSQL_DEFAULT_PORT)
 }
 
 /// One `KEYTURN_STORAGE_ACCOUNTS` entry: `<vault>[/<name>|<prefix>*]=<account resource id>[,<id>...]`.
@@ -194,12 +223,14 @@ impl ProviderSettings {
                 )]);
             }
         };
-        let postgres = PostgresBindings::from_env(env)?;
+        let postgres = DatabaseBindings::from_env(env, POSTGRES_SERVERS, POSTGRES_ADMINS, 5432)?;
+        let mysql = mysql_bindings(env)?;
         Ok(Self {
             arm_endpoint,
             webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new),
             storage_accounts,
             postgres,
+            mysql,
         })
     }
 }
@@ -274,6 +305,29 @@ mod tests {
             ("KEYTURN_POSTGRES_ADMINS", "pg-admin=app"),
             ("KEYTURN_POSTGRES_ADMINS", "kv/pg-admin="),
         ] {
+            let errors = ProviderSettings::from_env(&Env::new(&lookup(&[(var, bad)]))).unwrap_err();
+            assert_eq!(errors[0].variable(), var, "{bad}");
+        }
+    }
+
+    #[test]
+    fn mysql_servers_and_admin_bindings_in_postgres_grammar_with_port_3306() {
+        let env = lookup(&[
+            ("KEYTURN_MYSQL_SERVERS", "orders.mysql.database.azure.com, 127.0.0.1:13306"),
+            ("KEYTURN_MYSQL_ADMINS", "kv-one/mysql-admin=app"),
+            ("KEYTURN_POSTGRES_SERVERS", "pg.example.com"),
+        ]);
+        let settings = ProviderSettings::from_env(&Env::new(&env)).unwrap();
+        let my = settings.mysql;
+        assert!(my.serves("orders.mysql.database.azure.com", 3306) && my.serves("127.0.0.1", 13306));
+        assert!(
+            !my.serves("pg.example.com", 5432) && !my.serves("pg.example.com", 3306),
+            "postgres's servers stay its own"
+        );
+        assert!(!settings.postgres.serves("orders.mysql.database.azure.com", 3306));
+        assert!(my.admin_manages("kv-one", "mysql-admin", "app") && !my.admin_manages("kv-one", "mysql-admin", "crm"));
+        assert!(settings.postgres.admins.is_empty());
+        for (var, bad) in [("KEYTURN_MYSQL_SERVERS", "db:port"), ("KEYTURN_MYSQL_ADMINS", "mysql-admin=app")] {
             let errors = ProviderSettings::from_env(&Env::new(&lookup(&[(var, bad)]))).unwrap_err();
             assert_eq!(errors[0].variable(), var, "{bad}");
         }

@@ -316,11 +316,13 @@ mod tests {
         // Without bindings only the generated provider exists (issue 13: no binding, no provider).
         let unbound = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
         assert!(unbound.contains("\"generated\""), "{unbound}");
-        for provider in ["postgres", "storage-account-key", "webhook"] {
+        for provider in ["postgres", "mysql", "storage-account-key", "webhook"] {
             assert!(!unbound.contains(&format!("\"{provider}")), "{provider} registered without a binding: {unbound}");
         }
         pairs.push(("KEYTURN_POSTGRES_SERVERS", "db.example.com"));
         pairs.push(("KEYTURN_POSTGRES_ADMINS", "kv-one/pg-admin=app"));
+        pairs.push(("KEYTURN_MYSQL_SERVERS", "shop.mysql.database.azure.com"));
+        pairs.push(("KEYTURN_MYSQL_ADMINS", "kv-one/mysql-admin=app"));
         pairs.push((
             "KEYTURN_STORAGE_ACCOUNTS",
             "kv-one=/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a",
@@ -330,9 +332,29 @@ mod tests {
         let debug = format!("{:?}", deps.engine());
         assert!(debug.contains("BlobLeaseLock"), "{debug}");
         assert!(debug.contains("keyturn-locks"), "{debug}");
-        for provider in ["generated", "postgres", "postgres-alternating", "storage-account-key", "webhook"] {
+        for provider in [
+            "generated",
+            "postgres",
+            "postgres-alternating",
+            "mysql",
+            "mysql-alternating",
+            "storage-account-key",
+            "webhook",
+        ] {
             assert!(debug.contains(&format!("\"{provider}\"")), "{provider} missing: {debug}");
         }
+    }
+
+    #[test]
+    fn the_mysql_providers_need_both_their_server_and_their_admin_bindings() {
+        // Both strategies change passwords through an admin login: servers alone register neither.
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("KEYTURN_MYSQL_SERVERS", "shop.mysql.database.azure.com"));
+        let servers_only = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
+        assert!(!servers_only.contains("\"mysql"), "{servers_only}");
+        pairs.push(("KEYTURN_MYSQL_ADMINS", "kv-one/mysql-admin=app"));
+        let bound = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
+        assert!(bound.contains("\"mysql\"") && bound.contains("\"mysql-alternating\""), "{bound}");
     }
 
     #[test]

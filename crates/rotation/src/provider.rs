@@ -12,6 +12,8 @@
 //! - `postgres`, `postgres-alternating` (`provider/postgres.rs`): a PostgreSQL password, single user or two
 //!   alternating logins; every step, with the pending value kept in a pending home (`provider/pending.rs`)
 //!   so that a replay after a crash resumes and never strands a credential.
+//! - `mysql`, `mysql-alternating` (`provider/mysql.rs`): a MySQL password, the same two strategies, through an
+//!   admin login. The database providers share their protocol, bindings and value shape (`provider/database.rs`).
 //! - `storage-account-key` (`provider/storage_keys.rs`): a dual credential: regenerate the key *not* named
 //!   by `CredentialId` through Resource Manager and switch the tag; the stored key stays valid throughout.
 //! - `webhook` (`provider/webhook.rs`): the user's own HTTPS rotator makes the value; keyturn keeps it in the
@@ -20,7 +22,9 @@
 //! Adding a provider is adding a module with a type implementing [`Provider`] and registering it in
 //! [`Providers::standard`] (needs nothing) or [`Providers::from_settings`] (needs settings or the vault).
 
+pub mod database;
 pub mod generated;
+pub mod mysql;
 pub mod pending;
 pub mod postgres;
 pub mod storage_keys;
@@ -111,7 +115,7 @@ impl Providers {
     /// Every provider keyturn ships, built once per process: `vault` holds the pending homes and the admin
     /// secrets; the Resource Manager calls use `credential` and `options` (the same credential, transport and
     /// bounded retries as the vault clients); `KEYTURN_CA_FILE` is trusted beside the platform's roots for
-    /// PostgreSQL and the webhook rotators. Touches no network.
+    /// PostgreSQL, MySQL and the webhook rotators. Touches no network.
     pub fn from_settings(
         settings: &keyturn_config::Settings,
         vault: Arc<dyn KeyVault>,
@@ -132,6 +136,7 @@ impl Providers {
                     .with(Arc::new(Postgres::new(Strategy::Alternating, vault.clone(), ca_file)?.bound(pg.clone())));
             }
         }
+        providers = providers.mysql(settings, &vault)?;
         if !settings.providers.storage_accounts.is_empty() {
             providers = providers.with(Arc::new(storage_keys::StorageKeys::new(
                 settings.providers.arm_endpoint.clone(),
@@ -142,6 +147,22 @@ impl Providers {
         }
         if let Some(rotators) = settings.providers.webhook_rotators.as_ref() {
             providers = providers.with(Arc::new(webhook::Webhook::new(Some(rotators), vault, ca_file)?));
+        }
+        Ok(providers)
+    }
+
+    /// The mysql providers, when the deployment binds servers and admins (both strategies change passwords through
+    /// an admin login).
+    fn mysql(self, settings: &keyturn_config::Settings, vault: &Arc<dyn KeyVault>) -> Result<Self, ProviderError> {
+        use mysql::{Mysql, Strategy};
+        let bindings = &settings.providers.mysql;
+        if bindings.servers.is_empty() || bindings.admins.is_empty() {
+            return Ok(self);
+        }
+        let ca_file = settings.ca_file.as_deref();
+        let mut providers = self;
+        for strategy in [Strategy::SingleUser, Strategy::Alternating] {
+            providers = providers.with(Arc::new(Mysql::new(strategy, vault.clone(), ca_file)?.bound(bindings.clone())));
         }
         Ok(providers)
     }

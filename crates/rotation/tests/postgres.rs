@@ -18,33 +18,16 @@ use keyturn_rotation::provider::postgres::{Postgres, Strategy};
 use keyturn_rotation::provider::{Provider, pending};
 use keyturn_rotation::{Engine, InProcessLock, Providers, RotationError, RotationOutcome};
 use keyturn_vault::{AzureKeyVault, KeyVault};
-use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, required_env, run_until_crash, tags};
+use support::{CrashAfter, Parent, SCENARIO, Step, VAULT, event, new_secret, run_until_crash, tags};
 use tokio::sync::Notify;
 
 const TEST: &str = "postgres_rotation";
 const BOUND: Duration = Duration::from_secs(60);
 
-/// The test server, from the variables scripts/lib/postgres.sh exports.
-struct Server {
-    host: String,
-    port: u16,
-    admin_user: String,
-    admin_password: String,
-    ca_file: String,
-}
+/// The test server, from the variables scripts/lib/postgres.sh exports; the client calls below are this test's own.
+type Server = support::ServerEnv;
 
 impl Server {
-    fn from_env() -> Self {
-        let what = "PostgreSQL";
-        Self {
-            host: required_env("KEYTURN_TEST_PG_HOST", what),
-            port: required_env("KEYTURN_TEST_PG_PORT", what).parse().unwrap(),
-            admin_user: required_env("KEYTURN_TEST_PG_ADMIN_USER", what),
-            admin_password: required_env("KEYTURN_TEST_PG_ADMIN_PASSWORD", what),
-            ca_file: required_env("KEYTURN_TEST_PG_CA_FILE", what),
-        }
-    }
-
     fn json(&self, user: &str, password: &str) -> String {
         serde_json::json!({"host": self.host, "port": self.port, "user": user, "password": password, "database": "postgres"})
             .to_string()
@@ -124,7 +107,7 @@ struct Child {
 
 impl Child {
     fn new() -> Self {
-        let server = Server::from_env();
+        let server = Server::from_env("KEYTURN_TEST_PG", "PostgreSQL");
         // The deployment's bindings: this server; the admin secrets and the base logins each may manage.
         // kt-pg-admin2's list is deliberately careless (the admin itself, a CREATEROLE role): the provider's
         // own checks refuse those even when a binding would allow them.
@@ -392,7 +375,7 @@ async fn postgres_rotation() {
         Ok(other) => panic!("unknown scenario {other}"),
         Err(_) => {}
     }
-    let server = Server::from_env();
+    let server = Server::from_env("KEYTURN_TEST_PG", "PostgreSQL");
     let ca = std::fs::read_to_string(&server.ca_file).unwrap();
     let parent = Parent::start().await;
     for scenario in ["single-user-crashes", "confused-deputy", "alternating-duplicates", "alternating-refusals"] {

@@ -5,6 +5,8 @@
 //!   [`TrustRoots::for_ca_file`] gives every client of a process the same handle for the same file.
 //! - [`TrustRoots::client_config`]: the rustls configuration every TLS client keyturn builds uses (the SDK's
 //!   reqwest transport, notification and provider HTTP clients, the PostgreSQL connector).
+//! - [`TrustRoots::root_certificates`]: the same roots as a list, for the one client that takes no verifier
+//!   (MySQL's).
 //!
 //! Why: each TLS client used to build its own verifier, and building one reads and parses the whole system
 //! store (`/etc/ssl/certs`, ~150 certificates): four times before a handler answered its first request, for
@@ -148,6 +150,16 @@ impl TrustRoots {
     }
 }
 
+impl TrustRoots {
+    /// The same roots as certificates, for a TLS client that takes a list of roots rather than a verifier (the
+    /// MySQL client): the platform's store (read once per process, shared with the verifier) plus the extra roots.
+    pub fn root_certificates(&self) -> Vec<CertificateDer<'static>> {
+        let mut roots = platform_certificates().to_vec();
+        roots.extend(self.inner.extra.iter().cloned());
+        roots
+    }
+}
+
 /// How many times this process has read the system trust store (for tests and the benchmark).
 pub fn platform_store_loads() -> usize {
     PLATFORM_LOADS.load(Ordering::Relaxed)
@@ -155,19 +167,31 @@ pub fn platform_store_loads() -> usize {
 
 static PLATFORM_LOADS: AtomicUsize = AtomicUsize::new(0);
 
-/// The system trust store, read once per process on first use.
-#[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
-fn platform_roots() -> &'static rustls::RootCertStore {
-    static ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
+/// The system trust store's certificates, read once per process on first use; only those that make a trust
+/// anchor (one bad certificate in the store must not fail every handshake of a client that adds them one by one).
+fn platform_certificates() -> &'static [CertificateDer<'static>] {
+    static CERTIFICATES: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    CERTIFICATES.get_or_init(|| {
         PLATFORM_LOADS.fetch_add(1, Ordering::Relaxed);
         let loaded = rustls_native_certs::load_native_certs();
         for error in &loaded.errors {
             tracing::warn!(%error, "a system CA certificate could not be loaded");
         }
+        let total = loaded.certs.len();
+        let usable: Vec<_> =
+            loaded.certs.into_iter().filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok()).collect();
+        tracing::debug!(added = usable.len(), ignored = total - usable.len(), "read the system trust store");
+        usable
+    })
+}
+
+/// The system trust store as a root store, built once from [`platform_certificates`].
+#[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+fn platform_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
         let mut store = rustls::RootCertStore::empty();
-        let (added, ignored) = store.add_parsable_certificates(loaded.certs);
-        tracing::debug!(added, ignored, "read the system trust store");
+        store.add_parsable_certificates(platform_certificates().iter().cloned());
         store
     })
 }

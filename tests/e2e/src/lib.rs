@@ -417,7 +417,9 @@ impl Chain {
     }
 }
 
-/// Every value any secret of `vaults` has ever held, for the leak scans.
+/// Every value any secret of `vaults` has ever held, for the leak scans; for a JSON value (a database login's
+/// connection details), its `password` member too, since a leak would carry the password rather than the whole
+/// document (when it is long enough to scan for: a test's deliberately short placeholder is not a credential).
 ///
 /// # Panics
 /// When a vault cannot be listed.
@@ -433,7 +435,14 @@ pub fn all_secret_values(stack: &keyturn_local::stack::LocalStack, vaults: &[&st
                 .flat_map(|secret| {
                     store.list_secret_versions(vault, &secret.name).unwrap_or_else(|error| panic!("{error}"))
                 })
-                .map(|view| view.version.data.value)
+                .flat_map(|view| {
+                    let value = view.version.data.value;
+                    let password = serde_json::from_str::<serde_json::Value>(&value)
+                        .ok()
+                        .and_then(|json| json.get("password").and_then(|p| p.as_str()).map(str::to_owned))
+                        .filter(|password| password.len() >= 8);
+                    std::iter::once(value).chain(password)
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -455,7 +464,7 @@ pub fn assert_no_value_in(texts: &[String], values: &[String]) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Events published straight into the Event Grid emulator (tests/near_expiry*.rs, tests/providers_postgres.rs).
+// Events published straight into the Event Grid emulator (tests/near_expiry*.rs, tests/providers_*.rs).
 
 /// A secret event of `event_type` for `version` of `vault/name` (with `exp` as the object's expiry, when it has
 /// one), as Event Grid would publish it.
@@ -498,7 +507,7 @@ pub fn secret_near_expiry(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// A stack for one handler under test, and what a test seeds in it (tests/near_expiry*.rs, tests/providers_postgres.rs).
+// A stack for one handler under test, and what a test seeds in it (tests/near_expiry*.rs, tests/providers_*.rs).
 
 /// A local stack with `vaults`, its Event Grid at 1/1000 of real time: the 10 s first retry takes 10 ms, a day of
 /// retries 86 s.

@@ -8,18 +8,8 @@
 //!   created on first use by an admin login read from another secret (tag `KeyturnAdminSecret`), as a member
 //!   of `<user>`, so it has the same privileges.
 //!
-//! The steps, made safe to replay the way AWS's rotation functions are:
-//! 1. create: resume this rotation's pending value from the pending home, or generate one and store it there
-//!    before anything else happens;
-//! 2. set: if the pending credential already logs in, it was set by an earlier attempt: do nothing.
-//!    Otherwise change the password (logged in as the current credential, or as the admin for the
-//!    alternate login). If neither the pending nor the current credential logs in, stop: something other
-//!    than keyturn changed the password, and guessing could lock the login out;
-//! 3. test: log in with the pending credential and check the session's user;
-//! 4. the engine promotes it with one `set_secret`; 5. finish: the pending home is marked promoted.
-//!
-//! Confused-deputy guard: the pending credential must name the same server as the current one, and the same
-//! login (single user) or its alternate (alternating), whatever the pending home says.
+//! The steps, the pending home and the confused-deputy guard are the database providers' shared protocol
+//! (`provider/database.rs`); this module adds how PostgreSQL logs in and what its admin may change.
 //!
 //! What a secret's writer may not make the admin do (issue 13): change the admin login itself, a superuser,
 //! a role with CREATEROLE or BYPASSRLS, or an existing `_clone` that is not a member of its base; each is a
@@ -27,7 +17,6 @@
 //! server asking for a cleartext or MD5 password never receives one (`client.rs`).
 
 mod client;
-mod details;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,57 +26,36 @@ use keyturn_vault::KeyVault;
 use keyturn_vault::model::SecretProperties;
 
 use self::client::{Connector, PgError};
-use self::details::Details;
-use crate::generate::generate;
-use crate::policy::tag;
-use crate::provider::pending::{self, PendingHome};
+pub use crate::provider::database::{ADMIN_SECRET, CLONE_SUFFIX, Strategy};
+use crate::provider::database::{Details, LoginRotation, POSTGRES, logins};
 use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
-
-/// Tag: the secret (same vault) holding the admin login that creates and changes the alternate login.
-pub const ADMIN_SECRET: &str = "KeyturnAdminSecret";
-/// The alternate login's suffix.
-pub const CLONE_SUFFIX: &str = "_clone";
-/// PostgreSQL's longest identifier, in bytes.
-const MAX_IDENTIFIER: usize = 63;
-
-/// Which of AWS's two strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    SingleUser,
-    Alternating,
-}
 
 /// The PostgreSQL provider, in one strategy.
 #[derive(Debug, Clone)]
 pub struct Postgres {
-    strategy: Strategy,
-    vault: Arc<dyn KeyVault>,
-    home: PendingHome,
+    /// The pending-value protocol, the bindings and the alternation, shared with MySQL.
+    rotation: LoginRotation,
     connector: Connector,
-    /// The servers and admin logins the deployment allows; none until [`Postgres::bound`] (so an unbound
-    /// provider refuses every server).
-    bindings: PostgresBindings,
 }
 
 impl Postgres {
     /// A provider that keeps pending values in `vault` and trusts, besides the platform's roots, the
     /// PEM bundle at `ca_file` for the servers' certificates.
     pub fn new(strategy: Strategy, vault: Arc<dyn KeyVault>, ca_file: Option<&Path>) -> Result<Self, ProviderError> {
-        let name = Self::name_of(strategy);
-        let connector =
-            Connector::new(ca_file).map_err(|message| ProviderError { provider: name, message, retryable: false })?;
-        Ok(Self {
+        let rotation = LoginRotation::new(
+            Self::name_of(strategy),
             strategy,
-            home: PendingHome::new(vault.clone(), name),
+            &POSTGRES,
             vault,
-            connector,
-            bindings: PostgresBindings::default(),
-        })
+            (POSTGRES_SERVERS, POSTGRES_ADMINS),
+        );
+        let connector = Connector::new(ca_file).map_err(|message| rotation.error(message, false))?;
+        Ok(Self { rotation, connector })
     }
 
     /// The provider limited to `bindings` (`KEYTURN_POSTGRES_SERVERS`, `KEYTURN_POSTGRES_ADMINS`).
     pub fn bound(mut self, bindings: PostgresBindings) -> Self {
-        self.bindings = bindings;
+        self.rotation = self.rotation.bound(bindings);
         self
     }
 
@@ -99,122 +67,11 @@ impl Postgres {
     }
 
     fn error(&self, message: impl Into<String>, retryable: bool) -> ProviderError {
-        ProviderError { provider: self.name(), message: message.into(), retryable }
+        self.rotation.error(message, retryable)
     }
 
     fn pg_error(&self, error: PgError) -> ProviderError {
-        let retryable = error.is_retryable();
-        self.error(error.to_string(), retryable)
-    }
-
-    /// The current credential's details (a malformed secret can never rotate: permanent).
-    /// The server must be one the deployment binds: a secret's writer cannot point keyturn (and a
-    /// password) at a server of their choosing.
-    fn current(&self, ctx: &RotationContext<'_>) -> Result<Details, ProviderError> {
-        let current = Details::from_secret(&ctx.current.value, &ctx.current.properties.tags)
-            .map_err(|problem| self.error(format!("secret '{}': {problem}", ctx.name), false))?;
-        if !self.bindings.serves(&current.host, current.port) {
-            return Err(self.error(
-                format!(
-                    "secret '{}': the server {}:{} is not in {POSTGRES_SERVERS}; keyturn connects only to the \
-                     servers the deployment binds",
-                    ctx.name, current.host, current.port
-                ),
-                false,
-            ));
-        }
-        Ok(current)
-    }
-
-    /// The pending credential's details: the pending value read with the tags it will be promoted with.
-    fn pending(&self, ctx: &RotationContext<'_>, pending: &Pending) -> Result<Details, ProviderError> {
-        let mut tags = ctx.current.properties.tags.clone();
-        for (name, value) in &pending.tags {
-            tags.retain(|k, _| !k.eq_ignore_ascii_case(name));
-            tags.insert(name.clone(), value.clone());
-        }
-        Details::from_secret(&pending.value, &tags)
-            .map_err(|problem| self.error(format!("the pending value of '{}': {problem}", ctx.name), false))
-    }
-
-    /// The login a rotation changes: the same one (single user) or the one not stored (alternating).
-    fn target_user(&self, current: &Details) -> Result<String, ProviderError> {
-        match self.strategy {
-            Strategy::SingleUser => Ok(current.user.clone()),
-            Strategy::Alternating => {
-                let (base, clone) = logins(&current.user);
-                if clone.len() > MAX_IDENTIFIER {
-                    return Err(self.error(
-                        format!(
-                            "the alternate login '{clone}' would exceed PostgreSQL's {MAX_IDENTIFIER}-byte names; \
-                             use a shorter login"
-                        ),
-                        false,
-                    ));
-                }
-                Ok(if current.user == base { clone } else { base })
-            }
-        }
-    }
-
-    /// The confused-deputy guard: the pending credential must be for the same server, and for the login
-    /// this strategy would change.
-    fn guard(&self, ctx: &RotationContext<'_>, current: &Details, next: &Details) -> Result<(), ProviderError> {
-        let expected = self.target_user(current)?;
-        if !current.same_server(next) || next.user != expected {
-            return Err(self.error(
-                format!(
-                    "the pending credential is for {next:?} but this rotation may only change '{expected}' on \
-                     {}:{}; refusing to act (inspect the pending home '{}{}')",
-                    current.host,
-                    current.port,
-                    ctx.name,
-                    pending::SUFFIX
-                ),
-                false,
-            ));
-        }
-        Ok(())
-    }
-
-    /// The admin login of an alternating rotation: from the secret `KeyturnAdminSecret` names, for the same
-    /// server as the current credential.
-    async fn admin(&self, ctx: &RotationContext<'_>, current: &Details) -> Result<Details, ProviderError> {
-        let name = tag(&ctx.current.properties.tags, ADMIN_SECRET).filter(|n| !n.is_empty()).ok_or_else(|| {
-            self.error(
-                format!(
-                    "tag {ADMIN_SECRET} must name the secret holding the admin login that manages the alternate login"
-                ),
-                false,
-            )
-        })?;
-        let (base, _) = logins(&current.user);
-        if !self.bindings.admin_manages(ctx.vault, name, &base) {
-            return Err(self.error(
-                format!(
-                    "the admin secret '{name}' is not bound to manage '{base}' in {POSTGRES_ADMINS} (for vault \
-                     '{}'); refusing to use it",
-                    ctx.vault
-                ),
-                false,
-            ));
-        }
-        let secret = self.vault.latest_secret(ctx.vault, name).await.map_err(|e| {
-            let retryable = e.is_retryable();
-            self.error(format!("reading the admin secret '{name}': {e}"), retryable)
-        })?;
-        let admin = Details::from_secret(&secret.value, &secret.properties.tags)
-            .map_err(|problem| self.error(format!("admin secret '{name}': {problem}"), false))?;
-        if !admin.same_server(current) {
-            return Err(self.error(
-                format!(
-                    "the admin secret '{name}' is for {}:{}, not {}:{}; refusing to use it",
-                    admin.host, admin.port, current.host, current.port
-                ),
-                false,
-            ));
-        }
-        Ok(admin)
+        self.rotation.login_error(error)
     }
 }
 
@@ -266,41 +123,18 @@ impl Postgres {
     }
 }
 
-/// `(base, base_clone)` for either of the two logins.
-fn logins(user: &str) -> (String, String) {
-    let base = user.strip_suffix(CLONE_SUFFIX).filter(|b| !b.is_empty()).unwrap_or(user);
-    (base.to_owned(), format!("{base}{CLONE_SUFFIX}"))
-}
-
 impl Provider for Postgres {
     fn name(&self) -> &'static str {
-        Self::name_of(self.strategy)
+        Self::name_of(self.rotation.strategy())
     }
 
     fn create_pending<'a>(&'a self, ctx: &'a RotationContext<'a>) -> ProviderFuture<'a, Pending> {
-        Box::pin(async move {
-            let current = self.current(ctx)?;
-            let pending = match self.home.resume(ctx).await? {
-                Some(resumed) => resumed,
-                None => {
-                    let password = generate(ctx.policy.format).map_err(|e| self.error(e.to_string(), true))?;
-                    let next = current.with_login(&self.target_user(&current)?, password);
-                    let pending =
-                        Pending { value: next.to_value(), tags: next.tag_changes(&ctx.current.properties.tags) };
-                    self.home.store(ctx, &pending).await?;
-                    pending
-                }
-            };
-            self.guard(ctx, &current, &self.pending(ctx, &pending)?)?;
-            Ok(pending)
-        })
+        Box::pin(self.rotation.create_pending(ctx))
     }
 
     fn set_pending<'a>(&'a self, ctx: &'a RotationContext<'a>, pending: &'a Pending) -> ProviderFuture<'a, ()> {
         Box::pin(async move {
-            let current = self.current(ctx)?;
-            let next = self.pending(ctx, pending)?;
-            self.guard(ctx, &current, &next)?;
+            let (current, next) = self.rotation.current_and_next(ctx, pending)?;
             match self.connector.login(&next).await {
                 Ok(_) => {
                     tracing::info!(secret = ctx.name, login = ?next, "the pending password already works; not changing it again");
@@ -309,25 +143,16 @@ impl Provider for Postgres {
                 Err(PgError::Rejected(_)) => {}
                 Err(error) => return Err(self.pg_error(error)),
             }
-            match self.strategy {
+            match self.rotation.strategy() {
                 Strategy::SingleUser => {
                     let client = self.connector.login(&current).await.map_err(|error| match error {
-                        PgError::Rejected(_) => self.error(
-                            format!(
-                                "neither the stored nor the pending password of {current:?} logs in: the password was \
-                                 changed outside keyturn; store a working one (the pending home '{}{}' holds \
-                                 keyturn's)",
-                                ctx.name,
-                                pending::SUFFIX
-                            ),
-                            false,
-                        ),
+                        PgError::Rejected(_) => self.rotation.changed_outside(ctx, &current),
                         other => self.pg_error(other),
                     })?;
                     client::set_password(&client, &next.user, &next.password).await.map_err(|e| self.pg_error(e))?;
                 }
                 Strategy::Alternating => {
-                    let admin = self.admin(ctx, &current).await?;
+                    let admin = self.rotation.admin(ctx, &current).await?;
                     let client = self.connector.login(&admin).await.map_err(|e| self.pg_error(e))?;
                     let (base, _) = logins(&current.user);
                     if self.manageable(&client, &admin, &base, &next.user).await? {
@@ -349,7 +174,7 @@ impl Provider for Postgres {
 
     fn test_pending<'a>(&'a self, ctx: &'a RotationContext<'a>, pending: &'a Pending) -> ProviderFuture<'a, ()> {
         Box::pin(async move {
-            let next = self.pending(ctx, pending)?;
+            let next = self.rotation.pending(ctx, pending)?;
             // Retryable whatever the cause: the pending value is safe in its home, and a replay resumes from it.
             self.connector
                 .probe(&next)
@@ -360,21 +185,8 @@ impl Provider for Postgres {
 
     fn finish<'a>(&'a self, ctx: &'a RotationContext<'a>, promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
         Box::pin(async move {
-            self.home.mark_promoted(ctx, promoted).await;
+            self.rotation.finish(ctx, promoted).await;
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_two_logins_of_either_one() {
-        assert_eq!(logins("app"), ("app".to_owned(), "app_clone".to_owned()));
-        assert_eq!(logins("app_clone"), ("app".to_owned(), "app_clone".to_owned()));
-        // A login literally named "_clone" is its own base.
-        assert_eq!(logins("_clone"), ("_clone".to_owned(), "_clone_clone".to_owned()));
     }
 }

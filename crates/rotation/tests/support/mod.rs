@@ -52,6 +52,30 @@ pub fn required_env(name: &str, what: &str) -> String {
         .unwrap_or_else(|| panic!("{name} is not set: run ./scripts/test, which starts {what}"))
 }
 
+/// Where the test command's database server listens, and its admin login (each test adds its own client on top).
+pub struct ServerEnv {
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub ca_file: String,
+}
+
+impl ServerEnv {
+    /// From `<prefix>_HOST`, `_PORT`, `_ADMIN_USER`, `_ADMIN_PASSWORD` and `_CA_FILE` (`what`: the server, for the
+    /// failure message).
+    pub fn from_env(prefix: &str, what: &str) -> Self {
+        let required = |name: &str| required_env(&format!("{prefix}_{name}"), what);
+        Self {
+            host: required("HOST"),
+            port: required("PORT").parse().unwrap(),
+            admin_user: required("ADMIN_USER"),
+            admin_password: required("ADMIN_PASSWORD"),
+            ca_file: required("CA_FILE"),
+        }
+    }
+}
+
 /// The parent's half: a Key Vault emulator and a child running `scenario` of `test` with a handler's
 /// environment (plus `extra`); `ca_files` are bundled with the emulator's CA into KEYTURN_CA_FILE.
 pub struct Parent {

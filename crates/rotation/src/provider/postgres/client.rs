@@ -11,30 +11,15 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::details::Details;
+use crate::provider::database::Details;
 
 /// One login attempt, or one statement, never takes longer than this.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Why a login or statement failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum PgError {
-    /// The server refused the credential (wrong password, unknown role, no `pg_hba` entry).
-    #[error("{0}")]
-    Rejected(String),
-    /// The server could not be reached, or answered with something a later attempt may not.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The server refused a statement for a reason a retry will not change (no privilege, bad name).
-    #[error("{0}")]
-    Refused(String),
-}
+/// PostgreSQL's login and statement errors: the database providers' shared classes.
+pub(crate) use crate::provider::database::LoginError as PgError;
 
 impl PgError {
-    pub(crate) fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-
     fn from_pg(doing: &str, error: &tokio_postgres::Error) -> Self {
         // tokio-postgres errors carry the server's message and SQLSTATE, never the connection's password.
         let message = format!("{doing}: {error}");

@@ -1,12 +1,14 @@
-//! Connection details of a PostgreSQL credential, read from a secret in one of two forms:
+//! Connection details of a database credential, read from a secret in one of two forms, the same for every engine
+//! (PostgreSQL, MySQL):
 //!
 //! - **JSON** (AWS's shape, and the usual one): `{"host", "port", "user" | "username", "password",
 //!   "database" | "dbname", ...}`. Unknown members are kept as they are when the value is rewritten, and so
 //!   are the spellings the secret uses.
 //! - **Tags** (Microsoft's sample shape): the value is the password alone, `CredentialId` names the login and
-//!   `ProviderAddress` the server: `postgresql://host[:port][/database]`, or the ARM resource id of an Azure
-//!   Database for PostgreSQL flexible server (`.../providers/Microsoft.DBforPostgreSQL/flexibleServers/<name>`,
-//!   meaning `<name>.postgres.database.azure.com:5432/postgres`).
+//!   `ProviderAddress` the server: `<scheme>://host[:port][/database]` (`postgresql://`, `mysql://`), or the ARM
+//!   resource id of an Azure flexible server (`.../providers/Microsoft.DBforPostgreSQL/flexibleServers/<name>`,
+//!   meaning `<name>.postgres.database.azure.com:5432/postgres`; `Microsoft.DBforMySQL` likewise, on
+//!   `<name>.mysql.database.azure.com:3306`).
 
 use keyturn_config::SecretString;
 use keyturn_vault::model::Tags;
@@ -14,9 +16,46 @@ use serde_json::{Map, Value};
 
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
 
-const DEFAULT_PORT: u16 = 5432;
-const DEFAULT_DATABASE: &str = "postgres";
-const FLEXIBLE_SERVERS: &str = "/providers/microsoft.dbforpostgresql/flexibleservers/";
+/// What differs between the engines in a credential's details and names.
+#[derive(Debug)]
+pub(crate) struct Kind {
+    /// The engine's name, for messages.
+    pub(crate) name: &'static str,
+    /// The URL schemes of a `ProviderAddress`; the first is the one messages show.
+    pub(crate) schemes: &'static [&'static str],
+    pub(crate) default_port: u16,
+    /// The database a login opens when the details name none (empty: none).
+    pub(crate) default_database: &'static str,
+    /// The resource-id segment of a flexible server, lowercase.
+    pub(crate) flexible_servers: &'static str,
+    /// The host name a flexible server's name gets.
+    pub(crate) host_suffix: &'static str,
+    /// The longest login name the engine allows, in bytes.
+    pub(crate) max_user: usize,
+}
+
+/// PostgreSQL (Azure Database for PostgreSQL flexible server).
+pub(crate) const POSTGRES: Kind = Kind {
+    name: "PostgreSQL",
+    schemes: &["postgresql", "postgres"],
+    default_port: 5432,
+    default_database: "postgres",
+    flexible_servers: "/providers/microsoft.dbforpostgresql/flexibleservers/",
+    host_suffix: ".postgres.database.azure.com",
+    max_user: 63,
+};
+
+/// MySQL (Azure Database for MySQL flexible server; MariaDB speaks the same).
+pub(crate) const MYSQL: Kind = Kind {
+    name: "MySQL",
+    schemes: &["mysql"],
+    default_port: 3306,
+    default_database: "",
+    flexible_servers: "/providers/microsoft.dbformysql/flexibleservers/",
+    host_suffix: ".mysql.database.azure.com",
+    // MySQL 8's limit (MariaDB allows 80).
+    max_user: 32,
+};
 
 /// Where and as whom to log in.
 #[derive(Clone)]
@@ -25,6 +64,7 @@ pub(crate) struct Details {
     pub(crate) port: u16,
     pub(crate) user: String,
     pub(crate) password: SecretString,
+    /// Empty: none (a MySQL login needs none).
     pub(crate) database: String,
     form: Form,
 }
@@ -42,17 +82,25 @@ enum Form {
 impl std::fmt::Debug for Details {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The password is a SecretString (prints ****); the rest names the login, which logs may show.
-        write!(f, "{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)?;
+        if !self.database.is_empty() {
+            write!(f, "/{}", self.database)?;
+        }
+        Ok(())
     }
 }
 
 impl Details {
     /// Reads the details from a secret's value and tags. The error says what is missing, never the value.
-    pub(crate) fn from_secret(value: &SecretString, tags: &Tags) -> Result<Self, String> {
-        if value.expose().trim_start().starts_with('{') { Self::from_json(value) } else { Self::from_tags(value, tags) }
+    pub(crate) fn from_secret(value: &SecretString, tags: &Tags, kind: &Kind) -> Result<Self, String> {
+        if value.expose().trim_start().starts_with('{') {
+            Self::from_json(value, kind)
+        } else {
+            Self::from_tags(value, tags, kind)
+        }
     }
 
-    fn from_json(value: &SecretString) -> Result<Self, String> {
+    fn from_json(value: &SecretString, kind: &Kind) -> Result<Self, String> {
         // serde_json's messages quote no input, only positions, so the error cannot leak the value.
         let mut object: Map<String, Value> = serde_json::from_str(value.expose())
             .map_err(|e| format!("the secret's value is not a JSON object of connection details ({e})"))?;
@@ -76,9 +124,9 @@ impl Details {
         let (user_key, user) = string(&object, &["user", "username"])?
             .ok_or("the JSON connection details have no 'user' (or 'username')")?;
         let database =
-            string(&object, &["database", "dbname"])?.map_or_else(|| DEFAULT_DATABASE.to_owned(), |(_, d)| d);
+            string(&object, &["database", "dbname"])?.map_or_else(|| kind.default_database.to_owned(), |(_, d)| d);
         let port = match object.get("port") {
-            None | Some(Value::Null) => DEFAULT_PORT,
+            None | Some(Value::Null) => kind.default_port,
             Some(Value::Number(n)) => {
                 n.as_u64().and_then(|n| u16::try_from(n).ok()).ok_or("the JSON member 'port' is not a port number")?
             }
@@ -88,7 +136,7 @@ impl Details {
         Ok(Self { host, port, user, password, database, form: Form::Json { object, user_key } })
     }
 
-    fn from_tags(value: &SecretString, tags: &Tags) -> Result<Self, String> {
+    fn from_tags(value: &SecretString, tags: &Tags, kind: &Kind) -> Result<Self, String> {
         let user = tag(tags, CREDENTIAL_ID).filter(|u| !u.is_empty()).ok_or_else(|| {
             format!(
                 "the secret's value is not JSON, so it is the password alone and tag {CREDENTIAL_ID} must name the \
@@ -98,10 +146,11 @@ impl Details {
         let address = tag(tags, PROVIDER_ADDRESS).ok_or_else(|| {
             format!(
                 "the secret's value is not JSON, so tag {PROVIDER_ADDRESS} must name the server \
-                 (postgresql://host[:port][/database] or a flexible server's resource id)"
+                 ({}://host[:port][/database] or a flexible server's resource id)",
+                kind.schemes[0]
             )
         })?;
-        let (host, port, database) = parse_address(address)?;
+        let (host, port, database) = parse_address(address, kind)?;
         if value.is_empty() {
             return Err("the secret's value (the password) is empty".to_owned());
         }
@@ -143,27 +192,32 @@ impl Details {
     }
 }
 
-/// `postgresql://host[:port][/database]` or a flexible server's resource id.
-fn parse_address(address: &str) -> Result<(String, u16, String), String> {
+/// `<scheme>://host[:port][/database]` or a flexible server's resource id.
+fn parse_address(address: &str, kind: &Kind) -> Result<(String, u16, String), String> {
     let lower = address.to_ascii_lowercase();
-    if let Some(at) = lower.find(FLEXIBLE_SERVERS) {
-        let server = &address[at + FLEXIBLE_SERVERS.len()..];
+    let scheme = kind.schemes[0];
+    if let Some(at) = lower.find(kind.flexible_servers) {
+        let server = &address[at + kind.flexible_servers.len()..];
         let server = server.trim_end_matches('/');
         if server.is_empty() || server.contains('/') {
             return Err(format!("tag {PROVIDER_ADDRESS}: '{address}' is not a flexible server's resource id"));
         }
         return Ok((
-            format!("{}.postgres.database.azure.com", server.to_ascii_lowercase()),
-            DEFAULT_PORT,
-            DEFAULT_DATABASE.to_owned(),
+            format!("{}{}", server.to_ascii_lowercase(), kind.host_suffix),
+            kind.default_port,
+            kind.default_database.to_owned(),
         ));
     }
     let url = url::Url::parse(address).map_err(|_| {
-        format!("tag {PROVIDER_ADDRESS}: '{address}' is neither postgresql://host[:port][/database] nor a flexible server's resource id")
+        format!(
+            "tag {PROVIDER_ADDRESS}: '{address}' is neither {scheme}://host[:port][/database] nor a {} flexible \
+             server's resource id",
+            kind.name
+        )
     })?;
-    if !matches!(url.scheme(), "postgresql" | "postgres") || !url.username().is_empty() || url.password().is_some() {
+    if !kind.schemes.contains(&url.scheme()) || !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
-            "tag {PROVIDER_ADDRESS}: '{}' must be postgresql://host[:port][/database] without credentials",
+            "tag {PROVIDER_ADDRESS}: '{}' must be {scheme}://host[:port][/database] without credentials",
             url.scheme()
         ));
     }
@@ -175,8 +229,8 @@ fn parse_address(address: &str) -> Result<(String, u16, String), String> {
     let database = url.path().trim_matches('/');
     Ok((
         host,
-        url.port().unwrap_or(DEFAULT_PORT),
-        if database.is_empty() { DEFAULT_DATABASE.to_owned() } else { database.to_owned() },
+        url.port().unwrap_or(kind.default_port),
+        if database.is_empty() { kind.default_database.to_owned() } else { database.to_owned() },
     ))
 }
 
@@ -194,7 +248,7 @@ mod tests {
             r#"{"engine":"postgres","host":"db.example","port":"6432","username":"app","password":"old-pw","dbname":"orders"}"#
                 .to_owned(),
         );
-        let details = Details::from_secret(&value, &Tags::new()).unwrap();
+        let details = Details::from_secret(&value, &Tags::new(), &POSTGRES).unwrap();
         assert_eq!(format!("{details:?}"), "app@db.example:6432/orders");
         let next = details.with_login("app_clone", SecretString::new("new \"pw\"".to_owned()));
         let json: Value = serde_json::from_str(next.to_value().expose()).unwrap();
@@ -212,6 +266,7 @@ mod tests {
         let details = Details::from_secret(
             &SecretString::new(r#"{"host":"h","user":"u","password":"p"}"#.to_owned()),
             &Tags::new(),
+            &POSTGRES,
         )
         .unwrap();
         assert_eq!((details.port, details.database.as_str()), (5432, "postgres"));
@@ -222,7 +277,7 @@ mod tests {
             (r#"{"host":"h","user":"u","password":"hunter2","port":70000}"#, "'port' is not a port number"),
             (r#"{"host":"h","user":"u","password":"hunter2""#, "not a JSON object"),
         ] {
-            let error = Details::from_secret(&SecretString::new(json.to_owned()), &Tags::new()).unwrap_err();
+            let error = Details::from_secret(&SecretString::new(json.to_owned()), &Tags::new(), &POSTGRES).unwrap_err();
             assert!(error.contains(expected), "{json}: {error}");
             assert!(!error.contains("hunter2"), "{error}");
         }
@@ -234,6 +289,7 @@ mod tests {
         let details = Details::from_secret(
             &password,
             &tags(&[("CredentialId", "app"), ("ProviderAddress", "postgresql://127.0.0.1:5433/orders")]),
+            &POSTGRES,
         )
         .unwrap();
         assert_eq!(format!("{details:?}"), "app@127.0.0.1:5433/orders");
@@ -250,17 +306,58 @@ mod tests {
                     "/subscriptions/s/resourceGroups/g/providers/Microsoft.DBforPostgreSQL/flexibleServers/Orders-DB",
                 ),
             ]),
+            &POSTGRES,
         )
         .unwrap();
         assert_eq!(format!("{azure:?}"), "app@orders-db.postgres.database.azure.com:5432/postgres");
 
-        let error = Details::from_secret(&password, &tags(&[("CredentialId", "app")])).unwrap_err();
+        let error = Details::from_secret(&password, &tags(&[("CredentialId", "app")]), &POSTGRES).unwrap_err();
         assert!(error.contains("ProviderAddress"), "{error}");
         let error = Details::from_secret(
             &password,
             &tags(&[("CredentialId", "app"), ("ProviderAddress", "postgresql://admin:pw@h/db")]),
+            &POSTGRES,
         )
         .unwrap_err();
         assert!(error.contains("without credentials") && !error.contains("pw@"), "{error}");
+    }
+
+    #[test]
+    fn mysql_details_need_no_database_and_read_mysql_addresses_and_flexible_servers() {
+        let details = Details::from_secret(
+            &SecretString::new(r#"{"engine":"mysql","host":"h","username":"app","password":"p"}"#.to_owned()),
+            &Tags::new(),
+            &MYSQL,
+        )
+        .unwrap();
+        assert_eq!(format!("{details:?}"), "app@h:3306");
+        let password = SecretString::new("pw".to_owned());
+        let url = Details::from_secret(
+            &password,
+            &tags(&[("CredentialId", "app"), ("ProviderAddress", "mysql://127.0.0.1:13306")]),
+            &MYSQL,
+        )
+        .unwrap();
+        assert_eq!(format!("{url:?}"), "app@127.0.0.1:13306");
+        let azure = Details::from_secret(
+            &password,
+            &tags(&[
+                ("CredentialId", "app"),
+                (
+                    "ProviderAddress",
+                    "/subscriptions/s/resourceGroups/g/providers/Microsoft.DBforMySQL/flexibleServers/Shop",
+                ),
+            ]),
+            &MYSQL,
+        )
+        .unwrap();
+        assert_eq!(format!("{azure:?}"), "app@shop.mysql.database.azure.com:3306");
+        let error = Details::from_secret(
+            &password,
+            &tags(&[("CredentialId", "app"), ("ProviderAddress", "postgresql://h/db")]),
+            &MYSQL,
+        )
+        .unwrap_err();
+        assert!(error.contains("must be mysql://host[:port][/database]"), "{error}");
     }
 }
