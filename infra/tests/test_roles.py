@@ -22,7 +22,7 @@ import pytest
 from pycep import BicepParser
 
 INFRA = Path(__file__).resolve().parent.parent
-HANDLERS = ["near-expiry", "expired", "new-version", "test-event"]
+HANDLERS = ["near-expiry", "expired", "new-version", "test-event", "sweep"]
 
 # Built-in role definition ids as the platform publishes them: MicrosoftDocs/azure-docs
 # articles/role-based-access-control/built-in-roles.md (and built-in-roles/security.md, storage.md,
@@ -54,6 +54,7 @@ SCOPES = {
     "notificationSecret",
     "hostStorage",
     "lockContainer",
+    "sweepStateContainer",
     "storageKeyAccounts",
     "insights",
 }
@@ -150,6 +151,8 @@ def privilege_problems(roles: dict) -> list[str]:
                 problems.append(f"{h} holds Key Vault Administrator")
             if scope == "lockContainer" and role != "Storage Blob Data Contributor":
                 problems.append(f"{h} holds {role} on the shared lock container (leases need Contributor only)")
+            if scope == "sweepStateContainer" and (h != "sweep" or role != "Storage Blob Data Contributor"):
+                problems.append(f"{h} holds {role} on the sweep's state container (only the sweep, Contributor only)")
     for g in roles["everyHandler"]:
         if g["scope"] == "vault":
             problems.append(f"every handler gets {g['role']} on the whole vault")
