@@ -123,12 +123,30 @@ enum Handling {
 }
 
 impl Handling {
-    /// The handler bound to its dependencies by `bind`, or the configuration error.
-    fn with<D, E: fmt::Display>(deps: Result<D, E>, bind: impl FnOnce(Arc<D>) -> BoxedHandler) -> Self {
-        match deps {
-            Ok(deps) => Handling::Ready(bind(Arc::new(deps))),
-            Err(error) => Handling::NotConfigured(error.to_string().into()),
-        }
+    /// `handler` bound to its dependencies, its input decoded by `decode` (into the id and type the logs name
+    /// it by, and the typed input); or the configuration error every invocation fails with.
+    fn bind<D, E, I, F, Fut>(
+        deps: Result<D, E>,
+        decode: impl Fn(Value) -> Result<(String, String, I), String> + Send + Sync + 'static,
+        handler: F,
+    ) -> Self
+    where
+        D: Send + Sync + 'static,
+        E: fmt::Display,
+        I: Send + 'static,
+        F: Fn(I, Arc<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, HandlerError>> + Send + 'static,
+    {
+        let deps = match deps {
+            Ok(deps) => Arc::new(deps),
+            Err(error) => return Handling::NotConfigured(error.to_string().into()),
+        };
+        let handler = Arc::new(handler);
+        Handling::Ready(Arc::new(move |raw: Value| {
+            let (id, kind, input) = decode(raw)?;
+            let (deps, handler) = (Arc::clone(&deps), Arc::clone(&handler));
+            Ok(Decoded { id, kind, call: Box::new(move || Box::pin(handler(input, deps)) as HandlerFuture) })
+        }))
     }
 }
 
@@ -166,18 +184,11 @@ impl Invoker {
         F: Fn(Event, Arc<D>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Outcome, HandlerError>> + Send + 'static,
     {
-        let handler = Arc::new(handler);
-        let target = Handling::with(deps, move |deps: Arc<D>| -> BoxedHandler {
-            Arc::new(move |raw: Value| {
-                let event = Event::from_value(raw).map_err(|error| error.to_string())?;
-                let (deps, handler) = (Arc::clone(&deps), Arc::clone(&handler));
-                Ok(Decoded {
-                    id: event.id.clone(),
-                    kind: event.event_type().to_owned(),
-                    call: Box::new(move || Box::pin(handler(event, deps)) as HandlerFuture),
-                })
-            })
-        });
+        let decode = |raw: Value| {
+            let event = Event::from_value(raw).map_err(|error| error.to_string())?;
+            Ok((event.id.clone(), event.event_type().to_owned(), event))
+        };
+        let target = Handling::bind(deps, decode, handler);
         Invoker { function, trigger: Trigger::EventGrid, target, in_flight: InFlight::default() }
     }
 
@@ -190,18 +201,11 @@ impl Invoker {
         F: Fn(Tick, Arc<D>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Outcome, HandlerError>> + Send + 'static,
     {
-        let handler = Arc::new(handler);
-        let target = Handling::with(deps, move |deps: Arc<D>| -> BoxedHandler {
-            Arc::new(move |raw: Value| {
-                let tick = Tick::from_value(&raw).map_err(|error| error.to_string())?;
-                let (deps, handler) = (Arc::clone(&deps), Arc::clone(&handler));
-                Ok(Decoded {
-                    id: tick.id.clone().unwrap_or_default(),
-                    kind: "timer".to_owned(),
-                    call: Box::new(move || Box::pin(handler(tick, deps)) as HandlerFuture),
-                })
-            })
-        });
+        let decode = |raw: Value| {
+            let tick = Tick::from_value(&raw).map_err(|error| error.to_string())?;
+            Ok((tick.id.clone().unwrap_or_default(), "timer".to_owned(), tick))
+        };
+        let target = Handling::bind(deps, decode, handler);
         Invoker { function, trigger: Trigger::Timer, target, in_flight: InFlight::default() }
     }
 

@@ -185,7 +185,7 @@ mod tests {
             Paged { channel: "c1-opsgenie".into(), object: ObjectVersion::new("kv1", ObjectKind::Secret, "db", "v1") };
         store.record(&paged).await.unwrap();
         store.record(&paged).await.unwrap();
-        assert_eq!(store.list().await.unwrap(), [paged.clone()]);
+        assert_eq!(store.list().await.unwrap(), std::slice::from_ref(&paged));
         store.forget(&paged).await.unwrap();
         store.forget(&paged).await.unwrap();
         assert!(store.list().await.unwrap().is_empty());

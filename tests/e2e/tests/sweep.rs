@@ -53,7 +53,7 @@ async fn world() -> World {
         sink.webhook_channel(),
         pagerduty.channel_url(ROUTING_KEY)
     );
-    let container = format!("sweep-e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let container = format!("sweep-e2e-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
     let mut settings: Vec<(String, String)> =
         stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
     settings.extend(fast_retries());
@@ -72,7 +72,8 @@ async fn world() -> World {
 
 impl World {
     fn seed(&self, name: &str, days: i64) -> String {
-        let value = format!("value-{name}-{}", uuid::Uuid::new_v4().simple());
+        // A distinct value per version, for the leak scan.
+        let value = format!("value-{name}-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
         seed_secret(&self.chain.stack, VAULT, name, &value, days, Default::default())
     }
 
@@ -151,19 +152,19 @@ async fn each_threshold_fires_once_per_version_across_sweeps_and_a_restart_and_a
         .await
         .expect("the host restarts the killed handler");
         println!("restarted: {restarted:?}");
-        let restarted = &world.chain.host;
-        let again = sweep(restarted).await;
+        let host = &world.chain.host;
+        let again = sweep(host).await;
         assert!(again.contains("0 notices in 0 digest messages, 0 pages"), "{again}");
         assert_eq!(world.sink.accepted_on("/").len(), 2, "{:#?}", world.sink.received());
         assert_eq!(world.pages().len(), 1);
 
         // api-key is rotated: the next sweep resolves its page, once; the new version is far from expiry.
         world.seed("api-key", 90);
-        let resolved = sweep(&restarted).await;
+        let resolved = sweep(host).await;
         assert!(resolved.contains("1 pages resolved"), "{resolved}");
         assert_eq!(world.pages()[1], ("resolve".to_owned(), key.clone()));
         assert_eq!(world.pagerduty.alerts(ROUTING_KEY)[&key].status, "resolved");
-        sweep(&restarted).await;
+        sweep(host).await;
         assert_eq!(world.pages().len(), 2, "resolved once");
         world.chain.assert_no_secret_leaked(&[VAULT], world.sink.bodies());
         world.chain.shutdown().await;
