@@ -89,6 +89,9 @@ param storageKeyAccountIds array = []
 @description('Grant expired the write roles its opt-in actions (emergency rotation, disable) need. false: read-only.')
 param expiredActionsEnabled bool = false
 
+@description('Let the sweep repair lost near-expiry events: it rotates opted-in objects near-expiry should have rotated (KEYTURN_SWEEP_REPAIR), and holds near-expiry\'s write roles for it. false: the sweep only reads.')
+param sweepRepairEnabled bool = false
+
 @description('Blob container (in the shared state account) holding the rotation locks (KEYTURN_LOCK_CONTAINER).')
 param lockContainerName string = 'keyturn-locks'
 
@@ -175,6 +178,7 @@ var roles = loadJsonContent('../roles.json')
 var grantFlags = {
   always: true
   expiredActionsEnabled: expiredActionsEnabled
+  sweepRepairEnabled: sweepRepairEnabled
 }
 
 // The Event Grid system topic's identity writes dead letters (not a handler, so not in roles.json).
@@ -404,6 +408,7 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
       KEYTURN_SWEEP_STATE_ACCOUNT_URL: state.properties.primaryEndpoints.blob
       KEYTURN_SWEEP_STATE_CONTAINER: sweepStateContainer.name
       KEYTURN_SWEEP_SCHEDULE: sweepSchedule
+      KEYTURN_SWEEP_REPAIR: sweepRepairEnabled ? 'on' : 'off'
     } : {})
   }
 }]

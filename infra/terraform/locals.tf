@@ -45,6 +45,7 @@ locals {
   grant_flags = {
     always                = true
     expiredActionsEnabled = var.expired_actions_enabled
+    sweepRepairEnabled    = var.sweep_repair_enabled
   }
 
   # The Event Grid system topic's identity writes dead letters (not a handler, so not in roles.json).
@@ -125,6 +126,7 @@ locals {
           KEYTURN_SWEEP_STATE_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
           KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null
+          KEYTURN_SWEEP_REPAIR            = h == "sweep" ? (var.sweep_repair_enabled ? "on" : "off") : null
         } : k => v if v != null
       },
     )

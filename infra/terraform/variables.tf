@@ -117,6 +117,12 @@ variable "expired_actions_enabled" {
   default     = false
 }
 
+variable "sweep_repair_enabled" {
+  description = "Let the sweep repair lost near-expiry events: it rotates opted-in objects near-expiry should have rotated (KEYTURN_SWEEP_REPAIR), and holds near-expiry's write roles for it. false: the sweep only reads."
+  type        = bool
+  default     = false
+}
+
 variable "storage_key_account_ids" {
   description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none."
   type        = list(string)

@@ -58,7 +58,7 @@ SCOPES = {
     "storageKeyAccounts",
     "insights",
 }
-FLAGS = {"expiredActionsEnabled"}
+FLAGS = {"expiredActionsEnabled", "sweepRepairEnabled"}
 
 # Roles that may read a secret's value (secrets/getSecret/action), per the reference's dataActions table.
 READS_SECRET_VALUES = {
@@ -179,9 +179,20 @@ def privilege_problems(roles: dict) -> list[str]:
             if scope in {"mirrorVaults", "storageKeyAccounts", "canarySecret"} and role in VAULT_WRITERS | {
                 "Storage Account Key Operator Service Role"
             }:
-                owner = {"mirrorVaults": "new-version", "storageKeyAccounts": "near-expiry", "canarySecret": "test-event"}
-                if owner[scope] != h:
-                    problems.append(f"{h} may write {scope}, which only {owner[scope]} needs")
+                # The sweep's repair (sweepRepairEnabled) rotates what near-expiry would, through the same engine.
+                owner = {
+                    "mirrorVaults": {"new-version"},
+                    "storageKeyAccounts": {"near-expiry", "sweep"},
+                    "canarySecret": {"test-event"},
+                }
+                if h not in owner[scope]:
+                    problems.append(f"{h} may write {scope}, which only {' and '.join(sorted(owner[scope]))} needs")
+    # Without its repair flag the sweep only reads the vault and writes its own state.
+    if grants(roles, "sweep") - {g for g in grants(roles, "expired") if g[1] != "vault"} != {
+        ("Key Vault Reader", "vault"),
+        ("Storage Blob Data Contributor", "sweepStateContainer"),
+    }:
+        problems.append("sweep holds more than Reader on the vault and its state container without sweepRepairEnabled")
     return problems
 
 

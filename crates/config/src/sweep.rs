@@ -24,6 +24,8 @@ pub const SWEEP_ROUTES: &str = "KEYTURN_SWEEP_ROUTES";
 /// were paged).
 pub const SWEEP_STATE_ACCOUNT_URL: &str = "KEYTURN_SWEEP_STATE_ACCOUNT_URL";
 pub const SWEEP_STATE_CONTAINER: &str = "KEYTURN_SWEEP_STATE_CONTAINER";
+/// `on`: the sweep rotates an opted-in object whose near-expiry rotation did not happen (a lost event).
+pub const SWEEP_REPAIR: &str = "KEYTURN_SWEEP_REPAIR";
 
 /// Where the sweep keeps its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub struct SweepSettings {
     /// The routing table, unparsed; `None`: every severity to every channel.
     pub routes: Option<String>,
     pub state: SweepState,
+    /// Missed-event repair is on (its identity then holds near-expiry's write roles).
+    pub repair: bool,
 }
 
 impl SweepSettings {
@@ -67,17 +71,29 @@ impl SweepSettings {
         let state = blob_container(env, SWEEP_STATE_ACCOUNT_URL, SWEEP_STATE_CONTAINER, "sweep state", "keyturn-sweep")
             .map_err(|mut found| errors.append(&mut found))
             .ok();
-        match (warning, critical, state) {
-            (Some(warning_within_days), Some(critical_within_days), Some(state)) if errors.is_empty() => Ok(Self {
-                thresholds: env.get(SWEEP_THRESHOLDS),
-                warning_within_days,
-                critical_within_days,
-                routes: env.get(SWEEP_ROUTES),
-                state: match state {
-                    None => SweepState::InMemory,
-                    Some((account_url, container)) => SweepState::Blob { account_url, container },
-                },
-            }),
+        let repair = match env.get(SWEEP_REPAIR).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("off" | "false") => Some(false),
+            Some("on" | "true") => Some(true),
+            Some(_) => {
+                let raw = env.get(SWEEP_REPAIR).unwrap_or_default();
+                errors.push(ConfigError::invalid(SWEEP_REPAIR, &raw, "on or off"));
+                None
+            }
+        };
+        match (warning, critical, state, repair) {
+            (Some(warning_within_days), Some(critical_within_days), Some(state), Some(repair)) if errors.is_empty() => {
+                Ok(Self {
+                    thresholds: env.get(SWEEP_THRESHOLDS),
+                    warning_within_days,
+                    critical_within_days,
+                    routes: env.get(SWEEP_ROUTES),
+                    state: match state {
+                        None => SweepState::InMemory,
+                        Some((account_url, container)) => SweepState::Blob { account_url, container },
+                    },
+                    repair,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -103,7 +119,8 @@ mod tests {
                 warning_within_days: 30,
                 critical_within_days: 7,
                 routes: None,
-                state: SweepState::InMemory
+                state: SweepState::InMemory,
+                repair: false,
             }
         );
     }
@@ -117,8 +134,10 @@ mod tests {
             ("KEYTURN_SWEEP_ROUTES", "critical=pagerduty"),
             ("KEYTURN_SWEEP_STATE_ACCOUNT_URL", "https://state.blob.core.windows.net/"),
             ("KEYTURN_SWEEP_STATE_CONTAINER", "keyturn-sweep"),
+            ("KEYTURN_SWEEP_REPAIR", "On"),
         ])
         .unwrap();
+        assert!(settings.repair);
         assert_eq!(settings.thresholds.as_deref(), Some("30,7,0"));
         assert_eq!((settings.warning_within_days, settings.critical_within_days), (14, 3));
         assert_eq!(settings.routes.as_deref(), Some("critical=pagerduty"));
@@ -128,10 +147,14 @@ mod tests {
             ("KEYTURN_SWEEP_WARNING_DAYS", "5"),
             ("KEYTURN_SWEEP_CRITICAL_DAYS", "9"),
             ("KEYTURN_SWEEP_STATE_CONTAINER", "x"),
+            ("KEYTURN_SWEEP_REPAIR", "sometimes"),
         ])
         .unwrap_err();
         let variables: Vec<&str> = errors.iter().map(ConfigError::variable).collect();
-        assert_eq!(variables, ["KEYTURN_SWEEP_CRITICAL_DAYS", "KEYTURN_SWEEP_STATE_ACCOUNT_URL"]);
+        assert_eq!(
+            variables,
+            ["KEYTURN_SWEEP_CRITICAL_DAYS", "KEYTURN_SWEEP_STATE_ACCOUNT_URL", "KEYTURN_SWEEP_REPAIR"]
+        );
         assert!(errors[0].to_string().contains("critical must be the nearer to expiry"), "{}", errors[0]);
     }
 }

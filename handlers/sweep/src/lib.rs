@@ -17,6 +17,11 @@
 //!    released, so the next sweep sends it (and nothing a channel accepted is sent to it twice);
 //! 6. resolve the pages of objects now on a newer version, and forget them once the pager accepted.
 //!
+//! With `KEYTURN_SWEEP_REPAIR=on`, step 3 also repairs a lost near-expiry event: an opted-in object more than
+//! six hours inside Key Vault's 30-day window, not expired, still on the version that should have rotated, is
+//! rotated through the rotation engine (near-expiry's idempotent, locked path), unless its
+//! `KeyturnRotationWindow` is closed and opens before its expiry.
+//!
 //! The outcome is `done` with the counts; when a vault could not be listed or a delivery failed, the
 //! invocation fails (retryable) with the same counts, after doing everything else, so monitoring sees it
 //! and the next tick picks up what is left.
@@ -71,6 +76,8 @@ pub struct SweepPolicy {
     pub thresholds: Thresholds,
     pub escalation: Escalation,
     pub routes: Routes,
+    /// Missed-event repair (`KEYTURN_SWEEP_REPAIR=on`).
+    pub repair: bool,
 }
 
 /// Everything a sweep needs, built once per process: the handlers' shared [`Deps`] (vaults, notifier,
@@ -141,7 +148,7 @@ pub fn policy(core: &Deps) -> Result<SweepPolicy, SweepDepsError> {
             tracing::warn!(%severity, "no channel is routed this severity: its thresholds are claimed by nobody and not sent");
         }
     }
-    Ok(SweepPolicy { thresholds, escalation, routes })
+    Ok(SweepPolicy { thresholds, escalation, routes, repair: sweep.repair })
 }
 
 /// One tick: one sweep pass (see the crate documentation).

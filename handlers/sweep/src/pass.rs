@@ -8,9 +8,11 @@ use futures::StreamExt as _;
 use keyturn_events::{KeyVaultEventType, Lifecycle, ObjectKind, ObjectRef};
 use keyturn_notify::{Action, ChannelId, Notice, Notification, Severity};
 use keyturn_rotation::plan::{NEAR_EXPIRY_LEAD_DAYS, Native, ObjectFacts, Plan, plan};
+use keyturn_rotation::{Request, RotationOutcome};
 use keyturn_sweep::paged::Paged;
 use keyturn_sweep::{
-    Claim, ClaimToken, MAX_OBJECTS_PER_MESSAGE, ObjectVersion, THRESHOLDS_TAG, ThresholdKey, Thresholds, digest,
+    Claim, ClaimToken, MAX_OBJECTS_PER_MESSAGE, ObjectVersion, ROTATION_WINDOW_TAG, RotationWindows, THRESHOLDS_TAG,
+    ThresholdKey, Thresholds, WindowDecision, digest,
 };
 use keyturn_vault::inventory::{Collection, Listed, current};
 
@@ -34,6 +36,9 @@ pub struct Report {
     pub resolved: usize,
     /// Claims released for a later sweep (their channel failed).
     pub released: usize,
+    /// Missed near-expiry rotations the sweep made (repair on), and those held to their rotation window.
+    pub repaired: usize,
+    pub deferred: usize,
     /// What went wrong: a vault that could not be listed, a channel that refused.
     pub failures: Vec<String>,
 }
@@ -43,8 +48,16 @@ impl Report {
     pub fn summary(&self) -> String {
         format!(
             "swept {} objects in {} vaults: {} notices in {} digest messages, {} pages, {} pages resolved; {} \
-             deliveries left for the next sweep",
-            self.objects, self.vaults, self.notices, self.messages, self.pages, self.resolved, self.released
+             deliveries left for the next sweep; {} missed rotations repaired, {} held to their rotation window",
+            self.objects,
+            self.vaults,
+            self.notices,
+            self.messages,
+            self.pages,
+            self.resolved,
+            self.released,
+            self.repaired,
+            self.deferred
         )
     }
 }
@@ -70,6 +83,18 @@ struct Found {
     claimed: Vec<Claimed>,
     resolves: Vec<Resolve>,
     failures: Vec<String>,
+    repaired: usize,
+    deferred: usize,
+}
+
+impl Found {
+    fn absorb(&mut self, other: Found) {
+        self.claimed.extend(other.claimed);
+        self.resolves.extend(other.resolves);
+        self.failures.extend(other.failures);
+        self.repaired += other.repaired;
+        self.deferred += other.deferred;
+    }
 }
 
 /// Runs one pass at `now`.
@@ -97,11 +122,10 @@ pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> Report {
     let mut found = Found::default();
     for (objects, vault_found) in futures::future::join_all(surveys).await {
         report.objects += objects;
-        found.claimed.extend(vault_found.claimed);
-        found.resolves.extend(vault_found.resolves);
-        found.failures.extend(vault_found.failures);
+        found.absorb(vault_found);
     }
     report.failures.extend(found.failures);
+    (report.repaired, report.deferred) = (found.repaired, found.deferred);
     deliver(deps, found.claimed, &sweep_id, now, &mut report).await;
     resolve(deps, found.resolves, now, &mut report).await;
     tracing::info!(
@@ -138,9 +162,7 @@ async fn survey_vault(
             .buffer_unordered(OBJECTS_AT_ONCE);
         let results: Vec<Found> = objects.collect().await;
         for result in results {
-            found.claimed.extend(result.claimed);
-            found.resolves.extend(result.resolves);
-            found.failures.extend(result.failures);
+            found.absorb(result);
         }
     }
     (listed, found)
@@ -180,7 +202,10 @@ async fn survey_object(
         };
     let due = item.expires.and_then(|expires| thresholds.due(expires, now, &policy.escalation).map(|d| (expires, d)));
     let stale_pages = paged.get(&(vault.to_owned(), kind, item.name.to_ascii_lowercase()));
-    if due.is_none() && stale_pages.is_none() {
+    let repair_candidate = policy.repair
+        && item.tags.contains_key(keyturn_rotation::policy::ROTATION)
+        && item.expires.is_some_and(|expires| in_repair_window(expires, now));
+    if due.is_none() && stale_pages.is_none() && !repair_candidate {
         return found;
     }
 
@@ -200,19 +225,30 @@ async fn survey_object(
             found.resolves.push(Resolve { paged: page.clone(), current: version.clone() });
         }
     }
-    let Some((expires, due)) = due else { return found };
-
     let providers = deps.core.engine().providers().names();
     let facts = ObjectFacts { kind, event_version: None, latest_version: &version, tags: &item.tags };
     let decided = plan(&facts, &Native::Unread, &providers);
     if let Ok(Plan::Replica { .. }) = decided {
         return found;
     }
+    let Some(object) = ObjectRef::new(vault, kind, &item.name, &version) else { return found };
+    if repair_candidate && rotates(&decided) {
+        match repair(deps, &object, &item.tags, item.expires, sweep_id, now).await {
+            // A new version: the old one's notices no longer apply; the next sweep starts from the new one.
+            Ok(Repair::Rotated) => {
+                found.repaired += 1;
+                return found;
+            }
+            Ok(Repair::Deferred) => found.deferred += 1,
+            Ok(Repair::NothingDone) => {}
+            Err(failure) => found.failures.push(failure),
+        }
+    }
+    let Some((expires, due)) = due else { return found };
     let mut what = plan_phrase(&decided);
     if let Some(problem) = tag_problem {
         what = format!("{what} (tag problem, the default thresholds apply: {problem})");
     }
-    let Some(object) = ObjectRef::new(vault, kind, &item.name, &version) else { return found };
     let notice = Notice { object, expires, threshold: due.threshold, severity: due.severity, plan: what };
     let state_object = ObjectVersion::new(vault, kind, &item.name, &version);
     for channel in policy.routes.channels(due.severity) {
@@ -226,6 +262,65 @@ async fn survey_object(
         }
     }
     found
+}
+
+/// How long after Key Vault's near-expiry point (30 days before expiry) the sweep waits before it takes a
+/// rotation that did not happen for a lost event: the event path goes first, and a delivery still in Event
+/// Grid's first retries is not raced.
+const REPAIR_GRACE: chrono::Duration = chrono::Duration::hours(6);
+
+/// Inside Key Vault's near-expiry window (after the grace) and not yet expired: an expired object is the
+/// `expired` handler's, with its own opt-in action.
+fn in_repair_window(expires: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now >= keyturn_rotation::plan::near_expiry_at(expires) + REPAIR_GRACE && now < expires
+}
+
+/// Plans near-expiry carries out by making a new version.
+fn rotates(decided: &Result<Plan, keyturn_rotation::policy::PolicyError>) -> bool {
+    matches!(
+        decided,
+        Ok(Plan::RotateSecret { .. } | Plan::RotateKey | Plan::RenewCertificate { .. } | Plan::ReadNativePolicy)
+    )
+}
+
+/// What a repair did.
+#[derive(Debug)]
+enum Repair {
+    Rotated,
+    /// Outside the object's rotation window, which opens before its expiry.
+    Deferred,
+    /// The engine decided otherwise (native policy, manual action, already rotated).
+    NothingDone,
+}
+
+/// Rotates `object` (its current version) through the rotation engine, the same idempotent, locked path
+/// near-expiry takes: a rotation that near-expiry makes meanwhile is seen under the lock and not repeated.
+async fn repair(
+    deps: &SweepDeps,
+    object: &ObjectRef,
+    tags: &keyturn_vault::model::Tags,
+    expires: Option<DateTime<Utc>>,
+    sweep_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Repair, String> {
+    let windows = RotationWindows::for_object(tags.get(ROTATION_WINDOW_TAG).map(String::as_str))
+        .map_err(|error| format!("{} {}/{}: {error}", object.kind(), object.vault(), object.name()))?;
+    if let WindowDecision::Deferred { until } = WindowDecision::decide(windows.as_ref(), expires, now) {
+        tracing::info!(object = %object.described(), %until, "missed rotation held to its rotation window");
+        return Ok(Repair::Deferred);
+    }
+    let request = Request { object: object.clone(), event_id: format!("{sweep_id}-repair") };
+    match deps.core.engine().rotate(&request).await {
+        Ok(outcome @ (RotationOutcome::Rotated { .. } | RotationOutcome::RenewalStarted { .. })) => {
+            tracing::info!(object = %object.described(), outcome = outcome.label(), "missed near-expiry rotation repaired");
+            Ok(Repair::Rotated)
+        }
+        Ok(outcome) => {
+            tracing::info!(object = %object.described(), outcome = outcome.label(), "missed rotation: nothing to do");
+            Ok(Repair::NothingDone)
+        }
+        Err(error) => Err(format!("repairing the missed rotation of {}: {error}", object.described())),
+    }
 }
 
 /// What keyturn will do with the object, in a few words, from the same plan near-expiry carries out.

@@ -26,7 +26,11 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn world(routes: &str) -> (World, Arc<SweepDeps>) {
-    let world = World::new(&[("KEYTURN_SWEEP_ROUTES", routes)], CHANNELS).unwrap();
+    world_with(&[("KEYTURN_SWEEP_ROUTES", routes)])
+}
+
+fn world_with(settings: &[(&str, &str)]) -> (World, Arc<SweepDeps>) {
+    let world = World::new(settings, CHANNELS).unwrap();
     let policy = policy(&world.deps).unwrap();
     let deps = SweepDeps::from_parts(
         world.deps.clone(),
@@ -158,4 +162,59 @@ async fn replicas_and_disabled_or_unexpiring_objects_are_not_notified() {
     let report = run(&deps, t0()).await;
     assert_eq!((report.objects, report.notices), (2, 0), "{report:?}");
     assert!(world.notifier.sent_to().is_empty());
+}
+
+const OPTED_IN: &[(&str, &str)] = &[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")];
+
+/// A lost near-expiry event: with repair on, the sweep rotates an opted-in object inside the 30-day window
+/// once (the new version is then far from its thresholds), holds one whose window is closed, and leaves
+/// alone what is not opted in, not yet in the window, or has expired.
+#[tokio::test]
+async fn with_repair_on_a_missed_rotation_is_made_once_through_the_engine() {
+    let (world, deps) = world_with(&[("KEYTURN_SWEEP_ROUTES", "warning=slack"), ("KEYTURN_SWEEP_REPAIR", "on")]);
+    let now = Utc::now();
+    secret(&world, "db-password", "v1", now + Duration::days(20), OPTED_IN);
+    secret(&world, "manual", "m1", now + Duration::days(20), &[]);
+    secret(&world, "early", "e1", now + Duration::days(40), OPTED_IN);
+    secret(&world, "gone", "g1", now - Duration::days(1), OPTED_IN);
+    // A window two hours from now, every day: closed now, open long before the expiry.
+    let start = (now + Duration::hours(2)).format("%H:00").to_string();
+    let end = (now + Duration::hours(3)).format("%H:00").to_string();
+    let window = format!("{start}-{end} UTC");
+    let mut held: Vec<(&str, &str)> = OPTED_IN.to_vec();
+    held.push(("KeyturnRotationWindow", &window));
+    secret(&world, "held", "h1", now + Duration::days(20), &held);
+
+    let report = run(&deps, now).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!((report.repaired, report.deferred), (1, 1), "{report:?}");
+    let versions = world.vault.versions_of("kv-one", Collection::Secrets, "db-password");
+    assert_eq!(versions.len(), 2, "one rotation");
+    assert!(versions[1].expires.unwrap() > now + Duration::days(59), "the new version's validity");
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "manual"), 1);
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "early"), 1);
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "gone"), 1, "expired: the expired handler's");
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "held"), 1);
+    let names: Vec<String> = world
+        .notifier
+        .sent_to()
+        .iter()
+        .flat_map(|(_, sent)| match sent {
+            Sent::Digest(d) => {
+                d.groups.iter().flat_map(|g| g.notices.iter().map(|n| n.object.name().to_owned())).collect()
+            }
+            Sent::Notification(_) => Vec::new(),
+        })
+        .collect();
+    assert!(!names.contains(&"db-password".to_owned()), "the rotated version is not warned about: {names:?}");
+
+    let again = run(&deps, now + Duration::hours(1)).await;
+    assert_eq!(again.repaired, 0, "{again:?}");
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "db-password"), 2);
+
+    // Repair off (the default): nothing is rotated.
+    let (off, off_deps) = world_with(&[("KEYTURN_SWEEP_ROUTES", "warning=slack")]);
+    secret(&off, "db-password", "v1", now + Duration::days(20), OPTED_IN);
+    assert_eq!(run(&off_deps, now).await.repaired, 0);
+    assert_eq!(off.vault.count("kv-one", Collection::Secrets, "db-password"), 1);
 }

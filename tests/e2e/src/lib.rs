@@ -231,7 +231,22 @@ impl Chain {
         binary: &Path,
         settings: Vec<(String, String)>,
     ) -> Chain {
-        let host = start_timer_host(&stack, function, binary, settings).await;
+        let deployment = deployment_of(&stack, &settings);
+        Self::start_timer_as(stack, function, binary, settings, deployment).await
+    }
+
+    /// [`Chain::start_timer`] with the deployment given (a `when` flag on).
+    ///
+    /// # Panics
+    /// When the handler does not become ready.
+    pub async fn start_timer_as(
+        stack: keyturn_local::stack::LocalStack,
+        function: &str,
+        binary: &Path,
+        settings: Vec<(String, String)>,
+        deployment: Deployment,
+    ) -> Chain {
+        let host = start_timer_host_as(&stack, function, binary, settings, deployment).await;
         Chain { stack, host, function: function.to_owned() }
     }
 
@@ -281,8 +296,18 @@ pub async fn start_timer_host(
     binary: &Path,
     settings: Vec<(String, String)>,
 ) -> FunctionsHost {
-    let app = FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
     let deployment = deployment_of(stack, &settings);
+    start_timer_host_as(stack, function, binary, settings, deployment).await
+}
+
+async fn start_timer_host_as(
+    stack: &keyturn_local::stack::LocalStack,
+    function: &str,
+    binary: &Path,
+    settings: Vec<(String, String)>,
+    deployment: Deployment,
+) -> FunctionsHost {
+    let app = FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
     SubscribedHandler::new(function, binary)
         .unsubscribed()
         .identity(deployment)

@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use keyturn_e2e::receivers::{HttpSink, http_sink};
-use keyturn_e2e::{Chain, bounded, fast_retries, fast_stack, seed_secret, start_timer_host, workspace_binary};
+use keyturn_e2e::{
+    Chain, bounded, deployment_of, fast_retries, fast_stack, seed_secret, start_timer_host, tags, workspace_binary,
+};
 use keyturn_local::functions_host::{FunctionsHost, InvocationError, WorkerStatus};
 use keyturn_local::paging::PagerDutyReceiver;
 use serde_json::Value;
@@ -34,6 +36,11 @@ const MISSING: &str = "run ./scripts/test, which starts Azurite (or: source scri
 /// The stack, the receivers, and the sweep with its state in a fresh Azurite container; warnings to the
 /// webhook and Slack (digests), critical to Slack and PagerDuty.
 async fn world() -> World {
+    world_with(&[], &[]).await
+}
+
+/// [`world`] with more settings and the deployment's `when` flags on.
+async fn world_with(extra: &[(&str, &str)], flags: &[&str]) -> World {
     let azurite = std::env::var("KEYTURN_TEST_AZURITE_BLOB_URL")
         .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_BLOB_URL is not set: {MISSING}"));
     let azurite_ca = std::env::var("KEYTURN_TEST_AZURITE_CA_FILE")
@@ -66,7 +73,10 @@ async fn world() -> World {
     ] {
         settings.push((name.to_owned(), value));
     }
-    let chain = Chain::start_timer(stack, FUNCTION, &workspace_binary(FUNCTION), settings.clone()).await;
+    settings.extend(extra.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
+    let mut deployment = deployment_of(&stack, &settings);
+    deployment.flags.extend(flags.iter().map(|flag| (*flag).to_owned()));
+    let chain = Chain::start_timer_as(stack, FUNCTION, &workspace_binary(FUNCTION), settings.clone(), deployment).await;
     World { chain, sink, pagerduty, settings, _dir: dir }
 }
 
@@ -234,6 +244,36 @@ async fn a_pager_that_is_down_gets_the_page_on_a_later_sweep_and_the_others_noth
         let key = format!("keyturn:{VAULT}:secret:api-key:{version}");
         assert_eq!(world.pages(), [("trigger".to_owned(), key)]);
         assert_eq!(world.digests("/services/").len(), 1, "Slack did not get it twice");
+        world.chain.shutdown().await;
+    })
+    .await;
+}
+
+/// A lost near-expiry event repaired: with `KEYTURN_SWEEP_REPAIR=on` and the deployment's `sweepRepairEnabled`
+/// (near-expiry's write roles for the sweep's identity, enforced by the emulator), an opted-in secret 20 days
+/// from expiry is rotated once by the sweep; without the flag's roles the same attempt is refused by RBAC and
+/// reported, never silently skipped.
+#[tokio::test]
+async fn with_repair_on_a_lost_near_expiry_event_is_repaired_once_and_needs_the_flags_roles() {
+    bounded(Duration::from_secs(240), async {
+        let opted_in = [("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")];
+        let world = world_with(&[("KEYTURN_SWEEP_REPAIR", "on")], &["sweepRepairEnabled"]).await;
+        let first = seed_secret(&world.chain.stack, VAULT, "db-password", "value-db-password-1", 20, tags(&opted_in));
+        let swept = sweep(&world.chain.host).await;
+        assert!(swept.contains("1 missed rotations repaired"), "{swept}");
+        let store = world.chain.stack.emulator().store();
+        let latest = store.get_secret(VAULT, "db-password", None).unwrap();
+        assert_ne!(latest.version.version, first, "a new version");
+        let again = sweep(&world.chain.host).await;
+        assert!(again.contains("0 missed rotations repaired"), "{again}");
+        world.chain.shutdown().await;
+
+        // The same without the flag: Key Vault Reader cannot write; the sweep says so and fails the run.
+        let world = world_with(&[("KEYTURN_SWEEP_REPAIR", "on")], &[]).await;
+        seed_secret(&world.chain.stack, VAULT, "db-password", "value-db-password-2", 20, tags(&opted_in));
+        let refused = world.chain.host.invoke_timer(FUNCTION, false).await;
+        let Err(InvocationError::Status { status: 500, body }) = &refused else { panic!("{refused:?}") };
+        assert!(body.contains("repairing the missed rotation of secret kv-one/db-password"), "{body}");
         world.chain.shutdown().await;
     })
     .await;
