@@ -34,12 +34,13 @@ param namePrefix string = 'keyturn'
 @description('Resource id of the existing Key Vault (RBAC permission model) whose events keyturn handles.')
 param keyVaultId string
 
-@description('Handlers to deploy: any of near-expiry, expired, new-version, test-event. Each becomes its own function app with its own identity and host storage; its roles are those infra/roles.json lists for it.')
+@description('Handlers to deploy: any of near-expiry, expired, new-version, test-event, sweep. Each becomes its own function app with its own identity and host storage; its roles are those infra/roles.json lists for it.')
 param handlers array = [
   'near-expiry'
   'expired'
   'new-version'
   'test-event'
+  'sweep'
 ]
 
 @description('FlexConsumption (default, scales to zero) or ElasticPremium (always-warm instances, EP1-EP3).')
@@ -88,8 +89,17 @@ param storageKeyAccountIds array = []
 @description('Grant expired the write roles its opt-in actions (emergency rotation, disable) need. false: read-only.')
 param expiredActionsEnabled bool = false
 
+@description('Let the sweep repair lost near-expiry events: it rotates opted-in objects near-expiry should have rotated (KEYTURN_SWEEP_REPAIR), and holds near-expiry\'s write roles for it. false: the sweep only reads.')
+param sweepRepairEnabled bool = false
+
 @description('Blob container (in the shared state account) holding the rotation locks (KEYTURN_LOCK_CONTAINER).')
 param lockContainerName string = 'keyturn-locks'
+
+@description('Blob container (in the shared state account) holding the sweep\'s state: thresholds fired, versions paged (KEYTURN_SWEEP_STATE_CONTAINER).')
+param sweepStateContainerName string = 'keyturn-sweep'
+
+@description('The sweep\'s NCRONTAB schedule (KEYTURN_SWEEP_SCHEDULE, read by the Functions host); hourly by default.')
+param sweepSchedule string = '0 0 * * * *'
 
 @description('Blob container (in the shared state account) receiving events Event Grid could not deliver.')
 param deadLetterContainerName string = 'keyturn-deadletter'
@@ -124,8 +134,7 @@ param tags object = {
 }
 
 // Event routing per handler. The roles are not here: infra/roles.json holds them, for Bicep, Terraform and the
-// local stack alike. A handler without event types (the timer-triggered sweep, when it comes) gets no
-// subscription.
+// local stack alike. A handler without event types (the timer-triggered sweep) gets no subscription.
 var handlerConfig = {
   'near-expiry': {
     eventTypes: [
@@ -157,6 +166,10 @@ var handlerConfig = {
     ]
     canary: 'only'
   }
+  sweep: {
+    eventTypes: []
+    canary: 'exclude'
+  }
 }
 
 var roles = loadJsonContent('../roles.json')
@@ -165,6 +178,7 @@ var roles = loadJsonContent('../roles.json')
 var grantFlags = {
   always: true
   expiredActionsEnabled: expiredActionsEnabled
+  sweepRepairEnabled: sweepRepairEnabled
 }
 
 // The Event Grid system topic's identity writes dead letters (not a handler, so not in roles.json).
@@ -238,6 +252,15 @@ resource stateBlob 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' =
 resource lockContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: stateBlob
   name: lockContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The sweep's state: which thresholds fired per object version and channel, which versions are paged.
+resource sweepStateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: stateBlob
+  name: sweepStateContainerName
   properties: {
     publicAccess: 'None'
   }
@@ -359,6 +382,7 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
     elasticPremiumSku: elasticPremiumSku
     stateStorageName: state.name
     lockContainerName: lockContainer.name
+    sweepStateContainerName: sweepStateContainer.name
     insightsName: insights.name
     workspaceId: workspace.id
     grantFlags: grantFlags
@@ -380,6 +404,11 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
       KEYTURN_CANARY_SECRET: canarySecretName
     } : {}, h == 'new-version' && !empty(mirrorVaultIds) ? {
       KEYTURN_MIRROR_VAULTS: join(mirrorVaultUrls, ',')
+    } : {}, h == 'sweep' ? {
+      KEYTURN_SWEEP_STATE_ACCOUNT_URL: state.properties.primaryEndpoints.blob
+      KEYTURN_SWEEP_STATE_CONTAINER: sweepStateContainer.name
+      KEYTURN_SWEEP_SCHEDULE: sweepSchedule
+      KEYTURN_SWEEP_REPAIR: sweepRepairEnabled ? 'on' : 'off'
     } : {})
   }
 }]

@@ -1,7 +1,6 @@
 locals {
   # Event routing per handler. The roles are not here: infra/roles.json holds them, for Bicep, Terraform and the
-  # local stack alike. A handler without event types (the timer-triggered sweep, when it comes) gets no
-  # subscription. infra/tests/test_parity.py compares this with handlerConfig in infra/bicep/main.bicep.
+  # local stack alike. A handler without event types (the timer-triggered sweep) gets no subscription. infra/tests/test_parity.py compares this with handlerConfig in infra/bicep/main.bicep.
   handler_config = {
     "near-expiry" = {
       event_types = [
@@ -33,6 +32,10 @@ locals {
       ]
       canary = "only"
     }
+    "sweep" = {
+      event_types = []
+      canary      = "exclude"
+    }
   }
 
   # The role matrix, read from the one file that holds it.
@@ -42,6 +45,7 @@ locals {
   grant_flags = {
     always                = true
     expiredActionsEnabled = var.expired_actions_enabled
+    sweepRepairEnabled    = var.sweep_repair_enabled
   }
 
   # The Event Grid system topic's identity writes dead letters (not a handler, so not in roles.json).
@@ -80,14 +84,15 @@ locals {
   # the plan (an unknown key), so roles.json cannot name a scope this deployment does not wire.
   scope_ids = {
     for h in var.handlers : h => {
-      vault              = [var.key_vault_id]
-      canarySecret       = ["${var.key_vault_id}/secrets/${var.canary_secret_name}"]
-      notificationSecret = local.notify_enabled ? ["${local.notify_vault_id}/secrets/${local.notify_secret_name}"] : []
-      mirrorVaults       = var.mirror_vault_ids
-      storageKeyAccounts = var.storage_key_account_ids
-      hostStorage        = [azurerm_storage_account.host[h].id]
-      lockContainer      = [azurerm_storage_container.locks.id]
-      insights           = [azurerm_application_insights.this.id]
+      vault               = [var.key_vault_id]
+      canarySecret        = ["${var.key_vault_id}/secrets/${var.canary_secret_name}"]
+      notificationSecret  = local.notify_enabled ? ["${local.notify_vault_id}/secrets/${local.notify_secret_name}"] : []
+      mirrorVaults        = var.mirror_vault_ids
+      storageKeyAccounts  = var.storage_key_account_ids
+      hostStorage         = [azurerm_storage_account.host[h].id]
+      lockContainer       = [azurerm_storage_container.locks.id]
+      sweepStateContainer = [azurerm_storage_container.sweep_state.id]
+      insights            = [azurerm_application_insights.this.id]
     }
   }
 
@@ -115,9 +120,13 @@ locals {
       },
       {
         for k, v in {
-          KEYTURN_NOTIFY        = local.notify_enabled ? "@Microsoft.KeyVault(SecretUri=${var.notify_secret_uri})" : null
-          KEYTURN_CANARY_SECRET = h == "test-event" ? var.canary_secret_name : null
-          KEYTURN_MIRROR_VAULTS = h == "new-version" && length(var.mirror_vault_ids) > 0 ? join(",", local.mirror_vault_urls) : null
+          KEYTURN_NOTIFY                  = local.notify_enabled ? "@Microsoft.KeyVault(SecretUri=${var.notify_secret_uri})" : null
+          KEYTURN_CANARY_SECRET           = h == "test-event" ? var.canary_secret_name : null
+          KEYTURN_MIRROR_VAULTS           = h == "new-version" && length(var.mirror_vault_ids) > 0 ? join(",", local.mirror_vault_urls) : null
+          KEYTURN_SWEEP_STATE_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
+          KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
+          KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null
+          KEYTURN_SWEEP_REPAIR            = h == "sweep" ? (var.sweep_repair_enabled ? "on" : "off") : null
         } : k => v if v != null
       },
     )

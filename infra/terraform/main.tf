@@ -69,6 +69,14 @@ resource "azurerm_storage_container" "locks" {
   container_access_type = "private"
 }
 
+# The sweep's state: which thresholds fired per object version and channel, which versions are paged.
+resource "azurerm_storage_container" "sweep_state" {
+  #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.state_blob instead.
+  name                  = var.sweep_state_container_name
+  storage_account_id    = azurerm_storage_account.state.id
+  container_access_type = "private"
+}
+
 resource "azurerm_storage_container" "dead_letter" {
   #checkov:skip=CKV2_AZURE_21:storage insights needs an account key (shared keys are disabled); blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.state_blob instead.
   name                  = var.dead_letter_container_name

@@ -33,13 +33,13 @@ variable "key_vault_id" {
 }
 
 variable "handlers" {
-  description = "Handlers to deploy: any of near-expiry, expired, new-version, test-event. Each becomes its own function app with its own identity and host storage; its roles are those infra/roles.json lists for it."
+  description = "Handlers to deploy: any of near-expiry, expired, new-version, test-event, sweep. Each becomes its own function app with its own identity and host storage; its roles are those infra/roles.json lists for it."
   type        = list(string)
-  default     = ["near-expiry", "expired", "new-version", "test-event"]
+  default     = ["near-expiry", "expired", "new-version", "test-event", "sweep"]
 
   validation {
-    condition     = length(var.handlers) > 0 && alltrue([for h in var.handlers : contains(["near-expiry", "expired", "new-version", "test-event"], h)])
-    error_message = "handlers must be a non-empty subset of near-expiry, expired, new-version, test-event."
+    condition     = length(var.handlers) > 0 && alltrue([for h in var.handlers : contains(["near-expiry", "expired", "new-version", "test-event", "sweep"], h)])
+    error_message = "handlers must be a non-empty subset of near-expiry, expired, new-version, test-event, sweep."
   }
 }
 
@@ -117,6 +117,12 @@ variable "expired_actions_enabled" {
   default     = false
 }
 
+variable "sweep_repair_enabled" {
+  description = "Let the sweep repair lost near-expiry events: it rotates opted-in objects near-expiry should have rotated (KEYTURN_SWEEP_REPAIR), and holds near-expiry's write roles for it. false: the sweep only reads."
+  type        = bool
+  default     = false
+}
+
 variable "storage_key_account_ids" {
   description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none."
   type        = list(string)
@@ -168,6 +174,18 @@ variable "lock_container_name" {
   description = "Blob container (in the shared state account) holding the rotation locks (KEYTURN_LOCK_CONTAINER)."
   type        = string
   default     = "keyturn-locks"
+}
+
+variable "sweep_state_container_name" {
+  description = "Blob container (in the shared state account) holding the sweep's state: thresholds fired, versions paged (KEYTURN_SWEEP_STATE_CONTAINER)."
+  type        = string
+  default     = "keyturn-sweep"
+}
+
+variable "sweep_schedule" {
+  description = "The sweep's NCRONTAB schedule (KEYTURN_SWEEP_SCHEDULE, read by the Functions host); hourly by default."
+  type        = string
+  default     = "0 0 * * * *"
 }
 
 variable "dead_letter_container_name" {

@@ -30,7 +30,7 @@ from referencing.jsonschema import DRAFT201909
 INFRA = Path(__file__).resolve().parent.parent
 ROOT = INFRA.parent
 SCHEMA = json.loads((Path(__file__).resolve().parent / "azd" / "azure.yaml.schema.json").read_text())
-HANDLERS = ["near-expiry", "expired", "new-version", "test-event"]
+HANDLERS = ["near-expiry", "expired", "new-version", "test-event", "sweep"]
 
 
 def no_network(uri: str) -> Resource:

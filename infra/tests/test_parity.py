@@ -22,7 +22,7 @@ import pytest
 from pycep import BicepParser
 
 INFRA = Path(__file__).resolve().parent.parent
-HANDLERS = ["near-expiry", "expired", "new-version", "test-event"]
+HANDLERS = ["near-expiry", "expired", "new-version", "test-event", "sweep"]
 
 # ARM resource type (Bicep) -> Terraform resource type. blobServices is a block of azurerm_storage_account;
 # the function apps are azapi_resource, named by the ARM type they carry.

@@ -22,7 +22,7 @@ import pytest
 from pycep import BicepParser
 
 INFRA = Path(__file__).resolve().parent.parent
-HANDLERS = ["near-expiry", "expired", "new-version", "test-event"]
+HANDLERS = ["near-expiry", "expired", "new-version", "test-event", "sweep"]
 
 # Built-in role definition ids as the platform publishes them: MicrosoftDocs/azure-docs
 # articles/role-based-access-control/built-in-roles.md (and built-in-roles/security.md, storage.md,
@@ -54,10 +54,11 @@ SCOPES = {
     "notificationSecret",
     "hostStorage",
     "lockContainer",
+    "sweepStateContainer",
     "storageKeyAccounts",
     "insights",
 }
-FLAGS = {"expiredActionsEnabled"}
+FLAGS = {"expiredActionsEnabled", "sweepRepairEnabled"}
 
 # Roles that may read a secret's value (secrets/getSecret/action), per the reference's dataActions table.
 READS_SECRET_VALUES = {
@@ -150,6 +151,8 @@ def privilege_problems(roles: dict) -> list[str]:
                 problems.append(f"{h} holds Key Vault Administrator")
             if scope == "lockContainer" and role != "Storage Blob Data Contributor":
                 problems.append(f"{h} holds {role} on the shared lock container (leases need Contributor only)")
+            if scope == "sweepStateContainer" and (h != "sweep" or role != "Storage Blob Data Contributor"):
+                problems.append(f"{h} holds {role} on the sweep's state container (only the sweep, Contributor only)")
     for g in roles["everyHandler"]:
         if g["scope"] == "vault":
             problems.append(f"every handler gets {g['role']} on the whole vault")
@@ -176,9 +179,20 @@ def privilege_problems(roles: dict) -> list[str]:
             if scope in {"mirrorVaults", "storageKeyAccounts", "canarySecret"} and role in VAULT_WRITERS | {
                 "Storage Account Key Operator Service Role"
             }:
-                owner = {"mirrorVaults": "new-version", "storageKeyAccounts": "near-expiry", "canarySecret": "test-event"}
-                if owner[scope] != h:
-                    problems.append(f"{h} may write {scope}, which only {owner[scope]} needs")
+                # The sweep's repair (sweepRepairEnabled) rotates what near-expiry would, through the same engine.
+                owner = {
+                    "mirrorVaults": {"new-version"},
+                    "storageKeyAccounts": {"near-expiry", "sweep"},
+                    "canarySecret": {"test-event"},
+                }
+                if h not in owner[scope]:
+                    problems.append(f"{h} may write {scope}, which only {' and '.join(sorted(owner[scope]))} needs")
+    # Without its repair flag the sweep only reads the vault and writes its own state.
+    if grants(roles, "sweep") - {g for g in grants(roles, "expired") if g[1] != "vault"} != {
+        ("Key Vault Reader", "vault"),
+        ("Storage Blob Data Contributor", "sweepStateContainer"),
+    }:
+        problems.append("sweep holds more than Reader on the vault and its state container without sweepRepairEnabled")
     return problems
 
 

@@ -33,18 +33,27 @@ pub struct CustomHandler {
     pub arguments: Vec<String>,
 }
 
-/// One function folder: its name (= folder name = route) and its Event Grid trigger binding.
+/// One function folder: its name (= folder name = route) and its trigger binding (Event Grid, or a timer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionDefinition {
     /// The folder name, which is also the route the handler serves (`POST /<name>`).
     pub name: String,
     /// The trigger binding's `name`: the key of the event inside the invocation's `Data`.
     pub binding: String,
-    /// The trigger binding's `type` as written (`eventGridTrigger`): Core Tools decides from it whether the
-    /// app needs `AzureWebJobsStorage`.
+    /// The trigger binding's `type` as written (`eventGridTrigger`, `timerTrigger`): Core Tools decides from it
+    /// whether the app needs `AzureWebJobsStorage`.
     pub trigger: String,
+    /// A timer trigger's `schedule` as written (an NCRONTAB expression or `%APP_SETTING%`); `None` for others.
+    pub schedule: Option<String>,
     /// The function.json this was read from, for messages.
     pub path: PathBuf,
+}
+
+impl FunctionDefinition {
+    /// A timer-triggered function (the sweep): the host invokes it on its schedule, not from Event Grid.
+    pub fn is_timer(&self) -> bool {
+        self.trigger.eq_ignore_ascii_case("timerTrigger")
+    }
 }
 
 /// Why a function app could not be read.
@@ -103,6 +112,8 @@ struct BindingJson {
     name: String,
     #[serde(default)]
     direction: String,
+    #[serde(default)]
+    schedule: Option<String>,
 }
 
 impl FunctionApp {
@@ -236,30 +247,43 @@ fn read_function_folders(dir: &Path) -> Result<Vec<FunctionDefinition>, AppError
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let function: FunctionJson = read_json(&path)?;
-        let (binding, trigger) =
+        let (binding, trigger, schedule) =
             trigger_binding(&function).map_err(|message| AppError::Invalid { path: path.clone(), message })?;
-        definitions.push(FunctionDefinition { name, binding, trigger, path });
+        definitions.push(FunctionDefinition { name, binding, trigger, schedule, path });
     }
     Ok(definitions)
 }
 
-/// The stand-in runs Event Grid triggered functions only: exactly one `in` binding of type eventGridTrigger,
-/// with a name (types are matched case-insensitively, as the host does).
-fn trigger_binding(function: &FunctionJson) -> Result<(String, String), String> {
+/// The stand-in runs Event Grid and timer triggered functions: exactly one `in` binding of type
+/// eventGridTrigger or timerTrigger (a timer with its `schedule`), with a name (types are matched
+/// case-insensitively, as the host does). Returns the binding's name, type and schedule.
+fn trigger_binding(function: &FunctionJson) -> Result<(String, String, Option<String>), String> {
     let triggers: Vec<&BindingJson> =
         function.bindings.iter().filter(|binding| binding.kind.to_ascii_lowercase().ends_with("trigger")).collect();
-    match triggers.as_slice() {
-        [] => Err("no trigger binding (expected one of type eventGridTrigger)".into()),
-        [binding] if !binding.kind.eq_ignore_ascii_case("eventGridTrigger") => {
-            Err(format!("trigger type {:?} is not supported by the stand-in (expected eventGridTrigger)", binding.kind))
-        }
-        [binding] if binding.name.trim().is_empty() => Err("the eventGridTrigger binding has no name".into()),
-        [binding] if !binding.direction.eq_ignore_ascii_case("in") => {
-            Err(format!("the eventGridTrigger binding has direction {:?} (expected \"in\")", binding.direction))
-        }
-        [binding] => Ok((binding.name.clone(), binding.kind.clone())),
-        _ => Err(format!("{} trigger bindings (a function has exactly one)", triggers.len())),
+    let [binding] = triggers.as_slice() else {
+        return match triggers.len() {
+            0 => Err("no trigger binding (expected one of type eventGridTrigger or timerTrigger)".into()),
+            n => Err(format!("{n} trigger bindings (a function has exactly one)")),
+        };
+    };
+    let kind = &binding.kind;
+    let timer = kind.eq_ignore_ascii_case("timerTrigger");
+    if !timer && !kind.eq_ignore_ascii_case("eventGridTrigger") {
+        return Err(format!(
+            "trigger type {kind:?} is not supported by the stand-in (expected eventGridTrigger or timerTrigger)"
+        ));
     }
+    if binding.name.trim().is_empty() {
+        return Err(format!("the {kind} binding has no name"));
+    }
+    if !binding.direction.eq_ignore_ascii_case("in") {
+        return Err(format!("the {kind} binding has direction {:?} (expected \"in\")", binding.direction));
+    }
+    let schedule = binding.schedule.clone().filter(|s| !s.trim().is_empty());
+    if timer && schedule.is_none() {
+        return Err(format!("the {kind} binding has no schedule (an NCRONTAB expression or %APP_SETTING%)"));
+    }
+    Ok((binding.name.clone(), kind.clone(), if timer { schedule } else { None }))
 }
 
 /// Parses a .NET TimeSpan as host.json writes it: `[d.]hh:mm:ss[.fraction]`, or `-1` for unbounded.
@@ -364,8 +388,13 @@ mod tests {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let app = FunctionApp::load(&repo).unwrap();
         let names: Vec<&str> = app.functions().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["expired", "near-expiry", "new-version", "test-event"]);
-        assert!(app.functions().all(|f| f.binding == "eventGridEvent" && f.trigger == "eventGridTrigger"));
+        assert_eq!(names, ["expired", "near-expiry", "new-version", "sweep", "test-event"]);
+        let (timers, events): (Vec<_>, Vec<_>) = app.functions().partition(|f| f.name == "sweep");
+        assert!(events.iter().all(|f| f.binding == "eventGridEvent" && f.trigger == "eventGridTrigger"));
+        assert_eq!(
+            (timers[0].binding.as_str(), timers[0].trigger.as_str(), timers[0].schedule.as_deref()),
+            ("timer", "timerTrigger", Some("%KEYTURN_SWEEP_SCHEDULE%"))
+        );
         assert_eq!(app.handler().executable, PathBuf::from("handler"));
         assert_eq!(app.function_timeout(), Some(Duration::from_secs(300)));
         assert_eq!(app.working_directory(), repo.join(""));
@@ -391,6 +420,7 @@ mod tests {
             (r#"{"bindings":[{"type":"eventGridTrigger","direction":"in"}]}"#, "has no name"),
             (r#"{"bindings":[]}"#, "no trigger binding"),
             (r#"{"bindings":[{"type":"EventGridTrigger","name":"e","direction":"out"}]}"#, "direction"),
+            (r#"{"bindings":[{"type":"timerTrigger","name":"timer","direction":"in"}]}"#, "has no schedule"),
             ("{", "function.json is not valid"),
         ];
         for (function, expected) in cases {

@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`function_app`]: host.json and the function folders, read and validated ([`FunctionApp`]); the
 //!   repository's `function-definitions/` or a package's folders at the app root.
-//! - [`handlers`]: the four handlers as data: function name = folder = binary, and each one's Event Grid
+//! - [`handlers`]: the five handlers as data: function name = folder = binary, and each one's Event Grid
 //!   subscription (event types, the canary rule) as infra deploys it.
 //! - [`local_settings`]: `local.settings.json`, and the settings checks Core Tools makes before `func start`
 //!   runs anything (a worker runtime, storage for non-HTTP triggers).
@@ -21,5 +21,5 @@ pub use executable::{EXECUTABLE, ExecutableError, Platform};
 pub use function_app::{
     AppError, CustomHandler, DEFAULT_FUNCTION_TIMEOUT, DEFINITIONS_DIR, FunctionApp, FunctionDefinition, find_app_root,
 };
-pub use handlers::{Canary, DEFAULT_CANARY_SECRET, HANDLERS, Handler};
+pub use handlers::{Canary, DEFAULT_CANARY_SECRET, HANDLERS, Handler, Trigger};
 pub use local_settings::{LOCAL_SETTINGS, LocalSettings, SettingsError};

@@ -25,13 +25,19 @@ pub const DEVELOPMENT_STORAGE: &str = "UseDevelopmentStorage=true";
 pub const TRIGGERS_WITHOUT_STORAGE: [&str; 6] =
     ["httptrigger", "kafkatrigger", "rabbitmqtrigger", "orchestrationTrigger", "activityTrigger", "entityTrigger"];
 
-/// The settings a custom-handler app needs under `func start` whatever it runs: the worker runtime and the
-/// host's storage (Azurite).
+/// The settings a custom-handler app needs under `func start` whatever it runs: the worker runtime, the
+/// host's storage (Azurite), and each timer handler's schedule at its default.
 pub fn func_start_defaults() -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut defaults = BTreeMap::from([
         (WORKER_RUNTIME.to_owned(), "custom".to_owned()),
         (STORAGE.to_owned(), DEVELOPMENT_STORAGE.to_owned()),
-    ])
+    ]);
+    for handler in &crate::HANDLERS {
+        if let crate::Trigger::Timer { schedule_setting, default_schedule } = handler.trigger {
+            defaults.insert(schedule_setting.to_owned(), default_schedule.to_owned());
+        }
+    }
+    defaults
 }
 
 /// The contents of `local.settings.json` (`IsEncrypted` is always false here: keyturn never writes
@@ -81,6 +87,12 @@ pub enum SettingsError {
         triggers = TRIGGERS_WITHOUT_STORAGE.join(", ")
     )]
     NoStorage,
+    /// A timer's `schedule` names an app setting that has no value: the host cannot index the function
+    /// (Core Tools reports it in these words and the function never runs; the stand-in refuses to start).
+    #[error(
+        "The '{function}' function is in error: Error indexing method 'Functions.{function}'. '%{setting}%' does not resolve to a value. (set {setting} to an NCRONTAB schedule, e.g. \"0 0 * * * *\")"
+    )]
+    UnresolvedSchedule { function: String, setting: String },
 }
 
 impl LocalSettings {
@@ -159,6 +171,17 @@ pub fn func_start_settings(
     if needs_storage && !has_storage {
         return Err(SettingsError::NoStorage);
     }
+    for function in app.functions() {
+        let Some(setting) = function.schedule.as_deref().and_then(|s| s.strip_prefix('%')?.strip_suffix('%')) else {
+            continue;
+        };
+        if lookup(setting).is_none_or(|value| value.trim().is_empty()) {
+            return Err(SettingsError::UnresolvedSchedule {
+                function: function.name.clone(),
+                setting: setting.to_owned(),
+            });
+        }
+    }
     Ok(settings)
 }
 
@@ -209,15 +232,29 @@ mod tests {
         let error = func_start_settings(&app, Some(&no_storage), &BTreeMap::new()).unwrap_err().to_string();
         assert!(error.starts_with("Missing value for AzureWebJobsStorage in local.settings.json."), "{error}");
         // An identity-based connection counts, and so does the environment.
-        let identity = values(&[(WORKER_RUNTIME, "custom"), ("AzureWebJobsStorage__accountName", "keyturnlocks")]);
+        let schedule = "KEYTURN_SWEEP_SCHEDULE";
+        let identity = values(&[
+            (WORKER_RUNTIME, "custom"),
+            ("AzureWebJobsStorage__accountName", "keyturnlocks"),
+            (schedule, "0 */5 * * * *"),
+        ]);
         assert!(func_start_settings(&app, None, &identity).is_ok());
-        let env = values(&[(STORAGE, DEVELOPMENT_STORAGE)]);
+        let env = values(&[(STORAGE, DEVELOPMENT_STORAGE), (schedule, "0 0 * * * *")]);
         assert!(func_start_settings(&app, Some(&no_storage), &env).is_ok());
+        // The sweep's timer needs its schedule setting, as the host needs it to index the function.
+        let no_schedule = values(&[(WORKER_RUNTIME, "custom"), (STORAGE, DEVELOPMENT_STORAGE)]);
+        let error = func_start_settings(&app, None, &no_schedule).unwrap_err().to_string();
+        assert!(error.contains("'%KEYTURN_SWEEP_SCHEDULE%' does not resolve to a value"), "{error}");
     }
 
     #[test]
     fn the_environment_wins_over_values_unless_it_is_empty() {
-        let local = LocalSettings::new(values(&[(WORKER_RUNTIME, "custom"), (STORAGE, "a"), ("KEYTURN_LOG", "debug")]));
+        let local = LocalSettings::new(values(&[
+            (WORKER_RUNTIME, "custom"),
+            (STORAGE, "a"),
+            ("KEYTURN_LOG", "debug"),
+            ("KEYTURN_SWEEP_SCHEDULE", "0 0 * * * *"),
+        ]));
         let env = values(&[(STORAGE, "b"), ("KEYTURN_LOG", "")]);
         let settings = func_start_settings(&repository_app(), Some(&local), &env).unwrap();
         assert_eq!(settings[STORAGE], "b");

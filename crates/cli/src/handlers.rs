@@ -1,10 +1,10 @@
-//! The four handlers, for the commands: parsing their names, where their binaries are built, how to build
+//! The five handlers, for the commands: parsing their names, where their binaries are built, how to build
 //! them. The table itself (names, subscriptions) is the function app's, in [`keyturn_app::handlers`].
 
 use std::path::{Path, PathBuf};
 
 pub use keyturn_app::handlers::{find, names};
-pub use keyturn_app::{Canary, DEFAULT_CANARY_SECRET, HANDLERS, Handler};
+pub use keyturn_app::{Canary, DEFAULT_CANARY_SECRET, HANDLERS, Handler, Trigger};
 
 use crate::exit::CommandFailure;
 
@@ -98,7 +98,7 @@ mod tests {
         assert_eq!(parsed.handler.name, "test-event");
         assert_eq!(parsed.path, Path::new("/tmp/probe"));
         let unknown = "rotator=/tmp/x".parse::<BinaryOverride>().unwrap_err();
-        assert!(unknown.contains("expected one of near-expiry, expired, new-version, test-event"), "{unknown}");
+        assert!(unknown.contains("expected one of near-expiry, expired, new-version, test-event, sweep"), "{unknown}");
         assert!("near-expiry".parse::<BinaryOverride>().is_err());
         assert!("near-expiry=".parse::<BinaryOverride>().is_err());
     }

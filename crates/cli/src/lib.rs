@@ -8,7 +8,8 @@
 //! - [`cli`]: the top-level parser, the command list, logging, and the exit code table shown in `--help`.
 //! - [`exit`]: [`exit::CommandFailure`], an error that knows its exit code and says what to do about it.
 //! - [`output`]: where results (stdout) and progress (stderr) go; colour only on a terminal without NO_COLOR.
-//! - [`handlers`]: the four handlers as data (name, event types, canary rule) and where their binaries are.
+//! - [`handlers`]: the five handlers as data (name, trigger: event types and canary rule, or a timer) and where
+//!   their binaries are.
 //! - [`dev_state`]: the file `keyturn dev` writes so `keyturn send --to dev` can find the running stack.
 //! - [`commands::demo`]: `keyturn demo`, the main job on the local stack start to finish, then a report.
 //! - [`commands::dev`]: `keyturn dev`, the local stack with the built handlers behind it, until Ctrl-C.

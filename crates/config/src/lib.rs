@@ -13,6 +13,8 @@
 //! - [`notify`]: notification and canary settings (`KEYTURN_NOTIFY`, `KEYTURN_CANARY_SECRET`,
 //!   `KEYTURN_NOTIFY_NEW_VERSION_NAMES`).
 //! - [`providers`]: rotation providers' endpoints (`KEYTURN_ARM_ENDPOINT`, `KEYTURN_WEBHOOK_ROTATORS`).
+//! - [`sweep`]: the scheduled sweep's thresholds, escalation, routing and state (`KEYTURN_SWEEP_*`).
+//! - `storage` (private): a blob container named by an account URL and a container setting (locks, sweep state).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
 
@@ -23,6 +25,8 @@ pub mod notify;
 pub mod providers;
 pub mod retry;
 pub mod secret;
+mod storage;
+pub mod sweep;
 pub mod vaults;
 
 use std::path::PathBuf;
@@ -34,6 +38,7 @@ pub use notify::NotifySettings;
 pub use providers::ProviderSettings;
 pub use retry::RetrySettings;
 pub use secret::SecretString;
+pub use sweep::{SweepSettings, SweepState};
 pub use vaults::{EndpointKind, VaultEntry, VaultList};
 
 /// The PEM bundle of extra CA certificates trusted for calls to Azure endpoints (local emulators only).
@@ -49,6 +54,7 @@ pub struct Settings {
     pub lock: LockSettings,
     pub notify: NotifySettings,
     pub providers: ProviderSettings,
+    pub sweep: SweepSettings,
     /// Extra trust roots (PEM) for the HTTP client the Azure SDK uses; `None` in Azure.
     pub ca_file: Option<PathBuf>,
 }
@@ -73,8 +79,9 @@ impl Settings {
         let lock = collect(&mut errors, lock::LockSettings::from_env(&env));
         let notify = collect(&mut errors, notify::NotifySettings::from_env(&env));
         let providers = collect(&mut errors, providers::ProviderSettings::from_env(&env));
+        let sweep = collect(&mut errors, sweep::SweepSettings::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (vaults, mirror_vaults, credential, retry, lock, notify, providers) {
+        match (vaults, mirror_vaults, credential, retry, lock, notify, providers, sweep) {
             (
                 Some(vaults),
                 Some(mirror_vaults),
@@ -83,8 +90,9 @@ impl Settings {
                 Some(lock),
                 Some(notify),
                 Some(providers),
+                Some(sweep),
             ) if errors.is_empty() => {
-                Ok(Self { vaults, mirror_vaults, credential, retry, lock, notify, providers, ca_file })
+                Ok(Self { vaults, mirror_vaults, credential, retry, lock, notify, providers, sweep, ca_file })
             }
             _ => Err(ConfigErrors(errors)),
         }

@@ -2,6 +2,7 @@
 
 use url::Url;
 
+use crate::storage::blob_container;
 use crate::{ConfigError, Env};
 
 pub const LOCK_ACCOUNT_URL: &str = "KEYTURN_LOCK_ACCOUNT_URL";
@@ -18,52 +19,11 @@ pub enum LockSettings {
 
 impl LockSettings {
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, Vec<ConfigError>> {
-        let account = env.get(LOCK_ACCOUNT_URL);
-        let container = env.get(LOCK_CONTAINER);
-        match (account, container) {
-            (None, None) => Ok(Self::InProcess),
-            (Some(_), None) => Err(vec![ConfigError::missing(
-                LOCK_CONTAINER,
-                format!("the blob container for rotation locks (set with {LOCK_ACCOUNT_URL}), e.g. keyturn-locks"),
-            )]),
-            (None, Some(_)) => Err(vec![ConfigError::missing(
-                LOCK_ACCOUNT_URL,
-                format!(
-                    "the blob endpoint of the storage account holding {LOCK_CONTAINER}, \
-                     e.g. https://<account>.blob.core.windows.net/"
-                ),
-            )]),
-            (Some(account), Some(container)) => {
-                let mut errors = Vec::new();
-                let url = match Url::parse(&account) {
-                    Ok(url) if url.scheme() == "https" && url.host().is_some() => Some(url),
-                    _ => {
-                        errors.push(ConfigError::invalid(
-                            LOCK_ACCOUNT_URL,
-                            &account,
-                            "an https URL of a blob endpoint, e.g. https://<account>.blob.core.windows.net/",
-                        ));
-                        None
-                    }
-                };
-                let valid_container = (3..=63).contains(&container.len())
-                    && container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !container.starts_with('-')
-                    && !container.ends_with('-')
-                    && !container.contains("--");
-                if !valid_container {
-                    errors.push(ConfigError::invalid(
-                        LOCK_CONTAINER,
-                        &container,
-                        "a blob container name: 3-63 lowercase letters, digits and single hyphens",
-                    ));
-                }
-                match url {
-                    Some(account_url) if errors.is_empty() => Ok(Self::BlobLease { account_url, container }),
-                    _ => Err(errors),
-                }
-            }
-        }
+        let location = blob_container(env, LOCK_ACCOUNT_URL, LOCK_CONTAINER, "rotation locks", "keyturn-locks")?;
+        Ok(match location {
+            None => Self::InProcess,
+            Some((account_url, container)) => Self::BlobLease { account_url, container },
+        })
     }
 }
 

@@ -34,6 +34,8 @@
 //!   [`azure_functions::wire`] holds the envelope types shared with the local Functions host stand-in.
 //! - [`aws_lambda`]: the AWS Lambda adapter: the Runtime API loop (`lambda_runtime`), the function URL
 //!   payload, the Event Grid webhook protocol and its shared-secret check.
+//! - [`timer`]: [`timer::Tick`], what a scheduled function (the `sweep`) is invoked with: an Azure
+//!   `timerTrigger` or an EventBridge schedule; [`run_timer`] runs such a function.
 //! - [`shutdown`]: stop signals and exit codes.
 //! - [`logging`]: the JSON log subscriber.
 //! - `src/bin/host-echo.rs`: the smallest handler binary, wiring only; the process tests and the startup bench
@@ -75,6 +77,7 @@ pub mod invoke;
 pub mod logging;
 pub mod outcome;
 pub mod shutdown;
+pub mod timer;
 
 use std::future::Future;
 use std::io::Write;
@@ -82,7 +85,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub use adapter::{Adapter, AdapterError};
-pub use invoke::{Failure, Invoker, Verdict, event_arrived};
+pub use invoke::{Failure, Invoker, Trigger, Verdict, event_arrived};
 pub use logging::init_logging;
 pub use outcome::{HandlerError, Outcome, Status};
 
@@ -102,8 +105,25 @@ where
     F: Fn(keyturn_events::Event, Arc<D>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Outcome, HandlerError>> + Send + 'static,
 {
+    serve(Invoker::new(function, deps, handler)).await
+}
+
+/// [`run`] for a scheduled function (the `sweep`): `handler` takes a [`timer::Tick`] from a `timerTrigger`
+/// (Azure Functions) or an EventBridge schedule rule (AWS Lambda).
+pub async fn run_timer<D, E, F, Fut>(function: &'static str, deps: Result<D, E>, handler: F) -> ExitCode
+where
+    D: Send + Sync + 'static,
+    E: std::fmt::Display,
+    F: Fn(timer::Tick, Arc<D>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Outcome, HandlerError>> + Send + 'static,
+{
+    serve(Invoker::timer(function, deps, handler)).await
+}
+
+/// Serves `invoker` on the adapter the environment names, until SIGTERM/SIGINT.
+async fn serve(invoker: Invoker) -> ExitCode {
     init_logging();
-    let invoker = Invoker::new(function, deps, handler);
+    let function = invoker.function();
     if let Some(error) = invoker.not_configured() {
         tracing::error!(
             function,

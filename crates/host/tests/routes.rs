@@ -264,7 +264,7 @@ async fn a_binding_string_that_is_not_json_is_400() {
     let response = post(&invoker(), "/near-expiry", body.to_string()).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let error = json_body(&response)["error"].as_str().unwrap().to_owned();
-    assert!(error.starts_with("\"Data.eventGridEvent\" is a string but not a JSON-encoded event: "), "{error}");
+    assert!(error.starts_with("\"Data.eventGridEvent\" is a string but not JSON: "), "{error}");
 }
 
 #[tokio::test]
@@ -287,4 +287,32 @@ async fn a_body_just_under_the_limit_is_accepted() {
     assert_eq!(request.len(), keyturn_host::azure_functions::BODY_LIMIT);
     let response = post(&invoker(), "/near-expiry", request).await;
     assert_acknowledged(&response, "done: rotated db-password");
+}
+
+/// A timer function (the sweep) takes its tick under `Data.timer`, answers like any function, and refuses an
+/// envelope that carries an event instead, naming the binding it expected.
+#[tokio::test]
+async fn a_timer_function_takes_its_tick_under_the_timer_binding() {
+    use keyturn_host::timer::{Tick, TickSource};
+    let deps: Result<(), String> = Ok(());
+    let invoker = Invoker::timer("sweep", deps, |tick: Tick, _deps: Arc<()>| async move {
+        assert_eq!(tick.source, TickSource::AzureTimer);
+        Ok(Outcome::done(format!("swept (past due: {})", tick.past_due)))
+    });
+    let tick = Tick::azure_binding_value(true, "2027-01-01T00:00:00Z", "2027-01-01T01:00:00Z");
+    let body = json!({"Data": {"timer": tick}, "Metadata": {}});
+    let response = post(&invoker, "/sweep", body.to_string()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_body(&response)["Logs"][0], "done: swept (past due: true)");
+
+    let body = InvocationRequest::for_event(near_expiry());
+    let response = post(&invoker, "/sweep", serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error = json_body(&response)["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("the function's timerTrigger binding must be named \"timer\""), "{error}");
+
+    let body = json!({"Data": {"timer": {"eventType": "Microsoft.KeyVault.SecretNearExpiry"}}});
+    let response = post(&invoker, "/sweep", body.to_string()).await;
+    assert_eq!(response.status(), StatusCode::OK, "acknowledged: retrying cannot help");
+    assert!(json_body(&response)["Logs"][0].as_str().unwrap().starts_with("rejected: not a timer tick"));
 }

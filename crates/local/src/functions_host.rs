@@ -253,7 +253,8 @@ impl FunctionsHostBuilder {
 
         let functions: BTreeMap<String, FunctionDefinition> =
             app.functions().map(|function| (function.name.clone(), function.clone())).collect();
-        let routes = webhook::routes(Arc::new(functions), Arc::new(invoker)).recover(webhook::recover).unify();
+        let invoker = Arc::new(invoker);
+        let routes = webhook::routes(Arc::new(functions), invoker.clone()).recover(webhook::recover).unify();
         let (stop_webhook, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             warp::serve(routes)
@@ -269,6 +270,7 @@ impl FunctionsHostBuilder {
         Ok(FunctionsHost {
             addr,
             app,
+            invoker,
             status,
             worker,
             server: Some(server),
@@ -294,6 +296,7 @@ fn stderr_tail(output: &HandlerOutput) -> String {
 pub struct FunctionsHost {
     addr: SocketAddr,
     app: FunctionApp,
+    invoker: Arc<Invoker>,
     status: watch::Receiver<WorkerStatus>,
     worker: Worker,
     server: Option<JoinHandle<()>>,
@@ -371,6 +374,30 @@ impl FunctionsHost {
     /// Every invocation so far, oldest first.
     pub fn invocations(&self) -> Vec<InvocationRecord> {
         self.log.records()
+    }
+
+    /// Fires a timer-triggered function (the sweep) once, as the host does when its schedule comes due (or
+    /// `POST /admin/functions/<name>` does by hand): the tick under the function's binding, as the .NET host
+    /// serialises it. The stand-in keeps no schedule of its own; callers fire when they choose, so a test's
+    /// "hourly" sweeps take milliseconds.
+    pub async fn invoke_timer(
+        &self,
+        function: &str,
+        past_due: bool,
+    ) -> Result<keyturn_host::azure_functions::wire::InvocationResponse, InvocationError> {
+        let definition = self
+            .app
+            .functions()
+            .find(|f| f.name.eq_ignore_ascii_case(function) && f.is_timer())
+            .ok_or_else(|| InvocationError::NoSuchTimer(function.to_owned()))?;
+        let now = chrono::Utc::now();
+        let stamp = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tick = keyturn_host::timer::Tick::azure_binding_value(
+            past_due,
+            &stamp(now - chrono::TimeDelta::hours(1)),
+            &stamp(now + chrono::TimeDelta::hours(1)),
+        );
+        self.invoker.invoke(definition, tick).await
     }
 
     /// Stops the handler (SIGTERM, then SIGKILL after the grace period) and the webhook.

@@ -250,8 +250,11 @@ fn check_webhook(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), S
         .ok_or_else(|| format!("no {SIGNATURE_HEADER} header"))?;
     verify_signature(secret.as_bytes(), header, body, chrono::Utc::now()).map_err(|e| e.to_string())?;
     let json: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-    if json["type"] != "keyturn.notification" || !json["event_id"].is_string() {
-        return Err(format!("not a keyturn notification: {json}"));
+    let notification = json["type"] == "keyturn.notification" && json["event_id"].is_string();
+    // The sweep's digests (docs/notifications.md, "Digest payload").
+    let digest = json["type"] == "keyturn.digest" && json["digest_id"].is_string() && json["groups"].is_array();
+    if !notification && !digest {
+        return Err(format!("not a keyturn notification or digest: {json}"));
     }
     Ok(())
 }

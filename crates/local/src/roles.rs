@@ -30,6 +30,7 @@ pub const SCOPE_NAMES: &[&str] = &[
     "notificationSecret",
     "hostStorage",
     "lockContainer",
+    "sweepStateContainer",
     "storageKeyAccounts",
     "insights",
 ];

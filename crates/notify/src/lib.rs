@@ -9,11 +9,14 @@
 //! # Layout
 //! - [`channel`]: the channel URL grammar, parsed into checked channel configurations; [`ChannelId`].
 //! - [`message`]: [`Notification`], [`Severity`] and [`Action`]: what every channel says.
+//! - [`digest`](mod@digest): the sweep's [`Digest`]: notices grouped by vault, kind and threshold, at most
+//!   100 objects per message; rendered by every channel but the pagers.
 //! - `render` (private): a notification as Slack Block Kit, a Teams Adaptive Card, an email.
 //! - [`signature`]: the webhook's `X-Keyturn-Signature` header, and [`verify_signature`] for receivers.
 //! - `transport` (private): one delivery over HTTPS or SMTP, with replies scrubbed of channel secrets.
 //! - `dedupe` (private): the bounded in-process record of which channel accepted which event.
-//! - [`notifier`]: [`Notify`], the trait handlers hold; [`Notifier`], concurrency, timeouts, [`Delivery`] and [`NotifyError`].
+//! - [`notifier`]: [`Notify`], the trait handlers hold; [`Notifier`], concurrency, timeouts, [`Delivery`] and
+//!   [`NotifyError`]; sends to one chosen channel for callers that route (the sweep).
 //! - [`secret`]: [`Secret`], which prints as `****`.
 //! - [`paging`]: what the two pagers share: [`alert_key`] (one alert per object version), their URL grammar
 //!   and their bounded retries on 429 and 5xx.
@@ -23,6 +26,7 @@
 
 pub mod channel;
 mod dedupe;
+pub mod digest;
 pub mod message;
 pub mod notifier;
 mod opsgenie;
@@ -36,6 +40,7 @@ pub mod testing;
 mod transport;
 
 pub use channel::{ChannelError, ChannelId, ChannelKind};
+pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
 pub use message::{Action, Notification, Severity, portal_link};
 pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, Notify, NotifyError};
 pub use paging::alert_key;

@@ -10,7 +10,8 @@ use tracing::{debug, info, warn};
 
 use crate::channel::{ChannelConfig, ChannelError, ChannelId, Target, parse_channels};
 use crate::dedupe::AcceptedRecord;
-use crate::message::Notification;
+use crate::digest::Digest;
+use crate::message::{Notification, Severity};
 use crate::transport::{self, FailureKind, Sender};
 
 /// How a [`Notifier`] behaves beyond its channel list.
@@ -107,6 +108,23 @@ pub trait Notify: Send + Sync + fmt::Debug {
 
     /// Sends `notification` to every channel that has not yet accepted its event (see [`Notifier::send`]).
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<Delivery, NotifyError>>;
+
+    /// The configured channels, in list order: what a caller that routes (the sweep) chooses among.
+    fn channels(&self) -> Vec<ChannelId>;
+
+    /// Sends `notification` to the one channel `channel` (see [`Notifier::send_to`]).
+    fn send_to<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), ChannelFailure>>;
+
+    /// Sends one digest message to the one channel `channel` (see [`Notifier::send_digest_to`]).
+    fn send_digest_to<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<(), ChannelFailure>>;
 }
 
 impl Notify for Notifier {
@@ -116,6 +134,26 @@ impl Notify for Notifier {
 
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<Delivery, NotifyError>> {
         Box::pin(Notifier::send(self, notification))
+    }
+
+    fn channels(&self) -> Vec<ChannelId> {
+        Notifier::channels(self).cloned().collect()
+    }
+
+    fn send_to<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), ChannelFailure>> {
+        Box::pin(Notifier::send_to(self, channel, notification))
+    }
+
+    fn send_digest_to<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<(), ChannelFailure>> {
+        Box::pin(Notifier::send_digest_to(self, channel, digest))
     }
 }
 
@@ -263,6 +301,60 @@ impl Notifier {
         } else {
             Err(NotifyError { event_id: event_id.to_owned(), failures, sent, already_accepted })
         }
+    }
+}
+
+impl Notifier {
+    /// Sends `notification` to `channel` only, within its timeout, whatever this process sent before: the
+    /// caller keeps its own record of what was delivered (the sweep's durable state).
+    pub async fn send_to(&self, channel: &ChannelId, notification: &Notification) -> Result<(), ChannelFailure> {
+        let target = self.channel(channel)?;
+        let result = self.bounded(target, transport::deliver(&target.config, &target.sender, notification)).await;
+        log_single(channel, &notification.event_id, notification.severity, &result);
+        result
+    }
+
+    /// Sends one digest message to `channel` only (webhook, Slack, Teams or email; a pager refuses it).
+    pub async fn send_digest_to(&self, channel: &ChannelId, digest: &Digest) -> Result<(), ChannelFailure> {
+        let target = self.channel(channel)?;
+        let result = self.bounded(target, transport::deliver_digest(&target.config, &target.sender, digest)).await;
+        log_single(channel, &digest.id, digest.severity(), &result);
+        result
+    }
+
+    fn channel(&self, id: &ChannelId) -> Result<&Channel, ChannelFailure> {
+        self.channels.iter().find(|c| &c.config.id == id).ok_or_else(|| ChannelFailure {
+            channel: id.clone(),
+            kind: FailureKind::Refused,
+            detail: "no such channel is configured".into(),
+        })
+    }
+
+    async fn bounded(
+        &self,
+        channel: &Channel,
+        delivery: impl std::future::Future<Output = Result<(), transport::Failure>>,
+    ) -> Result<(), ChannelFailure> {
+        let id = &channel.config.id;
+        match tokio::time::timeout(channel.timeout, delivery).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failure)) => Err(ChannelFailure { channel: id.clone(), kind: failure.kind, detail: failure.detail }),
+            Err(_) => Err(ChannelFailure {
+                channel: id.clone(),
+                kind: FailureKind::TimedOut,
+                detail: format!("no answer within {:?}", channel.timeout),
+            }),
+        }
+    }
+}
+
+/// The one log line of a single-channel send.
+fn log_single(id: &ChannelId, message_id: &str, severity: Severity, result: &Result<(), ChannelFailure>) {
+    match result {
+        Ok(()) => info!(message_id, channel = %id.endpoint(), channel_index = id.index(), kind = %id.kind(),
+            %severity, "notification accepted"),
+        Err(failure) => warn!(message_id, channel = %id.endpoint(), channel_index = id.index(), kind = %id.kind(),
+            failure = ?failure.kind, detail = %failure.detail, "notification not accepted"),
     }
 }
 

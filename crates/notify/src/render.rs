@@ -1,9 +1,11 @@
-//! One [`Notification`] in each channel's format: Slack Block Kit, a Teams Adaptive Card in the workflow
-//! webhook envelope, and an email's subject with text and HTML bodies. (The generic webhook sends
-//! [`Notification::to_json`].) Every renderer shows the same facts, so channels never disagree.
+//! One [`Notification`] or one sweep [`Digest`] message in each channel's format: Slack Block Kit, a Teams
+//! Adaptive Card in the workflow webhook envelope, and an email's subject with text and HTML bodies. (The
+//! generic webhook sends [`Notification::to_json`] or [`Digest::to_json`].) Every renderer shows the same
+//! facts, so channels never disagree.
 
 use serde_json::{Value, json};
 
+use crate::digest::Digest;
 use crate::message::{Notification, Severity};
 
 /// Slack's limits: header text 150 characters, section text 3000, a field 2000, ten fields per section.
@@ -70,11 +72,7 @@ pub(crate) fn slack(n: &Notification) -> Value {
 /// A Teams workflow webhook message: the envelope the "When a Teams webhook request is received" trigger
 /// expects, carrying one Adaptive Card of version 1.4 (which every Teams client renders; nothing here needs more).
 pub(crate) fn teams(n: &Notification) -> Value {
-    let color = match n.severity {
-        Severity::Critical => "Attention",
-        Severity::Warning => "Warning",
-        Severity::Info => "Accent",
-    };
+    let color = teams_color(n.severity);
     let facts: Vec<Value> =
         n.facts().into_iter().map(|(title, value)| json!({"title": title, "value": value})).collect();
     let actions: Vec<Value> = n
@@ -82,6 +80,26 @@ pub(crate) fn teams(n: &Notification) -> Value {
         .iter()
         .map(|link| json!({"type": "Action.OpenUrl", "title": PORTAL_LINK_TITLE, "url": link.as_str()}))
         .collect();
+    let body = vec![
+        json!({"type": "TextBlock", "text": n.title(), "weight": "Bolder", "size": "Medium", "color": color,
+               "wrap": true, "style": "heading"}),
+        json!({"type": "TextBlock", "text": n.action.summary(), "wrap": true}),
+        json!({"type": "FactSet", "facts": facts}),
+        json!({"type": "TextBlock", "text": FOOTER, "wrap": true, "isSubtle": true, "size": "Small"}),
+    ];
+    teams_envelope(body, actions)
+}
+
+fn teams_color(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "Attention",
+        Severity::Warning => "Warning",
+        Severity::Info => "Accent",
+    }
+}
+
+/// The workflow webhook's envelope around one Adaptive Card with `body` and `actions`.
+fn teams_envelope(body: Vec<Value>, actions: Vec<Value>) -> Value {
     json!({
         "type": "message",
         "attachments": [{
@@ -92,13 +110,7 @@ pub(crate) fn teams(n: &Notification) -> Value {
                 "type": "AdaptiveCard",
                 "version": "1.4",
                 "msteams": {"width": "Full"},
-                "body": [
-                    {"type": "TextBlock", "text": n.title(), "weight": "Bolder", "size": "Medium", "color": color,
-                     "wrap": true, "style": "heading"},
-                    {"type": "TextBlock", "text": n.action.summary(), "wrap": true},
-                    {"type": "FactSet", "facts": facts},
-                    {"type": "TextBlock", "text": FOOTER, "wrap": true, "isSubtle": true, "size": "Small"},
-                ],
+                "body": body,
                 "actions": actions,
             },
         }],
@@ -147,6 +159,84 @@ pub(crate) fn email(n: &Notification) -> Email {
         html_escape(FOOTER)
     );
     Email { subject: n.title(), text, html }
+}
+
+/// A digest's groups as lines of text: each group's heading, then one line per object.
+fn digest_lines(d: &Digest, heading: impl Fn(&str) -> String, item: impl Fn(&str) -> String) -> Vec<String> {
+    let mut lines = Vec::new();
+    for group in &d.groups {
+        lines.push(heading(&group.heading()));
+        lines.extend(group.notices.iter().map(|n| item(&n.line())));
+    }
+    lines
+}
+
+/// Lines joined into chunks of at most `max_chars` each, cut only between lines (a line longer than that is
+/// cut itself): Slack's section text limit.
+fn chunks(lines: &[String], max_chars: usize) -> Vec<String> {
+    let mut chunks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in lines {
+        let line = truncate(line, max_chars);
+        if !current.is_empty() && current.chars().count() + 1 + line.chars().count() > max_chars {
+            chunks.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&line);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// A digest message for Slack: a header, then the groups as sections (each under Slack's 3,000 characters;
+/// 100 objects fit in a handful of blocks, far below Slack's 50), then a context line.
+pub(crate) fn slack_digest(d: &Digest) -> Value {
+    let lines = digest_lines(d, |h| format!("*{}*", slack_escape(h)), |l| format!("• {}", slack_escape(l)));
+    let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
+        "text": truncate(&format!("{} {}", slack_emoji(d.severity()), d.title()), SLACK_HEADER_MAX)}})];
+    blocks.extend(
+        chunks(&lines, SLACK_TEXT_MAX)
+            .into_iter()
+            .map(|text| json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})),
+    );
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+        "text": format!("keyturn sweep · {} · digest {}", d.severity(), slack_escape(&d.id))}]}));
+    json!({"text": d.title(), "blocks": blocks})
+}
+
+/// A digest message for Teams: one Adaptive Card, a heading and a list per group.
+pub(crate) fn teams_digest(d: &Digest) -> Value {
+    let mut body = vec![json!({"type": "TextBlock", "text": d.title(), "weight": "Bolder", "size": "Medium",
+        "color": teams_color(d.severity()), "wrap": true, "style": "heading"})];
+    for group in &d.groups {
+        body.push(json!({"type": "TextBlock", "text": group.heading(), "weight": "Bolder", "wrap": true,
+            "spacing": "Medium"}));
+        let list: Vec<String> = group.notices.iter().map(|n| format!("- {}", n.line())).collect();
+        body.push(json!({"type": "TextBlock", "text": list.join("\r"), "wrap": true, "spacing": "Small"}));
+    }
+    body.push(json!({"type": "TextBlock", "text": FOOTER, "wrap": true, "isSubtle": true, "size": "Small"}));
+    teams_envelope(body, Vec::new())
+}
+
+/// A digest message as an email: a subject, a text body and an HTML body with one table per group.
+pub(crate) fn email_digest(d: &Digest) -> Email {
+    let mut text = format!("{}\n\n", d.title());
+    text.push_str(&digest_lines(d, |h| format!("\n{h}"), |l| format!("  - {l}")).join("\n"));
+    text.push_str(&format!("\n\n-- \n{FOOTER}\n"));
+    let mut html = format!("<!DOCTYPE html><html><body><h2>{}</h2>", html_escape(&d.title()));
+    for group in &d.groups {
+        html.push_str(&format!("<h3>{}</h3><ul>", html_escape(&group.heading())));
+        for notice in &group.notices {
+            html.push_str(&format!("<li>{}</li>", html_escape(&notice.line())));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str(&format!("<p style=\"color:#666\">{}</p></body></html>", html_escape(FOOTER)));
+    Email { subject: d.title(), text, html }
 }
 
 #[cfg(test)]
@@ -215,5 +305,47 @@ mod tests {
         assert!(e.text.contains("Open in the Azure portal: https://portal.azure.com/"), "{}", e.text);
         assert!(e.html.contains("<p>keyturn did not rotate it: x &lt; y</p>"), "{}", e.html);
         assert!(e.html.contains("<td>evt-&lt;1&gt;</td>"), "{}", e.html);
+    }
+    fn digest_of(count: usize) -> Vec<Digest> {
+        use crate::digest::{Notice, digest};
+        let expires = chrono::DateTime::parse_from_rfc3339("2027-03-01T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let notices = (0..count)
+            .map(|i| Notice {
+                object: keyturn_events::ObjectRef::new("kv1", ObjectKind::Secret, &format!("app-{i:03}"), "0f264706aa")
+                    .unwrap(),
+                expires,
+                threshold: 14,
+                severity: Severity::Warning,
+                plan: "manual action due: <no policy> & more".into(),
+            })
+            .collect();
+        digest(notices, crate::digest::MAX_OBJECTS_PER_MESSAGE, "sweep-1-c1")
+    }
+
+    #[test]
+    fn a_digest_renders_every_object_on_every_channel_within_their_limits() {
+        let messages = digest_of(250);
+        assert_eq!(messages.len(), 3);
+        let first = &messages[0];
+        let slack = slack_digest(first);
+        let blocks = slack["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= 50, "{} blocks", blocks.len());
+        assert!(blocks.iter().all(|b| b["text"]["text"].as_str().is_none_or(|t| t.chars().count() <= SLACK_TEXT_MAX)));
+        let text: String = blocks.iter().filter_map(|b| b["text"]["text"].as_str()).collect::<Vec<_>>().join("\n");
+        assert_eq!(text.matches("• app-").count(), 100);
+        assert!(text.contains("*kv1 · Secrets · 14 days before expiry (100 of 250)*"), "{text}");
+        assert!(text.contains("&lt;no policy&gt; &amp; more"), "escaped: {text}");
+        assert_eq!(slack["text"], "[keyturn WARNING] 250 objects reached an expiry threshold (part 1 of 3)");
+
+        let card = &teams_digest(&messages[2])["attachments"][0]["content"];
+        let card_text = card["body"].to_string();
+        assert_eq!(card_text.matches("- app-").count(), 50);
+        assert!(card_text.contains("(50 of 250, continued)"), "{card_text}");
+
+        let email = email_digest(&messages[1]);
+        assert_eq!(email.subject, "[keyturn WARNING] 250 objects reached an expiry threshold (part 2 of 3)");
+        assert_eq!(email.text.matches("  - app-").count(), 100);
+        assert_eq!(email.html.matches("<li>app-").count(), 100);
+        assert!(email.html.contains("&lt;no policy&gt;"), "escaped");
     }
 }

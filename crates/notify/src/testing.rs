@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 
 use crate::channel::{ChannelId, parse_channels};
+use crate::digest::Digest;
 use crate::message::Notification;
-use crate::notifier::{Delivery, Notify, NotifyError};
+use crate::notifier::{ChannelFailure, Delivery, Notify, NotifyError};
+use crate::transport::FailureKind;
 
 /// Records notifications; its channels are real channel ids (parsed from a channel list), nothing is sent.
 #[derive(Debug, Clone, Default)]
@@ -19,7 +21,16 @@ pub struct FakeNotifier {
 #[derive(Debug, Default)]
 struct State {
     sent: Vec<Notification>,
+    /// What [`Notify::send_to`] and [`Notify::send_digest_to`] delivered, by channel index.
+    sent_to: Vec<(usize, Sent)>,
     refusing: bool,
+}
+
+/// One single-channel delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    Notification(Notification),
+    Digest(Digest),
 }
 
 impl FakeNotifier {
@@ -41,6 +52,24 @@ impl FakeNotifier {
     /// Every notification accepted so far, oldest first.
     pub fn sent(&self) -> Vec<Notification> {
         self.locked().sent.clone()
+    }
+
+    /// Every single-channel delivery accepted so far (the sweep's), with the channel's index, oldest first.
+    pub fn sent_to(&self) -> Vec<(usize, Sent)> {
+        self.locked().sent_to.clone()
+    }
+
+    fn accept_one(&self, channel: &ChannelId, sent: Sent) -> Result<(), ChannelFailure> {
+        let mut state = self.locked();
+        if state.refusing || !self.channels.contains(channel) {
+            return Err(ChannelFailure {
+                channel: channel.clone(),
+                kind: FailureKind::Refused,
+                detail: "the fake notifier refuses".into(),
+            });
+        }
+        state.sent_to.push((channel.index(), sent));
+        Ok(())
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, State> {
@@ -68,5 +97,25 @@ impl Notify for FakeNotifier {
             state.sent.push(notification.clone());
             Ok(Delivery { sent: self.channels.clone(), already_accepted: Vec::new() })
         })
+    }
+
+    fn channels(&self) -> Vec<ChannelId> {
+        self.channels.clone()
+    }
+
+    fn send_to<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), ChannelFailure>> {
+        Box::pin(async move { self.accept_one(channel, Sent::Notification(notification.clone())) })
+    }
+
+    fn send_digest_to<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<(), ChannelFailure>> {
+        Box::pin(async move { self.accept_one(channel, Sent::Digest(digest.clone())) })
     }
 }

@@ -13,6 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::header::CONTENT_TYPE;
 
 use crate::channel::{ChannelConfig, SmtpTarget, SmtpTls, Target};
+use crate::digest::Digest;
 use crate::message::Notification;
 use crate::render;
 use crate::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, sign};
@@ -126,30 +127,69 @@ fn smtp_transport(
 pub(crate) async fn deliver(channel: &ChannelConfig, sender: &Sender, n: &Notification) -> Result<(), Failure> {
     let result = match (&channel.target, sender) {
         (Target::Webhook { url, signing_secret }, Sender::Http(client)) => {
-            // Serializing a `Value` cannot fail (its map keys are strings), so the default is never used.
-            let body = serde_json::to_vec(&n.to_json()).unwrap_or_default();
-            let signature = sign(signing_secret.expose().as_bytes(), Utc::now().timestamp(), &body);
-            let request = client
-                .post(url.expose())
-                .header(CONTENT_TYPE, "application/json")
-                .header(SIGNATURE_HEADER, signature)
-                .header(EVENT_ID_HEADER, &n.event_id)
-                .body(body);
-            post(request).await
+            post_signed(client, url, signing_secret, &n.event_id, &n.to_json()).await
         }
         (Target::Slack { url }, Sender::Http(client)) => post(client.post(url.expose()).json(&render::slack(n))).await,
         (Target::Teams { url }, Sender::Http(client)) => post(client.post(url.expose()).json(&render::teams(n))).await,
-        (Target::Email(target), Sender::Smtp(transport)) => send_email(target, transport, n).await,
+        (Target::Email(target), Sender::Smtp(transport)) => {
+            send_email(target, transport, render::email(n), &n.event_id).await
+        }
         (Target::PagerDuty(target), Sender::Http(client)) => crate::pagerduty::deliver(target, client, n).await,
         (Target::Opsgenie(target), Sender::Http(client)) => crate::opsgenie::deliver(target, client, n).await,
-        // The notifier pairs each target with the sender built for it; a mismatch is a bug worth a loud error
-        // rather than a panic in the middle of an invocation.
-        _ => Err(Failure {
-            kind: FailureKind::Unreachable,
-            detail: "internal error: channel and sender disagree".into(),
-        }),
+        _ => Err(mismatch()),
     };
     result.map_err(|f| Failure { detail: channel.scrubber.clean(&f.detail, DETAIL_MAX_CHARS), ..f })
+}
+
+/// Delivers one digest message over `channel` once. A pager takes no digest (it pages object versions one
+/// by one): asking is refused, never silently dropped.
+pub(crate) async fn deliver_digest(channel: &ChannelConfig, sender: &Sender, d: &Digest) -> Result<(), Failure> {
+    let result = match (&channel.target, sender) {
+        (Target::Webhook { url, signing_secret }, Sender::Http(client)) => {
+            post_signed(client, url, signing_secret, &d.id, &d.to_json()).await
+        }
+        (Target::Slack { url }, Sender::Http(client)) => {
+            post(client.post(url.expose()).json(&render::slack_digest(d))).await
+        }
+        (Target::Teams { url }, Sender::Http(client)) => {
+            post(client.post(url.expose()).json(&render::teams_digest(d))).await
+        }
+        (Target::Email(target), Sender::Smtp(transport)) => {
+            send_email(target, transport, render::email_digest(d), &d.id).await
+        }
+        (Target::PagerDuty(_) | Target::Opsgenie(_), _) => Err(Failure {
+            kind: FailureKind::Refused,
+            detail: "a pager takes pages about one object version, not digests".into(),
+        }),
+        _ => Err(mismatch()),
+    };
+    result.map_err(|f| Failure { detail: channel.scrubber.clean(&f.detail, DETAIL_MAX_CHARS), ..f })
+}
+
+/// The notifier pairs each target with the sender built for it; a mismatch is a bug worth a loud error rather
+/// than a panic in the middle of an invocation.
+fn mismatch() -> Failure {
+    Failure { kind: FailureKind::Unreachable, detail: "internal error: channel and sender disagree".into() }
+}
+
+/// The generic webhook: `body` as JSON, signed with the channel's secret, with its id in a header.
+async fn post_signed(
+    client: &reqwest::Client,
+    url: &crate::secret::Secret,
+    signing_secret: &crate::secret::Secret,
+    id: &str,
+    body: &serde_json::Value,
+) -> Result<(), Failure> {
+    // Serializing a `Value` cannot fail (its map keys are strings), so the default is never used.
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let signature = sign(signing_secret.expose().as_bytes(), Utc::now().timestamp(), &body);
+    let request = client
+        .post(url.expose())
+        .header(CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .header(EVENT_ID_HEADER, id)
+        .body(body);
+    post(request).await
 }
 
 async fn post(request: reqwest::RequestBuilder) -> Result<(), Failure> {
@@ -217,12 +257,9 @@ fn header_safe(id: &str) -> String {
     id.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')).take(200).collect()
 }
 
-fn build_email(target: &SmtpTarget, n: &Notification) -> Result<Message, lettre::error::Error> {
-    let email = render::email(n);
-    let mut builder = Message::builder()
-        .from(target.from.clone())
-        .subject(email.subject)
-        .header(EventIdHeader(header_safe(&n.event_id)));
+fn build_email(target: &SmtpTarget, email: render::Email, id: &str) -> Result<Message, lettre::error::Error> {
+    let mut builder =
+        Message::builder().from(target.from.clone()).subject(email.subject).header(EventIdHeader(header_safe(id)));
     for to in &target.to {
         builder = builder.to(Mailbox::clone(to));
     }
@@ -233,12 +270,12 @@ fn build_email(target: &SmtpTarget, n: &Notification) -> Result<Message, lettre:
     )
 }
 
-async fn send_email(target: &SmtpTarget, lazy: &LazySmtp, n: &Notification) -> Result<(), Failure> {
+async fn send_email(target: &SmtpTarget, lazy: &LazySmtp, email: render::Email, id: &str) -> Result<(), Failure> {
     let transport = lazy.transport(target).map_err(|e| Failure {
         kind: FailureKind::Unreachable,
         detail: format!("the SMTP transport could not be built: {e}"),
     })?;
-    let message = build_email(target, n)
+    let message = build_email(target, email, id)
         .map_err(|e| Failure { kind: FailureKind::Refused, detail: format!("the email could not be built: {e}") })?;
     transport.send(message).await.map(|_| ()).map_err(|e| Failure {
         kind: if e.is_timeout() {
@@ -299,7 +336,8 @@ mod tests {
             from: "keyturn <kt@example.com>".parse().unwrap(),
             to: vec!["a@example.com".parse().unwrap(), "b@example.com".parse().unwrap()],
         };
-        let text = String::from_utf8(build_email(&target, &n).unwrap().formatted()).unwrap();
+        let text =
+            String::from_utf8(build_email(&target, render::email(&n), &n.event_id).unwrap().formatted()).unwrap();
         assert!(text.contains("Subject: [keyturn INFO] Key signing has a new version (vault kv1)"), "{text}");
         assert!(text.contains("X-Keyturn-Event-Id: e-1"), "{text}");
         assert!(text.contains("To: a@example.com, b@example.com"), "{text}");

@@ -42,7 +42,8 @@ pub enum BlobStateSetupError {
 
 /// Threshold state in one container of a storage account.
 pub struct BlobThresholdStore {
-    container: BlobContainerClient,
+    // Shared with the paged-version records, which live in the same container.
+    container: Arc<BlobContainerClient>,
     lifetime: Duration,
 }
 
@@ -73,7 +74,12 @@ impl BlobThresholdStore {
         let client_options = BlobContainerClientOptions { client_options: options, ..Default::default() };
         let container = BlobContainerClient::new(url.clone(), Some(credential), Some(client_options))
             .map_err(|e| BlobStateSetupError::Client { url: url.to_string(), message: e.to_string() })?;
-        Ok(Self { container, lifetime: DEFAULT_CLAIM_LIFETIME })
+        Ok(Self { container: Arc::new(container), lifetime: DEFAULT_CLAIM_LIFETIME })
+    }
+
+    /// The container the records are in (the paged versions live there too).
+    pub(crate) fn container(&self) -> &Arc<BlobContainerClient> {
+        &self.container
     }
 
     /// The same store with another claim lifetime (tests use a short one).
@@ -220,7 +226,7 @@ fn metadata_safe(text: &str) -> String {
     text.chars().filter(|c| c.is_ascii_graphic()).take(200).collect()
 }
 
-fn code(error: &azure_core::Error) -> Option<StorageErrorCode> {
+pub(crate) fn code(error: &azure_core::Error) -> Option<StorageErrorCode> {
     match error.kind() {
         // Parsing a code cannot fail: unknown codes become `UnknownValue`.
         ErrorKind::HttpResponse { error_code: Some(code), .. } => code.parse().ok(),
@@ -228,7 +234,7 @@ fn code(error: &azure_core::Error) -> Option<StorageErrorCode> {
     }
 }
 
-fn status(error: &azure_core::Error) -> Option<StatusCode> {
+pub(crate) fn status(error: &azure_core::Error) -> Option<StatusCode> {
     match error.kind() {
         ErrorKind::HttpResponse { status, .. } => Some(*status),
         _ => None,
@@ -252,15 +258,19 @@ fn not_found(error: &azure_core::Error) -> bool {
 }
 
 fn backend(key: &ThresholdKey, operation: &str, error: &azure_core::Error) -> StateError {
-    let message = match error.kind() {
+    StateError::Backend { key: key.path(), message: describe(operation, error) }
+}
+
+/// `<operation>: the storage account answered <status> <code>` (or the transport's error): never a URL query.
+pub(crate) fn describe(operation: &str, error: &azure_core::Error) -> String {
+    match error.kind() {
         ErrorKind::HttpResponse { status, error_code, .. } => format!(
             "{operation}: the storage account answered {} {}",
             u16::from(*status),
             error_code.as_deref().unwrap_or("(no error code)")
         ),
         _ => format!("{operation}: {error}"),
-    };
-    StateError::Backend { key: key.path(), message }
+    }
 }
 
 #[cfg(test)]

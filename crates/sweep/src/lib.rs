@@ -19,12 +19,15 @@
 //!   Grid's account of the failure, and what could not be used, named.
 //! - [`pacer`]: [`Pacer`], the sweep's Key Vault requests paced under the service's per-vault and
 //!   per-subscription throttling limits (keyturn-vault's, which also paces every handler's writes).
-//! - [`digest`](mod@digest): notices grouped by vault, kind and threshold, at most 100 objects per message.
+//! - [`paged`]: [`PagedVersions`], the object versions a pager was paged about and not yet resolved, so a
+//!   later sweep that sees the object rotated resolves the page; memory and blob implementations.
+//! - digests (notices grouped by vault, kind and threshold, at most 100 objects per message) are
+//!   `keyturn_notify::digest`, re-exported here: the notification crate owns what a message holds.
 
 pub mod blob_state;
 pub mod dead_letters;
-pub mod digest;
 pub mod object;
+pub mod paged;
 pub use keyturn_vault::pacer;
 pub mod state;
 pub mod thresholds;
@@ -32,9 +35,10 @@ pub use keyturn_rotation::window;
 
 pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
 pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, DeadLetterReport, Unusable};
-pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
+pub use keyturn_notify::digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
 pub use object::ObjectVersion;
 pub use pacer::{Pacer, PacerLimits, RateLimit};
+pub use paged::{BlobPagedVersions, MemoryPagedVersions, PagedVersions};
 pub use state::{Claim, ClaimToken, MemoryThresholdStore, StateError, ThresholdKey, ThresholdStore, claim_due};
 pub use thresholds::{DEFAULT_THRESHOLDS, Due, Escalation, THRESHOLDS_TAG, ThresholdError, Thresholds};
 pub use window::{Override, ROTATION_WINDOW_TAG, RotationWindows, WindowDecision, WindowError};

@@ -27,28 +27,44 @@ use crate::thresholds::{Due, Escalation, Thresholds};
 /// (the Consumption plan's longest `functionTimeout` is 10 minutes), so a live sweep never loses its claim.
 pub const DEFAULT_CLAIM_LIFETIME: Duration = Duration::minutes(15);
 
-/// One threshold of one object version.
+/// One threshold of one object version, optionally for one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ThresholdKey {
     pub object: ObjectVersion,
     /// Days before expiry; 0 is the expiry itself.
     pub threshold: u32,
+    /// The channel the notice goes to (the sweep claims per channel, so a channel that is down is re-armed
+    /// alone and the others do not send twice); `None`: the threshold as a whole.
+    pub channel: Option<String>,
 }
 
 impl ThresholdKey {
     pub fn new(object: ObjectVersion, threshold: u32) -> Self {
-        Self { object, threshold }
+        Self { object, threshold, channel: None }
     }
 
-    /// `<vault>/<kind>/<name>/<version>/<threshold>d`: the record's name in the store.
+    /// The same threshold, claimed for `channel` (a stable name such as `c2-slack`: letters, digits, `-`).
+    pub fn on_channel(mut self, channel: &str) -> Self {
+        self.channel = Some(channel.to_owned());
+        self
+    }
+
+    /// `<vault>/<kind>/<name>/<version>/<threshold>d[/<channel>]`: the record's name in the store.
     pub fn path(&self) -> String {
-        format!("{}/{}d", self.object.path(), self.threshold)
+        match &self.channel {
+            Some(channel) => format!("{}/{}d/{channel}", self.object.path(), self.threshold),
+            None => format!("{}/{}d", self.object.path(), self.threshold),
+        }
     }
 }
 
 impl fmt::Display for ThresholdKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-day threshold of {}", self.threshold, self.object)
+        write!(f, "{}-day threshold of {}", self.threshold, self.object)?;
+        match &self.channel {
+            Some(channel) => write!(f, " for {channel}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -326,6 +342,9 @@ mod tests {
         let later = store.claim(&key(7), "s3", t0() + Duration::days(400)).await.unwrap();
         assert_eq!(later, Claim::AlreadyFired { at: t0() + Duration::seconds(5), sweep: "s1".into() });
         assert_eq!(key(7).path(), "kv1/secret/db/v1/7d");
+        assert_eq!(key(7).on_channel("c2-slack").path(), "kv1/secret/db/v1/7d/c2-slack");
+        let slack = store.claim(&key(7).on_channel("c2-slack"), "s4", t0()).await.unwrap();
+        assert!(matches!(slack, Claim::Claimed(_)), "each channel's claim is its own");
     }
 
     #[tokio::test]

@@ -38,6 +38,9 @@ param stateStorageName string
 @description('The rotation-lock container in the state account.')
 param lockContainerName string
 
+@description('The sweep\'s state container in the state account.')
+param sweepStateContainerName string
+
 @description('Application Insights component (same resource group).')
 param insightsName string
 
@@ -79,6 +82,7 @@ var mirrorGrants = filter(grants, g => g.scope == 'mirrorVaults')
 var storageKeyGrants = filter(grants, g => g.scope == 'storageKeyAccounts')
 var hostStorageGrants = filter(grants, g => g.scope == 'hostStorage')
 var lockGrants = filter(grants, g => g.scope == 'lockContainer')
+var sweepStateGrants = filter(grants, g => g.scope == 'sweepStateContainer')
 var insightsGrants = filter(grants, g => g.scope == 'insights')
 
 var isFlex = hostingPlan == 'FlexConsumption'
@@ -92,6 +96,9 @@ resource state 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
     name: 'default'
     resource locks 'containers' existing = {
       name: lockContainerName
+    }
+    resource sweepState 'containers' existing = {
+      name: sweepStateContainerName
     }
   }
 }
@@ -337,6 +344,17 @@ resource lockAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for 
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
     description: 'keyturn ${handler}: rotation locks (blob leases)'
+  }
+}]
+
+resource sweepStateAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for g in sweepStateGrants: {
+  name: guid(state::blob::sweepState.id, identity.id, roles.roleDefinitions[g.role])
+  scope: state::blob::sweepState
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.roleDefinitions[g.role])
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'keyturn ${handler}: the sweep\'s state (thresholds fired, versions paged)'
   }
 }]
 

@@ -219,6 +219,37 @@ impl Chain {
         Chain { stack, host, function: function.to_owned() }
     }
 
+    /// Starts a timer-triggered handler (the sweep) behind the stand-in, under an identity of its own holding
+    /// exactly its infra/roles.json grants (as [`Chain::start`]), without any Event Grid subscription: fire it
+    /// with [`FunctionsHost::invoke_timer`] on `chain.host`.
+    ///
+    /// # Panics
+    /// When the handler does not become ready.
+    pub async fn start_timer(
+        stack: keyturn_local::stack::LocalStack,
+        function: &str,
+        binary: &Path,
+        settings: Vec<(String, String)>,
+    ) -> Chain {
+        let deployment = deployment_of(&stack, &settings);
+        Self::start_timer_as(stack, function, binary, settings, deployment).await
+    }
+
+    /// [`Chain::start_timer`] with the deployment given (a `when` flag on).
+    ///
+    /// # Panics
+    /// When the handler does not become ready.
+    pub async fn start_timer_as(
+        stack: keyturn_local::stack::LocalStack,
+        function: &str,
+        binary: &Path,
+        settings: Vec<(String, String)>,
+        deployment: Deployment,
+    ) -> Chain {
+        let host = start_timer_host_as(&stack, function, binary, settings, deployment).await;
+        Chain { stack, host, function: function.to_owned() }
+    }
+
     /// Delivery attempts to this chain's subscription so far.
     pub fn attempts(&self) -> Vec<keyturn_local::eventgrid::Attempt> {
         self.stack.grid().attempts().into_iter().filter(|attempt| attempt.subscription == self.function).collect()
@@ -252,6 +283,39 @@ impl Chain {
         self.host.shutdown().await;
         self.stack.shutdown().await;
     }
+}
+
+/// Another stand-in running the timer-triggered `function` on `stack` (a restarted or a second instance of
+/// the function app), as [`Chain::start_timer`] starts the first.
+///
+/// # Panics
+/// When the handler does not become ready.
+pub async fn start_timer_host(
+    stack: &keyturn_local::stack::LocalStack,
+    function: &str,
+    binary: &Path,
+    settings: Vec<(String, String)>,
+) -> FunctionsHost {
+    let deployment = deployment_of(stack, &settings);
+    start_timer_host_as(stack, function, binary, settings, deployment).await
+}
+
+async fn start_timer_host_as(
+    stack: &keyturn_local::stack::LocalStack,
+    function: &str,
+    binary: &Path,
+    settings: Vec<(String, String)>,
+    deployment: Deployment,
+) -> FunctionsHost {
+    let app = FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
+    SubscribedHandler::new(function, binary)
+        .unsubscribed()
+        .identity(deployment)
+        .app_settings(settings)
+        .host(test_timeouts)
+        .start(stack, &app)
+        .await
+        .unwrap_or_else(|error| panic!("{} behind the stand-in: {error}", binary.display()))
 }
 
 /// The deployment a handler with `settings` (over the stack's) would be granted for, as infra reads it: the

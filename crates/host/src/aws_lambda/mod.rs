@@ -1,5 +1,6 @@
 //! The AWS Lambda adapter: polls the Lambda Runtime API (through `lambda_runtime`) for function URL
-//! requests, and answers each as an Event Grid webhook ([`webhook`]).
+//! requests, and answers each as an Event Grid webhook ([`webhook`]); a scheduled function (the `sweep`)
+//! instead takes the EventBridge schedule event Lambda is invoked with.
 //!
 //! Event Grid reaches Lambda as a plain webhook, so this adapter does what the Functions extension does for
 //! Azure (validation handshakes, batch splitting, status codes) plus what a public URL needs: a shared-secret
@@ -24,7 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::invoke::Invoker;
+use crate::invoke::{Invoker, Trigger, Verdict};
 use crate::shutdown;
 use function_url::{HttpRequest, HttpResponse};
 use secret::{SecretError, WebhookSecret};
@@ -46,8 +47,11 @@ pub async fn run(secret: Result<WebhookSecret, SecretError>, invoker: Invoker) -
     let stop = shutdown::signal();
     let function = invoker.function();
     match &secret {
-        Ok(_) => {}
-        Err(error) => tracing::error!(function, %error, "every webhook request will be refused"),
+        // A scheduled function is invoked by its schedule rule, never through the webhook.
+        Err(error) if invoker.trigger() == Trigger::EventGrid => {
+            tracing::error!(function, %error, "every webhook request will be refused")
+        }
+        _ => {}
     }
     tracing::info!(function, configured = invoker.not_configured().is_none(), "polling the Lambda Runtime API");
     let webhook = Arc::new(Webhook::new(invoker.clone(), secret));
@@ -86,15 +90,40 @@ pub async fn run(secret: Result<WebhookSecret, SecretError>, invoker: Invoker) -
     }
 }
 
-/// One Lambda invocation: one HTTP request from the function URL.
-async fn invocation(webhook: &Webhook, event: LambdaEvent<Value>) -> Result<HttpResponse, Diagnostic> {
+/// One Lambda invocation: one HTTP request from the function URL, or, for a scheduled function, the
+/// EventBridge schedule event itself.
+async fn invocation(webhook: &Webhook, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let request_id = event.context.request_id;
+    if webhook.invoker().trigger() == Trigger::Timer {
+        return scheduled(webhook.invoker(), &request_id, event.payload).await;
+    }
     let request = HttpRequest::from_event(event.payload).and_then(|request| webhook_request(&request));
     match request {
-        Ok(request) => Ok(http_response(webhook.handle(&request_id, request).await)),
+        Ok(request) => {
+            let response = http_response(webhook.handle(&request_id, request).await);
+            serde_json::to_value(response).map_err(|error| Diagnostic {
+                error_type: "keyturn.ResponseEncoding".to_owned(),
+                error_message: error.to_string(),
+            })
+        }
         Err(error) => {
             tracing::error!(request_id, %error, "invocation refused");
             Err(Diagnostic { error_type: NOT_AN_HTTP_REQUEST.to_owned(), error_message: error.to_string() })
+        }
+    }
+}
+
+/// A scheduled run. EventBridge invokes Lambda asynchronously: an error makes Lambda retry the run (twice by
+/// default), an acknowledged outcome is the function's result. No webhook secret applies: nothing but an
+/// invoke permission granted to the schedule rule (infra) can invoke the function this way.
+async fn scheduled(invoker: &Invoker, request_id: &str, payload: Value) -> Result<Value, Diagnostic> {
+    match invoker.invoke(request_id, payload).await {
+        Verdict::Acknowledge(outcome) => serde_json::to_value(&outcome).map_err(|error| Diagnostic {
+            error_type: "keyturn.ResponseEncoding".to_owned(),
+            error_message: error.to_string(),
+        }),
+        Verdict::Retry(failure) => {
+            Err(Diagnostic { error_type: format!("keyturn.{}", failure.label()), error_message: failure.to_string() })
         }
     }
 }

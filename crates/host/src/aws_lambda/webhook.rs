@@ -68,6 +68,11 @@ impl Webhook {
         Webhook { invoker, secret }
     }
 
+    /// The function behind the webhook.
+    pub fn invoker(&self) -> &Invoker {
+        &self.invoker
+    }
+
     /// Answers one request. `request_id` is the platform's id for it (the Lambda request id); each event's
     /// invocation id derives from it.
     pub async fn handle(&self, request_id: &str, request: WebhookRequest) -> WebhookResponse {

@@ -31,9 +31,9 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::{Reply, Response};
 
-use crate::invoke::{Invoker, Verdict};
+use crate::invoke::{Invoker, Trigger, Verdict};
 use crate::shutdown;
-use wire::{BINDING_NAME, INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
+use wire::{INVOCATION_ID_HEADER, InvocationRequest, InvocationResponse};
 
 /// The largest request body accepted: Event Grid events are at most 1 MB, so anything near this is not an
 /// invocation from a real host.
@@ -202,7 +202,7 @@ where
         return error_reply(StatusCode::NOT_FOUND, &message);
     }
 
-    let event = match read_body(body).await.and_then(|body| envelope_event(&body)) {
+    let event = match read_body(body).await.and_then(|body| envelope_input(&body, invoker.trigger())) {
         Ok(event) => event,
         Err(error) => {
             let status = error.status();
@@ -256,11 +256,11 @@ enum EnvelopeError {
     #[error("the request body is not a custom-handler invocation ({{\"Data\": {{...}}, \"Metadata\": {{...}}}}): {0}")]
     NotAnInvocation(String),
     #[error(
-        "\"Data\" has no \"{BINDING_NAME}\" binding (it has: {found}); the function's eventGridTrigger binding must be named \"{BINDING_NAME}\""
+        "\"Data\" has no \"{binding}\" binding (it has: {found}); the function's {binding_type} binding must be named \"{binding}\""
     )]
-    MissingBinding { found: BindingNames },
-    #[error("\"Data.{BINDING_NAME}\" is a string but not a JSON-encoded event: {0}")]
-    BindingNotJson(serde_json::Error),
+    MissingBinding { binding: &'static str, binding_type: &'static str, found: BindingNames },
+    #[error("\"Data.{binding}\" is a string but not JSON: {source}")]
+    BindingNotJson { binding: &'static str, source: serde_json::Error },
 }
 
 impl EnvelopeError {
@@ -324,8 +324,9 @@ where
     Ok(collected)
 }
 
-/// Unwraps `Data.eventGridEvent`: the event as a JSON object, or as a JSON-encoded string.
-fn envelope_event(body: &[u8]) -> Result<Value, EnvelopeError> {
+/// Unwraps `Data.<binding>` for the function's trigger (`eventGridEvent`, `timer`): the input as a JSON
+/// object, or as a JSON-encoded string.
+fn envelope_input(body: &[u8], trigger: Trigger) -> Result<Value, EnvelopeError> {
     let body: Value = serde_json::from_slice(body).map_err(EnvelopeError::NotJson)?;
     // serde would also take a struct from an array (`[data, metadata]`): only an object is an envelope.
     if !body.is_object() {
@@ -336,10 +337,17 @@ fn envelope_event(body: &[u8]) -> Result<Value, EnvelopeError> {
     }
     let mut request: InvocationRequest =
         serde_json::from_value(body).map_err(|error| EnvelopeError::NotAnInvocation(error.to_string()))?;
-    match request.data.remove(BINDING_NAME) {
-        Some(Value::String(encoded)) => serde_json::from_str(&encoded).map_err(EnvelopeError::BindingNotJson),
-        Some(event) => Ok(event),
-        None => Err(EnvelopeError::MissingBinding { found: BindingNames(request.data.keys().cloned().collect()) }),
+    let binding = trigger.binding_name();
+    match request.data.remove(binding) {
+        Some(Value::String(encoded)) => {
+            serde_json::from_str(&encoded).map_err(|source| EnvelopeError::BindingNotJson { binding, source })
+        }
+        Some(input) => Ok(input),
+        None => Err(EnvelopeError::MissingBinding {
+            binding,
+            binding_type: trigger.binding_type(),
+            found: BindingNames(request.data.keys().cloned().collect()),
+        }),
     }
 }
 

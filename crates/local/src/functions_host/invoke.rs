@@ -41,6 +41,8 @@ pub enum InvocationError {
     Status { status: u16, body: String },
     #[error("the handler answered {status} with a body that is not an invocation response: {reason}")]
     BadResponse { status: u16, reason: String },
+    #[error("no timer-triggered function named '{0}' is served here")]
+    NoSuchTimer(String),
 }
 
 /// What happened to one invocation, kept so tests and `keyturn dev` can show it.
@@ -297,6 +299,7 @@ mod tests {
             name: "near-expiry".into(),
             binding: "myEvent".into(),
             trigger: "eventGridTrigger".into(),
+            schedule: None,
             path: PathBuf::from("near-expiry/function.json"),
         };
         let event = json!({"id": "1", "data": {"VaultName": "kv"}});

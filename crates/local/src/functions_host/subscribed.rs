@@ -45,6 +45,8 @@ type Configure = Box<dyn FnOnce(FunctionsHostBuilder) -> FunctionsHostBuilder + 
 pub struct SubscribedHandler {
     function: String,
     executable: PathBuf,
+    /// `false` for a timer-triggered handler (the sweep): started, never subscribed.
+    subscribe: bool,
     event_types: Vec<String>,
     subject_filter: Option<SubjectFilter>,
     settings: Vec<(String, String)>,
@@ -72,6 +74,7 @@ impl SubscribedHandler {
         Self {
             function: function.into(),
             executable: executable.into(),
+            subscribe: true,
             event_types: Vec::new(),
             subject_filter: None,
             settings: Vec::new(),
@@ -81,16 +84,24 @@ impl SubscribedHandler {
     }
 
     /// `handler` as infra deploys it: its event types, the canary rule on `canary` (test-event takes only the
-    /// canary's events, every other handler all but those), and `KEYTURN_CANARY_SECRET`.
+    /// canary's events, every other handler all but those), and `KEYTURN_CANARY_SECRET`. A timer handler (the
+    /// sweep) is started without a subscription: [`FunctionsHost::invoke_timer`] fires it.
     pub fn deployed(handler: &Handler, executable: impl Into<PathBuf>, canary: &str) -> Self {
         let canary_only = vec![canary.to_owned()];
-        Self::new(handler.name, executable)
-            .event_types(handler.event_types.iter().copied())
-            .subject_filter(match handler.canary {
+        let started = Self::new(handler.name, executable).app_settings([("KEYTURN_CANARY_SECRET", canary)]);
+        match handler.canary() {
+            None => started.unsubscribed(),
+            Some(rule) => started.event_types(handler.event_types().iter().copied()).subject_filter(match rule {
                 Canary::Only => SubjectFilter::In(canary_only),
                 Canary::Exclude => SubjectFilter::NotIn(canary_only),
-            })
-            .app_settings([("KEYTURN_CANARY_SECRET", canary)])
+            }),
+        }
+    }
+
+    /// Starts the handler without subscribing it (a timer-triggered function).
+    pub fn unsubscribed(mut self) -> Self {
+        self.subscribe = false;
+        self
     }
 
     /// The subscription's `includedEventTypes`.
@@ -161,6 +172,9 @@ impl SubscribedHandler {
         let host =
             builder.start().await.map_err(|source| SubscribedError::Start { function: function.clone(), source })?;
 
+        if !self.subscribe {
+            return Ok(host);
+        }
         let endpoint = match url::Url::parse(&host.webhook_url(&function)) {
             Ok(endpoint) => endpoint,
             Err(error) => {

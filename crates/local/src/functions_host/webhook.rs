@@ -260,6 +260,7 @@ mod tests {
             name: "test-event".into(),
             binding: "eventGridEvent".into(),
             trigger: "eventGridTrigger".into(),
+            schedule: None,
             path: PathBuf::from("test-event/function.json"),
         };
         BTreeMap::from([(function.name.clone(), function)])

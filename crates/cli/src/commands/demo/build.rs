@@ -18,7 +18,8 @@ use crate::output::Output;
 /// keyturn's own package, built together with the handlers.
 const KEYTURN_PACKAGE: &str = env!("CARGO_PKG_NAME");
 
-/// The four handlers' executables beside keyturn's own, built first when some are missing and keyturn can.
+/// The Event Grid handlers' executables beside keyturn's own, built first when some are missing and keyturn can.
+/// The demo's story is one event's path, so the timer-triggered sweep is not among them.
 pub(super) async fn handler_binaries(
     output: &Output,
     no_build: bool,
@@ -26,7 +27,8 @@ pub(super) async fn handler_binaries(
     let exe = std::env::current_exe()
         .map_err(|error| CommandFailure::setup(format!("cannot find keyturn's own executable: {error}")))?;
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    let binaries: Vec<(&'static Handler, PathBuf)> = HANDLERS.iter().map(|h| (h, dir.join(h.name))).collect();
+    let binaries: Vec<(&'static Handler, PathBuf)> =
+        HANDLERS.iter().filter(|h| !h.is_timer()).map(|h| (h, dir.join(h.name))).collect();
     let missing: Vec<&'static Handler> =
         binaries.iter().filter(|(_, path)| !path.is_file()).map(|(handler, _)| *handler).collect();
     if missing.is_empty() {

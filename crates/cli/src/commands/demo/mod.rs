@@ -1,8 +1,9 @@
 //! `keyturn demo`: keyturn's main job, start to finish, on the embedded local stack, in one command.
 //!
-//! 1. **The handlers**: the four binaries beside keyturn's own executable (`target/<profile>/`). When some
-//!    are missing and keyturn runs from the repository's target directory, cargo builds them in the same
-//!    profile (its progress shows); anywhere else the error names the command that builds them.
+//! 1. **The handlers**: the four Event Grid handlers' binaries (the timer-triggered sweep is not part of the
+//!    demo) beside keyturn's own executable (`target/<profile>/`). When some are missing and keyturn runs from
+//!    the repository's target directory, cargo builds them in the same profile (its progress shows); anywhere
+//!    else the error names the command that builds them.
 //! 2. **The vault as it stood before keyturn was deployed**: seeded into a state file first, so seeding
 //!    raises no events. Then the local stack over that state, a signed-webhook receiver standing in for
 //!    the notification channel, and each handler behind a Functions host stand-in, subscribed as in Azure.

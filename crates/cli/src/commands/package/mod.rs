@@ -30,7 +30,7 @@ dist/near-expiry.zip.";
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// Handlers to package [default: all four].
+    /// Handlers to package [default: all five].
     #[arg(value_name = "HANDLER", value_parser = handlers::parse_name)]
     pub handlers: Vec<&'static Handler>,
 

@@ -2,16 +2,17 @@
 //! [`MAX_OBJECTS_PER_MESSAGE`] objects per message (IBM Secrets Manager's limit, and what a Slack message or
 //! a Teams card still shows legibly). Beyond that the digest is split: 250 objects make three messages.
 //!
-//! This is data for the renderers (Slack, Teams, email, the signed webhook), not text: each renders a
-//! [`Digest`] its own way. Notices carry metadata only, never a secret value.
+//! A [`Digest`] is data; each channel renders it its own way (Slack, Teams and email in `render`, the signed
+//! webhook's JSON here in [`Digest::to_json`]), the same facts in each. Notices carry metadata only, never
+//! a secret value. Pagers take no digests: they page one object version at a time.
 
 use std::cmp::Reverse;
 
 use chrono::{DateTime, Utc};
-use keyturn_events::ObjectKind;
-use keyturn_notify::Severity;
+use keyturn_events::{ObjectKind, ObjectRef};
+use serde_json::{Value, json};
 
-use crate::object::ObjectVersion;
+use crate::message::{Severity, rfc3339};
 
 /// At most this many objects in one message.
 pub const MAX_OBJECTS_PER_MESSAGE: usize = 100;
@@ -19,11 +20,28 @@ pub const MAX_OBJECTS_PER_MESSAGE: usize = 100;
 /// One object version that crossed a threshold in this sweep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
-    pub object: ObjectVersion,
+    pub object: ObjectRef,
     pub expires: DateTime<Utc>,
     /// Days before expiry; 0 is the expiry itself.
     pub threshold: u32,
     pub severity: Severity,
+    /// What keyturn will do about it, in a few words (e.g. `keyturn rotates it 30 days before expiry`,
+    /// `manual action due: no rotation policy`).
+    pub plan: String,
+}
+
+impl Notice {
+    /// One line for a list: `db-password (version 0f264706) expires 2027-01-01 12:00 UTC: <plan>`.
+    pub fn line(&self) -> String {
+        let version: String = self.object.version().chars().take(8).collect();
+        let when = if self.expires <= Utc::now() { "expired" } else { "expires" };
+        format!(
+            "{} (version {version}) {when} {}: {}",
+            self.object.name(),
+            self.expires.format("%Y-%m-%d %H:%M UTC"),
+            self.plan
+        )
+    }
 }
 
 /// Notices of one vault, kind and threshold within one message.
@@ -41,9 +59,36 @@ pub struct DigestGroup {
     pub continued: bool,
 }
 
+impl DigestGroup {
+    /// The group's heading: `kv1 · Secrets · 14 days before expiry (100 of 250, continued)`.
+    pub fn heading(&self) -> String {
+        let kind = self.kind.collection().map_or_else(|| self.kind.to_string(), capitalized);
+        let threshold = match self.threshold {
+            0 => "at expiry".to_owned(),
+            1 => "1 day before expiry".to_owned(),
+            days => format!("{days} days before expiry"),
+        };
+        let count = if self.notices.len() == self.group_total {
+            String::new()
+        } else {
+            let continued = if self.continued { ", continued" } else { "" };
+            format!(" ({} of {}{continued})", self.notices.len(), self.group_total)
+        };
+        format!("{} · {kind} · {threshold}{count}", self.vault)
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
 /// One message of a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest {
+    /// This message's id: the digest's id and the part, e.g. `sweep-...-c2-part1of3`. The webhook's and the
+    /// email's `X-Keyturn-Event-Id`: a receiver deduplicates on it.
+    pub id: String,
     /// From 1.
     pub part: usize,
     pub parts: usize,
@@ -64,6 +109,39 @@ impl Digest {
         self.groups.iter().map(|g| g.severity).max().unwrap_or(Severity::Info)
     }
 
+    /// The signed webhook's JSON body (docs/notifications.md, "Digest payload").
+    pub fn to_json(&self) -> Value {
+        let groups: Vec<Value> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let objects: Vec<Value> = g
+                    .notices
+                    .iter()
+                    .map(|n| {
+                        json!({"name": n.object.name(), "version": n.object.version(),
+                               "expires": rfc3339(n.expires), "plan": n.plan})
+                    })
+                    .collect();
+                json!({"vault": g.vault, "kind": g.kind.as_str(), "threshold_days": g.threshold,
+                       "severity": g.severity.as_str(), "group_total": g.group_total, "continued": g.continued,
+                       "objects": objects})
+            })
+            .collect();
+        json!({
+            "type": "keyturn.digest",
+            "schema_version": 1,
+            "digest_id": self.id,
+            "severity": self.severity().as_str(),
+            "title": self.title(),
+            "part": self.part,
+            "parts": self.parts,
+            "objects": self.objects(),
+            "digest_total": self.digest_total,
+            "groups": groups,
+        })
+    }
+
     /// One line for a subject or a chat title.
     pub fn title(&self) -> String {
         let plural = if self.digest_total == 1 { "" } else { "s" };
@@ -76,9 +154,10 @@ impl Digest {
     }
 }
 
-/// Groups `notices` and splits them into messages of at most `max_per_message` objects (at least 1). The same
-/// object version and threshold listed twice counts once. No notice, no message.
-pub fn digest(mut notices: Vec<Notice>, max_per_message: usize) -> Vec<Digest> {
+/// Groups `notices` and splits them into messages of at most `max_per_message` objects (at least 1), each
+/// with an id made from `id` and its part. The same object version and threshold listed twice counts once.
+/// No notice, no message.
+pub fn digest(mut notices: Vec<Notice>, max_per_message: usize, id: &str) -> Vec<Digest> {
     let max = max_per_message.max(1);
     let group_key =
         |n: &Notice| (Reverse(n.severity), n.threshold, n.object.vault().to_owned(), n.object.kind().as_str());
@@ -136,7 +215,13 @@ pub fn digest(mut notices: Vec<Notice>, max_per_message: usize) -> Vec<Digest> {
     messages
         .into_iter()
         .enumerate()
-        .map(|(i, groups)| Digest { part: i + 1, parts, groups, digest_total: total })
+        .map(|(i, groups)| Digest {
+            id: format!("{id}-part{}of{parts}", i + 1),
+            part: i + 1,
+            parts,
+            groups,
+            digest_total: total,
+        })
         .collect()
 }
 
@@ -148,10 +233,11 @@ mod tests {
     fn notice(vault: &str, kind: ObjectKind, name: &str, threshold: u32, severity: Severity) -> Notice {
         let expires = DateTime::parse_from_rfc3339("2027-03-01T00:00:00Z").unwrap().with_timezone(&Utc);
         Notice {
-            object: ObjectVersion::new(vault, kind, name, "v1"),
+            object: ObjectRef::new(vault, kind, name, "v1").unwrap(),
             expires: expires + Duration::days(i64::from(threshold)),
             threshold,
             severity,
+            plan: "manual action due".into(),
         }
     }
 
@@ -159,13 +245,22 @@ mod tests {
     fn two_hundred_and_fifty_objects_arrive_as_three_messages_of_at_most_a_hundred() {
         let notices: Vec<Notice> =
             (0..250).map(|i| notice("kv1", ObjectKind::Secret, &format!("s{i:03}"), 30, Severity::Warning)).collect();
-        let messages = digest(notices, MAX_OBJECTS_PER_MESSAGE);
+        let messages = digest(notices, MAX_OBJECTS_PER_MESSAGE, "d");
         assert_eq!(messages.iter().map(Digest::objects).collect::<Vec<_>>(), [100, 100, 50]);
         assert!(messages.iter().all(|m| m.parts == 3 && m.digest_total == 250));
         assert_eq!(messages[2].title(), "[keyturn WARNING] 250 objects reached an expiry threshold (part 3 of 3)");
         assert_eq!((messages[0].groups[0].continued, messages[1].groups[0].continued), (false, true));
         assert_eq!(messages[1].groups[0].group_total, 250);
         assert_eq!(messages[1].groups[0].notices[0].object.name(), "s100", "name order, nothing lost or repeated");
+        assert_eq!(messages[1].groups[0].heading(), "kv1 · Secrets · 30 days before expiry (100 of 250, continued)");
+        assert_eq!(messages[1].id, "d-part2of3");
+        let json = messages[2].to_json();
+        assert_eq!(
+            (json["part"].as_u64(), json["objects"].as_u64(), json["digest_total"].as_u64()),
+            (Some(3), Some(50), Some(250))
+        );
+        assert_eq!(json["groups"][0]["objects"][0]["name"], "s200");
+        assert_eq!(json["groups"][0]["threshold_days"], 30);
     }
 
     #[test]
@@ -179,7 +274,7 @@ mod tests {
             notice("kv1", ObjectKind::Secret, "z", 30, Severity::Warning),
             notice("kv1", ObjectKind::Secret, "x", 0, Severity::Critical),
         ];
-        let messages = digest(notices, MAX_OBJECTS_PER_MESSAGE);
+        let messages = digest(notices, MAX_OBJECTS_PER_MESSAGE, "d");
         assert_eq!(messages.len(), 1);
         let m = &messages[0];
         let groups: Vec<(&str, &str, u32, usize)> =
@@ -196,7 +291,7 @@ mod tests {
         );
         assert_eq!((m.objects(), m.digest_total, m.severity()), (6, 6, Severity::Critical));
         assert_eq!(m.title(), "[keyturn CRITICAL] 6 objects reached an expiry threshold");
-        assert!(digest(Vec::new(), 100).is_empty());
+        assert!(digest(Vec::new(), 100, "d").is_empty());
     }
 
     #[test]
@@ -212,7 +307,7 @@ mod tests {
                     notice(&format!("kv{}", rng.usize(0..3)), kind, &format!("o{i}"), threshold, Severity::Info)
                 })
                 .collect();
-            let messages = digest(notices, limit);
+            let messages = digest(notices, limit, "d");
             let counts: Vec<usize> = messages.iter().map(Digest::objects).collect();
             assert_eq!(counts.iter().sum::<usize>(), n);
             assert_eq!(messages.len(), n.div_ceil(limit.max(1)), "{n} objects, limit {limit}");
