@@ -91,6 +91,29 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// For a platform that runs several instances of a handler at once (`platform`, e.g. "AWS Lambda"):
+    /// a deployment with any provider beyond `generated` needs the cross-instance lock (the blob lease),
+    /// since an in-process lock cannot stop two instances from rotating the same secret at once (for
+    /// PostgreSQL, changing a password twice and promoting the loser's). The error names the settings to add.
+    pub fn require_cross_instance_lock(&self, platform: &str) -> Result<(), ConfigErrors> {
+        let configured = self.providers.configured_beyond_generated();
+        if self.lock != LockSettings::InProcess || configured.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigErrors(vec![ConfigError::missing(
+            lock::LOCK_ACCOUNT_URL,
+            format!(
+                "a storage account's blob endpoint (with {}) for the rotation lock: on {platform} several instances \
+                 run at once and an in-process lock cannot keep them from rotating the same secret, which the \
+                 configured provider(s) {} must never do",
+                lock::LOCK_CONTAINER,
+                configured.join(", ")
+            ),
+        )]))
+    }
+}
+
 fn collect<T>(errors: &mut Vec<ConfigError>, result: Result<T, Vec<ConfigError>>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
@@ -169,6 +192,33 @@ mod tests {
             message.contains("KEYTURN_CREDENTIAL: 'magic' is not valid; expected one of managed-identity"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_provider_beyond_generated_needs_the_cross_instance_lock_where_instances_run_side_by_side() {
+        let base = [("KEYTURN_VAULTS", "contoso"), ("KEYTURN_CREDENTIAL", "managed-identity")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let pairs: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            Settings::from_lookup(lookup(&pairs)).unwrap()
+        };
+        // The generated provider alone rotates within Key Vault: the in-process lock is enough.
+        with(&[]).require_cross_instance_lock("AWS Lambda").unwrap();
+        let postgres = with(&[("KEYTURN_POSTGRES_SERVERS", "db.example.com")]);
+        let errors = postgres.require_cross_instance_lock("AWS Lambda").unwrap_err();
+        assert_eq!(errors.0[0].variable(), "KEYTURN_LOCK_ACCOUNT_URL");
+        let message = errors.to_string();
+        assert!(message.contains("on AWS Lambda several instances run at once"), "{message}");
+        assert!(message.contains("provider(s) postgres") && message.contains("KEYTURN_LOCK_CONTAINER"), "{message}");
+        let webhook = with(&[("KEYTURN_WEBHOOK_ROTATORS", "r=https://r.example/?secret=0123456789abcdef&vaults=kv")]);
+        assert!(webhook.require_cross_instance_lock("AWS Lambda").unwrap_err().to_string().contains("webhook"));
+        // With the blob lease configured, the same deployment is fine.
+        with(&[
+            ("KEYTURN_POSTGRES_SERVERS", "db.example.com"),
+            ("KEYTURN_LOCK_ACCOUNT_URL", "https://keyturnlocks.blob.core.windows.net/"),
+            ("KEYTURN_LOCK_CONTAINER", "keyturn-locks"),
+        ])
+        .require_cross_instance_lock("AWS Lambda")
+        .unwrap();
     }
 
     #[test]

@@ -161,6 +161,23 @@ impl StorageBinding {
 }
 
 impl ProviderSettings {
+    /// The providers beyond `generated` these settings configure (each is registered only with its
+    /// binding): the ones whose steps reach something outside Key Vault, where two instances rotating the
+    /// same secret at once would change a credential twice.
+    pub fn configured_beyond_generated(&self) -> Vec<&'static str> {
+        let mut configured = Vec::new();
+        if !self.postgres.servers.is_empty() {
+            configured.push("postgres");
+        }
+        if !self.storage_accounts.is_empty() {
+            configured.push("storage-account-key");
+        }
+        if self.webhook_rotators.is_some() {
+            configured.push("webhook");
+        }
+        configured
+    }
+
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, Vec<ConfigError>> {
         let raw = env.get(ARM_ENDPOINT).unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned());
         let arm_endpoint = match Url::parse(&raw) {
