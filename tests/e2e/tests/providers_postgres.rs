@@ -15,7 +15,7 @@
 //!
 //! A password change is counted from the server: every `ALTER ROLE ... PASSWORD` stores a verifier with a new
 //! random salt, so `pg_authid.rolpassword` changes on every change, even to the same password. PostgreSQL is
-//! queried with `psql` (the server's client), verifying the server's certificate against the test CA.
+//! queried with `psql` (`keyturn_e2e::postgres`).
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use keyturn_e2e::postgres::PgServer;
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
     secret_near_expiry, seed_secret, tags, workspace_binary,
@@ -42,96 +43,6 @@ const VAULT: &str = "kv-pg";
 const PENDING_SUFFIX: &str = "-keyturn-pending";
 /// How long the emulator holds a secret write when a kill must land in one.
 const WRITE_DELAY: Duration = Duration::from_secs(2);
-
-/// The test server, from the variables scripts/lib/postgres.sh exports.
-struct Server {
-    host: String,
-    port: u16,
-    admin_user: String,
-    admin_password: String,
-    ca_file: String,
-}
-
-fn required_env(name: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
-        panic!("{name} is not set: run ./scripts/test (or scripts/lib/postgres.sh <command>), which starts PostgreSQL")
-    })
-}
-
-impl Server {
-    fn from_env() -> Self {
-        Self {
-            host: required_env("KEYTURN_TEST_PG_HOST"),
-            port: required_env("KEYTURN_TEST_PG_PORT").parse().unwrap(),
-            admin_user: required_env("KEYTURN_TEST_PG_ADMIN_USER"),
-            admin_password: required_env("KEYTURN_TEST_PG_ADMIN_PASSWORD"),
-            ca_file: required_env("KEYTURN_TEST_PG_CA_FILE"),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        format!("{}:{}", self.host, self.port).parse().unwrap()
-    }
-
-    /// A secret value in the provider's JSON shape, pointing at `port` (the gate, or the server itself).
-    fn value(&self, port: u16, user: &str, password: &str) -> String {
-        serde_json::json!({"host": self.host, "port": port, "user": user, "password": password, "database": "postgres"})
-            .to_string()
-    }
-
-    /// Runs `sql` as `user` through psql over verified TLS: `Ok(output)`, or `Err` when the password is refused.
-    async fn psql(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
-        let conninfo = format!(
-            "host={} port={} user={user} dbname=postgres sslmode=verify-full sslrootcert={}",
-            self.host, self.port, self.ca_file
-        );
-        let run = tokio::process::Command::new("psql")
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql, &conninfo])
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .expect("psql finished within 30 s")
-            .unwrap_or_else(|e| panic!("psql (PostgreSQL's client, installed with the server) cannot run: {e}"));
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        } else if stderr.contains("password authentication failed") {
-            Err(stderr)
-        } else {
-            panic!("psql as {user} failed for another reason than the password: {stderr}")
-        }
-    }
-
-    async fn admin(&self, sql: &str) -> String {
-        self.psql(&self.admin_user, &self.admin_password, sql).await.unwrap()
-    }
-
-    async fn logs_in(&self, user: &str, password: &str) -> bool {
-        match self.psql(user, password, "SELECT current_user").await {
-            Ok(who) => {
-                assert_eq!(who, user, "logged in as someone else");
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// A fresh login role (and no alternate left by an earlier run).
-    async fn create_role(&self, role: &str, password: &str) {
-        self.admin(&format!("DROP ROLE IF EXISTS {role}_clone; DROP ROLE IF EXISTS {role}")).await;
-        self.admin(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'")).await;
-    }
-
-    /// The stored verifier: changes on every password change.
-    async fn verifier(&self, role: &str) -> String {
-        let verifier = self.admin(&format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'")).await;
-        assert!(verifier.starts_with("SCRAM-SHA-256$"), "{role} has no SCRAM verifier: {verifier:?}");
-        verifier
-    }
-}
 
 /// A TCP relay in front of PostgreSQL that lets a number of connections through and holds the rest (accepted,
 /// never forwarded): a handler connecting through it waits there until it is killed.
@@ -212,13 +123,11 @@ async fn stack() -> LocalStack {
 }
 
 /// The handler's settings: the stack's, short retries, and a CA bundle trusting the emulator and PostgreSQL.
-fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path, ports: &[u16]) -> Vec<(String, String)> {
-    let bundle = dir.join("ca-bundle.pem");
-    let pg_ca = std::fs::read_to_string(&server.ca_file).unwrap();
-    std::fs::write(&bundle, format!("{}\n{pg_ca}", stack.emulator().ca_pem())).unwrap();
+fn settings(stack: &LocalStack, server: &PgServer, dir: &std::path::Path, ports: &[u16]) -> Vec<(String, String)> {
+    let bundle = server.ca_bundle(dir, &[stack.emulator().ca_pem()]);
     let mut settings: Vec<(String, String)> =
         stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
-    settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+    settings.push(("KEYTURN_CA_FILE".to_owned(), bundle));
     // The deployment's bindings (issue 13): this server, and the one admin secret for the one base login.
     let servers: Vec<String> = ports.iter().map(|port| format!("{}:{port}", server.host)).collect();
     settings.push(("KEYTURN_POSTGRES_SERVERS".to_owned(), servers.join(",")));
@@ -279,7 +188,7 @@ enum Step {
 #[tokio::test]
 async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the_password_once() {
     bounded(Duration::from_secs(240), async {
-        let server = Server::from_env();
+        let server = PgServer::from_env();
         let gate = Gate::start(server.addr()).await;
         let dir = tempfile::tempdir().unwrap();
         let slow_writes = || {
@@ -409,13 +318,13 @@ async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the
 #[tokio::test]
 async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once() {
     bounded(Duration::from_secs(180), async {
-        let server = Server::from_env();
+        let server = PgServer::from_env();
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
         let settings = settings(&stack, &server, dir.path(), &[server.port]);
         let role = "kt_e2e_alt";
         server.create_role(role, "initial-pw-0002").await;
-        seed(&stack, "kt-e2e-pg-admin", &server.value(server.port, &server.admin_user, &server.admin_password), &[]);
+        seed(&stack, "kt-e2e-pg-admin", &server.admin_value(), &[]);
         let v0 = seed(&stack, "kt-e2e-alt", &server.value(server.port, role, "initial-pw-0002"), &[
             ("KeyturnRotation", "postgres-alternating"),
             ("ValidityPeriodDays", "60"),

@@ -6,10 +6,12 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use keyturn_e2e::receivers::{Received, http_sink};
 use keyturn_e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, tags, workspace_binary};
-use keyturn_host::{Outcome, Status};
+use keyturn_host::Status;
 use keyturn_local::keyvault::SecretSpec;
 use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::stack::LocalStack;
+
+use crate::last_about;
 
 const VAULTS: [&str; 2] = ["kv-one", "kv-two"];
 
@@ -26,16 +28,6 @@ fn seed(stack: &LocalStack, vault: &str, name: &str, value: &str, tags: BTreeMap
         tags,
     };
     stack.emulator().store().set_secret(vault, name, spec).unwrap().version.version
-}
-
-fn last_about(chain: &Chain, vault: &str, name: &str) -> Outcome {
-    let outcomes: Vec<Outcome> =
-        chain.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect();
-    outcomes
-        .iter()
-        .rfind(|o| o.object.as_ref().is_some_and(|object| object.vault() == vault && object.name() == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no outcome about {vault}/{name}: {outcomes:#?}"))
 }
 
 /// Tried as a new user would on `keyturn dev --vault kv-one --vault kv-two`: kv-two holds a real `prod-db`; a
