@@ -205,23 +205,8 @@ async fn a_secret_whose_tags_leave_no_room_for_provenance_is_not_rotated() {
 
 #[tokio::test]
 async fn a_provider_failure_stops_before_promotion_and_keeps_the_lock_free() {
-    #[derive(Debug)]
-    struct FailingTest;
-    impl crate::Provider for FailingTest {
-        fn name(&self) -> &'static str {
-            "generated"
-        }
-        fn create_pending<'a>(
-            &'a self,
-            ctx: &'a RotationContext<'a>,
-        ) -> crate::provider::ProviderFuture<'a, crate::provider::Pending> {
-            crate::provider::generated::Generated.create_pending(ctx)
-        }
-        fn test_pending<'a>(
-            &'a self,
-            _: &'a RotationContext<'a>,
-            _: &'a crate::provider::Pending,
-        ) -> crate::provider::ProviderFuture<'a, ()> {
+    let failing = DuringTheTestStep {
+        hook: Box::new(|| {
             Box::pin(async {
                 Err(crate::provider::ProviderError {
                     provider: "generated",
@@ -229,11 +214,11 @@ async fn a_provider_failure_stops_before_promotion_and_keeps_the_lock_free() {
                     retryable: true,
                 })
             })
-        }
-    }
+        }),
+    };
     let vault = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
     let lock = Arc::new(InProcessLock::default());
-    let engine = Engine::new(vault.clone(), lock.clone(), Providers::standard().with(Arc::new(FailingTest)));
+    let engine = Engine::new(vault.clone(), lock.clone(), Providers::standard().with(Arc::new(failing)));
     let error = engine.rotate(&event(ObjectKind::Secret, "kv", "db", "v1")).await.unwrap_err();
     assert!(error.is_retryable());
     assert_eq!(error.to_string(), "provider generated: login failed");
@@ -285,10 +270,10 @@ async fn certificates_renew_when_the_issuer_can_issue_and_otherwise_say_manual_a
     }
 }
 
-/// The `generated` provider with `hook` run in its test step, while the engine holds the lock: what happens
-/// to the world between the provider's steps and the promotion.
+/// The `generated` provider with `hook` as its test step, run while the engine holds the lock: what happens
+/// to the world between the provider's steps and the promotion (or the step's own failure).
 struct DuringTheTestStep {
-    hook: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+    hook: Box<dyn Fn() -> crate::provider::ProviderFuture<'static, ()> + Send + Sync>,
 }
 
 impl std::fmt::Debug for DuringTheTestStep {
@@ -312,11 +297,7 @@ impl crate::Provider for DuringTheTestStep {
         _: &'a RotationContext<'a>,
         _: &'a crate::provider::Pending,
     ) -> crate::provider::ProviderFuture<'a, ()> {
-        let hook = (self.hook)();
-        Box::pin(async move {
-            hook.await;
-            Ok(())
-        })
+        (self.hook)()
     }
 }
 
@@ -335,6 +316,7 @@ async fn a_lease_lost_before_the_promotion_promotes_nothing_and_is_retried() {
                 tokio::time::sleep(Duration::from_millis(80)).await;
                 let guard = other.acquire("kv/secret/db").await.expect("the lease expired");
                 *holder.lock().unwrap() = Some(guard);
+                Ok(())
             })
         }),
     };
@@ -358,7 +340,7 @@ async fn a_version_written_during_the_rotation_stops_the_promotion_and_the_redel
     let provider = DuringTheTestStep {
         hook: Box::new(move || {
             writer.add_version(ObjectKind::Secret, "db", "v2-written-meanwhile", OPTED_IN);
-            Box::pin(async {})
+            Box::pin(async { Ok(()) })
         }),
     };
     let engine =
