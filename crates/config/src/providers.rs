@@ -123,26 +123,10 @@ impl StorageBinding {
 
     fn parse(raw: &str) -> Result<Vec<Self>, String> {
         let mut bindings = Vec::new();
-        for (index, entry) in raw.split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-            let position = index + 1;
-            let Some((scope, accounts)) = entry.split_once('=') else {
-                return Err(format!("entry {position} is not <vault>[/<name or prefix*>]=<account resource id>"));
-            };
-            let (vault, names) = match scope.trim().split_once('/') {
-                Some((vault, names)) => (vault.trim(), Some(names.trim())),
-                None => (scope.trim(), None),
-            };
-            if vault.is_empty() || !vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(format!("entry {position}: '{vault}' is not a vault name"));
-            }
-            let names = match names {
-                None => NameFilter::default(),
-                Some(names) => NameFilter::parse(names)
-                    .map_err(|bad| format!("entry {position}: '{bad}' is not a secret name or name prefix*"))?,
-            };
+        for (index, (vault, names, accounts)) in crate::scoped_entries(raw)?.into_iter().enumerate() {
             let accounts: Vec<String> = accounts
-                .split(',')
-                .map(|a| a.trim().trim_end_matches('/').to_ascii_lowercase())
+                .iter()
+                .map(|a| a.trim_end_matches('/').to_ascii_lowercase())
                 .filter(|a| !a.is_empty())
                 .collect();
             let valid = |a: &String| {
@@ -150,11 +134,12 @@ impl StorageBinding {
             };
             if accounts.is_empty() || !accounts.iter().all(valid) {
                 return Err(format!(
-                    "entry {position}: the accounts must be storage account resource ids \
-                     (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)"
+                    "entry {}: the accounts must be storage account resource ids \
+                     (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)",
+                    index + 1
                 ));
             }
-            bindings.push(Self { vault: vault.to_ascii_lowercase(), names, accounts });
+            bindings.push(Self { vault, names, accounts });
         }
         Ok(bindings)
     }

@@ -40,12 +40,7 @@ fn assert_refused(chain: &Chain, sink: &HttpSink, vault: &str, name: &str, why: 
     assert_eq!(answers.len(), 1, "{vault}/{name}: one answer, and no retry: {answers:#?}");
     let refused = &answers[0];
     assert_eq!(refused.status, Status::Rejected, "{vault}/{name}: {refused:#?}");
-    let warnings: Vec<serde_json::Value> = sink
-        .accepted_on("/webhook")
-        .iter()
-        .map(Received::json)
-        .filter(|json| json["object"]["name"] == name && json["object"]["vault"] == vault)
-        .collect();
+    let warnings = notifications_about(sink, vault, name);
     assert_eq!(warnings.len(), 1, "{vault}/{name}: one notification: {warnings:#?}");
     assert_eq!(warnings[0]["severity"], "warning", "{vault}/{name}: {:#?}", warnings[0]);
     let summary = warnings[0]["summary"].as_str().unwrap_or_default();
@@ -53,6 +48,15 @@ fn assert_refused(chain: &Chain, sink: &HttpSink, vault: &str, name: &str, why: 
         assert!(refused.message.contains(needle), "{vault}/{name}: the answer does not say '{needle}': {refused:#?}");
         assert!(summary.contains(needle), "{vault}/{name}: the warning does not say '{needle}': {summary}");
     }
+}
+
+/// The notifications the sink's signed webhook accepted about `vault/name`, as JSON.
+fn notifications_about(sink: &HttpSink, vault: &str, name: &str) -> Vec<serde_json::Value> {
+    sink.accepted_on("/webhook")
+        .iter()
+        .map(Received::json)
+        .filter(|json| json["object"]["name"] == name && json["object"]["vault"] == vault)
+        .collect()
 }
 
 /// Seeds `vault/name` with `value` and tags, expiring in a year (the vault's clock never gets near it, so
