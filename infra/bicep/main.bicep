@@ -194,6 +194,9 @@ var keyVaultDns = environment().suffixes.keyvaultDns
 var vaultUrl = 'https://${vaultName}${keyVaultDns}'
 var effectiveNotifyVaultId = empty(notifyVaultId) ? keyVaultId : notifyVaultId
 var mirrorVaultUrls = [for id in mirrorVaultIds: 'https://${last(split(id, '/'))}${keyVaultDns}']
+// The deployment's one mirror route (KEYTURN_MIRROR_ROUTES): the monitored vault's secrets may be mirrored to the
+// mirror vaults, and nowhere else; KeyturnMirror tags pick among them.
+var mirrorRoutes = '${vaultName}=${join(map(mirrorVaultIds, id => last(split(id, '/'))), ',')}'
 var canaryFilterValues = [
   canarySecretName
 ]
@@ -404,6 +407,7 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
       KEYTURN_CANARY_SECRET: canarySecretName
     } : {}, h == 'new-version' && !empty(mirrorVaultIds) ? {
       KEYTURN_MIRROR_VAULTS: join(mirrorVaultUrls, ',')
+      KEYTURN_MIRROR_ROUTES: mirrorRoutes
     } : {}, h == 'sweep' ? {
       KEYTURN_SWEEP_STATE_ACCOUNT_URL: state.properties.primaryEndpoints.blob
       KEYTURN_SWEEP_STATE_CONTAINER: sweepStateContainer.name

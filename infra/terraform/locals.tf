@@ -68,6 +68,7 @@ locals {
   vault_name           = local.vault_id_parts[8]
   vault_url            = "https://${local.vault_name}.${var.key_vault_dns_suffix}"
   mirror_vault_urls    = [for id in var.mirror_vault_ids : "https://${element(split("/", id), 8)}.${var.key_vault_dns_suffix}"]
+  mirror_routes        = "${local.vault_name}=${join(",", [for id in var.mirror_vault_ids : element(split("/", id), 8)])}"
   notify_enabled       = var.notify_secret_uri != ""
   notify_vault_id      = var.notify_vault_id != "" ? var.notify_vault_id : var.key_vault_id
   # https://<vault>.vault.azure.net/secrets/<name>: the fifth segment is the secret's name.
@@ -123,6 +124,8 @@ locals {
           KEYTURN_NOTIFY                  = local.notify_enabled ? "@Microsoft.KeyVault(SecretUri=${var.notify_secret_uri})" : null
           KEYTURN_CANARY_SECRET           = h == "test-event" ? var.canary_secret_name : null
           KEYTURN_MIRROR_VAULTS           = h == "new-version" && length(var.mirror_vault_ids) > 0 ? join(",", local.mirror_vault_urls) : null
+          # The one mirror route: the monitored vault's secrets to the mirror vaults; KeyturnMirror picks among them.
+          KEYTURN_MIRROR_ROUTES           = h == "new-version" && length(var.mirror_vault_ids) > 0 ? local.mirror_routes : null
           KEYTURN_SWEEP_STATE_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
           KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null

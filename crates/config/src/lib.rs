@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`vaults`]: the vault allow-list (`KEYTURN_VAULTS`, `KEYTURN_MIRROR_VAULTS`) and the host rules for vault URLs.
+//! - [`mirror_routes`]: which destinations each source vault (and name) may be mirrored to (`KEYTURN_MIRROR_ROUTES`).
 //! - [`credential`]: which Azure credential keyturn uses (`KEYTURN_CREDENTIAL` and the SDK's `AZURE_*` names).
 //! - [`retry`]: bounded retries for calls to Azure (`KEYTURN_RETRY_*`, `KEYTURN_HTTP_TIMEOUT_SECS`).
 //! - [`lock`]: where the per-object rotation lock lives (`KEYTURN_LOCK_*`).
@@ -21,6 +22,7 @@
 pub mod credential;
 pub mod error;
 pub mod lock;
+pub mod mirror_routes;
 pub mod notify;
 pub mod providers;
 pub mod retry;
@@ -34,6 +36,7 @@ use std::path::PathBuf;
 pub use credential::CredentialSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use lock::LockSettings;
+pub use mirror_routes::{MirrorRoute, MirrorRoutes};
 pub use notify::NotifySettings;
 pub use providers::ProviderSettings;
 pub use retry::RetrySettings;
@@ -49,6 +52,7 @@ pub const CA_FILE: &str = "KEYTURN_CA_FILE";
 pub struct Settings {
     pub vaults: VaultList,
     pub mirror_vaults: VaultList,
+    pub mirror_routes: MirrorRoutes,
     pub credential: CredentialSettings,
     pub retry: RetrySettings,
     pub lock: LockSettings,
@@ -74,6 +78,13 @@ impl Settings {
         let mut errors = Vec::new();
         let vaults = collect(&mut errors, vaults::VaultList::from_env(&env, vaults::VAULTS, true));
         let mirror_vaults = collect(&mut errors, vaults::VaultList::from_env(&env, vaults::MIRROR_VAULTS, false));
+        let mirror_routes = match (&vaults, &mirror_vaults) {
+            (Some(vaults), Some(mirrors)) => {
+                collect(&mut errors, mirror_routes::MirrorRoutes::from_env(&env, &[vaults, mirrors]))
+            }
+            // The routes are checked against the lists, which are reported already.
+            _ => None,
+        };
         let credential = collect(&mut errors, credential::CredentialSettings::from_env(&env));
         let retry = collect(&mut errors, retry::RetrySettings::from_env(&env));
         let lock = collect(&mut errors, lock::LockSettings::from_env(&env));
@@ -81,22 +92,86 @@ impl Settings {
         let providers = collect(&mut errors, providers::ProviderSettings::from_env(&env));
         let sweep = collect(&mut errors, sweep::SweepSettings::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (vaults, mirror_vaults, credential, retry, lock, notify, providers, sweep) {
+        match (vaults, mirror_vaults, mirror_routes, credential, retry, lock, notify, providers, sweep) {
             (
                 Some(vaults),
                 Some(mirror_vaults),
+                Some(mirror_routes),
                 Some(credential),
                 Some(retry),
                 Some(lock),
                 Some(notify),
                 Some(providers),
                 Some(sweep),
-            ) if errors.is_empty() => {
-                Ok(Self { vaults, mirror_vaults, credential, retry, lock, notify, providers, sweep, ca_file })
-            }
+            ) if errors.is_empty() => Ok(Self {
+                vaults,
+                mirror_vaults,
+                mirror_routes,
+                credential,
+                retry,
+                lock,
+                notify,
+                providers,
+                sweep,
+                ca_file,
+            }),
             _ => Err(ConfigErrors(errors)),
         }
     }
+}
+
+impl Settings {
+    /// For a platform that runs several instances of a handler at once (`platform`, e.g. "AWS Lambda"):
+    /// a deployment with any provider beyond `generated` needs the cross-instance lock (the blob lease),
+    /// since an in-process lock cannot stop two instances from rotating the same secret at once (for
+    /// PostgreSQL, changing a password twice and promoting the loser's). The error names the settings to add.
+    pub fn require_cross_instance_lock(&self, platform: &str) -> Result<(), ConfigErrors> {
+        let configured = self.providers.configured_beyond_generated();
+        if self.lock != LockSettings::InProcess || configured.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigErrors(vec![ConfigError::missing(
+            lock::LOCK_ACCOUNT_URL,
+            format!(
+                "a storage account's blob endpoint (with {}) for the rotation lock: on {platform} several instances \
+                 run at once and an in-process lock cannot keep them from rotating the same secret, which the \
+                 configured provider(s) {} must never do",
+                lock::LOCK_CONTAINER,
+                configured.join(", ")
+            ),
+        )]))
+    }
+}
+
+/// The entries of a binding setting (`KEYTURN_STORAGE_ACCOUNTS`, `KEYTURN_MIRROR_ROUTES`): `;`-separated
+/// `<vault>[/<name or prefix*>[,...]]=<target>[,<target>...]`, as (vault lowercase, names, targets trimmed and
+/// non-empty). The caller checks the targets; the message names the entry by position.
+pub(crate) fn scoped_entries(raw: &str) -> Result<Vec<(String, notify::NameFilter, Vec<String>)>, String> {
+    let mut entries = Vec::new();
+    for (index, entry) in raw.split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+        let position = index + 1;
+        let Some((scope, targets)) = entry.split_once('=') else {
+            return Err(format!("entry {position} is not <vault>[/<name or prefix*>]=<target>[,<target>]"));
+        };
+        let (vault, names) = match scope.trim().split_once('/') {
+            Some((vault, names)) => (vault.trim(), Some(names.trim())),
+            None => (scope.trim(), None),
+        };
+        if vault.is_empty() || !vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!("entry {position}: '{vault}' is not a vault name"));
+        }
+        let names = match names {
+            None => notify::NameFilter::default(),
+            Some(names) => notify::NameFilter::parse(names)
+                .map_err(|bad| format!("entry {position}: '{bad}' is not a secret name or name prefix*"))?,
+        };
+        let targets: Vec<String> = targets.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        if targets.is_empty() {
+            return Err(format!("entry {position}: names no target after '='"));
+        }
+        entries.push((vault.to_ascii_lowercase(), names, targets));
+    }
+    Ok(entries)
 }
 
 fn collect<T>(errors: &mut Vec<ConfigError>, result: Result<T, Vec<ConfigError>>) -> Option<T> {
@@ -177,6 +252,33 @@ mod tests {
             message.contains("KEYTURN_CREDENTIAL: 'magic' is not valid; expected one of managed-identity"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_provider_beyond_generated_needs_the_cross_instance_lock_where_instances_run_side_by_side() {
+        let base = [("KEYTURN_VAULTS", "contoso"), ("KEYTURN_CREDENTIAL", "managed-identity")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let pairs: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            Settings::from_lookup(lookup(&pairs)).unwrap()
+        };
+        // The generated provider alone rotates within Key Vault: the in-process lock is enough.
+        with(&[]).require_cross_instance_lock("AWS Lambda").unwrap();
+        let postgres = with(&[("KEYTURN_POSTGRES_SERVERS", "db.example.com")]);
+        let errors = postgres.require_cross_instance_lock("AWS Lambda").unwrap_err();
+        assert_eq!(errors.0[0].variable(), "KEYTURN_LOCK_ACCOUNT_URL");
+        let message = errors.to_string();
+        assert!(message.contains("on AWS Lambda several instances run at once"), "{message}");
+        assert!(message.contains("provider(s) postgres") && message.contains("KEYTURN_LOCK_CONTAINER"), "{message}");
+        let webhook = with(&[("KEYTURN_WEBHOOK_ROTATORS", "r=https://r.example/?secret=0123456789abcdef&vaults=kv")]);
+        assert!(webhook.require_cross_instance_lock("AWS Lambda").unwrap_err().to_string().contains("webhook"));
+        // With the blob lease configured, the same deployment is fine.
+        with(&[
+            ("KEYTURN_POSTGRES_SERVERS", "db.example.com"),
+            ("KEYTURN_LOCK_ACCOUNT_URL", "https://keyturnlocks.blob.core.windows.net/"),
+            ("KEYTURN_LOCK_CONTAINER", "keyturn-locks"),
+        ])
+        .require_cross_instance_lock("AWS Lambda")
+        .unwrap();
     }
 
     #[test]

@@ -152,26 +152,10 @@ impl StorageBinding {
 
     fn parse(raw: &str) -> Result<Vec<Self>, String> {
         let mut bindings = Vec::new();
-        for (index, entry) in raw.split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-            let position = index + 1;
-            let Some((scope, accounts)) = entry.split_once('=') else {
-                return Err(format!("entry {position} is not <vault>[/<name or prefix*>]=<account resource id>"));
-            };
-            let (vault, names) = match scope.trim().split_once('/') {
-                Some((vault, names)) => (vault.trim(), Some(names.trim())),
-                None => (scope.trim(), None),
-            };
-            if vault.is_empty() || !vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(format!("entry {position}: '{vault}' is not a vault name"));
-            }
-            let names = match names {
-                None => NameFilter::default(),
-                Some(names) => NameFilter::parse(names)
-                    .map_err(|bad| format!("entry {position}: '{bad}' is not a secret name or name prefix*"))?,
-            };
+        for (index, (vault, names, accounts)) in crate::scoped_entries(raw)?.into_iter().enumerate() {
             let accounts: Vec<String> = accounts
-                .split(',')
-                .map(|a| a.trim().trim_end_matches('/').to_ascii_lowercase())
+                .iter()
+                .map(|a| a.trim_end_matches('/').to_ascii_lowercase())
                 .filter(|a| !a.is_empty())
                 .collect();
             let valid = |a: &String| {
@@ -179,17 +163,39 @@ impl StorageBinding {
             };
             if accounts.is_empty() || !accounts.iter().all(valid) {
                 return Err(format!(
-                    "entry {position}: the accounts must be storage account resource ids \
-                     (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)"
+                    "entry {}: the accounts must be storage account resource ids \
+                     (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)",
+                    index + 1
                 ));
             }
-            bindings.push(Self { vault: vault.to_ascii_lowercase(), names, accounts });
+            bindings.push(Self { vault, names, accounts });
         }
         Ok(bindings)
     }
 }
 
 impl ProviderSettings {
+    /// The providers beyond `generated` these settings configure (each is registered only with its
+    /// binding): the ones whose steps reach something outside Key Vault, where two instances rotating the
+    /// same secret at once would change a credential twice.
+    pub fn configured_beyond_generated(&self) -> Vec<&'static str> {
+        let mut configured = Vec::new();
+        if !self.postgres.servers.is_empty() {
+            configured.push("postgres");
+        }
+        // Registered only with both bindings (see keyturn-deps), so only then beyond `generated`.
+        if !self.mysql.servers.is_empty() && !self.mysql.admins.is_empty() {
+            configured.push("mysql");
+        }
+        if !self.storage_accounts.is_empty() {
+            configured.push("storage-account-key");
+        }
+        if self.webhook_rotators.is_some() {
+            configured.push("webhook");
+        }
+        configured
+    }
+
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, Vec<ConfigError>> {
         let raw = env.get(ARM_ENDPOINT).unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned());
         let arm_endpoint = match Url::parse(&raw) {

@@ -157,6 +157,13 @@ pub fn is_object_name(name: &str) -> bool {
     (1..=127).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// Key Vault's form of a version id, as it issues them: 32 lowercase hexadecimal characters. An event's
+/// `data.Version` is checked against it before it reaches an SDK call, which pastes it into the request
+/// path: whoever can post an event must not choose that path.
+pub fn is_object_version(version: &str) -> bool {
+    version.len() == 32 && version.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A list of allowed vaults, looked up by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VaultList {
@@ -277,5 +284,37 @@ mod tests {
         assert_eq!(errors.len(), 2);
         assert!(errors[0].to_string().starts_with("KEYTURN_VAULTS: vault 'contoso' is listed twice"));
         assert!(errors[1].to_string().contains("expected a comma-separated list"));
+    }
+    #[test]
+    fn versions_are_32_lowercase_hex_as_key_vault_issues_them_and_every_fixture_has_one() {
+        assert!(is_object_version("ee059b2bb5bc48398a53b168c6cdcb10"));
+        for bad in [
+            "",
+            "v1",
+            "EE059B2BB5BC48398A53B168C6CDCB10",
+            "ee059b2bb5bc48398a53b168c6cdcb1",
+            "../../keys/signing-key00000000",
+            "ee059b2bb5bc48398a53b168c6cdcb10?x",
+            "ee059b2bb5bc48398a53b168c6cdcb1g",
+        ] {
+            assert!(!is_object_version(bad), "{bad:?}");
+        }
+        // The real events keyturn round-trips (crates/events/fixtures, variants included) carry versions of
+        // that form (after the tolerant decoder trims whitespace).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/fixtures");
+        let mut seen = 0;
+        for dir in [root.clone(), root.join("variants")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+                for line in text.lines().filter(|l| l.to_ascii_lowercase().contains("\"version\":")) {
+                    let value = line.split_once(':').map(|(_, v)| v.trim().trim_end_matches(',').trim_matches('"'));
+                    if let Some(version) = value.filter(|v| *v != "null") {
+                        assert!(is_object_version(version.trim()), "{}: {version:?}", dir.display());
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert!(seen >= 20, "only {seen} versions found in the fixtures");
     }
 }

@@ -6,6 +6,7 @@ use azure_core::credentials::TokenCredential;
 use keyturn_config::{ConfigError, ConfigErrors, Settings, VaultList};
 use keyturn_events::{Event, KeyVaultEventType, Lifecycle, VaultObject};
 use keyturn_host::Outcome;
+use keyturn_host::adapter::Adapter;
 use keyturn_notify::{BuildError, Notifier, NotifierOptions, Notify};
 use keyturn_rotation::provider::ProviderError;
 use keyturn_rotation::{Engine, LockSetupError, Providers, RotationLock};
@@ -111,8 +112,18 @@ impl Deps {
     }
 
     /// [`Deps::from_env`] through any lookup (tests never touch the process environment).
+    ///
+    /// On AWS Lambda (the adapter the same environment selects), where instances run side by side, a
+    /// deployment with a provider beyond `generated` and no cross-instance lock is a configuration error
+    /// ([`Settings::require_cross_instance_lock`]): like every configuration error, every invocation then
+    /// fails with it, and nothing is rotated, until it is fixed.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DepsError> {
-        Self::from_settings(Settings::from_lookup(lookup)?)
+        let settings = Settings::from_lookup(&lookup)?;
+        let platform = Adapter::from_env(|name| lookup(name).map(std::ffi::OsString::from));
+        if let Ok(Adapter::AwsLambda { .. }) = platform {
+            settings.require_cross_instance_lock("AWS Lambda")?;
+        }
+        Self::from_settings(settings)
     }
 
     /// Builds the clients, notifier, lock and engine for `settings`.
@@ -306,6 +317,32 @@ mod tests {
         assert!(waiting.is_err(), "a turn beyond the limit was granted at once");
         turns.pop();
         assert!(tokio::time::timeout(std::time::Duration::from_secs(1), deps.turn()).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn on_lambda_a_provider_beyond_generated_without_the_blob_lock_is_a_configuration_error() {
+        let lambda = [
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "keyturn-near-expiry"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ];
+        let mut pairs: Vec<(&str, &str)> = MINIMAL.iter().chain(&lambda).copied().collect();
+        // The generated provider alone: the in-process lock is enough.
+        Deps::from_lookup(lookup(&pairs)).unwrap();
+        pairs.push(("KEYTURN_POSTGRES_SERVERS", "db.example.com"));
+        let Err(DepsError::Config(errors)) = Deps::from_lookup(lookup(&pairs)) else {
+            panic!("a Lambda deployment of postgres without the blob lock was accepted")
+        };
+        assert_eq!(errors.0[0].variable(), "KEYTURN_LOCK_ACCOUNT_URL");
+        assert!(errors.to_string().contains("on AWS Lambda several instances run at once"), "{errors}");
+        // The same deployment on Azure Functions, and on Lambda with the blob lock, builds.
+        let azure: Vec<(&str, &str)> =
+            pairs.iter().filter(|(name, _)| !name.starts_with("AWS_LAMBDA")).copied().collect();
+        Deps::from_lookup(lookup(&azure)).unwrap();
+        pairs.push(("KEYTURN_LOCK_ACCOUNT_URL", "https://locks.blob.core.windows.net/"));
+        pairs.push(("KEYTURN_LOCK_CONTAINER", "keyturn-locks"));
+        Deps::from_lookup(lookup(&pairs)).unwrap();
     }
 
     #[test]

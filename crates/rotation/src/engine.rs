@@ -13,6 +13,8 @@
 //!    between.
 //! 4. Carry the plan out: secrets through their provider's steps and one `set_secret`; keys with Key Vault's
 //!    rotate operation; certificates through their own policy.
+//! 5. The fence, immediately before that promotion: the lock is confirmed still held (a blob lease renewed)
+//!    and, for a secret, its latest version is still the one planned from; otherwise nothing is promoted.
 
 use std::sync::Arc;
 
@@ -151,31 +153,51 @@ impl Engine {
             ),
         }
         drop(latest);
-        self.locked(object, async {
-            // Another delivery may have rotated while this one waited: read and plan again under the lock.
-            let latest = self.latest(object).await?;
-            let planned = plan(&facts(object, &latest), &native, &names)?;
-            match planned {
-                Plan::RotateSecret { provider, validity } => {
-                    let Some(current) = latest.secret else {
-                        return Err(RotationError::Event(format!("{}: no current secret version", object.described())));
-                    };
-                    self.rotate_secret(request, &current, &provider, validity).await
-                }
-                Plan::RotateKey => {
-                    let rotated = self.vault.rotate_key(object.vault(), object.name()).await?;
-                    Ok(RotationOutcome::Rotated { from: latest.version, to: rotated.version, expires: rotated.expires })
-                }
-                Plan::RenewCertificate { .. } => {
-                    let renewal = self.vault.renew_certificate(object.vault(), object.name()).await?;
-                    Ok(RotationOutcome::RenewalStarted { from: latest.version, status: renewal.status })
-                }
-                // Every plan that acts is matched above; `decided` names the outcome of the others (a later
-                // version, an opt-in removed meanwhile, ...).
-                other => Ok(decided(other).unwrap_or(RotationOutcome::NotOptedIn)),
+        let key = lock_key(object.vault(), object.kind(), object.name());
+        let guard: Box<dyn LockGuard> = self.lock.acquire(&key).await?;
+        let result = self.rotate_locked(request, &native, &names, guard.as_ref()).await;
+        if let Err(error) = guard.release().await {
+            // The lease expires on its own; a failed release only delays the next rotation of this object.
+            tracing::warn!(object = object.name(), %error, "releasing the rotation lock failed; it will expire");
+        }
+        result
+    }
+
+    /// Step 4, under the object's lock (`lock`, confirmed again right before the promotion).
+    async fn rotate_locked(
+        &self,
+        request: &Request,
+        native: &Native,
+        names: &[&str],
+        lock: &dyn LockGuard,
+    ) -> Result<RotationOutcome, RotationError> {
+        let object = &request.object;
+        // Another delivery may have rotated while this one waited: read and plan again under the lock.
+        let latest = self.latest(object).await?;
+        let planned = plan(&facts(object, &latest), native, names)?;
+        match planned {
+            Plan::RotateSecret { provider, validity } => {
+                let Some(current) = latest.secret else {
+                    return Err(RotationError::Event(format!("{}: no current secret version", object.described())));
+                };
+                self.rotate_secret(request, &current, &provider, validity, lock).await
             }
-        })
-        .await
+            // Key Vault's operation is itself the promotion, right after the locked read: the lease is what
+            // is left to check.
+            Plan::RotateKey => {
+                lock.confirm().await?;
+                let rotated = self.vault.rotate_key(object.vault(), object.name()).await?;
+                Ok(RotationOutcome::Rotated { from: latest.version, to: rotated.version, expires: rotated.expires })
+            }
+            Plan::RenewCertificate { .. } => {
+                lock.confirm().await?;
+                let renewal = self.vault.renew_certificate(object.vault(), object.name()).await?;
+                Ok(RotationOutcome::RenewalStarted { from: latest.version, status: renewal.status })
+            }
+            // Every plan that acts is matched above; `decided` names the outcome of the others (a later
+            // version, an opt-in removed meanwhile, ...).
+            other => Ok(decided(other).unwrap_or(RotationOutcome::NotOptedIn)),
+        }
     }
 
     /// The object's latest version and its tags.
@@ -226,22 +248,6 @@ impl Engine {
         })
     }
 
-    /// Runs `work` under the object's lock, releasing it whatever `work` returns.
-    async fn locked<T>(
-        &self,
-        object: &ObjectRef,
-        work: impl std::future::Future<Output = Result<T, RotationError>>,
-    ) -> Result<T, RotationError> {
-        let key = lock_key(object.vault(), object.kind(), object.name());
-        let guard: Box<dyn LockGuard> = self.lock.acquire(&key).await?;
-        let result = work.await;
-        if let Err(error) = guard.release().await {
-            // The lease expires on its own; a failed release only delays the next rotation of this object.
-            tracing::warn!(object = object.name(), %error, "releasing the rotation lock failed; it will expire");
-        }
-        result
-    }
-
     /// A secret's provider steps and the one `set_secret` that promotes the new value.
     async fn rotate_secret(
         &self,
@@ -249,6 +255,7 @@ impl Engine {
         current: &SecretVersion,
         provider_name: &str,
         validity: chrono::Duration,
+        lock: &dyn LockGuard,
     ) -> Result<RotationOutcome, RotationError> {
         let object = &request.object;
         // `plan` accepted the name only if this deployment has the provider.
@@ -270,6 +277,7 @@ impl Engine {
         provider.set_pending(&ctx, &pending).await?;
         provider.test_pending(&ctx, &pending).await?;
         let tags = next_tags(current, &pending.tags, &request.event_id)?;
+        self.fence(object, current, lock).await?;
         let expires = now + validity;
         let promoted = self
             .vault
@@ -291,6 +299,31 @@ impl Engine {
             to: promoted.version,
             expires: promoted.expires.or(Some(expires)),
         })
+    }
+}
+
+impl Engine {
+    /// The fence, immediately before a secret's promotion: the provider steps may have taken long enough for
+    /// the lease to be lost (a frozen instance, a slow server) and for another delivery, or a person, to
+    /// have written a version since. Promote only while this delivery still holds the lock and the version
+    /// it planned from is still the latest; otherwise promote nothing (retryable: the redelivery resumes
+    /// from the pending home, or finds the object already rotated).
+    async fn fence(
+        &self,
+        object: &ObjectRef,
+        current: &SecretVersion,
+        lock: &dyn LockGuard,
+    ) -> Result<(), RotationError> {
+        lock.confirm().await?;
+        let latest = self.vault.latest_secret(object.vault(), object.name()).await?;
+        if latest.properties.version != current.properties.version {
+            return Err(RotationError::Superseded {
+                object: object.described(),
+                planned: current.properties.version.clone(),
+                latest: latest.properties.version.clone(),
+            });
+        }
+        Ok(())
     }
 }
 

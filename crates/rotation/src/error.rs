@@ -18,6 +18,10 @@ pub enum RotationError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The fence found a version newer than the one the rotation started from: someone else promoted
+    /// meanwhile. Nothing was promoted; the redelivery finds the object already rotated.
+    #[error("{object}: version {latest} appeared while rotating from {planned}; nothing was promoted")]
+    Superseded { object: String, planned: String, latest: String },
 }
 
 impl RotationError {
@@ -28,6 +32,7 @@ impl RotationError {
             Self::Vault(e) => e.is_retryable(),
             Self::Lock(e) => e.is_retryable(),
             Self::Provider(e) => e.retryable,
+            Self::Superseded { .. } => true,
         }
     }
 }

@@ -21,10 +21,18 @@ pub enum LockError {
     Held { key: String },
     #[error("rotation lock for '{key}': {message}")]
     Backend { key: String, message: String },
+    /// The fence before a promotion found the lease gone (it expired unrenewed, or was broken): another
+    /// delivery may be rotating the object now, so this one promotes nothing.
+    #[error(
+        "the rotation lock on '{key}' was lost before the promotion (its lease expired or was broken); nothing was \
+         promoted, a redelivery finishes the rotation"
+    )]
+    Lost { key: String },
 }
 
 impl LockError {
-    /// Both are worth a redelivery: a held lock is released or expires, a backend recovers.
+    /// All are worth a redelivery: a held lock is released or expires, a backend recovers, and after a lost
+    /// lease the redelivery resumes the rotation (or finds it done by whoever took the lock over).
     pub fn is_retryable(&self) -> bool {
         true
     }
@@ -32,7 +40,12 @@ impl LockError {
 
 /// A held lock. Release it when done; dropping it without releasing leaves it to expire (in-process
 /// locks release on drop).
-pub trait LockGuard: Send + fmt::Debug {
+pub trait LockGuard: Send + Sync + fmt::Debug {
+    /// The fence, checked immediately before a promotion: proves that this holder still holds the lock now,
+    /// and extends it (a renewal, which the store refuses once the lease was broken or taken over), so the
+    /// promotion that follows has a whole lease to finish in. Gone → [`LockError::Lost`].
+    fn confirm(&self) -> BoxFuture<'_, Result<(), LockError>>;
+
     fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), LockError>>;
 }
 
@@ -118,6 +131,19 @@ impl Drop for InProcessGuard {
 }
 
 impl LockGuard for InProcessGuard {
+    fn confirm(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        let mut held = lock_map(&self.held);
+        // Like a blob lease: renewable while nobody else took it, even after it expired.
+        let result = match held.get_mut(&self.key) {
+            Some(holder) if holder.token == self.token => {
+                holder.since = Instant::now();
+                Ok(())
+            }
+            _ => Err(LockError::Lost { key: self.key.clone() }),
+        };
+        Box::pin(async move { result })
+    }
+
     fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), LockError>> {
         drop(self);
         Box::pin(async { Ok(()) })
@@ -154,6 +180,23 @@ mod tests {
         assert!(lock.acquire("k").await.is_err());
         taken_over.release().await.unwrap();
         assert!(lock.acquire("k").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_holder_whose_lease_was_taken_over_cannot_confirm_it_and_a_live_one_renews_it() {
+        let lock = InProcessLock::new(Duration::from_millis(50));
+        let stuck = lock.acquire("k").await.unwrap();
+        stuck.confirm().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Expired, but nobody took it: still this holder's (as Azure renews an expired, untaken lease).
+        stuck.confirm().await.unwrap();
+        assert!(lock.acquire("k").await.is_err(), "the confirmation renewed the lease");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let taken_over = lock.acquire("k").await.unwrap();
+        let error = stuck.confirm().await.unwrap_err();
+        assert_eq!(error, LockError::Lost { key: "k".into() });
+        assert!(error.is_retryable());
+        taken_over.confirm().await.unwrap();
     }
 
     #[test]

@@ -19,8 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use keyturn_events::{ObjectKind, ObjectRef};
 use keyturn_local::identity::{IdentityEndpoint, TokenRegistry};
-use keyturn_rotation::{BlobLeaseLock, LeaseDuration, LockError, RotationError, RotationLock, lock_from_settings};
+use keyturn_rotation::provider::generated::Generated;
+use keyturn_rotation::provider::{Pending, Provider, ProviderFuture, RotationContext};
+use keyturn_rotation::{
+    BlobLeaseLock, Engine, LeaseDuration, LockError, Providers, Request, RotationError, RotationLock,
+    lock_from_settings,
+};
+use keyturn_vault::Collection;
+use keyturn_vault::testing::FakeVault;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -388,6 +396,85 @@ async fn a_live_holder_keeps_its_lease_and_a_crashed_one_blocks_for_one_lease_on
     // The last renewal came at most a third of a lease before the crash; the lease ends a lease after it.
     // Allow a few seconds for the child processes to start.
     assert!(waited < lease + Duration::from_secs(5), "the lock was free again only after {waited:?}");
+}
+
+/// The `generated` provider, whose test step breaks the object's lease once (an operator clearing a "stuck"
+/// lock, or the lease lost to a frozen instance): what happens between the provider's steps and the promotion.
+struct BreaksTheLeaseOnce {
+    blob: azure_storage_blob::BlobClient,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for BreaksTheLeaseOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BreaksTheLeaseOnce")
+    }
+}
+
+impl Provider for BreaksTheLeaseOnce {
+    fn name(&self) -> &'static str {
+        "generated"
+    }
+    fn create_pending<'a>(&'a self, ctx: &'a RotationContext<'a>) -> ProviderFuture<'a, Pending> {
+        Generated.create_pending(ctx)
+    }
+    fn test_pending<'a>(&'a self, _: &'a RotationContext<'a>, _: &'a Pending) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.broken.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let now = azure_storage_blob::models::BlobClientBreakLeaseOptions {
+                    break_period: Some(0),
+                    ..Default::default()
+                };
+                self.blob.break_lease(Some(now)).await.unwrap();
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_lease_broken_mid_rotation_promotes_nothing_and_the_redelivery_rotates() {
+    const TEST: &str = "a_lease_broken_mid_rotation_promotes_nothing_and_the_redelivery_rotates";
+    if role().is_some() {
+        let (settings, credential, options) = handler_parts();
+        let lock = lock_from_settings(&settings.lock, credential.clone(), options.clone()).unwrap();
+        let keyturn_config::LockSettings::BlobLease { account_url, container } = &settings.lock else {
+            panic!("the parent configures a blob lease")
+        };
+        // Another client of the same container: whoever breaks the lease.
+        let mut url = account_url.clone();
+        url.path_segments_mut().unwrap().pop_if_empty().push(container);
+        let client_options =
+            azure_storage_blob::BlobContainerClientOptions { client_options: options, ..Default::default() };
+        let other = azure_storage_blob::BlobContainerClient::new(url, Some(credential), Some(client_options)).unwrap();
+        let provider = BreaksTheLeaseOnce { blob: other.blob_client("kv-lock/secret/db"), broken: Default::default() };
+        let vault = Arc::new(FakeVault::new(&["kv-lock"]));
+        vault.add(
+            "kv-lock",
+            Collection::Secrets,
+            "db",
+            "v1",
+            &[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")],
+        );
+        let engine = Engine::new(vault.clone(), lock, Providers::standard().with(Arc::new(provider)));
+        let request = Request {
+            object: ObjectRef::new("kv-lock", ObjectKind::Secret, "db", "v1").unwrap(),
+            event_id: "broken-lease".into(),
+        };
+
+        let error = engine.rotate(&request).await.unwrap_err();
+        assert!(matches!(&error, RotationError::Lock(LockError::Lost { .. })), "{error}");
+        assert!(error.is_retryable(), "Event Grid redelivers");
+        assert_eq!(vault.count("kv-lock", Collection::Secrets, "db"), 1, "nothing was promoted");
+        assert!(!vault.calls().iter().any(|c| c.starts_with("set_secret")), "{:?}", vault.calls());
+        // The redelivery takes the (broken) lease afresh and rotates.
+        let outcome = engine.rotate(&request).await.unwrap();
+        assert_eq!(outcome.label(), "rotated", "{outcome}");
+        assert_eq!(vault.count("kv-lock", Collection::Secrets, "db"), 2);
+        return;
+    }
+    let parent = Parent::start().await;
+    parent.run(TEST, "child", &[]).await;
 }
 
 #[tokio::test]

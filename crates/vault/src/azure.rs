@@ -185,6 +185,21 @@ impl AzureKeyVault {
         }
         Ok((clients, format!("{}/{name}", clients.entry.name())))
     }
+
+    /// [`AzureKeyVault::clients`] for one version of the object: the version is checked too, for the same
+    /// reason (an event's `data.Version` goes into the request path), and the display name includes it.
+    pub(crate) fn version_clients(
+        &self,
+        vault: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<(&VaultClients, String), VaultError> {
+        let (clients, object) = self.clients(vault, name)?;
+        if !keyturn_config::vaults::is_object_version(version) {
+            return Err(VaultError::InvalidVersion { version: version.to_owned() });
+        }
+        Ok((clients, format!("{object}/{version}")))
+    }
 }
 
 /// The version segment of an object id (`https://<vault>/<collection>/<name>/<version>`).
@@ -472,6 +487,33 @@ mod allow_list_tests {
         let error = vault.latest_certificate("contoso", "../keys/k").await.unwrap_err();
         assert!(matches!(error, VaultError::InvalidName { .. }), "{error}");
         assert_eq!(transport.0.load(Ordering::SeqCst), 0, "a refused call reached the transport");
+    }
+
+    #[tokio::test]
+    async fn a_version_key_vault_could_not_have_issued_is_refused_before_anything_is_sent() {
+        use crate::{Collection, VersionUpdate, Versions};
+        let (vault, transport) = vault_with_counter();
+        for forged in [
+            "v1",
+            "../../keys/signing-key",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "0123456789abcdef0123456789abcdef?api-version=1",
+        ] {
+            let error = vault.version_properties("contoso", Collection::Secrets, "db", forged).await.unwrap_err();
+            assert!(matches!(&error, VaultError::InvalidVersion { .. }), "{forged}: {error}");
+            assert!(!error.is_retryable());
+            let update = VersionUpdate { enabled: Some(false), tags: None };
+            let error = vault.update_version("contoso", Collection::Keys, "k", forged, update).await.unwrap_err();
+            assert!(matches!(&error, VaultError::InvalidVersion { .. }), "{forged}: {error}");
+            assert!(vault.secret_version("contoso", "db", forged).await.is_err());
+        }
+        let long = "f".repeat(500);
+        let error = vault.secret_version("contoso", "db", &long).await.unwrap_err();
+        assert!(error.to_string().len() < 200, "an event's text is shown cut short: {error}");
+        assert_eq!(transport.0.load(Ordering::SeqCst), 0, "a refused call reached the transport");
+        // A version of Key Vault's form goes through.
+        let error = vault.secret_version("contoso", "db", "0123456789abcdef0123456789abcdef").await.unwrap_err();
+        assert!(matches!(error, VaultError::Transport { .. }), "{error}");
     }
 
     #[tokio::test]

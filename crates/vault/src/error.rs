@@ -11,6 +11,11 @@ pub enum VaultError {
     #[error("'{name}' is not a valid Key Vault object name (1-127 letters, digits and hyphens)")]
     InvalidName { name: String },
 
+    /// A version id Key Vault could not have issued (it would change the request path). Shown cut to 40
+    /// characters: it comes from an event, which anyone who can reach the endpoint may write.
+    #[error("'{}' is not a Key Vault version id (32 lowercase hexadecimal characters); nothing was sent", version.chars().take(40).collect::<String>())]
+    InvalidVersion { version: String },
+
     /// The vault answered with an error status (after the in-process retries, for retryable ones).
     #[error("{operation} on '{object}': HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Http { operation: &'static str, object: String, status: u16, code: Option<String>, message: String },
@@ -50,7 +55,11 @@ impl VaultError {
         match self {
             Self::Http { status, .. } => matches!(status, 408 | 429 | 500..=599),
             Self::Transport { .. } | Self::Credential { .. } | Self::Paced { .. } => true,
-            Self::NotAllowed { .. } | Self::InvalidName { .. } | Self::Unexpected { .. } | Self::Setup(_) => false,
+            Self::NotAllowed { .. }
+            | Self::InvalidName { .. }
+            | Self::InvalidVersion { .. }
+            | Self::Unexpected { .. }
+            | Self::Setup(_) => false,
         }
     }
 

@@ -169,8 +169,7 @@ impl Versions for AzureKeyVault {
     fn secret_version<'a>(&'a self, vault: &'a str, name: &'a str, version: &'a str) -> VaultFuture<'a, SecretVersion> {
         Box::pin(async move {
             const OP: &str = "get secret version";
-            let (clients, object) = self.clients(vault, name)?;
-            let object = format!("{object}/{version}");
+            let (clients, object) = self.version_clients(vault, name, version)?;
             let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
             let mut secret = model(clients.secrets.get_secret(name, Some(options)), OP, &object).await?;
             // Only the wiping wrapper holds the value from here on.
@@ -222,8 +221,7 @@ impl Versions for AzureKeyVault {
         update: VersionUpdate,
     ) -> VaultFuture<'a, VersionProperties> {
         Box::pin(async move {
-            let (clients, object) = self.clients(vault, name)?;
-            let object = format!("{object}/{version}");
+            let (clients, object) = self.version_clients(vault, name, version)?;
             let tags = update.tags.map(|tags| tags.into_iter().collect());
             // One arm per SDK client: the request, its options and its answer are different types for each.
             let answer: Answer = match collection {
@@ -294,8 +292,7 @@ impl AzureKeyVault {
         version: &'a str,
     ) -> VaultFuture<'a, VersionProperties> {
         Box::pin(async move {
-            let (clients, object) = self.clients(vault, name)?;
-            let object = format!("{object}/{version}");
+            let (clients, object) = self.version_clients(vault, name, version)?;
             // One arm per SDK client: the options and the answer are different types for each.
             let answer: Answer = match collection {
                 Collection::Secrets => {

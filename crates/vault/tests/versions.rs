@@ -80,7 +80,10 @@ async fn scenario() {
         assert_eq!(vault.version_properties(VAULT, collection, name, &version).await.unwrap(), enabled);
     }
 
-    let missing = vault.version_properties(VAULT, Collection::Keys, "signing", "0123456789abcdef").await.unwrap_err();
+    let missing = vault
+        .version_properties(VAULT, Collection::Keys, "signing", "0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap_err();
     assert_eq!(missing.status(), Some(404), "{missing}");
     let refused = vault.secret_version("kv-elsewhere", "db", &old).await.unwrap_err();
     assert!(matches!(refused, keyturn_vault::VaultError::NotAllowed { .. }), "{refused}");

@@ -1,5 +1,6 @@
 //! [`mirror`]: one secret version copied into the vaults its `KeyturnMirror` tag names.
 
+use keyturn_config::mirror_routes::MIRROR_ROUTES;
 use keyturn_config::vaults::MIRROR_VAULTS;
 use keyturn_deps::{Deps, ErrorClass};
 use keyturn_events::ObjectRef;
@@ -14,8 +15,8 @@ pub struct Report {
     pub copied: Vec<String>,
     /// Mirrors that already held this source version.
     pub already: Vec<String>,
-    /// Mirrors refused (not allow-listed, the source's own vault, a bad tag, a destination secret that is not
-    /// a replica of this source), with the reason.
+    /// Mirrors refused (no route from this source, not allow-listed, the source's own vault, a bad tag, a
+    /// destination secret that is not a replica of this source), with the reason.
     pub refused: Vec<String>,
     /// Why nothing was copied at all, when that is worth saying (a replica, a newer version exists).
     pub notes: Vec<String>,
@@ -78,6 +79,13 @@ pub async fn mirror(deps: &Deps, source: &ObjectRef) -> Result<Report, HandlerEr
     for mirror in mirrors {
         if mirror.eq_ignore_ascii_case(vault) {
             report.refused.push(format!("'{mirror}' is the source's own vault"));
+            continue;
+        }
+        // Tags choose, the deployment authorizes: the tag may only pick among this source's routes.
+        if !deps.settings().mirror_routes.allows(vault, name, &mirror) {
+            report.refused.push(format!(
+                "'{mirror}' is not a destination {MIRROR_ROUTES} gives {vault}/{name}; nothing was sent to it"
+            ));
             continue;
         }
         if deps.mirror_vault().check_allowed(&mirror).is_err() {

@@ -181,3 +181,26 @@ async fn a_replica_never_carries_the_tags_that_ask_keyturn_to_act() {
     assert_eq!(copy.tags.get("owner").map(String::as_str), Some("team-a"));
     assert_eq!(copy.tags.get("KeyturnReplicaOf").map(String::as_str), Some("kv-one/db/v1"));
 }
+
+#[tokio::test]
+async fn with_routes_a_tag_may_only_pick_the_destinations_routed_for_its_source_and_name() {
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("KEYTURN_MIRROR_ROUTES", "kv-one/app-*=kv-dr"));
+    let world = World::new(&settings, CHANNELS).unwrap();
+    // kv-two is reachable (KEYTURN_VAULTS) but no route gives it to kv-one; other-db is no app-* name.
+    world.vault.add("kv-one", Collection::Secrets, "app-web", "v1", &[("KeyturnMirror", "kv-dr,kv-two")]);
+    world.vault.add("kv-one", Collection::Secrets, "other-db", "v1", &[("KeyturnMirror", "kv-dr")]);
+    let outcome = deliver(&world, SecretNewVersionCreated, "app-web", "v1").await.unwrap();
+    assert_eq!((outcome.status, outcome.action.as_deref()), (Status::Rejected, Some("mirror-refused")));
+    assert!(
+        outcome.message.contains("'kv-two' is not a destination KEYTURN_MIRROR_ROUTES gives kv-one/app-web"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(world.vault.count("kv-dr", Collection::Secrets, "app-web"), 1, "the routed destination got its copy");
+    assert_eq!(world.vault.count("kv-two", Collection::Secrets, "app-web"), 0);
+    let unrouted = deliver(&world, SecretNewVersionCreated, "other-db", "v1").await.unwrap();
+    assert_eq!(unrouted.status, Status::Rejected, "{unrouted:?}");
+    assert_eq!(world.vault.count("kv-dr", Collection::Secrets, "other-db"), 0);
+    assert!(!world.vault.calls().iter().any(|call| call.contains("kv-two")), "{:?}", world.vault.calls());
+}

@@ -8,6 +8,7 @@
 //! - `src/lib.rs`: these helpers.
 //! - `src/receivers.rs`: real notification receivers (an HTTP sink and an SMTP server).
 //! - `src/bench.rs`: what the benches share (building the release binary they measure).
+//! - `src/postgres.rs`: the real PostgreSQL the provider and attack tests run against, and `psql` on it.
 //! - `src/bin/probe-handler.rs`: a test-only handler on `keyturn_host::run` whose behaviour the event subject steers.
 //! - `tests/functions_host.rs`: every fixture and every failure path through the stand-in into a real process.
 
@@ -383,6 +384,9 @@ pub mod receivers;
 
 /// What the benches (benches/*.rs) share.
 pub mod bench;
+
+/// The real PostgreSQL of the provider and attack tests.
+pub mod postgres;
 
 /// The Key Vault event types the `expired` subscription carries.
 pub const EXPIRED_EVENT_TYPES: [&str; 3] =

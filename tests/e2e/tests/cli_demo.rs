@@ -192,7 +192,16 @@ async fn demo_runs_beside_keyturn_dev() {
             .filter(|line| line.trim_start().starts_with("handler "))
             .map(|line| line.rsplit("(pid ").next().unwrap().trim_end_matches(')').parse().unwrap())
             .collect();
-        assert_eq!(dev_pids.len(), 4, "keyturn dev runs every built handler:\n{banner}");
+        assert_eq!(
+            dev_pids.len(),
+            keyturn_app::handlers::HANDLERS.len(),
+            "keyturn dev runs every built handler:\n{banner}"
+        );
+        assert!(
+            banner
+                .contains("handler sweep        timer (KEYTURN_SWEEP_SCHEDULE; not run on a schedule by the stand-in)"),
+            "the timer function is shown as one, not as a webhook:\n{banner}"
+        );
 
         let demo = Demo::run().await;
         demo.assert_the_main_job_was_done();

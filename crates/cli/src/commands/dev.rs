@@ -231,7 +231,14 @@ fn print_banner(
     }
     for r in running {
         let pid = r.host.worker_pid().map(|pid| format!("pid {pid}")).unwrap_or_else(|| "not running".to_owned());
-        lines.push(format!("  handler {:<12} {}  ({pid})", r.handler.name, r.host.webhook_url(r.handler.name)));
+        let reached_at = match r.handler.trigger {
+            keyturn_app::handlers::Trigger::EventGrid { .. } => r.host.webhook_url(r.handler.name),
+            // The stand-in keeps no schedule: a timer function runs when a test or the sweep's caller fires it.
+            keyturn_app::handlers::Trigger::Timer { schedule_setting, .. } => {
+                format!("timer ({schedule_setting}; not run on a schedule by the stand-in)")
+            }
+        };
+        lines.push(format!("  handler {:<12} {reached_at}  ({pid})", r.handler.name));
     }
 
     let mut values: BTreeMap<String, String> = keyturn_app::local_settings::func_start_defaults();

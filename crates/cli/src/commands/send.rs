@@ -406,13 +406,13 @@ pub fn endpoint(args: &Args, function: &str) -> Result<url::Url, CommandFailure>
 pub fn webhook_url(base: &str, function: &str, code: Option<&str>) -> Result<url::Url, CommandFailure> {
     let mut url = url::Url::parse(base).map_err(|error| CommandFailure {
         status: Status::Usage,
-        message: format!("--to {base:?} is not a URL ({error})"),
+        message: format!("--to {:?} is not a URL ({error})", redact_text(base)),
         hint: Some("e.g. --to http://localhost:7071, --to https://<app>.azurewebsites.net, or --to dev".to_owned()),
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(CommandFailure {
             status: Status::Usage,
-            message: format!("--to {base:?}: only http and https URLs are supported"),
+            message: format!("--to {}: only http and https URLs are supported", redact(&url)),
             hint: None,
         });
     }
@@ -435,14 +435,41 @@ pub fn webhook_url(base: &str, function: &str, code: Option<&str>) -> Result<url
     Ok(url)
 }
 
-/// The URL without its `code` (a system key must not end up in terminals' scrollback or CI logs).
+/// Query parameters that carry credentials: a function key (`code`), a SAS signature (`sig`).
+const CREDENTIAL_PARAMETERS: [&str; 2] = ["code", "sig"];
+
+/// The URL without its `code` or `sig` (a system key must not end up in terminals' scrollback or CI logs).
 pub fn redact(url: &url::Url) -> url::Url {
     let mut shown = url.clone();
     let pairs: Vec<(String, String)> = url
         .query_pairs()
-        .map(|(k, v)| (k.to_string(), if k == "code" { "****".to_owned() } else { v.into_owned() }))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if CREDENTIAL_PARAMETERS.contains(&k.as_ref()) { "****".to_owned() } else { v.into_owned() },
+            )
+        })
         .collect();
-    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    if !pairs.is_empty() {
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown
+}
+
+/// [`redact`] for text that did not parse as a URL: every `code=`/`sig=` value up to the next `&`, `#` or
+/// whitespace is replaced.
+fn redact_text(text: &str) -> String {
+    let mut shown = text.to_owned();
+    for parameter in CREDENTIAL_PARAMETERS {
+        let needle = format!("{parameter}=");
+        let mut from = 0;
+        while let Some(found) = shown[from..].find(&needle) {
+            let start = from + found + needle.len();
+            let end = shown[start..].find(['&', '#', ' ', '"']).map_or(shown.len(), |n| start + n);
+            shown.replace_range(start..end, "****");
+            from = start + 4;
+        }
+    }
     shown
 }
 
@@ -474,13 +501,15 @@ pub async fn post(url: &url::Url, batch: &[Value], timeout: Duration) -> Result<
         .json(batch)
         .send()
         .await
-        .map_err(|error| unreachable_or_failed(url, &error))?;
+        .map_err(|error| unreachable_or_failed(url, error))?;
     let status = response.status();
-    let body = response.text().await.map_err(|error| unreachable_or_failed(url, &error))?;
+    let body = response.text().await.map_err(|error| unreachable_or_failed(url, error))?;
     Ok(Answer { status: status.as_u16(), reason: status.canonical_reason().unwrap_or("").to_owned(), body })
 }
 
-fn unreachable_or_failed(url: &url::Url, error: &reqwest::Error) -> CommandFailure {
+fn unreachable_or_failed(url: &url::Url, error: reqwest::Error) -> CommandFailure {
+    // reqwest's message names the URL, `code` included: the origin (and the redacted URL) say where.
+    let error = error.without_url();
     let shown = redact(url);
     let origin = shown.origin().ascii_serialization();
     if error.is_connect() {
@@ -662,6 +691,26 @@ mod tests {
         assert_eq!(webhook_url(full, "near-expiry", None).unwrap().as_str(), full, "an explicit function wins");
         assert_eq!(webhook_url("localhost:7071", "x", None).unwrap_err().status, Status::Usage);
         assert!(webhook_url("not a url", "x", None).is_err());
+    }
+
+    #[tokio::test]
+    async fn no_failure_prints_the_code_or_a_signature() {
+        let shown =
+            |failure: &CommandFailure| format!("{} {}", failure.message, failure.hint.clone().unwrap_or_default());
+        // Unreachable: reqwest's own message would carry the full URL.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url =
+            webhook_url(&format!("http://127.0.0.1:{closed}/?sig=sas-sig-42"), "expired", Some("fn-key-42")).unwrap();
+        let failure = post(&url, &[], Duration::from_secs(5)).await.unwrap_err();
+        // Malformed and wrong-scheme --to values that hold a code.
+        let malformed =
+            webhook_url("http://[::1/runtime/webhooks/eventgrid?code=fn-key-42&x=1", "x", None).unwrap_err();
+        let ftp = webhook_url("ftp://host/?code=fn-key-42&sig=sas-sig-42", "x", None).unwrap_err();
+        for failure in [failure, malformed, ftp] {
+            let text = shown(&failure);
+            assert!(!text.contains("fn-key-42") && !text.contains("sas-sig-42"), "{text}");
+        }
+        assert_eq!(redact_text("a?code=k1&sig=s2 b code=k3"), "a?code=****&sig=**** b code=****");
     }
 
     #[test]

@@ -11,9 +11,18 @@
 //! | `POST`, `aeg-event-type: SubscriptionDeletion` | `200`, nothing runs |
 //! | `POST`, `aeg-event-type: Notification` (or a CloudEvents body without the header) | every event run in parallel: `200` when all are acknowledged (done, skipped or rejected), `500` when any must be retried: Event Grid then resends the whole batch |
 //! | a body that is not a batch of event objects, a missing or unknown `aeg-event-type` | `400`: it can never succeed (Event Grid dead-letters it) |
+//! | a body over [`MAX_BODY_BYTES`] or a batch over [`MAX_EVENTS`] (no Event Grid delivery is that large) | `413`, before anything is parsed or run |
 //! | any other method | `405` |
 
 use std::collections::BTreeMap;
+
+/// The largest delivery body accepted. Event Grid caps an event at 1 MB and a batch at the subscription's
+/// `preferredBatchSizeInKilobytes` (at most 1024, exceeded only by a single large event), so twice that is
+/// never a real delivery: whoever sends more cannot make the handler parse it.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// The most events one delivery may carry: Event Grid's `maxEventsPerBatch` is at most 5000 (keyturn's
+/// subscriptions use 1). Each runs in parallel, so the count is bounded before any runs.
+pub const MAX_EVENTS: usize = 5000;
 
 use futures::future::join_all;
 use http::{HeaderMap, Method, StatusCode};
@@ -102,11 +111,29 @@ impl Webhook {
             .with_header("allow", "POST, OPTIONS");
         }
 
+        if request.body.len() > MAX_BODY_BYTES {
+            return too_large(
+                function,
+                request_id,
+                format!(
+                    "the body is {} bytes; a delivery is at most {MAX_BODY_BYTES} (Event Grid sends batches of at most \
+                     1 MB and events of at most 1 MB)",
+                    request.body.len()
+                ),
+            );
+        }
         let kind = match delivery_kind(&request.headers) {
             Ok(kind) => kind,
             Err(error) => return bad_request(function, request_id, error.to_string()),
         };
         let batch = match delivery::split_batch(&request.body) {
+            Ok(batch) if batch.len() > MAX_EVENTS => {
+                let message = format!(
+                    "the batch holds {} events; a delivery holds at most {MAX_EVENTS} (Event Grid's maxEventsPerBatch)",
+                    batch.len()
+                );
+                return too_large(function, request_id, message);
+            }
             Ok(batch) => batch,
             Err(error) => {
                 return bad_request(function, request_id, format!("the body is not a batch of events: {error}"));
@@ -249,6 +276,12 @@ fn delivery_kind(headers: &HeaderMap) -> Result<DeliveryKind, delivery::Delivery
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// `413`: final for Event Grid (it dead-letters), and nothing was run.
+fn too_large(function: &str, request_id: &str, message: String) -> WebhookResponse {
+    tracing::warn!(function, request_id, status = 413, error = %message, "webhook request refused");
+    WebhookResponse::error(StatusCode::PAYLOAD_TOO_LARGE, message)
 }
 
 fn bad_request(function: &str, request_id: &str, message: String) -> WebhookResponse {
@@ -443,6 +476,29 @@ mod tests {
         assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers["allow"], "POST, OPTIONS");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_or_batch_larger_than_event_grid_sends_is_a_413_and_runs_nothing() {
+        let (webhook, calls) = configured();
+        let mut huge = post(Some("Notification"), &json!([event("a", "x")]));
+        huge.body = vec![b' '; MAX_BODY_BYTES + 1];
+        let response = webhook.handle("r", huge).await;
+        assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let error = response.body["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!("the body is {} bytes; a delivery is at most", MAX_BODY_BYTES + 1)),
+            "{error}"
+        );
+
+        // Small events, many of them: under the byte limit, over the count.
+        let tiny = json!({"id": "t", "subject": "s", "eventType": "x", "data": {}});
+        let many = Value::Array(vec![tiny; MAX_EVENTS + 1]);
+        let response = webhook.handle("r", post(Some("Notification"), &many)).await;
+        assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let error = response.body["error"].as_str().unwrap();
+        assert!(error.contains(&format!("holds {} events", MAX_EVENTS + 1)), "{error}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing ran");
     }
 
     #[tokio::test]

@@ -205,23 +205,8 @@ async fn a_secret_whose_tags_leave_no_room_for_provenance_is_not_rotated() {
 
 #[tokio::test]
 async fn a_provider_failure_stops_before_promotion_and_keeps_the_lock_free() {
-    #[derive(Debug)]
-    struct FailingTest;
-    impl crate::Provider for FailingTest {
-        fn name(&self) -> &'static str {
-            "generated"
-        }
-        fn create_pending<'a>(
-            &'a self,
-            ctx: &'a RotationContext<'a>,
-        ) -> crate::provider::ProviderFuture<'a, crate::provider::Pending> {
-            crate::provider::generated::Generated.create_pending(ctx)
-        }
-        fn test_pending<'a>(
-            &'a self,
-            _: &'a RotationContext<'a>,
-            _: &'a crate::provider::Pending,
-        ) -> crate::provider::ProviderFuture<'a, ()> {
+    let failing = DuringTheTestStep {
+        hook: Box::new(|| {
             Box::pin(async {
                 Err(crate::provider::ProviderError {
                     provider: "generated",
@@ -229,11 +214,11 @@ async fn a_provider_failure_stops_before_promotion_and_keeps_the_lock_free() {
                     retryable: true,
                 })
             })
-        }
-    }
+        }),
+    };
     let vault = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
     let lock = Arc::new(InProcessLock::default());
-    let engine = Engine::new(vault.clone(), lock.clone(), Providers::standard().with(Arc::new(FailingTest)));
+    let engine = Engine::new(vault.clone(), lock.clone(), Providers::standard().with(Arc::new(failing)));
     let error = engine.rotate(&event(ObjectKind::Secret, "kv", "db", "v1")).await.unwrap_err();
     assert!(error.is_retryable());
     assert_eq!(error.to_string(), "provider generated: login failed");
@@ -336,4 +321,92 @@ async fn a_near_expiry_rotation_waits_for_its_window_and_an_expired_one_never_do
         "{error}"
     );
     assert_eq!(mistyped.versions(ObjectKind::Secret, "db"), 2);
+}
+
+/// The `generated` provider with `hook` as its test step, run while the engine holds the lock: what happens
+/// to the world between the provider's steps and the promotion (or the step's own failure).
+struct DuringTheTestStep {
+    hook: Box<dyn Fn() -> crate::provider::ProviderFuture<'static, ()> + Send + Sync>,
+}
+
+impl std::fmt::Debug for DuringTheTestStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DuringTheTestStep")
+    }
+}
+
+impl crate::Provider for DuringTheTestStep {
+    fn name(&self) -> &'static str {
+        "generated"
+    }
+    fn create_pending<'a>(
+        &'a self,
+        ctx: &'a RotationContext<'a>,
+    ) -> crate::provider::ProviderFuture<'a, crate::provider::Pending> {
+        crate::provider::generated::Generated.create_pending(ctx)
+    }
+    fn test_pending<'a>(
+        &'a self,
+        _: &'a RotationContext<'a>,
+        _: &'a crate::provider::Pending,
+    ) -> crate::provider::ProviderFuture<'a, ()> {
+        (self.hook)()
+    }
+}
+
+#[tokio::test]
+async fn a_lease_lost_before_the_promotion_promotes_nothing_and_is_retried() {
+    // The lease runs out during a slow provider step and another delivery takes the lock over: the first
+    // must not promote on top of it.
+    let lock = Arc::new(InProcessLock::new(Duration::from_millis(50)));
+    let other = lock.clone();
+    let taken_over: Arc<std::sync::Mutex<Option<Box<dyn LockGuard>>>> = Arc::default();
+    let holder = taken_over.clone();
+    let provider = DuringTheTestStep {
+        hook: Box::new(move || {
+            let (other, holder) = (other.clone(), holder.clone());
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(80)).await;
+                let guard = other.acquire("kv/secret/db").await.expect("the lease expired");
+                *holder.lock().unwrap() = Some(guard);
+                Ok(())
+            })
+        }),
+    };
+    let vault = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
+    let engine = Engine::new(vault.clone(), lock, Providers::standard().with(Arc::new(provider)));
+    let error = engine.rotate(&event(ObjectKind::Secret, "kv", "db", "v1")).await.unwrap_err();
+    assert!(matches!(&error, RotationError::Lock(LockError::Lost { key }) if key == "kv/secret/db"), "{error}");
+    assert!(error.is_retryable());
+    assert!(error.to_string().contains("nothing was promoted"), "{error}");
+    assert_eq!(vault.versions(ObjectKind::Secret, "db"), 1);
+    assert!(!vault.calls().iter().any(|c| c.starts_with("set_secret")), "{:?}", vault.calls());
+    assert!(taken_over.lock().unwrap().is_some(), "the other delivery holds the lock");
+}
+
+#[tokio::test]
+async fn a_version_written_during_the_rotation_stops_the_promotion_and_the_redelivery_finds_it() {
+    // A person (or another tool) writes a version while keyturn's provider works: keyturn must not bury it
+    // under its own.
+    let vault = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
+    let writer = vault.clone();
+    let provider = DuringTheTestStep {
+        hook: Box::new(move || {
+            writer.add_version(ObjectKind::Secret, "db", "v2-written-meanwhile", OPTED_IN);
+            Box::pin(async { Ok(()) })
+        }),
+    };
+    let engine =
+        Engine::new(vault.clone(), Arc::new(InProcessLock::default()), Providers::standard().with(Arc::new(provider)));
+    let request = event(ObjectKind::Secret, "kv", "db", "v1");
+    let error = engine.rotate(&request).await.unwrap_err();
+    assert!(
+        matches!(&error, RotationError::Superseded { planned, latest, .. } if planned == "v1" && latest == "v2-written-meanwhile"),
+        "{error}"
+    );
+    assert!(error.is_retryable());
+    assert_eq!(vault.versions(ObjectKind::Secret, "db"), 2, "only the version written meanwhile");
+    assert!(!vault.calls().iter().any(|c| c.starts_with("set_secret")), "{:?}", vault.calls());
+    let again = engine.rotate(&request).await.unwrap();
+    assert_eq!(again.label(), "already-rotated");
 }

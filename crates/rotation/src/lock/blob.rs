@@ -292,6 +292,27 @@ impl std::fmt::Debug for BlobLeaseGuard {
 }
 
 impl LockGuard for BlobLeaseGuard {
+    fn confirm(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        Box::pin(async move {
+            let Some(held) = &self.held else {
+                return Err(LockError::Lost { key: "(released)".into() });
+            };
+            match held.blob.renew_lease(held.lease_id.clone(), None).await {
+                Ok(_) => Ok(()),
+                // Broken, or expired and taken by another holder (409 LeaseIsBrokenAndCannotBeRenewed,
+                // LeaseIdMismatchWithLeaseOperation; 412 LeaseLost).
+                Err(e)
+                    if matches!(storage_code(&e), Some((StatusCode::Conflict | StatusCode::PreconditionFailed, _))) =>
+                {
+                    tracing::error!(key = %held.key, "rotation lock lost before the promotion; promoting nothing");
+                    Err(LockError::Lost { key: held.key.clone() })
+                }
+                // Not proved held is not held: promote nothing, let the redelivery try again.
+                Err(e) => Err(backend(&held.key, "confirming the lease before the promotion", &e)),
+            }
+        })
+    }
+
     fn release(mut self: Box<Self>) -> BoxFuture<'static, Result<(), LockError>> {
         let held = self.held.take();
         Box::pin(async move {

@@ -406,4 +406,88 @@ mod tests {
             assert!(!error.retryable);
         }
     }
+    /// A rotator (or whoever answers at its address) that streams an endless chunked body, counting what it
+    /// could write before keyturn hung up: a limit checked only after reading would never return.
+    async fn endless_answer(ca: &keyturn_local::tls::LocalCa) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = written.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(socket).await.unwrap();
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = tls.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            if tls.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+            while tls.write_all(chunk.as_bytes()).await.is_ok() {
+                counter.fetch_add(0x4000, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        (port, written)
+    }
+
+    #[tokio::test]
+    async fn a_too_large_answer_is_refused_while_reading_and_no_error_shows_the_url_query() {
+        use keyturn_vault::model::{SecretProperties, SecretVersion};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = keyturn_local::tls::LocalCa::generate(dir.path(), &[]).unwrap();
+        let (port, written) = endless_answer(&ca).await;
+        // A port nothing listens on, for the unreachable rotator.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let raw = format!(
+            "big=https://127.0.0.1:{port}/rotate?code=fn-code-0123456789&secret=0123456789abcdef&vaults=kv;\
+             gone=https://127.0.0.1:{closed}/rotate?sig=sas-sig-0123456789&secret=0123456789abcdef&vaults=kv"
+        );
+        let vault: Arc<dyn KeyVault> = Arc::new(keyturn_vault::testing::FakeVault::new(&["kv"]));
+        let webhook = Webhook::new(Some(&SecretString::new(raw)), vault, Some(ca.ca_pem_path())).unwrap();
+        for (rotator, retryable, says) in [("big", false, "larger than 65536 bytes"), ("gone", true, "unreachable")] {
+            let tags: Tags = [
+                ("KeyturnRotation".to_owned(), "webhook".to_owned()),
+                ("ValidityPeriodDays".to_owned(), "30".to_owned()),
+                (WEBHOOK.to_owned(), rotator.to_owned()),
+            ]
+            .into_iter()
+            .collect();
+            let policy = crate::Policy::from_tags(keyturn_events::ObjectKind::Secret, &tags).unwrap();
+            let current = SecretVersion {
+                properties: SecretProperties {
+                    version: "0123456789abcdef0123456789abcdef".into(),
+                    content_type: None,
+                    tags,
+                    enabled: true,
+                    not_before: None,
+                    expires: None,
+                },
+                value: SecretString::new("current-value".into()),
+            };
+            let ctx = RotationContext {
+                vault: "kv",
+                name: "api-token",
+                current: &current,
+                policy: &policy,
+                event_id: "e1",
+                now: chrono::Utc::now(),
+            };
+            let error = tokio::time::timeout(Duration::from_secs(20), webhook.create_pending(&ctx))
+                .await
+                .expect("the answer was refused while reading, not read to its (missing) end")
+                .unwrap_err();
+            assert!(error.message.contains(says), "{rotator}: {error}");
+            assert_eq!(error.retryable, retryable, "{rotator}: {error}");
+            for query in ["code=", "fn-code-0123456789", "sig=", "sas-sig-0123456789", "0123456789abcdef"] {
+                assert!(!error.to_string().contains(query), "{rotator}: the URL's query is shown: {error}");
+            }
+        }
+        // keyturn stopped reading just past the limit: the server could not push much more than that (the
+        // socket buffers hold some), nowhere near the megabytes an unbounded read would take.
+        let sent = written.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(sent >= MAX_RESPONSE, "the server wrote only {sent} bytes: the limit was not reached");
+        assert!(sent < 64 * MAX_RESPONSE, "the server wrote {sent} bytes before keyturn hung up");
+    }
 }

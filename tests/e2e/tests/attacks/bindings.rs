@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use keyturn_e2e::receivers::{Received, http_sink};
+use keyturn_e2e::receivers::http_sink;
 use keyturn_e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, tags, workspace_binary};
-use keyturn_host::{Outcome, Status};
+use keyturn_host::Status;
 use keyturn_local::keyvault::SecretSpec;
 use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::stack::LocalStack;
+
+use crate::{last_about, notifications_about};
 
 const VAULTS: [&str; 2] = ["kv-one", "kv-two"];
 
@@ -26,16 +28,6 @@ fn seed(stack: &LocalStack, vault: &str, name: &str, value: &str, tags: BTreeMap
         tags,
     };
     stack.emulator().store().set_secret(vault, name, spec).unwrap().version.version
-}
-
-fn last_about(chain: &Chain, vault: &str, name: &str) -> Outcome {
-    let outcomes: Vec<Outcome> =
-        chain.host.invocations().into_iter().filter_map(|record| record.result.ok()?.outcome()).collect();
-    outcomes
-        .iter()
-        .rfind(|o| o.object.as_ref().is_some_and(|object| object.vault() == vault && object.name() == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no outcome about {vault}/{name}: {outcomes:#?}"))
 }
 
 /// Tried as a new user would on `keyturn dev --vault kv-one --vault kv-two`: kv-two holds a real `prod-db`; a
@@ -83,12 +75,7 @@ async fn mirroring_never_overwrites_a_secret_that_is_not_a_replica_of_this_sourc
             "{refused:#?}"
         );
         // A warning notification about it, though the name filter selects app-* only.
-        let warnings: Vec<serde_json::Value> = sink
-            .accepted_on("/webhook")
-            .iter()
-            .map(Received::json)
-            .filter(|json| json["object"]["name"] == "prod-db" && json["object"]["vault"] == "kv-one")
-            .collect();
+        let warnings = notifications_about(&sink, "kv-one", "prod-db");
         assert_eq!(warnings.len(), 1, "{warnings:#?}");
         assert_eq!(warnings[0]["severity"], "warning");
 
@@ -136,13 +123,9 @@ async fn a_replica_never_rotates_itself() {
         let skipped = last_about(&chain, "kv-one", "db");
         assert_eq!((skipped.status, skipped.action.as_deref()), (Status::Skipped, Some("replica")));
         assert!(skipped.message.contains("replica of kv-two/db/src1"), "{skipped:#?}");
-        let warning = sink
-            .accepted_on("/webhook")
-            .iter()
-            .map(Received::json)
-            .find(|json| json["object"]["name"] == "db")
-            .unwrap_or_else(|| panic!("no notification about the replica: {:#?}", sink.received()));
-        assert_eq!(warning["severity"], "warning");
+        let warnings = notifications_about(&sink, "kv-one", "db");
+        assert!(!warnings.is_empty(), "no notification about the replica: {:#?}", sink.received());
+        assert_eq!(warnings[0]["severity"], "warning");
 
         // The legitimate path beside it.
         assert_eq!(store.list_secret_versions("kv-one", "own").unwrap().len(), 2, "the writer's own secret rotated");
@@ -157,6 +140,57 @@ async fn a_replica_never_rotates_itself() {
             .map(|o| o.action)
             .collect();
         assert_eq!(about_own.iter().filter(|a| a.as_deref() == Some("rotated")).count(), 1, "{about_own:?}");
+        chain.shutdown().await;
+    })
+    .await;
+}
+
+/// With `KEYTURN_MIRROR_ROUTES` set, a writer on kv-one may only mirror to the destinations routed for their
+/// secret's name: a destination keyturn can write to but that no route gives kv-one (kv-three), and a routed
+/// destination for a name outside the route (`db`), are refused with a warning, and nothing reaches them.
+/// Beside it, the writer's routed `app-own` is mirrored into kv-two.
+#[tokio::test]
+async fn a_mirror_tag_may_only_pick_the_routes_the_deployment_gives_its_source_and_name() {
+    const ROUTED: [&str; 3] = ["kv-one", "kv-two", "kv-three"];
+    bounded(Duration::from_secs(120), async {
+        let sink = http_sink().await;
+        let stack = fast_stack(&ROUTED).await;
+        let mut settings: Vec<(String, String)> = stack.handler_env();
+        settings.push(("KEYTURN_NOTIFY".to_owned(), sink.channels()));
+        settings.push(("KEYTURN_MIRROR_ROUTES".to_owned(), "kv-one/app-*=kv-two".to_owned()));
+        // new-version may write both destinations (RBAC allows it): the refusal must be keyturn's rule.
+        let mut deployment = keyturn_e2e::deployment_of(&stack, &settings);
+        deployment.mirror_vaults = vec!["kv-two".into(), "kv-three".into()];
+        let binary = workspace_binary("new-version");
+        let chain =
+            Chain::start_as(stack, "new-version", &binary, &NEW_VERSION_EVENT_TYPES, settings, deployment).await;
+        let stack = &chain.stack;
+        let store = stack.emulator().store();
+
+        seed(stack, "kv-one", "app-steer", "writer-value-0001", tags(&[("KeyturnMirror", "kv-three")]));
+        seed(stack, "kv-one", "db", "writer-value-0002", tags(&[("KeyturnMirror", "kv-two")]));
+        seed(stack, "kv-one", "app-own", "own-value-0003", tags(&[("KeyturnMirror", "kv-two")]));
+        // Three new versions and the legitimate replica's own event.
+        chain.settle(4, Duration::from_secs(60)).await;
+
+        for (name, destination) in [("app-steer", "kv-three"), ("db", "kv-two")] {
+            assert!(store.get_secret(destination, name, None).is_err(), "{name} reached {destination}");
+            let refused = last_about(&chain, "kv-one", name);
+            assert_eq!((refused.status, refused.action.as_deref()), (Status::Rejected, Some("mirror-refused")));
+            let says = format!("'{destination}' is not a destination KEYTURN_MIRROR_ROUTES gives kv-one/{name}");
+            assert!(refused.message.contains(&says), "{refused:#?}");
+            let warnings = notifications_about(&sink, "kv-one", name);
+            assert_eq!(warnings.len(), 1, "{warnings:#?}");
+            assert_eq!(warnings[0]["severity"], "warning");
+        }
+        assert!(store.list_secrets("kv-three").unwrap().is_empty(), "nothing reached kv-three");
+
+        // The legitimate path beside it: the routed secret is mirrored.
+        let copy = store.get_secret("kv-two", "app-own", None).unwrap().version;
+        assert_eq!(copy.data.value, "own-value-0003");
+        assert!(copy.tags.get("KeyturnReplicaOf").is_some_and(|r| r.starts_with("kv-one/app-own/")));
+
+        chain.assert_no_secret_leaked(&ROUTED, sink.bodies());
         chain.shutdown().await;
     })
     .await;

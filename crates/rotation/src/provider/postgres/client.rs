@@ -15,12 +15,25 @@ use crate::provider::database::Details;
 
 /// One login attempt, or one statement, never takes longer than this.
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// tokio-postgres's words when `ChannelBinding::Require` refuses a server's authentication request
+/// (`connect_raw.rs`, `can_skip_channel_binding`); the harvest-server attack test holds it to them.
+const CHANNEL_BINDING_REFUSED: &str = "server did not use channel binding";
 
 /// PostgreSQL's login and statement errors: the database providers' shared classes.
 pub(crate) use crate::provider::database::LoginError as PgError;
 
 impl PgError {
     fn from_pg(doing: &str, error: &tokio_postgres::Error) -> Self {
+        // A server (or whoever answers in its place) that asked for the password in cleartext, as MD5, or by
+        // SCRAM without binding it to the TLS session: tokio-postgres refused before sending anything. That
+        // server will ask the same way next time, so it is permanent, and it is named plainly. (The library's
+        // Display shows only "authentication error"; which one is in its source.)
+        if std::error::Error::source(error).is_some_and(|cause| cause.to_string() == CHANNEL_BINDING_REFUSED) {
+            return Self::Refused(format!(
+                "{doing}: the server asked for the password without SCRAM channel binding (in cleartext, as MD5, or \
+                 SCRAM without -PLUS); keyturn requires channel binding and sent nothing"
+            ));
+        }
         // tokio-postgres errors carry the server's message and SQLSTATE, never the connection's password.
         let message = format!("{doing}: {error}");
         match error.code() {
