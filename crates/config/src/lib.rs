@@ -13,10 +13,14 @@
 //! - [`notify`]: notification and canary settings (`KEYTURN_NOTIFY`, `KEYTURN_CANARY_SECRET`,
 //!   `KEYTURN_NOTIFY_NEW_VERSION_NAMES`).
 //! - [`providers`]: rotation providers' endpoints (`KEYTURN_ARM_ENDPOINT`, `KEYTURN_WEBHOOK_ROTATORS`).
+//! - [`bindings`]: the `<vault>[/<names>]=<target>` grammar every provider binding shares.
+//! - [`entra`]: the Entra ID application secrets provider (`KEYTURN_ENTRA_APPLICATIONS`, `KEYTURN_GRAPH_ENDPOINT`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
 
+pub mod bindings;
 pub mod credential;
+pub mod entra;
 pub mod error;
 pub mod lock;
 pub mod notify;
@@ -113,6 +117,28 @@ impl<'a> Env<'a> {
 
     pub(crate) fn get(&self, name: &str) -> Option<String> {
         (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    /// A variable holding the https URL of a service endpoint (no path, query or credentials), or `default`
+    /// when unset; `example` completes the error message.
+    pub(crate) fn endpoint(&self, name: &'static str, default: &str, what: &str) -> Result<url::Url, ConfigError> {
+        let raw = self.get(name).unwrap_or_else(|| default.to_owned());
+        match url::Url::parse(&raw) {
+            Ok(url)
+                if url.scheme() == "https"
+                    && url.host().is_some()
+                    && url.path().trim_matches('/').is_empty()
+                    && url.query().is_none()
+                    && url.username().is_empty() =>
+            {
+                Ok(url)
+            }
+            _ => Err(ConfigError::invalid(
+                name,
+                &raw,
+                format!("an https URL of {what} without a path, e.g. {default}"),
+            )),
+        }
     }
 
     /// A variable parsed as an integer within `min..=max`, or `default` when unset.

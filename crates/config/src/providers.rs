@@ -7,6 +7,7 @@
 
 use url::Url;
 
+use crate::bindings::{Binding, TargetKind};
 use crate::notify::NameFilter;
 use crate::{ConfigError, Env, SecretString};
 
@@ -31,6 +32,8 @@ pub struct ProviderSettings {
     /// The PostgreSQL servers and admin logins keyturn may use. No server: the postgres providers are not
     /// registered.
     pub postgres: PostgresBindings,
+    /// Microsoft Graph and the Entra ID applications each vault may rotate (`crate::entra`).
+    pub entra: crate::entra::EntraSettings,
 }
 
 /// `KEYTURN_POSTGRES_SERVERS` (`host[:port]`, comma-separated) and `KEYTURN_POSTGRES_ADMINS`
@@ -122,65 +125,24 @@ impl StorageBinding {
     }
 
     fn parse(raw: &str) -> Result<Vec<Self>, String> {
-        let mut bindings = Vec::new();
-        for (index, entry) in raw.split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-            let position = index + 1;
-            let Some((scope, accounts)) = entry.split_once('=') else {
-                return Err(format!("entry {position} is not <vault>[/<name or prefix*>]=<account resource id>"));
-            };
-            let (vault, names) = match scope.trim().split_once('/') {
-                Some((vault, names)) => (vault.trim(), Some(names.trim())),
-                None => (scope.trim(), None),
-            };
-            if vault.is_empty() || !vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(format!("entry {position}: '{vault}' is not a vault name"));
-            }
-            let names = match names {
-                None => NameFilter::default(),
-                Some(names) => NameFilter::parse(names)
-                    .map_err(|bad| format!("entry {position}: '{bad}' is not a secret name or name prefix*"))?,
-            };
-            let accounts: Vec<String> = accounts
-                .split(',')
-                .map(|a| a.trim().trim_end_matches('/').to_ascii_lowercase())
-                .filter(|a| !a.is_empty())
-                .collect();
-            let valid = |a: &String| {
+        let kind = TargetKind {
+            placeholder: "<account resource id>",
+            description: "storage account resource ids \
+                          (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)",
+            is_valid: |a| {
                 a.starts_with("/subscriptions/") && a.contains("/providers/microsoft.storage/storageaccounts/")
-            };
-            if accounts.is_empty() || !accounts.iter().all(valid) {
-                return Err(format!(
-                    "entry {position}: the accounts must be storage account resource ids \
-                     (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)"
-                ));
-            }
-            bindings.push(Self { vault: vault.to_ascii_lowercase(), names, accounts });
-        }
-        Ok(bindings)
+            },
+        };
+        let bindings = Binding::parse(raw, kind)?;
+        Ok(bindings.into_iter().map(|b| Self { vault: b.vault, names: b.names, accounts: b.targets }).collect())
     }
 }
 
 impl ProviderSettings {
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, Vec<ConfigError>> {
-        let raw = env.get(ARM_ENDPOINT).unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned());
-        let arm_endpoint = match Url::parse(&raw) {
-            Ok(url)
-                if url.scheme() == "https"
-                    && url.host().is_some()
-                    && url.path().trim_matches('/').is_empty()
-                    && url.query().is_none()
-                    && url.username().is_empty() =>
-            {
-                url
-            }
-            _ => {
-                return Err(vec![ConfigError::invalid(
-                    ARM_ENDPOINT,
-                    &raw,
-                    format!("an https URL of a Resource Manager endpoint without a path, e.g. {DEFAULT_ARM_ENDPOINT}"),
-                )]);
-            }
-        };
+        let arm_endpoint = env
+            .endpoint(ARM_ENDPOINT, DEFAULT_ARM_ENDPOINT, "a Resource Manager endpoint")
+            .map_err(|error| vec![error])?;
         let storage_accounts = match env.get(STORAGE_ACCOUNTS).map(|raw| (StorageBinding::parse(&raw), raw)) {
             None => Vec::new(),
             Some((Ok(bindings), _)) => bindings,
@@ -195,11 +157,13 @@ impl ProviderSettings {
             }
         };
         let postgres = PostgresBindings::from_env(env)?;
+        let entra = crate::entra::EntraSettings::from_env(env)?;
         Ok(Self {
             arm_endpoint,
             webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new),
             storage_accounts,
             postgres,
+            entra,
         })
     }
 }
