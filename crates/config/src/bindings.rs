@@ -78,15 +78,20 @@ fn normalise(target: &str) -> String {
 mod tests {
     use super::*;
 
-    const DIGITS: TargetKind =
-        TargetKind { placeholder: "<number>", description: "numbers", is_valid: |t| t.chars().all(|c| c.is_ascii_digit()) };
+    const DIGITS: TargetKind = TargetKind {
+        placeholder: "<number>",
+        description: "numbers",
+        is_valid: |t| t.chars().all(|c| c.is_ascii_digit()),
+    };
 
     #[test]
     fn entries_bind_targets_to_a_vault_and_its_names() {
         let bindings = Binding::parse(" kv-one=1/ ; KV-two/app-*,db=2,3 ;", DIGITS).unwrap();
         assert!(Binding::allows(&bindings, "KV-ONE", "anything", "1"));
         assert!(!Binding::allows(&bindings, "kv-one", "anything", "2"));
-        assert!(Binding::allows(&bindings, "kv-two", "app-web", "3") && Binding::allows(&bindings, "kv-two", "db", "2"));
+        assert!(
+            Binding::allows(&bindings, "kv-two", "app-web", "3") && Binding::allows(&bindings, "kv-two", "db", "2")
+        );
         assert!(!Binding::allows(&bindings, "kv-two", "other", "2"), "a name outside the entry's filter");
         assert!(Binding::parse("", DIGITS).unwrap().is_empty());
         for (bad, says) in [

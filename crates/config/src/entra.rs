@@ -49,7 +49,9 @@ impl EntraSettings {
                 errors.push(ConfigError::invalid(
                     ENTRA_APPLICATIONS,
                     &raw,
-                    format!("';'-separated <vault>[/<name or prefix*>]=<application object id>[,<id>] entries: {problem}"),
+                    format!(
+                        "';'-separated <vault>[/<name or prefix*>]=<application object id>[,<id>] entries: {problem}"
+                    ),
                 ));
                 Vec::new()
             }
@@ -65,7 +67,10 @@ impl EntraSettings {
 pub fn is_guid(value: &str) -> bool {
     let groups: Vec<&str> = value.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -88,7 +93,10 @@ mod tests {
         assert!(EntraSettings::from_env(&Env::new(&lookup(&[]))).unwrap().applications.is_empty());
 
         let local = lookup(&[("KEYTURN_GRAPH_ENDPOINT", "https://127.0.0.1:8445")]);
-        assert_eq!(EntraSettings::from_env(&Env::new(&local)).unwrap().graph_endpoint.as_str(), "https://127.0.0.1:8445/");
+        assert_eq!(
+            EntraSettings::from_env(&Env::new(&local)).unwrap().graph_endpoint.as_str(),
+            "https://127.0.0.1:8445/"
+        );
     }
 
     #[test]
@@ -103,8 +111,8 @@ mod tests {
             let errors = EntraSettings::from_env(&Env::new(&lookup(&[(variable, bad)]))).unwrap_err();
             assert_eq!(errors[0].variable(), variable, "{bad}");
         }
-        let errors =
-            EntraSettings::from_env(&Env::new(&lookup(&[("KEYTURN_ENTRA_APPLICATIONS", "kv-one=my-app")]))).unwrap_err();
+        let errors = EntraSettings::from_env(&Env::new(&lookup(&[("KEYTURN_ENTRA_APPLICATIONS", "kv-one=my-app")])))
+            .unwrap_err();
         assert!(errors[0].to_string().contains("application object ids"), "{}", errors[0]);
     }
 }

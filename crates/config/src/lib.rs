@@ -133,11 +133,9 @@ impl<'a> Env<'a> {
             {
                 Ok(url)
             }
-            _ => Err(ConfigError::invalid(
-                name,
-                &raw,
-                format!("an https URL of {what} without a path, e.g. {default}"),
-            )),
+            _ => {
+                Err(ConfigError::invalid(name, &raw, format!("an https URL of {what} without a path, e.g. {default}")))
+            }
         }
     }
 

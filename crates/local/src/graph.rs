@@ -254,7 +254,12 @@ impl RunningGraph {
     }
 
     /// Adds a password directly (as an admin in the portal would), valid from now for `lifetime`.
-    pub fn add_password(&self, object_id: &str, display_name: &str, lifetime: chrono::Duration) -> Option<AddedPassword> {
+    pub fn add_password(
+        &self,
+        object_id: &str,
+        display_name: &str,
+        lifetime: chrono::Duration,
+    ) -> Option<AddedPassword> {
         let mut state = lock(&self.state);
         let app = state.apps.get_mut(&object_id.to_ascii_lowercase())?;
         let now = Utc::now();

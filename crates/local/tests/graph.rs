@@ -98,12 +98,21 @@ async fn an_owner_adds_reads_and_removes_passwords_and_each_secret_signs_in_unti
     assert_eq!(secret.len(), 40);
     assert!(uuid::Uuid::parse_str(&key_id).is_ok(), "{key_id}");
     assert_eq!(added["hint"].as_str(), Some(&secret[..3]));
-    assert_eq!((added["displayName"].as_str(), added["endDateTime"].as_str()), (Some("rotated by keyturn"), Some(end.as_str())));
+    assert_eq!(
+        (added["displayName"].as_str(), added["endDateTime"].as_str()),
+        (Some("rotated by keyturn"), Some(end.as_str()))
+    );
 
     // Reading shows the password without its secret; only the selected property; by object id or by appId.
-    let (status, _, read) =
-        call(&http, &graph, Some(&token), Method::GET, &format!("/v1.0/applications/{}?$select=passwordCredentials", app.object_id), None)
-            .await;
+    let (status, _, read) = call(
+        &http,
+        &graph,
+        Some(&token),
+        Method::GET,
+        &format!("/v1.0/applications/{}?$select=passwordCredentials", app.object_id),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{read}");
     assert!(read.get("appId").is_none() && read.get("displayName").is_none(), "{read}");
     let listed = read["passwordCredentials"].as_array().unwrap();
@@ -128,7 +137,8 @@ async fn an_owner_adds_reads_and_removes_passwords_and_each_secret_signs_in_unti
     let (status, _, _) = call(&http, &graph, Some(&token), Method::POST, &remove, Some(json!({"keyId": key_id}))).await;
     assert_eq!(status, 204);
     assert_eq!(sign_in(&http, &graph, &app.app_id, &secret).await.0, 401);
-    let (status, _, again) = call(&http, &graph, Some(&token), Method::POST, &remove, Some(json!({"keyId": key_id}))).await;
+    let (status, _, again) =
+        call(&http, &graph, Some(&token), Method::POST, &remove, Some(json!({"keyId": key_id}))).await;
     assert_eq!(status, 400);
     assert_graph_error(&again, "Request_BadRequest");
     assert!(graph.passwords(&app.object_id).is_empty());
@@ -181,11 +191,13 @@ async fn graph_refuses_what_graph_refuses_with_its_codes() {
         assert_eq!(status, 400);
         assert_graph_error(&body, "Request_BadRequest");
     }
-    let (status, _, body) = call(&http, &graph, Some(&admin), Method::GET, &format!("{read}?$select=secrets"), None).await;
+    let (status, _, body) =
+        call(&http, &graph, Some(&admin), Method::GET, &format!("{read}?$select=secrets"), None).await;
     assert_eq!(status, 400);
     assert_graph_error(&body, "Request_BadRequest");
     let (status, _, body) =
-        call(&http, &graph, Some(&admin), Method::POST, &format!("{read}/removePassword"), Some(json!({"keyId": "x"}))).await;
+        call(&http, &graph, Some(&admin), Method::POST, &format!("{read}/removePassword"), Some(json!({"keyId": "x"})))
+            .await;
     assert_eq!(status, 400, "{body}");
 
     // Throttled: 429 TooManyRequests with Retry-After, then served again.

@@ -39,7 +39,8 @@ fn var(name: &str) -> String {
 
 /// The child: the scenario through the engine, as the handler runs it.
 async fn scenario() {
-    let (app, crash_app, unowned, victim) = (var("KT_APP"), var("KT_CRASH_APP"), var("KT_UNOWNED_APP"), var("KT_VICTIM_APP"));
+    let (app, crash_app, unowned, victim) =
+        (var("KT_APP"), var("KT_CRASH_APP"), var("KT_UNOWNED_APP"), var("KT_VICTIM_APP"));
     let settings = support::child_settings(&[(
         "KEYTURN_ENTRA_APPLICATIONS",
         format!(
@@ -56,7 +57,11 @@ async fn scenario() {
     };
 
     // A rotation (through Graph's throttling, which the parent switched on), then a duplicate delivery.
-    let v0 = vault.set_secret(VAULT, "app-secret", new_secret(&var("KT_P0"), policy(&app, &var("KT_P0_KEY")))).await.unwrap().version;
+    let v0 = vault
+        .set_secret(VAULT, "app-secret", new_secret(&var("KT_P0"), policy(&app, &var("KT_P0_KEY"))))
+        .await
+        .unwrap()
+        .version;
     let first = rotate("app-secret", v0.clone()).await.unwrap();
     let RotationOutcome::Rotated { to: v1, .. } = first else { panic!("{first}") };
     let second = rotate("app-secret", v0.clone()).await.unwrap();
@@ -85,10 +90,15 @@ async fn scenario() {
 
     // Graph's refusals are permanent and leave the secret as it was: an application Graph does not know, and one
     // the handler's identity does not own.
-    for (name, target, code) in
-        [("unused-missing", UNKNOWN_APP, "404 (Request_ResourceNotFound)"), ("unused-unowned", unowned.as_str(), "403 (Authorization_RequestDenied)")]
-    {
-        let s0 = vault.set_secret(VAULT, name, new_secret("some-current-secret", policy(target, UNKNOWN_APP))).await.unwrap().version;
+    for (name, target, code) in [
+        ("unused-missing", UNKNOWN_APP, "404 (Request_ResourceNotFound)"),
+        ("unused-unowned", unowned.as_str(), "403 (Authorization_RequestDenied)"),
+    ] {
+        let s0 = vault
+            .set_secret(VAULT, name, new_secret("some-current-secret", policy(target, UNKNOWN_APP)))
+            .await
+            .unwrap()
+            .version;
         let error = rotate(name, s0.clone()).await.unwrap_err();
         assert!(!error.is_retryable(), "{error}");
         assert!(error.to_string().contains(code), "{error}");
@@ -97,7 +107,11 @@ async fn scenario() {
 
     // A writer of one secret names an application bound to another vault: refused, naming the missing binding,
     // before Graph is asked (the parent checks the application is untouched).
-    let s0 = vault.set_secret(VAULT, "stolen", new_secret("mine-mine-mine", policy(&victim, UNKNOWN_APP))).await.unwrap().version;
+    let s0 = vault
+        .set_secret(VAULT, "stolen", new_secret("mine-mine-mine", policy(&victim, UNKNOWN_APP)))
+        .await
+        .unwrap()
+        .version;
     let error = rotate("stolen", s0.clone()).await.unwrap_err();
     assert!(!error.is_retryable(), "{error}");
     assert!(error.to_string().contains("KEYTURN_ENTRA_APPLICATIONS has no entry"), "{error}");
@@ -144,17 +158,22 @@ async fn entra_app_secrets() {
     // Graph throttles the first two calls: the provider waits (Retry-After, within KEYTURN_RETRY_*) and goes on.
     graph.throttle_next(2);
     parent
-        .run_child(TEST, "entra", &[graph.ca_pem().to_owned()], &[
-            ("KEYTURN_GRAPH_ENDPOINT", graph.url().to_owned()),
-            ("KT_APP", app.object_id.clone()),
-            ("KT_CRASH_APP", crash_app.object_id.clone()),
-            ("KT_UNOWNED_APP", unowned.object_id.clone()),
-            ("KT_VICTIM_APP", victim.object_id.clone()),
-            ("KT_P0", p0.secret_text.clone()),
-            ("KT_P0_KEY", p0.key_id.clone()),
-            ("KT_CRASH_P0", crash_p0.secret_text.clone()),
-            ("KT_CRASH_P0_KEY", crash_p0.key_id.clone()),
-        ])
+        .run_child(
+            TEST,
+            "entra",
+            &[graph.ca_pem().to_owned()],
+            &[
+                ("KEYTURN_GRAPH_ENDPOINT", graph.url().to_owned()),
+                ("KT_APP", app.object_id.clone()),
+                ("KT_CRASH_APP", crash_app.object_id.clone()),
+                ("KT_UNOWNED_APP", unowned.object_id.clone()),
+                ("KT_VICTIM_APP", victim.object_id.clone()),
+                ("KT_P0", p0.secret_text.clone()),
+                ("KT_P0_KEY", p0.key_id.clone()),
+                ("KT_CRASH_P0", crash_p0.secret_text.clone()),
+                ("KT_CRASH_P0_KEY", crash_p0.key_id.clone()),
+            ],
+        )
         .await;
 
     let versions = |name: &str| -> Vec<(String, std::collections::BTreeMap<String, String>)> {
@@ -167,7 +186,8 @@ async fn entra_app_secrets() {
             .map(|view| (view.version.data.value, view.version.tags))
             .collect()
     };
-    let key_ids = |object_id: &str| -> Vec<String> { graph.passwords(object_id).into_iter().map(|p| p.key_id).collect() };
+    let key_ids =
+        |object_id: &str| -> Vec<String> { graph.passwords(object_id).into_iter().map(|p| p.key_id).collect() };
 
     // Two rotations of app-secret: three values; the first password went once its overlap ended, the second (the
     // one the third replaced) is kept through its overlap, the third is the secret's. Each key id is the version's.

@@ -102,7 +102,13 @@ impl Service {
             url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
         let body = match req.into_body().collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "The request body could not be read."),
+            Err(_) => {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "The request body could not be read.",
+                );
+            }
         };
         let (response, delay) = {
             let mut state = lock(&self.state);
@@ -205,7 +211,11 @@ fn percent_decode(segment: &str) -> String {
 /// it exists, and `ReadWrite.All` or ownership with `ReadWrite.OwnedBy` to read or change it.
 fn authorised_app(state: &State, app: &AppRef, caller: &TokenInfo) -> Result<String, Box<HttpResponse>> {
     let denied = || {
-        graph_error(StatusCode::FORBIDDEN, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        graph_error(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        )
     };
     let caller_id = caller.object_id.to_ascii_lowercase();
     let permissions = state.grants.get(&caller_id).cloned().unwrap_or_default();
@@ -245,7 +255,13 @@ fn get(state: &State, object_id: &str, select: Option<&str>) -> HttpResponse {
         Some(list) => list.split(',').map(str::trim).filter(|p| !p.is_empty()).collect(),
     };
     let mut body = serde_json::Map::new();
-    body.insert("@odata.context".to_owned(), Value::from(format!("https://graph.microsoft.com/v1.0/$metadata#applications(${})/$entity", selected.join(","))));
+    body.insert(
+        "@odata.context".to_owned(),
+        Value::from(format!(
+            "https://graph.microsoft.com/v1.0/$metadata#applications(${})/$entity",
+            selected.join(",")
+        )),
+    );
     for property in selected {
         let value = match SELECTABLE.iter().find(|p| p.eq_ignore_ascii_case(property)) {
             Some(&"id") => Value::from(app.ids.object_id.clone()),
@@ -269,7 +285,11 @@ fn add_password(state: &mut State, object_id: &str, body: &[u8]) -> HttpResponse
     let parsed: AddPasswordIn = match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
         Ok(parsed) => parsed,
         Err(_) => {
-            return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid request body: expected {\"passwordCredential\":{...}}.");
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid request body: expected {\"passwordCredential\":{...}}.",
+            );
         }
     };
     let requested = parsed.password_credential.unwrap_or(PasswordCredentialIn {
@@ -293,7 +313,10 @@ fn add_password(state: &mut State, object_id: &str, body: &[u8]) -> HttpResponse
     app.passwords.push(password);
     state.adds += 1;
     if let Value::Object(map) = &mut response {
-        map.insert("@odata.context".to_owned(), Value::from("https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential"));
+        map.insert(
+            "@odata.context".to_owned(),
+            Value::from("https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.passwordCredential"),
+        );
     }
     server::json_response(StatusCode::OK, &response)
 }
@@ -301,7 +324,11 @@ fn add_password(state: &mut State, object_id: &str, body: &[u8]) -> HttpResponse
 fn remove_password(state: &mut State, object_id: &str, body: &[u8]) -> HttpResponse {
     let key_id = serde_json::from_slice::<RemovePasswordIn>(body).ok().and_then(|b| b.key_id);
     let Some(key_id) = key_id.filter(|k| uuid::Uuid::parse_str(k).is_ok()) else {
-        return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid request body: 'keyId' must be a GUID.");
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid request body: 'keyId' must be a GUID.",
+        );
     };
     let Some(app) = state.apps.get_mut(object_id) else { return not_found(object_id) };
     let before = app.passwords.len();
@@ -377,7 +404,9 @@ mod tests {
             Some((AppRef::AppId("f00".into()), Operation::AddPassword))
         );
         assert_eq!(route("/v1.0/applications(appId=%27f00%27)"), Some((AppRef::AppId("f00".into()), Operation::Get)));
-        for unserved in ["/beta/applications/abc", "/v1.0/applications/abc/addKey", "/v1.0/users/abc", "/v1.0/applications"] {
+        for unserved in
+            ["/beta/applications/abc", "/v1.0/applications/abc/addKey", "/v1.0/users/abc", "/v1.0/applications"]
+        {
             assert_eq!(route(unserved), None, "{unserved}");
         }
     }

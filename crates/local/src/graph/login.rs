@@ -18,7 +18,12 @@ use crate::keyvault::server::{self, HttpResponse};
 pub(super) async fn sign_in(state: &Shared, tokens: &TokenRegistry, req: Request<Incoming>) -> HttpResponse {
     let tenant = req.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default().to_owned();
     if req.method() != Method::POST {
-        return entra_error(StatusCode::BAD_REQUEST, "invalid_request", 900561, "The endpoint only accepts POST requests.");
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900561,
+            "The endpoint only accepts POST requests.",
+        );
     }
     if !tenant.eq_ignore_ascii_case(TENANT_ID) {
         return entra_error(
@@ -30,7 +35,14 @@ pub(super) async fn sign_in(state: &Shared, tokens: &TokenRegistry, req: Request
     }
     let body = match req.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return entra_error(StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body could not be read."),
+        Err(_) => {
+            return entra_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+                "The request body could not be read.",
+            );
+        }
     };
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();

@@ -27,8 +27,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use keyturn_config::entra::{ENTRA_APPLICATIONS, EntraSettings, is_guid};
 use keyturn_config::RetrySettings;
+use keyturn_config::entra::{ENTRA_APPLICATIONS, EntraSettings, is_guid};
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::{SecretProperties, Tags};
 
@@ -176,7 +176,10 @@ fn iso_duration(raw: &str) -> Option<Duration> {
         return None;
     }
     let mut total = Duration::zero();
-    for (part, units) in [(date, &[('W', 7 * 86_400), ('D', 86_400)][..]), (time.unwrap_or(""), &[('H', 3_600), ('M', 60), ('S', 1)][..])] {
+    for (part, units) in [
+        (date, &[('W', 7 * 86_400), ('D', 86_400)][..]),
+        (time.unwrap_or(""), &[('H', 3_600), ('M', 60), ('S', 1)][..]),
+    ] {
         let mut number = String::new();
         let mut next_unit = 0;
         for c in part.chars() {
@@ -216,10 +219,20 @@ impl Provider for EntraAppSecret {
             if let Some(pending) = resumed {
                 let key_id = tag(&pending.tags, CREDENTIAL_ID).unwrap_or_default();
                 if listed.iter().any(|p| p.key_id.eq_ignore_ascii_case(key_id)) {
-                    tracing::info!(secret = ctx.name, application = app, key_id, "resuming with the password a previous attempt added");
+                    tracing::info!(
+                        secret = ctx.name,
+                        application = app,
+                        key_id,
+                        "resuming with the password a previous attempt added"
+                    );
                     return Ok(pending);
                 }
-                tracing::warn!(secret = ctx.name, application = app, key_id, "the pending password is no longer on the application; adding another");
+                tracing::warn!(
+                    secret = ctx.name,
+                    application = app,
+                    key_id,
+                    "the pending password is no longer on the application; adding another"
+                );
             }
 
             // Clear what may go before adding: older generations, a killed attempt's valueless password, and the
@@ -227,8 +240,8 @@ impl Provider for EntraAppSecret {
             // which password is in use, so it removes nothing.
             match current {
                 Some(current) => {
-                    let previous = tag(&ctx.current.properties.tags, PREVIOUS_CREDENTIAL)
-                        .zip(ctx.current.properties.not_before);
+                    let previous =
+                        tag(&ctx.current.properties.tags, PREVIOUS_CREDENTIAL).zip(ctx.current.properties.not_before);
                     self.retire(ctx, app, &listed, InUse { current, previous }, overlap).await?;
                 }
                 None => tracing::warn!(
@@ -259,7 +272,10 @@ impl Provider for EntraAppSecret {
             match listed.iter().find(|p| p.key_id.eq_ignore_ascii_case(key_id)) {
                 Some(p) if p.end_date_time.is_none_or(|end| end > ctx.now) => Ok(()),
                 Some(_) => Err(Self::error(format!("password {key_id} of application {app} has already ended"), false)),
-                None => Err(Self::error(format!("password {key_id} was removed from application {app} during the rotation; retrying"), true)),
+                None => Err(Self::error(
+                    format!("password {key_id} was removed from application {app} during the rotation; retrying"),
+                    true,
+                )),
             }
         })
     }
@@ -299,7 +315,22 @@ mod tests {
         assert_eq!(d("P2W"), Some(Duration::days(14)));
         assert_eq!(d("PT0S"), Some(Duration::zero()));
         assert_eq!(d("PT20S"), Some(Duration::seconds(20)));
-        for bad in ["", "P", "PT", "7D", "P1Y", "P1M", "PT1D", "P1H", "PD", "P7", "PT5S5M", "P1D1D", "P-1D", "P99999999999999999D"] {
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "7D",
+            "P1Y",
+            "P1M",
+            "PT1D",
+            "P1H",
+            "PD",
+            "P7",
+            "PT5S5M",
+            "P1D1D",
+            "P-1D",
+            "P99999999999999999D",
+        ] {
             assert_eq!(d(bad), None, "{bad}");
         }
     }

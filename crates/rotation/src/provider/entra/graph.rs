@@ -238,7 +238,9 @@ impl GraphClient {
             return Ok(answer.to_vec());
         }
         let described = match serde_json::from_slice::<GraphErrorBody>(&answer) {
-            Ok(body) => format!("{} ({}): {}", status.as_u16(), body.error.code, body.error.message.unwrap_or_default()),
+            Ok(body) => {
+                format!("{} ({}): {}", status.as_u16(), body.error.code, body.error.message.unwrap_or_default())
+            }
             Err(_) => status.as_u16().to_string(),
         };
         let retryable = matches!(status.as_u16(), 408 | 429 | 500..=599);
