@@ -115,9 +115,10 @@ locals {
       },
       {
         for k, v in {
-          KEYTURN_NOTIFY        = local.notify_enabled ? "@Microsoft.KeyVault(SecretUri=${var.notify_secret_uri})" : null
-          KEYTURN_CANARY_SECRET = h == "test-event" ? var.canary_secret_name : null
-          KEYTURN_MIRROR_VAULTS = h == "new-version" && length(var.mirror_vault_ids) > 0 ? join(",", local.mirror_vault_urls) : null
+          KEYTURN_NOTIFY             = local.notify_enabled ? "@Microsoft.KeyVault(SecretUri=${var.notify_secret_uri})" : null
+          KEYTURN_CANARY_SECRET      = h == "test-event" ? var.canary_secret_name : null
+          KEYTURN_MIRROR_VAULTS      = h == "new-version" && length(var.mirror_vault_ids) > 0 ? join(",", local.mirror_vault_urls) : null
+          KEYTURN_ENTRA_APPLICATIONS = h == "near-expiry" && var.entra_applications != "" ? var.entra_applications : null
         } : k => v if v != null
       },
     )

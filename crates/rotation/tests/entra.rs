@@ -154,6 +154,8 @@ async fn entra_app_secrets() {
         assert!(graph.add_owner(&owned.object_id, &keyturn));
     }
     let p0 = graph.add_password(&app.object_id, "initial", chrono::Duration::days(90)).unwrap();
+    // Another consumer's secret on the same application: keyturn neither made nor replaced it, so never removes it.
+    let foreign = graph.add_password(&app.object_id, "reporting job", chrono::Duration::days(90)).unwrap();
     let crash_p0 = graph.add_password(&crash_app.object_id, "initial", chrono::Duration::days(90)).unwrap();
     // Graph throttles the first two calls: the provider waits (Retry-After, within KEYTURN_RETRY_*) and goes on.
     graph.throttle_next(2);
@@ -194,13 +196,15 @@ async fn entra_app_secrets() {
     let all = versions("app-secret");
     assert_eq!(all.len(), 3);
     let (p1_key, p2_key) = (all[1].1["CredentialId"].clone(), all[2].1["CredentialId"].clone());
-    assert_eq!(key_ids(&app.object_id), [p1_key.clone(), p2_key.clone()]);
+    assert_eq!(key_ids(&app.object_id), [foreign.key_id.clone(), p1_key.clone(), p2_key.clone()]);
+    assert!(signs_in(&graph, &app.app_id, &foreign.secret_text).await, "another consumer's secret was touched");
     assert_eq!(all[2].1["KeyturnPreviousCredential"], p1_key);
     assert!(!signs_in(&graph, &app.app_id, &p0.secret_text).await, "the first password outlived its overlap");
     assert!(signs_in(&graph, &app.app_id, &all[1].0).await, "the replaced password stops before its overlap ends");
     assert!(signs_in(&graph, &app.app_id, &all[2].0).await, "the secret's value does not sign in");
     // Passwords keyturn added carry the secret and the version they replace; nothing else.
-    let names: Vec<Option<String>> = graph.passwords(&app.object_id).into_iter().map(|p| p.display_name).collect();
+    let names: Vec<Option<String>> =
+        graph.passwords(&app.object_id).into_iter().skip(1).map(|p| p.display_name).collect();
     let prefix = format!("keyturn:{VAULT}/app-secret:");
     assert!(names.iter().all(|n| n.as_deref().is_some_and(|n| n.starts_with(&prefix))), "{names:?}");
 

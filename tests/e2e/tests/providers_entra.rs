@@ -19,10 +19,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
-    secret_near_expiry, seed_secret, tags, workspace_binary,
+    publish_near_expiry, secret_versions, seed_secret, tags, wait_for, workspace_binary,
 };
 use keyturn_host::Status;
 use keyturn_local::eventgrid::EventGridOptions;
@@ -101,20 +100,11 @@ fn seed(stack: &LocalStack, name: &str, app: &AppIds, first: &AddedPassword, ove
 }
 
 fn publish(chain: &Chain, id: &str, name: &str, version: &str) {
-    let exp = chain.stack.emulator().clock().now() + TimeDelta::days(30);
-    chain.stack.grid().publish(secret_near_expiry(id, VAULT, name, version, exp));
+    publish_near_expiry(chain, id, VAULT, name, version);
 }
 
-/// Every version of a secret: (version, value, tags), oldest first.
 fn versions(stack: &LocalStack, name: &str) -> Vec<(String, String, BTreeMap<String, String>)> {
-    stack
-        .emulator()
-        .store()
-        .list_secret_versions(VAULT, name)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|view| (view.version.version, view.version.data.value, view.version.tags))
-        .collect()
+    secret_versions(stack, VAULT, name)
 }
 
 /// Whether Entra ID accepts `secret` for the application; any refusal but "invalid client secret" fails the test.
@@ -130,14 +120,6 @@ async fn signs_in(graph: &RunningGraph, app: &AppIds, secret: &str) -> bool {
 
 fn key_ids(graph: &RunningGraph, app: &AppIds) -> Vec<String> {
     graph.passwords(&app.object_id).into_iter().map(|p| p.key_id).collect()
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// The one outcome about `name`, once the handler has given it.

@@ -26,10 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
-    secret_near_expiry, seed_secret, tags, workspace_binary,
+    publish_near_expiry, secret_versions, seed_secret, tags, wait_for, workspace_binary,
 };
 use keyturn_host::Status;
 use keyturn_local::eventgrid::EventGridOptions;
@@ -232,36 +231,18 @@ fn seed(stack: &LocalStack, name: &str, value: &str, pairs: &[(&str, &str)]) -> 
     seed_secret(stack, VAULT, name, value, 365, tags(pairs))
 }
 
-/// Publishes the near-expiry event of `name`'s `version` (the handler's one subscription gets it).
 fn publish(chain: &Chain, id: &str, name: &str, version: &str) {
-    let exp = chain.stack.emulator().clock().now() + TimeDelta::days(30);
-    chain.stack.grid().publish(secret_near_expiry(id, VAULT, name, version, exp));
+    publish_near_expiry(chain, id, VAULT, name, version);
 }
 
-/// Every version of a secret: (version, value, tags), oldest first.
 fn versions(stack: &LocalStack, name: &str) -> Vec<(String, String, BTreeMap<String, String>)> {
-    stack
-        .emulator()
-        .store()
-        .list_secret_versions(VAULT, name)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|view| (view.version.version, view.version.data.value, view.version.tags))
-        .collect()
+    secret_versions(stack, VAULT, name)
 }
 
 /// The user and password a secret value holds.
 fn login_of(value: &str) -> (String, String) {
     let json: serde_json::Value = serde_json::from_str(value).unwrap();
     (json["user"].as_str().unwrap().to_owned(), json["password"].as_str().unwrap().to_owned())
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 fn sigkill(pid: u32) {
