@@ -383,6 +383,8 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
       KEYTURN_CANARY_SECRET: canarySecretName
     } : {}, h == 'new-version' && !empty(mirrorVaultIds) ? {
       KEYTURN_MIRROR_VAULTS: join(mirrorVaultUrls, ',')
+    } : {}, h == 'near-expiry' && !empty(entraApplications) ? {
+      KEYTURN_ENTRA_APPLICATIONS: entraApplications
     } : {})
   }
 }]

@@ -120,7 +120,7 @@ impl<'a> Env<'a> {
     }
 
     /// A variable holding the https URL of a service endpoint (no path, query or credentials), or `default`
-    /// when unset; `example` completes the error message.
+    /// when unset; `what` names the service in the error message.
     pub(crate) fn endpoint(&self, name: &'static str, default: &str, what: &str) -> Result<url::Url, ConfigError> {
         let raw = self.get(name).unwrap_or_else(|| default.to_owned());
         match url::Url::parse(&raw) {

@@ -225,12 +225,7 @@ impl GraphClient {
             }
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = keyturn_notify::paging::retry_after(response.headers());
         let answer = response.bytes().await.map_err(|e| {
             (error(format!("{doing}: reading Graph's answer failed: {}", e.without_url()), true), Resend::No, None)
         })?;
