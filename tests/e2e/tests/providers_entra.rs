@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use keyturn_e2e::receivers::{Received, http_sink, wait_until};
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
     publish_near_expiry, secret_versions, seed_secret, tags, wait_for, workspace_binary,
@@ -147,7 +148,10 @@ async fn one_rotation_under_ten_duplicates_and_the_old_secret_works_through_the_
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
         let (graph, app, first) = graph(&stack).await;
-        let settings = settings(&stack, &graph, &app, NAME, dir.path());
+        let mut settings = settings(&stack, &graph, &app, NAME, dir.path());
+        // Real notification channels (signed webhook, Slack, Teams), whose messages join the leak scan.
+        let sink = http_sink().await;
+        settings.push(("KEYTURN_NOTIFY".to_owned(), sink.channels()));
         let v0 = seed(&stack, NAME, &app, &first, &format!("PT{}S", OVERLAP.as_secs()));
         let chain =
             Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEAR_EXPIRY_EVENT_TYPES, settings).await;
@@ -194,7 +198,13 @@ async fn one_rotation_under_ten_duplicates_and_the_old_secret_works_through_the_
         assert!(signs_in(&graph, &app, &second).await, "the replaced secret works through its own overlap");
         assert!(signs_in(&graph, &app, &third).await);
 
-        assert_no_value_in(&chain.everything_recorded(), &all_secret_values(&chain.stack, &[VAULT]));
+        wait_until(&sink, Duration::from_secs(30), "a webhook message about each rotation", |received| {
+            received.iter().filter(|r| r.path().starts_with("/webhook") && r.accepted()).count() >= 2
+        })
+        .await;
+        let mut texts = chain.everything_recorded();
+        texts.extend(sink.received().iter().map(Received::text));
+        assert_no_value_in(&texts, &all_secret_values(&chain.stack, &[VAULT]));
         chain.shutdown().await;
         graph.shutdown().await;
     })
