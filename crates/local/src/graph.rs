@@ -131,6 +131,8 @@ struct State {
     grants: BTreeMap<String, BTreeSet<Permission>>,
     /// Requests still to answer 429 before serving again.
     throttled: u32,
+    /// How many requests were answered 429.
+    throttled_answers: u32,
     /// Extra time before a Graph answer leaves, after the operation was applied.
     answer_delay: Duration,
     adds: u32,
@@ -282,6 +284,11 @@ impl RunningGraph {
     pub fn calls(&self) -> (u32, u32) {
         let state = lock(&self.state);
         (state.adds, state.removes)
+    }
+
+    /// How many Graph requests were answered 429 so far.
+    pub fn throttled_answers(&self) -> u32 {
+        lock(&self.state).throttled_answers
     }
 
     /// Answers the next `requests` Graph requests with 429 and `Retry-After: 1`.

@@ -207,6 +207,7 @@ async fn graph_refuses_what_graph_refuses_with_its_codes() {
     assert_graph_error(&body, "TooManyRequests");
     assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     assert_eq!(call(&http, &graph, Some(&admin), Method::GET, &read, None).await.0, 200);
+    assert_eq!(graph.throttled_answers(), 1);
     assert_eq!(graph.calls(), (1, 0));
     graph.shutdown().await;
 }

@@ -220,6 +220,8 @@ async fn entra_app_secrets() {
 
     // Refused rotations changed nothing: no password on the unowned or the unbound application.
     assert!(key_ids(&unowned.object_id).is_empty() && key_ids(&victim.object_id).is_empty());
+    // The two throttled calls were answered 429 and retried.
+    assert_eq!(graph.throttled_answers(), 2);
     // Adds: two for app-secret, one for crash-secret; removals: the first password of app-secret.
     assert_eq!(graph.calls(), (3, 1));
     graph.shutdown().await;

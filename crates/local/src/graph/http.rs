@@ -89,6 +89,7 @@ impl Service {
             let mut state = lock(&self.state);
             if state.throttled > 0 {
                 state.throttled -= 1;
+                state.throttled_answers += 1;
                 let mut response = graph_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequests",
