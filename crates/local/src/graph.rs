@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 
 use crate::identity::TokenRegistry;
 use crate::keyvault::server::{self, ServerHandle};
-use crate::tls::{LocalCa, TlsError};
+use crate::tls::{EmulatorCa, EmulatorCaError};
 
 /// The audience of Microsoft Graph tokens.
 pub const RESOURCE: &str = "https://graph.microsoft.com";
@@ -55,10 +55,8 @@ pub enum Permission {
 pub enum GraphError {
     #[error("binding the Graph emulator on 127.0.0.1 failed: {0}")]
     Bind(std::io::Error),
-    #[error("creating the Graph emulator's CA directory {path}: {source}")]
-    CaDir { path: PathBuf, source: std::io::Error },
-    #[error(transparent)]
-    Tls(#[from] TlsError),
+    #[error("the Graph emulator's CA: {0}")]
+    Ca(#[from] EmulatorCaError),
 }
 
 /// An application registration's ids.
@@ -191,13 +189,8 @@ impl Builder {
                 App { ids, display_name, owners: BTreeSet::new(), passwords: Vec::new() },
             );
         }
-        let (dir, owns_dir) = match self.ca_dir {
-            Some(dir) => (dir, false),
-            None => (std::env::temp_dir().join(format!("keyturn-graph-{}", crate::identity::random_hex(8))), true),
-        };
-        std::fs::create_dir_all(&dir).map_err(|source| GraphError::CaDir { path: dir.clone(), source })?;
-        let ca = LocalCa::generate(&dir, &[])?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        let ca = EmulatorCa::create(self.ca_dir, "keyturn-graph")?;
+        let acceptor = ca.acceptor();
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(GraphError::Bind)?;
         let addr = listener.local_addr().map_err(GraphError::Bind)?;
         let state: Shared = Arc::new(Mutex::new(state));
@@ -205,7 +198,7 @@ impl Builder {
         let server = server::spawn(listener, Some(acceptor), move |req| Arc::clone(&service).handle(req));
         let url = format!("https://127.0.0.1:{}", addr.port());
         tracing::info!(%url, "Graph emulator listening");
-        Ok(RunningGraph { url, ca, ca_dir: owns_dir.then_some(dir), state, server: Some(server) })
+        Ok(RunningGraph { url, ca, state, server: Some(server) })
     }
 }
 
@@ -213,8 +206,7 @@ impl Builder {
 #[derive(Debug)]
 pub struct RunningGraph {
     url: String,
-    ca: LocalCa,
-    ca_dir: Option<PathBuf>,
+    ca: EmulatorCa,
     state: Shared,
     server: Option<ServerHandle>,
 }
@@ -337,14 +329,6 @@ impl RunningGraph {
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await;
-        }
-    }
-}
-
-impl Drop for RunningGraph {
-    fn drop(&mut self) {
-        if let Some(dir) = self.ca_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
