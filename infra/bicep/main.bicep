@@ -86,6 +86,9 @@ param mirrorVaultIds array = []
 @description('Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none.')
 param storageKeyAccountIds array = []
 
+@description('The Entra ID applications whose client secrets near-expiry may rotate (the entra-app-secret provider; KEYTURN_ENTRA_APPLICATIONS): ;-separated <vault>[/<name or prefix*>]=<application object id>[,<id>] entries. The Graph permission (Application.ReadWrite.OwnedBy and ownership of each application) is not an Azure role and is granted by hand: docs/operations.md. Empty: none.')
+param entraApplications string = ''
+
 @description('Grant expired the write roles its opt-in actions (emergency rotation, disable) need. false: read-only.')
 param expiredActionsEnabled bool = false
 
@@ -413,6 +416,8 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
       KEYTURN_SWEEP_STATE_CONTAINER: sweepStateContainer.name
       KEYTURN_SWEEP_SCHEDULE: sweepSchedule
       KEYTURN_SWEEP_REPAIR: sweepRepairEnabled ? 'on' : 'off'
+    } : {}, h == 'near-expiry' && !empty(entraApplications) ? {
+      KEYTURN_ENTRA_APPLICATIONS: entraApplications
     } : {})
   }
 }]

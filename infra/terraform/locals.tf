@@ -121,11 +121,12 @@ locals {
       },
       {
         for k, v in {
-          KEYTURN_NOTIFY                  = local.notify_enabled ? "@Microsoft.KeyVault(SecretUri=${var.notify_secret_uri})" : null
-          KEYTURN_CANARY_SECRET           = h == "test-event" ? var.canary_secret_name : null
-          KEYTURN_MIRROR_VAULTS           = h == "new-version" && length(var.mirror_vault_ids) > 0 ? join(",", local.mirror_vault_urls) : null
+          KEYTURN_NOTIFY        = local.notify_enabled ? "@Microsoft.KeyVault(SecretUri=${var.notify_secret_uri})" : null
+          KEYTURN_CANARY_SECRET = h == "test-event" ? var.canary_secret_name : null
+          KEYTURN_MIRROR_VAULTS = h == "new-version" && length(var.mirror_vault_ids) > 0 ? join(",", local.mirror_vault_urls) : null
           # The one mirror route: the monitored vault's secrets to the mirror vaults; KeyturnMirror picks among them.
           KEYTURN_MIRROR_ROUTES           = h == "new-version" && length(var.mirror_vault_ids) > 0 ? local.mirror_routes : null
+          KEYTURN_ENTRA_APPLICATIONS      = h == "near-expiry" && var.entra_applications != "" ? var.entra_applications : null
           KEYTURN_SWEEP_STATE_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
           KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null

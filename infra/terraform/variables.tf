@@ -123,6 +123,12 @@ variable "sweep_repair_enabled" {
   default     = false
 }
 
+variable "entra_applications" {
+  description = "The Entra ID applications whose client secrets near-expiry may rotate (the entra-app-secret provider; KEYTURN_ENTRA_APPLICATIONS): ;-separated <vault>[/<name or prefix*>]=<application object id>[,<id>] entries. The Graph permission (Application.ReadWrite.OwnedBy and ownership of each application) is not an Azure role and is granted by hand: docs/operations.md. Empty: none."
+  type        = string
+  default     = ""
+}
+
 variable "storage_key_account_ids" {
   description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none."
   type        = list(string)

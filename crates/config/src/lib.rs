@@ -16,10 +16,14 @@
 //! - [`providers`]: rotation providers' endpoints (`KEYTURN_ARM_ENDPOINT`, `KEYTURN_WEBHOOK_ROTATORS`).
 //! - [`sweep`]: the scheduled sweep's thresholds, escalation, routing and state (`KEYTURN_SWEEP_*`).
 //! - `storage` (private): a blob container named by an account URL and a container setting (locks, sweep state).
+//! - [`bindings`]: the `<vault>[/<names>]=<target>` grammar every provider binding shares.
+//! - [`entra`]: the Entra ID application secrets provider (`KEYTURN_ENTRA_APPLICATIONS`, `KEYTURN_GRAPH_ENDPOINT`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
 
+pub mod bindings;
 pub mod credential;
+pub mod entra;
 pub mod error;
 pub mod lock;
 pub mod mirror_routes;
@@ -143,37 +147,6 @@ impl Settings {
     }
 }
 
-/// The entries of a binding setting (`KEYTURN_STORAGE_ACCOUNTS`, `KEYTURN_MIRROR_ROUTES`): `;`-separated
-/// `<vault>[/<name or prefix*>[,...]]=<target>[,<target>...]`, as (vault lowercase, names, targets trimmed and
-/// non-empty). The caller checks the targets; the message names the entry by position.
-pub(crate) fn scoped_entries(raw: &str) -> Result<Vec<(String, notify::NameFilter, Vec<String>)>, String> {
-    let mut entries = Vec::new();
-    for (index, entry) in raw.split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-        let position = index + 1;
-        let Some((scope, targets)) = entry.split_once('=') else {
-            return Err(format!("entry {position} is not <vault>[/<name or prefix*>]=<target>[,<target>]"));
-        };
-        let (vault, names) = match scope.trim().split_once('/') {
-            Some((vault, names)) => (vault.trim(), Some(names.trim())),
-            None => (scope.trim(), None),
-        };
-        if vault.is_empty() || !vault.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(format!("entry {position}: '{vault}' is not a vault name"));
-        }
-        let names = match names {
-            None => notify::NameFilter::default(),
-            Some(names) => notify::NameFilter::parse(names)
-                .map_err(|bad| format!("entry {position}: '{bad}' is not a secret name or name prefix*"))?,
-        };
-        let targets: Vec<String> = targets.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
-        if targets.is_empty() {
-            return Err(format!("entry {position}: names no target after '='"));
-        }
-        entries.push((vault.to_ascii_lowercase(), names, targets));
-    }
-    Ok(entries)
-}
-
 fn collect<T>(errors: &mut Vec<ConfigError>, result: Result<T, Vec<ConfigError>>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
@@ -196,6 +169,26 @@ impl<'a> Env<'a> {
 
     pub(crate) fn get(&self, name: &str) -> Option<String> {
         (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    /// A variable holding the https URL of a service endpoint (no path, query or credentials), or `default`
+    /// when unset; `what` names the service in the error message.
+    pub(crate) fn endpoint(&self, name: &'static str, default: &str, what: &str) -> Result<url::Url, ConfigError> {
+        let raw = self.get(name).unwrap_or_else(|| default.to_owned());
+        match url::Url::parse(&raw) {
+            Ok(url)
+                if url.scheme() == "https"
+                    && url.host().is_some()
+                    && url.path().trim_matches('/').is_empty()
+                    && url.query().is_none()
+                    && url.username().is_empty() =>
+            {
+                Ok(url)
+            }
+            _ => {
+                Err(ConfigError::invalid(name, &raw, format!("an https URL of {what} without a path, e.g. {default}")))
+            }
+        }
     }
 
     /// A variable parsed as an integer within `min..=max`, or `default` when unset.

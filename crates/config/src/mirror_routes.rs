@@ -9,9 +9,14 @@
 //! Unset: the routes of a deployment from before routes existed, unchanged ([`MirrorRoutes::Legacy`]): any
 //! watched vault may mirror to any listed vault. Setting routes narrows that; it never widens it.
 
+use crate::bindings::{Binding, TargetKind};
 use crate::notify::NameFilter;
-use crate::vaults::VaultList;
-use crate::{ConfigError, Env, scoped_entries};
+use crate::vaults::{VaultList, is_object_name};
+use crate::{ConfigError, Env};
+
+/// A route's targets: vault names.
+const DESTINATION_VAULTS: TargetKind =
+    TargetKind { placeholder: "<destination vault>[,<vault>]", description: "vault names", is_valid: is_object_name };
 
 pub const MIRROR_ROUTES: &str = "KEYTURN_MIRROR_ROUTES";
 
@@ -61,9 +66,8 @@ impl MirrorRoutes {
             )]
         };
         let mut routes = Vec::new();
-        for (position, (source, names, destinations)) in scoped_entries(&raw).map_err(invalid)?.into_iter().enumerate()
-        {
-            let destinations: Vec<String> = destinations.iter().map(|d| d.to_ascii_lowercase()).collect();
+        let entries = Binding::parse(&raw, DESTINATION_VAULTS).map_err(invalid)?;
+        for (position, Binding { vault: source, names, targets: destinations }) in entries.into_iter().enumerate() {
             if let Some(unknown) = destinations.iter().find(|d| !reachable.iter().any(|list| list.get(d).is_some())) {
                 return Err(invalid(format!(
                     "entry {}: '{unknown}' is in neither KEYTURN_VAULTS nor KEYTURN_MIRROR_VAULTS, so keyturn cannot \

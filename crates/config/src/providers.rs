@@ -7,6 +7,7 @@
 
 use url::Url;
 
+use crate::bindings::{Binding, TargetKind};
 use crate::notify::NameFilter;
 use crate::{ConfigError, Env, SecretString};
 
@@ -36,6 +37,8 @@ pub struct ProviderSettings {
     /// The MySQL servers and admin logins keyturn may use. No server or no admin: the mysql providers are not
     /// registered (both change passwords through an admin login).
     pub mysql: MysqlBindings,
+    /// Microsoft Graph and the Entra ID applications each vault may rotate (`crate::entra`).
+    pub entra: crate::entra::EntraSettings,
 }
 
 /// The bindings of a database provider, in one grammar for every engine: its servers variable
@@ -151,26 +154,16 @@ impl StorageBinding {
     }
 
     fn parse(raw: &str) -> Result<Vec<Self>, String> {
-        let mut bindings = Vec::new();
-        for (index, (vault, names, accounts)) in crate::scoped_entries(raw)?.into_iter().enumerate() {
-            let accounts: Vec<String> = accounts
-                .iter()
-                .map(|a| a.trim_end_matches('/').to_ascii_lowercase())
-                .filter(|a| !a.is_empty())
-                .collect();
-            let valid = |a: &String| {
+        let kind = TargetKind {
+            placeholder: "<account resource id>",
+            description: "storage account resource ids \
+                          (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)",
+            is_valid: |a| {
                 a.starts_with("/subscriptions/") && a.contains("/providers/microsoft.storage/storageaccounts/")
-            };
-            if accounts.is_empty() || !accounts.iter().all(valid) {
-                return Err(format!(
-                    "entry {}: the accounts must be storage account resource ids \
-                     (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)",
-                    index + 1
-                ));
-            }
-            bindings.push(Self { vault, names, accounts });
-        }
-        Ok(bindings)
+            },
+        };
+        let bindings = Binding::parse(raw, kind)?;
+        Ok(bindings.into_iter().map(|b| Self { vault: b.vault, names: b.names, accounts: b.targets }).collect())
     }
 }
 
@@ -190,6 +183,9 @@ impl ProviderSettings {
         if !self.storage_accounts.is_empty() {
             configured.push("storage-account-key");
         }
+        if !self.entra.applications.is_empty() {
+            configured.push("entra-app-secret");
+        }
         if self.webhook_rotators.is_some() {
             configured.push("webhook");
         }
@@ -197,25 +193,9 @@ impl ProviderSettings {
     }
 
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, Vec<ConfigError>> {
-        let raw = env.get(ARM_ENDPOINT).unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned());
-        let arm_endpoint = match Url::parse(&raw) {
-            Ok(url)
-                if url.scheme() == "https"
-                    && url.host().is_some()
-                    && url.path().trim_matches('/').is_empty()
-                    && url.query().is_none()
-                    && url.username().is_empty() =>
-            {
-                url
-            }
-            _ => {
-                return Err(vec![ConfigError::invalid(
-                    ARM_ENDPOINT,
-                    &raw,
-                    format!("an https URL of a Resource Manager endpoint without a path, e.g. {DEFAULT_ARM_ENDPOINT}"),
-                )]);
-            }
-        };
+        let arm_endpoint = env
+            .endpoint(ARM_ENDPOINT, DEFAULT_ARM_ENDPOINT, "a Resource Manager endpoint")
+            .map_err(|error| vec![error])?;
         let storage_accounts = match env.get(STORAGE_ACCOUNTS).map(|raw| (StorageBinding::parse(&raw), raw)) {
             None => Vec::new(),
             Some((Ok(bindings), _)) => bindings,
@@ -231,12 +211,14 @@ impl ProviderSettings {
         };
         let postgres = DatabaseBindings::from_env(env, POSTGRES_SERVERS, POSTGRES_ADMINS, 5432)?;
         let mysql = mysql_bindings(env)?;
+        let entra = crate::entra::EntraSettings::from_env(env)?;
         Ok(Self {
             arm_endpoint,
             webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new),
             storage_accounts,
             postgres,
             mysql,
+            entra,
         })
     }
 }

@@ -353,7 +353,7 @@ mod tests {
         // Without bindings only the generated provider exists (issue 13: no binding, no provider).
         let unbound = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
         assert!(unbound.contains("\"generated\""), "{unbound}");
-        for provider in ["postgres", "mysql", "storage-account-key", "webhook"] {
+        for provider in ["postgres", "mysql", "storage-account-key", "entra-app-secret", "webhook"] {
             assert!(!unbound.contains(&format!("\"{provider}")), "{provider} registered without a binding: {unbound}");
         }
         pairs.push(("KEYTURN_POSTGRES_SERVERS", "db.example.com"));
@@ -364,6 +364,7 @@ mod tests {
             "KEYTURN_STORAGE_ACCOUNTS",
             "kv-one=/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a",
         ));
+        pairs.push(("KEYTURN_ENTRA_APPLICATIONS", "kv-one/app-secret=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"));
         pairs.push(("KEYTURN_WEBHOOK_ROTATORS", "r=https://r.example/?secret=0123456789abcdef&vaults=kv-one"));
         let deps = Deps::from_lookup(lookup(&pairs)).unwrap();
         let debug = format!("{:?}", deps.engine());
@@ -376,6 +377,7 @@ mod tests {
             "mysql",
             "mysql-alternating",
             "storage-account-key",
+            "entra-app-secret",
             "webhook",
         ] {
             assert!(debug.contains(&format!("\"{provider}\"")), "{provider} missing: {debug}");

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::identity::TokenRegistry;
 use crate::keyvault::server::{self, HttpResponse, ServerHandle};
-use crate::tls::{LocalCa, TlsError};
+use crate::tls::{EmulatorCa, EmulatorCaError};
 
 /// The Microsoft.Storage API version the emulator follows (and requires).
 pub const API_VERSION: &str = "2023-05-01";
@@ -39,10 +39,8 @@ pub const RESOURCE: &str = "https://management.azure.com";
 pub enum ArmError {
     #[error("binding the ARM emulator on 127.0.0.1 failed: {0}")]
     Bind(std::io::Error),
-    #[error("creating the ARM emulator's CA directory {path}: {source}")]
-    CaDir { path: PathBuf, source: std::io::Error },
-    #[error(transparent)]
-    Tls(#[from] TlsError),
+    #[error("the ARM emulator's CA: {0}")]
+    Ca(#[from] EmulatorCaError),
     #[error(
         "'{0}' is not a storage account resource id (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)"
     )]
@@ -119,13 +117,8 @@ impl Builder {
             accounts
                 .insert(id.to_ascii_lowercase(), Account { id, keys: [Key::new(), Key::new()], regenerations: [0, 0] });
         }
-        let (dir, owns_dir) = match self.ca_dir {
-            Some(dir) => (dir, false),
-            None => (std::env::temp_dir().join(format!("keyturn-arm-{}", crate::identity::random_hex(8))), true),
-        };
-        std::fs::create_dir_all(&dir).map_err(|source| ArmError::CaDir { path: dir.clone(), source })?;
-        let ca = LocalCa::generate(&dir, &[])?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        let ca = EmulatorCa::create(self.ca_dir, "keyturn-arm")?;
+        let acceptor = ca.acceptor();
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(ArmError::Bind)?;
         let addr = listener.local_addr().map_err(ArmError::Bind)?;
         let accounts: Accounts = Arc::new(Mutex::new(accounts));
@@ -133,7 +126,7 @@ impl Builder {
         let server = server::spawn(listener, Some(acceptor), move |req| Arc::clone(&service).handle(req));
         let url = format!("https://127.0.0.1:{}", addr.port());
         tracing::info!(%url, "ARM emulator listening");
-        Ok(RunningArm { url, ca, ca_dir: owns_dir.then_some(dir), accounts, server: Some(server) })
+        Ok(RunningArm { url, ca, accounts, server: Some(server) })
     }
 }
 
@@ -141,8 +134,7 @@ impl Builder {
 #[derive(Debug)]
 pub struct RunningArm {
     url: String,
-    ca: LocalCa,
-    ca_dir: Option<PathBuf>,
+    ca: EmulatorCa,
     accounts: Accounts,
     server: Option<ServerHandle>,
 }
@@ -174,14 +166,6 @@ impl RunningArm {
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await;
-        }
-    }
-}
-
-impl Drop for RunningArm {
-    fn drop(&mut self) {
-        if let Some(dir) = self.ca_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

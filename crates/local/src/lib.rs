@@ -23,12 +23,15 @@
 //!   Teams check (signatures, Block Kit, Adaptive Cards): the demo's and the tests'.
 //! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
 //!   [`identity`].
+//! - [`graph`]: Microsoft Graph emulator: application addPassword/removePassword/get over HTTPS, Graph's
+//!   permissions (owned applications) and errors, and the client-credentials sign-in that proves which secrets work.
 //! - [`paging`]: PagerDuty Events API v2 and Opsgenie Alert API receivers, following the vendors' contracts.
 
 pub mod arm;
 pub mod clock;
 pub mod eventgrid;
 pub mod functions_host;
+pub mod graph;
 pub mod identity;
 pub mod keyvault;
 pub mod lambda;

@@ -45,6 +45,55 @@ impl std::fmt::Debug for LocalCa {
     }
 }
 
+/// The CA of an HTTPS emulator beside the Key Vault's (ARM, Graph): written to the directory given, or to a new one
+/// under the temp dir, which goes away with it.
+#[derive(Debug)]
+pub struct EmulatorCa {
+    ca: LocalCa,
+    owned_dir: Option<PathBuf>,
+}
+
+/// Why an emulator's CA could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorCaError {
+    #[error("creating the CA directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl EmulatorCa {
+    /// A CA for loopback in `dir`, or in a new `<prefix>-<random>` directory under the temp dir.
+    pub fn create(dir: Option<PathBuf>, prefix: &str) -> Result<Self, EmulatorCaError> {
+        let (dir, owned) = match dir {
+            Some(dir) => (dir, false),
+            None => (std::env::temp_dir().join(format!("{prefix}-{}", crate::identity::random_hex(8))), true),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| EmulatorCaError::Dir { path: dir.clone(), source })?;
+        let ca = LocalCa::generate(&dir, &[])?;
+        Ok(Self { ca, owned_dir: owned.then_some(dir) })
+    }
+
+    /// A TLS acceptor serving the CA's loopback leaf.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.ca.server_config())
+    }
+
+    /// The CA certificate (PEM) clients must trust.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.ca_pem()
+    }
+}
+
+impl Drop for EmulatorCa {
+    fn drop(&mut self) {
+        if let Some(dir) = self.owned_dir.take() {
+            // Best effort: a leftover directory in the temp dir harms nothing.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl LocalCa {
     /// Generates a CA and a leaf for loopback plus `<vault>.vault.azure.net` for each of `vault_names`,
     /// and writes the CA certificate to `dir/keyturn-local-ca.pem`.

@@ -142,6 +142,16 @@ pub(crate) fn parse_url(
     Ok(PagerUrl { base, key: Secret::new(key), min_severity, timeout, endpoint, scrubber })
 }
 
+/// The delay a `Retry-After` header asks for, in its delay-seconds form (what PagerDuty, Opsgenie and Microsoft
+/// Graph send); `None` when absent or an HTTP date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// Sends one request (rebuilt per attempt), retrying 429 and 5xx answers and connection failures up to
 /// [`ATTEMPTS`] times. Ok with the 2xx answer's body; otherwise the last failure. Another 4xx is the
 /// vendor refusing this request as it is: not retried.
@@ -154,12 +164,7 @@ pub(crate) async fn send_with_retries(
         let (failure, retry_after) = match build().send().await {
             Ok(response) => {
                 let status = response.status();
-                let retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = retry_after(response.headers());
                 let body = read_body(response).await;
                 if status.is_success() {
                     return Ok((status, body));

@@ -16,6 +16,9 @@
 //!   admin login. The database providers share their protocol, bindings and value shape (`provider/database.rs`).
 //! - `storage-account-key` (`provider/storage_keys.rs`): a dual credential: regenerate the key *not* named
 //!   by `CredentialId` through Resource Manager and switch the tag; the stored key stays valid throughout.
+//! - `entra-app-secret` (`provider/entra.rs`): an Entra ID application's client secret through Microsoft Graph
+//!   (`provider/entra/graph.rs`): add a password, keep its secret in the pending home, promote it, and remove the
+//!   previous password once the overlap the secret's tags set has ended.
 //! - `webhook` (`provider/webhook.rs`): the user's own HTTPS rotator makes the value; keyturn keeps it in the
 //!   pending home, has the rotator confirm it, and promotes it.
 //!
@@ -23,6 +26,7 @@
 //! [`Providers::standard`] (needs nothing) or [`Providers::from_settings`] (needs settings or the vault).
 
 pub mod database;
+pub mod entra;
 pub mod generated;
 pub mod mysql;
 pub mod pending;
@@ -100,6 +104,15 @@ pub trait Provider: Send + Sync + fmt::Debug {
     }
 }
 
+/// The token scope for a service endpoint: its own origin's `/.default` in Azure's clouds; `public` (the public
+/// cloud's scope) for a loopback emulator, whose tokens are issued for the public cloud's audience.
+pub(crate) fn token_scope(endpoint: &url::Url, public: &str) -> String {
+    match endpoint.host() {
+        Some(url::Host::Domain(domain)) if domain != "localhost" => format!("https://{domain}/.default"),
+        _ => public.to_owned(),
+    }
+}
+
 /// The providers a deployment offers, by name.
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
@@ -137,6 +150,16 @@ impl Providers {
             }
         }
         providers = providers.mysql(settings, &vault)?;
+        let entra = &settings.providers.entra;
+        if !entra.applications.is_empty() {
+            providers = providers.with(Arc::new(entra::EntraAppSecret::new(
+                entra,
+                vault.clone(),
+                credential.clone(),
+                &settings.retry,
+                ca_file,
+            )?));
+        }
         if !settings.providers.storage_accounts.is_empty() {
             providers = providers.with(Arc::new(storage_keys::StorageKeys::new(
                 settings.providers.arm_endpoint.clone(),

@@ -678,3 +678,40 @@ pub fn seed_rsa_key(
         .version
         .version
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// What the provider tests that kill the handler share (tests/providers_postgres.rs, tests/providers_entra.rs).
+
+/// Every version of the secret `vault/name`: (version, value, tags), oldest first; none when it does not exist.
+pub fn secret_versions(
+    stack: &keyturn_local::stack::LocalStack,
+    vault: &str,
+    name: &str,
+) -> Vec<(String, String, std::collections::BTreeMap<String, String>)> {
+    stack
+        .emulator()
+        .store()
+        .list_secret_versions(vault, name)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|view| (view.version.version, view.version.data.value, view.version.tags))
+        .collect()
+}
+
+/// Publishes the near-expiry event of `vault/name`'s `version` (expiring 30 days after the vault's clock).
+pub fn publish_near_expiry(chain: &Chain, id: &str, vault: &str, name: &str, version: &str) {
+    let exp = chain.stack.emulator().clock().now() + chrono::TimeDelta::days(30);
+    chain.stack.grid().publish(secret_near_expiry(id, vault, name, version, exp));
+}
+
+/// Polls `done` every 5 ms until it holds.
+///
+/// # Panics
+/// When it does not hold within `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

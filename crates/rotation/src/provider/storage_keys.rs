@@ -145,10 +145,7 @@ impl StorageKeys {
 /// The token scope for a Resource Manager endpoint: its own origin in Azure's clouds; the public cloud's for
 /// a loopback emulator.
 fn scope_for(endpoint: &Url) -> String {
-    match endpoint.host() {
-        Some(url::Host::Domain(domain)) if domain != "localhost" => format!("https://{domain}/.default"),
-        _ => "https://management.azure.com/.default".to_owned(),
-    }
+    crate::provider::token_scope(endpoint, "https://management.azure.com/.default")
 }
 
 /// The key a rotation regenerates: the one `CredentialId` does not name.
