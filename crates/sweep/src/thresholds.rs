@@ -77,6 +77,15 @@ impl Thresholds {
 
     /// The object's own list from its `KeyturnThresholds` tag (`tag_value`), else `default`. A tag that does
     /// not parse is an error, not a silent fallback: its owner meant something by it.
+    /// The deployment's default list: `KEYTURN_SWEEP_THRESHOLDS` when it is set, [`DEFAULT_THRESHOLDS`] otherwise.
+    /// The sweep and `keyturn check` read it from the same settings, so the report shows what the sweep does.
+    pub fn for_deployment(settings: &keyturn_config::SweepSettings) -> Result<Self, ThresholdError> {
+        match &settings.thresholds {
+            Some(text) => Self::parse(text, keyturn_config::sweep::SWEEP_THRESHOLDS),
+            None => Ok(Self::default()),
+        }
+    }
+
     pub fn for_object(tag_value: Option<&str>, default: &Self) -> Result<Self, ThresholdError> {
         match tag_value.map(str::trim) {
             Some(value) if !value.is_empty() => Self::parse(value, THRESHOLDS_TAG),

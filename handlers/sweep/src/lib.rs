@@ -134,10 +134,7 @@ impl SweepDeps {
 /// The deployment's policy from its settings, checked against its channel list.
 pub fn policy(core: &Deps) -> Result<SweepPolicy, SweepDepsError> {
     let sweep = &core.settings().sweep;
-    let thresholds = match &sweep.thresholds {
-        Some(text) => Thresholds::parse(text, keyturn_config::sweep::SWEEP_THRESHOLDS)?,
-        None => Thresholds::default(),
-    };
+    let thresholds = Thresholds::for_deployment(sweep)?;
     let escalation =
         Escalation::new(sweep.warning_within_days, sweep.critical_within_days).map_err(SweepDepsError::Escalation)?;
     let routes = Routes::parse(sweep.routes.as_deref(), &core.notifier().channels())?;

@@ -311,3 +311,63 @@ async fn the_html_report_renders_every_object_in_a_real_browser_and_no_tag_runs_
     .await
     .unwrap_or_else(|_| panic!("the test did not finish within 240 s"));
 }
+
+/// `keyturn check` shows the thresholds the sweep will use: the deployment's `KEYTURN_SWEEP_THRESHOLDS` unless
+/// `--thresholds` says otherwise, an object's own tag over both; a deployment list that does not parse is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reports_the_deployments_thresholds_unless_the_flag_or_the_tag_says_otherwise() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let kv = KeyVaultEmulator::builder().vault(OPS).start().await.unwrap();
+        kv.grant_system_identity("Key Vault Reader").unwrap();
+        secret(&kv, OPS, "plain", Some(90), ROTATES);
+        secret(&kv, OPS, "tagged", Some(90), &[ROTATES[0], ROTATES[1], ("KeyturnThresholds", "20,2")]);
+        let identity = kv.identity_env();
+        let base = vec![
+            ("KEYTURN_CREDENTIAL".to_owned(), "managed-identity".to_owned()),
+            ("IDENTITY_ENDPOINT".to_owned(), identity.endpoint.clone()),
+            ("IDENTITY_HEADER".to_owned(), identity.header.clone()),
+            ("KEYTURN_VAULTS".to_owned(), format!("{OPS}={}", kv.vault_url(OPS).unwrap())),
+            ("KEYTURN_CA_FILE".to_owned(), kv.ca_pem_path().display().to_string()),
+        ];
+        let check = |deployment: Option<&'static str>, flag: Option<&'static str>| {
+            let mut env = base.clone();
+            env.extend(deployment.map(|list| ("KEYTURN_SWEEP_THRESHOLDS".to_owned(), list.to_owned())));
+            let mut args = vec!["check", "--json"];
+            args.extend(flag.map(|list| ["--thresholds", list]).into_iter().flatten());
+            let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                keyturn(&args, &env)
+            })
+        };
+        let days = |stdout: &str| -> BTreeMap<String, (Value, Value)> {
+            let rows: Vec<Value> = serde_json::from_str(stdout).unwrap();
+            rows.iter()
+                .map(|r| {
+                    let name = r["name"].as_str().unwrap().to_owned();
+                    (name, (r["thresholds"]["days"].clone(), r["thresholds"]["source"].clone()))
+                })
+                .collect()
+        };
+
+        let (code, stdout, stderr) = check(Some("45,5"), None).await.unwrap();
+        assert_eq!(code, 0, "{stderr}");
+        let by_name = days(&stdout);
+        assert_eq!(by_name["plain"], (json!([45, 5]), json!("default")), "the deployment's list");
+        assert_eq!(by_name["tagged"], (json!([20, 2]), json!("tag")), "the object's tag wins");
+
+        let (code, stdout, stderr) = check(Some("45,5"), Some("9")).await.unwrap();
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(days(&stdout)["plain"].0, json!([9]), "the flag over the deployment's list");
+
+        let (code, stdout, stderr) = check(None, None).await.unwrap();
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(days(&stdout)["plain"].0, json!([60, 30, 14, 7, 3, 1, 0]), "keyturn's default");
+
+        let (code, _, stderr) = check(Some("soon"), None).await.unwrap();
+        assert_ne!(code, 0, "a deployment list that does not parse fails the check");
+        assert!(stderr.contains("KEYTURN_SWEEP_THRESHOLDS") && stderr.contains("soon"), "{stderr}");
+    })
+    .await
+    .expect("the checks finished within 120 s");
+}

@@ -64,10 +64,10 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
 
-    /// The deployment's default notice thresholds, days before expiry (an object's KeyturnThresholds tag
-    /// overrides them).
-    #[arg(long, value_name = "DAYS", default_value = keyturn_sweep::DEFAULT_THRESHOLDS, value_parser = parse_thresholds)]
-    pub thresholds: Thresholds,
+    /// The default notice thresholds, days before expiry (an object's KeyturnThresholds tag overrides them)
+    /// [default: the deployment's $KEYTURN_SWEEP_THRESHOLDS, else 60,30,14,7,3,1,0].
+    #[arg(long, value_name = "DAYS", value_parser = parse_thresholds)]
+    pub thresholds: Option<Thresholds>,
 
     /// A CA bundle (PEM) to trust, e.g. the local stack's [default: $KEYTURN_CA_FILE].
     #[arg(long, value_name = "PATH")]
@@ -141,6 +141,12 @@ fn parse_thresholds(text: &str) -> Result<Thresholds, ThresholdError> {
 
 pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     let (settings, selected) = settings(&args)?;
+    // What the sweep would use: the flag, else the deployment's setting (a bad one is named, as the sweep would).
+    let thresholds = match &args.thresholds {
+        Some(thresholds) => thresholds.clone(),
+        None => Thresholds::for_deployment(&settings.sweep)
+            .map_err(|error| CommandFailure::setup(error.to_string()).hint("docs/configuration.md, the sweep"))?,
+    };
     let vault = AzureKeyVault::from_settings(&settings)
         .map_err(|error| CommandFailure::setup(format!("cannot reach the vaults: {error}")))?;
     let providers = keyturn_rotation::Providers::standard();
@@ -182,7 +188,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         let read: Vec<Result<Facts, (String, String)>> = reads.collect().await;
         for result in read {
             match result {
-                Ok(facts) => rows.push(row(name, &facts, &provider_names, &args.thresholds, now)),
+                Ok(facts) => rows.push(row(name, &facts, &provider_names, &thresholds, now)),
                 Err((object, error)) => failures.push(format!("{name}/{object}: {error}")),
             }
         }
@@ -190,8 +196,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
     rows.sort_by(|a, b| (&a.vault, kind_order(a.kind), &a.name).cmp(&(&b.vault, kind_order(b.kind), &b.name)));
 
     if let Some(path) = &args.html {
-        let page =
-            report::render(&report::Report { rows: &rows, vaults: &selected, thresholds: &args.thresholds, now });
+        let page = report::render(&report::Report { rows: &rows, vaults: &selected, thresholds: &thresholds, now });
         std::fs::write(path, page)
             .map_err(|error| CommandFailure::failed(format!("writing the report to {}: {error}", path.display())))?;
         output.status(&format!("wrote {} ({} objects)", path.display(), rows.len()));
