@@ -167,33 +167,43 @@ pub fn platform_store_loads() -> usize {
 
 static PLATFORM_LOADS: AtomicUsize = AtomicUsize::new(0);
 
-/// The system trust store's certificates, read once per process on first use; only those that make a trust
-/// anchor (one bad certificate in the store must not fail every handshake of a client that adds them one by one).
-fn platform_certificates() -> &'static [CertificateDer<'static>] {
-    static CERTIFICATES: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    CERTIFICATES.get_or_init(|| {
+/// The system trust store, read and parsed once per process on first use: the certificates that make a trust
+/// anchor (one bad certificate in the store must not fail every handshake of a client that adds them one by one)
+/// and the root store they make. Each certificate is parsed once: the ones the store takes are the usable ones.
+struct PlatformStore {
+    certificates: Vec<CertificateDer<'static>>,
+    roots: rustls::RootCertStore,
+}
+
+fn platform_store() -> &'static PlatformStore {
+    static STORE: OnceLock<PlatformStore> = OnceLock::new();
+    STORE.get_or_init(|| {
         PLATFORM_LOADS.fetch_add(1, Ordering::Relaxed);
         let loaded = rustls_native_certs::load_native_certs();
         for error in &loaded.errors {
             tracing::warn!(%error, "a system CA certificate could not be loaded");
         }
         let total = loaded.certs.len();
-        let usable: Vec<_> =
-            loaded.certs.into_iter().filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok()).collect();
-        tracing::debug!(added = usable.len(), ignored = total - usable.len(), "read the system trust store");
-        usable
+        let mut roots = rustls::RootCertStore::empty();
+        let certificates: Vec<_> = loaded.certs.into_iter().filter(|c| roots.add(c.clone()).is_ok()).collect();
+        tracing::debug!(
+            added = certificates.len(),
+            ignored = total - certificates.len(),
+            "read the system trust store"
+        );
+        PlatformStore { certificates, roots }
     })
 }
 
-/// The system trust store as a root store, built once from [`platform_certificates`].
+/// The system trust store's usable certificates (see [`platform_store`]).
+fn platform_certificates() -> &'static [CertificateDer<'static>] {
+    &platform_store().certificates
+}
+
+/// The system trust store as a root store (see [`platform_store`]).
 #[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
 fn platform_roots() -> &'static rustls::RootCertStore {
-    static ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut store = rustls::RootCertStore::empty();
-        store.add_parsable_certificates(platform_certificates().iter().cloned());
-        store
-    })
+    &platform_store().roots
 }
 
 impl Inner {
