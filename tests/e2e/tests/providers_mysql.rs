@@ -184,7 +184,7 @@ async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once
 
         // Ten deliveries of one event at the same moment, each its own invocation of the one handler process.
         for _ in 0..10 {
-            publish(&chain, VAULT, "alternating-duplicates", "kt-e2e-alt", &v0);
+            publish(&chain, "alternating-duplicates", VAULT, "kt-e2e-alt", &v0);
         }
         wait_for("an answer to every delivery", Duration::from_secs(90), || chain.outcomes().len() >= 10).await;
         assert!(chain.stack.grid().settled(Duration::from_secs(90)).await);
@@ -217,7 +217,7 @@ async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once
 
         // The next rotation changes the base login: the password two versions back stops working, the previous
         // version's keeps working.
-        publish(&chain, VAULT, "alternating-next", "kt-e2e-alt", &latest);
+        publish(&chain, "alternating-next", VAULT, "kt-e2e-alt", &latest);
         wait_for("the next rotation", Duration::from_secs(60), || {
             versions(&chain.stack, VAULT, "kt-e2e-alt").len() == 3
         })

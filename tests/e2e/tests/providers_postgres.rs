@@ -152,7 +152,7 @@ async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once
 
         // Ten deliveries of one event at the same moment, each its own invocation of the one handler process.
         for _ in 0..10 {
-            publish(&chain, VAULT, "alternating-duplicates", "kt-e2e-alt", &v0);
+            publish(&chain, "alternating-duplicates", VAULT, "kt-e2e-alt", &v0);
         }
         wait_for("an answer to every delivery", Duration::from_secs(90), || chain.outcomes().len() >= 10).await;
         assert!(chain.stack.grid().settled(Duration::from_secs(90)).await);

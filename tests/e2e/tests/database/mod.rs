@@ -5,17 +5,17 @@
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, secret_near_expiry,
-    seed_secret, tags, workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, seed_secret, tags,
+    workspace_binary,
 };
+// The suites' vault and Event Grid helpers are the e2e library's, under the names these suites read best with.
+pub use keyturn_e2e::{publish_near_expiry as publish, secret_versions as versions, wait_for};
 use keyturn_host::Status;
 use keyturn_local::eventgrid::EventGridOptions;
 use keyturn_local::keyvault::{FaultRule, Faults, KeyVaultEmulator, OperationKind};
@@ -177,32 +177,6 @@ pub fn seed(stack: &LocalStack, vault: &str, name: &str, value: &str, pairs: &[(
     seed_secret(stack, vault, name, value, 365, tags(pairs))
 }
 
-/// Publishes the near-expiry event of `name`'s `version` (the handler's one subscription gets it).
-pub fn publish(chain: &Chain, vault: &str, id: &str, name: &str, version: &str) {
-    let exp = chain.stack.emulator().clock().now() + TimeDelta::days(30);
-    chain.stack.grid().publish(secret_near_expiry(id, vault, name, version, exp));
-}
-
-/// Every version of a secret: (version, value, tags), oldest first.
-pub fn versions(stack: &LocalStack, vault: &str, name: &str) -> Vec<(String, String, BTreeMap<String, String>)> {
-    stack
-        .emulator()
-        .store()
-        .list_secret_versions(vault, name)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|view| (view.version.version, view.version.data.value, view.version.tags))
-        .collect()
-}
-
-pub async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 fn sigkill(pid: u32) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 }
@@ -278,7 +252,7 @@ pub async fn killed_after_each_step_converges<S: TestServer>(server: &S, scenari
                 }
             }
             let pid = chain.host.worker_pid().expect("the handler is running");
-            publish(&chain, vault, &format!("kill-after-{step:?}"), &name, &v0);
+            publish(&chain, &format!("kill-after-{step:?}"), vault, &name, &v0);
 
             // Wait until the handler is held right after the step, check that it is, and kill it there.
             let pending_for_v0 = || {
