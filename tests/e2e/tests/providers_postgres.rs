@@ -31,30 +31,16 @@ const VAULT: &str = "kv-pg";
 type Server = database::ServerEnv;
 
 impl Server {
-    /// Runs `sql` as `user` through psql over verified TLS: `Ok(output)`, or `Err` when the password is refused.
+    /// Runs `sql` as `user` through psql over verified TLS (the e2e library's client, shared with the attacks).
     async fn psql(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
-        let conninfo = format!(
-            "host={} port={} user={user} dbname=postgres sslmode=verify-full sslrootcert={}",
-            self.host, self.port, self.ca_file
-        );
-        let run = tokio::process::Command::new("psql")
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql, &conninfo])
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .expect("psql finished within 30 s")
-            .unwrap_or_else(|e| panic!("psql (PostgreSQL's client, installed with the server) cannot run: {e}"));
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        } else if stderr.contains("password authentication failed") {
-            Err(stderr)
-        } else {
-            panic!("psql as {user} failed for another reason than the password: {stderr}")
-        }
+        let server = keyturn_e2e::postgres::PgServer {
+            host: self.host.clone(),
+            port: self.port,
+            admin_user: self.admin_user.clone(),
+            admin_password: self.admin_password.clone(),
+            ca_file: self.ca_file.clone(),
+        };
+        server.psql(user, password, sql).await
     }
 
     async fn admin(&self, sql: &str) -> String {
