@@ -100,7 +100,9 @@ pub fn package(
             folder.display(),
             problems.join("\n  - ")
         ))
-        .hint("see ../shared/reference/functions-custom-handler.md, \"Packaging\""));
+        .hint(
+            "the layout is in docs/cli.md, \"keyturn package\"; rebuild the package with `keyturn package --build`",
+        ));
     }
 
     let zip_path = out.join(format!("{}.zip", handler.name));
