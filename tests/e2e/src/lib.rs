@@ -547,8 +547,24 @@ pub fn secret_event(
     version: &str,
     exp: Option<chrono::DateTime<chrono::Utc>>,
 ) -> keyturn_events::Event {
-    use keyturn_events::{Event, KeyVaultEvent, ObjectKind, Payload, Schema, VaultObject};
-    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, exp)
+    vault_event(event_type, id, vault, name, version, exp)
+}
+
+/// An event of `event_type` about the secret, key or certificate that type names, for `version` of `vault/name`
+/// (with `exp` as the object's expiry, when it has one), as Event Grid would publish it.
+///
+/// # Panics
+/// When the names are not valid Key Vault names.
+pub fn vault_event(
+    event_type: keyturn_events::KeyVaultEventType,
+    id: &str,
+    vault: &str,
+    name: &str,
+    version: &str,
+    exp: Option<chrono::DateTime<chrono::Utc>>,
+) -> keyturn_events::Event {
+    use keyturn_events::{Event, KeyVaultEvent, Payload, Schema, VaultObject};
+    let object = VaultObject::new(vault, event_type.object_kind(), name, Some(version), None, exp)
         .unwrap_or_else(|error| panic!("{vault}/{name}/{version} is not a vault object: {error}"));
     Event {
         id: id.to_owned(),
