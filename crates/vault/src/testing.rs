@@ -93,8 +93,22 @@ impl FakeVault {
         Self { allowed: allowed.iter().map(|v| v.to_ascii_lowercase()).collect(), state: Mutex::default() }
     }
 
-    /// Adds `version` (with `tags`, enabled, value `value-of-<version>`, `text/plain`) as the object's latest.
+    /// Adds `version` (with `tags`, enabled, value `value-of-<version>`, `text/plain`, no expiry) as the object's
+    /// latest.
     pub fn add(&self, vault: &str, collection: Collection, name: &str, version: &str, tags: &[(&str, &str)]) {
+        self.add_expiring(vault, collection, name, version, tags, None);
+    }
+
+    /// [`FakeVault::add`] with `expires` as the version's `exp`.
+    pub fn add_expiring(
+        &self,
+        vault: &str,
+        collection: Collection,
+        name: &str,
+        version: &str,
+        tags: &[(&str, &str)],
+        expires: Option<DateTime<Utc>>,
+    ) {
         self.push(
             vault,
             collection,
@@ -106,7 +120,7 @@ impl FakeVault {
                 enabled: true,
                 value: SecretString::new(format!("value-of-{version}")),
                 not_before: None,
-                expires: None,
+                expires,
             },
         );
     }

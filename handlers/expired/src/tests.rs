@@ -1,13 +1,11 @@
 //! Every row of the decision table (crate docs) against the in-memory fakes: no process, no socket.
 
 use chrono::{TimeDelta, Utc};
-use keyturn_config::SecretString;
 use keyturn_deps::testing::{World, event};
 use keyturn_events::KeyVaultEventType::{self, *};
 use keyturn_host::{HandlerError, Outcome, Status};
 use keyturn_notify::{Action, Severity};
 use keyturn_vault::Collection;
-use keyturn_vault::testing::FakeVersion;
 
 use crate::handle;
 
@@ -35,16 +33,7 @@ fn add_expiring(
     tags: &[(&str, &str)],
     exp: TimeDelta,
 ) {
-    let version = FakeVersion {
-        version: version.to_owned(),
-        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        content_type: Some("text/plain".to_owned()),
-        enabled: true,
-        value: SecretString::new(format!("value-of-{version}")),
-        not_before: None,
-        expires: Some(Utc::now() + exp),
-    };
-    world.vault.push("kv-one", collection, name, version);
+    world.vault.add_expiring("kv-one", collection, name, version, tags, Some(Utc::now() + exp));
 }
 
 /// Adds `version` of a secret, expired an hour ago.
