@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use keyturn_config::SecretString;
 
 use crate::VaultError;
@@ -32,13 +32,14 @@ pub struct FakeVersion {
 }
 
 impl FakeVersion {
-    fn properties(&self) -> VersionProperties {
+    fn properties(&self, vault_time: Option<DateTime<Utc>>) -> VersionProperties {
         VersionProperties {
             version: self.version.clone(),
             enabled: self.enabled,
             tags: self.tags.clone(),
             not_before: self.not_before,
             expires: self.expires,
+            vault_time,
         }
     }
 
@@ -67,6 +68,10 @@ struct State {
     delay: Duration,
     /// Every operation fails with this HTTP status (after recording the call).
     failing: Option<u16>,
+    /// How far the vault's clock runs ahead of the test's (the local stack's movable clock does).
+    clock_ahead: TimeDelta,
+    /// Answers carry no `Date` (Key Vault's always do).
+    no_date: bool,
     next: u32,
 }
 
@@ -88,8 +93,22 @@ impl FakeVault {
         Self { allowed: allowed.iter().map(|v| v.to_ascii_lowercase()).collect(), state: Mutex::default() }
     }
 
-    /// Adds `version` (with `tags`, enabled, value `value-of-<version>`, `text/plain`) as the object's latest.
+    /// Adds `version` (with `tags`, enabled, value `value-of-<version>`, `text/plain`, no expiry) as the object's
+    /// latest.
     pub fn add(&self, vault: &str, collection: Collection, name: &str, version: &str, tags: &[(&str, &str)]) {
+        self.add_expiring(vault, collection, name, version, tags, None);
+    }
+
+    /// [`FakeVault::add`] with `expires` as the version's `exp`.
+    pub fn add_expiring(
+        &self,
+        vault: &str,
+        collection: Collection,
+        name: &str,
+        version: &str,
+        tags: &[(&str, &str)],
+        expires: Option<DateTime<Utc>>,
+    ) {
         self.push(
             vault,
             collection,
@@ -101,7 +120,7 @@ impl FakeVault {
                 enabled: true,
                 value: SecretString::new(format!("value-of-{version}")),
                 not_before: None,
-                expires: None,
+                expires,
             },
         );
     }
@@ -134,6 +153,24 @@ impl FakeVault {
     /// Every operation fails with HTTP `status` from now on (`None`: none fails).
     pub fn fail_with(&self, status: Option<u16>) {
         self.locked().failing = status;
+    }
+
+    /// The vault's clock runs `by` ahead of the test's from now on (negative: behind); the time it tells is
+    /// the `vault_time` of every [`VersionProperties`] it answers.
+    pub fn set_clock_ahead(&self, by: TimeDelta) {
+        self.locked().clock_ahead = by;
+    }
+
+    /// Answers carry no `Date` from now on (`true`), as Key Vault's never fail to.
+    pub fn omit_date(&self, omit: bool) {
+        self.locked().no_date = omit;
+    }
+
+    /// The vault's time as an answer's `Date` tells it (whole seconds), unless answers carry none.
+    fn vault_time(&self) -> Option<DateTime<Utc>> {
+        let state = self.locked();
+        let now = Utc::now() + state.clock_ahead;
+        (!state.no_date).then(|| DateTime::from_timestamp(now.timestamp(), 0)).flatten()
     }
 
     /// The rotation policy of every key (default: no Rotate action).
@@ -364,7 +401,7 @@ impl Versions for FakeVault {
     ) -> VaultFuture<'a, VersionProperties> {
         Box::pin(async move {
             self.enter("version_properties", vault, name).await?;
-            Ok(self.one("get version", vault, collection, name, version)?.properties())
+            Ok(self.one("get version", vault, collection, name, version)?.properties(self.vault_time()))
         })
     }
 
@@ -378,6 +415,7 @@ impl Versions for FakeVault {
     ) -> VaultFuture<'a, VersionProperties> {
         Box::pin(async move {
             self.enter("update_version", vault, name).await?;
+            let vault_time = self.vault_time();
             let mut state = self.locked();
             let found = state
                 .objects
@@ -390,7 +428,7 @@ impl Versions for FakeVault {
             if let Some(tags) = update.tags {
                 found.tags = tags;
             }
-            Ok(found.properties())
+            Ok(found.properties(vault_time))
         })
     }
 }

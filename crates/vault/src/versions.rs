@@ -31,7 +31,7 @@ use crate::model::{SecretProperties, SecretVersion, Tags};
 use crate::ops::VaultFuture;
 use crate::{VaultError, time};
 
-/// A version's attributes, whatever its kind (no value).
+/// A version's attributes, whatever its kind (no value), and the vault's clock when it told them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionProperties {
     pub version: String,
@@ -39,6 +39,17 @@ pub struct VersionProperties {
     pub tags: Tags,
     pub not_before: Option<DateTime<Utc>>,
     pub expires: Option<DateTime<Utc>>,
+    /// The vault's own time when it answered (the response's HTTP `Date`): what `expires` is judged against
+    /// where only the vault's word counts (an `*Expired` event anyone who reaches the endpoint could forge).
+    /// `None` when the answer carried no `Date`.
+    pub vault_time: Option<DateTime<Utc>>,
+}
+
+impl VersionProperties {
+    /// These attributes without the time they were read at: what two reads of an unchanged version share.
+    pub fn timeless(self) -> Self {
+        Self { vault_time: None, ..self }
+    }
 }
 
 /// What to change on a version; `None` leaves it as it is. Tags are replaced as a whole (Key Vault's PATCH
@@ -89,8 +100,56 @@ async fn model<T: DeserializeWith<JsonFormat>>(
     operation: &'static str,
     object: &str,
 ) -> Result<T, VaultError> {
-    let sdk = |e| VaultError::from_sdk(operation, object, e);
-    call.await.map_err(sdk)?.into_model().map_err(sdk)
+    Ok(dated_model(call, operation, object).await?.0)
+}
+
+/// A failed vault call, with the vault's time when it refused (its `Date`), if it answered at all.
+struct Refused {
+    error: VaultError,
+    vault_time: Option<DateTime<Utc>>,
+}
+
+impl From<VaultError> for Refused {
+    fn from(error: VaultError) -> Self {
+        Refused { error, vault_time: None }
+    }
+}
+
+impl From<Refused> for VaultError {
+    fn from(refused: Refused) -> Self {
+        refused.error
+    }
+}
+
+/// [`dated_model`] for a secret, key or certificate answer, unpacked as an [`Answer`].
+async fn dated_answer<T: DeserializeWith<JsonFormat> + Into<Answer>>(
+    call: impl Future<Output = azure_core::Result<Response<T>>>,
+    operation: &'static str,
+    object: &str,
+) -> Result<(Answer, Option<DateTime<Utc>>), Refused> {
+    let (model, vault_time) = dated_model(call, operation, object).await?;
+    Ok((model.into(), vault_time))
+}
+
+/// [`model`] with the vault's time when it answered, read from the answer's headers before its body; a refusal
+/// keeps the time of the refusing answer too.
+async fn dated_model<T: DeserializeWith<JsonFormat>>(
+    call: impl Future<Output = azure_core::Result<Response<T>>>,
+    operation: &'static str,
+    object: &str,
+) -> Result<(T, Option<DateTime<Utc>>), Refused> {
+    let refused = |error: azure_core::Error| {
+        let vault_time = match error.kind() {
+            azure_core::error::ErrorKind::HttpResponse { raw_response: Some(raw), .. } => {
+                time::vault_time(raw.headers())
+            }
+            _ => None,
+        };
+        Refused { error: VaultError::from_sdk(operation, object, error), vault_time }
+    };
+    let response = call.await.map_err(refused)?;
+    let vault_time = time::vault_time(response.headers());
+    Ok((response.into_model().map_err(refused)?, vault_time))
 }
 
 /// Serialises an SDK request model; a failure is reported as `operation` on `object`.
@@ -113,13 +172,14 @@ struct Answer {
 }
 
 impl Answer {
-    fn into_properties(self, asked: &str) -> VersionProperties {
+    fn into_properties(self, asked: &str, vault_time: Option<DateTime<Utc>>) -> VersionProperties {
         VersionProperties {
             version: version_in(self.id.as_deref(), asked),
             enabled: self.enabled.unwrap_or(true),
             tags: self.tags.unwrap_or_default().into_iter().collect(),
             not_before: self.not_before.and_then(time::from_sdk),
             expires: self.expires.and_then(time::from_sdk),
+            vault_time,
         }
     }
 }
@@ -175,8 +235,8 @@ impl Versions for AzureKeyVault {
             // Only the wiping wrapper holds the value from here on.
             let value = SecretString::new(secret.value.take().unwrap_or_default());
             let content_type = secret.content_type.take();
-            let VersionProperties { version, enabled, tags, not_before, expires } =
-                Answer::from(secret).into_properties(version);
+            let VersionProperties { version, enabled, tags, not_before, expires, .. } =
+                Answer::from(secret).into_properties(version, None);
             let properties = SecretProperties { version, content_type, tags, enabled, not_before, expires };
             Ok(SecretVersion { properties, value })
         })
@@ -191,9 +251,11 @@ impl Versions for AzureKeyVault {
     ) -> VaultFuture<'a, VersionProperties> {
         Box::pin(async move {
             match self.get_version_properties(vault, collection, name, version).await {
+                Ok(properties) => Ok(properties),
                 // Key Vault refuses to GET a disabled version (403, `SecretDisabled` for secrets), but lists
-                // it with its attributes and tags: the expired version may well be disabled already.
-                Err(error) if error.status() == Some(403) => {
+                // it with its attributes and tags: the expired version may well be disabled already. The vault's
+                // time is the refusal's, a moment before the listing.
+                Err(Refused { error, vault_time }) if error.status() == Some(403) => {
                     let versions = self.versions(vault, collection, name).await?;
                     let listed = versions
                         .into_iter()
@@ -205,9 +267,10 @@ impl Versions for AzureKeyVault {
                         tags: listed.tags,
                         not_before: listed.not_before,
                         expires: listed.expires,
+                        vault_time,
                     })
                 }
-                other => other,
+                Err(Refused { error, .. }) => Err(error),
             }
         })
     }
@@ -224,7 +287,7 @@ impl Versions for AzureKeyVault {
             let (clients, object) = self.version_clients(vault, name, version)?;
             let tags = update.tags.map(|tags| tags.into_iter().collect());
             // One arm per SDK client: the request, its options and its answer are different types for each.
-            let answer: Answer = match collection {
+            let (answer, vault_time) = match collection {
                 Collection::Secrets => {
                     const OP: &str = "update secret version";
                     let parameters = UpdateSecretPropertiesParameters {
@@ -240,7 +303,7 @@ impl Versions for AzureKeyVault {
                     };
                     let call =
                         clients.secrets.update_secret_properties(name, body(parameters, OP, &object)?, Some(options));
-                    model(call, OP, &object).await?.into()
+                    dated_answer(call, OP, &object).await?
                 }
                 Collection::Keys => {
                     const OP: &str = "update key version";
@@ -254,7 +317,7 @@ impl Versions for AzureKeyVault {
                     let options =
                         KeyClientUpdateKeyPropertiesOptions { key_version: owned(version), ..Default::default() };
                     let call = clients.keys.update_key_properties(name, body(parameters, OP, &object)?, Some(options));
-                    model(call, OP, &object).await?.into()
+                    dated_answer(call, OP, &object).await?
                 }
                 Collection::Certificates => {
                     const OP: &str = "update certificate version";
@@ -274,47 +337,45 @@ impl Versions for AzureKeyVault {
                         body(parameters, OP, &object)?,
                         Some(options),
                     );
-                    model(call, OP, &object).await?.into()
+                    dated_answer(call, OP, &object).await?
                 }
             };
-            Ok(answer.into_properties(version))
+            Ok(answer.into_properties(version, vault_time))
         })
     }
 }
 
 impl AzureKeyVault {
     /// One version's attributes by GET (which Key Vault refuses for a disabled version).
-    fn get_version_properties<'a>(
-        &'a self,
-        vault: &'a str,
+    async fn get_version_properties(
+        &self,
+        vault: &str,
         collection: Collection,
-        name: &'a str,
-        version: &'a str,
-    ) -> VaultFuture<'a, VersionProperties> {
-        Box::pin(async move {
-            let (clients, object) = self.version_clients(vault, name, version)?;
-            // One arm per SDK client: the options and the answer are different types for each.
-            let answer: Answer = match collection {
-                Collection::Secrets => {
-                    let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
-                    let call = clients.secrets.get_secret(name, Some(options));
-                    model(call, "get secret version", &object).await?.into()
-                }
-                Collection::Keys => {
-                    let options = KeyClientGetKeyOptions { key_version: owned(version), ..Default::default() };
-                    let call = clients.keys.get_key(name, Some(options));
-                    model(call, "get key version", &object).await?.into()
-                }
-                Collection::Certificates => {
-                    let options = CertificateClientGetCertificateOptions {
-                        certificate_version: owned(version),
-                        ..Default::default()
-                    };
-                    let call = clients.certificates.get_certificate(name, Some(options));
-                    model(call, "get certificate version", &object).await?.into()
-                }
-            };
-            Ok(answer.into_properties(version))
-        })
+        name: &str,
+        version: &str,
+    ) -> Result<VersionProperties, Refused> {
+        let (clients, object) = self.version_clients(vault, name, version)?;
+        // One arm per SDK client: the options and the answer are different types for each.
+        let (answer, vault_time) = match collection {
+            Collection::Secrets => {
+                let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
+                let call = clients.secrets.get_secret(name, Some(options));
+                dated_answer(call, "get secret version", &object).await?
+            }
+            Collection::Keys => {
+                let options = KeyClientGetKeyOptions { key_version: owned(version), ..Default::default() };
+                let call = clients.keys.get_key(name, Some(options));
+                dated_answer(call, "get key version", &object).await?
+            }
+            Collection::Certificates => {
+                let options = CertificateClientGetCertificateOptions {
+                    certificate_version: owned(version),
+                    ..Default::default()
+                };
+                let call = clients.certificates.get_certificate(name, Some(options));
+                dated_answer(call, "get certificate version", &object).await?
+            }
+        };
+        Ok(answer.into_properties(version, vault_time))
     }
 }

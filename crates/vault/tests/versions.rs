@@ -24,6 +24,8 @@ const SCENARIO: &str = "KT_VERSIONS_SCENARIO";
 const TEST: &str = "one_named_version_of_each_kind_is_read_and_changed";
 const VAULT: &str = "kv-versions";
 const OLD_EXPIRES: i64 = 1_900_000_000;
+/// How far the emulator's clock is moved ahead of the machine's once seeded.
+const CLOCK_AHEAD_DAYS: i64 = 100;
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -49,15 +51,17 @@ async fn scenario() {
     assert_eq!(secret.properties.expires, old_expires);
     let properties = vault.version_properties(VAULT, Collection::Secrets, "db", &old).await.unwrap();
     assert_eq!(
-        properties,
+        properties.clone().timeless(),
         VersionProperties {
             version: old.clone(),
             enabled: true,
             tags: tags(&[("generation", "1")]),
             not_before: None,
             expires: old_expires,
+            vault_time: None,
         }
     );
+    assert_vault_time(&properties, "a version read");
 
     for (collection, name) in
         [(Collection::Secrets, "db"), (Collection::Keys, "signing"), (Collection::Certificates, "tls")]
@@ -69,15 +73,25 @@ async fn scenario() {
         assert_eq!(updated.version, version, "{collection:?}");
         assert!(!updated.enabled, "{collection:?}");
         assert_eq!(updated.tags, retired, "{collection:?}");
+        assert_vault_time(&updated, &format!("{collection:?} updated"));
         let read = vault.version_properties(VAULT, collection, name, &version).await.unwrap();
-        assert_eq!(read, updated, "{collection:?}: a disabled version reads back as it was left");
+        // Read from the listing after the GET's refusal: the vault's time is the refusal's.
+        assert_vault_time(&read, &format!("{collection:?} disabled, read"));
+        assert_eq!(
+            read.timeless(),
+            updated.clone().timeless(),
+            "{collection:?}: a disabled version reads back as it was left"
+        );
 
         // `None` leaves a field as it is.
         let update = VersionUpdate { enabled: Some(true), tags: None };
         let enabled = vault.update_version(VAULT, collection, name, &version, update).await.unwrap();
         assert!(enabled.enabled, "{collection:?}");
         assert_eq!(enabled.tags, retired, "{collection:?}");
-        assert_eq!(vault.version_properties(VAULT, collection, name, &version).await.unwrap(), enabled);
+        assert_eq!(
+            vault.version_properties(VAULT, collection, name, &version).await.unwrap().timeless(),
+            enabled.timeless()
+        );
     }
 
     let missing = vault
@@ -87,6 +101,18 @@ async fn scenario() {
     assert_eq!(missing.status(), Some(404), "{missing}");
     let refused = vault.secret_version("kv-elsewhere", "db", &old).await.unwrap_err();
     assert!(matches!(refused, keyturn_vault::VaultError::NotAllowed { .. }), "{refused}");
+}
+
+/// Asserts that `properties` carry the vault's time, not the machine's: the emulator's clock was moved
+/// [`CLOCK_AHEAD_DAYS`] ahead after seeding, and its `Date` header follows it (as Key Vault's tells its own time).
+fn assert_vault_time(properties: &VersionProperties, what: &str) {
+    let vault_time = properties.vault_time.unwrap_or_else(|| panic!("{what}: no Date in the vault's answer"));
+    let ahead = vault_time - chrono::Utc::now();
+    let expected = chrono::TimeDelta::days(CLOCK_AHEAD_DAYS);
+    assert!(
+        (ahead - expected).abs() < chrono::TimeDelta::minutes(1),
+        "{what}: the vault's time {vault_time} is not its clock's ({ahead} ahead of the machine's)"
+    );
 }
 
 fn seed(kv: &keyturn_local::keyvault::RunningEmulator) {
@@ -117,6 +143,8 @@ fn seed(kv: &keyturn_local::keyvault::RunningEmulator) {
         store.create_certificate(VAULT, "tls", Some(policy()), AttributeInput::default(), BTreeMap::new()).unwrap();
         kv.clock().advance(Duration::from_secs(1));
     }
+    // The vault's clock now runs ahead of the machine's (less than the certificates' year of validity).
+    kv.clock().advance(Duration::from_secs(CLOCK_AHEAD_DAYS as u64 * 86_400));
 }
 
 #[tokio::test]

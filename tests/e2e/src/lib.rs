@@ -8,7 +8,9 @@
 //! - `src/lib.rs`: these helpers.
 //! - `src/receivers.rs`: real notification receivers (an HTTP sink and an SMTP server).
 //! - `src/bench.rs`: what the benches share (building the release binary they measure).
-//! - `src/postgres.rs`: the real PostgreSQL the provider and attack tests run against, and `psql` on it.
+//! - `src/database.rs`: the real database servers the provider and attack tests run against: where they listen,
+//!   and what a test asks of one ([`database::TestServer`]).
+//! - `src/postgres.rs`: the test PostgreSQL through `psql`; `src/mysql.rs`: the test MariaDB through `mariadb`.
 //! - `src/bin/probe-handler.rs`: a test-only handler on `keyturn_host::run` whose behaviour the event subject steers.
 //! - `tests/functions_host.rs`: every fixture and every failure path through the stand-in into a real process.
 
@@ -385,8 +387,14 @@ pub mod receivers;
 /// What the benches (benches/*.rs) share.
 pub mod bench;
 
-/// The real PostgreSQL of the provider and attack tests.
+/// The real database servers of the provider and attack tests.
+pub mod database;
+
+/// The test PostgreSQL.
 pub mod postgres;
+
+/// The test MariaDB.
+pub mod mysql;
 
 /// The Key Vault event types the `expired` subscription carries.
 pub const EXPIRED_EVENT_TYPES: [&str; 3] =
@@ -547,8 +555,24 @@ pub fn secret_event(
     version: &str,
     exp: Option<chrono::DateTime<chrono::Utc>>,
 ) -> keyturn_events::Event {
-    use keyturn_events::{Event, KeyVaultEvent, ObjectKind, Payload, Schema, VaultObject};
-    let object = VaultObject::new(vault, ObjectKind::Secret, name, Some(version), None, exp)
+    vault_event(event_type, id, vault, name, version, exp)
+}
+
+/// An event of `event_type` about the secret, key or certificate that type names, for `version` of `vault/name`
+/// (with `exp` as the object's expiry, when it has one), as Event Grid would publish it.
+///
+/// # Panics
+/// When the names are not valid Key Vault names.
+pub fn vault_event(
+    event_type: keyturn_events::KeyVaultEventType,
+    id: &str,
+    vault: &str,
+    name: &str,
+    version: &str,
+    exp: Option<chrono::DateTime<chrono::Utc>>,
+) -> keyturn_events::Event {
+    use keyturn_events::{Event, KeyVaultEvent, Payload, Schema, VaultObject};
+    let object = VaultObject::new(vault, event_type.object_kind(), name, Some(version), None, exp)
         .unwrap_or_else(|error| panic!("{vault}/{name}/{version} is not a vault object: {error}"));
     Event {
         id: id.to_owned(),

@@ -191,8 +191,11 @@ async fn disable_touches_only_the_expired_version_and_a_foreign_vault_is_refused
         let chain = chain(stack, &sink.channels()).await;
         let stack = &chain.stack;
         let opt_in = tags(&[("KeyturnExpiredAction", "disable")]);
-        let old = seed_secret(stack, VAULT, "two-versions", "value-two-versions-old-01", 90, opt_in.clone());
+        let old = seed_secret(stack, VAULT, "two-versions", "value-two-versions-old-01", 1, opt_in.clone());
         let new = seed_secret(stack, VAULT, "two-versions", "value-two-versions-new-02", 90, opt_in);
+        // Two days on by the vault's clock, the old version has expired (the handler acts on the vault's word only);
+        // the current one has not.
+        stack.emulator().clock().advance(TimeDelta::days(2).to_std().unwrap());
 
         // Events are published by hand: the emulator raises Expired for the current version only, and Key Vault
         // may deliver one late. The old version expired while a newer one is current: only the old one is disabled.

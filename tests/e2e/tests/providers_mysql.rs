@@ -9,17 +9,17 @@
 //! A password change is counted from the server: MariaDB keeps the hash and the second of the last change
 //! (`password_last_changed`), and Event Grid's first redelivery comes seconds after the kill, so a second change
 //! (even to the same pending password) shows. MariaDB is queried with `mariadb` (the server's client), verifying
-//! the server's certificate against the test CA.
+//! the server's certificate against the test CA, through the e2e library's `MySqlServer`.
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod database;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use database::{FUNCTION, TestServer, publish, seed, versions, wait_for};
+use keyturn_e2e::mysql::MySqlServer as Server;
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_stack, workspace_binary,
 };
@@ -29,90 +29,6 @@ use keyturn_local::stack::LocalStack;
 const VAULT: &str = "kv-my";
 /// The secret holding the admin login (tag `KeyturnAdminSecret`).
 const ADMIN_SECRET: &str = "kt-e2e-my-admin";
-
-/// The test server, from the variables scripts/lib/mysql.sh exports; the client calls below are this file's own.
-type Server = database::ServerEnv;
-
-impl Server {
-    /// Runs `sql` as `user` through the `mariadb` client over verified TLS: `Ok(output)`, or `Err` when the
-    /// password is refused.
-    async fn sql(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
-        let port = self.port.to_string();
-        let run = tokio::process::Command::new("mariadb")
-            .args(["--no-defaults", "--batch", "--skip-column-names", "--connect-timeout=10", "--protocol=TCP"])
-            .args(["-h", &self.host, "-P", &port, "-u", user, "--ssl", "--ssl-verify-server-cert"])
-            .arg(format!("--ssl-ca={}", self.ca_file))
-            .args(["-e", sql])
-            .env("MYSQL_PWD", password)
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .expect("mariadb finished within 30 s")
-            .unwrap_or_else(|e| panic!("mariadb (MariaDB's client, installed with the server) cannot run: {e}"));
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        } else if stderr.contains("ERROR 1045") {
-            Err(stderr)
-        } else {
-            panic!("mariadb as {user} failed for another reason than the password: {stderr}")
-        }
-    }
-
-    async fn admin(&self, sql: &str) -> String {
-        self.sql(&self.admin_user, &self.admin_password, sql).await.unwrap()
-    }
-}
-
-impl TestServer for Server {
-    fn addr(&self) -> SocketAddr {
-        database::ServerEnv::addr(self)
-    }
-
-    /// A secret value in the provider's JSON shape (AWS's MySQL spelling), pointing at `port` (the gate, or the
-    /// server itself).
-    fn value(&self, port: u16, user: &str, password: &str) -> String {
-        serde_json::json!({"engine": "mysql", "host": self.host, "port": port, "username": user, "password": password})
-            .to_string()
-    }
-
-    fn login_of(&self, value: &str) -> (String, String) {
-        let json: serde_json::Value = serde_json::from_str(value).unwrap();
-        (json["username"].as_str().unwrap().to_owned(), json["password"].as_str().unwrap().to_owned())
-    }
-
-    /// A fresh login on '%' (and no alternate left by an earlier run).
-    async fn create_login(&self, user: &str, password: &str) {
-        self.admin(&format!(
-            "DROP USER IF EXISTS '{user}_clone'@'%'; DROP USER IF EXISTS '{user}'@'%'; \
-             CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
-        ))
-        .await;
-    }
-
-    /// The hash and the second of the last change: changes on every password change.
-    async fn fingerprint(&self, user: &str) -> String {
-        let fingerprint = self
-            .admin(&format!(
-                "SELECT CONCAT(JSON_VALUE(Priv, '$.authentication_string'), '@', \
-                 JSON_VALUE(Priv, '$.password_last_changed')) FROM mysql.global_priv WHERE User = '{user}' AND Host = '%'"
-            ))
-            .await;
-        assert!(fingerprint.starts_with('*'), "{user} has no native password hash: {fingerprint:?}");
-        fingerprint
-    }
-
-    async fn logs_in(&self, user: &str, password: &str) -> bool {
-        match self.sql(user, password, "SELECT CURRENT_USER()").await {
-            Ok(who) => {
-                assert_eq!(who, format!("{user}@%"), "logged in as someone else");
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
 
 /// The handler's settings, with the deployment's bindings: this server, and the admin secret for the base logins.
 fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path, ports: &[u16]) -> Vec<(String, String)> {
@@ -127,7 +43,7 @@ fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path, ports: &
 
 #[tokio::test]
 async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the_password_once() {
-    let server = Server::from_env("KEYTURN_TEST_MYSQL", "scripts/lib/mysql.sh");
+    let server = Server::from_env();
     let dir = tempfile::tempdir().unwrap();
     database::killed_after_each_step_converges(
         &server,
@@ -152,7 +68,7 @@ async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the
 async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once_and_the_old_login_works_through_the_overlap()
  {
     bounded(Duration::from_secs(180), async {
-        let server = Server::from_env("KEYTURN_TEST_MYSQL", "scripts/lib/mysql.sh");
+        let server = Server::from_env();
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
         let settings = settings(&stack, &server, dir.path(), &[server.port]);

@@ -8,17 +8,18 @@
 //!
 //! A password change is counted from the server: every `ALTER ROLE ... PASSWORD` stores a verifier with a new
 //! random salt, so `pg_authid.rolpassword` changes on every change, even to the same password. PostgreSQL is
-//! queried with `psql` (the server's client), verifying the server's certificate against the test CA.
+//! queried with `psql` (the server's client), verifying the server's certificate against the test CA, through the
+//! e2e library's `PgServer`.
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod database;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use database::{FUNCTION, TestServer, publish, seed, versions, wait_for};
+use keyturn_e2e::postgres::PgServer as Server;
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_stack, workspace_binary,
 };
@@ -26,67 +27,6 @@ use keyturn_host::Status;
 use keyturn_local::stack::LocalStack;
 
 const VAULT: &str = "kv-pg";
-
-/// The test server, from the variables scripts/lib/postgres.sh exports; the client calls below are this file's own.
-type Server = database::ServerEnv;
-
-impl Server {
-    /// Runs `sql` as `user` through psql over verified TLS (the e2e library's client, shared with the attacks).
-    async fn psql(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
-        let server = keyturn_e2e::postgres::PgServer {
-            host: self.host.clone(),
-            port: self.port,
-            admin_user: self.admin_user.clone(),
-            admin_password: self.admin_password.clone(),
-            ca_file: self.ca_file.clone(),
-        };
-        server.psql(user, password, sql).await
-    }
-
-    async fn admin(&self, sql: &str) -> String {
-        self.psql(&self.admin_user, &self.admin_password, sql).await.unwrap()
-    }
-}
-
-impl TestServer for Server {
-    fn addr(&self) -> SocketAddr {
-        database::ServerEnv::addr(self)
-    }
-
-    /// A secret value in the provider's JSON shape, pointing at `port` (the gate, or the server itself).
-    fn value(&self, port: u16, user: &str, password: &str) -> String {
-        serde_json::json!({"host": self.host, "port": port, "user": user, "password": password, "database": "postgres"})
-            .to_string()
-    }
-
-    fn login_of(&self, value: &str) -> (String, String) {
-        let json: serde_json::Value = serde_json::from_str(value).unwrap();
-        (json["user"].as_str().unwrap().to_owned(), json["password"].as_str().unwrap().to_owned())
-    }
-
-    /// A fresh login role (and no alternate left by an earlier run).
-    async fn create_login(&self, role: &str, password: &str) {
-        self.admin(&format!("DROP ROLE IF EXISTS {role}_clone; DROP ROLE IF EXISTS {role}")).await;
-        self.admin(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'")).await;
-    }
-
-    /// The stored verifier: changes on every password change.
-    async fn fingerprint(&self, role: &str) -> String {
-        let verifier = self.admin(&format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'")).await;
-        assert!(verifier.starts_with("SCRAM-SHA-256$"), "{role} has no SCRAM verifier: {verifier:?}");
-        verifier
-    }
-
-    async fn logs_in(&self, user: &str, password: &str) -> bool {
-        match self.psql(user, password, "SELECT current_user").await {
-            Ok(who) => {
-                assert_eq!(who, user, "logged in as someone else");
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
 
 /// The handler's settings, with the deployment's bindings: this server, and the admin secret for the base logins.
 fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path, ports: &[u16]) -> Vec<(String, String)> {
@@ -100,7 +40,7 @@ fn settings(stack: &LocalStack, server: &Server, dir: &std::path::Path, ports: &
 
 #[tokio::test]
 async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the_password_once() {
-    let server = Server::from_env("KEYTURN_TEST_PG", "scripts/lib/postgres.sh");
+    let server = Server::from_env();
     let dir = tempfile::tempdir().unwrap();
     database::killed_after_each_step_converges(
         &server,
@@ -121,7 +61,7 @@ async fn a_single_user_rotation_killed_after_each_step_converges_and_changes_the
 #[tokio::test]
 async fn alternating_users_under_ten_concurrent_duplicate_deliveries_rotate_once() {
     bounded(Duration::from_secs(180), async {
-        let server = Server::from_env("KEYTURN_TEST_PG", "scripts/lib/postgres.sh");
+        let server = Server::from_env();
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
         let settings = settings(&stack, &server, dir.path(), &[server.port]);

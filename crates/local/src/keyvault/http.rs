@@ -234,8 +234,22 @@ impl Route {
 }
 
 impl VaultService {
-    /// Answers one request.
+    /// Answers one request, with the vault's time in its `Date` header.
+    ///
+    /// Key Vault sends `Date` on every response, the 401 challenge and errors included. Here it follows the
+    /// stack's movable clock, which judges `exp` and raises the expiry events (left alone, hyper would stamp the
+    /// machine's time): a handler that checks an event against the vault's own time sees the clock that expired
+    /// the version, however far a test has moved it ahead of the machine's.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
+        let now = self.store.clock().now();
+        let mut response = self.answer(req).await;
+        if let Some(date) = wire::http_date(now) {
+            response.headers_mut().insert(header::DATE, date);
+        }
+        response
+    }
+
+    async fn answer(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
         let (parts, body) = req.into_parts();
         let caller = match self.authenticate(&parts.headers) {
             Ok(caller) => caller,

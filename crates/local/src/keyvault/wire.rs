@@ -32,6 +32,12 @@ pub const API_VERSIONS: &[&str] = &[
     "2016-10-01",
     "2015-06-01",
 ];
+/// `at` as an HTTP `Date` value (RFC 7231 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`).
+/// (`None` cannot happen: the format yields ASCII letters, digits, spaces, commas and colons only.)
+pub fn http_date(at: chrono::DateTime<chrono::Utc>) -> Option<http::HeaderValue> {
+    http::HeaderValue::from_str(&at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+}
+
 /// The newest stable API version, named in errors.
 pub const LATEST_API_VERSION: &str = "2026-04-01";
 /// Whether `api_version` returns `previousVersion` on certificate-backed secrets (2025-07-01 and later; the
@@ -182,6 +188,12 @@ fn decode_skiptoken(token: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_header_is_an_imf_fixdate() {
+        let at = chrono::DateTime::from_timestamp(784_111_777, 0).unwrap();
+        assert_eq!(http_date(at).unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
 
     fn query(maxresults: Option<&str>, skiptoken: Option<String>) -> Query {
         Query { api_version: Some("2025-07-01".into()), maxresults: maxresults.map(str::to_string), skiptoken }

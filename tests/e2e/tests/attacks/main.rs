@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - `bindings.rs`: mirroring over a secret that is not a replica; a replica rotating itself.
+//! - `expired.rs`: a forged `*Expired` event for a version that has not expired, tagged to be disabled or rotated.
 //! - `postgres.rs`: the PostgreSQL admin steered at itself or another login, an unbound server, a harvest server.
 //! - `storage.rs`: the keys of a storage account not bound to the secret.
 //! - `webhook.rs`: a webhook rotator not bound to the secret.
@@ -13,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bindings;
+mod expired;
 mod postgres;
 mod storage;
 mod webhook;

@@ -17,6 +17,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use keyturn_e2e::database::TestServer;
 use keyturn_e2e::postgres::PgServer;
 use keyturn_e2e::receivers::http_sink;
 use keyturn_e2e::{Chain, NEAR_EXPIRY_EVENT_TYPES, bounded, fast_retries, fast_stack, workspace_binary};
@@ -190,7 +191,7 @@ async fn a_secret_writer_cannot_steer_the_postgres_admin_or_harvest_a_password()
             ("kt_atk_victim", "victim-pw-0002"),
             ("kt_atk_other", "other-pw-0003"),
         ] {
-            server.create_role(role, password).await;
+            server.create_login(role, password).await;
         }
         // Someone else's role that merely has the clone's name (not a member of kt_atk_victim).
         server.admin("CREATE ROLE kt_atk_victim_clone LOGIN PASSWORD 'foreign-clone-pw-04'").await;
@@ -198,7 +199,7 @@ async fn a_secret_writer_cannot_steer_the_postgres_admin_or_harvest_a_password()
             ["kt_atk_app", "kt_atk_victim", "kt_atk_victim_clone", "kt_atk_other", server.admin_user.as_str()];
         let mut before = Vec::new();
         for role in watched {
-            before.push(server.verifier(role).await);
+            before.push(server.fingerprint(role).await);
         }
 
         let admin_value = server.admin_value();
@@ -250,7 +251,7 @@ async fn a_secret_writer_cannot_steer_the_postgres_admin_or_harvest_a_password()
         // admin, the victim and the foreign clone still log in with theirs), no clone was created for
         // kt_atk_other, the unbound server was never contacted, the harvest servers got no password.
         for (role, verifier) in watched.iter().zip(&before) {
-            assert_eq!(&server.verifier(role).await, verifier, "{role}'s password changed");
+            assert_eq!(&server.fingerprint(role).await, verifier, "{role}'s password changed");
         }
         assert!(server.logs_in(&server.admin_user, &server.admin_password).await);
         assert!(server.logs_in("kt_atk_victim_clone", "foreign-clone-pw-04").await);

@@ -1,6 +1,7 @@
 //! What the database providers' end-to-end tests share (`providers_postgres.rs`, `providers_mysql.rs`): a gate in
 //! front of the server, the vault's versions, and the whole single-user kill-after-each-step scenario, run against
-//! any server that can say whether a login works and whether its password changed ([`TestServer`]).
+//! any server that can say whether a login works and whether its password changed (the e2e library's
+//! [`TestServer`], which its `PgServer` and `MySqlServer` are).
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
@@ -10,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use keyturn_e2e::database::TestServer;
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, seed_secret, tags,
-    workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, seed_secret, tags, workspace_binary,
 };
 // The suites' vault and Event Grid helpers are the e2e library's, under the names these suites read best with.
 pub use keyturn_e2e::{publish_near_expiry as publish, secret_versions as versions, wait_for};
@@ -26,73 +27,6 @@ pub const FUNCTION: &str = "near-expiry";
 pub const PENDING_SUFFIX: &str = "-keyturn-pending";
 /// How long the emulator holds a secret write when a kill must land in one.
 const WRITE_DELAY: Duration = Duration::from_secs(2);
-
-/// Where the test command's server listens, and its admin login (each test binary adds its own client on top).
-pub struct ServerEnv {
-    pub host: String,
-    pub port: u16,
-    pub admin_user: String,
-    pub admin_password: String,
-    pub ca_file: String,
-}
-
-impl ServerEnv {
-    /// From `<prefix>_HOST`, `_PORT`, `_ADMIN_USER`, `_ADMIN_PASSWORD` and `_CA_FILE`, which `script` exports;
-    /// without them the test fails (never skips), naming the script.
-    pub fn from_env(prefix: &str, script: &str) -> Self {
-        let required = |name: &str| {
-            let name = format!("{prefix}_{name}");
-            std::env::var(&name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
-                panic!("{name} is not set: run ./scripts/test (or {script} <command>), which starts the server")
-            })
-        };
-        Self {
-            host: required("HOST"),
-            port: required("PORT").parse().unwrap(),
-            admin_user: required("ADMIN_USER"),
-            admin_password: required("ADMIN_PASSWORD"),
-            ca_file: required("CA_FILE"),
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        format!("{}:{}", self.host, self.port).parse().unwrap()
-    }
-
-    /// The handler's settings: the stack's, short retries, a CA bundle (in `dir`) trusting the emulator and this
-    /// server, and the deployment's `bindings` (issue 13).
-    pub fn handler_settings(
-        &self,
-        stack: &LocalStack,
-        dir: &std::path::Path,
-        bindings: Vec<(String, String)>,
-    ) -> Vec<(String, String)> {
-        let bundle = dir.join("ca-bundle.pem");
-        let server_ca = std::fs::read_to_string(&self.ca_file).unwrap();
-        std::fs::write(&bundle, format!("{}\n{server_ca}", stack.emulator().ca_pem())).unwrap();
-        let mut settings: Vec<(String, String)> =
-            stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
-        settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
-        settings.extend(bindings);
-        settings.extend(fast_retries());
-        settings
-    }
-}
-
-/// A real database server as the tests see it, through its own client (not keyturn's).
-#[allow(async_fn_in_trait)]
-pub trait TestServer {
-    fn addr(&self) -> SocketAddr;
-    /// A secret value in the provider's JSON shape, pointing at `port` (the gate, or the server itself).
-    fn value(&self, port: u16, user: &str, password: &str) -> String;
-    /// The login and password a secret value holds.
-    fn login_of(&self, value: &str) -> (String, String);
-    /// A fresh login with `password` (and no alternate left by an earlier run).
-    async fn create_login(&self, user: &str, password: &str);
-    /// What the server stores for `user`'s password: changes on every password change.
-    async fn fingerprint(&self, user: &str) -> String;
-    async fn logs_in(&self, user: &str, password: &str) -> bool;
-}
 
 /// A TCP relay in front of the database server that lets a number of connections through and holds the rest (accepted,
 /// never forwarded): a handler connecting through it waits there until it is killed.
