@@ -198,10 +198,13 @@ impl Row {
 mod tests {
     use super::*;
 
+    /// `(type, the CredentialId held, the one regenerated, (regenerate path, body), a list answer)`.
+    type Case = (AzureKeyType, &'static str, &'static str, (&'static str, Option<&'static str>), Value);
+
     /// Each row's regenerate request and list answer, in the shapes of the REST API specs' examples.
     #[test]
     fn every_row_names_the_other_key_and_reads_the_services_answer() {
-        let cases: [(AzureKeyType, &str, &str, (&str, Option<&str>), Value); 7] = [
+        let cases: [Case; 7] = [
             (
                 AzureKeyType::StorageAccount,
                 "KEY1",
