@@ -16,11 +16,14 @@
 //! - [`providers`]: rotation providers' endpoints (`KEYTURN_ARM_ENDPOINT`, `KEYTURN_WEBHOOK_ROTATORS`).
 //! - [`sweep`]: the scheduled sweep's thresholds, escalation, routing and state (`KEYTURN_SWEEP_*`).
 //! - `storage` (private): a blob container named by an account URL and a container setting (locks, sweep state).
+//! - [`azure_keys`]: the Azure key family's bindings (`KEYTURN_AZURE_KEY_RESOURCES`, `KEYTURN_STORAGE_ACCOUNTS`) and
+//!   the resource types it can rotate.
 //! - [`bindings`]: the `<vault>[/<names>]=<target>` grammar every provider binding shares.
 //! - [`entra`]: the Entra ID application secrets provider (`KEYTURN_ENTRA_APPLICATIONS`, `KEYTURN_GRAPH_ENDPOINT`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
 
+pub mod azure_keys;
 pub mod bindings;
 pub mod credential;
 pub mod entra;

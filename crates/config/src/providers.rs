@@ -7,13 +7,12 @@
 
 use url::Url;
 
-use crate::bindings::{Binding, TargetKind};
-use crate::notify::NameFilter;
+use crate::azure_keys::AzureKeyBindings;
+pub use crate::azure_keys::{AZURE_KEY_RESOURCES, STORAGE_ACCOUNTS};
 use crate::{ConfigError, Env, SecretString};
 
 pub const ARM_ENDPOINT: &str = "KEYTURN_ARM_ENDPOINT";
 pub const WEBHOOK_ROTATORS: &str = "KEYTURN_WEBHOOK_ROTATORS";
-pub const STORAGE_ACCOUNTS: &str = "KEYTURN_STORAGE_ACCOUNTS";
 pub const POSTGRES_SERVERS: &str = "KEYTURN_POSTGRES_SERVERS";
 pub const POSTGRES_ADMINS: &str = "KEYTURN_POSTGRES_ADMINS";
 pub const MYSQL_SERVERS: &str = "KEYTURN_MYSQL_SERVERS";
@@ -28,9 +27,10 @@ pub struct ProviderSettings {
     /// The webhook rotators, unparsed (the rotation crate owns the grammar); held as a secret because each
     /// entry carries its signing secret. `None`: no rotator is configured.
     pub webhook_rotators: Option<SecretString>,
-    /// `KEYTURN_STORAGE_ACCOUNTS`: which storage accounts the secrets of which vault (and names) may rotate.
-    /// Empty: the `storage-account-key` provider is not registered.
-    pub storage_accounts: Vec<StorageBinding>,
+    /// `KEYTURN_AZURE_KEY_RESOURCES` and `KEYTURN_STORAGE_ACCOUNTS`: which Azure resources (storage accounts,
+    /// Cosmos DB accounts, ...) the secrets of which vault (and names) may rotate the keys of. Empty: the
+    /// `azure-key` and `storage-account-key` providers are not registered.
+    pub azure_keys: AzureKeyBindings,
     /// The PostgreSQL servers and admin logins keyturn may use. No server: the postgres providers are not
     /// registered.
     pub postgres: PostgresBindings,
@@ -133,40 +133,6 @@ fn mysql_bindings(env: &Env<'_>) -> Result<MysqlBindings, Vec<ConfigError>> {
     DatabaseBindings::from_env(env, MYSQL_SERVERS, MYSQL_ADMINS, MYSQL_DEFAULT_PORT)
 }
 
-/// One `KEYTURN_STORAGE_ACCOUNTS` entry: `<vault>[/<name>|<prefix>*]=<account resource id>[,<id>...]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageBinding {
-    /// The vault's name, lowercase.
-    pub vault: String,
-    /// The secret names it applies to (every name when the entry names none).
-    pub names: NameFilter,
-    /// The accounts' resource ids, lowercase, without a trailing slash.
-    pub accounts: Vec<String>,
-}
-
-impl StorageBinding {
-    /// Whether a secret `vault/name` may rotate the keys of `account` (a resource id; case-insensitive).
-    pub fn allows(bindings: &[Self], vault: &str, name: &str, account: &str) -> bool {
-        let account = account.trim_end_matches('/').to_ascii_lowercase();
-        bindings
-            .iter()
-            .any(|b| b.vault.eq_ignore_ascii_case(vault) && b.names.matches(name) && b.accounts.contains(&account))
-    }
-
-    fn parse(raw: &str) -> Result<Vec<Self>, String> {
-        let kind = TargetKind {
-            placeholder: "<account resource id>",
-            description: "storage account resource ids \
-                          (/subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Storage/storageAccounts/<a>)",
-            is_valid: |a| {
-                a.starts_with("/subscriptions/") && a.contains("/providers/microsoft.storage/storageaccounts/")
-            },
-        };
-        let bindings = Binding::parse(raw, kind)?;
-        Ok(bindings.into_iter().map(|b| Self { vault: b.vault, names: b.names, accounts: b.targets }).collect())
-    }
-}
-
 impl ProviderSettings {
     /// The providers beyond `generated` these settings configure (each is registered only with its
     /// binding): the ones whose steps reach something outside Key Vault, where two instances rotating the
@@ -180,8 +146,8 @@ impl ProviderSettings {
         if !self.mysql.servers.is_empty() && !self.mysql.admins.is_empty() {
             configured.push("mysql");
         }
-        if !self.storage_accounts.is_empty() {
-            configured.push("storage-account-key");
+        if !self.azure_keys.is_empty() {
+            configured.push("azure-key");
         }
         if !self.entra.applications.is_empty() {
             configured.push("entra-app-secret");
@@ -196,26 +162,14 @@ impl ProviderSettings {
         let arm_endpoint = env
             .endpoint(ARM_ENDPOINT, DEFAULT_ARM_ENDPOINT, "a Resource Manager endpoint")
             .map_err(|error| vec![error])?;
-        let storage_accounts = match env.get(STORAGE_ACCOUNTS).map(|raw| (StorageBinding::parse(&raw), raw)) {
-            None => Vec::new(),
-            Some((Ok(bindings), _)) => bindings,
-            Some((Err(problem), raw)) => {
-                return Err(vec![ConfigError::invalid(
-                    STORAGE_ACCOUNTS,
-                    &raw,
-                    format!(
-                        "';'-separated <vault>[/<name or prefix*>]=<account resource id>[,<id>] entries: {problem}"
-                    ),
-                )]);
-            }
-        };
+        let azure_keys = AzureKeyBindings::from_env(env)?;
         let postgres = DatabaseBindings::from_env(env, POSTGRES_SERVERS, POSTGRES_ADMINS, 5432)?;
         let mysql = mysql_bindings(env)?;
         let entra = crate::entra::EntraSettings::from_env(env)?;
         Ok(Self {
             arm_endpoint,
             webhook_rotators: env.get(WEBHOOK_ROTATORS).map(SecretString::new),
-            storage_accounts,
+            azure_keys,
             postgres,
             mysql,
             entra,
@@ -245,20 +199,18 @@ mod tests {
     }
 
     #[test]
-    fn storage_accounts_are_bound_per_vault_and_name() {
+    fn storage_accounts_are_bound_per_vault_and_name_as_before() {
         const A: &str = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a";
         const B: &str = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/b";
         let raw = format!("kv-one={A}/ ; KV-two/app-*,db={A},{B}");
         let settings = ProviderSettings::from_env(&Env::new(&lookup(&[("KEYTURN_STORAGE_ACCOUNTS", &raw)]))).unwrap();
-        let bound = &settings.storage_accounts;
-        assert!(StorageBinding::allows(bound, "kv-one", "anything", &A.to_uppercase()));
-        assert!(!StorageBinding::allows(bound, "kv-one", "anything", B), "B is not bound to kv-one");
-        assert!(
-            StorageBinding::allows(bound, "kv-two", "app-web", B) && StorageBinding::allows(bound, "kv-two", "db", B)
-        );
-        assert!(!StorageBinding::allows(bound, "kv-two", "other", A), "names outside the entry's filter");
-        assert!(!StorageBinding::allows(bound, "kv-three", "db", A));
-        assert!(ProviderSettings::from_env(&Env::new(&lookup(&[]))).unwrap().storage_accounts.is_empty());
+        let bound = &settings.azure_keys;
+        assert!(bound.allows("kv-one", "anything", &A.to_uppercase()));
+        assert!(!bound.allows("kv-one", "anything", B), "B is not bound to kv-one");
+        assert!(bound.allows("kv-two", "app-web", B) && bound.allows("kv-two", "db", B));
+        assert!(!bound.allows("kv-two", "other", A), "names outside the entry's filter");
+        assert!(!bound.allows("kv-three", "db", A));
+        assert!(ProviderSettings::from_env(&Env::new(&lookup(&[]))).unwrap().azure_keys.is_empty());
 
         for bad in [
             "kv-one".to_owned(),

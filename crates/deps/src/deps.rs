@@ -353,7 +353,7 @@ mod tests {
         // Without bindings only the generated provider exists (issue 13: no binding, no provider).
         let unbound = format!("{:?}", Deps::from_lookup(lookup(&pairs)).unwrap().engine());
         assert!(unbound.contains("\"generated\""), "{unbound}");
-        for provider in ["postgres", "mysql", "storage-account-key", "entra-app-secret", "webhook"] {
+        for provider in ["postgres", "mysql", "azure-key", "storage-account-key", "entra-app-secret", "webhook"] {
             assert!(!unbound.contains(&format!("\"{provider}")), "{provider} registered without a binding: {unbound}");
         }
         pairs.push(("KEYTURN_POSTGRES_SERVERS", "db.example.com"));
@@ -376,6 +376,7 @@ mod tests {
             "postgres-alternating",
             "mysql",
             "mysql-alternating",
+            "azure-key",
             "storage-account-key",
             "entra-app-secret",
             "webhook",

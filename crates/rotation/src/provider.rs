@@ -14,8 +14,10 @@
 //!   so that a replay after a crash resumes and never strands a credential.
 //! - `mysql`, `mysql-alternating` (`provider/mysql.rs`): a MySQL password, the same two strategies, through an
 //!   admin login. The database providers share their protocol, bindings and value shape (`provider/database.rs`).
-//! - `storage-account-key` (`provider/storage_keys.rs`): a dual credential: regenerate the key *not* named
-//!   by `CredentialId` through Resource Manager and switch the tag; the stored key stays valid throughout.
+//! - `azure-key`, `storage-account-key` (`provider/azure_keys.rs`): the Azure key family, dual credentials
+//!   (storage accounts, Cosmos DB, Redis, Service Bus and Event Hubs rules, Azure AI services, Azure AI Search):
+//!   regenerate the key *not* named by `CredentialId` through Resource Manager and switch the tag; the stored key
+//!   stays valid throughout. One row per resource type in `provider/azure_keys/table.rs`.
 //! - `entra-app-secret` (`provider/entra.rs`): an Entra ID application's client secret through Microsoft Graph
 //!   (`provider/entra/graph.rs`): add a password, keep its secret in the pending home, promote it, and remove the
 //!   previous password once the overlap the secret's tags set has ended.
@@ -25,13 +27,13 @@
 //! Adding a provider is adding a module with a type implementing [`Provider`] and registering it in
 //! [`Providers::standard`] (needs nothing) or [`Providers::from_settings`] (needs settings or the vault).
 
+pub mod azure_keys;
 pub mod database;
 pub mod entra;
 pub mod generated;
 pub mod mysql;
 pub mod pending;
 pub mod postgres;
-pub mod storage_keys;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -160,13 +162,15 @@ impl Providers {
                 ca_file,
             )?));
         }
-        if !settings.providers.storage_accounts.is_empty() {
-            providers = providers.with(Arc::new(storage_keys::StorageKeys::new(
+        if !settings.providers.azure_keys.is_empty() {
+            let arm = azure_keys::arm::ArmClient::new(
+                azure_keys::NAME,
                 settings.providers.arm_endpoint.clone(),
                 credential,
                 options,
-                settings.providers.storage_accounts.clone(),
-            )));
+            );
+            let family = azure_keys::AzureKeys::new(arm, settings.providers.azure_keys.clone(), vault.clone());
+            providers = providers.with(Arc::new(family.storage_accounts_only())).with(Arc::new(family));
         }
         if let Some(rotators) = settings.providers.webhook_rotators.as_ref() {
             providers = providers.with(Arc::new(webhook::Webhook::new(Some(rotators), vault, ca_file)?));

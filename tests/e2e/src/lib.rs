@@ -728,6 +728,16 @@ pub fn publish_near_expiry(chain: &Chain, id: &str, vault: &str, name: &str, ver
     chain.stack.grid().publish(secret_near_expiry(id, vault, name, version, exp));
 }
 
+/// SIGKILLs the handler process `pid`: what a crashed or recycled worker looks like to everything it talks to.
+///
+/// # Panics
+/// When the signal cannot be sent.
+pub fn sigkill(pid: u32) {
+    let raw = i32::try_from(pid).unwrap_or_else(|_| panic!("process id {pid} does not fit an i32"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), nix::sys::signal::Signal::SIGKILL)
+        .unwrap_or_else(|error| panic!("killing the handler {pid}: {error}"));
+}
+
 /// Polls `done` every 5 ms until it holds.
 ///
 /// # Panics

@@ -22,7 +22,7 @@ use std::time::Duration;
 use keyturn_e2e::receivers::{Received, http_sink, wait_until};
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
-    publish_near_expiry, secret_versions, seed_secret, tags, wait_for, workspace_binary,
+    publish_near_expiry, secret_versions, seed_secret, sigkill, tags, wait_for, workspace_binary,
 };
 use keyturn_host::Status;
 use keyturn_local::eventgrid::EventGridOptions;
@@ -216,10 +216,6 @@ enum KilledAfter {
     AddPassword,
     PendingStored,
     Promoted,
-}
-
-fn sigkill(pid: u32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 }
 
 #[tokio::test]

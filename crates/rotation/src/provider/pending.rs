@@ -53,6 +53,11 @@ impl PendingHome {
         Self { vault, provider }
     }
 
+    /// The same homes, for a provider registered under another name.
+    pub fn for_provider(&self, provider: &'static str) -> Self {
+        Self { vault: self.vault.clone(), provider }
+    }
+
     /// The pending home's name for the live secret `name`.
     pub fn name_for(&self, name: &str) -> Result<String, ProviderError> {
         let pending = format!("{name}{SUFFIX}");

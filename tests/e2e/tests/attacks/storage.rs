@@ -1,7 +1,8 @@
-//! The storage-account-key attack through the real `near-expiry` binary, against the local stack's Resource
-//! Manager emulator (crates/local/src/arm.rs): a secret's writer names, in `ProviderAddress`, an account the
-//! handler's identity could manage but that no `KEYTURN_STORAGE_ACCOUNTS` entry binds to their secret.
-//! Refused before Resource Manager is called: the account's keys are unchanged and were never regenerated.
+//! The Azure key family's attack through the real `near-expiry` binary, against the local stack's Resource
+//! Manager emulator (crates/local/src/arm/): a secret's writer names, in `ProviderAddress`, an account the
+//! handler's identity could manage but that no `KEYTURN_STORAGE_ACCOUNTS` (or `KEYTURN_AZURE_KEY_RESOURCES`)
+//! entry binds to their secret, with `storage-account-key` and with `azure-key` (a Cosmos DB account).
+//! Refused before Resource Manager is called: the accounts' keys are unchanged and were never regenerated.
 //! Beside it, the writer's own `app-*` secret rotates its bound account's key.
 
 use std::time::Duration;
@@ -16,6 +17,9 @@ const VAULT: &str = "kv-atk";
 const BOUND: &str = "/subscriptions/0000/resourceGroups/rg-app/providers/Microsoft.Storage/storageAccounts/appdata";
 /// Another team's account: the identity could regenerate its keys, but nothing binds it to this vault.
 const VICTIM: &str = "/subscriptions/0000/resourceGroups/rg-other/providers/Microsoft.Storage/storageAccounts/payroll";
+/// Another team's Cosmos DB account, named through the family's provider.
+const COSMOS_VICTIM: &str =
+    "/subscriptions/0000/resourceGroups/rg-other/providers/Microsoft.DocumentDB/databaseAccounts/ledger";
 
 fn policy(account: &str) -> Vec<(&str, &str)> {
     vec![
@@ -35,6 +39,7 @@ async fn a_secret_writer_cannot_rotate_the_keys_of_an_account_not_bound_to_their
         let arm = ArmEmulator::builder()
             .storage_account(BOUND)
             .storage_account(VICTIM)
+            .resource(COSMOS_VICTIM)
             .ca_dir(dir.path().join("arm"))
             .start(stack.emulator().token_registry().unwrap())
             .await
@@ -50,6 +55,7 @@ async fn a_secret_writer_cannot_rotate_the_keys_of_an_account_not_bound_to_their
         settings.extend(fast_retries());
         let victim_keys = (arm.key(VICTIM, "key1").unwrap(), arm.key(VICTIM, "key2").unwrap());
         let own_key1 = arm.key(BOUND, "key1").unwrap();
+        let cosmos_keys = (arm.key(COSMOS_VICTIM, "primary").unwrap(), arm.key(COSMOS_VICTIM, "secondary").unwrap());
 
         let chain =
             Chain::start(stack, "near-expiry", &workspace_binary("near-expiry"), &NEAR_EXPIRY_EVENT_TYPES, settings)
@@ -60,19 +66,34 @@ async fn a_secret_writer_cannot_rotate_the_keys_of_an_account_not_bound_to_their
         let attack_named =
             seed_for_a_year(&chain.stack, VAULT, "app-steal", "writer-chosen-value-0002", &policy(VICTIM));
         let own = seed_for_a_year(&chain.stack, VAULT, "app-keys", &own_key1, &policy(BOUND));
+        // The family's name for the provider, naming another team's Cosmos DB account.
+        let cosmos_policy = [
+            ("KeyturnRotation", "azure-key"),
+            ("ValidityPeriodDays", "60"),
+            ("CredentialId", "primary"),
+            ("ProviderAddress", COSMOS_VICTIM),
+        ];
+        let attack_cosmos =
+            seed_for_a_year(&chain.stack, VAULT, "app-cosmos", "writer-chosen-value-0003", &cosmos_policy);
         near_expiry(&chain, VAULT, "atk-keys", &attack);
         near_expiry(&chain, VAULT, "app-steal", &attack_named);
         near_expiry(&chain, VAULT, "app-keys", &own);
-        chain.settle(3, Duration::from_secs(60)).await;
+        near_expiry(&chain, VAULT, "app-cosmos", &attack_cosmos);
+        chain.settle(4, Duration::from_secs(60)).await;
 
-        for name in ["atk-keys", "app-steal"] {
+        for name in ["atk-keys", "app-steal", "app-cosmos"] {
             assert_refused(&chain, &sink, VAULT, name, &["is not bound to secret", "KEYTURN_STORAGE_ACCOUNTS"]);
         }
         // Nothing outside the attacker's secrets changed: the victim's keys, never regenerated.
         assert_eq!((arm.key(VICTIM, "key1").unwrap(), arm.key(VICTIM, "key2").unwrap()), victim_keys);
         assert_eq!((arm.regenerations(VICTIM, "key1"), arm.regenerations(VICTIM, "key2")), (Some(0), Some(0)));
+        assert_eq!(
+            (arm.key(COSMOS_VICTIM, "primary").unwrap(), arm.key(COSMOS_VICTIM, "secondary").unwrap()),
+            cosmos_keys
+        );
+        assert_eq!(arm.lists(COSMOS_VICTIM), Some(0), "Resource Manager was not even asked for the Cosmos DB keys");
         let store = chain.stack.emulator().store();
-        for name in ["atk-keys", "app-steal"] {
+        for name in ["atk-keys", "app-steal", "app-cosmos"] {
             assert_eq!(store.list_secret_versions(VAULT, name).unwrap().len(), 1, "{name} got no new version");
         }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 pub use keyturn_e2e::database::TestServer;
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, seed_secret, tags, workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, seed_secret, sigkill, tags,
+    workspace_binary,
 };
 // The suites' vault and Event Grid helpers are the e2e library's, under the names these suites read best with.
 pub use keyturn_e2e::{publish_near_expiry as publish, secret_versions as versions, wait_for};
@@ -109,10 +110,6 @@ pub async fn stack(vault: &str) -> LocalStack {
 /// Seeds a secret version (expiring in a year: the vault's clock never gets near it here).
 pub fn seed(stack: &LocalStack, vault: &str, name: &str, value: &str, pairs: &[(&str, &str)]) -> String {
     seed_secret(stack, vault, name, value, 365, tags(pairs))
-}
-
-fn sigkill(pid: u32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
