@@ -93,6 +93,7 @@ locals {
       hostStorage         = [azurerm_storage_account.host[h].id]
       lockContainer       = [azurerm_storage_container.locks.id]
       sweepStateContainer = [azurerm_storage_container.sweep_state.id]
+      deadLetterContainer = [azurerm_storage_container.dead_letter.id]
       insights            = [azurerm_application_insights.this.id]
     }
   }
@@ -131,6 +132,8 @@ locals {
           KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null
           KEYTURN_SWEEP_REPAIR            = h == "sweep" ? (var.sweep_repair_enabled ? "on" : "off") : null
+          KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
+          KEYTURN_SWEEP_DEAD_LETTER_CONTAINER   = h == "sweep" ? azurerm_storage_container.dead_letter.name : null
         } : k => v if v != null
       },
     )

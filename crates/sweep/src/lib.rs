@@ -34,8 +34,10 @@ pub mod thresholds;
 pub use keyturn_rotation::window;
 
 pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
-pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, DeadLetterReport, Unusable};
-pub use keyturn_notify::digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
+pub use dead_letters::{
+    DeadLetter, DeadLetterBlob, DeadLetterError, DeadLetterReader, DeadLetterReport, DeadLetters, MemoryDeadLetters, Unusable,
+};
+pub use keyturn_notify::digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, Section, digest};
 pub use object::ObjectVersion;
 pub use pacer::{Pacer, PacerLimits, RateLimit};
 pub use paged::{BlobPagedVersions, MemoryPagedVersions, PagedVersions};
