@@ -1,6 +1,9 @@
 //! `keyturn check`'s decisions and renderings, against hand-made facts (the real command runs end to end in
 //! tests/e2e/tests/cli.rs and check_report.rs).
 
+use chrono::DateTime;
+
+use super::table::{short, thresholds_json};
 use super::*;
 
 fn now() -> DateTime<Utc> {
