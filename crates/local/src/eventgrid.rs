@@ -328,7 +328,9 @@ impl Shared {
             match destination.write(&blob.join("/"), body).await {
                 Ok(()) => info!(container = %destination.container(), blob = %blob.join("/"), "dead letter written"),
                 // The service counts such an event as dropped (`DroppedEventCount`).
-                Err(e) => warn!(container = %destination.container(), error = %e, "dead letter dropped: the container refused it"),
+                Err(e) => {
+                    warn!(container = %destination.container(), error = %e, "dead letter dropped: the container refused it")
+                }
             }
         }
         lock(&self.dead_letters).push(letter);

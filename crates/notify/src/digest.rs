@@ -184,7 +184,11 @@ impl Digest {
         } else {
             "reached an expiry threshold, were repaired or dead-lettered"
         };
-        format!("[keyturn {}] {} object{plural} {what}{part}", self.severity().as_str().to_uppercase(), self.digest_total)
+        format!(
+            "[keyturn {}] {} object{plural} {what}{part}",
+            self.severity().as_str().to_uppercase(),
+            self.digest_total
+        )
     }
 }
 

@@ -132,17 +132,21 @@ pub fn parse_blob(blob: &str, content: &[u8]) -> (Vec<DeadLetter>, Vec<Unusable>
     (letters, bad)
 }
 
+/// What one dead-letter blob holds: its Key Vault events, and what in it cannot be used.
+pub type BlobContent = (Vec<DeadLetter>, Vec<Unusable>);
+
 /// Where the sweep finds dead letters: the container ([`DeadLetterReader`]), or a fake in unit tests
 /// ([`MemoryDeadLetters`]).
 pub trait DeadLetters: Send + Sync + std::fmt::Debug {
     /// The dead-letter blobs under `prefix`, at most `max_blobs`, by name. Reads no content.
-    fn list<'a>(&'a self, prefix: &'a str, max_blobs: usize) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>>;
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        max_blobs: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>>;
 
     /// What one blob holds: its Key Vault events, and what cannot be used.
-    fn read_blob<'a>(
-        &'a self,
-        blob: &'a DeadLetterBlob,
-    ) -> BoxFuture<'a, Result<(Vec<DeadLetter>, Vec<Unusable>), DeadLetterError>>;
+    fn read_blob<'a>(&'a self, blob: &'a DeadLetterBlob) -> BoxFuture<'a, Result<BlobContent, DeadLetterError>>;
 }
 
 /// Dead-letter blobs in memory, for unit tests: name → content.
@@ -160,7 +164,11 @@ impl MemoryDeadLetters {
 }
 
 impl DeadLetters for MemoryDeadLetters {
-    fn list<'a>(&'a self, prefix: &'a str, max_blobs: usize) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>> {
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        max_blobs: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>> {
         let mut blobs: Vec<DeadLetterBlob> = self
             .blobs
             .lock()
@@ -174,10 +182,7 @@ impl DeadLetters for MemoryDeadLetters {
         Box::pin(async move { Ok(blobs) })
     }
 
-    fn read_blob<'a>(
-        &'a self,
-        blob: &'a DeadLetterBlob,
-    ) -> BoxFuture<'a, Result<(Vec<DeadLetter>, Vec<Unusable>), DeadLetterError>> {
+    fn read_blob<'a>(&'a self, blob: &'a DeadLetterBlob) -> BoxFuture<'a, Result<BlobContent, DeadLetterError>> {
         let content = self
             .blobs
             .lock()
@@ -267,7 +272,7 @@ impl DeadLetterReader {
 
     /// The events of one dead-letter blob, and what in it cannot be used (a blob too large to read is one
     /// unusable entry: reported, not read).
-    pub async fn read_one(&self, blob: &DeadLetterBlob) -> Result<(Vec<DeadLetter>, Vec<Unusable>), DeadLetterError> {
+    pub async fn read_one(&self, blob: &DeadLetterBlob) -> Result<BlobContent, DeadLetterError> {
         if blob.size > MAX_BLOB_BYTES {
             let reason = format!("{} bytes; dead-letter blobs over {MAX_BLOB_BYTES} bytes are not read", blob.size);
             return Ok((Vec::new(), vec![Unusable { blob: blob.name.clone(), index: None, event_id: None, reason }]));
@@ -284,14 +289,15 @@ impl DeadLetterReader {
 }
 
 impl DeadLetters for DeadLetterReader {
-    fn list<'a>(&'a self, prefix: &'a str, max_blobs: usize) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>> {
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        max_blobs: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>> {
         Box::pin(self.list_blobs(prefix, max_blobs))
     }
 
-    fn read_blob<'a>(
-        &'a self,
-        blob: &'a DeadLetterBlob,
-    ) -> BoxFuture<'a, Result<(Vec<DeadLetter>, Vec<Unusable>), DeadLetterError>> {
+    fn read_blob<'a>(&'a self, blob: &'a DeadLetterBlob) -> BoxFuture<'a, Result<BlobContent, DeadLetterError>> {
         Box::pin(self.read_one(blob))
     }
 }

@@ -35,7 +35,8 @@ pub use keyturn_rotation::window;
 
 pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
 pub use dead_letters::{
-    DeadLetter, DeadLetterBlob, DeadLetterError, DeadLetterReader, DeadLetterReport, DeadLetters, MemoryDeadLetters, Unusable,
+    DeadLetter, DeadLetterBlob, DeadLetterError, DeadLetterReader, DeadLetterReport, DeadLetters, MemoryDeadLetters,
+    Unusable,
 };
 pub use keyturn_notify::digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, Section, digest};
 pub use object::ObjectVersion;

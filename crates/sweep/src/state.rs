@@ -350,8 +350,14 @@ mod tests {
         assert_eq!(key(7).path(), "kv1/secret/db/v1/7d");
         assert_eq!(key(7).to_string(), "7-day threshold of Secret kv1/db version v1");
         let letter = ThresholdKey::dead_letter("T/SUB/2026/12/2/16/a.json");
-        assert_eq!((letter.path().as_str(), letter.to_string()), ("_dead-letters/T/SUB/2026/12/2/16/a.json", "dead letter T/SUB/2026/12/2/16/a.json".into()));
-        assert!(matches!(store.claim(&letter, "s2", t0()).await.unwrap(), Claim::Claimed(_)), "a dead letter is claimed like a threshold");
+        assert_eq!(
+            (letter.path().as_str(), letter.to_string()),
+            ("_dead-letters/T/SUB/2026/12/2/16/a.json", "dead letter T/SUB/2026/12/2/16/a.json".into())
+        );
+        assert!(
+            matches!(store.claim(&letter, "s2", t0()).await.unwrap(), Claim::Claimed(_)),
+            "a dead letter is claimed like a threshold"
+        );
         assert_eq!(key(7).on_channel("c2-slack").path(), "kv1/secret/db/v1/7d/c2-slack");
         let slack = store.claim(&key(7).on_channel("c2-slack"), "s4", t0()).await.unwrap();
         assert!(matches!(slack, Claim::Claimed(_)), "each channel's claim is its own");

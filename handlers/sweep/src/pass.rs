@@ -163,15 +163,17 @@ pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> Report {
     report.repairs = found.repairs;
     report.repairs.extend(report.dead_letters.iter().filter(|f| f.result.acted()).filter_map(Finding::notice));
     report.repaired = report.repairs.len();
-    report.deferred = found.deferred
-        + report.dead_letters.iter().filter(|f| matches!(f.result, Redrive::Deferred { .. })).count();
+    report.deferred =
+        found.deferred + report.dead_letters.iter().filter(|f| matches!(f.result, Redrive::Deferred { .. })).count();
     // What the sweep did and what it could not: to the channels the notice's severity routes to, no pagers.
     let mut claimed = found.claimed;
-    let reported = report.repairs.iter().cloned().chain(
-        report.dead_letters.iter().filter(|f| !f.result.acted()).filter_map(Finding::notice),
-    );
+    let reported = report
+        .repairs
+        .iter()
+        .cloned()
+        .chain(report.dead_letters.iter().filter(|f| !f.result.acted()).filter_map(Finding::notice));
     for notice in reported {
-        for channel in deps.policy.routes.channels(notice.severity).into_iter().filter(|c| !is_pager(c)) {
+        for channel in deps.policy.routes.channels(notice.severity).iter().filter(|c| !is_pager(c)) {
             claimed.push(Claimed { channel: channel.clone(), notice: notice.clone(), token: None });
         }
     }
@@ -401,9 +403,12 @@ fn plan_phrase(decided: &Result<Plan, keyturn_rotation::policy::PolicyError>) ->
     }
 }
 
+/// A notice to send, with its claim when it has one.
+type ToSend = (Notice, Option<ClaimToken>);
+
 /// Sends what was claimed, per channel, and completes or releases each claim.
 async fn deliver(deps: &SweepDeps, claimed: Vec<Claimed>, sweep_id: &str, now: DateTime<Utc>, report: &mut Report) {
-    let mut by_channel: Vec<(ChannelId, Vec<(Notice, Option<ClaimToken>)>)> = Vec::new();
+    let mut by_channel: Vec<(ChannelId, Vec<ToSend>)> = Vec::new();
     for Claimed { channel, notice, token } in claimed {
         match by_channel.iter_mut().find(|(c, _)| *c == channel) {
             Some((_, list)) => list.push((notice, token)),

@@ -118,7 +118,11 @@ impl Finding {
             Redrive::Unusable(_) => return None,
         };
         let reason = self.dead_letter_reason.as_deref().unwrap_or("no reason given");
-        let plan = format!("its event {} was dead-lettered ({reason}); {}", self.event_id.as_deref().unwrap_or("?"), self.result.describe());
+        let plan = format!(
+            "its event {} was dead-lettered ({reason}); {}",
+            self.event_id.as_deref().unwrap_or("?"),
+            self.result.describe()
+        );
         Some(Notice {
             object,
             // Only a Key Vault event without an expiry gets here without one: it is shown as due now.
@@ -189,7 +193,9 @@ pub async fn run(deps: &SweepDeps, source: &dyn DeadLetters, sweep_id: &str, now
         }
         for finding in &findings {
             match &finding.result {
-                Redrive::Unusable(_) | Redrive::NotRedriven(_) => tracing::warn!(dead_letter = %finding.line(), "dead letter"),
+                Redrive::Unusable(_) | Redrive::NotRedriven(_) => {
+                    tracing::warn!(dead_letter = %finding.line(), "dead letter")
+                }
                 _ => tracing::info!(dead_letter = %finding.line(), "dead letter"),
             }
         }
@@ -269,9 +275,11 @@ async fn redrive(deps: &SweepDeps, letter: &DeadLetter, now: DateTime<Utc>) -> R
             Ok(Redrive::NotRedriven(format!("manual action due: {reason}")))
         }
         Ok(outcome) => Ok(Redrive::NoLongerNeeded(outcome.to_string())),
-        Err(error) if error.is_retryable() => {
-            Err(format!("re-driving the dead-lettered event {} ({}): {error}", letter.event.id, accepted.object.described()))
-        }
+        Err(error) if error.is_retryable() => Err(format!(
+            "re-driving the dead-lettered event {} ({}): {error}",
+            letter.event.id,
+            accepted.object.described()
+        )),
         Err(error) => Ok(Redrive::NotRedriven(format!("re-driving failed for good: {error}"))),
     }
 }

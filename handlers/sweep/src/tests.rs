@@ -221,7 +221,13 @@ async fn with_repair_on_a_missed_rotation_is_made_once_through_the_engine() {
 
 /// A dead-letter blob as Event Grid writes it: the `lifecycle` event of `kv-one/<name>` at `version`, with the
 /// fields Event Grid adds.
-fn dead_letter(id: &str, event_type: keyturn_events::KeyVaultEventType, name: &str, version: &str, exp: DateTime<Utc>) -> Vec<u8> {
+fn dead_letter(
+    id: &str,
+    event_type: keyturn_events::KeyVaultEventType,
+    name: &str,
+    version: &str,
+    exp: DateTime<Utc>,
+) -> Vec<u8> {
     use keyturn_events::{Event, KeyVaultEvent, Payload, Schema, VaultObject};
     let object = VaultObject::new("kv-one", event_type.object_kind(), name, Some(version), None, Some(exp)).unwrap();
     let event = Event {
@@ -247,7 +253,8 @@ async fn dead_letters_are_re_driven_where_still_needed_and_each_reported_once() 
     use keyturn_events::KeyVaultEventType::{SecretExpired, SecretNearExpiry};
     use keyturn_sweep::{MemoryDeadLetters, Section};
 
-    let (world, deps) = world_with(&[("KEYTURN_SWEEP_ROUTES", "info=slack;warning=slack"), ("KEYTURN_SWEEP_REPAIR", "on")]);
+    let (world, deps) =
+        world_with(&[("KEYTURN_SWEEP_ROUTES", "info=slack;warning=slack"), ("KEYTURN_SWEEP_REPAIR", "on")]);
     let now = Utc::now();
     // 29 days 23 hours out: inside Key Vault's window, before the sweep's own repair grace.
     let exp = now + Duration::days(30) - Duration::hours(1);
@@ -260,7 +267,9 @@ async fn dead_letters_are_re_driven_where_still_needed_and_each_reported_once() 
     letters.put("KEYTURN-EXPIRED/2027/1/1/0/3.json", dead_letter("e3", SecretExpired, "old", "o1", now));
     letters.put("KEYTURN-EXPIRED/2027/1/1/0/4.json", b"[{\"id\": \"broken\"}]".to_vec());
     let deps = Arc::new(
-        Arc::try_unwrap(deps).unwrap().with_dead_letters(Some(Arc::new(letters) as Arc<dyn keyturn_sweep::DeadLetters>)),
+        Arc::try_unwrap(deps)
+            .unwrap()
+            .with_dead_letters(Some(Arc::new(letters) as Arc<dyn keyturn_sweep::DeadLetters>)),
     );
 
     let report = run(&deps, now).await;
@@ -268,10 +277,22 @@ async fn dead_letters_are_re_driven_where_still_needed_and_each_reported_once() 
     let results: Vec<(Option<&str>, &crate::redrive::Redrive)> =
         report.dead_letters.iter().map(|f| (f.event_id.as_deref(), &f.result)).collect();
     use crate::redrive::Redrive;
-    assert!(matches!(results[0], (Some("e3"), Redrive::NotRedriven(why)) if why.contains("expiry event")), "{results:?}");
-    assert!(matches!(results[1], (Some("broken"), Redrive::Unusable(why)) if why.contains("does not decode")), "{results:?}");
-    assert!(matches!(results[2], (Some("e1"), Redrive::Rotated(how)) if how.starts_with("rotated from v1")), "{results:?}");
-    assert!(matches!(results[3], (Some("e2"), Redrive::NoLongerNeeded(why)) if why.contains("already rotated to a2")), "{results:?}");
+    assert!(
+        matches!(results[0], (Some("e3"), Redrive::NotRedriven(why)) if why.contains("expiry event")),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[1], (Some("broken"), Redrive::Unusable(why)) if why.contains("does not decode")),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], (Some("e1"), Redrive::Rotated(how)) if how.starts_with("rotated from v1")),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[3], (Some("e2"), Redrive::NoLongerNeeded(why)) if why.contains("already rotated to a2")),
+        "{results:?}"
+    );
     assert_eq!(world.vault.count("kv-one", Collection::Secrets, "db-password"), 2, "re-driven: one rotation");
     assert_eq!(world.vault.count("kv-one", Collection::Secrets, "api"), 2, "no longer needed: no rotation");
     assert_eq!(report.repaired, 1);
@@ -310,8 +331,9 @@ async fn with_repair_off_a_dead_letter_is_reported_not_re_driven() {
     secret(&world, "db-password", "v1", exp, OPTED_IN);
     let letters = keyturn_sweep::MemoryDeadLetters::default();
     letters.put("KEYTURN-NEAR-EXPIRY/1.json", dead_letter("e1", SecretNearExpiry, "db-password", "v1", exp));
-    let deps =
-        Arc::try_unwrap(deps).unwrap().with_dead_letters(Some(Arc::new(letters) as Arc<dyn keyturn_sweep::DeadLetters>));
+    let deps = Arc::try_unwrap(deps)
+        .unwrap()
+        .with_dead_letters(Some(Arc::new(letters) as Arc<dyn keyturn_sweep::DeadLetters>));
     let report = run(&deps, Utc::now()).await;
     let [finding] = &report.dead_letters[..] else { panic!("{:?}", report.dead_letters) };
     assert!(

@@ -309,11 +309,7 @@ impl DeadLetterContainer {
         let container = Self { url, http, token };
         let mut create = container.url.clone();
         create.set_query(Some("restype=container"));
-        let created = container
-            .request(reqwest::Method::PUT, create)
-            .send()
-            .await
-            .unwrap();
+        let created = container.request(reqwest::Method::PUT, create).send().await.unwrap();
         assert_eq!(created.status().as_u16(), 201, "creating the dead-letter container: {:?}", created.text().await);
         container
     }
@@ -346,14 +342,7 @@ impl DeadLetterContainer {
     async fn names(&self) -> Vec<String> {
         let mut url = self.url.clone();
         url.set_query(Some("restype=container&comp=list"));
-        let list = self
-            .request(reqwest::Method::GET, url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let list = self.request(reqwest::Method::GET, url).send().await.unwrap().text().await.unwrap();
         list.split("<Name>").skip(1).filter_map(|rest| rest.split("</Name>").next()).map(str::to_owned).collect()
     }
 }
@@ -418,9 +407,18 @@ async fn a_dead_lettered_near_expiry_event_is_re_driven_by_the_next_sweep_exactl
         assert!(swept.contains("3 dead letters (1 re-driven, 1 unusable)"), "{swept}");
         let line = |name: &str| {
             let needle = format!("secret {VAULT}/{name} version");
-            swept.split("; ").find(|part| part.contains(&needle)).unwrap_or_else(|| panic!("{name}: {swept}")).to_owned()
+            swept
+                .split("; ")
+                .find(|part| part.contains(&needle))
+                .unwrap_or_else(|| panic!("{name}: {swept}"))
+                .to_owned()
         };
-        assert!(line("db-password").contains(&format!("version {first}, dead-lettered MaxDeliveryAttemptsExceeded): re-driven: rotated from {first}")), "{swept}");
+        assert!(
+            line("db-password").contains(&format!(
+                "version {first}, dead-lettered MaxDeliveryAttemptsExceeded): re-driven: rotated from {first}"
+            )),
+            "{swept}"
+        );
         assert!(line("api-token").contains("not re-driven, no longer needed: already rotated"), "{swept}");
         assert!(swept.contains("not-event-grids.json: unusable: not JSON"), "{swept}");
         // The digest (info goes to the webhook) names the repaired secret in its own section.
@@ -428,7 +426,12 @@ async fn a_dead_lettered_near_expiry_event_is_re_driven_by_the_next_sweep_exactl
         let groups: Vec<(String, Vec<String>)> = digests
             .iter()
             .flat_map(|d| d.json()["groups"].as_array().unwrap().clone())
-            .map(|g| (g["section"].as_str().unwrap().to_owned(), digest_names(&serde_json::json!({"type": "keyturn.digest", "groups": [g]}))))
+            .map(|g| {
+                (
+                    g["section"].as_str().unwrap().to_owned(),
+                    digest_names(&serde_json::json!({"type": "keyturn.digest", "groups": [g]})),
+                )
+            })
             .collect();
         assert!(groups.contains(&("repaired".to_owned(), vec!["db-password".to_owned()])), "{groups:?}");
         assert!(groups.contains(&("dead-lettered".to_owned(), vec!["api-token".to_owned()])), "{groups:?}");

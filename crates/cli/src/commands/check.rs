@@ -9,7 +9,6 @@
 //! [`report`]): a timeline of each vault's expiries with their notice thresholds, a sortable, filterable table
 //! and summary counts.
 
-
 mod forecast;
 pub mod report;
 mod table;
@@ -74,10 +73,9 @@ pub struct Args {
     pub ca_file: Option<PathBuf>,
 }
 
-
+use forecast::object_facts;
 pub use forecast::{Facts, Forecast, Row, row};
 pub use table::relative;
-use forecast::object_facts;
 use table::{print_table, row_json};
 
 fn parse_thresholds(text: &str) -> Result<Thresholds, ThresholdError> {

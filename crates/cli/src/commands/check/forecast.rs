@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use super::table::format_time;
 use crate::output::Tone;
 
-
 /// What one handler would do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forecast {

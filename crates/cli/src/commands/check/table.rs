@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use super::Row;
 use crate::output::{self, Output, Tone};
 
-
 /// "in 29 days", "expired 3 days ago", "never".
 pub fn relative(expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     let Some(expires) = expires else { return "never".to_owned() };

@@ -46,11 +46,8 @@ fn secrets_are_judged_as_the_engine_judges_them() {
     assert_eq!(no_validity.near_expiry.action, "reject");
     assert!(no_validity.near_expiry.detail.contains("ValidityPeriodDays"));
 
-    let unknown = decide(&facts(
-        ObjectKind::Secret,
-        &[("KeyturnRotation", "vaultwarden"), ("ValidityPeriodDays", "5")],
-        Some(5),
-    ));
+    let unknown =
+        decide(&facts(ObjectKind::Secret, &[("KeyturnRotation", "vaultwarden"), ("ValidityPeriodDays", "5")], Some(5)));
     assert_eq!(unknown.near_expiry.action, "reject");
     // The engine's own words: one decision, one message.
     assert!(unknown.near_expiry.detail.contains("'vaultwarden' is not a provider this deployment has"));
@@ -106,11 +103,8 @@ fn expired_and_new_version_follow_their_tags() {
     assert_eq!(rotate_without_policy.expired.action, "reject");
     let mirrored = decide(&facts(ObjectKind::Secret, &[("KeyturnMirror", "kv-dr, kv-eu")], None));
     assert_eq!(mirrored.new_version.text(), "notify: and replicate to kv-dr, kv-eu");
-    let replica = decide(&facts(
-        ObjectKind::Secret,
-        &[("KeyturnReplicaOf", "kv-one/db/v1"), ("KeyturnMirror", "kv-dr")],
-        None,
-    ));
+    let replica =
+        decide(&facts(ObjectKind::Secret, &[("KeyturnReplicaOf", "kv-one/db/v1"), ("KeyturnMirror", "kv-dr")], None));
     assert!(replica.new_version.detail.contains("not replicated onward"));
 }
 
@@ -128,20 +122,13 @@ fn a_rotation_window_is_judged_when_the_near_expiry_event_comes() {
     let waits = windowed("Sat 02:00-04:00 UTC", 10);
     assert_eq!((waits.near_expiry.action, waits.outcome()), ("rotate", "rotate"));
     assert!(
-        waits
-            .near_expiry
-            .detail
-            .ends_with("(due now); waits for its rotation window, open from 2026-01-03 02:00 UTC"),
+        waits.near_expiry.detail.ends_with("(due now); waits for its rotation window, open from 2026-01-03 02:00 UTC"),
         "{:?}",
         waits.near_expiry
     );
     // Expiring tomorrow, before the window: rotated at once.
     let at_once = windowed("Sat 02:00-04:00 UTC", 1);
-    assert!(
-        at_once.near_expiry.detail.contains("outside its rotation window, at once"),
-        "{:?}",
-        at_once.near_expiry
-    );
+    assert!(at_once.near_expiry.detail.contains("outside its rotation window, at once"), "{:?}", at_once.near_expiry);
     // A window tag that does not parse is a policy problem, as the handler would reject it.
     let mistyped = windowed("Caturday 02:00-04:00", 10);
     assert_eq!((mistyped.near_expiry.action, mistyped.outcome()), ("reject", "problem"));
