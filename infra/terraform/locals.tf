@@ -132,9 +132,14 @@ locals {
           KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null
           KEYTURN_SWEEP_REPAIR            = h == "sweep" ? (var.sweep_repair_enabled ? "on" : "off") : null
-          KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
-          KEYTURN_SWEEP_DEAD_LETTER_CONTAINER   = h == "sweep" ? azurerm_storage_container.dead_letter.name : null
         } : k => v if v != null
+      },
+      # The sweep reads the dead letters the subscriptions write, to report and re-drive them.
+      {
+        for k, v in {
+          KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL = azurerm_storage_account.state.primary_blob_endpoint
+          KEYTURN_SWEEP_DEAD_LETTER_CONTAINER   = azurerm_storage_container.dead_letter.name
+        } : k => v if h == "sweep"
       },
     )
   }
