@@ -257,15 +257,8 @@ fn usage(message: impl Into<String>) -> CommandFailure {
 }
 
 /// What Event Grid adds to each event it dead-letters: the story of the failed deliveries, not part of the
-/// event, so a replay leaves them out.
-pub const DEAD_LETTER_FIELDS: [&str; 6] = [
-    "deadLetterReason",
-    "deliveryAttempts",
-    "lastDeliveryOutcome",
-    "lastHttpStatusCode",
-    "publishTime",
-    "lastDeliveryAttemptTime",
-];
+/// event, so a replay leaves them out. The sweep's dead-letter reader owns the list.
+pub use keyturn_sweep::dead_letters::DEAD_LETTER_FIELDS;
 
 /// The events of `path` (one event or an array), each less the dead-letter fields and checked to decode as
 /// the handlers decode it. Any problem is a usage error (exit 2) naming the file, the event and the JSON path,
