@@ -16,7 +16,9 @@
 //!   the next window opens too late). Re-exported from `keyturn_rotation::window`: the rotation engine
 //!   applies it to every near-expiry rotation, the sweep's included.
 //! - [`dead_letters`]: the dead-letter container read back: each dead-lettered Key Vault event with Event
-//!   Grid's account of the failure, and what could not be used, named.
+//!   Grid's account of the failure, and what could not be used, named; [`DeadLetters`], the container
+//!   ([`DeadLetterReader`]) or blobs in memory for unit tests ([`MemoryDeadLetters`]). Which blobs a sweep
+//!   handled is a claim in the [`ThresholdStore`] ([`ThresholdKey::dead_letter`]).
 //! - [`pacer`]: [`Pacer`], the sweep's Key Vault requests paced under the service's per-vault and
 //!   per-subscription throttling limits (keyturn-vault's, which also paces every handler's writes).
 //! - [`paged`]: [`PagedVersions`], the object versions a pager was paged about and not yet resolved, so a

@@ -5,7 +5,7 @@
 //! dead-lettering. Each pass lists the container and, for each blob no sweep has handled yet:
 //! 1. claims it in the sweep's state ([`ThresholdKey::dead_letter`]): of concurrent sweeps exactly one gets
 //!    it, and a blob handled once is skipped by every later pass, after restarts too;
-//! 2. reads it, and decides each event ([`redrive`]): a `*NearExpiry` event whose object is allow-listed, not
+//! 2. reads it, and decides each event (`redrive`): a `*NearExpiry` event whose object is allow-listed, not
 //!    expired and still on the event's version is re-driven through `Engine::rotate`, near-expiry's locked,
 //!    fenced, idempotent path (its rotation window included); every other event is reported with why it is
 //!    not re-driven; an entry that is not a Key Vault event, or does not decode, is reported as unusable;
