@@ -25,6 +25,9 @@ use crate::routes::{is_pager, state_name};
 /// state writes); the pacer, not this, keeps Key Vault under its limits.
 const OBJECTS_AT_ONCE: usize = 32;
 
+/// Objects per list page: Key Vault's default `maxresults`, which the SDK's listings use.
+const LIST_PAGE_SIZE: usize = 25;
+
 /// What one pass did, for the outcome line.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -207,6 +210,11 @@ async fn survey_vault(
             }
         };
         listed += items.len();
+        // The listing took one turn but sent a request per page: the later pages are paid for now, so the
+        // requests that follow keep the vault's (and the subscription's) rate where the limits want it.
+        for _ in 1..items.len().div_ceil(LIST_PAGE_SIZE) {
+            deps.pacer.acquire(vault).await;
+        }
         let kind = kind_of(collection);
         let objects = futures::stream::iter(items)
             .map(|item| survey_object(deps, vault, kind, collection, item, paged, sweep_id, now))
