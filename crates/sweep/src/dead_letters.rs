@@ -2,8 +2,10 @@
 //! and wrote to the subscription's dead-letter container. The sweep reads them to report them, and to
 //! re-drive those whose object still needs it.
 //!
-//! Event Grid writes one blob per dead-lettering, `<topic>/<subscription>/<y>/<m>/<d>/<h>/<guid>.json`
-//! under the container, holding a JSON array of events, each with the fields it adds: `deadLetterReason`,
+//! Event Grid writes one blob per dead-lettering, `<SUBSCRIPTION-NAME>/<y>/<m>/<d>/<h>/<guid>.json` under the
+//! container (upper-cased name, no zero padding; Microsoft's "Set dead-letter location and retry policy"),
+//! which the sweep lists whole, so a topic-name prefix some records carry changes nothing; each blob holds a
+//! JSON array of events, each with the fields it adds: `deadLetterReason`,
 //! `deliveryAttempts`, `lastDeliveryOutcome`, `lastHttpStatusCode`, `publishTime`,
 //! `lastDeliveryAttemptTime`. An event is decoded as the handlers decode it, without those fields; one that
 //! does not decode, or is not a Key Vault event, is reported as such and never silently dropped.
