@@ -389,6 +389,7 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
     stateStorageName: state.name
     lockContainerName: lockContainer.name
     sweepStateContainerName: sweepStateContainer.name
+    deadLetterContainerName: deadLetterContainer.name
     insightsName: insights.name
     workspaceId: workspace.id
     grantFlags: grantFlags
@@ -416,6 +417,8 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
       KEYTURN_SWEEP_STATE_CONTAINER: sweepStateContainer.name
       KEYTURN_SWEEP_SCHEDULE: sweepSchedule
       KEYTURN_SWEEP_REPAIR: sweepRepairEnabled ? 'on' : 'off'
+      KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL: state.properties.primaryEndpoints.blob
+      KEYTURN_SWEEP_DEAD_LETTER_CONTAINER: deadLetterContainer.name
     } : {}, h == 'near-expiry' && !empty(entraApplications) ? {
       KEYTURN_ENTRA_APPLICATIONS: entraApplications
     } : {})

@@ -93,6 +93,7 @@ locals {
       hostStorage         = [azurerm_storage_account.host[h].id]
       lockContainer       = [azurerm_storage_container.locks.id]
       sweepStateContainer = [azurerm_storage_container.sweep_state.id]
+      deadLetterContainer = [azurerm_storage_container.dead_letter.id]
       insights            = [azurerm_application_insights.this.id]
     }
   }
@@ -132,6 +133,13 @@ locals {
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null
           KEYTURN_SWEEP_REPAIR            = h == "sweep" ? (var.sweep_repair_enabled ? "on" : "off") : null
         } : k => v if v != null
+      },
+      # The sweep reads the dead letters the subscriptions write, to report and re-drive them.
+      {
+        for k, v in {
+          KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL = azurerm_storage_account.state.primary_blob_endpoint
+          KEYTURN_SWEEP_DEAD_LETTER_CONTAINER   = azurerm_storage_container.dead_letter.name
+        } : k => v if h == "sweep"
       },
     )
   }

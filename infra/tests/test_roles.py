@@ -41,6 +41,7 @@ BUILT_IN_ROLES = {
     "Key Vault Certificate User": "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Storage Account Key Operator Service Role": "81a9662b-bebf-436f-a333-f67b29880f12",
@@ -55,6 +56,7 @@ SCOPES = {
     "hostStorage",
     "lockContainer",
     "sweepStateContainer",
+    "deadLetterContainer",
     "storageKeyAccounts",
     "insights",
 }
@@ -153,6 +155,8 @@ def privilege_problems(roles: dict) -> list[str]:
                 problems.append(f"{h} holds {role} on the shared lock container (leases need Contributor only)")
             if scope == "sweepStateContainer" and (h != "sweep" or role != "Storage Blob Data Contributor"):
                 problems.append(f"{h} holds {role} on the sweep's state container (only the sweep, Contributor only)")
+            if scope == "deadLetterContainer" and (h != "sweep" or role != "Storage Blob Data Reader"):
+                problems.append(f"{h} holds {role} on the dead-letter container (only the sweep reads it, Reader only)")
     for g in roles["everyHandler"]:
         if g["scope"] == "vault":
             problems.append(f"every handler gets {g['role']} on the whole vault")
@@ -191,8 +195,12 @@ def privilege_problems(roles: dict) -> list[str]:
     if grants(roles, "sweep") - {g for g in grants(roles, "expired") if g[1] != "vault"} != {
         ("Key Vault Reader", "vault"),
         ("Storage Blob Data Contributor", "sweepStateContainer"),
+        ("Storage Blob Data Reader", "deadLetterContainer"),
     }:
-        problems.append("sweep holds more than Reader on the vault and its state container without sweepRepairEnabled")
+        problems.append(
+            "sweep holds more than Reader on the vault and the dead letters and its state container without "
+            "sweepRepairEnabled"
+        )
     return problems
 
 

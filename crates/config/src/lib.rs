@@ -48,7 +48,7 @@ pub use notify::NotifySettings;
 pub use providers::ProviderSettings;
 pub use retry::RetrySettings;
 pub use secret::SecretString;
-pub use sweep::{SweepSettings, SweepState};
+pub use sweep::{DeadLetterSource, SweepSettings, SweepState};
 pub use vaults::{EndpointKind, VaultEntry, VaultList};
 
 /// The PEM bundle of extra CA certificates trusted for calls to Azure endpoints (local emulators only).

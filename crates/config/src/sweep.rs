@@ -26,6 +26,10 @@ pub const SWEEP_STATE_ACCOUNT_URL: &str = "KEYTURN_SWEEP_STATE_ACCOUNT_URL";
 pub const SWEEP_STATE_CONTAINER: &str = "KEYTURN_SWEEP_STATE_CONTAINER";
 /// `on`: the sweep rotates an opted-in object whose near-expiry rotation did not happen (a lost event).
 pub const SWEEP_REPAIR: &str = "KEYTURN_SWEEP_REPAIR";
+/// The storage account and container Event Grid dead-letters keyturn's events into: the sweep reports each
+/// dead letter once and re-drives those whose object still needs it.
+pub const SWEEP_DEAD_LETTER_ACCOUNT_URL: &str = "KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL";
+pub const SWEEP_DEAD_LETTER_CONTAINER: &str = "KEYTURN_SWEEP_DEAD_LETTER_CONTAINER";
 
 /// Where the sweep keeps its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,13 @@ pub enum SweepState {
     InMemory,
     /// Blobs in a container every sweep instance shares (Azure; Azurite in tests).
     Blob { account_url: Url, container: String },
+}
+
+/// The container Event Grid dead-letters into (the subscriptions' `deadLetterDestination`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterSource {
+    pub account_url: Url,
+    pub container: String,
 }
 
 /// The sweep's settings, as read.
@@ -49,6 +60,8 @@ pub struct SweepSettings {
     pub state: SweepState,
     /// Missed-event repair is on (its identity then holds near-expiry's write roles).
     pub repair: bool,
+    /// Where to find dead-lettered events; `None`: the sweep does not look for them.
+    pub dead_letters: Option<DeadLetterSource>,
 }
 
 impl SweepSettings {
@@ -80,8 +93,30 @@ impl SweepSettings {
                 None
             }
         };
-        match (warning, critical, state, repair) {
-            (Some(warning_within_days), Some(critical_within_days), Some(state), Some(repair)) if errors.is_empty() => {
+        let dead_letters = blob_container(
+            env,
+            SWEEP_DEAD_LETTER_ACCOUNT_URL,
+            SWEEP_DEAD_LETTER_CONTAINER,
+            "dead-lettered events",
+            "keyturn-deadletter",
+        )
+        .map_err(|mut found| errors.append(&mut found))
+        .ok();
+        // Each dead letter is reported and re-driven once: that needs the claims to outlive the process.
+        if let (Some(Some(_)), Some(None)) = (&dead_letters, &state) {
+            errors.push(ConfigError::missing(
+                SWEEP_STATE_ACCOUNT_URL,
+                format!(
+                    "{SWEEP_DEAD_LETTER_ACCOUNT_URL} is set: the sweep records which dead letters it handled in its \
+                     state container, so that each is reported and re-driven once (set {SWEEP_STATE_ACCOUNT_URL} \
+                     and {SWEEP_STATE_CONTAINER})"
+                ),
+            ));
+        }
+        match (warning, critical, state, repair, dead_letters) {
+            (Some(warning_within_days), Some(critical_within_days), Some(state), Some(repair), Some(dead_letters))
+                if errors.is_empty() =>
+            {
                 Ok(Self {
                     thresholds: env.get(SWEEP_THRESHOLDS),
                     warning_within_days,
@@ -92,6 +127,8 @@ impl SweepSettings {
                         Some((account_url, container)) => SweepState::Blob { account_url, container },
                     },
                     repair,
+                    dead_letters: dead_letters
+                        .map(|(account_url, container)| DeadLetterSource { account_url, container }),
                 })
             }
             _ => Err(errors),
@@ -121,6 +158,7 @@ mod tests {
                 routes: None,
                 state: SweepState::InMemory,
                 repair: false,
+                dead_letters: None,
             }
         );
     }
@@ -135,8 +173,11 @@ mod tests {
             ("KEYTURN_SWEEP_STATE_ACCOUNT_URL", "https://state.blob.core.windows.net/"),
             ("KEYTURN_SWEEP_STATE_CONTAINER", "keyturn-sweep"),
             ("KEYTURN_SWEEP_REPAIR", "On"),
+            ("KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL", "https://state.blob.core.windows.net/"),
+            ("KEYTURN_SWEEP_DEAD_LETTER_CONTAINER", "keyturn-deadletter"),
         ])
         .unwrap();
+        assert_eq!(settings.dead_letters.as_ref().map(|d| d.container.as_str()), Some("keyturn-deadletter"));
         assert!(settings.repair);
         assert_eq!(settings.thresholds.as_deref(), Some("30,7,0"));
         assert_eq!((settings.warning_within_days, settings.critical_within_days), (14, 3));
@@ -156,5 +197,25 @@ mod tests {
             ["KEYTURN_SWEEP_CRITICAL_DAYS", "KEYTURN_SWEEP_STATE_ACCOUNT_URL", "KEYTURN_SWEEP_REPAIR"]
         );
         assert!(errors[0].to_string().contains("critical must be the nearer to expiry"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn dead_letters_are_read_only_with_durable_state_and_both_settings() {
+        let errors = parse(&[("KEYTURN_SWEEP_DEAD_LETTER_CONTAINER", "keyturn-deadletter")]).unwrap_err();
+        assert_eq!(errors[0].variable(), "KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL");
+        let errors = parse(&[
+            ("KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL", "https://dl.blob.core.windows.net/"),
+            ("KEYTURN_SWEEP_DEAD_LETTER_CONTAINER", "keyturn-deadletter"),
+        ])
+        .unwrap_err();
+        assert_eq!(errors[0].variable(), "KEYTURN_SWEEP_STATE_ACCOUNT_URL");
+        assert!(errors[0].to_string().contains("reported and re-driven once"), "{}", errors[0]);
+        let errors = parse(&[
+            ("KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL", "http://dl.blob.core.windows.net/"),
+            ("KEYTURN_SWEEP_DEAD_LETTER_CONTAINER", "Dead_Letters"),
+        ])
+        .unwrap_err();
+        let variables: Vec<&str> = errors.iter().map(ConfigError::variable).collect();
+        assert_eq!(variables, ["KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL", "KEYTURN_SWEEP_DEAD_LETTER_CONTAINER"]);
     }
 }

@@ -5,8 +5,10 @@
 //! reaches exp − 30 days and exp) and delivers them to subscriptions with the service's semantics
 //! (../shared/reference/event-grid.md): arrays with `aeg-*` headers, success only on 200-204, the retry
 //! schedule (scaled by [`EventGridOptions::time_scale`] so a day of retries fits in a test), no retry on final
-//! failures, dead-letter records, and, on request, the duplicates and reordering the real service may produce.
+//! failures, dead-letter records (in a blob container, as the service writes them, and/or a directory), and, on
+//! request, the duplicates and reordering the real service may produce.
 
+mod blob_destination;
 mod dispatch;
 mod expiry;
 mod subscription;
@@ -21,6 +23,7 @@ use keyturn_events::{Event, KeyVaultEvent, Payload, Schema, VaultObject};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
+pub use blob_destination::BlobDestination;
 pub use dispatch::{Attempt, DeadLetter};
 pub use expiry::ObjectChange;
 pub use subscription::{EndpointKind, SubjectFilter, Subscription};
@@ -310,11 +313,24 @@ impl Shared {
 
     async fn dead_letter(&self, subscription: &Subscription, letter: DeadLetter) {
         warn!(subscription = %subscription.name, reason = %letter.dead_letter_reason, attempts = letter.delivery_attempts, "events dead-lettered");
+        let id = uuid::Uuid::new_v4().to_string();
+        let name = dispatch::dead_letter_path(&subscription.name, letter.last_delivery_attempt_time, &id);
         if let Some(dir) = &subscription.dead_letter_dir {
-            let id = uuid::Uuid::new_v4().to_string();
-            let path = dir.join(dispatch::dead_letter_path(&subscription.name, letter.last_delivery_attempt_time, &id));
+            let path = dir.join(&name);
             if let Err(e) = write_json(&path, &dispatch::dead_letter_blob(&letter)).await {
                 warn!(path = %path.display(), error = %e, "could not write the dead-letter record");
+            }
+        }
+        if let Some(destination) = &subscription.dead_letter_blob {
+            // Blob names take '/' whatever the platform's path separator.
+            let blob: Vec<String> = name.iter().map(|part| part.to_string_lossy().into_owned()).collect();
+            let body = serde_json::to_vec(&dispatch::dead_letter_blob(&letter)).unwrap_or_default();
+            match destination.write(&blob.join("/"), body).await {
+                Ok(()) => info!(container = %destination.container(), blob = %blob.join("/"), "dead letter written"),
+                // The service counts such an event as dropped (`DroppedEventCount`).
+                Err(e) => {
+                    warn!(container = %destination.container(), error = %e, "dead letter dropped: the container refused it")
+                }
             }
         }
         lock(&self.dead_letters).push(letter);

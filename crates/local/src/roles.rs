@@ -31,6 +31,7 @@ pub const SCOPE_NAMES: &[&str] = &[
     "hostStorage",
     "lockContainer",
     "sweepStateContainer",
+    "deadLetterContainer",
     "storageKeyAccounts",
     "insights",
 ];

@@ -2,6 +2,10 @@
 //! [`MAX_OBJECTS_PER_MESSAGE`] objects per message (IBM Secrets Manager's limit, and what a Slack message or
 //! a Teams card still shows legibly). Beyond that the digest is split: 250 objects make three messages.
 //!
+//! Besides thresholds, a digest lists what the sweep itself did or could not do about a missed event
+//! ([`Section`]): objects it rotated because their near-expiry event was lost or dead-lettered, and
+//! dead-lettered events it did not re-drive, with why.
+//!
 //! A [`Digest`] is data; each channel renders it its own way (Slack, Teams and email in `render`, the signed
 //! webhook's JSON here in [`Digest::to_json`]), the same facts in each. Notices carry metadata only, never
 //! a secret value. Pagers take no digests: they page one object version at a time.
@@ -17,7 +21,31 @@ use crate::message::{Severity, rfc3339};
 /// At most this many objects in one message.
 pub const MAX_OBJECTS_PER_MESSAGE: usize = 100;
 
-/// One object version that crossed a threshold in this sweep.
+/// Why an object version is in a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Section {
+    /// It reached a threshold (days before expiry).
+    #[default]
+    Threshold,
+    /// The sweep rotated it this pass: its near-expiry event was lost, or dead-lettered and re-driven.
+    Repaired,
+    /// Its event was dead-lettered and the sweep did not re-drive it: the notice's `plan` says why.
+    DeadLettered,
+}
+
+impl Section {
+    /// As the webhook's digest JSON names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Threshold => "threshold",
+            Self::Repaired => "repaired",
+            Self::DeadLettered => "dead-lettered",
+        }
+    }
+}
+
+/// One object version that crossed a threshold in this sweep, or that the sweep repaired, or whose
+/// dead-lettered event it reports ([`Section`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub object: ObjectRef,
@@ -26,8 +54,10 @@ pub struct Notice {
     pub threshold: u32,
     pub severity: Severity,
     /// What keyturn will do about it, in a few words (e.g. `keyturn rotates it 30 days before expiry`,
-    /// `manual action due: no rotation policy`).
+    /// `manual action due: no rotation policy`); for a repair, what the sweep did; for a dead letter not
+    /// re-driven, why.
     pub plan: String,
+    pub section: Section,
 }
 
 impl Notice {
@@ -44,9 +74,10 @@ impl Notice {
     }
 }
 
-/// Notices of one vault, kind and threshold within one message.
+/// Notices of one section, vault, kind and threshold within one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestGroup {
+    pub section: Section,
     pub vault: String,
     pub kind: ObjectKind,
     pub threshold: u32,
@@ -63,10 +94,12 @@ impl DigestGroup {
     /// The group's heading: `kv1 · Secrets · 14 days before expiry (100 of 250, continued)`.
     pub fn heading(&self) -> String {
         let kind = self.kind.collection().map_or_else(|| self.kind.to_string(), capitalized);
-        let threshold = match self.threshold {
-            0 => "at expiry".to_owned(),
-            1 => "1 day before expiry".to_owned(),
-            days => format!("{days} days before expiry"),
+        let threshold = match (self.section, self.threshold) {
+            (Section::Repaired, _) => "rotated by the sweep (missed near-expiry event)".to_owned(),
+            (Section::DeadLettered, _) => "dead-lettered events not re-driven".to_owned(),
+            (Section::Threshold, 0) => "at expiry".to_owned(),
+            (Section::Threshold, 1) => "1 day before expiry".to_owned(),
+            (Section::Threshold, days) => format!("{days} days before expiry"),
         };
         let count = if self.notices.len() == self.group_total {
             String::new()
@@ -123,7 +156,7 @@ impl Digest {
                                "expires": rfc3339(n.expires), "plan": n.plan})
                     })
                     .collect();
-                json!({"vault": g.vault, "kind": g.kind.as_str(), "threshold_days": g.threshold,
+                json!({"section": g.section.as_str(), "vault": g.vault, "kind": g.kind.as_str(), "threshold_days": g.threshold,
                        "severity": g.severity.as_str(), "group_total": g.group_total, "continued": g.continued,
                        "objects": objects})
             })
@@ -146,8 +179,13 @@ impl Digest {
     pub fn title(&self) -> String {
         let plural = if self.digest_total == 1 { "" } else { "s" };
         let part = if self.parts > 1 { format!(" (part {} of {})", self.part, self.parts) } else { String::new() };
+        let what = if self.groups.iter().all(|g| g.section == Section::Threshold) {
+            "reached an expiry threshold"
+        } else {
+            "reached an expiry threshold, were repaired or dead-lettered"
+        };
         format!(
-            "[keyturn {}] {} object{plural} reached an expiry threshold{part}",
+            "[keyturn {}] {} object{plural} {what}{part}",
             self.severity().as_str().to_uppercase(),
             self.digest_total
         )
@@ -159,14 +197,15 @@ impl Digest {
 /// No notice, no message.
 pub fn digest(mut notices: Vec<Notice>, max_per_message: usize, id: &str) -> Vec<Digest> {
     let max = max_per_message.max(1);
-    let group_key =
-        |n: &Notice| (Reverse(n.severity), n.threshold, n.object.vault().to_owned(), n.object.kind().as_str());
+    let group_key = |n: &Notice| {
+        (Reverse(n.severity), n.section, n.threshold, n.object.vault().to_owned(), n.object.kind().as_str())
+    };
     notices.sort_by(|a, b| {
         group_key(a)
             .cmp(&group_key(b))
             .then_with(|| (a.object.name(), a.object.version()).cmp(&(b.object.name(), b.object.version())))
     });
-    notices.dedup_by(|a, b| a.object == b.object && a.threshold == b.threshold);
+    notices.dedup_by(|a, b| a.object == b.object && a.threshold == b.threshold && a.section == b.section);
     let total = notices.len();
 
     // Whole groups first, then cut into messages; a group cut in two says so in the second message.
@@ -174,7 +213,8 @@ pub fn digest(mut notices: Vec<Notice>, max_per_message: usize, id: &str) -> Vec
     for notice in notices {
         match groups.last_mut() {
             Some(g)
-                if g.vault == notice.object.vault()
+                if g.section == notice.section
+                    && g.vault == notice.object.vault()
                     && g.kind == notice.object.kind()
                     && g.threshold == notice.threshold
                     && g.severity == notice.severity =>
@@ -183,6 +223,7 @@ pub fn digest(mut notices: Vec<Notice>, max_per_message: usize, id: &str) -> Vec
                 g.group_total += 1;
             }
             _ => groups.push(DigestGroup {
+                section: notice.section,
                 vault: notice.object.vault().to_owned(),
                 kind: notice.object.kind(),
                 threshold: notice.threshold,
@@ -238,6 +279,7 @@ mod tests {
             threshold,
             severity,
             plan: "manual action due".into(),
+            section: Section::Threshold,
         }
     }
 
@@ -292,6 +334,37 @@ mod tests {
         assert_eq!((m.objects(), m.digest_total, m.severity()), (6, 6, Severity::Critical));
         assert_eq!(m.title(), "[keyturn CRITICAL] 6 objects reached an expiry threshold");
         assert!(digest(Vec::new(), 100, "d").is_empty());
+    }
+
+    #[test]
+    fn repairs_and_dead_letters_not_re_driven_have_their_own_groups() {
+        let threshold = notice("kv1", ObjectKind::Secret, "db", 30, Severity::Info);
+        let repaired = Notice {
+            plan: "rotated from v1 to v2: its near-expiry event was dead-lettered".into(),
+            section: Section::Repaired,
+            ..threshold.clone()
+        };
+        let dead = Notice {
+            object: ObjectRef::new("kv1", ObjectKind::Secret, "api", "v7").unwrap(),
+            plan: "not re-driven: already rotated to v8".into(),
+            section: Section::DeadLettered,
+            ..threshold.clone()
+        };
+        let messages = digest(vec![dead, threshold, repaired], MAX_OBJECTS_PER_MESSAGE, "d");
+        let m = &messages[0];
+        let headings: Vec<String> = m.groups.iter().map(DigestGroup::heading).collect();
+        assert_eq!(
+            headings,
+            [
+                "kv1 · Secrets · 30 days before expiry",
+                "kv1 · Secrets · rotated by the sweep (missed near-expiry event)",
+                "kv1 · Secrets · dead-lettered events not re-driven"
+            ],
+            "the same object version as a threshold and as a repair is listed in both"
+        );
+        assert_eq!(m.title(), "[keyturn INFO] 3 objects reached an expiry threshold, were repaired or dead-lettered");
+        assert_eq!(m.to_json()["groups"][1]["section"], "repaired");
+        assert!(m.groups[2].notices[0].line().ends_with("not re-driven: already rotated to v8"));
     }
 
     #[test]

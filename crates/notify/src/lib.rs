@@ -40,7 +40,7 @@ pub mod testing;
 mod transport;
 
 pub use channel::{ChannelError, ChannelId, ChannelKind};
-pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
+pub use digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, Section, digest};
 pub use message::{Action, Notification, Severity, portal_link};
 pub use notifier::{BuildError, ChannelFailure, Delivery, Notifier, NotifierOptions, Notify, NotifyError};
 pub use paging::alert_key;

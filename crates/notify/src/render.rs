@@ -317,6 +317,7 @@ mod tests {
                 threshold: 14,
                 severity: Severity::Warning,
                 plan: "manual action due: <no policy> & more".into(),
+                section: crate::digest::Section::Threshold,
             })
             .collect();
         digest(notices, crate::digest::MAX_OBJECTS_PER_MESSAGE, "sweep-1-c1")

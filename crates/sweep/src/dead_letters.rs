@@ -2,13 +2,15 @@
 //! and wrote to the subscription's dead-letter container. The sweep reads them to report them, and to
 //! re-drive those whose object still needs it.
 //!
-//! Event Grid writes one blob per dead-lettering, `<topic>/<subscription>/<y>/<m>/<d>/<h>/<guid>.json`
-//! under the container, holding a JSON array of events, each with the fields it adds: `deadLetterReason`,
+//! Event Grid writes one blob per dead-lettering, `<SUBSCRIPTION-NAME>/<y>/<m>/<d>/<h>/<guid>.json` under the
+//! container (upper-cased name, no zero padding; Microsoft's "Set dead-letter location and retry policy"),
+//! which the sweep lists whole, so a topic-name prefix some records carry changes nothing; each blob holds a
+//! JSON array of events, each with the fields it adds: `deadLetterReason`,
 //! `deliveryAttempts`, `lastDeliveryOutcome`, `lastHttpStatusCode`, `publishTime`,
 //! `lastDeliveryAttemptTime`. An event is decoded as the handlers decode it, without those fields; one that
 //! does not decode, or is not a Key Vault event, is reported as such and never silently dropped.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
@@ -17,6 +19,7 @@ use azure_storage_blob::models::{BlobContainerClientListBlobsOptions, StorageErr
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use keyturn_events::Event;
 use serde_json::Value;
 
@@ -131,6 +134,73 @@ pub fn parse_blob(blob: &str, content: &[u8]) -> (Vec<DeadLetter>, Vec<Unusable>
     (letters, bad)
 }
 
+/// What one dead-letter blob holds: its Key Vault events, and what in it cannot be used.
+pub type BlobContent = (Vec<DeadLetter>, Vec<Unusable>);
+
+/// Where the sweep finds dead letters: the container ([`DeadLetterReader`]), or a fake in unit tests
+/// ([`MemoryDeadLetters`]).
+pub trait DeadLetters: Send + Sync + std::fmt::Debug {
+    /// The dead-letter blobs under `prefix`, at most `max_blobs`, by name. Reads no content.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        max_blobs: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>>;
+
+    /// What one blob holds: its Key Vault events, and what cannot be used.
+    fn read_blob<'a>(&'a self, blob: &'a DeadLetterBlob) -> BoxFuture<'a, Result<BlobContent, DeadLetterError>>;
+}
+
+/// Dead-letter blobs in memory, for unit tests: name → content.
+#[derive(Debug, Default)]
+pub struct MemoryDeadLetters {
+    // A std Mutex: held for a copy, never across an await.
+    blobs: Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+impl MemoryDeadLetters {
+    /// Adds a blob as Event Grid would write it.
+    pub fn put(&self, name: &str, content: Vec<u8>) {
+        self.blobs.lock().unwrap_or_else(PoisonError::into_inner).push((name.to_owned(), content));
+    }
+}
+
+impl DeadLetters for MemoryDeadLetters {
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        max_blobs: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>> {
+        let mut blobs: Vec<DeadLetterBlob> = self
+            .blobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, content)| DeadLetterBlob { name: name.clone(), size: content.len() as u64 })
+            .collect();
+        blobs.sort_by(|a, b| a.name.cmp(&b.name));
+        blobs.truncate(max_blobs);
+        Box::pin(async move { Ok(blobs) })
+    }
+
+    fn read_blob<'a>(&'a self, blob: &'a DeadLetterBlob) -> BoxFuture<'a, Result<BlobContent, DeadLetterError>> {
+        let content = self
+            .blobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(name, _)| *name == blob.name)
+            .map(|(_, content)| content.clone());
+        Box::pin(async move {
+            match content {
+                Some(content) => Ok(parse_blob(&blob.name, &content)),
+                None => Err(DeadLetterError { container: "memory".into(), message: format!("no blob {}", blob.name) }),
+            }
+        })
+    }
+}
+
 /// Reads a dead-letter container with the sweep's identity.
 pub struct DeadLetterReader {
     container: BlobContainerClient,
@@ -165,53 +235,81 @@ impl DeadLetterReader {
     /// Every dead-lettered event under `prefix` (e.g. `<topic>/<subscription>/`; empty: the whole container),
     /// oldest blob name first, reading at most `max_blobs` blobs. A container that does not exist holds none.
     pub async fn read(&self, prefix: &str, max_blobs: usize) -> Result<DeadLetterReport, DeadLetterError> {
-        let container = self.container.url().to_string();
-        let err = |operation: &str, e: &azure_core::Error| DeadLetterError {
-            container: container.clone(),
-            message: describe(operation, e),
-        };
-        let options = BlobContainerClientListBlobsOptions {
-            prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
-            ..Default::default()
-        };
-        let mut items = self.container.list_blobs(Some(options)).map_err(|e| err("listing blobs", &e))?;
-        let mut names = Vec::new();
-        while let Some(item) = items.next().await {
-            let item = match item {
-                Ok(item) => item,
-                Err(e) if is_container_missing(&e) => return Ok(DeadLetterReport::default()),
-                Err(e) => return Err(err("listing blobs", &e)),
-            };
-            let size = item.properties.as_ref().and_then(|p| p.content_length).unwrap_or(0);
-            if let Some(name) = item.name {
-                names.push((name, size));
-            }
-            if names.len() >= max_blobs {
-                break;
-            }
-        }
-        names.sort();
         let mut report = DeadLetterReport::default();
-        for (name, size) in names {
+        for blob in self.list_blobs(prefix, max_blobs).await? {
+            let (letters, unusable) = self.read_one(&blob).await?;
             report.blobs += 1;
-            if size > MAX_BLOB_BYTES {
-                report.unusable.push(Unusable {
-                    blob: name,
-                    index: None,
-                    event_id: None,
-                    reason: format!("{size} bytes; dead-letter blobs over {MAX_BLOB_BYTES} bytes are not read"),
-                });
-                continue;
-            }
-            let blob = self.container.blob_client(&name);
-            let body = blob.download(None).await.map_err(|e| err("downloading a blob", &e))?;
-            let bytes = body.body.collect().await.map_err(|e| err("reading a blob", &e))?;
-            let (letters, unusable) = parse_blob(&name, &bytes);
             report.letters.extend(letters);
             report.unusable.extend(unusable);
         }
         Ok(report)
     }
+
+    /// The dead-letter blobs under `prefix`, at most `max_blobs`, sorted by name (Event Grid's names begin
+    /// with the subscription and the hour, so oldest first within a subscription). Reads no content.
+    pub async fn list_blobs(&self, prefix: &str, max_blobs: usize) -> Result<Vec<DeadLetterBlob>, DeadLetterError> {
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+            ..Default::default()
+        };
+        let mut items = self.container.list_blobs(Some(options)).map_err(|e| self.error("listing blobs", &e))?;
+        let mut blobs = Vec::new();
+        while let Some(item) = items.next().await {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) if is_container_missing(&e) => return Ok(Vec::new()),
+                Err(e) => return Err(self.error("listing blobs", &e)),
+            };
+            let size = item.properties.as_ref().and_then(|p| p.content_length).unwrap_or(0);
+            if let Some(name) = item.name {
+                blobs.push(DeadLetterBlob { name, size });
+            }
+            if blobs.len() >= max_blobs {
+                break;
+            }
+        }
+        blobs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(blobs)
+    }
+
+    /// The events of one dead-letter blob, and what in it cannot be used (a blob too large to read is one
+    /// unusable entry: reported, not read).
+    pub async fn read_one(&self, blob: &DeadLetterBlob) -> Result<BlobContent, DeadLetterError> {
+        if blob.size > MAX_BLOB_BYTES {
+            let reason = format!("{} bytes; dead-letter blobs over {MAX_BLOB_BYTES} bytes are not read", blob.size);
+            return Ok((Vec::new(), vec![Unusable { blob: blob.name.clone(), index: None, event_id: None, reason }]));
+        }
+        let client = self.container.blob_client(&blob.name);
+        let body = client.download(None).await.map_err(|e| self.error("downloading a blob", &e))?;
+        let bytes = body.body.collect().await.map_err(|e| self.error("reading a blob", &e))?;
+        Ok(parse_blob(&blob.name, &bytes))
+    }
+
+    fn error(&self, operation: &str, error: &azure_core::Error) -> DeadLetterError {
+        DeadLetterError { container: self.container.url().to_string(), message: describe(operation, error) }
+    }
+}
+
+impl DeadLetters for DeadLetterReader {
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        max_blobs: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetterBlob>, DeadLetterError>> {
+        Box::pin(self.list_blobs(prefix, max_blobs))
+    }
+
+    fn read_blob<'a>(&'a self, blob: &'a DeadLetterBlob) -> BoxFuture<'a, Result<BlobContent, DeadLetterError>> {
+        Box::pin(self.read_one(blob))
+    }
+}
+
+/// A blob in the dead-letter container, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterBlob {
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 fn is_container_missing(error: &azure_core::Error) -> bool {

@@ -16,7 +16,9 @@
 //!   the next window opens too late). Re-exported from `keyturn_rotation::window`: the rotation engine
 //!   applies it to every near-expiry rotation, the sweep's included.
 //! - [`dead_letters`]: the dead-letter container read back: each dead-lettered Key Vault event with Event
-//!   Grid's account of the failure, and what could not be used, named.
+//!   Grid's account of the failure, and what could not be used, named; [`DeadLetters`], the container
+//!   ([`DeadLetterReader`]) or blobs in memory for unit tests ([`MemoryDeadLetters`]). Which blobs a sweep
+//!   handled is a claim in the [`ThresholdStore`] ([`ThresholdKey::dead_letter`]).
 //! - [`pacer`]: [`Pacer`], the sweep's Key Vault requests paced under the service's per-vault and
 //!   per-subscription throttling limits (keyturn-vault's, which also paces every handler's writes).
 //! - [`paged`]: [`PagedVersions`], the object versions a pager was paged about and not yet resolved, so a
@@ -34,8 +36,11 @@ pub mod thresholds;
 pub use keyturn_rotation::window;
 
 pub use blob_state::{BlobStateSetupError, BlobThresholdStore};
-pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterReader, DeadLetterReport, Unusable};
-pub use keyturn_notify::digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, digest};
+pub use dead_letters::{
+    DeadLetter, DeadLetterBlob, DeadLetterError, DeadLetterReader, DeadLetterReport, DeadLetters, MemoryDeadLetters,
+    Unusable,
+};
+pub use keyturn_notify::digest::{Digest, DigestGroup, MAX_OBJECTS_PER_MESSAGE, Notice, Section, digest};
 pub use object::ObjectVersion;
 pub use pacer::{Pacer, PacerLimits, RateLimit};
 pub use paged::{BlobPagedVersions, MemoryPagedVersions, PagedVersions};

@@ -27,44 +27,50 @@ use crate::thresholds::{Due, Escalation, Thresholds};
 /// (the Consumption plan's longest `functionTimeout` is 10 minutes), so a live sweep never loses its claim.
 pub const DEFAULT_CLAIM_LIFETIME: Duration = Duration::minutes(15);
 
-/// One threshold of one object version, optionally for one channel.
+/// What a claim is about: one threshold of one object version, optionally for one channel; or one
+/// dead-letter blob, which the sweep reports and re-drives once ([`ThresholdKey::dead_letter`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ThresholdKey {
-    pub object: ObjectVersion,
-    /// Days before expiry; 0 is the expiry itself.
-    pub threshold: u32,
-    /// The channel the notice goes to (the sweep claims per channel, so a channel that is down is re-armed
-    /// alone and the others do not send twice); `None`: the threshold as a whole.
-    pub channel: Option<String>,
+    /// The record's name in the store.
+    path: String,
+    /// What it is about, for messages: `7-day threshold of Secret kv1/db version 0f26...`.
+    described: String,
 }
+
+/// The prefix of dead-letter records: `_` cannot begin a vault name, so they never meet a threshold's path.
+const DEAD_LETTER_PREFIX: &str = "_dead-letters/";
 
 impl ThresholdKey {
     pub fn new(object: ObjectVersion, threshold: u32) -> Self {
-        Self { object, threshold, channel: None }
+        Self {
+            path: format!("{}/{threshold}d", object.path()),
+            described: format!("{threshold}-day threshold of {object}"),
+        }
     }
 
     /// The same threshold, claimed for `channel` (a stable name such as `c2-slack`: letters, digits, `-`).
     pub fn on_channel(mut self, channel: &str) -> Self {
-        self.channel = Some(channel.to_owned());
+        self.path = format!("{}/{channel}", self.path);
+        self.described = format!("{} for {channel}", self.described);
         self
     }
 
-    /// `<vault>/<kind>/<name>/<version>/<threshold>d[/<channel>]`: the record's name in the store.
+    /// The dead-letter blob `blob` (its name in the dead-letter container): claimed by the one sweep that
+    /// reports it and re-drives what it holds, completed once that is done.
+    pub fn dead_letter(blob: &str) -> Self {
+        Self { path: format!("{DEAD_LETTER_PREFIX}{blob}"), described: format!("dead letter {blob}") }
+    }
+
+    /// `<vault>/<kind>/<name>/<version>/<threshold>d[/<channel>]`, or `_dead-letters/<blob>`: the record's
+    /// name in the store.
     pub fn path(&self) -> String {
-        match &self.channel {
-            Some(channel) => format!("{}/{}d/{channel}", self.object.path(), self.threshold),
-            None => format!("{}/{}d", self.object.path(), self.threshold),
-        }
+        self.path.clone()
     }
 }
 
 impl fmt::Display for ThresholdKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-day threshold of {}", self.threshold, self.object)?;
-        match &self.channel {
-            Some(channel) => write!(f, " for {channel}"),
-            None => Ok(()),
-        }
+        f.write_str(&self.described)
     }
 }
 
@@ -342,6 +348,16 @@ mod tests {
         let later = store.claim(&key(7), "s3", t0() + Duration::days(400)).await.unwrap();
         assert_eq!(later, Claim::AlreadyFired { at: t0() + Duration::seconds(5), sweep: "s1".into() });
         assert_eq!(key(7).path(), "kv1/secret/db/v1/7d");
+        assert_eq!(key(7).to_string(), "7-day threshold of Secret kv1/db version v1");
+        let letter = ThresholdKey::dead_letter("T/SUB/2026/12/2/16/a.json");
+        assert_eq!(
+            (letter.path().as_str(), letter.to_string()),
+            ("_dead-letters/T/SUB/2026/12/2/16/a.json", "dead letter T/SUB/2026/12/2/16/a.json".into())
+        );
+        assert!(
+            matches!(store.claim(&letter, "s2", t0()).await.unwrap(), Claim::Claimed(_)),
+            "a dead letter is claimed like a threshold"
+        );
         assert_eq!(key(7).on_channel("c2-slack").path(), "kv1/secret/db/v1/7d/c2-slack");
         let slack = store.claim(&key(7).on_channel("c2-slack"), "s4", t0()).await.unwrap();
         assert!(matches!(slack, Claim::Claimed(_)), "each channel's claim is its own");

@@ -4,6 +4,8 @@
 //! restart or overlap (docs/handlers.md, "sweep").
 //!
 //! One pass ([`pass::run`]):
+//! 0. with `KEYTURN_SWEEP_DEAD_LETTER_*` set, handle the dead letters no sweep has handled yet: report each,
+//!    and re-drive (rotate through the engine) those whose object still needs it ([`redrive`]);
 //! 1. read which object versions are paged and not yet resolved ([`keyturn_sweep::PagedVersions`]);
 //! 2. list each vault's three collections (every page, paced under Key Vault's limits by
 //!    [`keyturn_sweep::Pacer`]); for each enabled object with an expiry whose threshold is due (or that was
@@ -30,9 +32,12 @@
 //! - this file: [`FUNCTION`], [`SweepDeps`] (built once), [`handle`]; `src/main.rs`: wiring only.
 //! - [`routes`]: `KEYTURN_SWEEP_ROUTES`, severity → channels.
 //! - [`pass`]: one sweep pass, as above.
+//! - [`redrive`]: the dead-letter container: each dead-lettered event reported once, and re-driven where
+//!   the object still needs it (step 0 of a pass, so the survey sees what it rotated).
 //! - `src/tests.rs`: the pass against the in-memory fakes.
 
 pub mod pass;
+pub mod redrive;
 pub mod routes;
 #[cfg(test)]
 mod tests;
@@ -44,8 +49,9 @@ use keyturn_deps::{Deps, DepsError};
 use keyturn_host::timer::Tick;
 use keyturn_host::{HandlerError, Outcome};
 use keyturn_sweep::{
-    BlobPagedVersions, BlobStateSetupError, BlobThresholdStore, Escalation, MemoryPagedVersions, MemoryThresholdStore,
-    Pacer, PacerLimits, PagedVersions, ThresholdError, ThresholdStore, Thresholds,
+    BlobPagedVersions, BlobStateSetupError, BlobThresholdStore, DeadLetterError, DeadLetterReader, DeadLetters,
+    Escalation, MemoryPagedVersions, MemoryThresholdStore, Pacer, PacerLimits, PagedVersions, ThresholdError,
+    ThresholdStore, Thresholds,
 };
 
 pub use routes::{RouteError, Routes};
@@ -66,6 +72,8 @@ pub enum SweepDepsError {
     Routes(#[from] RouteError),
     #[error(transparent)]
     State(#[from] BlobStateSetupError),
+    #[error("KEYTURN_SWEEP_DEAD_LETTER_*: {0}")]
+    DeadLetters(#[from] DeadLetterError),
     #[error("{0}")]
     Http(#[from] keyturn_vault::VaultError),
 }
@@ -90,6 +98,8 @@ pub struct SweepDeps {
     pub policy: SweepPolicy,
     /// Shared by every pass of this process, so overlapping passes stay under the limits together.
     pub pacer: Arc<Pacer>,
+    /// The dead-letter container (`KEYTURN_SWEEP_DEAD_LETTER_*`); `None`: dead letters are not looked at.
+    pub dead_letters: Option<Arc<dyn DeadLetters>>,
 }
 
 impl SweepDeps {
@@ -102,6 +112,7 @@ impl SweepDeps {
     pub fn from_core(core: Deps) -> Result<Self, SweepDepsError> {
         let settings = core.settings().clone();
         let policy = policy(&core)?;
+        let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
         let (store, paged): (Arc<dyn ThresholdStore>, Arc<dyn PagedVersions>) = match &settings.sweep.state {
             SweepState::InMemory => {
                 tracing::warn!(
@@ -111,13 +122,27 @@ impl SweepDeps {
                 (Arc::new(MemoryThresholdStore::default()), Arc::new(MemoryPagedVersions::default()))
             }
             SweepState::Blob { account_url, container } => {
-                let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
-                let store = BlobThresholdStore::new(account_url, container, core.credential().clone(), options)?;
+                let store =
+                    BlobThresholdStore::new(account_url, container, core.credential().clone(), options.clone())?;
                 let paged = BlobPagedVersions::beside(&store);
                 (Arc::new(store), Arc::new(paged))
             }
         };
-        Ok(Self::from_parts(Arc::new(core), store, paged, policy))
+        let dead_letters = match &settings.sweep.dead_letters {
+            Some(source) => {
+                let reader =
+                    DeadLetterReader::new(&source.account_url, &source.container, core.credential().clone(), options)?;
+                Some(Arc::new(reader) as Arc<dyn DeadLetters>)
+            }
+            None => None,
+        };
+        Ok(Self::from_parts(Arc::new(core), store, paged, policy).with_dead_letters(dead_letters))
+    }
+
+    /// The same deps reading dead letters from `source` (unit tests pass a `MemoryDeadLetters`).
+    pub fn with_dead_letters(mut self, source: Option<Arc<dyn DeadLetters>>) -> Self {
+        self.dead_letters = source;
+        self
     }
 
     /// Sweep deps over any parts (unit tests use the in-memory fakes and stores).
@@ -127,7 +152,7 @@ impl SweepDeps {
         paged: Arc<dyn PagedVersions>,
         policy: SweepPolicy,
     ) -> Self {
-        Self { core, store, paged, policy, pacer: Arc::new(Pacer::new(PacerLimits::key_vault())) }
+        Self { core, store, paged, policy, pacer: Arc::new(Pacer::new(PacerLimits::key_vault())), dead_letters: None }
     }
 }
 

@@ -1,5 +1,6 @@
-//! One sweep pass (the steps are in the crate documentation): survey the vaults, claim what is due per
-//! channel, deliver, complete or release each claim, resolve the pages of rotated objects.
+//! One sweep pass (the steps are in the crate documentation): handle the dead letters, survey the vaults,
+//! claim what is due per channel, deliver (with what the sweep repaired and the dead letters it did not
+//! re-drive), complete or release each claim, resolve the pages of rotated objects.
 
 use std::collections::HashMap;
 
@@ -11,16 +12,21 @@ use keyturn_rotation::plan::{NEAR_EXPIRY_LEAD_DAYS, Native, ObjectFacts, Plan, p
 use keyturn_rotation::{Request, RotationOutcome};
 use keyturn_sweep::paged::Paged;
 use keyturn_sweep::{
-    Claim, ClaimToken, MAX_OBJECTS_PER_MESSAGE, ObjectVersion, THRESHOLDS_TAG, ThresholdKey, Thresholds, digest,
+    Claim, ClaimToken, MAX_OBJECTS_PER_MESSAGE, ObjectVersion, Section, THRESHOLDS_TAG, ThresholdKey, Thresholds,
+    digest,
 };
 use keyturn_vault::inventory::{Collection, Listed, current};
 
 use crate::SweepDeps;
+use crate::redrive::{self, Finding, Redrive};
 use crate::routes::{is_pager, state_name};
 
 /// How many objects of one vault are looked at concurrently (each costs a paced versions read and a few
 /// state writes); the pacer, not this, keeps Key Vault under its limits.
 const OBJECTS_AT_ONCE: usize = 32;
+
+/// Objects per list page: Key Vault's default `maxresults`, which the SDK's listings use.
+const LIST_PAGE_SIZE: usize = 25;
 
 /// What one pass did, for the outcome line.
 #[derive(Debug, Default)]
@@ -38,13 +44,38 @@ pub struct Report {
     /// Missed near-expiry rotations the sweep made (repair on), and those held to their rotation window.
     pub repaired: usize,
     pub deferred: usize,
+    /// What the sweep rotated for a lost near-expiry event, by object version before the rotation (also
+    /// counted in `repaired`), with the engine's words in each notice's `plan`.
+    pub repairs: Vec<Notice>,
+    /// The dead letters this pass handled: re-driven, not re-driven (and why), unusable.
+    pub dead_letters: Vec<Finding>,
     /// What went wrong: a vault that could not be listed, a channel that refused.
     pub failures: Vec<String>,
 }
 
 impl Report {
-    /// One line for the outcome and the logs.
+    /// One line for the outcome and the logs: the counts, then each repaired object and each dead letter.
     pub fn summary(&self) -> String {
+        let mut line = self.counts();
+        if !self.repairs.is_empty() {
+            let repaired: Vec<String> =
+                self.repairs.iter().map(|n| format!("{} ({})", n.object.described(), n.plan)).collect();
+            line.push_str(&format!("; repaired: {}", repaired.join(", ")));
+        }
+        if !self.dead_letters.is_empty() {
+            let redriven = self.dead_letters.iter().filter(|f| f.result.acted()).count();
+            let unusable = self.dead_letters.iter().filter(|f| matches!(f.result, Redrive::Unusable(_))).count();
+            let letters: Vec<String> = self.dead_letters.iter().map(Finding::line).collect();
+            line.push_str(&format!(
+                "; {} dead letters ({redriven} re-driven, {unusable} unusable): {}",
+                self.dead_letters.len(),
+                letters.join("; ")
+            ));
+        }
+        line
+    }
+
+    fn counts(&self) -> String {
         format!(
             "swept {} objects in {} vaults: {} notices in {} digest messages, {} pages, {} pages resolved; {} \
              deliveries left for the next sweep; {} missed rotations repaired, {} held to their rotation window",
@@ -61,12 +92,13 @@ impl Report {
     }
 }
 
-/// A threshold this pass claimed for one channel.
+/// A notice for one channel: a threshold this pass claimed (with its claim), or what the sweep repaired or
+/// found dead-lettered (no claim: only the sweep that did it, or won the dead letter's claim, has it).
 #[derive(Debug)]
 struct Claimed {
     channel: ChannelId,
     notice: Notice,
-    token: ClaimToken,
+    token: Option<ClaimToken>,
 }
 
 /// A page to resolve: `paged` on its channel, the object now at `current`.
@@ -82,7 +114,7 @@ struct Found {
     claimed: Vec<Claimed>,
     resolves: Vec<Resolve>,
     failures: Vec<String>,
-    repaired: usize,
+    repairs: Vec<Notice>,
     deferred: usize,
 }
 
@@ -91,7 +123,7 @@ impl Found {
         self.claimed.extend(other.claimed);
         self.resolves.extend(other.resolves);
         self.failures.extend(other.failures);
-        self.repaired += other.repaired;
+        self.repairs.extend(other.repairs);
         self.deferred += other.deferred;
     }
 }
@@ -114,6 +146,13 @@ pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> Report {
         paged_by_object.entry((o.vault().to_owned(), o.kind(), o.name().to_owned())).or_default().push(record);
     }
 
+    // Dead letters first: what they re-drive is on its new version by the time the survey looks.
+    if let Some(source) = &deps.dead_letters {
+        let handled = redrive::run(deps, source.as_ref(), &sweep_id, now).await;
+        report.failures.extend(handled.failures);
+        report.dead_letters = handled.findings;
+    }
+
     let vaults: Vec<String> =
         deps.core.settings().vaults.entries().iter().map(|v| v.name().to_ascii_lowercase()).collect();
     report.vaults = vaults.len();
@@ -124,8 +163,24 @@ pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> Report {
         found.absorb(vault_found);
     }
     report.failures.extend(found.failures);
-    (report.repaired, report.deferred) = (found.repaired, found.deferred);
-    deliver(deps, found.claimed, &sweep_id, now, &mut report).await;
+    report.repairs = found.repairs;
+    report.repairs.extend(report.dead_letters.iter().filter(|f| f.result.acted()).filter_map(Finding::notice));
+    report.repaired = report.repairs.len();
+    report.deferred =
+        found.deferred + report.dead_letters.iter().filter(|f| matches!(f.result, Redrive::Deferred { .. })).count();
+    // What the sweep did and what it could not: to the channels the notice's severity routes to, no pagers.
+    let mut claimed = found.claimed;
+    let reported = report
+        .repairs
+        .iter()
+        .cloned()
+        .chain(report.dead_letters.iter().filter(|f| !f.result.acted()).filter_map(Finding::notice));
+    for notice in reported {
+        for channel in deps.policy.routes.channels(notice.severity).iter().filter(|c| !is_pager(c)) {
+            claimed.push(Claimed { channel: channel.clone(), notice: notice.clone(), token: None });
+        }
+    }
+    deliver(deps, claimed, &sweep_id, now, &mut report).await;
     resolve(deps, found.resolves, now, &mut report).await;
     tracing::info!(
         sweep = %sweep_id, vaults = report.vaults, objects = report.objects, notices = report.notices,
@@ -155,6 +210,11 @@ async fn survey_vault(
             }
         };
         listed += items.len();
+        // The listing took one turn but sent a request per page: the later pages are paid for now, so the
+        // requests that follow keep the vault's (and the subscription's) rate where the limits want it.
+        for _ in 1..items.len().div_ceil(LIST_PAGE_SIZE) {
+            deps.pacer.acquire(vault).await;
+        }
         let kind = kind_of(collection);
         let objects = futures::stream::iter(items)
             .map(|item| survey_object(deps, vault, kind, collection, item, paged, sweep_id, now))
@@ -234,8 +294,15 @@ async fn survey_object(
     if repair_candidate && rotates(&decided) {
         match repair(deps, &object, sweep_id).await {
             // A new version: the old one's notices no longer apply; the next sweep starts from the new one.
-            Ok(Repair::Rotated) => {
-                found.repaired += 1;
+            Ok(Repair::Rotated(outcome)) => {
+                found.repairs.push(Notice {
+                    object,
+                    expires: item.expires.unwrap_or(now),
+                    threshold: 0,
+                    severity: keyturn_notify::Severity::Info,
+                    plan: format!("its near-expiry event never came; the sweep {outcome}"),
+                    section: Section::Repaired,
+                });
                 return found;
             }
             Ok(Repair::Deferred) => found.deferred += 1,
@@ -248,13 +315,20 @@ async fn survey_object(
     if let Some(problem) = tag_problem {
         what = format!("{what} (tag problem, the default thresholds apply: {problem})");
     }
-    let notice = Notice { object, expires, threshold: due.threshold, severity: due.severity, plan: what };
+    let notice = Notice {
+        object,
+        expires,
+        threshold: due.threshold,
+        severity: due.severity,
+        plan: what,
+        section: Section::Threshold,
+    };
     let state_object = ObjectVersion::new(vault, kind, &item.name, &version);
     for channel in policy.routes.channels(due.severity) {
         let key = ThresholdKey::new(state_object.clone(), due.threshold).on_channel(&state_name(channel));
         match deps.store.claim(&key, sweep_id, now).await {
             Ok(Claim::Claimed(token)) => {
-                found.claimed.push(Claimed { channel: channel.clone(), notice: notice.clone(), token })
+                found.claimed.push(Claimed { channel: channel.clone(), notice: notice.clone(), token: Some(token) })
             }
             Ok(Claim::AlreadyFired { .. } | Claim::InProgress { .. }) => {}
             Err(error) => found.failures.push(error.to_string()),
@@ -285,7 +359,8 @@ fn rotates(decided: &Result<Plan, keyturn_rotation::policy::PolicyError>) -> boo
 /// What a repair did.
 #[derive(Debug)]
 enum Repair {
-    Rotated,
+    /// With the engine's words (`rotated from a to b, expires ...`).
+    Rotated(String),
     /// Outside the object's rotation window, which opens before its expiry.
     Deferred,
     /// The engine decided otherwise (native policy, manual action, already rotated).
@@ -300,7 +375,7 @@ async fn repair(deps: &SweepDeps, object: &ObjectRef, sweep_id: &str) -> Result<
     match deps.core.engine().rotate(&request).await {
         Ok(outcome @ (RotationOutcome::Rotated { .. } | RotationOutcome::RenewalStarted { .. })) => {
             tracing::info!(object = %object.described(), outcome = outcome.label(), "missed near-expiry rotation repaired");
-            Ok(Repair::Rotated)
+            Ok(Repair::Rotated(outcome.to_string()))
         }
         // The engine applies the object's rotation window, as for near-expiry.
         Ok(RotationOutcome::Deferred { until, .. }) => {
@@ -336,9 +411,12 @@ fn plan_phrase(decided: &Result<Plan, keyturn_rotation::policy::PolicyError>) ->
     }
 }
 
+/// A notice to send, with its claim when it has one.
+type ToSend = (Notice, Option<ClaimToken>);
+
 /// Sends what was claimed, per channel, and completes or releases each claim.
 async fn deliver(deps: &SweepDeps, claimed: Vec<Claimed>, sweep_id: &str, now: DateTime<Utc>, report: &mut Report) {
-    let mut by_channel: Vec<(ChannelId, Vec<(Notice, ClaimToken)>)> = Vec::new();
+    let mut by_channel: Vec<(ChannelId, Vec<ToSend>)> = Vec::new();
     for Claimed { channel, notice, token } in claimed {
         match by_channel.iter_mut().find(|(c, _)| *c == channel) {
             Some((_, list)) => list.push((notice, token)),
@@ -368,15 +446,15 @@ async fn deliver(deps: &SweepDeps, claimed: Vec<Claimed>, sweep_id: &str, now: D
                         report.failures.push(format!("{error} (a rotation will not resolve this page by itself)"));
                     }
                 }
-                settle(deps, &token, result.is_ok(), now, report).await;
+                settle(deps, token.as_ref(), result.is_ok(), now, report).await;
                 report.pages += usize::from(result.is_ok());
             }
             continue;
         }
-        let mut tokens: HashMap<(ObjectRef, u32), ClaimToken> = HashMap::new();
+        let mut tokens: HashMap<(ObjectRef, u32, Section), Option<ClaimToken>> = HashMap::new();
         let mut notices = Vec::with_capacity(items.len());
         for (notice, token) in items {
-            tokens.insert((notice.object.clone(), notice.threshold), token);
+            tokens.insert((notice.object.clone(), notice.threshold, notice.section), token);
             notices.push(notice);
         }
         let id = format!("{sweep_id}-{}", state_name(&channel));
@@ -387,21 +465,29 @@ async fn deliver(deps: &SweepDeps, claimed: Vec<Claimed>, sweep_id: &str, now: D
             }
             report.messages += usize::from(result.is_ok());
             for notice in message.groups.iter().flat_map(|g| &g.notices) {
-                if let Some(token) = tokens.remove(&(notice.object.clone(), notice.threshold)) {
-                    settle(deps, &token, result.is_ok(), now, report).await;
-                    report.notices += usize::from(result.is_ok());
+                if let Some(token) = tokens.remove(&(notice.object.clone(), notice.threshold, notice.section)) {
+                    settle(deps, token.as_ref(), result.is_ok(), now, report).await;
+                    report.notices += usize::from(result.is_ok() && notice.section == Section::Threshold);
                 }
             }
         }
         // The digest folds a notice listed twice into one: its other claims were delivered with it.
         for token in tokens.into_values() {
-            settle(deps, &token, true, now, report).await;
+            settle(deps, token.as_ref(), true, now, report).await;
         }
     }
 }
 
-/// Completes a delivered claim, or releases an undelivered one for the next sweep.
-async fn settle(deps: &SweepDeps, token: &ClaimToken, delivered: bool, now: DateTime<Utc>, report: &mut Report) {
+/// Completes a delivered claim, or releases an undelivered one for the next sweep. A notice without a
+/// claim (a repair, a dead letter) is not sent again: it stays in the outcome and the logs.
+async fn settle(
+    deps: &SweepDeps,
+    token: Option<&ClaimToken>,
+    delivered: bool,
+    now: DateTime<Utc>,
+    report: &mut Report,
+) {
+    let Some(token) = token else { return };
     let result = if delivered { deps.store.complete(token, now).await } else { deps.store.release(token).await };
     if !delivered {
         report.released += 1;

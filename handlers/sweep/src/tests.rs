@@ -218,3 +218,130 @@ async fn with_repair_on_a_missed_rotation_is_made_once_through_the_engine() {
     assert_eq!(run(&off_deps, now).await.repaired, 0);
     assert_eq!(off.vault.count("kv-one", Collection::Secrets, "db-password"), 1);
 }
+
+/// A dead-letter blob as Event Grid writes it: the `lifecycle` event of `kv-one/<name>` at `version`, with the
+/// fields Event Grid adds.
+fn dead_letter(
+    id: &str,
+    event_type: keyturn_events::KeyVaultEventType,
+    name: &str,
+    version: &str,
+    exp: DateTime<Utc>,
+) -> Vec<u8> {
+    use keyturn_events::{Event, KeyVaultEvent, Payload, Schema, VaultObject};
+    let object = VaultObject::new("kv-one", event_type.object_kind(), name, Some(version), None, Some(exp)).unwrap();
+    let event = Event {
+        id: id.into(),
+        subject: name.into(),
+        source: "/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-one".into(),
+        time: Some(exp - Duration::days(30)),
+        schema: Schema::EventGrid,
+        payload: Payload::KeyVault(KeyVaultEvent { event_type, object }),
+    };
+    let mut value = event.to_value();
+    value["deadLetterReason"] = "MaxDeliveryAttemptsExceeded".into();
+    value["deliveryAttempts"] = 30.into();
+    serde_json::to_vec(&serde_json::json!([value])).unwrap()
+}
+
+/// Dead letters: a near-expiry event whose object still needs it is re-driven (one rotation, through the
+/// engine); one whose object was rotated since is no longer needed; an expiry event is reported, not
+/// re-driven; an unreadable blob is reported as unusable. Each once: the next pass finds nothing new. The
+/// digest shows the repair and the dead letter not re-driven in their own sections.
+#[tokio::test]
+async fn dead_letters_are_re_driven_where_still_needed_and_each_reported_once() {
+    use keyturn_events::KeyVaultEventType::{SecretExpired, SecretNearExpiry};
+    use keyturn_sweep::{MemoryDeadLetters, Section};
+
+    let (world, deps) =
+        world_with(&[("KEYTURN_SWEEP_ROUTES", "info=slack;warning=slack"), ("KEYTURN_SWEEP_REPAIR", "on")]);
+    let now = Utc::now();
+    // 29 days 23 hours out: inside Key Vault's window, before the sweep's own repair grace.
+    let exp = now + Duration::days(30) - Duration::hours(1);
+    secret(&world, "db-password", "v1", exp, OPTED_IN);
+    secret(&world, "api", "a1", exp, OPTED_IN);
+    secret(&world, "api", "a2", now + Duration::days(90), OPTED_IN);
+    let letters = MemoryDeadLetters::default();
+    letters.put("KEYTURN-NEAR-EXPIRY/2027/1/1/0/1.json", dead_letter("e1", SecretNearExpiry, "db-password", "v1", exp));
+    letters.put("KEYTURN-NEAR-EXPIRY/2027/1/1/0/2.json", dead_letter("e2", SecretNearExpiry, "api", "a1", exp));
+    letters.put("KEYTURN-EXPIRED/2027/1/1/0/3.json", dead_letter("e3", SecretExpired, "old", "o1", now));
+    letters.put("KEYTURN-EXPIRED/2027/1/1/0/4.json", b"[{\"id\": \"broken\"}]".to_vec());
+    let deps = Arc::new(
+        Arc::try_unwrap(deps)
+            .unwrap()
+            .with_dead_letters(Some(Arc::new(letters) as Arc<dyn keyturn_sweep::DeadLetters>)),
+    );
+
+    let report = run(&deps, now).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let results: Vec<(Option<&str>, &crate::redrive::Redrive)> =
+        report.dead_letters.iter().map(|f| (f.event_id.as_deref(), &f.result)).collect();
+    use crate::redrive::Redrive;
+    assert!(
+        matches!(results[0], (Some("e3"), Redrive::NotRedriven(why)) if why.contains("expiry event")),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[1], (Some("broken"), Redrive::Unusable(why)) if why.contains("does not decode")),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], (Some("e1"), Redrive::Rotated(how)) if how.starts_with("rotated from v1")),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[3], (Some("e2"), Redrive::NoLongerNeeded(why)) if why.contains("already rotated to a2")),
+        "{results:?}"
+    );
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "db-password"), 2, "re-driven: one rotation");
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "api"), 2, "no longer needed: no rotation");
+    assert_eq!(report.repaired, 1);
+    let summary = report.summary();
+    assert!(summary.contains("; repaired: secret kv-one/db-password (its event e1 was dead-lettered"), "{summary}");
+    assert!(summary.contains("4 dead letters (1 re-driven, 1 unusable)"), "{summary}");
+
+    let sections: Vec<(Section, String)> = world
+        .notifier
+        .sent_to()
+        .iter()
+        .flat_map(|(_, sent)| match sent {
+            Sent::Digest(d) => d
+                .groups
+                .iter()
+                .flat_map(|g| g.notices.iter().map(|n| (g.section, n.object.name().to_owned())))
+                .collect(),
+            Sent::Notification(_) => Vec::new(),
+        })
+        .collect();
+    assert!(sections.contains(&(Section::Repaired, "db-password".into())), "{sections:?}");
+    assert!(sections.contains(&(Section::DeadLettered, "api".into())), "{sections:?}");
+    assert!(sections.contains(&(Section::DeadLettered, "old".into())), "{sections:?}");
+
+    let again = run(&deps, now + Duration::hours(1)).await;
+    assert!(again.dead_letters.is_empty(), "each reported once: {:?}", again.dead_letters);
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "db-password"), 2);
+}
+
+/// Without repair, a dead letter that still needs its rotation is reported for a person, not re-driven.
+#[tokio::test]
+async fn with_repair_off_a_dead_letter_is_reported_not_re_driven() {
+    use keyturn_events::KeyVaultEventType::SecretNearExpiry;
+    let (world, deps) = world_with(&[("KEYTURN_SWEEP_ROUTES", "warning=slack")]);
+    let exp = Utc::now() + Duration::days(29);
+    secret(&world, "db-password", "v1", exp, OPTED_IN);
+    let letters = keyturn_sweep::MemoryDeadLetters::default();
+    letters.put("KEYTURN-NEAR-EXPIRY/1.json", dead_letter("e1", SecretNearExpiry, "db-password", "v1", exp));
+    let deps = Arc::try_unwrap(deps)
+        .unwrap()
+        .with_dead_letters(Some(Arc::new(letters) as Arc<dyn keyturn_sweep::DeadLetters>));
+    let report = run(&deps, Utc::now()).await;
+    let [finding] = &report.dead_letters[..] else { panic!("{:?}", report.dead_letters) };
+    assert!(
+        matches!(&finding.result, crate::redrive::Redrive::NotRedriven(why) if why.contains("KEYTURN_SWEEP_REPAIR=on")),
+        "{finding:?}"
+    );
+    assert_eq!(world.vault.count("kv-one", Collection::Secrets, "db-password"), 1);
+    let warned = world.notifier.sent_to();
+    let [(1, Sent::Digest(digest))] = &warned[..] else { panic!("{warned:?}") };
+    assert!(digest.groups.iter().any(|g| g.section == keyturn_sweep::Section::DeadLettered), "{digest:?}");
+}

@@ -41,6 +41,9 @@ param lockContainerName string
 @description('The sweep\'s state container in the state account.')
 param sweepStateContainerName string
 
+@description('The container the Event Grid subscriptions dead-letter into, in the state account.')
+param deadLetterContainerName string
+
 @description('Application Insights component (same resource group).')
 param insightsName string
 
@@ -83,6 +86,7 @@ var storageKeyGrants = filter(grants, g => g.scope == 'storageKeyAccounts')
 var hostStorageGrants = filter(grants, g => g.scope == 'hostStorage')
 var lockGrants = filter(grants, g => g.scope == 'lockContainer')
 var sweepStateGrants = filter(grants, g => g.scope == 'sweepStateContainer')
+var deadLetterGrants = filter(grants, g => g.scope == 'deadLetterContainer')
 var insightsGrants = filter(grants, g => g.scope == 'insights')
 
 var isFlex = hostingPlan == 'FlexConsumption'
@@ -99,6 +103,9 @@ resource state 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
     }
     resource sweepState 'containers' existing = {
       name: sweepStateContainerName
+    }
+    resource deadLetters 'containers' existing = {
+      name: deadLetterContainerName
     }
   }
 }
@@ -355,6 +362,17 @@ resource sweepStateAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
     description: 'keyturn ${handler}: the sweep\'s state (thresholds fired, versions paged)'
+  }
+}]
+
+resource deadLetterAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for g in deadLetterGrants: {
+  name: guid(state::blob::deadLetters.id, identity.id, roles.roleDefinitions[g.role])
+  scope: state::blob::deadLetters
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.roleDefinitions[g.role])
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    description: 'keyturn ${handler}: reads the dead-lettered events to report and re-drive them'
   }
 }]
 

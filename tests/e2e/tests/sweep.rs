@@ -278,3 +278,178 @@ async fn with_repair_on_a_lost_near_expiry_event_is_repaired_once_and_needs_the_
     })
     .await;
 }
+
+/// The dead-letter container on Azurite, created as a deployment creates it (Event Grid does not), and what
+/// writes to it: Event Grid's subscription (with the topic's identity) and the test itself.
+struct DeadLetterContainer {
+    url: url::Url,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl DeadLetterContainer {
+    /// A fresh container name and the account's blob endpoint, for the sweep's settings.
+    fn name() -> (String, String) {
+        let account = std::env::var("KEYTURN_TEST_AZURITE_BLOB_URL")
+            .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_BLOB_URL is not set: {MISSING}"));
+        (account, format!("deadletter-e2e-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()))
+    }
+
+    /// Creates the container `name` in `account` with a token from the stack's identity endpoint (the topic's
+    /// identity; Azurite checks a token's issuer, audience and lifetime).
+    async fn create(stack: &keyturn_local::stack::LocalStack, account: &str, name: &str) -> Self {
+        let ca = std::env::var("KEYTURN_TEST_AZURITE_CA_FILE")
+            .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_CA_FILE is not set: {MISSING}"));
+        let certs = reqwest::Certificate::from_pem_bundle(&std::fs::read(ca).unwrap()).unwrap();
+        let http = reqwest::Client::builder().tls_certs_merge(certs).build().unwrap();
+        let registry = stack.emulator().token_registry().expect("the stack's identity endpoint");
+        let (token, _) = registry.issue("https://storage.azure.com", "eventgrid-topic-identity");
+        let mut url = url::Url::parse(account).unwrap();
+        url.path_segments_mut().unwrap().pop_if_empty().push(name);
+        let container = Self { url, http, token };
+        let mut create = container.url.clone();
+        create.set_query(Some("restype=container"));
+        let created = container.request(reqwest::Method::PUT, create).send().await.unwrap();
+        assert_eq!(created.status().as_u16(), 201, "creating the dead-letter container: {:?}", created.text().await);
+        container
+    }
+
+    fn request(&self, method: reqwest::Method, url: url::Url) -> reqwest::RequestBuilder {
+        self.http.request(method, url).bearer_auth(&self.token).header("x-ms-version", "2023-11-03")
+    }
+
+    /// Event Grid's side: the subscription's `deadLetterDestination`.
+    fn destination(&self) -> keyturn_local::eventgrid::BlobDestination {
+        let token = self.token.clone();
+        keyturn_local::eventgrid::BlobDestination::new(self.url.clone(), self.http.clone(), move || token.clone())
+    }
+
+    /// Writes a blob by hand, as something other than Event Grid might.
+    async fn put(&self, name: &str, body: &str) {
+        let mut url = self.url.clone();
+        url.path_segments_mut().unwrap().extend(name.split('/'));
+        let put = self
+            .request(reqwest::Method::PUT, url)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status().as_u16(), 201, "writing {name}");
+    }
+
+    /// The blob names in the container.
+    async fn names(&self) -> Vec<String> {
+        let mut url = self.url.clone();
+        url.set_query(Some("restype=container&comp=list"));
+        let list = self.request(reqwest::Method::GET, url).send().await.unwrap().text().await.unwrap();
+        list.split("<Name>").skip(1).filter_map(|rest| rest.split("</Name>").next()).map(str::to_owned).collect()
+    }
+}
+
+/// A `SecretNearExpiry` dead-lettered on purpose (near-expiry's endpoint is down until Event Grid gives up, at
+/// its retry schedule scaled down) is found by the next sweep in the dead-letter container on Azurite, where the
+/// local Event Grid wrote it as the service does, and re-driven through the rotation engine: the secret is
+/// rotated exactly once, and the digest and the outcome name it. Sweeps after it, a second instance at the same
+/// time and a restart neither rotate again nor report it again. A blob that is not Event Grid's is reported as
+/// unusable, once; a dead letter whose object was rotated meanwhile is reported as no longer needed.
+#[tokio::test]
+async fn a_dead_lettered_near_expiry_event_is_re_driven_by_the_next_sweep_exactly_once_and_reported() {
+    bounded(Duration::from_secs(300), async {
+        use keyturn_local::eventgrid::{EndpointKind, Subscription};
+
+        let (account, name) = DeadLetterContainer::name();
+        let settings = [
+            ("KEYTURN_SWEEP_REPAIR", "on"),
+            ("KEYTURN_SWEEP_DEAD_LETTER_ACCOUNT_URL", account.as_str()),
+            ("KEYTURN_SWEEP_DEAD_LETTER_CONTAINER", name.as_str()),
+        ];
+        let world = world_with(&settings, &["sweepRepairEnabled"]).await;
+        let stack = &world.chain.stack;
+        let container = DeadLetterContainer::create(stack, &account, &name).await;
+
+        // Near-expiry's endpoint: nothing listens there. Three attempts, then the dead-letter container.
+        let down = url::Url::parse("http://127.0.0.1:9/api/near-expiry").unwrap();
+        let subscription = Subscription::new("keyturn-near-expiry", down, EndpointKind::AzureFunction)
+            .event_types(["Microsoft.KeyVault.SecretNearExpiry"])
+            .max_delivery_attempts(3)
+            .dead_letter_blob(container.destination());
+        stack.grid().subscribe(subscription).await.unwrap();
+
+        // 30 days less an hour from expiry: inside Key Vault's window (the emulator raises its near-expiry event
+        // at once), but before the sweep's own repair grace, so only the dead letter can make the sweep rotate it.
+        let opted_in = tags(&[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")]);
+        let exp = stack.emulator().clock().now() + chrono::TimeDelta::days(30) - chrono::TimeDelta::hours(1);
+        let spec = keyturn_local::keyvault::SecretSpec {
+            value: "value-db-password-1".into(),
+            content_type: Some("text/plain".into()),
+            attributes: keyturn_local::keyvault::store::AttributeInput {
+                exp: Some(exp.timestamp()),
+                ..Default::default()
+            },
+            tags: opted_in.clone(),
+        };
+        let first = keyturn_e2e::store_secret(stack, VAULT, "db-password", spec);
+        // A second one, rotated by hand after its event was dead-lettered: no longer needed.
+        seed_secret(stack, VAULT, "api-token", "value-api-token-1", 29, opted_in.clone());
+        keyturn_e2e::wait_for("two dead letters", Duration::from_secs(60), || stack.grid().dead_letters().len() == 2)
+            .await;
+        let blobs = container.names().await;
+        assert_eq!(blobs.len(), 2, "{blobs:?}");
+        assert!(blobs.iter().all(|b| b.starts_with("KEYTURN-NEAR-EXPIRY/")), "Event Grid's layout: {blobs:?}");
+        seed_secret(stack, VAULT, "api-token", "value-api-token-2", 90, opted_in);
+        container.put("KEYTURN-NEAR-EXPIRY/2026/1/1/0/not-event-grids.json", "{not json").await;
+
+        let swept = sweep(&world.chain.host).await;
+        println!("{swept}");
+        let versions = keyturn_e2e::secret_versions(stack, VAULT, "db-password");
+        assert_eq!(versions.len(), 2, "rotated once: {swept}");
+        assert!(swept.contains("3 dead letters (1 re-driven, 1 unusable)"), "{swept}");
+        let line = |name: &str| {
+            let needle = format!("secret {VAULT}/{name} version");
+            swept
+                .split("; ")
+                .find(|part| part.contains(&needle))
+                .unwrap_or_else(|| panic!("{name}: {swept}"))
+                .to_owned()
+        };
+        assert!(
+            line("db-password").contains(&format!(
+                "version {first}, dead-lettered MaxDeliveryAttemptsExceeded): re-driven: rotated from {first}"
+            )),
+            "{swept}"
+        );
+        assert!(line("api-token").contains("not re-driven, no longer needed: already rotated"), "{swept}");
+        assert!(swept.contains("not-event-grids.json: unusable: not JSON"), "{swept}");
+        // The digest (info goes to the webhook) names the repaired secret in its own section.
+        let digests = world.sink.accepted_on("/webhook");
+        let groups: Vec<(String, Vec<String>)> = digests
+            .iter()
+            .flat_map(|d| d.json()["groups"].as_array().unwrap().clone())
+            .map(|g| {
+                (
+                    g["section"].as_str().unwrap().to_owned(),
+                    digest_names(&serde_json::json!({"type": "keyturn.digest", "groups": [g]})),
+                )
+            })
+            .collect();
+        assert!(groups.contains(&("repaired".to_owned(), vec!["db-password".to_owned()])), "{groups:?}");
+        assert!(groups.contains(&("dead-lettered".to_owned(), vec!["api-token".to_owned()])), "{groups:?}");
+
+        // Again, two instances at once, then after a restart: nothing rotated or reported twice.
+        let second = world.another_host().await;
+        let (a, b) = tokio::join!(sweep(&world.chain.host), sweep(&second));
+        second.shutdown().await;
+        let third = world.another_host().await;
+        let c = sweep(&third).await;
+        third.shutdown().await;
+        for later in [&a, &b, &c] {
+            assert!(!later.contains("dead letter"), "reported once: {later}");
+        }
+        assert_eq!(keyturn_e2e::secret_versions(stack, VAULT, "db-password").len(), 2, "re-driven once");
+        assert_eq!(container.names().await.len(), 3, "the dead letters stay where Event Grid put them");
+        world.chain.assert_no_secret_leaked(&[VAULT], world.sink.bodies());
+        world.chain.shutdown().await;
+    })
+    .await;
+}

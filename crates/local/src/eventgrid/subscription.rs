@@ -6,6 +6,8 @@ use std::time::Duration;
 use keyturn_events::{Event, Schema};
 use url::Url;
 
+use super::BlobDestination;
+
 /// How Event Grid reaches the endpoint. It changes which failures are final and whether a validation
 /// handshake happens when the subscription is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,9 @@ pub struct Subscription {
     pub max_events_per_batch: usize,
     /// Where dead-lettered events are written, as blobs would be in the dead-letter container.
     pub dead_letter_dir: Option<PathBuf>,
+    /// The dead-letter container itself (`deadLetterDestination`, Azurite locally): where a deployment's
+    /// sweep reads them back.
+    pub dead_letter_blob: Option<BlobDestination>,
     /// Static delivery headers (up to 10), e.g. a shared secret for a webhook.
     pub delivery_headers: Vec<(String, String)>,
 }
@@ -78,6 +83,7 @@ impl Subscription {
             event_ttl: Duration::from_secs(1440 * 60),
             max_events_per_batch: 1,
             dead_letter_dir: None,
+            dead_letter_blob: None,
             delivery_headers: Vec::new(),
         }
     }
@@ -125,6 +131,12 @@ impl Subscription {
 
     pub fn dead_letter_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dead_letter_dir = Some(dir.into());
+        self
+    }
+
+    /// Dead-letters into a blob container, as the service does with a `StorageBlob` destination.
+    pub fn dead_letter_blob(mut self, destination: BlobDestination) -> Self {
+        self.dead_letter_blob = Some(destination);
         self
     }
 
