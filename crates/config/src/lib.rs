@@ -17,11 +17,13 @@
 //! - [`sweep`]: the scheduled sweep's thresholds, escalation, routing and state (`KEYTURN_SWEEP_*`).
 //! - `storage` (private): a blob container named by an account URL and a container setting (locks, sweep state).
 //! - [`bindings`]: the `<vault>[/<names>]=<target>` grammar every provider binding shares.
+//! - [`consumers`]: the apps the `new-version` handler refreshes when a secret they read changes (`KEYTURN_CONSUMERS`).
 //! - [`entra`]: the Entra ID application secrets provider (`KEYTURN_ENTRA_APPLICATIONS`, `KEYTURN_GRAPH_ENDPOINT`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
 
 pub mod bindings;
+pub mod consumers;
 pub mod credential;
 pub mod entra;
 pub mod error;
@@ -37,6 +39,7 @@ pub mod vaults;
 
 use std::path::PathBuf;
 
+pub use consumers::{Consumer, Consumers};
 pub use credential::CredentialSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use lock::LockSettings;
@@ -63,6 +66,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     pub providers: ProviderSettings,
     pub sweep: SweepSettings,
+    /// `KEYTURN_CONSUMERS`: the apps refreshed when a secret they read gets a new version.
+    pub consumers: Consumers,
     /// Extra trust roots (PEM) for the HTTP client the Azure SDK uses; `None` in Azure.
     pub ca_file: Option<PathBuf>,
 }
@@ -95,8 +100,9 @@ impl Settings {
         let notify = collect(&mut errors, notify::NotifySettings::from_env(&env));
         let providers = collect(&mut errors, providers::ProviderSettings::from_env(&env));
         let sweep = collect(&mut errors, sweep::SweepSettings::from_env(&env));
+        let consumers = collect(&mut errors, consumers::Consumers::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (vaults, mirror_vaults, mirror_routes, credential, retry, lock, notify, providers, sweep) {
+        match (vaults, mirror_vaults, mirror_routes, credential, retry, lock, notify, providers, sweep, consumers) {
             (
                 Some(vaults),
                 Some(mirror_vaults),
@@ -107,6 +113,7 @@ impl Settings {
                 Some(notify),
                 Some(providers),
                 Some(sweep),
+                Some(consumers),
             ) if errors.is_empty() => Ok(Self {
                 vaults,
                 mirror_vaults,
@@ -117,6 +124,7 @@ impl Settings {
                 notify,
                 providers,
                 sweep,
+                consumers,
                 ca_file,
             }),
             _ => Err(ConfigErrors(errors)),

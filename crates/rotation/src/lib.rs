@@ -13,8 +13,10 @@
 //! - [`lock`]: the per-object lock as a trait ([`RotationLock`]) and the in-process lease lock;
 //!   `lock/blob.rs` is the blob-lease lock for Azure and [`lock_from_settings`], which picks one.
 //! - [`outcome`]: [`RotationOutcome`], what an attempt decided.
+//! - [`arm`]: [`arm::ArmClient`], the one way keyturn calls Azure Resource Manager (providers, consumer refresh).
 //! - [`error`]: [`RotationError`], retryable or permanent.
 
+pub mod arm;
 pub mod engine;
 pub mod error;
 pub mod generate;

@@ -15,21 +15,19 @@
 //! regenerating again.
 //!
 //! There is no Rust management SDK for Microsoft.Storage in the Azure SDK 1.x, so the two calls
-//! (`listKeys`, `regenerateKey`, API version [`API_VERSION`]) are made by hand over azure_core's pipeline,
-//! with the same credential, transport and bounded retry policy as the Key Vault clients.
+//! (`listKeys`, `regenerateKey`, API version [`API_VERSION`]) are made through [`ArmClient`] (`crate::arm`).
 
 use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
-use azure_core::error::CheckSuccessOptions;
-use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
-use azure_core::http::{ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, Url};
+use azure_core::http::{ClientOptions, Method, Url};
 use chrono::{DateTime, Utc};
 use keyturn_config::SecretString;
 use keyturn_config::providers::{STORAGE_ACCOUNTS, StorageBinding};
 use keyturn_vault::model::Tags;
 use serde::Deserialize;
 
+use crate::arm::ArmClient;
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS};
 use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
 
@@ -38,17 +36,10 @@ pub const API_VERSION: &str = "2023-05-01";
 const NAME: &str = "storage-account-key";
 
 /// `KeyturnRotation=storage-account-key`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StorageKeys {
-    endpoint: Url,
-    pipeline: Pipeline,
+    arm: ArmClient,
     bindings: Vec<StorageBinding>,
-}
-
-impl std::fmt::Debug for StorageKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorageKeys").field("endpoint", &self.endpoint.as_str()).finish_non_exhaustive()
-    }
 }
 
 #[derive(Deserialize)]
@@ -75,17 +66,7 @@ impl StorageKeys {
         options: ClientOptions,
         bindings: Vec<StorageBinding>,
     ) -> Self {
-        let scope = scope_for(&endpoint);
-        let auth = Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
-        let pipeline = Pipeline::new(
-            option_env!("CARGO_PKG_NAME"),
-            option_env!("CARGO_PKG_VERSION"),
-            options,
-            Vec::new(),
-            vec![auth],
-            None,
-        );
-        Self { endpoint, pipeline, bindings }
+        Self { arm: ArmClient::new(endpoint, credential, options), bindings }
     }
 
     fn error(message: impl Into<String>, retryable: bool) -> ProviderError {
@@ -94,33 +75,15 @@ impl StorageKeys {
 
     /// `POST {account}/{action}?api-version=...`, answering the account's keys.
     async fn call(&self, account: &str, action: &str, body: Option<&str>) -> Result<KeysResult, ProviderError> {
-        let mut url = self.endpoint.clone();
-        url.set_path(&format!("{}/{action}", account.trim_end_matches('/')));
-        url.query_pairs_mut().clear().append_pair("api-version", API_VERSION);
-        let mut request = Request::new(url, Method::Post);
-        request.insert_header("accept", "application/json");
-        request.insert_header("content-type", "application/json");
-        request.set_body(body.unwrap_or("").as_bytes().to_vec());
-        let options =
-            PipelineSendOptions { check_success: CheckSuccessOptions { success_codes: &[200] }, ..Default::default() };
+        let path = format!("{}/{action}", account.trim_end_matches('/'));
         let doing = format!("{action} on {account}");
-        let response = self.pipeline.send(&Context::new(), &mut request, Some(options)).await.map_err(|e| {
-            use azure_core::error::ErrorKind;
-            match e.kind() {
-                ErrorKind::HttpResponse { status, error_code, .. } => {
-                    let status = u16::from(*status);
-                    let code = error_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
-                    Self::error(format!("{doing}: HTTP {status}{code}: {e}"), matches!(status, 408 | 429 | 500..=599))
-                }
-                ErrorKind::Io | ErrorKind::Connection | ErrorKind::Credential => {
-                    Self::error(format!("{doing}: Resource Manager could not be reached: {e}"), true)
-                }
-                _ => Self::error(format!("{doing}: {e}"), false),
-            }
-        })?;
+        let body = self
+            .arm
+            .send(Method::Post, &path, API_VERSION, body, &[200], &doing)
+            .await
+            .map_err(|e| Self::error(e.message, e.retryable))?;
         // The body holds account keys: parse it without ever quoting it in an error.
-        serde_json::from_slice(response.body().as_ref())
-            .map_err(|_| Self::error(format!("{doing}: the response is not a key list"), false))
+        serde_json::from_slice(&body).map_err(|_| Self::error(format!("{doing}: the response is not a key list"), false))
     }
 
     fn key_of(
@@ -140,12 +103,6 @@ impl StorageKeys {
             .ok_or_else(|| Self::error(format!("{account} answered {name} without a value"), false))?;
         Ok((SecretString::new(value), key.creation_time))
     }
-}
-
-/// The token scope for a Resource Manager endpoint: its own origin in Azure's clouds; the public cloud's for
-/// a loopback emulator.
-fn scope_for(endpoint: &Url) -> String {
-    crate::provider::token_scope(endpoint, "https://management.azure.com/.default")
 }
 
 /// The key a rotation regenerates: the one `CredentialId` does not name.
@@ -270,11 +227,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_token_scope_follows_the_endpoint_except_on_loopback() {
-        let scope = |u: &str| scope_for(&Url::parse(u).unwrap());
-        assert_eq!(scope("https://management.azure.com"), "https://management.azure.com/.default");
-        assert_eq!(scope("https://management.chinacloudapi.cn/"), "https://management.chinacloudapi.cn/.default");
-        assert_eq!(scope("https://127.0.0.1:8444"), "https://management.azure.com/.default");
-    }
 }
