@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::arm_consumers::ConsumerApps;
 use crate::identity::TokenRegistry;
 use crate::keyvault::server::{self, HttpResponse, ServerHandle};
 use crate::tls::{EmulatorCa, EmulatorCaError};
@@ -80,6 +81,7 @@ type Accounts = Arc<Mutex<BTreeMap<String, Account>>>;
 #[derive(Debug, Default)]
 pub struct Builder {
     accounts: Vec<String>,
+    consumers: ConsumerApps,
     ca_dir: Option<PathBuf>,
 }
 
@@ -97,6 +99,12 @@ impl Builder {
     /// Adds a storage account by resource id, with two fresh keys.
     pub fn storage_account(mut self, resource_id: impl Into<String>) -> Self {
         self.accounts.push(resource_id.into());
+        self
+    }
+
+    /// Serves these consumer apps too (`crate::arm_consumers`).
+    pub fn consumers(mut self, apps: ConsumerApps) -> Self {
+        self.consumers = apps;
         self
     }
 
@@ -122,7 +130,7 @@ impl Builder {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(ArmError::Bind)?;
         let addr = listener.local_addr().map_err(ArmError::Bind)?;
         let accounts: Accounts = Arc::new(Mutex::new(accounts));
-        let service = Arc::new(Service { accounts: accounts.clone(), tokens });
+        let service = Arc::new(Service { accounts: accounts.clone(), consumers: self.consumers, tokens });
         let server = server::spawn(listener, Some(acceptor), move |req| Arc::clone(&service).handle(req));
         let url = format!("https://127.0.0.1:{}", addr.port());
         tracing::info!(%url, "ARM emulator listening");
@@ -204,6 +212,7 @@ fn parse_account_id(id: &str) -> Option<(&str, &str, &str)> {
 #[derive(Debug)]
 struct Service {
     accounts: Accounts,
+    consumers: ConsumerApps,
     tokens: TokenRegistry,
 }
 
@@ -230,6 +239,9 @@ impl Service {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
         if let Some(refusal) = self.refusal(&req) {
             return refusal;
+        }
+        if let Some(response) = self.consumers.handle(req.method(), req.uri().path(), req.uri().query()) {
+            return response;
         }
         let query: BTreeMap<String, String> =
             url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();

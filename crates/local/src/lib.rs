@@ -22,12 +22,13 @@
 //! - [`receivers`]: a notification receiver on loopback that checks what keyturn's webhook receivers, Slack and
 //!   Teams check (signatures, Block Kit, Adaptive Cards): the demo's and the tests'.
 //! - [`arm`]: Azure Resource Manager emulator: storage account listKeys/regenerateKey over HTTPS, tokens from
-//!   [`identity`].
+//!   [`identity`]; [`arm_consumers`]: its consumer apps (Key Vault reference refresh, Container App restarts).
 //! - [`graph`]: Microsoft Graph emulator: application addPassword/removePassword/get over HTTPS, Graph's
 //!   permissions (owned applications) and errors, and the client-credentials sign-in that proves which secrets work.
 //! - [`paging`]: PagerDuty Events API v2 and Opsgenie Alert API receivers, following the vendors' contracts.
 
 pub mod arm;
+pub mod arm_consumers;
 pub mod clock;
 pub mod eventgrid;
 pub mod functions_host;

@@ -73,6 +73,32 @@ impl ArmClient {
         let mut url = self.endpoint.clone();
         url.set_path(path);
         url.query_pairs_mut().clear().append_pair("api-version", api_version);
+        self.send_to(url, method, body, success, doing).await
+    }
+
+    /// `GET` a list's `nextLink` (it carries its own api-version and skip token). Only a link on the endpoint's
+    /// own origin is followed: the request carries the identity's token, which must never go elsewhere.
+    pub async fn follow(&self, link: &str, doing: &str) -> Result<Vec<u8>, ArmCallError> {
+        let refuse = || ArmCallError {
+            message: format!("{doing}: the next page is not on {}", self.endpoint.origin().ascii_serialization()),
+            status: None,
+            retryable: false,
+        };
+        let url = Url::parse(link).map_err(|_| refuse())?;
+        if url.origin() != self.endpoint.origin() {
+            return Err(refuse());
+        }
+        self.send_to(url, Method::Get, None, &[200], doing).await
+    }
+
+    async fn send_to(
+        &self,
+        url: Url,
+        method: Method,
+        body: Option<&str>,
+        success: &'static [u16],
+        doing: &str,
+    ) -> Result<Vec<u8>, ArmCallError> {
         let mut request = Request::new(url, method);
         request.insert_header("accept", "application/json");
         if let Some(body) = body {
