@@ -34,4 +34,4 @@ pub use lock::{InProcessLock, LockError, LockGuard, RotationLock};
 pub use outcome::RotationOutcome;
 pub use plan::{Native, ObjectFacts, Plan, Trigger, plan};
 pub use policy::Policy;
-pub use provider::{Provider, Providers};
+pub use provider::{PreviousCredential, Provider, Providers};

@@ -35,7 +35,7 @@ use keyturn_vault::model::{SecretProperties, Tags};
 use self::graph::{GraphClient, PasswordCredential};
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
 use crate::provider::pending::PendingHome;
-use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+use crate::provider::{Pending, PreviousCredential, Provider, ProviderError, ProviderFuture, RotationContext};
 
 pub(crate) const NAME: &str = "entra-app-secret";
 /// Tag: how long the previous password keeps working after a rotation (ISO 8601: `P7D`, `PT12H`, `P1DT6H`).
@@ -299,6 +299,33 @@ impl Provider for EntraAppSecret {
             }
             Ok(())
         })
+    }
+
+    /// The previous password keeps working for the overlap after the promotion of `latest` (its `nbf`), and is
+    /// removed once the overlap ends; it also ends on its own when `previous` expires (its end date).
+    fn previous_credential(
+        &self,
+        latest: &SecretProperties,
+        previous: &SecretProperties,
+        now: DateTime<Utc>,
+    ) -> PreviousCredential {
+        let raw = tag(&latest.tags, OVERLAP).unwrap_or(DEFAULT_OVERLAP);
+        let (Some(promoted), Some(overlap)) = (latest.not_before, iso_duration(raw)) else {
+            return PreviousCredential::Revoked(format!(
+                "{NAME}: cannot tell when the previous password's overlap ends (the latest version has no nbf, or \
+                 {OVERLAP}='{raw}' is not a duration), so it may already be removed"
+            ));
+        };
+        let ends = promoted + overlap;
+        if now < ends {
+            PreviousCredential::Survives { until: previous.expires }
+        } else {
+            PreviousCredential::Revoked(format!(
+                "{NAME}: the previous password's overlap ({raw}) ended at {}; keyturn removes it then, so it no longer \
+                 works; rotate again instead",
+                ends.format("%Y-%m-%d %H:%M UTC")
+            ))
+        }
     }
 }
 

@@ -24,12 +24,12 @@ use azure_core::http::{ClientOptions, Method, Url};
 use chrono::{DateTime, Utc};
 use keyturn_config::SecretString;
 use keyturn_config::providers::{STORAGE_ACCOUNTS, StorageBinding};
-use keyturn_vault::model::Tags;
+use keyturn_vault::model::{SecretProperties, Tags};
 use serde::Deserialize;
 
 use crate::arm::ArmClient;
-use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS};
-use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
+use crate::provider::{Pending, PreviousCredential, Provider, ProviderError, ProviderFuture, RotationContext};
 
 /// The Microsoft.Storage REST API version keyturn calls.
 pub const API_VERSION: &str = "2023-05-01";
@@ -200,6 +200,28 @@ impl Provider for StorageKeys {
             }
             Ok(())
         })
+    }
+
+    /// The rotation regenerated the key the previous version did NOT hold, so the previous key still works,
+    /// provided the two versions hold different keys (each rotation switches `CredentialId`).
+    fn previous_credential(
+        &self,
+        latest: &SecretProperties,
+        previous: &SecretProperties,
+        _now: DateTime<Utc>,
+    ) -> PreviousCredential {
+        let held = |p: &SecretProperties| tag(&p.tags, CREDENTIAL_ID).map(str::to_ascii_lowercase);
+        match (held(previous), held(latest)) {
+            (Some(before), Some(now)) if before != now && other_key(Some(&before)).is_ok() => {
+                PreviousCredential::Survives { until: None }
+            }
+            (before, now) => PreviousCredential::Revoked(format!(
+                "{NAME}: the previous version holds {} and the latest {}: only a version holding the other key of \
+                 the pair is known to still work",
+                before.as_deref().unwrap_or("no CredentialId"),
+                now.as_deref().unwrap_or("no CredentialId")
+            )),
+        }
     }
 }
 
