@@ -17,6 +17,7 @@
 //! - [`sweep`]: the scheduled sweep's thresholds, escalation, routing and state (`KEYTURN_SWEEP_*`).
 //! - `storage` (private): a blob container named by an account URL and a container setting (locks, sweep state).
 //! - [`bindings`]: the `<vault>[/<names>]=<target>` grammar every provider binding shares.
+//! - [`health`]: the post-rotation health probes (`KEYTURN_HEALTH_PROBES`, `KEYTURN_HEALTH_PROBE_SECRET`).
 //! - [`consumers`]: the apps the `new-version` handler refreshes when a secret they read changes (`KEYTURN_CONSUMERS`).
 //! - [`entra`]: the Entra ID application secrets provider (`KEYTURN_ENTRA_APPLICATIONS`, `KEYTURN_GRAPH_ENDPOINT`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
@@ -27,6 +28,7 @@ pub mod consumers;
 pub mod credential;
 pub mod entra;
 pub mod error;
+pub mod health;
 pub mod lock;
 pub mod mirror_routes;
 pub mod notify;
@@ -68,6 +70,8 @@ pub struct Settings {
     pub sweep: SweepSettings,
     /// `KEYTURN_CONSUMERS`: the apps refreshed when a secret they read gets a new version.
     pub consumers: Consumers,
+    /// `KEYTURN_HEALTH_PROBES`: the endpoints asked, after a rotation, whether the consumers still work.
+    pub health_probes: health::HealthProbes,
     /// Extra trust roots (PEM) for the HTTP client the Azure SDK uses; `None` in Azure.
     pub ca_file: Option<PathBuf>,
 }
@@ -101,8 +105,9 @@ impl Settings {
         let providers = collect(&mut errors, providers::ProviderSettings::from_env(&env));
         let sweep = collect(&mut errors, sweep::SweepSettings::from_env(&env));
         let consumers = collect(&mut errors, consumers::Consumers::from_env(&env));
+        let health_probes = collect(&mut errors, health::HealthProbes::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (vaults, mirror_vaults, mirror_routes, credential, retry, lock, notify, providers, sweep, consumers) {
+        match (vaults, mirror_vaults, mirror_routes, credential, retry, lock, notify, providers, sweep, consumers, health_probes) {
             (
                 Some(vaults),
                 Some(mirror_vaults),
@@ -114,6 +119,7 @@ impl Settings {
                 Some(providers),
                 Some(sweep),
                 Some(consumers),
+                Some(health_probes),
             ) if errors.is_empty() => Ok(Self {
                 vaults,
                 mirror_vaults,
@@ -125,6 +131,7 @@ impl Settings {
                 providers,
                 sweep,
                 consumers,
+                health_probes,
                 ca_file,
             }),
             _ => Err(ConfigErrors(errors)),

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod provider;
 pub mod window;
 
+pub use engine::health::{HealthCheck, HealthProber};
 pub use engine::{Engine, NowFn, Request};
 pub use error::RotationError;
 pub use lock::blob::{BlobLeaseLock, LeaseDuration, LockSetupError, lock_from_settings};

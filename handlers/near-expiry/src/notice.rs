@@ -22,6 +22,16 @@ pub fn for_rotation(accepted: &Accepted, rotation: &RotationOutcome) -> Option<N
         _ => ("rotate it by hand", "rotates"),
     };
     let action = match rotation {
+        RotationOutcome::Rotated { to, health: Some(check), .. } if !check.passed => {
+            // The rotation is done but its consumers may be broken: a person decides, so this is a warning.
+            let summary = format!(
+                "keyturn rotated it to {to}, but the health probe failed ({}). {}.",
+                check.detail, check.rollback
+            );
+            let mut notification = accepted.notification(Action::Informed { summary });
+            notification.severity = notification.severity.max(Severity::Warning);
+            return Some(notification);
+        }
         RotationOutcome::Rotated { to, .. } => Action::Rotated { new_version: to.clone() },
         RotationOutcome::RenewalStarted { status, .. } => {
             let summary = format!(
@@ -106,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_rotation_is_info_and_names_the_new_version() {
-        let outcome = RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None };
+        let outcome = RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None, health: None };
         let n = for_rotation(&accepted("Secret"), &outcome).unwrap();
         assert_eq!(n.severity, Severity::Info);
         assert_eq!(n.action, Action::Rotated { new_version: "v2".into() });
