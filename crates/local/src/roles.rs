@@ -32,6 +32,8 @@ pub const SCOPE_NAMES: &[&str] = &[
     "lockContainer",
     "sweepStateContainer",
     "storageKeyAccounts",
+    "consumerWebApps",
+    "consumerContainerApps",
     "insights",
 ];
 
