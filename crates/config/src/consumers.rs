@@ -66,7 +66,7 @@ impl Consumer {
                     && is(ns, "Microsoft.Web")
                     && is(kind, "sites")
                     && is(slots, "slots")
-                    && [app, slot].iter().all(safe) =>
+                    && [*app, *slot].iter().all(safe) =>
             {
                 Some(Self::WebApp { id: id.to_owned() })
             }

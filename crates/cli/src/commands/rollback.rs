@@ -133,14 +133,15 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
 }
 
 /// The vault client and the deployment's providers (built as the handlers build them: only bound providers).
-fn clients(settings: &Settings) -> Result<(AzureKeyVault, Providers), CommandFailure> {
+fn clients(settings: &Settings) -> Result<(Arc<AzureKeyVault>, Providers), CommandFailure> {
     let setup = |e: &dyn std::fmt::Display| CommandFailure::setup(format!("cannot reach the vault: {e}"));
     let options =
         keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref()).map_err(|e| setup(&e))?;
     let credential =
         keyturn_vault::credential::build_credential(&settings.credential, options.clone()).map_err(|e| setup(&e))?;
-    let vault = AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone()).map_err(|e| setup(&e))?;
-    let providers = Providers::from_settings(settings, Arc::new(vault.clone()), credential, options)
+    let vault =
+        Arc::new(AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone()).map_err(|e| setup(&e))?);
+    let providers = Providers::from_settings(settings, vault.clone(), credential, options)
         .map_err(|e| CommandFailure::setup(format!("the rotation providers: {e}")))?;
     Ok((vault, providers))
 }
