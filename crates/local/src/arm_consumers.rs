@@ -188,8 +188,8 @@ impl Route {
             return None;
         }
         let app_of = |n: usize| format!("/{}", segments[..n].join("/"));
-        match (&segments[5..], segments.len()) {
-            ([ns, kind, _, config, refs, settings, refresh], 11)
+        match &segments[5..] {
+            [ns, kind, _, config, refs, settings, refresh]
                 if is(ns, "Microsoft.Web")
                     && is(kind, "sites")
                     && is(config, "config")
@@ -199,7 +199,7 @@ impl Route {
             {
                 Some(Self { kind: Kind::WebApp, app: app_of(8), action: Action::Refresh })
             }
-            ([ns, kind, _, slots, slot, config, refs, settings, refresh], 13)
+            [ns, kind, _, slots, slot, config, refs, settings, refresh]
                 if is(ns, "Microsoft.Web")
                     && is(kind, "sites")
                     && is(slots, "slots")
@@ -211,10 +211,10 @@ impl Route {
             {
                 Some(Self { kind: Kind::WebApp, app: app_of(10), action: Action::Refresh })
             }
-            ([ns, kind, _, revisions], 9) if is(ns, "Microsoft.App") && is(kind, "containerApps") && is(revisions, "revisions") => {
+            [ns, kind, _, revisions] if is(ns, "Microsoft.App") && is(kind, "containerApps") && is(revisions, "revisions") => {
                 Some(Self { kind: Kind::ContainerApp, app: app_of(8), action: Action::ListRevisions })
             }
-            ([ns, kind, _, revisions, revision, restart], 11)
+            [ns, kind, _, revisions, revision, restart]
                 if is(ns, "Microsoft.App")
                     && is(kind, "containerApps")
                     && is(revisions, "revisions")

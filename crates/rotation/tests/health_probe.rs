@@ -60,9 +60,9 @@ impl Probe {
 
 fn engine(vault: Arc<FakeVault>, probe: &Probe) -> Engine {
     let settings = keyturn_config::Settings::from_lookup(|name| match name {
-        "KEYTURN_VAULTS" => Some("kv=https://127.0.0.1:9".to_owned()),
+        "KEYTURN_VAULTS" => Some("kv-app=https://127.0.0.1:9".to_owned()),
         "KEYTURN_CREDENTIAL" => Some("developer-tools".to_owned()),
-        HEALTH_PROBES => Some(format!("kv/app-*={}", probe.url)),
+        HEALTH_PROBES => Some(format!("kv-app/app-*={}", probe.url)),
         HEALTH_PROBE_SECRET => Some(SIGNING_SECRET.to_owned()),
         _ => None,
     })
@@ -74,30 +74,30 @@ fn engine(vault: Arc<FakeVault>, probe: &Probe) -> Engine {
 const POLICY: &[(&str, &str)] = &[("KeyturnRotation", "generated"), ("ValidityPeriodDays", "60")];
 
 async fn rotate(engine: &Engine, vault: &FakeVault, name: &str) -> RotationOutcome {
-    let version = vault.latest_secret("kv", name).await.unwrap().properties.version;
-    let object = ObjectRef::new("kv", ObjectKind::Secret, name, &version).unwrap();
+    let version = vault.latest_secret("kv-app", name).await.unwrap().properties.version;
+    let object = ObjectRef::new("kv-app", ObjectKind::Secret, name, &version).unwrap();
     engine.rotate(&Request { object, event_id: format!("evt-{name}-{version}") }).await.unwrap()
 }
 
 #[tokio::test]
 async fn a_failing_probe_is_reported_with_the_way_back_and_a_passing_one_says_so() {
     let probe = Probe::start().await;
-    let vault = Arc::new(FakeVault::new(&["kv"]));
-    vault.add("kv", Collection::Secrets, "app-token", "v1", POLICY);
-    vault.add("kv", Collection::Secrets, "other", "o1", POLICY);
+    let vault = Arc::new(FakeVault::new(&["kv-app"]));
+    vault.add("kv-app", Collection::Secrets, "app-token", "v1", POLICY);
+    vault.add("kv-app", Collection::Secrets, "other", "o1", POLICY);
     let engine = engine(vault.clone(), &probe);
 
     probe.status.store(503, Ordering::SeqCst);
     let failed = rotate(&engine, &vault, "app-token").await;
     let RotationOutcome::Rotated { to, health: Some(check), .. } = &failed else { panic!("{failed}") };
     assert!(!check.passed && check.detail == "HTTP 503", "{check:?}");
-    assert_eq!(check.rollback, "`keyturn rollback kv/app-token` restores the previous credential (v1)");
+    assert_eq!(check.rollback, "`keyturn rollback kv-app/app-token` restores the previous credential (v1)");
     assert!(failed.to_string().contains("health probe FAILED (HTTP 503)"), "{failed}");
     let body = probe.bodies.lock().unwrap()[0].clone();
     assert_eq!(body, serde_json::json!({
-        "vault": "kv", "name": "app-token", "version": to, "previousVersion": "v1", "eventId": "evt-app-token-v1"
+        "vault": "kv-app", "name": "app-token", "version": to, "previousVersion": "v1", "eventId": "evt-app-token-v1"
     }));
-    let value = vault.latest_secret("kv", "app-token").await.unwrap().value;
+    let value = vault.latest_secret("kv-app", "app-token").await.unwrap().value;
     assert!(!body.to_string().contains(value.expose()), "the probe never receives the value");
 
     probe.status.store(204, Ordering::SeqCst);
