@@ -99,6 +99,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
     let latest = read(latest_listed).await?;
     let previous = read(previous_listed).await?;
     let provider = provider_of(&providers, &latest.properties, &target)?;
+    wait_past_the_second_of(current(&listed).and_then(|l| l.created)).await;
     let rollback = plan(provider.as_ref(), &latest, &previous, Utc::now()).map_err(|reason| {
         CommandFailure::failed(format!("refusing to roll back {target}: {reason}"))
     })?;
@@ -144,6 +145,20 @@ fn clients(settings: &Settings) -> Result<(Arc<AzureKeyVault>, Providers), Comma
     let providers = Providers::from_settings(settings, vault.clone(), credential, options)
         .map_err(|e| CommandFailure::setup(format!("the rotation providers: {e}")))?;
     Ok((vault, providers))
+}
+
+/// Waits, at most a second, until the current second is past `created` (the latest version's creation).
+///
+/// Key Vault keeps `nbf` in whole seconds, and a storage-account-key rotation treats the other key as its own
+/// crashed attempt's when that key was created after the live version's `nbf`. A rollback written in the same
+/// second as the rotation it undoes would carry an `nbf` before the key that broke things was regenerated, and
+/// the next rotation would keep that key instead of regenerating it.
+async fn wait_past_the_second_of(created: Option<DateTime<Utc>>) {
+    let Some(created) = created else { return };
+    let next_second = DateTime::<Utc>::from_timestamp(created.timestamp() + 1, 0).unwrap_or(created);
+    if let Ok(wait) = (next_second - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// The latest version and the newest enabled one before it.
