@@ -49,7 +49,9 @@ impl HealthProbes {
         let invalid = |problem: String| {
             vec![ConfigError::other(
                 HEALTH_PROBES,
-                format!("is not valid; expected ';'-separated <vault>[/<name or prefix*>]=<https URL> entries: {problem}"),
+                format!(
+                    "is not valid; expected ';'-separated <vault>[/<name or prefix*>]=<https URL> entries: {problem}"
+                ),
             )]
         };
         let mut probes = Vec::new();
@@ -99,7 +101,9 @@ impl HealthProbes {
             None => {
                 return Err(vec![ConfigError::missing(
                     HEALTH_PROBE_SECRET,
-                    format!("the signing secret (at least {MIN_SECRET_LEN} characters) of the {HEALTH_PROBES} requests"),
+                    format!(
+                        "the signing secret (at least {MIN_SECRET_LEN} characters) of the {HEALTH_PROBES} requests"
+                    ),
                 )]);
             }
         }
@@ -131,9 +135,15 @@ mod tests {
 
         let missing = parse(&[(HEALTH_PROBES, "kv=https://p.example")]).unwrap_err();
         assert_eq!(missing[0].variable(), HEALTH_PROBE_SECRET);
-        let short = parse(&[(HEALTH_PROBES, "kv=https://p.example"), (HEALTH_PROBE_SECRET, "short-secret")]).unwrap_err();
+        let short =
+            parse(&[(HEALTH_PROBES, "kv=https://p.example"), (HEALTH_PROBE_SECRET, "short-secret")]).unwrap_err();
         assert!(!short[0].to_string().contains("short-secret"), "the secret is never quoted: {}", short[0]);
-        for bad in ["kv=http://p.example", "kv=https://p.example/?token=x", "kv=https://u:p@p.example", "kv one=https://p.example"] {
+        for bad in [
+            "kv=http://p.example",
+            "kv=https://p.example/?token=x",
+            "kv=https://u:p@p.example",
+            "kv one=https://p.example",
+        ] {
             let errors = parse(&[(HEALTH_PROBES, bad), (HEALTH_PROBE_SECRET, "0123456789abcdef")]).unwrap_err();
             assert_eq!(errors[0].variable(), HEALTH_PROBES, "{bad}");
             assert!(!errors[0].to_string().contains("token=x"), "no query in an error: {}", errors[0]);

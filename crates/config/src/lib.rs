@@ -107,7 +107,19 @@ impl Settings {
         let consumers = collect(&mut errors, consumers::Consumers::from_env(&env));
         let health_probes = collect(&mut errors, health::HealthProbes::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (vaults, mirror_vaults, mirror_routes, credential, retry, lock, notify, providers, sweep, consumers, health_probes) {
+        match (
+            vaults,
+            mirror_vaults,
+            mirror_routes,
+            credential,
+            retry,
+            lock,
+            notify,
+            providers,
+            sweep,
+            consumers,
+            health_probes,
+        ) {
             (
                 Some(vaults),
                 Some(mirror_vaults),

@@ -27,7 +27,8 @@ use http::{Method, StatusCode};
 use crate::keyvault::server::{self, HttpResponse};
 
 /// The Microsoft.Web API versions the emulator accepts for the Key Vault reference refresh.
-pub const WEB_API_VERSIONS: &[&str] = &["2022-03-01", "2022-09-01", "2023-01-01", "2023-12-01", "2024-04-01", "2024-11-01"];
+pub const WEB_API_VERSIONS: &[&str] =
+    &["2022-03-01", "2022-09-01", "2023-01-01", "2023-12-01", "2024-04-01", "2024-11-01"];
 /// The Microsoft.App API versions the emulator accepts for revisions.
 pub const CONTAINER_APPS_API_VERSIONS: &[&str] = &["2024-03-01", "2025-01-01", "2025-07-01"];
 
@@ -119,7 +120,10 @@ impl ConsumerApps {
                 return Some(arm_error(
                     StatusCode::BAD_REQUEST,
                     "InvalidApiVersionParameter",
-                    &format!("The api-version '{version}' is invalid. The supported versions are '{}'.", accepted.join(",")),
+                    &format!(
+                        "The api-version '{version}' is invalid. The supported versions are '{}'.",
+                        accepted.join(",")
+                    ),
                 ));
             }
             Some(_) => {}
@@ -211,7 +215,9 @@ impl Route {
             {
                 Some(Self { kind: Kind::WebApp, app: app_of(10), action: Action::Refresh })
             }
-            [ns, kind, _, revisions] if is(ns, "Microsoft.App") && is(kind, "containerApps") && is(revisions, "revisions") => {
+            [ns, kind, _, revisions]
+                if is(ns, "Microsoft.App") && is(kind, "containerApps") && is(revisions, "revisions") =>
+            {
                 Some(Self { kind: Kind::ContainerApp, app: app_of(8), action: Action::ListRevisions })
             }
             [ns, kind, _, revisions, revision, restart]
@@ -263,7 +269,9 @@ fn not_found(id: &str) -> HttpResponse {
     arm_error(
         StatusCode::NOT_FOUND,
         "ResourceNotFound",
-        &format!("The Resource '{id}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+        &format!(
+            "The Resource '{id}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+        ),
     )
 }
 
@@ -271,7 +279,9 @@ fn injected(status: StatusCode) -> HttpResponse {
     let (code, message) = match status {
         StatusCode::TOO_MANY_REQUESTS => ("TooManyRequests", "The request was throttled."),
         StatusCode::SERVICE_UNAVAILABLE => ("ServiceUnavailable", "The service is temporarily unavailable."),
-        StatusCode::FORBIDDEN => ("AuthorizationFailed", "The client does not have authorization to perform this action."),
+        StatusCode::FORBIDDEN => {
+            ("AuthorizationFailed", "The client does not have authorization to perform this action.")
+        }
         _ => ("InternalServerError", "An internal error occurred."),
     };
     let mut response = arm_error(status, code, message);

@@ -41,7 +41,8 @@ impl Probe {
         let server = server::spawn(listener, Some(acceptor), move |req: http::Request<hyper::body::Incoming>| {
             let (answer, kept) = (answer.clone(), kept.clone());
             async move {
-                let signature = req.headers().get(keyturn_notify::SIGNATURE_HEADER).map(|v| v.to_str().unwrap().to_owned());
+                let signature =
+                    req.headers().get(keyturn_notify::SIGNATURE_HEADER).map(|v| v.to_str().unwrap().to_owned());
                 let body = req.into_body().collect().await.unwrap().to_bytes();
                 let signed = signature.is_some_and(|signature| {
                     keyturn_notify::verify_signature(SIGNING_SECRET.as_bytes(), &signature, &body, chrono::Utc::now())
@@ -94,9 +95,12 @@ async fn a_failing_probe_is_reported_with_the_way_back_and_a_passing_one_says_so
     assert_eq!(check.rollback, "`keyturn rollback kv-app/app-token` restores the previous credential (v1)");
     assert!(failed.to_string().contains("health probe FAILED (HTTP 503)"), "{failed}");
     let body = probe.bodies.lock().unwrap()[0].clone();
-    assert_eq!(body, serde_json::json!({
-        "vault": "kv-app", "name": "app-token", "version": to, "previousVersion": "v1", "eventId": "evt-app-token-v1"
-    }));
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "vault": "kv-app", "name": "app-token", "version": to, "previousVersion": "v1", "eventId": "evt-app-token-v1"
+        })
+    );
     let value = vault.latest_secret("kv-app", "app-token").await.unwrap().value;
     assert!(!body.to_string().contains(value.expose()), "the probe never receives the value");
 

@@ -38,8 +38,13 @@ pub fn outcome(object: &ObjectRef, outcome: RotationOutcome) -> Outcome {
                     } else {
                         format!("; health probe FAILED ({}): {}", check.detail, check.rollback)
                     };
-                    let detail = if check.passed { check.detail } else { format!("{}; {}", check.detail, check.rollback) };
-                    targets.push(TargetOutcome { target: "health-probe".to_owned(), result: result.to_owned(), detail });
+                    let detail =
+                        if check.passed { check.detail } else { format!("{}; {}", check.detail, check.rollback) };
+                    targets.push(TargetOutcome {
+                        target: "health-probe".to_owned(),
+                        result: result.to_owned(),
+                        detail,
+                    });
                     line
                 }
                 None => String::new(),
@@ -108,7 +113,8 @@ mod tests {
     #[test]
     fn a_rotation_is_done_and_names_both_versions_and_the_new_expiry() {
         let expires = chrono::Utc.with_ymd_and_hms(2027, 1, 20, 8, 30, 0).single();
-        let done = outcome(&secret(), RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires, health: None });
+        let done =
+            outcome(&secret(), RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires, health: None });
         assert_eq!(done.status, Status::Done);
         assert_eq!(done.message, "rotated kv-one/db-password from v1 to v2, expires 2027-01-20");
         assert_eq!(
@@ -117,7 +123,8 @@ mod tests {
         );
         assert_eq!(done.object, Some(secret()));
         let key = ObjectRef::new("kv-one", ObjectKind::Key, "signing", "a").unwrap();
-        let done = outcome(&key, RotationOutcome::Rotated { from: "a".into(), to: "b".into(), expires: None, health: None });
+        let done =
+            outcome(&key, RotationOutcome::Rotated { from: "a".into(), to: "b".into(), expires: None, health: None });
         assert_eq!(done.message, "rotated kv-one/signing from a to b");
     }
 

@@ -122,7 +122,10 @@ impl ArmRefresher {
     async fn restart_container_app(&self, id: &str) -> Result<String, ArmCallError> {
         let doing = format!("listing the revisions of {id}");
         let mut page: RevisionPage = parse(
-            &self.arm.send(Method::Get, &format!("{id}/revisions"), CONTAINER_APPS_API_VERSION, None, &[200], &doing).await?,
+            &self
+                .arm
+                .send(Method::Get, &format!("{id}/revisions"), CONTAINER_APPS_API_VERSION, None, &[200], &doing)
+                .await?,
             &doing,
         )?;
         let mut active = Vec::new();
@@ -218,7 +221,8 @@ pub async fn refresh(
     for consumer in consumers {
         let key = record_key(object, consumer);
         let target = consumer.id().to_owned();
-        let outcome = |result: &str, detail: String| TargetOutcome { target: target.clone(), result: result.into(), detail };
+        let outcome =
+            |result: &str, detail: String| TargetOutcome { target: target.clone(), result: result.into(), detail };
         match record.is_recorded(&key).await {
             Ok(true) => {
                 report.results.push(outcome("already-refreshed", String::new()));

@@ -91,22 +91,22 @@ impl NewVersion {
     /// has one (`KEYTURN_LOCK_ACCOUNT_URL`), else in this process.
     pub fn new(deps: Deps) -> Result<Self, SetupError> {
         let settings = deps.settings();
-        let consumers = if settings.consumers.is_empty() {
-            None
-        } else {
-            let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
-            let arm = ArmClient::new(settings.providers.arm_endpoint.clone(), deps.credential().clone(), options.clone());
-            let record: Arc<dyn RefreshRecord> = match &settings.lock {
-                LockSettings::InProcess => Arc::new(InProcessRecord::default()),
-                LockSettings::BlobLease { account_url, container } => Arc::new(BlobRecord::new(lock_container(
-                    account_url,
-                    container,
-                    deps.credential().clone(),
-                    options,
-                )?)),
+        let consumers =
+            if settings.consumers.is_empty() {
+                None
+            } else {
+                let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
+                let arm =
+                    ArmClient::new(settings.providers.arm_endpoint.clone(), deps.credential().clone(), options.clone());
+                let record: Arc<dyn RefreshRecord> =
+                    match &settings.lock {
+                        LockSettings::InProcess => Arc::new(InProcessRecord::default()),
+                        LockSettings::BlobLease { account_url, container } => Arc::new(BlobRecord::new(
+                            lock_container(account_url, container, deps.credential().clone(), options)?,
+                        )),
+                    };
+                Some(ConsumerRefresh { refresher: Arc::new(ArmRefresher::new(arm)), record })
             };
-            Some(ConsumerRefresh { refresher: Arc::new(ArmRefresher::new(arm)), record })
-        };
         Ok(Self { deps: Arc::new(deps), consumers })
     }
 }
@@ -171,7 +171,8 @@ pub async fn decide(accepted: &Accepted, handler: &NewVersion) -> Result<Outcome
         )));
     }
 
-    let summary = [report.summary(), consumers.summary()].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    let summary =
+        [report.summary(), consumers.summary()].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     let refused = !report.refused.is_empty();
     let warn = refused || consumers.failed();
     // A refusal is always told (whatever the name filter says), as a warning: someone tagged a mirror the

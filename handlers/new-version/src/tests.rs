@@ -135,7 +135,8 @@ async fn failures_are_retried_and_foreign_events_touch_nothing() {
     world.vault.fail_with(None);
 
     let fresh = self::world();
-    let foreign = handle(event("e1", SecretNewVersionCreated, "kv-dr", "db", "v1"), handler(&fresh, None)).await.unwrap();
+    let foreign =
+        handle(event("e1", SecretNewVersionCreated, "kv-dr", "db", "v1"), handler(&fresh, None)).await.unwrap();
     assert_eq!((foreign.status, foreign.action.as_deref()), (Status::Rejected, Some("not-allowed")));
     let other = deliver(&fresh, SecretExpired, "db", "v1").await.unwrap();
     assert_eq!(other.action.as_deref(), Some("not-served"));
@@ -280,7 +281,10 @@ async fn a_consumer_that_fails_twice_is_refreshed_by_redeliveries_and_exactly_on
     let outcome = deliver().await.unwrap();
     assert_eq!(outcome.status, Status::Done);
     let results: Vec<(&str, &str)> = outcome.targets.iter().map(|t| (t.target.as_str(), t.result.as_str())).collect();
-    assert_eq!(results, [(WEB.to_ascii_lowercase().as_str(), "already-refreshed"), (APP.to_ascii_lowercase().as_str(), "refreshed")]);
+    assert_eq!(
+        results,
+        [(WEB.to_ascii_lowercase().as_str(), "already-refreshed"), (APP.to_ascii_lowercase().as_str(), "refreshed")]
+    );
     assert_eq!((fake.calls(WEB), fake.calls(APP)), (1, 3), "the web app once; the container app until it succeeded");
     // A duplicate delivery after success calls nobody.
     deliver().await.unwrap();
@@ -299,10 +303,15 @@ async fn a_consumer_refused_for_good_is_reported_and_warned_without_holding_the_
     world.vault.add("kv-one", Collection::Secrets, "app-web", "v1", &[]);
     world.vault.add("kv-one", Collection::Secrets, "db", "v1", &[]);
     let fake = Arc::new(FakeRefresher::default().failing(GONE, 1, 404));
-    let handler = handler(&world, Some(ConsumerRefresh { refresher: fake.clone(), record: Arc::new(InProcessRecord::default()) }));
-    let outcome = handle(event("e1", SecretNewVersionCreated, "kv-one", "app-web", "v1"), handler.clone()).await.unwrap();
+    let handler = handler(
+        &world,
+        Some(ConsumerRefresh { refresher: fake.clone(), record: Arc::new(InProcessRecord::default()) }),
+    );
+    let outcome =
+        handle(event("e1", SecretNewVersionCreated, "kv-one", "app-web", "v1"), handler.clone()).await.unwrap();
     assert_eq!(outcome.status, Status::Done);
-    let failed: Vec<&str> = outcome.targets.iter().filter(|t| t.result == "failed").map(|t| t.target.as_str()).collect();
+    let failed: Vec<&str> =
+        outcome.targets.iter().filter(|t| t.result == "failed").map(|t| t.target.as_str()).collect();
     assert_eq!(failed, [GONE.to_ascii_lowercase()]);
     assert_eq!(outcome.targets.iter().filter(|t| t.result == "refreshed").count(), 2);
     assert!(outcome.message.contains("Consumers that failed"), "{}", outcome.message);

@@ -25,7 +25,12 @@ const VAULT: &str = "kv-rb";
 const ACCOUNT: &str = "/subscriptions/0000/resourceGroups/rg-app/providers/Microsoft.Storage/storageAccounts/appdata";
 
 /// The stack's settings, trusting `extra_ca` too, with `bindings`.
-fn settings(stack: &LocalStack, dir: &std::path::Path, extra_ca: &str, bindings: &[(&str, String)]) -> Vec<(String, String)> {
+fn settings(
+    stack: &LocalStack,
+    dir: &std::path::Path,
+    extra_ca: &str,
+    bindings: &[(&str, String)],
+) -> Vec<(String, String)> {
     let bundle = dir.join("ca-bundle.pem");
     std::fs::write(&bundle, format!("{}\n{extra_ca}", stack.emulator().ca_pem())).unwrap();
     let mut settings: Vec<(String, String)> =
@@ -61,10 +66,15 @@ async fn a_storage_key_rollback_restores_the_key_the_account_still_has_and_the_n
             .start(stack.emulator().token_registry().unwrap())
             .await
             .unwrap();
-        let settings = settings(&stack, dir.path(), arm.ca_pem(), &[
-            ("KEYTURN_ARM_ENDPOINT", arm.url().to_owned()),
-            ("KEYTURN_STORAGE_ACCOUNTS", format!("{VAULT}={ACCOUNT}")),
-        ]);
+        let settings = settings(
+            &stack,
+            dir.path(),
+            arm.ca_pem(),
+            &[
+                ("KEYTURN_ARM_ENDPOINT", arm.url().to_owned()),
+                ("KEYTURN_STORAGE_ACCOUNTS", format!("{VAULT}={ACCOUNT}")),
+            ],
+        );
         let key1 = arm.key(ACCOUNT, "key1").unwrap();
         let policy = tags(&[
             ("KeyturnRotation", "storage-account-key"),
@@ -73,8 +83,14 @@ async fn a_storage_key_rollback_restores_the_key_the_account_still_has_and_the_n
             ("ProviderAddress", ACCOUNT),
         ]);
         let v0 = seed_secret(&stack, VAULT, "app-storage", &key1, 365, policy);
-        let chain = Chain::start(stack, "near-expiry", &workspace_binary("near-expiry"), &NEAR_EXPIRY_EVENT_TYPES, settings.clone())
-            .await;
+        let chain = Chain::start(
+            stack,
+            "near-expiry",
+            &workspace_binary("near-expiry"),
+            &NEAR_EXPIRY_EVENT_TYPES,
+            settings.clone(),
+        )
+        .await;
         rotate(&chain, "app-storage", &v0, "rotate-1").await;
         let v1 = secret_versions(&chain.stack, VAULT, "app-storage").pop().unwrap().0;
 
@@ -93,7 +109,10 @@ async fn a_storage_key_rollback_restores_the_key_the_account_still_has_and_the_n
         rotate(&chain, "app-storage", &v2, "rotate-2").await;
         assert_eq!((arm.regenerations(ACCOUNT, "key1"), arm.regenerations(ACCOUNT, "key2")), (Some(0), Some(2)));
         let (_, value, latest) = secret_versions(&chain.stack, VAULT, "app-storage").pop().unwrap();
-        assert_eq!((value, latest.get("CredentialId").map(String::as_str)), (arm.key(ACCOUNT, "key2").unwrap(), Some("key2")));
+        assert_eq!(
+            (value, latest.get("CredentialId").map(String::as_str)),
+            (arm.key(ACCOUNT, "key2").unwrap(), Some("key2"))
+        );
         chain.shutdown().await;
         arm.shutdown().await;
     })
@@ -108,10 +127,15 @@ async fn an_alternating_postgres_rollback_restores_a_login_that_works_and_single
         let stack = fast_stack(&[VAULT]).await;
         stack.emulator().grant_system_identity("Key Vault Secrets Officer").unwrap();
         let server_ca = std::fs::read_to_string(&server.ca_file).unwrap();
-        let settings = settings(&stack, dir.path(), &server_ca, &[
-            ("KEYTURN_POSTGRES_SERVERS", format!("{}:{}", server.host, server.port)),
-            ("KEYTURN_POSTGRES_ADMINS", format!("{VAULT}/kt-rb-admin=kt_rb_alt")),
-        ]);
+        let settings = settings(
+            &stack,
+            dir.path(),
+            &server_ca,
+            &[
+                ("KEYTURN_POSTGRES_SERVERS", format!("{}:{}", server.host, server.port)),
+                ("KEYTURN_POSTGRES_ADMINS", format!("{VAULT}/kt-rb-admin=kt_rb_alt")),
+            ],
+        );
         server.create_role("kt_rb_alt", "initial-pw-alt-01").await;
         server.create_role("kt_rb_single", "initial-pw-single-01").await;
         seed_secret(&stack, VAULT, "kt-rb-admin", &server.admin_value(), 365, tags(&[]));
@@ -120,12 +144,31 @@ async fn an_alternating_postgres_rollback_restores_a_login_that_works_and_single
             ("ValidityPeriodDays", "60"),
             ("KeyturnAdminSecret", "kt-rb-admin"),
         ]);
-        let alt0 = seed_secret(&stack, VAULT, "kt-rb-alt", &server.value(server.port, "kt_rb_alt", "initial-pw-alt-01"), 365, alternating);
+        let alt0 = seed_secret(
+            &stack,
+            VAULT,
+            "kt-rb-alt",
+            &server.value(server.port, "kt_rb_alt", "initial-pw-alt-01"),
+            365,
+            alternating,
+        );
         let single = tags(&[("KeyturnRotation", "postgres"), ("ValidityPeriodDays", "60")]);
-        let single0 =
-            seed_secret(&stack, VAULT, "kt-rb-single", &server.value(server.port, "kt_rb_single", "initial-pw-single-01"), 365, single);
-        let chain = Chain::start(stack, "near-expiry", &workspace_binary("near-expiry"), &NEAR_EXPIRY_EVENT_TYPES, settings.clone())
-            .await;
+        let single0 = seed_secret(
+            &stack,
+            VAULT,
+            "kt-rb-single",
+            &server.value(server.port, "kt_rb_single", "initial-pw-single-01"),
+            365,
+            single,
+        );
+        let chain = Chain::start(
+            stack,
+            "near-expiry",
+            &workspace_binary("near-expiry"),
+            &NEAR_EXPIRY_EVENT_TYPES,
+            settings.clone(),
+        )
+        .await;
         rotate(&chain, "kt-rb-alt", &alt0, "rotate-alt").await;
         rotate(&chain, "kt-rb-single", &single0, "rotate-single").await;
 

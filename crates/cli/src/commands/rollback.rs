@@ -70,7 +70,11 @@ pub struct Rollback {
 fn split(target: &str) -> Result<(&str, &str), CommandFailure> {
     match target.trim().trim_end_matches('/').rsplit_once('/') {
         Some((vault, name)) if !vault.is_empty() && !name.is_empty() => Ok((vault, name)),
-        _ => Err(CommandFailure { status: Status::Usage, message: format!("'{target}' is not <vault>/<secret>"), hint: None }),
+        _ => Err(CommandFailure {
+            status: Status::Usage,
+            message: format!("'{target}' is not <vault>/<secret>"),
+            hint: None,
+        }),
     }
 }
 
@@ -83,7 +87,11 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
 
     let listed = vault.versions(&vault_name, Collection::Secrets, name).await.map_err(|e| {
         let failure = CommandFailure::failed(format!("listing the versions of {target}: {e}"));
-        if matches!(e.status(), Some(401 | 403)) { failure.hint("the identity needs Key Vault Secrets Officer on the vault") } else { failure }
+        if matches!(e.status(), Some(401 | 403)) {
+            failure.hint("the identity needs Key Vault Secrets Officer on the vault")
+        } else {
+            failure
+        }
     })?;
     let (latest_listed, previous_listed) = latest_and_previous(&listed)
         .ok_or_else(|| CommandFailure::failed(format!("{target} has no earlier enabled version to roll back to")))?;
@@ -100,9 +108,8 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
     let previous = read(previous_listed).await?;
     let provider = provider_of(&providers, &latest.properties, &target)?;
     wait_past_the_second_of(current(&listed).and_then(|l| l.created)).await;
-    let rollback = plan(provider.as_ref(), &latest, &previous, Utc::now()).map_err(|reason| {
-        CommandFailure::failed(format!("refusing to roll back {target}: {reason}"))
-    })?;
+    let rollback = plan(provider.as_ref(), &latest, &previous, Utc::now())
+        .map_err(|reason| CommandFailure::failed(format!("refusing to roll back {target}: {reason}")))?;
     let summary = format!(
         "{target}: a new version with the value of {} (replacing {}), via {}",
         rollback.restores,
@@ -175,7 +182,11 @@ fn latest_and_previous(listed: &[Listed]) -> Option<(String, String)> {
 }
 
 /// The provider the secret's `KeyturnRotation` tag names, if this deployment has it.
-fn provider_of(providers: &Providers, latest: &SecretProperties, target: &str) -> Result<Arc<dyn Provider>, CommandFailure> {
+fn provider_of(
+    providers: &Providers,
+    latest: &SecretProperties,
+    target: &str,
+) -> Result<Arc<dyn Provider>, CommandFailure> {
     let Some(name) = tag(&latest.tags, ROTATION) else {
         return Err(CommandFailure::failed(format!(
             "refusing to roll back {target}: it has no {ROTATION} tag, so keyturn did not rotate it and cannot tell \
@@ -214,7 +225,9 @@ pub fn plan(
     }
     let mut tags = previous.properties.tags.clone();
     // The restored version's own provenance described how IT was made; this one is made by the rollback.
-    tags.retain(|key, _| ![ROTATED_FROM, EVENT_ID, ROLLED_BACK_FROM, ROLLBACK_OF].iter().any(|t| key.eq_ignore_ascii_case(t)));
+    tags.retain(|key, _| {
+        ![ROTATED_FROM, EVENT_ID, ROLLED_BACK_FROM, ROLLBACK_OF].iter().any(|t| key.eq_ignore_ascii_case(t))
+    });
     tags.insert(ROLLED_BACK_FROM.to_owned(), latest.properties.version.clone());
     tags.insert(ROLLBACK_OF.to_owned(), previous.properties.version.clone());
     if tags.len() > MAX_TAGS {

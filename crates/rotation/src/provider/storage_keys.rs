@@ -83,7 +83,8 @@ impl StorageKeys {
             .await
             .map_err(|e| Self::error(e.message, e.retryable))?;
         // The body holds account keys: parse it without ever quoting it in an error.
-        serde_json::from_slice(&body).map_err(|_| Self::error(format!("{doing}: the response is not a key list"), false))
+        serde_json::from_slice(&body)
+            .map_err(|_| Self::error(format!("{doing}: the response is not a key list"), false))
     }
 
     fn key_of(
@@ -248,5 +249,4 @@ mod tests {
             assert!(account_id(Some(bad)).is_err(), "{bad}");
         }
     }
-
 }
