@@ -140,7 +140,7 @@ variable "consumer_app_ids" {
   type        = list(string)
   default     = []
   validation {
-    condition = alltrue([for id in var.consumer_app_ids : can(regex("(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/(Microsoft\\.Web/sites/[^/]+(/slots/[^/]+)?|Microsoft\\.App/containerApps/[^/]+)$", id))])
+    condition     = alltrue([for id in var.consumer_app_ids : can(regex("(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/(Microsoft\\.Web/sites/[^/]+(/slots/[^/]+)?|Microsoft\\.App/containerApps/[^/]+)$", id))])
     error_message = "Each consumer must be the resource id of a Microsoft.Web/sites app (or slot) or a Microsoft.App/containerApps app."
   }
 }
