@@ -749,3 +749,22 @@ pub async fn keyturn(args: &[&str], env: &[(String, String)]) -> KeyturnRun {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// The stack's handler settings with `KEYTURN_CA_FILE` a bundle (written in `dir`) trusting the emulator's CA and
+/// `extra_ca` (another emulator's, a test server's).
+///
+/// # Panics
+/// When the bundle cannot be written.
+pub fn handler_env_trusting(
+    stack: &keyturn_local::stack::LocalStack,
+    dir: &Path,
+    extra_ca: &str,
+) -> Vec<(String, String)> {
+    let bundle = dir.join("ca-bundle.pem");
+    std::fs::write(&bundle, format!("{}\n{extra_ca}", stack.emulator().ca_pem()))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", bundle.display()));
+    let mut settings: Vec<(String, String)> =
+        stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
+    settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+    settings
+}

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use keyturn_e2e::receivers::http_sink;
-use keyturn_e2e::{Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, secret_event, workspace_binary};
+use keyturn_e2e::{
+    Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, handler_env_trusting, secret_event, workspace_binary,
+};
 use keyturn_events::KeyVaultEventType;
 use keyturn_local::arm::ArmEmulator;
 use keyturn_local::arm_consumers::ConsumerApps;
@@ -44,12 +46,8 @@ async fn a_consumer_failing_twice_is_restarted_by_redeliveries_and_called_exactl
             .start(stack.emulator().token_registry().unwrap())
             .await
             .unwrap();
-        let bundle = dir.path().join("ca-bundle.pem");
-        std::fs::write(&bundle, format!("{}\n{}", stack.emulator().ca_pem(), arm.ca_pem())).unwrap();
-        let mut settings: Vec<(String, String)> =
-            stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
+        let mut settings = handler_env_trusting(&stack, dir.path(), arm.ca_pem());
         for (name, value) in [
-            ("KEYTURN_CA_FILE", bundle.display().to_string()),
             ("KEYTURN_ARM_ENDPOINT", arm.url().to_owned()),
             ("KEYTURN_CONSUMERS", format!("{VAULT}/app-*={WEB},{APP}")),
             ("KEYTURN_NOTIFY", sink.channels()),

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use keyturn_e2e::postgres::PgServer;
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, bounded, fast_retries, fast_stack, keyturn, publish_near_expiry, secret_versions,
-    seed_secret, tags, wait_for, workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, bounded, fast_retries, fast_stack, handler_env_trusting, keyturn,
+    publish_near_expiry, secret_versions, seed_secret, tags, wait_for, workspace_binary,
 };
 use keyturn_local::arm::ArmEmulator;
 use keyturn_local::stack::LocalStack;
@@ -31,14 +31,16 @@ fn settings(
     extra_ca: &str,
     bindings: &[(&str, String)],
 ) -> Vec<(String, String)> {
-    let bundle = dir.join("ca-bundle.pem");
-    std::fs::write(&bundle, format!("{}\n{extra_ca}", stack.emulator().ca_pem())).unwrap();
-    let mut settings: Vec<(String, String)> =
-        stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
-    settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+    let mut settings = handler_env_trusting(stack, dir, extra_ca);
     settings.extend(bindings.iter().map(|(name, value)| ((*name).to_owned(), value.clone())));
     settings.extend(fast_retries());
     settings
+}
+
+/// The real `near-expiry` binary behind the stand-in, with `settings`.
+async fn near_expiry(stack: LocalStack, settings: &[(String, String)]) -> Chain {
+    Chain::start(stack, "near-expiry", &workspace_binary("near-expiry"), &NEAR_EXPIRY_EVENT_TYPES, settings.to_vec())
+        .await
 }
 
 /// Rotates `name` once through the chain (a near-expiry event for `version`) and waits for the new version.
@@ -83,14 +85,7 @@ async fn a_storage_key_rollback_restores_the_key_the_account_still_has_and_the_n
             ("ProviderAddress", ACCOUNT),
         ]);
         let v0 = seed_secret(&stack, VAULT, "app-storage", &key1, 365, policy);
-        let chain = Chain::start(
-            stack,
-            "near-expiry",
-            &workspace_binary("near-expiry"),
-            &NEAR_EXPIRY_EVENT_TYPES,
-            settings.clone(),
-        )
-        .await;
+        let chain = near_expiry(stack, &settings).await;
         rotate(&chain, "app-storage", &v0, "rotate-1").await;
         let v1 = secret_versions(&chain.stack, VAULT, "app-storage").pop().unwrap().0;
 
@@ -161,14 +156,7 @@ async fn an_alternating_postgres_rollback_restores_a_login_that_works_and_single
             365,
             single,
         );
-        let chain = Chain::start(
-            stack,
-            "near-expiry",
-            &workspace_binary("near-expiry"),
-            &NEAR_EXPIRY_EVENT_TYPES,
-            settings.clone(),
-        )
-        .await;
+        let chain = near_expiry(stack, &settings).await;
         rotate(&chain, "kt-rb-alt", &alt0, "rotate-alt").await;
         rotate(&chain, "kt-rb-single", &single0, "rotate-single").await;
 
