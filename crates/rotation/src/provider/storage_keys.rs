@@ -118,6 +118,22 @@ fn other_key(credential_id: Option<&str>) -> Result<(&'static str, &'static str)
     }
 }
 
+/// Whether `previous` holds the other key of the pair than `latest` (which the rotation did not regenerate).
+fn previous_key(latest: &SecretProperties, previous: &SecretProperties) -> PreviousCredential {
+    let held = |p: &SecretProperties| tag(&p.tags, CREDENTIAL_ID).map(str::to_ascii_lowercase);
+    match (held(previous), held(latest)) {
+        (Some(before), Some(now)) if before != now && other_key(Some(&before)).is_ok() => {
+            PreviousCredential::Survives { until: None }
+        }
+        (before, now) => PreviousCredential::Revoked(format!(
+            "{NAME}: the previous version holds {} and the latest {}: only a version holding the other key of the \
+             pair is known to still work",
+            before.as_deref().unwrap_or("no CredentialId"),
+            now.as_deref().unwrap_or("no CredentialId")
+        )),
+    }
+}
+
 /// A storage account's resource id, checked (it becomes the request path).
 fn account_id(address: Option<&str>) -> Result<&str, ProviderError> {
     let invalid = || {
@@ -211,24 +227,36 @@ impl Provider for StorageKeys {
         previous: &SecretProperties,
         _now: DateTime<Utc>,
     ) -> PreviousCredential {
-        let held = |p: &SecretProperties| tag(&p.tags, CREDENTIAL_ID).map(str::to_ascii_lowercase);
-        match (held(previous), held(latest)) {
-            (Some(before), Some(now)) if before != now && other_key(Some(&before)).is_ok() => {
-                PreviousCredential::Survives { until: None }
-            }
-            (before, now) => PreviousCredential::Revoked(format!(
-                "{NAME}: the previous version holds {} and the latest {}: only a version holding the other key of \
-                 the pair is known to still work",
-                before.as_deref().unwrap_or("no CredentialId"),
-                now.as_deref().unwrap_or("no CredentialId")
-            )),
-        }
+        previous_key(latest, previous)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_previous_version_holding_the_other_key_can_be_restored() {
+        let holding = |key: Option<&str>| SecretProperties {
+            version: "v".into(),
+            content_type: None,
+            tags: key.map(|k| Tags::from([(CREDENTIAL_ID.to_owned(), k.to_owned())])).unwrap_or_default(),
+            enabled: true,
+            not_before: None,
+            expires: None,
+        };
+        assert_eq!(
+            previous_key(&holding(Some("key2")), &holding(Some("Key1"))),
+            PreviousCredential::Survives { until: None }
+        );
+        for (latest, previous) in [(Some("key1"), Some("key1")), (Some("key2"), None), (Some("key2"), Some("primary"))]
+        {
+            let PreviousCredential::Revoked(reason) = previous_key(&holding(latest), &holding(previous)) else {
+                panic!("{latest:?} after {previous:?}")
+            };
+            assert!(reason.starts_with("storage-account-key: the previous version holds"), "{reason}");
+        }
+    }
 
     #[test]
     fn the_other_key_and_the_account_id_are_checked() {
