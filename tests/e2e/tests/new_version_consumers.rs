@@ -18,12 +18,12 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use keyturn_e2e::receivers::http_sink;
+use keyturn_e2e::receivers::{HttpSink, http_sink};
 use keyturn_e2e::{
     Chain, NEW_VERSION_EVENT_TYPES, bounded, fast_stack, handler_env_trusting, secret_event, wait_for, workspace_binary,
 };
 use keyturn_events::KeyVaultEventType;
-use keyturn_local::arm::ArmEmulator;
+use keyturn_local::arm::{ArmEmulator, RunningArm};
 use keyturn_local::arm_consumers::ConsumerApps;
 use keyturn_local::keyvault::SecretSpec;
 
@@ -33,36 +33,49 @@ const APP: &str = "/subscriptions/0000/resourceGroups/rg-app/providers/Microsoft
 /// An app the deployment does not bind: never called.
 const OTHER: &str = "/subscriptions/0000/resourceGroups/rg-other/providers/Microsoft.Web/sites/payroll";
 
+/// The real `new-version` binary behind the stand-in, refreshing `apps` (served by an ARM emulator) bound to the
+/// `app-*` secrets of `VAULT`, notifying `sink`, trusting `extra_ca` too, with `extra` settings. No local retries:
+/// each failure goes back to Event Grid, which delivers the event again.
+async fn consumer_chain(
+    apps: &ConsumerApps,
+    sink: &HttpSink,
+    dir: &std::path::Path,
+    extra_ca: &str,
+    extra: &[(&str, String)],
+) -> (Chain, RunningArm) {
+    let stack = fast_stack(&[VAULT]).await;
+    let arm = ArmEmulator::builder()
+        .consumers(apps.clone())
+        .ca_dir(dir.join("arm"))
+        .start(stack.emulator().token_registry().unwrap())
+        .await
+        .unwrap();
+    let mut settings = handler_env_trusting(&stack, dir, &format!("{}\n{extra_ca}", arm.ca_pem()));
+    for (name, value) in [
+        ("KEYTURN_ARM_ENDPOINT", arm.url().to_owned()),
+        ("KEYTURN_CONSUMERS", format!("{VAULT}/app-*={WEB},{APP}")),
+        ("KEYTURN_NOTIFY", sink.channels()),
+        ("KEYTURN_RETRY_MAX", "0".to_owned()),
+    ] {
+        settings.push((name.to_owned(), value));
+    }
+    settings.extend(extra.iter().map(|(name, value)| ((*name).to_owned(), value.clone())));
+    let chain =
+        Chain::start(stack, "new-version", &workspace_binary("new-version"), &NEW_VERSION_EVENT_TYPES, settings).await;
+    (chain, arm)
+}
+
 #[tokio::test]
 async fn a_consumer_failing_twice_is_restarted_by_redeliveries_and_called_exactly_once_after_success() {
     bounded(Duration::from_secs(120), async {
         let sink = http_sink().await;
         let dir = tempfile::tempdir().unwrap();
-        let stack = fast_stack(&[VAULT]).await;
         let apps = ConsumerApps::new()
             .web_app(WEB)
             .web_app(OTHER)
             .container_app(APP, &[("orders--r1", false), ("orders--r2", true)]);
         apps.fail_next(APP, 2, StatusCode::SERVICE_UNAVAILABLE);
-        let arm = ArmEmulator::builder()
-            .consumers(apps.clone())
-            .ca_dir(dir.path().join("arm"))
-            .start(stack.emulator().token_registry().unwrap())
-            .await
-            .unwrap();
-        let mut settings = handler_env_trusting(&stack, dir.path(), arm.ca_pem());
-        for (name, value) in [
-            ("KEYTURN_ARM_ENDPOINT", arm.url().to_owned()),
-            ("KEYTURN_CONSUMERS", format!("{VAULT}/app-*={WEB},{APP}")),
-            ("KEYTURN_NOTIFY", sink.channels()),
-            // No local retries: each failure goes back to Event Grid, which delivers the event again.
-            ("KEYTURN_RETRY_MAX", "0".to_owned()),
-        ] {
-            settings.push((name.to_owned(), value));
-        }
-        let chain =
-            Chain::start(stack, "new-version", &workspace_binary("new-version"), &NEW_VERSION_EVENT_TYPES, settings)
-                .await;
+        let (chain, arm) = consumer_chain(&apps, &sink, dir.path(), "", &[]).await;
         let spec = SecretSpec { value: "value-app-api-0001".to_owned(), ..SecretSpec::default() };
         let version = chain.stack.emulator().store().set_secret(VAULT, "app-api", spec).unwrap().version.version;
 
@@ -109,31 +122,15 @@ async fn with_the_lock_container_the_record_survives_a_killed_handler() {
             .unwrap_or_else(|_| panic!("KEYTURN_TEST_AZURITE_CA_FILE is not set: {missing}"));
         let sink = http_sink().await;
         let dir = tempfile::tempdir().unwrap();
-        let stack = fast_stack(&[VAULT]).await;
         let apps = ConsumerApps::new().web_app(WEB).container_app(APP, &[("orders--r1", true)]);
         // The Container App fails until the handler has been killed and restarted.
         apps.fail_next(APP, u32::MAX, StatusCode::SERVICE_UNAVAILABLE);
-        let arm = ArmEmulator::builder()
-            .consumers(apps.clone())
-            .ca_dir(dir.path().join("arm"))
-            .start(stack.emulator().token_registry().unwrap())
-            .await
-            .unwrap();
-        let extra_ca = format!("{}\n{}", arm.ca_pem(), std::fs::read_to_string(&azurite_ca).unwrap());
-        let mut settings = handler_env_trusting(&stack, dir.path(), &extra_ca);
-        for (name, value) in [
-            ("KEYTURN_ARM_ENDPOINT", arm.url().to_owned()),
-            ("KEYTURN_CONSUMERS", format!("{VAULT}/app-*={WEB},{APP}")),
-            ("KEYTURN_NOTIFY", sink.channels()),
+        let lock = [
             ("KEYTURN_LOCK_ACCOUNT_URL", azurite),
             ("KEYTURN_LOCK_CONTAINER", format!("keyturn-consumers-{}", chrono::Utc::now().timestamp_micros())),
-            ("KEYTURN_RETRY_MAX", "0".to_owned()),
-        ] {
-            settings.push((name.to_owned(), value));
-        }
-        let chain =
-            Chain::start(stack, "new-version", &workspace_binary("new-version"), &NEW_VERSION_EVENT_TYPES, settings)
-                .await;
+        ];
+        let azurite_ca = std::fs::read_to_string(&azurite_ca).unwrap();
+        let (chain, arm) = consumer_chain(&apps, &sink, dir.path(), &azurite_ca, &lock).await;
         let spec = SecretSpec { value: "value-app-api-0002".to_owned(), ..SecretSpec::default() };
         chain.stack.emulator().store().set_secret(VAULT, "app-api", spec).unwrap();
         wait_for("the web app's refresh", Duration::from_secs(30), || apps.calls(WEB) == Some((1, 1))).await;
