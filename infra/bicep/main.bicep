@@ -86,6 +86,12 @@ param mirrorVaultIds array = []
 @description('Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none.')
 param storageKeyAccountIds array = []
 
+@description('Resource ids of the App Service / Functions apps (Microsoft.Web/sites) and Container Apps (Microsoft.App/containerApps) that read the monitored vault\'s secrets: new-version refreshes their Key Vault references or restarts their active revisions on each new version (KEYTURN_CONSUMERS; infra/roles.json, consumerWebApps and consumerContainerApps). Empty: none.')
+param consumerAppIds array = []
+
+@description('KEYTURN_CONSUMERS for new-version: ;-separated <vault>[/<name or prefix*>]=<resource id>[,<id>] entries, to bind each consumer to the secrets it reads. Empty: every consumerAppIds app is bound to every secret of the monitored vault.')
+param consumers string = ''
+
 @description('The Entra ID applications whose client secrets near-expiry may rotate (the entra-app-secret provider; KEYTURN_ENTRA_APPLICATIONS): ;-separated <vault>[/<name or prefix*>]=<application object id>[,<id>] entries. The Graph permission (Application.ReadWrite.OwnedBy and ownership of each application) is not an Azure role and is granted by hand: docs/operations.md. Empty: none.')
 param entraApplications string = ''
 
@@ -200,6 +206,7 @@ var mirrorVaultUrls = [for id in mirrorVaultIds: 'https://${last(split(id, '/'))
 // The deployment's one mirror route (KEYTURN_MIRROR_ROUTES): the monitored vault's secrets may be mirrored to the
 // mirror vaults, and nowhere else; KeyturnMirror tags pick among them.
 var mirrorRoutes = '${vaultName}=${join(map(mirrorVaultIds, id => last(split(id, '/'))), ',')}'
+var consumerBindings = empty(consumers) ? '${vaultName}=${join(consumerAppIds, ',')}' : consumers
 var canaryFilterValues = [
   canarySecretName
 ]
@@ -399,6 +406,7 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
     notifyVaultId: effectiveNotifyVaultId
     mirrorVaultIds: mirrorVaultIds
     storageKeyAccountIds: storageKeyAccountIds
+    consumerAppIds: consumerAppIds
     keyturnSettings: union({
       KEYTURN_VAULTS: vaultUrl
       KEYTURN_CREDENTIAL: 'managed-identity'
@@ -412,6 +420,8 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
     } : {}, h == 'new-version' && !empty(mirrorVaultIds) ? {
       KEYTURN_MIRROR_VAULTS: join(mirrorVaultUrls, ',')
       KEYTURN_MIRROR_ROUTES: mirrorRoutes
+    } : {}, h == 'new-version' && !empty(consumerAppIds) ? {
+      KEYTURN_CONSUMERS: consumerBindings
     } : {}, h == 'sweep' ? {
       KEYTURN_SWEEP_STATE_ACCOUNT_URL: state.properties.primaryEndpoints.blob
       KEYTURN_SWEEP_STATE_CONTAINER: sweepStateContainer.name

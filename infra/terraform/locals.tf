@@ -82,19 +82,22 @@ locals {
   }
 
   # What each roles.json scope means for one handler: the resource ids it grants on. A scope missing here fails
-  # the plan (an unknown key), so roles.json cannot name a scope this deployment does not wire.
+  # the plan (an unknown key), so roles.json cannot name a scope this deployment does not wire. The consumers are
+  # split by type: each type's role is granted on its own apps only.
   scope_ids = {
     for h in var.handlers : h => {
-      vault               = [var.key_vault_id]
-      canarySecret        = ["${var.key_vault_id}/secrets/${var.canary_secret_name}"]
-      notificationSecret  = local.notify_enabled ? ["${local.notify_vault_id}/secrets/${local.notify_secret_name}"] : []
-      mirrorVaults        = var.mirror_vault_ids
-      storageKeyAccounts  = var.storage_key_account_ids
-      hostStorage         = [azurerm_storage_account.host[h].id]
-      lockContainer       = [azurerm_storage_container.locks.id]
-      sweepStateContainer = [azurerm_storage_container.sweep_state.id]
-      deadLetterContainer = [azurerm_storage_container.dead_letter.id]
-      insights            = [azurerm_application_insights.this.id]
+      vault                 = [var.key_vault_id]
+      canarySecret          = ["${var.key_vault_id}/secrets/${var.canary_secret_name}"]
+      notificationSecret    = local.notify_enabled ? ["${local.notify_vault_id}/secrets/${local.notify_secret_name}"] : []
+      mirrorVaults          = var.mirror_vault_ids
+      storageKeyAccounts    = var.storage_key_account_ids
+      consumerWebApps       = [for id in var.consumer_app_ids : id if strcontains(lower(id), "/providers/microsoft.web/sites/")]
+      consumerContainerApps = [for id in var.consumer_app_ids : id if strcontains(lower(id), "/providers/microsoft.app/containerapps/")]
+      hostStorage           = [azurerm_storage_account.host[h].id]
+      lockContainer         = [azurerm_storage_container.locks.id]
+      sweepStateContainer   = [azurerm_storage_container.sweep_state.id]
+      deadLetterContainer   = [azurerm_storage_container.dead_letter.id]
+      insights              = [azurerm_application_insights.this.id]
     }
   }
 
@@ -128,6 +131,7 @@ locals {
           # The one mirror route: the monitored vault's secrets to the mirror vaults; KeyturnMirror picks among them.
           KEYTURN_MIRROR_ROUTES           = h == "new-version" && length(var.mirror_vault_ids) > 0 ? local.mirror_routes : null
           KEYTURN_ENTRA_APPLICATIONS      = h == "near-expiry" && var.entra_applications != "" ? var.entra_applications : null
+          KEYTURN_CONSUMERS               = h == "new-version" && length(var.consumer_app_ids) > 0 ? (var.consumers != "" ? var.consumers : "${local.vault_name}=${join(",", var.consumer_app_ids)}") : null
           KEYTURN_SWEEP_STATE_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
           KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null

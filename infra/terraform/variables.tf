@@ -135,6 +135,22 @@ variable "storage_key_account_ids" {
   default     = []
 }
 
+variable "consumer_app_ids" {
+  description = "Resource ids of the App Service / Functions apps (Microsoft.Web/sites) and Container Apps (Microsoft.App/containerApps) that read the monitored vault's secrets: new-version refreshes their Key Vault references or restarts their active revisions on each new version (KEYTURN_CONSUMERS; infra/roles.json, consumerWebApps and consumerContainerApps). Empty: none."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for id in var.consumer_app_ids : can(regex("(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/(Microsoft\\.Web/sites/[^/]+(/slots/[^/]+)?|Microsoft\\.App/containerApps/[^/]+)$", id))])
+    error_message = "Each consumer must be the resource id of a Microsoft.Web/sites app (or slot) or a Microsoft.App/containerApps app."
+  }
+}
+
+variable "consumers" {
+  description = "KEYTURN_CONSUMERS for new-version: ;-separated <vault>[/<name or prefix*>]=<resource id>[,<id>] entries, to bind each consumer to the secrets it reads. Empty: every consumer_app_ids app is bound to every secret of the monitored vault."
+  type        = string
+  default     = ""
+}
+
 variable "package_dir" {
   description = "Folder holding <handler>.zip for every deployed handler (what `keyturn package` writes). Each apply deploys a package whose hash changed, before the Event Grid subscriptions."
   type        = string

@@ -46,6 +46,9 @@ BUILT_IN_ROLES = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Storage Account Key Operator Service Role": "81a9662b-bebf-436f-a333-f67b29880f12",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    # built-in-roles/web-and-mobile.md and containers.md; each also in public templates that assign it.
+    "Website Contributor": "de139f84-1756-47ae-9be6-808fbbe84772",
+    "Container Apps Contributor": "358470bc-b998-42bd-ab17-a7e34c199c0f",
 }
 
 SCOPES = {
@@ -58,6 +61,8 @@ SCOPES = {
     "sweepStateContainer",
     "deadLetterContainer",
     "storageKeyAccounts",
+    "consumerWebApps",
+    "consumerContainerApps",
     "insights",
 }
 FLAGS = {"expiredActionsEnabled", "sweepRepairEnabled"}
@@ -180,14 +185,16 @@ def privilege_problems(roles: dict) -> list[str]:
             problems.append(f"the Functions host lacks {needed} on its storage")
     for h in roles["handlers"]:
         for role, scope in grants(roles, h, FLAGS):
-            if scope in {"mirrorVaults", "storageKeyAccounts", "canarySecret"} and role in VAULT_WRITERS | {
-                "Storage Account Key Operator Service Role"
+            if scope in {"mirrorVaults", "storageKeyAccounts", "canarySecret", "consumerWebApps", "consumerContainerApps"} and role in VAULT_WRITERS | {
+                "Storage Account Key Operator Service Role", "Website Contributor", "Container Apps Contributor"
             }:
                 # The sweep's repair (sweepRepairEnabled) rotates what near-expiry would, through the same engine.
                 owner = {
                     "mirrorVaults": {"new-version"},
                     "storageKeyAccounts": {"near-expiry", "sweep"},
                     "canarySecret": {"test-event"},
+                    "consumerWebApps": {"new-version"},
+                    "consumerContainerApps": {"new-version"},
                 }
                 if h not in owner[scope]:
                     problems.append(f"{h} may write {scope}, which only {' and '.join(sorted(owner[scope]))} needs")
@@ -234,6 +241,10 @@ def test_grants_are_least_privilege():
         (
             lambda r: r["handlers"]["expired"].append({"role": "Key Vault Secrets Officer", "scope": "mirrorVaults"}),
             "expired may write mirrorVaults, which only new-version needs",
+        ),
+        (
+            lambda r: r["handlers"]["sweep"].append({"role": "Website Contributor", "scope": "consumerWebApps"}),
+            "sweep may write consumerWebApps, which only new-version needs",
         ),
     ],
 )

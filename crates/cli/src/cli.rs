@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{check, demo, dev, package, send};
+use crate::commands::{check, demo, dev, package, rollback, send};
 use crate::exit::{CommandFailure, EXIT_CODES_HELP, Status};
 use crate::output::Output;
 
@@ -17,6 +17,7 @@ Examples:
   keyturn send near-expiry --vault kv-one --secret db-password --to dev
   keyturn package --build         # dist/<handler>/ and dist/<handler>.zip, all four
   keyturn check --vault kv-one    # each object: expiry, policy, what would happen
+  keyturn rollback kv-one/storage-key   # the previous credential back, where it still works
 ";
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,8 @@ pub enum Command {
     Package(package::Args),
     /// Survey a vault, read-only: expiry, policy, and what each handler would do with each object.
     Check(check::Args),
+    /// Write a secret's previous value back as a new version, where its provider keeps the previous credential working.
+    Rollback(rollback::Args),
 }
 
 /// Parses the command line, runs the command, and turns the result into an exit code.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
             Command::Send(args) => send::run(args, &output).await,
             Command::Package(args) => package::run(args, &output).await,
             Command::Check(args) => check::run(args, &output).await,
+            Command::Rollback(args) => rollback::run(args, &output).await,
         }
     });
     // Nothing keyturn starts may outlive it: background tasks are dropped with the runtime, promptly.

@@ -19,15 +19,19 @@
 //! - [`azure_keys`]: the Azure key family's bindings (`KEYTURN_AZURE_KEY_RESOURCES`, `KEYTURN_STORAGE_ACCOUNTS`) and
 //!   the resource types it can rotate.
 //! - [`bindings`]: the `<vault>[/<names>]=<target>` grammar every provider binding shares.
+//! - [`health`]: the post-rotation health probes (`KEYTURN_HEALTH_PROBES`, `KEYTURN_HEALTH_PROBE_SECRET`).
+//! - [`consumers`]: the apps the `new-version` handler refreshes when a secret they read changes (`KEYTURN_CONSUMERS`).
 //! - [`entra`]: the Entra ID application secrets provider (`KEYTURN_ENTRA_APPLICATIONS`, `KEYTURN_GRAPH_ENDPOINT`).
 //! - [`secret`]: [`SecretString`], the wrapper for every secret value keyturn holds.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
 
 pub mod azure_keys;
 pub mod bindings;
+pub mod consumers;
 pub mod credential;
 pub mod entra;
 pub mod error;
+pub mod health;
 pub mod lock;
 pub mod mirror_routes;
 pub mod notify;
@@ -40,6 +44,7 @@ pub mod vaults;
 
 use std::path::PathBuf;
 
+pub use consumers::{Consumer, Consumers};
 pub use credential::CredentialSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use lock::LockSettings;
@@ -66,6 +71,10 @@ pub struct Settings {
     pub notify: NotifySettings,
     pub providers: ProviderSettings,
     pub sweep: SweepSettings,
+    /// `KEYTURN_CONSUMERS`: the apps refreshed when a secret they read gets a new version.
+    pub consumers: Consumers,
+    /// `KEYTURN_HEALTH_PROBES`: the endpoints asked, after a rotation, whether the consumers still work.
+    pub health_probes: health::HealthProbes,
     /// Extra trust roots (PEM) for the HTTP client the Azure SDK uses; `None` in Azure.
     pub ca_file: Option<PathBuf>,
 }
@@ -98,8 +107,22 @@ impl Settings {
         let notify = collect(&mut errors, notify::NotifySettings::from_env(&env));
         let providers = collect(&mut errors, providers::ProviderSettings::from_env(&env));
         let sweep = collect(&mut errors, sweep::SweepSettings::from_env(&env));
+        let consumers = collect(&mut errors, consumers::Consumers::from_env(&env));
+        let health_probes = collect(&mut errors, health::HealthProbes::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (vaults, mirror_vaults, mirror_routes, credential, retry, lock, notify, providers, sweep) {
+        match (
+            vaults,
+            mirror_vaults,
+            mirror_routes,
+            credential,
+            retry,
+            lock,
+            notify,
+            providers,
+            sweep,
+            consumers,
+            health_probes,
+        ) {
             (
                 Some(vaults),
                 Some(mirror_vaults),
@@ -110,6 +133,8 @@ impl Settings {
                 Some(notify),
                 Some(providers),
                 Some(sweep),
+                Some(consumers),
+                Some(health_probes),
             ) if errors.is_empty() => Ok(Self {
                 vaults,
                 mirror_vaults,
@@ -120,6 +145,8 @@ impl Settings {
                 notify,
                 providers,
                 sweep,
+                consumers,
+                health_probes,
                 ca_file,
             }),
             _ => Err(ConfigErrors(errors)),

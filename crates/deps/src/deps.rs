@@ -145,7 +145,8 @@ impl Deps {
         let notifier = Arc::new(notifier(&settings)?);
         // Every provider keyturn ships: an emergency rotation (expired) rotates what near-expiry would.
         let providers = Providers::from_settings(&settings, vaults.clone(), credential.clone(), options)?;
-        let engine = Engine::new(vaults.clone(), lock.clone(), providers);
+        let prober = keyturn_rotation::HealthProber::new(&settings.health_probes, settings.ca_file.as_deref())?;
+        let engine = Engine::new(vaults.clone(), lock.clone(), providers).with_health_prober(prober);
         Ok(Self::from_parts(Parts {
             settings,
             vaults: vaults.clone(),

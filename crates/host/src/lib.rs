@@ -87,7 +87,7 @@ use std::sync::Arc;
 pub use adapter::{Adapter, AdapterError};
 pub use invoke::{Failure, Invoker, Trigger, Verdict, event_arrived};
 pub use logging::init_logging;
-pub use outcome::{HandlerError, Outcome, Status};
+pub use outcome::{HandlerError, Outcome, Status, TargetOutcome};
 
 /// Runs `handler` for `function` (e.g. `"near-expiry"`) until SIGTERM/SIGINT and returns the exit code.
 ///

@@ -75,6 +75,23 @@ pub struct Outcome {
     /// The notification channels that have the handler's message (`scheme://host` each, no credentials).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notified: Vec<String>,
+    /// One result per thing the handler acted on beside the object, when there are several (each consumer the
+    /// `new-version` handler refreshed, a rotation's health probe).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetOutcome>,
+}
+
+/// What a handler did to one target beside the event's object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetOutcome {
+    /// What was acted on: a consumer's resource id, `health-probe`.
+    pub target: String,
+    /// One stable word: `refreshed`, `already-refreshed`, `failed`, `refused`, `passed`, ...
+    pub result: String,
+    /// Why, or what exactly was done, in a line a person reads (never a secret value).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 impl Outcome {
@@ -87,6 +104,7 @@ impl Outcome {
             version_after: None,
             message: message.into(),
             notified: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -132,6 +150,12 @@ impl Outcome {
     /// The same outcome with the channels that have the message.
     pub fn notified(mut self, channels: Vec<String>) -> Self {
         self.notified = channels;
+        self
+    }
+
+    /// The same outcome with one result per target.
+    pub fn targets(mut self, targets: Vec<TargetOutcome>) -> Self {
+        self.targets = targets;
         self
     }
 

@@ -23,7 +23,8 @@
 //!   Teams check (signatures, Block Kit, Adaptive Cards): the demo's and the tests'.
 //! - [`arm`]: Azure Resource Manager emulator: the Azure key family's list and regenerate key operations (storage,
 //!   Cosmos DB, Redis, Service Bus, Event Hubs, Azure AI services, Azure AI Search) over HTTPS, tokens from
-//!   the local identity endpoint.
+//!   the local identity endpoint; [`arm::consumers`]: its consumer apps (Key Vault reference refresh, Container App
+//!   restarts).
 //! - [`graph`]: Microsoft Graph emulator: application addPassword/removePassword/get over HTTPS, Graph's
 //!   permissions (owned applications) and errors, and the client-credentials sign-in that proves which secrets work.
 //! - [`paging`]: PagerDuty Events API v2 and Opsgenie Alert API receivers, following the vendors' contracts.

@@ -33,6 +33,8 @@ pub const SCOPE_NAMES: &[&str] = &[
     "sweepStateContainer",
     "deadLetterContainer",
     "storageKeyAccounts",
+    "consumerWebApps",
+    "consumerContainerApps",
     "insights",
 ];
 

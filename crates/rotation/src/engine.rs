@@ -15,6 +15,9 @@
 //!    rotate operation; certificates through their own policy.
 //! 5. The fence, immediately before that promotion: the lock is confirmed still held (a blob lease renewed)
 //!    and, for a secret, its latest version is still the one planned from; otherwise nothing is promoted.
+//! 6. After a secret's promotion, the health probe the deployment binds to it, if any ([`health`]).
+
+pub mod health;
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use keyturn_events::{ObjectKind, ObjectRef};
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::{MAX_TAGS, NewSecretVersion, SecretVersion, Tags};
 
+use self::health::HealthProber;
 use crate::RotationError;
 use crate::lock::{LockGuard, RotationLock, lock_key};
 use crate::outcome::RotationOutcome;
@@ -48,6 +52,7 @@ pub struct Engine {
     vault: Arc<dyn KeyVault>,
     lock: Arc<dyn RotationLock>,
     providers: Providers,
+    health: Option<Arc<HealthProber>>,
     now: NowFn,
 }
 
@@ -73,7 +78,13 @@ struct Latest {
 
 impl Engine {
     pub fn new(vault: Arc<dyn KeyVault>, lock: Arc<dyn RotationLock>, providers: Providers) -> Self {
-        Self { vault, lock, providers, now: Arc::new(Utc::now) }
+        Self { vault, lock, providers, health: None, now: Arc::new(Utc::now) }
+    }
+
+    /// Asks `prober` after each secret's promotion (`KEYTURN_HEALTH_PROBES`; `None`: no probe).
+    pub fn with_health_prober(mut self, prober: Option<HealthProber>) -> Self {
+        self.health = prober.map(Arc::new);
+        self
     }
 
     /// Replaces the source of "now" (tests, the local stack's movable clock).
@@ -187,7 +198,12 @@ impl Engine {
             Plan::RotateKey => {
                 lock.confirm().await?;
                 let rotated = self.vault.rotate_key(object.vault(), object.name()).await?;
-                Ok(RotationOutcome::Rotated { from: latest.version, to: rotated.version, expires: rotated.expires })
+                Ok(RotationOutcome::Rotated {
+                    from: latest.version,
+                    to: rotated.version,
+                    expires: rotated.expires,
+                    health: None,
+                })
             }
             Plan::RenewCertificate { .. } => {
                 lock.confirm().await?;
@@ -294,10 +310,18 @@ impl Engine {
             )
             .await?;
         provider.finish(&ctx, &promoted).await?;
+        let health = match &self.health {
+            Some(prober) => {
+                let about = (object.vault(), object.name(), request.event_id.as_str());
+                prober.check(about, &current.properties, &promoted, provider.as_ref(), now).await
+            }
+            None => None,
+        };
         Ok(RotationOutcome::Rotated {
             from: current.properties.version.clone(),
             to: promoted.version,
             expires: promoted.expires.or(Some(expires)),
+            health,
         })
     }
 }

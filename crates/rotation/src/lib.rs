@@ -13,8 +13,10 @@
 //! - [`lock`]: the per-object lock as a trait ([`RotationLock`]) and the in-process lease lock;
 //!   `lock/blob.rs` is the blob-lease lock for Azure and [`lock_from_settings`], which picks one.
 //! - [`outcome`]: [`RotationOutcome`], what an attempt decided.
+//! - [`arm`]: [`arm::ArmClient`], the one way keyturn calls Azure Resource Manager (providers, consumer refresh).
 //! - [`error`]: [`RotationError`], retryable or permanent.
 
+pub mod arm;
 pub mod engine;
 pub mod error;
 pub mod generate;
@@ -25,6 +27,7 @@ pub mod policy;
 pub mod provider;
 pub mod window;
 
+pub use engine::health::{HealthCheck, HealthProber};
 pub use engine::{Engine, NowFn, Request};
 pub use error::RotationError;
 pub use lock::blob::{BlobLeaseLock, LeaseDuration, LockSetupError, lock_from_settings};
@@ -32,4 +35,4 @@ pub use lock::{InProcessLock, LockError, LockGuard, RotationLock};
 pub use outcome::RotationOutcome;
 pub use plan::{Native, ObjectFacts, Plan, Trigger, plan};
 pub use policy::Policy;
-pub use provider::{Provider, Providers};
+pub use provider::{PreviousCredential, Provider, Providers};

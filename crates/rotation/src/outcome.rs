@@ -4,11 +4,13 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use crate::engine::health::HealthCheck;
+
 /// The result of a rotation attempt that ran to a decision (failures are [`crate::RotationError`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotationOutcome {
-    /// A new version exists.
-    Rotated { from: String, to: String, expires: Option<DateTime<Utc>> },
+    /// A new version exists; `health` is what the deployment's health probe said about it, when one is bound.
+    Rotated { from: String, to: String, expires: Option<DateTime<Utc>>, health: Option<HealthCheck> },
     /// The event's version is no longer the latest: a rotation already happened (a duplicate or late
     /// delivery, or someone rotated by hand). Nothing was done.
     AlreadyRotated { event_version: String, latest: String },
@@ -53,10 +55,17 @@ impl RotationOutcome {
 impl fmt::Display for RotationOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Rotated { from, to, expires: Some(exp) } => {
-                write!(f, "rotated from {from} to {to}, expires {}", exp.to_rfc3339())
+            Self::Rotated { from, to, expires, health } => {
+                write!(f, "rotated from {from} to {to}")?;
+                if let Some(exp) = expires {
+                    write!(f, ", expires {}", exp.to_rfc3339())?;
+                }
+                match health {
+                    Some(check) if check.passed => write!(f, "; health probe passed ({})", check.detail),
+                    Some(check) => write!(f, "; health probe FAILED ({}): {}", check.detail, check.rollback),
+                    None => Ok(()),
+                }
             }
-            Self::Rotated { from, to, expires: None } => write!(f, "rotated from {from} to {to}"),
             Self::AlreadyRotated { event_version, latest } => {
                 write!(f, "already rotated to {latest} (the event is about {event_version})")
             }

@@ -27,6 +27,10 @@ pub const CHARSET: &str = "KeyturnCharset";
 pub const ROTATED_FROM: &str = "KeyturnRotatedFrom";
 /// Provenance written on a new version: the id of the event that caused it.
 pub const EVENT_ID: &str = "KeyturnEventId";
+/// Provenance written by `keyturn rollback`: the version rolled back (the one that was live).
+pub const ROLLED_BACK_FROM: &str = "KeyturnRolledBackFrom";
+/// Provenance written by `keyturn rollback`: the version whose value (and provider tags) the new version restores.
+pub const ROLLBACK_OF: &str = "KeyturnRollbackOf";
 
 /// The `expired` handler's opt-in action on an expired version: `rotate` or `disable` (absent: notify only).
 pub const EXPIRED_ACTION: &str = "KeyturnExpiredAction";

@@ -104,6 +104,31 @@ pub trait Provider: Send + Sync + fmt::Debug {
     fn finish<'a>(&'a self, _ctx: &'a RotationContext<'a>, _promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Whether the credential `previous` holds still works now that `latest` (the version a rotation made from
+    /// it) is live: what `keyturn rollback` asks before writing `previous`'s value back. Default: revoked, the
+    /// answer of every provider that keeps a single credential.
+    fn previous_credential(
+        &self,
+        _latest: &SecretProperties,
+        _previous: &SecretProperties,
+        _now: DateTime<Utc>,
+    ) -> PreviousCredential {
+        PreviousCredential::Revoked(format!(
+            "{} keeps a single credential: the rotation replaced the previous one, which no longer works; rotate \
+             again instead",
+            self.name()
+        ))
+    }
+}
+
+/// What became of a rotated secret's previous credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreviousCredential {
+    /// It still works; `until` is when it stops working on its own, if it does (an Entra password's end date).
+    Survives { until: Option<DateTime<Utc>> },
+    /// It no longer works, for the reason given (which names the provider).
+    Revoked(String),
 }
 
 /// The token scope for a service endpoint: its own origin's `/.default` in Azure's clouds; `public` (the public
@@ -163,12 +188,7 @@ impl Providers {
             )?));
         }
         if !settings.providers.azure_keys.is_empty() {
-            let arm = azure_keys::arm::ArmClient::new(
-                azure_keys::NAME,
-                settings.providers.arm_endpoint.clone(),
-                credential,
-                options,
-            );
+            let arm = crate::arm::ArmClient::new(settings.providers.arm_endpoint.clone(), credential, options);
             let family = azure_keys::AzureKeys::new(arm, settings.providers.azure_keys.clone(), vault.clone());
             providers = providers.with(Arc::new(family.storage_accounts_only())).with(Arc::new(family));
         }

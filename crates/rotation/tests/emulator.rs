@@ -62,7 +62,7 @@ async fn scenario_rotate() {
     let before = chrono::Utc::now();
     let delivery = event(ObjectKind::Secret, VAULT, "db", &secret_v1);
     let outcome = engine.rotate(&delivery).await.unwrap();
-    let RotationOutcome::Rotated { from, to, expires } = &outcome else { panic!("expected a rotation: {outcome}") };
+    let RotationOutcome::Rotated { from, to, expires, .. } = &outcome else { panic!("expected a rotation: {outcome}") };
     assert_eq!(from, &secret_v1);
     let latest = vault.latest_secret(VAULT, "db").await.unwrap();
     let props = &latest.properties;

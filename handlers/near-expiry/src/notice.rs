@@ -22,6 +22,16 @@ pub fn for_rotation(accepted: &Accepted, rotation: &RotationOutcome) -> Option<N
         _ => ("rotate it by hand", "rotates"),
     };
     let action = match rotation {
+        RotationOutcome::Rotated { to, health: Some(check), .. } if !check.passed => {
+            // The rotation is done but its consumers may be broken: a person decides, so this is a warning.
+            let summary = format!(
+                "keyturn rotated it to {to}, but the health probe failed ({}). {}.",
+                check.detail, check.rollback
+            );
+            let mut notification = accepted.notification(Action::Informed { summary });
+            notification.severity = notification.severity.max(Severity::Warning);
+            return Some(notification);
+        }
         RotationOutcome::Rotated { to, .. } => Action::Rotated { new_version: to.clone() },
         RotationOutcome::RenewalStarted { status, .. } => {
             let summary = format!(
@@ -89,6 +99,12 @@ mod tests {
     use keyturn_events::{Event, Lifecycle};
     use keyturn_vault::VaultError;
 
+    /// The rotation `check` was about, with its probe passing.
+    fn passed(check: keyturn_rotation::HealthCheck) -> RotationOutcome {
+        let health = Some(keyturn_rotation::HealthCheck { passed: true, detail: "HTTP 200".into(), ..check });
+        RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None, health }
+    }
+
     fn accepted(kind: &str) -> Accepted {
         let collection = format!("{}s", kind.to_ascii_lowercase());
         let json = format!(
@@ -106,12 +122,32 @@ mod tests {
 
     #[test]
     fn a_rotation_is_info_and_names_the_new_version() {
-        let outcome = RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None };
+        let outcome = RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None, health: None };
         let n = for_rotation(&accepted("Secret"), &outcome).unwrap();
         assert_eq!(n.severity, Severity::Info);
         assert_eq!(n.action, Action::Rotated { new_version: "v2".into() });
         assert_eq!(n.event_id, "e1");
         assert_eq!(rotated(&accepted("Secret"), "v2"), n, "a redelivery sends the same message");
+    }
+
+    #[test]
+    fn a_rotation_whose_health_probe_failed_is_a_warning_saying_whether_rollback_can_help() {
+        let check = keyturn_rotation::HealthCheck {
+            passed: false,
+            detail: "HTTP 503".into(),
+            rollback: "`keyturn rollback kv-one/db` restores the previous credential (v1)".into(),
+        };
+        let outcome =
+            RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires: None, health: Some(check.clone()) };
+        let n = for_rotation(&accepted("Secret"), &outcome).unwrap();
+        assert_eq!(n.severity, Severity::Warning);
+        let Action::Informed { summary } = &n.action else { panic!("{:?}", n.action) };
+        assert_eq!(
+            summary,
+            "keyturn rotated it to v2, but the health probe failed (HTTP 503). `keyturn rollback kv-one/db` restores \
+             the previous credential (v1)."
+        );
+        assert_eq!(for_rotation(&accepted("Secret"), &passed(check)).unwrap().severity, Severity::Info);
     }
 
     #[test]

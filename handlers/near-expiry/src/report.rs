@@ -12,7 +12,7 @@
 //! With notification channels configured, the line says how many have the message: [`with_notified`].
 
 use keyturn_events::{ObjectKind, ObjectRef};
-use keyturn_host::{HandlerError, Outcome};
+use keyturn_host::{HandlerError, Outcome, TargetOutcome};
 use keyturn_rotation::RotationOutcome;
 
 /// What a person does when keyturn cannot: certificates are renewed, the rest rotated.
@@ -27,9 +27,31 @@ pub fn manual_action(object: &ObjectRef) -> &'static str {
 pub fn outcome(object: &ObjectRef, outcome: RotationOutcome) -> Outcome {
     let action = outcome.label();
     let reported = match outcome {
-        RotationOutcome::Rotated { from, to, expires } => {
+        RotationOutcome::Rotated { from, to, expires, health } => {
             let until = expires.map(|exp| format!(", expires {}", exp.format("%Y-%m-%d"))).unwrap_or_default();
-            Outcome::done(format!("rotated {object} from {from} to {to}{until}")).versions(Some(from), Some(to))
+            let mut targets = Vec::new();
+            let checked = match health {
+                Some(check) => {
+                    let result = if check.passed { "passed" } else { "failed" };
+                    let line = if check.passed {
+                        format!("; health probe passed ({})", check.detail)
+                    } else {
+                        format!("; health probe FAILED ({}): {}", check.detail, check.rollback)
+                    };
+                    let detail =
+                        if check.passed { check.detail } else { format!("{}; {}", check.detail, check.rollback) };
+                    targets.push(TargetOutcome {
+                        target: "health-probe".to_owned(),
+                        result: result.to_owned(),
+                        detail,
+                    });
+                    line
+                }
+                None => String::new(),
+            };
+            Outcome::done(format!("rotated {object} from {from} to {to}{until}{checked}"))
+                .versions(Some(from), Some(to))
+                .targets(targets)
         }
         RotationOutcome::RenewalStarted { from, status } => Outcome::done(format!(
             "renewal of {object} started through its certificate policy (replacing {from}; operation {status})"
@@ -91,7 +113,8 @@ mod tests {
     #[test]
     fn a_rotation_is_done_and_names_both_versions_and_the_new_expiry() {
         let expires = chrono::Utc.with_ymd_and_hms(2027, 1, 20, 8, 30, 0).single();
-        let done = outcome(&secret(), RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires });
+        let done =
+            outcome(&secret(), RotationOutcome::Rotated { from: "v1".into(), to: "v2".into(), expires, health: None });
         assert_eq!(done.status, Status::Done);
         assert_eq!(done.message, "rotated kv-one/db-password from v1 to v2, expires 2027-01-20");
         assert_eq!(
@@ -100,7 +123,8 @@ mod tests {
         );
         assert_eq!(done.object, Some(secret()));
         let key = ObjectRef::new("kv-one", ObjectKind::Key, "signing", "a").unwrap();
-        let done = outcome(&key, RotationOutcome::Rotated { from: "a".into(), to: "b".into(), expires: None });
+        let done =
+            outcome(&key, RotationOutcome::Rotated { from: "a".into(), to: "b".into(), expires: None, health: None });
         assert_eq!(done.message, "rotated kv-one/signing from a to b");
     }
 

@@ -6,5 +6,5 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     keyturn_host::init_logging();
-    keyturn_host::run(new_version::FUNCTION, keyturn_deps::Deps::from_env(), new_version::handle).await
+    keyturn_host::run(new_version::FUNCTION, new_version::NewVersion::from_env(), new_version::handle).await
 }

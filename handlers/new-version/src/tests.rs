@@ -5,7 +5,15 @@ use keyturn_events::KeyVaultEventType::{self, *};
 use keyturn_host::{HandlerError, Outcome, Status};
 use keyturn_vault::Collection;
 
-use crate::handle;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use keyturn_config::Consumer;
+use keyturn_rotation::arm::ArmCallError;
+
+use crate::consumers::{ConsumerRefresh, InProcessRecord, Refresher};
+use crate::{NewVersion, handle};
 
 const CHANNELS: &str = "slack://hooks.slack.com/services/T/B/X";
 const SETTINGS: &[(&str, &str)] = &[
@@ -24,7 +32,11 @@ async fn deliver(
     name: &str,
     version: &str,
 ) -> Result<Outcome, HandlerError> {
-    handle(event("e1", event_type, "kv-one", name, version), world.deps.clone()).await
+    handle(event("e1", event_type, "kv-one", name, version), handler(world, None)).await
+}
+
+fn handler(world: &World, consumers: Option<ConsumerRefresh>) -> Arc<NewVersion> {
+    Arc::new(NewVersion { deps: world.deps.clone(), consumers })
 }
 
 #[tokio::test]
@@ -123,7 +135,8 @@ async fn failures_are_retried_and_foreign_events_touch_nothing() {
     world.vault.fail_with(None);
 
     let fresh = self::world();
-    let foreign = handle(event("e1", SecretNewVersionCreated, "kv-dr", "db", "v1"), fresh.deps.clone()).await.unwrap();
+    let foreign =
+        handle(event("e1", SecretNewVersionCreated, "kv-dr", "db", "v1"), handler(&fresh, None)).await.unwrap();
     assert_eq!((foreign.status, foreign.action.as_deref()), (Status::Rejected, Some("not-allowed")));
     let other = deliver(&fresh, SecretExpired, "db", "v1").await.unwrap();
     assert_eq!(other.action.as_deref(), Some("not-served"));
@@ -203,4 +216,108 @@ async fn with_routes_a_tag_may_only_pick_the_destinations_routed_for_its_source_
     assert_eq!(unrouted.status, Status::Rejected, "{unrouted:?}");
     assert_eq!(world.vault.count("kv-dr", Collection::Secrets, "other-db"), 0);
     assert!(!world.vault.calls().iter().any(|call| call.contains("kv-two")), "{:?}", world.vault.calls());
+}
+
+/// A Resource Manager stand-in: per consumer, how many calls fail first (with the status given), and how many
+/// calls each consumer received.
+#[derive(Debug, Default)]
+struct FakeRefresher {
+    failures: Mutex<HashMap<String, (u32, u16)>>,
+    calls: Mutex<HashMap<String, u32>>,
+}
+
+impl FakeRefresher {
+    fn failing(self, id: &str, times: u32, status: u16) -> Self {
+        self.failures.lock().unwrap().insert(id.to_ascii_lowercase(), (times, status));
+        self
+    }
+
+    fn calls(&self, id: &str) -> u32 {
+        self.calls.lock().unwrap().get(&id.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+}
+
+impl Refresher for FakeRefresher {
+    fn refresh<'a>(&'a self, consumer: &'a Consumer) -> BoxFuture<'a, Result<String, ArmCallError>> {
+        *self.calls.lock().unwrap().entry(consumer.id().to_owned()).or_default() += 1;
+        let mut failures = self.failures.lock().unwrap();
+        let result = match failures.get_mut(consumer.id()) {
+            Some((left, status)) if *left > 0 => {
+                *left -= 1;
+                let status = *status;
+                Err(ArmCallError { message: format!("HTTP {status}"), status: Some(status), retryable: status >= 500 })
+            }
+            _ => Ok("done".to_owned()),
+        };
+        Box::pin(async move { result })
+    }
+}
+
+const WEB: &str = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Web/sites/web-shop";
+const APP: &str = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/containerApps/orders";
+const GONE: &str = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Web/sites/gone";
+
+fn consumer_world() -> World {
+    let consumers = format!("kv-one/app-*={WEB},{APP}; kv-one/app-web={GONE}");
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("KEYTURN_CONSUMERS", &consumers));
+    World::new(&settings, CHANNELS).unwrap()
+}
+
+#[tokio::test]
+async fn a_consumer_that_fails_twice_is_refreshed_by_redeliveries_and_exactly_once_after_success() {
+    let world = consumer_world();
+    world.vault.add("kv-one", Collection::Secrets, "app-api", "v1", &[]);
+    let fake = Arc::new(FakeRefresher::default().failing(APP, 2, 503));
+    let refresh = ConsumerRefresh { refresher: fake.clone(), record: Arc::new(InProcessRecord::default()) };
+    let handler = handler(&world, Some(refresh));
+    let deliver = || handle(event("e1", SecretNewVersionCreated, "kv-one", "app-api", "v1"), handler.clone());
+
+    for attempt in 1..=2 {
+        let error = deliver().await.unwrap_err();
+        assert!(error.is_retryable() && error.message().contains("must be retried"), "{attempt}: {error:?}");
+        assert!(world.notifier.sent().is_empty(), "the channels are told once every consumer is done");
+    }
+    let outcome = deliver().await.unwrap();
+    assert_eq!(outcome.status, Status::Done);
+    let results: Vec<(&str, &str)> = outcome.targets.iter().map(|t| (t.target.as_str(), t.result.as_str())).collect();
+    assert_eq!(
+        results,
+        [(WEB.to_ascii_lowercase().as_str(), "already-refreshed"), (APP.to_ascii_lowercase().as_str(), "refreshed")]
+    );
+    assert_eq!((fake.calls(WEB), fake.calls(APP)), (1, 3), "the web app once; the container app until it succeeded");
+    // A duplicate delivery after success calls nobody.
+    deliver().await.unwrap();
+    assert_eq!((fake.calls(WEB), fake.calls(APP)), (1, 3));
+    assert_eq!(world.notifier.sent().len(), 2);
+    // A new version is a new refresh.
+    world.vault.add("kv-one", Collection::Secrets, "app-api", "v2", &[]);
+    handle(event("e2", SecretNewVersionCreated, "kv-one", "app-api", "v2"), handler.clone()).await.unwrap();
+    assert_eq!((fake.calls(WEB), fake.calls(APP)), (2, 4));
+}
+
+#[tokio::test]
+async fn a_consumer_refused_for_good_is_reported_and_warned_without_holding_the_others_back() {
+    use keyturn_notify::Severity;
+    let world = consumer_world();
+    world.vault.add("kv-one", Collection::Secrets, "app-web", "v1", &[]);
+    world.vault.add("kv-one", Collection::Secrets, "db", "v1", &[]);
+    let fake = Arc::new(FakeRefresher::default().failing(GONE, 1, 404));
+    let handler = handler(
+        &world,
+        Some(ConsumerRefresh { refresher: fake.clone(), record: Arc::new(InProcessRecord::default()) }),
+    );
+    let outcome =
+        handle(event("e1", SecretNewVersionCreated, "kv-one", "app-web", "v1"), handler.clone()).await.unwrap();
+    assert_eq!(outcome.status, Status::Done);
+    let failed: Vec<&str> =
+        outcome.targets.iter().filter(|t| t.result == "failed").map(|t| t.target.as_str()).collect();
+    assert_eq!(failed, [GONE.to_ascii_lowercase()]);
+    assert_eq!(outcome.targets.iter().filter(|t| t.result == "refreshed").count(), 2);
+    assert!(outcome.message.contains("Consumers that failed"), "{}", outcome.message);
+    assert_eq!(world.notifier.sent()[0].severity, Severity::Warning);
+    // A name no entry covers has no consumer.
+    let other = handle(event("e2", SecretNewVersionCreated, "kv-one", "db", "v1"), handler).await.unwrap();
+    assert!(other.targets.is_empty());
+    assert_eq!(fake.calls(WEB), 1);
 }

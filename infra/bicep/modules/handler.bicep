@@ -71,6 +71,9 @@ param mirrorVaultIds array
 @description('Resource ids of the storage accounts bound to the storage-account-key provider.')
 param storageKeyAccountIds array
 
+@description('Resource ids of the consumer apps new-version refreshes (Microsoft.Web/sites and Microsoft.App/containerApps).')
+param consumerAppIds array
+
 @description('keyturn app settings (KEYTURN_*), merged with the platform settings below.')
 param keyturnSettings object
 
@@ -83,6 +86,11 @@ var canaryGrants = filter(grants, g => g.scope == 'canarySecret')
 var notifyGrants = empty(notifySecretUri) ? [] : filter(grants, g => g.scope == 'notificationSecret')
 var mirrorGrants = filter(grants, g => g.scope == 'mirrorVaults')
 var storageKeyGrants = filter(grants, g => g.scope == 'storageKeyAccounts')
+var consumerWebAppGrants = filter(grants, g => g.scope == 'consumerWebApps')
+var consumerContainerAppGrants = filter(grants, g => g.scope == 'consumerContainerApps')
+// The consumers by type: each type's role is granted on its own apps only.
+var consumerWebAppIds = filter(consumerAppIds, id => contains(toLower(id), '/providers/microsoft.web/sites/'))
+var consumerContainerAppIds = filter(consumerAppIds, id => contains(toLower(id), '/providers/microsoft.app/containerapps/'))
 var hostStorageGrants = filter(grants, g => g.scope == 'hostStorage')
 var lockGrants = filter(grants, g => g.scope == 'lockContainer')
 var sweepStateGrants = filter(grants, g => g.scope == 'sweepStateContainer')
@@ -446,6 +454,30 @@ module storageKeyAccess 'storage-grants.bicep' = [for (a, i) in storageKeyAccoun
     grants: storageKeyGrants
     roleDefinitions: roles.roleDefinitions
     purpose: 'keyturn ${handler}: storage account keys it may rotate'
+  }
+}]
+
+module consumerWebAppAccess 'app-grants.bicep' = [for (a, i) in consumerWebAppIds: if (!empty(consumerWebAppGrants)) {
+  name: '${appName}-consumerweb-${i}'
+  scope: resourceGroup(split(a, '/')[2], split(a, '/')[4])
+  params: {
+    appId: a
+    principalId: identity.properties.principalId
+    grants: consumerWebAppGrants
+    roleDefinitions: roles.roleDefinitions
+    purpose: 'keyturn ${handler}: consumer whose Key Vault references it refreshes'
+  }
+}]
+
+module consumerContainerAppAccess 'app-grants.bicep' = [for (a, i) in consumerContainerAppIds: if (!empty(consumerContainerAppGrants)) {
+  name: '${appName}-consumerca-${i}'
+  scope: resourceGroup(split(a, '/')[2], split(a, '/')[4])
+  params: {
+    appId: a
+    principalId: identity.properties.principalId
+    grants: consumerContainerAppGrants
+    roleDefinitions: roles.roleDefinitions
+    purpose: 'keyturn ${handler}: consumer whose active revisions it restarts'
   }
 }]
 

@@ -749,3 +749,56 @@ pub async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// What one run of the `keyturn` binary left behind.
+#[derive(Debug)]
+pub struct KeyturnRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `keyturn <args>` (the workspace's binary) in the repository, with a clean environment plus `env`, bounded to
+/// 60 s.
+///
+/// # Panics
+/// When it cannot start or does not finish in time.
+pub async fn keyturn(args: &[&str], env: &[(String, String)]) -> KeyturnRun {
+    let mut command = tokio::process::Command::new(workspace_binary("keyturn"));
+    command
+        .args(args)
+        .current_dir(repo_root())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("keyturn {args:?} did not finish within 60 s"))
+        .unwrap_or_else(|e| panic!("keyturn {args:?} did not start: {e}"));
+    KeyturnRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The stack's handler settings with `KEYTURN_CA_FILE` a bundle (written in `dir`) trusting the emulator's CA and
+/// `extra_ca` (another emulator's, a test server's).
+///
+/// # Panics
+/// When the bundle cannot be written.
+pub fn handler_env_trusting(
+    stack: &keyturn_local::stack::LocalStack,
+    dir: &Path,
+    extra_ca: &str,
+) -> Vec<(String, String)> {
+    let bundle = dir.join("ca-bundle.pem");
+    std::fs::write(&bundle, format!("{}\n{extra_ca}", stack.emulator().ca_pem()))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", bundle.display()));
+    let mut settings: Vec<(String, String)> =
+        stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
+    settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
+    settings
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use keyturn_e2e::{client, deliver, host_for, repo_root, workspace_binary};
+use keyturn_e2e::{client, deliver, host_for, keyturn, repo_root, workspace_binary};
 use keyturn_local::functions_host::{FunctionApp, FunctionsHost};
 use keyturn_local::keyvault::certs::{IssuerParams, X509Props};
 use keyturn_local::keyvault::crypto::{Curve, KeySpec};
@@ -31,36 +31,6 @@ async fn bounded<T>(test: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(120), test)
         .await
         .unwrap_or_else(|_| panic!("the test did not finish within 120 s"))
-}
-
-/// What one `keyturn` run left behind.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// `keyturn <args>` in the repository, with a clean environment plus `env`, bounded in time.
-async fn keyturn(args: &[&str], env: &[(String, String)]) -> Run {
-    let mut command = tokio::process::Command::new(workspace_binary("keyturn"));
-    command
-        .args(args)
-        .current_dir(repo_root())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("keyturn {args:?} did not finish within 60 s"))
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

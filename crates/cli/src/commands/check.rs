@@ -162,9 +162,19 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
 
 /// The settings, as the handlers read them, with the vaults this run asks for; and the names to check.
 fn settings(args: &Args) -> Result<(keyturn_config::Settings, Vec<String>), CommandFailure> {
+    deployment_settings(&args.vaults, args.ca_file.as_deref())
+}
+
+/// The settings as the handlers read them from the environment (a command run by a person: the credential
+/// defaults to `az login`'s), with `vaults` (`--vault` values, see [`select_vaults`]) and `ca_file` (`--ca-file`)
+/// in place of the environment's; and the names of the vaults selected.
+pub fn deployment_settings(
+    vaults: &[String],
+    ca_file: Option<&std::path::Path>,
+) -> Result<(keyturn_config::Settings, Vec<String>), CommandFailure> {
     let configured = std::env::var("KEYTURN_VAULTS").unwrap_or_default();
-    let (vaults, selected) = select_vaults(&configured, &args.vaults)?;
-    let ca_file = args.ca_file.as_ref().map(|p| p.display().to_string());
+    let (vaults, selected) = select_vaults(&configured, vaults)?;
+    let ca_file = ca_file.map(|p| p.display().to_string());
     let settings = keyturn_config::Settings::from_lookup(|name| match name {
         "KEYTURN_VAULTS" => Some(vaults.clone()),
         "KEYTURN_CA_FILE" if ca_file.is_some() => ca_file.clone(),

@@ -4,4 +4,5 @@ pub mod check;
 pub mod demo;
 pub mod dev;
 pub mod package;
+pub mod rollback;
 pub mod send;

@@ -20,6 +20,7 @@
 //! the token), which docs/local-stack.md records.
 
 mod cognitive;
+pub mod consumers;
 mod cosmos;
 mod keys;
 mod messaging;
@@ -39,6 +40,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use self::consumers::ConsumerApps;
 use self::keys::{KeyType, Resource};
 use crate::identity::TokenRegistry;
 use crate::keyvault::server::{self, HttpResponse, ServerHandle};
@@ -71,6 +73,7 @@ type Resources = Arc<Mutex<BTreeMap<String, Resource>>>;
 #[derive(Debug, Default)]
 pub struct Builder {
     resources: Vec<String>,
+    consumers: ConsumerApps,
     ca_dir: Option<PathBuf>,
 }
 
@@ -96,6 +99,12 @@ impl Builder {
         self.resource(resource_id)
     }
 
+    /// Serves these consumer apps too ([`consumers`]).
+    pub fn consumers(mut self, apps: ConsumerApps) -> Self {
+        self.consumers = apps;
+        self
+    }
+
     /// Where the emulator's CA certificate is written (default: a new directory under the temp dir).
     pub fn ca_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.ca_dir = Some(dir.into());
@@ -119,7 +128,8 @@ impl Builder {
         let addr = listener.local_addr().map_err(ArmError::Bind)?;
         let resources: Resources = Arc::new(Mutex::new(resources));
         let hold = Arc::new(AtomicU64::new(0));
-        let service = Arc::new(Service { resources: resources.clone(), tokens, hold: hold.clone() });
+        let service =
+            Arc::new(Service { resources: resources.clone(), consumers: self.consumers, tokens, hold: hold.clone() });
         let server = server::spawn(listener, Some(acceptor), move |req| Arc::clone(&service).handle(req));
         let url = format!("https://127.0.0.1:{}", addr.port());
         tracing::info!(%url, "ARM emulator listening");
@@ -238,6 +248,7 @@ fn route(path: &str) -> Option<Route<'_>> {
 #[derive(Debug)]
 struct Service {
     resources: Resources,
+    consumers: ConsumerApps,
     tokens: TokenRegistry,
     hold: Arc<AtomicU64>,
 }
@@ -260,6 +271,9 @@ impl Service {
     async fn answer(&self, req: Request<Incoming>) -> HttpResponse {
         if let Some(refusal) = self.refusal(&req) {
             return refusal;
+        }
+        if let Some(response) = self.consumers.handle(req.method(), req.uri().path(), req.uri().query()) {
+            return response;
         }
         let path = req.uri().path().to_owned();
         let Some(Route { kind, resource, action: Some(action) }) = route(&path) else {

@@ -63,7 +63,10 @@ async fn an_opted_in_secret_gets_a_new_version_with_its_tags_provenance_and_expi
     let vault = Arc::new(fake_with(ObjectKind::Secret, "db", "v1", OPTED_IN));
     let outcome = engine(vault.clone()).rotate(&event(ObjectKind::Secret, "kv", "db", "v1")).await.unwrap();
     let expires = fixed_now() + chrono::Duration::days(60);
-    assert_eq!(outcome, RotationOutcome::Rotated { from: "v1".into(), to: "v-new-1".into(), expires: Some(expires) });
+    assert_eq!(
+        outcome,
+        RotationOutcome::Rotated { from: "v1".into(), to: "v-new-1".into(), expires: Some(expires), health: None }
+    );
     assert!(outcome.acted());
 
     let stored = vault.latest_secret("kv", "db").await.unwrap();

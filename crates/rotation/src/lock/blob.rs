@@ -111,6 +111,25 @@ impl std::fmt::Debug for BlobLeaseLock {
     }
 }
 
+/// The client of the lock container `container` of the storage account whose blob endpoint is `account_url`: the
+/// locks live there, and so do other records that must be shared by every instance of a handler (the
+/// `new-version` handler's refreshed consumers).
+pub fn lock_container(
+    account_url: &Url,
+    container: &str,
+    credential: Arc<dyn TokenCredential>,
+    options: ClientOptions,
+) -> Result<BlobContainerClient, LockSetupError> {
+    let mut url = account_url.clone();
+    url.path_segments_mut()
+        .map_err(|()| LockSetupError::AccountUrl { url: account_url.to_string() })?
+        .pop_if_empty()
+        .push(container);
+    let client_options = BlobContainerClientOptions { client_options: options, ..Default::default() };
+    BlobContainerClient::new(url.clone(), Some(credential), Some(client_options))
+        .map_err(|e| LockSetupError::Client { url: url.to_string(), message: e.to_string() })
+}
+
 impl BlobLeaseLock {
     /// Locks in `container` of the storage account whose blob endpoint is `account_url` (for example
     /// `https://<account>.blob.core.windows.net/`, or Azurite's `https://127.0.0.1:<port>/devstoreaccount1`).
@@ -121,15 +140,7 @@ impl BlobLeaseLock {
         options: ClientOptions,
         lease: LeaseDuration,
     ) -> Result<Self, LockSetupError> {
-        let mut url = account_url.clone();
-        url.path_segments_mut()
-            .map_err(|()| LockSetupError::AccountUrl { url: account_url.to_string() })?
-            .pop_if_empty()
-            .push(container);
-        let client_options = BlobContainerClientOptions { client_options: options, ..Default::default() };
-        let container = BlobContainerClient::new(url.clone(), Some(credential), Some(client_options))
-            .map_err(|e| LockSetupError::Client { url: url.to_string(), message: e.to_string() })?;
-        Ok(Self { container, lease })
+        Ok(Self { container: lock_container(account_url, container, credential, options)?, lease })
     }
 
     /// The lease each lock is taken with.

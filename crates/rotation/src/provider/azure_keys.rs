@@ -8,7 +8,7 @@
 //! from the id. A rotation regenerates the key the secret does NOT hold, through Azure Resource Manager with the
 //! handler's own identity, stores it, and switches `CredentialId`. The stored key stays valid throughout, so
 //! there is nothing to set and nothing is ever stranded; the previous version keeps working after a rotation
-//! ([`PREVIOUS_CREDENTIAL_SURVIVES`]) until the next one regenerates it.
+//! until the next one regenerates it ([`previous_key`]: what `keyturn rollback` relies on).
 //!
 //! Bindings (issue 13): `ProviderAddress` may only pick among the resources `KEYTURN_AZURE_KEY_RESOURCES` (or
 //! `KEYTURN_STORAGE_ACCOUNTS`) binds to the secret's vault (and name); any other resource is refused permanently
@@ -34,20 +34,17 @@ use keyturn_config::azure_keys::{AZURE_KEY_RESOURCES, AzureKeyBindings, AzureKey
 use keyturn_vault::KeyVault;
 use keyturn_vault::model::{SecretProperties, Tags};
 
-use self::arm::ArmClient;
+use self::arm::KeyCalls;
 use self::table::{Row, Slot};
+use crate::arm::ArmClient;
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
 use crate::provider::pending::PendingHome;
-use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+use crate::provider::{Pending, PreviousCredential, Provider, ProviderError, ProviderFuture, RotationContext};
 
 /// `KeyturnRotation=azure-key`: any type of the family.
 pub const NAME: &str = "azure-key";
 /// `KeyturnRotation=storage-account-key`: storage accounts only (the provider's name before the family).
 pub const STORAGE_NAME: &str = "storage-account-key";
-/// Whether the credential a rotation replaces keeps working after it: yes, a dual-key rotation regenerates the
-/// key the live version does NOT hold, so the previous version's key stays valid until the next rotation. (What
-/// a rollback to the previous version relies on.)
-pub const PREVIOUS_CREDENTIAL_SURVIVES: bool = true;
 /// Tag on the pending home: the fingerprint of the key a rotation is about to regenerate.
 pub const REPLACING_FINGERPRINT: &str = "KeyturnReplacingKeyFingerprint";
 
@@ -62,7 +59,7 @@ pub struct AzureKeys {
     name: &'static str,
     /// `Some`: the only type this name rotates (`storage-account-key`).
     only: Option<AzureKeyType>,
-    arm: ArmClient,
+    calls: KeyCalls,
     bindings: AzureKeyBindings,
     home: PendingHome,
 }
@@ -79,7 +76,7 @@ impl AzureKeys {
     /// `azure-key`: calls Resource Manager through `arm` for the resources `bindings` binds; `vault` holds the
     /// pending homes (the replay fingerprints).
     pub fn new(arm: ArmClient, bindings: AzureKeyBindings, vault: Arc<dyn KeyVault>) -> Self {
-        Self { name: NAME, only: None, arm: arm.for_provider(NAME), bindings, home: PendingHome::new(vault, NAME) }
+        Self { name: NAME, only: None, calls: KeyCalls::new(NAME, arm), bindings, home: PendingHome::new(vault, NAME) }
     }
 
     /// The same provider under its older name, for storage accounts only.
@@ -87,15 +84,10 @@ impl AzureKeys {
         Self {
             name: STORAGE_NAME,
             only: Some(AzureKeyType::StorageAccount),
-            arm: self.arm.for_provider(STORAGE_NAME),
+            calls: self.calls.for_provider(STORAGE_NAME),
             bindings: self.bindings.clone(),
             home: self.home.for_provider(STORAGE_NAME),
         }
-    }
-
-    /// Whether the credential a rotation replaces keeps working after it ([`PREVIOUS_CREDENTIAL_SURVIVES`]).
-    pub fn previous_credential_survives(&self) -> bool {
-        PREVIOUS_CREDENTIAL_SURVIVES
     }
 
     fn error(&self, message: impl Into<String>, retryable: bool) -> ProviderError {
@@ -147,7 +139,7 @@ impl AzureKeys {
 
     /// The current value of `slot`.
     async fn key(&self, target: &Target<'_>, slot: Slot) -> Result<String, ProviderError> {
-        let answer = self.arm.list(target.resource, target.row.list_action, target.row.api_version).await?;
+        let answer = self.calls.list(target.resource, target.row.list_action, target.row.api_version).await?;
         target.row.read(&answer, slot).map(str::to_owned).ok_or_else(|| {
             self.error(format!("{} answered no {} (its {})", target.resource, slot.credential_id, slot.answer), false)
         })
@@ -161,7 +153,7 @@ impl AzureKeys {
         before: &str,
     ) -> Result<String, ProviderError> {
         let (path, body) = target.row.regenerate_request(target.other);
-        self.arm.regenerate(target.resource, &path, target.row.api_version, body).await?;
+        self.calls.regenerate(target.resource, &path, target.row.api_version, body).await?;
         tracing::info!(
             secret = ctx.name,
             resource = target.resource,
@@ -196,6 +188,32 @@ impl AzureKeys {
 fn fingerprint(key: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `previous`'s key still works now that `latest` is live: yes when both name the same resource and hold
+/// the two keys of one pair (a rotation regenerated the key `previous` did NOT hold, so `previous`'s key stays
+/// valid until the next rotation); otherwise nothing says it does.
+pub fn previous_key(provider: &str, latest: &SecretProperties, previous: &SecretProperties) -> PreviousCredential {
+    let address =
+        |p: &SecretProperties| tag(&p.tags, PROVIDER_ADDRESS).map(|a| a.trim_end_matches('/').to_ascii_lowercase());
+    let held = |p: &SecretProperties| tag(&p.tags, CREDENTIAL_ID).map(str::to_owned);
+    let kind = address(latest).as_deref().and_then(AzureKeyType::of);
+    let pair = match (kind, held(previous), held(latest)) {
+        (Some(kind), Some(before), Some(now)) if address(previous) == address(latest) => {
+            table::row(kind).slots(&before).is_some_and(|(_, other)| other.credential_id.eq_ignore_ascii_case(&now))
+        }
+        _ => false,
+    };
+    if pair {
+        return PreviousCredential::Survives { until: None };
+    }
+    PreviousCredential::Revoked(format!(
+        "{provider}: the previous version holds {} and the latest {} (of {}): only a version holding the other key \
+         of the same resource's pair is known to still work",
+        held(previous).as_deref().unwrap_or("no CredentialId"),
+        held(latest).as_deref().unwrap_or("no CredentialId"),
+        tag(&latest.tags, PROVIDER_ADDRESS).unwrap_or("no ProviderAddress"),
+    ))
 }
 
 impl Provider for AzureKeys {
@@ -255,6 +273,15 @@ impl Provider for AzureKeys {
         })
     }
 
+    fn previous_credential(
+        &self,
+        latest: &SecretProperties,
+        previous: &SecretProperties,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> PreviousCredential {
+        previous_key(self.name, latest, previous)
+    }
+
     fn finish<'a>(&'a self, ctx: &'a RotationContext<'a>, promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
         Box::pin(async move {
             self.home.mark_promoted(ctx, promoted).await;
@@ -276,5 +303,40 @@ mod tests {
         assert_eq!(print, fingerprint(key));
         assert_ne!(print, fingerprint("c2VjcmV0LWtleS12YWx1ZS0wMDAy"));
         assert_eq!(fingerprint("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn only_a_previous_version_holding_the_other_key_of_the_same_resource_can_be_restored() {
+        const ACCOUNT: &str = "/subscriptions/0/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a";
+        const COSMOS: &str = "/subscriptions/0/resourceGroups/g/providers/Microsoft.DocumentDB/databaseAccounts/c";
+        let holding = |key: Option<&str>, address: &str| SecretProperties {
+            version: "v".into(),
+            content_type: None,
+            tags: key
+                .map(|k| (CREDENTIAL_ID.to_owned(), k.to_owned()))
+                .into_iter()
+                .chain([(PROVIDER_ADDRESS.to_owned(), address.to_owned())])
+                .collect(),
+            enabled: true,
+            not_before: None,
+            expires: None,
+        };
+        let survives = PreviousCredential::Survives { until: None };
+        assert_eq!(previous_key(NAME, &holding(Some("key2"), ACCOUNT), &holding(Some("Key1"), ACCOUNT)), survives);
+        let (primary, secondary) = (holding(Some("secondary"), COSMOS), holding(Some("primary"), COSMOS));
+        assert_eq!(previous_key(NAME, &primary, &secondary), survives);
+        for (latest, previous) in [
+            (holding(Some("key1"), ACCOUNT), holding(Some("key1"), ACCOUNT)),
+            (holding(Some("key2"), ACCOUNT), holding(None, ACCOUNT)),
+            (holding(Some("key2"), ACCOUNT), holding(Some("primary"), ACCOUNT)),
+            (holding(Some("key2"), ACCOUNT), holding(Some("key1"), &ACCOUNT.replace("/a", "/b"))),
+            // A read-only key is not the other key of a read-write one.
+            (holding(Some("secondary"), COSMOS), holding(Some("primaryReadonly"), COSMOS)),
+        ] {
+            let PreviousCredential::Revoked(reason) = previous_key(NAME, &latest, &previous) else {
+                panic!("{latest:?} after {previous:?}")
+            };
+            assert!(reason.starts_with("azure-key: the previous version holds"), "{reason}");
+        }
     }
 }

@@ -26,7 +26,7 @@ pub(crate) use self::details::{Details, Kind, MYSQL, POSTGRES};
 use crate::generate::generate;
 use crate::policy::tag;
 use crate::provider::pending::{self, PendingHome};
-use crate::provider::{Pending, ProviderError, RotationContext};
+use crate::provider::{Pending, PreviousCredential, ProviderError, RotationContext};
 
 /// Tag: the secret (same vault) holding the admin login that manages the rotated logins.
 pub const ADMIN_SECRET: &str = "KeyturnAdminSecret";
@@ -114,6 +114,19 @@ impl LoginRotation {
 
     pub(crate) fn strategy(&self) -> Strategy {
         self.strategy
+    }
+
+    /// Alternating: the previous version holds the other login, whose password the rotation did not touch (the
+    /// next rotation changes it). Single user: the rotation changed the one login's password.
+    pub(crate) fn previous_credential(&self) -> PreviousCredential {
+        match self.strategy {
+            Strategy::Alternating => PreviousCredential::Survives { until: None },
+            Strategy::SingleUser => PreviousCredential::Revoked(format!(
+                "{} changes the one login's password: the previous password stopped working when the rotation set \
+                 the new one (use the alternating strategy, {}-alternating, to keep a way back); rotate again instead",
+                self.provider, self.provider
+            )),
+        }
     }
 
     pub(crate) fn error(&self, message: impl Into<String>, retryable: bool) -> ProviderError {

@@ -35,7 +35,7 @@ use keyturn_vault::model::{SecretProperties, Tags};
 use self::graph::{GraphClient, PasswordCredential};
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
 use crate::provider::pending::PendingHome;
-use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+use crate::provider::{Pending, PreviousCredential, Provider, ProviderError, ProviderFuture, RotationContext};
 
 pub(crate) const NAME: &str = "entra-app-secret";
 /// Tag: how long the previous password keeps working after a rotation (ISO 8601: `P7D`, `PT12H`, `P1DT6H`).
@@ -139,6 +139,32 @@ impl EntraAppSecret {
             tracing::info!(secret = ctx.name, application = app, key_id, reason, "password removed");
         }
         Ok(())
+    }
+}
+
+/// Whether the password `previous` holds is still there: within the overlap `latest`'s tags set, counted from its
+/// promotion (`nbf`).
+fn previous_within_overlap(
+    latest: &SecretProperties,
+    previous: &SecretProperties,
+    now: DateTime<Utc>,
+) -> PreviousCredential {
+    let raw = tag(&latest.tags, OVERLAP).unwrap_or(DEFAULT_OVERLAP);
+    let (Some(promoted), Some(overlap)) = (latest.not_before, iso_duration(raw)) else {
+        return PreviousCredential::Revoked(format!(
+            "{NAME}: cannot tell when the previous password's overlap ends (the latest version has no nbf, or \
+             {OVERLAP}='{raw}' is not a duration), so it may already be removed"
+        ));
+    };
+    let ends = promoted + overlap;
+    if now < ends {
+        PreviousCredential::Survives { until: previous.expires }
+    } else {
+        PreviousCredential::Revoked(format!(
+            "{NAME}: the previous password's overlap ({raw}) ended at {}; keyturn removes it then, so it no longer \
+             works; rotate again instead",
+            ends.format("%Y-%m-%d %H:%M UTC")
+        ))
     }
 }
 
@@ -300,11 +326,51 @@ impl Provider for EntraAppSecret {
             Ok(())
         })
     }
+
+    /// The previous password keeps working for the overlap after the promotion of `latest` (its `nbf`), and is
+    /// removed once the overlap ends; it also ends on its own when `previous` expires (its end date).
+    fn previous_credential(
+        &self,
+        latest: &SecretProperties,
+        previous: &SecretProperties,
+        now: DateTime<Utc>,
+    ) -> PreviousCredential {
+        previous_within_overlap(latest, previous, now)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_previous_password_can_be_restored_only_within_its_overlap() {
+        let props = |tags: &[(&str, &str)], nbf: Option<DateTime<Utc>>, exp: Option<DateTime<Utc>>| SecretProperties {
+            version: "v".into(),
+            content_type: None,
+            tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            enabled: true,
+            not_before: nbf,
+            expires: exp,
+        };
+        let promoted = Utc::now() - Duration::days(2);
+        let end = Utc::now() + Duration::days(20);
+        let previous = props(&[], None, Some(end));
+        let week = props(&[], Some(promoted), None);
+        assert_eq!(
+            previous_within_overlap(&week, &previous, Utc::now()),
+            PreviousCredential::Survives { until: Some(end) }
+        );
+        let day = props(&[(OVERLAP, "P1D")], Some(promoted), None);
+        let PreviousCredential::Revoked(reason) = previous_within_overlap(&day, &previous, Utc::now()) else {
+            panic!()
+        };
+        assert!(reason.starts_with("entra-app-secret: the previous password's overlap (P1D) ended at"), "{reason}");
+        assert!(matches!(
+            previous_within_overlap(&props(&[], None, None), &previous, Utc::now()),
+            PreviousCredential::Revoked(_)
+        ));
+    }
 
     #[test]
     fn overlaps_are_iso_8601_durations_of_fixed_units() {

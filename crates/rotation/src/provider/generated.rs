@@ -2,8 +2,11 @@
 //! the consumer reads from Key Vault). A new value from the OS CSPRNG in the policy's format; nothing to
 //! set or test elsewhere.
 
+use chrono::{DateTime, Utc};
+use keyturn_vault::model::SecretProperties;
+
 use crate::generate::generate;
-use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+use crate::provider::{Pending, PreviousCredential, Provider, ProviderError, ProviderFuture, RotationContext};
 
 /// `KeyturnRotation=generated`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,5 +26,16 @@ impl Provider for Generated {
             })?;
             Ok(Pending { value, tags: Default::default() })
         })
+    }
+
+    /// Nothing outside Key Vault was changed: the previous value is exactly as valid as it was for whatever reads
+    /// it from the vault.
+    fn previous_credential(
+        &self,
+        _latest: &SecretProperties,
+        _previous: &SecretProperties,
+        _now: DateTime<Utc>,
+    ) -> PreviousCredential {
+        PreviousCredential::Survives { until: None }
     }
 }

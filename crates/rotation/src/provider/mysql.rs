@@ -34,7 +34,7 @@ use self::client::{Connector, MyError};
 use self::grants::{Account, Grant, GrantLine};
 pub use crate::provider::database::{ADMIN_SECRET, CLONE_SUFFIX, Strategy};
 use crate::provider::database::{Details, LoginRotation, MYSQL, logins};
-use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+use crate::provider::{Pending, PreviousCredential, Provider, ProviderError, ProviderFuture, RotationContext};
 
 /// How deep roles granted to roles are followed when looking for powers.
 const MAX_ROLE_DEPTH: usize = 4;
@@ -303,5 +303,14 @@ impl Provider for Mysql {
             self.rotation.finish(ctx, promoted).await;
             Ok(())
         })
+    }
+
+    fn previous_credential(
+        &self,
+        _latest: &SecretProperties,
+        _previous: &SecretProperties,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> PreviousCredential {
+        self.rotation.previous_credential()
     }
 }

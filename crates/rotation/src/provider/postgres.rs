@@ -28,7 +28,7 @@ use keyturn_vault::model::SecretProperties;
 use self::client::{Connector, PgError};
 pub use crate::provider::database::{ADMIN_SECRET, CLONE_SUFFIX, Strategy};
 use crate::provider::database::{Details, LoginRotation, POSTGRES, logins};
-use crate::provider::{Pending, Provider, ProviderError, ProviderFuture, RotationContext};
+use crate::provider::{Pending, PreviousCredential, Provider, ProviderError, ProviderFuture, RotationContext};
 
 /// The PostgreSQL provider, in one strategy.
 #[derive(Debug, Clone)]
@@ -188,5 +188,14 @@ impl Provider for Postgres {
             self.rotation.finish(ctx, promoted).await;
             Ok(())
         })
+    }
+
+    fn previous_credential(
+        &self,
+        _latest: &SecretProperties,
+        _previous: &SecretProperties,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> PreviousCredential {
+        self.rotation.previous_credential()
     }
 }
