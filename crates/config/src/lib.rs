@@ -110,45 +110,25 @@ impl Settings {
         let consumers = collect(&mut errors, consumers::Consumers::from_env(&env));
         let health_probes = collect(&mut errors, health::HealthProbes::from_env(&env));
         let ca_file = env.get(CA_FILE).map(PathBuf::from);
-        match (
-            vaults,
-            mirror_vaults,
-            mirror_routes,
-            credential,
-            retry,
-            lock,
-            notify,
-            providers,
-            sweep,
-            consumers,
-            health_probes,
-        ) {
-            (
-                Some(vaults),
-                Some(mirror_vaults),
-                Some(mirror_routes),
-                Some(credential),
-                Some(retry),
-                Some(lock),
-                Some(notify),
-                Some(providers),
-                Some(sweep),
-                Some(consumers),
-                Some(health_probes),
-            ) if errors.is_empty() => Ok(Self {
-                vaults,
-                mirror_vaults,
-                mirror_routes,
-                credential,
-                retry,
-                lock,
-                notify,
-                providers,
-                sweep,
-                consumers,
-                health_probes,
+        // Every part is read (and its errors kept) before any is given up on, so one run reports every bad setting.
+        let settings = || {
+            Some(Self {
+                vaults: vaults?,
+                mirror_vaults: mirror_vaults?,
+                mirror_routes: mirror_routes?,
+                credential: credential?,
+                retry: retry?,
+                lock: lock?,
+                notify: notify?,
+                providers: providers?,
+                sweep: sweep?,
+                consumers: consumers?,
+                health_probes: health_probes?,
                 ca_file,
-            }),
+            })
+        };
+        match settings() {
+            Some(settings) if errors.is_empty() => Ok(settings),
             _ => Err(ConfigErrors(errors)),
         }
     }

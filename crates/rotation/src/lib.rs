@@ -14,9 +14,12 @@
 //!   `lock/blob.rs` is the blob-lease lock for Azure and [`lock_from_settings`], which picks one.
 //! - [`outcome`]: [`RotationOutcome`], what an attempt decided.
 //! - [`arm`]: [`arm::ArmClient`], the one way keyturn calls Azure Resource Manager (providers, consumer refresh).
+//! - [`blob_errors`]: reading the Blob storage SDK's errors (status, code, a description without a URL), for every
+//!   keyturn caller of Blob storage.
 //! - [`error`]: [`RotationError`], retryable or permanent.
 
 pub mod arm;
+pub mod blob_errors;
 pub mod engine;
 pub mod error;
 pub mod generate;

@@ -21,6 +21,7 @@ use azure_storage_blob::models::{
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures::future::BoxFuture;
+use keyturn_rotation::blob_errors::{code, describe, status};
 
 use crate::state::{Claim, ClaimToken, DEFAULT_CLAIM_LIFETIME, Phase, StateError, ThresholdKey, ThresholdStore, judge};
 
@@ -226,21 +227,6 @@ fn metadata_safe(text: &str) -> String {
     text.chars().filter(|c| c.is_ascii_graphic()).take(200).collect()
 }
 
-pub(crate) fn code(error: &azure_core::Error) -> Option<StorageErrorCode> {
-    match error.kind() {
-        // Parsing a code cannot fail: unknown codes become `UnknownValue`.
-        ErrorKind::HttpResponse { error_code: Some(code), .. } => code.parse().ok(),
-        _ => None,
-    }
-}
-
-pub(crate) fn status(error: &azure_core::Error) -> Option<StatusCode> {
-    match error.kind() {
-        ErrorKind::HttpResponse { status, .. } => Some(*status),
-        _ => None,
-    }
-}
-
 /// A create-if-absent that found the blob there.
 fn exists(error: &azure_core::Error) -> bool {
     matches!(code(error), Some(StorageErrorCode::BlobAlreadyExists | StorageErrorCode::ConditionNotMet))
@@ -259,18 +245,6 @@ fn not_found(error: &azure_core::Error) -> bool {
 
 fn backend(key: &ThresholdKey, operation: &str, error: &azure_core::Error) -> StateError {
     StateError::Backend { key: key.path(), message: describe(operation, error) }
-}
-
-/// `<operation>: the storage account answered <status> <code>` (or the transport's error): never a URL query.
-pub(crate) fn describe(operation: &str, error: &azure_core::Error) -> String {
-    match error.kind() {
-        ErrorKind::HttpResponse { status, error_code, .. } => format!(
-            "{operation}: the storage account answered {} {}",
-            u16::from(*status),
-            error_code.as_deref().unwrap_or("(no error code)")
-        ),
-        _ => format!("{operation}: {error}"),
-    }
 }
 
 #[cfg(test)]

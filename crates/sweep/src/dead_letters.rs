@@ -13,7 +13,6 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use azure_core::credentials::TokenCredential;
-use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, Url};
 use azure_storage_blob::models::{BlobContainerClientListBlobsOptions, StorageErrorCode};
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
@@ -21,6 +20,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use keyturn_events::Event;
+use keyturn_rotation::blob_errors::describe;
 use serde_json::Value;
 
 /// What Event Grid adds to each dead-lettered event.
@@ -313,19 +313,7 @@ pub struct DeadLetterBlob {
 }
 
 fn is_container_missing(error: &azure_core::Error) -> bool {
-    matches!(error.kind(), ErrorKind::HttpResponse { error_code: Some(code), .. }
-        if code.parse::<StorageErrorCode>().is_ok_and(|c| c == StorageErrorCode::ContainerNotFound))
-}
-
-fn describe(operation: &str, error: &azure_core::Error) -> String {
-    match error.kind() {
-        ErrorKind::HttpResponse { status, error_code, .. } => format!(
-            "{operation}: the storage account answered {} {}",
-            u16::from(*status),
-            error_code.as_deref().unwrap_or("(no error code)")
-        ),
-        _ => format!("{operation}: {error}"),
-    }
+    keyturn_rotation::blob_errors::code(error) == Some(StorageErrorCode::ContainerNotFound)
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use keyturn_events::ObjectKind;
 
-use crate::blob_state::{BlobThresholdStore, code, status};
+use keyturn_rotation::blob_errors::{code, status};
+
+use crate::blob_state::BlobThresholdStore;
 use crate::object::ObjectVersion;
 use crate::state::StateError;
 
@@ -112,7 +114,7 @@ impl BlobPagedVersions {
 }
 
 fn backend(what: &str, operation: &str, error: &azure_core::Error) -> StateError {
-    StateError::Backend { key: what.to_owned(), message: crate::blob_state::describe(operation, error) }
+    StateError::Backend { key: what.to_owned(), message: keyturn_rotation::blob_errors::describe(operation, error) }
 }
 
 impl PagedVersions for BlobPagedVersions {

@@ -2,11 +2,11 @@
 //! object version (`consumers/<vault>/<kind>/<name>/<version>/subscriptions/.../<app>`), so every instance of
 //! the handler, and every redelivery of the event, sees what was refreshed.
 
-use azure_core::error::ErrorKind;
 use azure_core::http::{RequestContent, StatusCode};
 use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::StorageErrorCode;
 use futures::future::BoxFuture;
+use keyturn_rotation::blob_errors::{code, describe, status};
 
 use crate::consumers::RefreshRecord;
 
@@ -59,32 +59,5 @@ impl RefreshRecord for BlobRecord {
                 Err(e) => Err(describe("writing the refresh record", &e)),
             }
         })
-    }
-}
-
-fn status(error: &azure_core::Error) -> Option<StatusCode> {
-    match error.kind() {
-        ErrorKind::HttpResponse { status, .. } => Some(*status),
-        _ => None,
-    }
-}
-
-fn code(error: &azure_core::Error) -> Option<StorageErrorCode> {
-    match error.kind() {
-        // Parsing an error code cannot fail: unknown codes become `UnknownValue`.
-        ErrorKind::HttpResponse { error_code: Some(code), .. } => code.parse().ok(),
-        _ => None,
-    }
-}
-
-/// `<operation>: the storage account answered <status> <code>` (or the transport's error): never a URL query.
-fn describe(operation: &str, error: &azure_core::Error) -> String {
-    match error.kind() {
-        ErrorKind::HttpResponse { status, error_code, .. } => format!(
-            "{operation}: the storage account answered {} {}",
-            u16::from(*status),
-            error_code.as_deref().unwrap_or("(no error code)")
-        ),
-        _ => format!("{operation}: {error}"),
     }
 }

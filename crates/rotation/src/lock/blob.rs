@@ -213,15 +213,7 @@ fn blob_exists(error: &azure_core::Error) -> bool {
 }
 
 fn backend(key: &str, operation: &str, error: &azure_core::Error) -> LockError {
-    let message = match error.kind() {
-        ErrorKind::HttpResponse { status, error_code, .. } => format!(
-            "{operation}: the storage account answered {} {}",
-            u16::from(*status),
-            error_code.as_deref().unwrap_or("(no error code)")
-        ),
-        _ => format!("{operation}: {error}"),
-    };
-    LockError::Backend { key: key.to_owned(), message }
+    LockError::Backend { key: key.to_owned(), message: crate::blob_errors::describe(operation, error) }
 }
 
 impl RotationLock for BlobLeaseLock {
