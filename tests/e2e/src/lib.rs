@@ -460,6 +460,21 @@ impl Chain {
         texts
     }
 
+    /// Waits until `sink`'s `/webhook` accepted `messages` messages, then asserts that no secret value of `vaults`
+    /// appears in anything the chain recorded or the sink received.
+    ///
+    /// # Panics
+    /// When the messages do not arrive within 30 s, or a value appears.
+    pub async fn assert_notified_without_values(&self, sink: &receivers::HttpSink, messages: usize, vaults: &[&str]) {
+        receivers::wait_until(sink, Duration::from_secs(30), &format!("{messages} webhook message(s)"), |received| {
+            received.iter().filter(|r| r.path().starts_with("/webhook") && r.accepted()).count() >= messages
+        })
+        .await;
+        let mut texts = self.everything_recorded();
+        texts.extend(sink.received().iter().map(receivers::Received::text));
+        assert_no_value_in(&texts, &all_secret_values(&self.stack, vaults));
+    }
+
     /// Waits until some answer contains `needle`.
     ///
     /// # Panics
