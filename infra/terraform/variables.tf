@@ -130,9 +130,18 @@ variable "entra_applications" {
 }
 
 variable "storage_key_account_ids" {
-  description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none."
+  description = "Resource ids of storage accounts whose keys the monitored vault's secrets may rotate (KEYTURN_STORAGE_ACCOUNTS, bound to every secret of the vault; the storage-account-key provider). near-expiry (and the repairing sweep) hold the key operator role of infra/roles.json (customRoles) on each (azureKeyResources). Empty: none. For a binding per secret name, use azure_key_resources."
   type        = list(string)
   default     = []
+}
+
+variable "azure_key_resources" {
+  description = "Resources of the Azure key family whose keys near-expiry may rotate (KEYTURN_AZURE_KEY_RESOURCES; the azure-key provider): storage accounts, Cosmos DB accounts, Redis caches, Service Bus and Event Hubs authorization rules, Azure AI services, Azure AI Search. Each entry: resource_id, and secrets (optional): the monitored vault's secret names or prefix* it is bound to (comma-separated; empty: every secret). near-expiry (and the repairing sweep) hold the key operator role of infra/roles.json (customRoles) on each (azureKeyResources). Empty: none."
+  type = list(object({
+    resource_id = string
+    secrets     = optional(string, "")
+  }))
+  default = []
 }
 
 variable "package_dir" {

@@ -65,8 +65,11 @@ param notifyVaultId string
 @description('Resource ids of the mirror vaults.')
 param mirrorVaultIds array
 
-@description('Resource ids of the storage accounts bound to the storage-account-key provider.')
-param storageKeyAccountIds array
+@description('Resource ids of the Azure key family\'s resources bound to the azure-key provider (and the storage accounts of storage-account-key).')
+param azureKeyResourceIds array
+
+@description('What main.bicep derives its custom role definitions\' names from (guid(customRoleSeed, role name)).')
+param customRoleSeed string
 
 @description('keyturn app settings (KEYTURN_*), merged with the platform settings below.')
 param keyturnSettings object
@@ -79,7 +82,7 @@ var vaultGrants = filter(grants, g => g.scope == 'vault')
 var canaryGrants = filter(grants, g => g.scope == 'canarySecret')
 var notifyGrants = empty(notifySecretUri) ? [] : filter(grants, g => g.scope == 'notificationSecret')
 var mirrorGrants = filter(grants, g => g.scope == 'mirrorVaults')
-var storageKeyGrants = filter(grants, g => g.scope == 'storageKeyAccounts')
+var azureKeyGrants = filter(grants, g => g.scope == 'azureKeyResources')
 var hostStorageGrants = filter(grants, g => g.scope == 'hostStorage')
 var lockGrants = filter(grants, g => g.scope == 'lockContainer')
 var sweepStateGrants = filter(grants, g => g.scope == 'sweepStateContainer')
@@ -419,15 +422,15 @@ module mirrorAccess 'vault-grants.bicep' = [for (v, i) in mirrorVaultIds: if (!e
   }
 }]
 
-module storageKeyAccess 'storage-grants.bicep' = [for (a, i) in storageKeyAccountIds: if (!empty(storageKeyGrants)) {
-  name: '${appName}-storagekey-${i}'
-  scope: resourceGroup(split(a, '/')[2], split(a, '/')[4])
+module azureKeyAccess 'key-grants.bicep' = [for (r, i) in azureKeyResourceIds: if (!empty(azureKeyGrants)) {
+  name: '${appName}-azurekey-${i}'
+  scope: resourceGroup(split(r, '/')[2], split(r, '/')[4])
   params: {
-    storageAccountName: last(split(a, '/'))
+    resourceId: r
     principalId: identity.properties.principalId
-    grants: storageKeyGrants
-    roleDefinitions: roles.roleDefinitions
-    purpose: 'keyturn ${handler}: storage account keys it may rotate'
+    grants: azureKeyGrants
+    customRoleSeed: customRoleSeed
+    purpose: 'keyturn ${handler}: keys it may rotate (list and regenerate only)'
   }
 }]
 

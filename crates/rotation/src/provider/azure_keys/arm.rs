@@ -26,6 +26,9 @@ impl std::fmt::Debug for ArmClient {
     }
 }
 
+/// The custom role infra/roles.json defines for the family's calls, named when Resource Manager refuses one.
+pub const KEY_OPERATOR_ROLE: &str = "keyturn key operator";
+
 /// What a call answers on success.
 const LIST_SUCCESS: &[u16] = &[200];
 /// Regenerations answer 200 (with the keys) or, for Cosmos DB's long-running operation, 202 (nothing yet).
@@ -102,6 +105,21 @@ impl ArmClient {
         let doing = format!("{action} on {resource}");
         let response =
             self.pipeline.send(&Context::new(), &mut request, Some(options)).await.map_err(|e| match e.kind() {
+                ErrorKind::HttpResponse { status, error_code, .. }
+                    if u16::from(*status) == 403 && error_code.as_deref() == Some("AuthorizationFailed") =>
+                {
+                    // Permanent: a redelivery cannot grant a role. The deployment does, per bound resource.
+                    self.error(
+                        format!(
+                            "{doing}: Resource Manager refused it (HTTP 403 AuthorizationFailed): this handler's identity \
+                             holds no role granting it on {resource} (or, without one above it, the resource does not exist: Resource \
+                             Manager answers both alike). Assign it the '{KEY_OPERATOR_ROLE}' role \
+                             (infra/roles.json) at the resource: the deployment does for each resource it binds \
+                             (azureKeyResources / azure_key_resources, storageKeyAccountIds)"
+                        ),
+                        false,
+                    )
+                }
                 ErrorKind::HttpResponse { status, error_code, .. } => {
                     let status = u16::from(*status);
                     let code = error_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
