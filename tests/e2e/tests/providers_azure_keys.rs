@@ -192,8 +192,9 @@ async fn a_resource_the_identity_holds_no_role_on_is_refused_with_a_permanent_er
         );
         assert_eq!(regenerations(&arm, COSMOS), (0, 1));
 
-        // Refused by Resource Manager: one attempt (permanent, no redelivery), the message naming the role.
-        let refused_outcomes = chain.outcomes_about("kt-e2e-role-missing");
+        // Refused by Resource Manager: one attempt (permanent, no redelivery), the message naming the role. (A
+        // permanent error's outcome carries only its message: found by the event's subject.)
+        let refused_outcomes = chain.outcomes_for_subject("kt-e2e-role-missing");
         assert_eq!(refused_outcomes.len(), 1, "a permanent error is not retried: {refused_outcomes:#?}");
         let outcome = &refused_outcomes[0];
         assert_eq!(outcome.status, Status::Rejected, "{outcome:#?}");
