@@ -116,9 +116,12 @@ async fn near_expiry_and_the_repairing_sweep_hold_the_key_operator_on_the_bound_
 async fn the_other_handlers_and_the_sweep_without_repair_get_authorization_failed() {
     let (kv, arm) = stack().await;
     let matrix = RoleMatrix::embedded().unwrap();
-    for (handler, flags) in
-        [("new-version", &[][..]), ("expired", &["expiredActionsEnabled"][..]), ("test-event", &[][..]), ("sweep", &[][..])]
-    {
+    for (handler, flags) in [
+        ("new-version", &[][..]),
+        ("expired", &["expiredActionsEnabled"][..]),
+        ("test-event", &[][..]),
+        ("sweep", &[][..]),
+    ] {
         let identity = kv.handler_identity(&matrix, handler, &deployment(flags)).unwrap();
         assert!(identity.arm_assignments.is_empty(), "{handler}");
         let regenerate = format!("{}/regenerateKey", cache());
