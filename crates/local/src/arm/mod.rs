@@ -526,16 +526,7 @@ mod tests {
         let role = RoleMatrix::embedded().unwrap().custom_role("keyturn key operator").unwrap();
         let granted: BTreeSet<String> = role.actions.iter().map(|a| a.to_ascii_lowercase()).collect();
         let mut needed = BTreeSet::new();
-        let kinds = [
-            &storage::STORAGE,
-            &cosmos::COSMOS_DB,
-            &redis::REDIS,
-            &messaging::SERVICE_BUS,
-            &messaging::EVENT_HUBS,
-            &cognitive::COGNITIVE_SERVICES,
-            &search::SEARCH,
-        ];
-        for kind in kinds {
+        for kind in keys::SERVED {
             let namespace = kind.name.split('/').next().unwrap();
             for shape in kind.shapes {
                 // A resource id of this shape: every `*` a name, every `a|b` each of its literals in turn.
