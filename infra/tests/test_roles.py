@@ -383,6 +383,13 @@ def terraform_wiring_problems(tf_root: Path, roles: dict) -> list[str]:
         problems.append("terraform: no azurerm_role_definition.custom over roles.json's customRoles")
     elif custom[0]["permissions"][0]["actions"][0] != "${each.value.actions}":
         problems.append("terraform: the custom roles' actions do not come from roles.json")
+    else:
+        # The same platform rules as on the Bicep side (bicep_custom_role_problems).
+        groups = loc.get("azure_key_resource_groups", "")
+        if custom[0]["assignable_scopes"][0] != "${local.azure_key_resource_groups}" or "/resourceGroups/${split(\"/\", id)[4]}" not in groups:
+            problems.append("terraform: the custom roles are not assignable in the bound resources' resource groups")
+        if "data.azurerm_resource_group.this.name" not in custom[0]["name"][0]:
+            problems.append("terraform: a custom role's name does not name the deployment's resource group (unique in the tenant)")
     return problems
 
 
@@ -399,6 +406,15 @@ def bicep_custom_role_problems(bicep_root: Path) -> list[str]:
     actions = json.dumps(body["properties"]["permissions"][0]["actions"])
     if '"operand_1": "value", "operand_2": "actions"' not in actions or "customRoleSeed" not in json.dumps(body["name"]):
         problems.append("bicep: the custom role definitions do not take their actions and names from roles.json")
+    # Platform rules: a custom role's assignableScopes are management groups, subscriptions or resource groups
+    # (not resources), so the bound resources' resource groups; its roleName is unique in the tenant, so it names
+    # this deployment's resource group.
+    scopes = body["properties"]["assignableScopes"]
+    groups = main["variables"].get("azureKeyResourceGroupList", {}).get("value", {})
+    if scopes != "azureKeyResourceGroups" or "/resourceGroups/${split(id, '/')[4]}" not in json.dumps(groups):
+        problems.append("bicep: the custom roles are not assignable in the bound resources' resource groups")
+    if "${resourceGroup().name}" not in body["properties"]["roleName"]:
+        problems.append("bicep: a custom role's name does not name the deployment's resource group (unique in the tenant)")
     grants = (bicep_root / "modules" / "key-grants.bicep").read_text()
     if grants.count("guid(customRoleSeed, g.role)") < len(KEY_FAMILY_ACTIONS):
         problems.append("bicep: key-grants.bicep does not assign the custom role to every type of the family")
@@ -444,6 +460,22 @@ def test_detects_a_custom_role_not_created_from_roles_json(infra_copy):
     assert "bicep: key-grants.bicep cannot assign on a Microsoft.Cache/redis" in problems
     tf = terraform_wiring_problems(infra_copy / "terraform", load(infra_copy))
     assert "terraform: the custom roles' actions do not come from roles.json" in tf
+
+
+def test_detects_custom_roles_assignable_at_resources_or_named_alike_in_every_deployment(infra_copy):
+    main = infra_copy / "bicep" / "main.bicep"
+    text = main.read_text().replace("assignableScopes: azureKeyResourceGroups", "assignableScopes: azureKeyResourceIds")
+    main.write_text(text.replace("roleName: '${r.key} (${resourceGroup().name}-${suffix})'", "roleName: r.key"))
+    handlers_tf = infra_copy / "terraform" / "handlers.tf"
+    text = handlers_tf.read_text().replace("assignable_scopes = local.azure_key_resource_groups", "assignable_scopes = local.azure_key_resource_ids")
+    handlers_tf.write_text(text.replace("(${data.azurerm_resource_group.this.name}-${local.suffix})", "(keyturn)"))
+    problems = bicep_custom_role_problems(infra_copy / "bicep")
+    assert "bicep: the custom roles are not assignable in the bound resources' resource groups" in problems
+    assert "bicep: a custom role's name does not name the deployment's resource group (unique in the tenant)" in problems
+    tf = terraform_wiring_problems(infra_copy / "terraform", load(infra_copy))
+    assert "terraform: the custom roles are not assignable in the bound resources' resource groups" in tf
+    assert "terraform: a custom role's name does not name the deployment's resource group (unique in the tenant)" in tf
+
 
 
 @pytest.fixture()
