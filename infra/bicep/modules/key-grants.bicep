@@ -19,8 +19,9 @@ param customRoleSeed string
 param purpose string
 
 // /subscriptions/<s>/resourceGroups/<g>/providers/<namespace>/<type>/<name>[/<type>/<name>[/<type>/<name>]]
-var segments = split(resourceId, '/')
-var depth = length(segments)
+// Padded, so that an index past the id's end reads '' whichever way ARM evaluates a conditional's branches.
+var depth = length(split(resourceId, '/'))
+var segments = concat(split(resourceId, '/'), ['', '', '', ''])
 var typePath = toLower(depth == 9 ? '${segments[6]}/${segments[7]}' : depth == 11 ? '${segments[6]}/${segments[7]}/${segments[9]}' : '${segments[6]}/${segments[7]}/${segments[9]}/${segments[11]}')
 var isStorage = typePath == 'microsoft.storage/storageaccounts'
 var isCosmos = typePath == 'microsoft.documentdb/databaseaccounts'
