@@ -83,7 +83,7 @@ param canarySecretName string = 'keyturn-canary'
 @description('Resource ids of vaults new-version replicates secrets to (KEYTURN_MIRROR_VAULTS). Empty: no replication.')
 param mirrorVaultIds array = []
 
-@description('Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none.')
+@description('Resource ids of storage accounts whose keys the monitored vault\'s secrets may rotate (KEYTURN_STORAGE_ACCOUNTS, bound to every secret of the vault; the storage-account-key provider). near-expiry (and the repairing sweep) hold the key operator role of infra/roles.json (customRoles) on each (azureKeyResources). Empty: none. For a binding per secret name, use azureKeyResources.')
 param storageKeyAccountIds array = []
 
 @description('Resource ids of the App Service / Functions apps (Microsoft.Web/sites) and Container Apps (Microsoft.App/containerApps) that read the monitored vault\'s secrets: new-version refreshes their Key Vault references or restarts their active revisions on each new version (KEYTURN_CONSUMERS; infra/roles.json, consumerWebApps and consumerContainerApps). Empty: none.')
@@ -91,6 +91,9 @@ param consumerAppIds array = []
 
 @description('KEYTURN_CONSUMERS for new-version: ;-separated <vault>[/<name or prefix*>]=<resource id>[,<id>] entries, to bind each consumer to the secrets it reads. Empty: every consumerAppIds app is bound to every secret of the monitored vault.')
 param consumers string = ''
+
+@description('Resources of the Azure key family whose keys near-expiry may rotate (KEYTURN_AZURE_KEY_RESOURCES; the azure-key provider): storage accounts, Cosmos DB accounts, Redis caches, Service Bus and Event Hubs authorization rules, Azure AI services, Azure AI Search. Each entry: {resourceId, secrets?}: secrets = the monitored vault\'s secret names or prefix* it is bound to (comma-separated; absent or empty: every secret). near-expiry (and the repairing sweep) hold the key operator role of infra/roles.json (customRoles) on each (azureKeyResources). Empty: none.')
+param azureKeyResources array = []
 
 @description('The Entra ID applications whose client secrets near-expiry may rotate (the entra-app-secret provider; KEYTURN_ENTRA_APPLICATIONS): ;-separated <vault>[/<name or prefix*>]=<application object id>[,<id>] entries. The Graph permission (Application.ReadWrite.OwnedBy and ownership of each application) is not an Azure role and is granted by hand: docs/operations.md. Empty: none.')
 param entraApplications string = ''
@@ -199,6 +202,17 @@ var stateStorageName = take('${storagePrefix}state${uniqueString(resourceGroup()
 var vaultSubscriptionId = split(keyVaultId, '/')[2]
 var vaultResourceGroup = split(keyVaultId, '/')[4]
 var vaultName = last(split(keyVaultId, '/'))
+
+// The Azure key family's bound resources (both parameters), the resource groups holding them (the custom roles'
+// assignable scopes: Azure takes management groups, subscriptions and resource groups there), and the bindings.
+var azureKeyBoundIds = [for r in azureKeyResources: r.resourceId]
+var azureKeyResourceIds = union(storageKeyAccountIds, azureKeyBoundIds)
+var azureKeyResourceGroupList = [for id in azureKeyResourceIds: '/subscriptions/${split(id, '/')[2]}/resourceGroups/${split(id, '/')[4]}']
+var azureKeyResourceGroups = union(azureKeyResourceGroupList, [])
+var azureKeyBindingList = [for r in azureKeyResources: empty(union({ secrets: '' }, r).secrets) ? '${vaultName}=${r.resourceId}' : '${vaultName}/${union({ secrets: '' }, r).secrets}=${r.resourceId}']
+var azureKeyBindings = join(azureKeyBindingList, ';')
+// The custom role definitions' names: guid(customRoleSeed, role name), here and in modules/key-grants.bicep.
+var customRoleSeed = resourceGroup().id
 var keyVaultDns = environment().suffixes.keyvaultDns
 var vaultUrl = 'https://${vaultName}${keyVaultDns}'
 var effectiveNotifyVaultId = empty(notifyVaultId) ? keyVaultId : notifyVaultId
@@ -381,8 +395,29 @@ resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
+// The custom roles infra/roles.json defines (customRoles: the key operator, exactly the list and regenerate
+// actions of the Azure key family), created when a resource is bound, assignable in the resource groups holding the
+// bound resources. A role name is unique in the tenant, so it carries this deployment's resource group.
+resource customRoles 'Microsoft.Authorization/roleDefinitions@2022-04-01' = [for r in items(roles.customRoles): if (!empty(azureKeyResourceIds)) {
+  name: guid(customRoleSeed, r.key)
+  properties: {
+    roleName: '${r.key} (${resourceGroup().name}-${suffix})'
+    description: r.value.description
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: r.value.actions
+        notActions: []
+      }
+    ]
+    assignableScopes: azureKeyResourceGroups
+  }
+}]
+
 module apps 'modules/handler.bicep' = [for h in handlers: {
   name: 'keyturn-${h}'
+  // The key grants name the custom roles, which must exist first.
+  dependsOn: [customRoles]
   params: {
     handler: h
     location: location
@@ -405,7 +440,8 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
     notifySecretUri: notifySecretUri
     notifyVaultId: effectiveNotifyVaultId
     mirrorVaultIds: mirrorVaultIds
-    storageKeyAccountIds: storageKeyAccountIds
+    azureKeyResourceIds: azureKeyResourceIds
+    customRoleSeed: customRoleSeed
     consumerAppIds: consumerAppIds
     keyturnSettings: union({
       KEYTURN_VAULTS: vaultUrl
@@ -431,6 +467,10 @@ module apps 'modules/handler.bicep' = [for h in handlers: {
       KEYTURN_SWEEP_DEAD_LETTER_CONTAINER: deadLetterContainer.name
     } : {}, h == 'near-expiry' && !empty(entraApplications) ? {
       KEYTURN_ENTRA_APPLICATIONS: entraApplications
+    } : {}, (h == 'near-expiry' || (h == 'sweep' && sweepRepairEnabled)) && !empty(azureKeyResources) ? {
+      KEYTURN_AZURE_KEY_RESOURCES: azureKeyBindings
+    } : {}, (h == 'near-expiry' || (h == 'sweep' && sweepRepairEnabled)) && !empty(storageKeyAccountIds) ? {
+      KEYTURN_STORAGE_ACCOUNTS: '${vaultName}=${join(storageKeyAccountIds, ',')}'
     } : {})
   }
 }]

@@ -203,12 +203,27 @@ resource "azapi_resource" "basic_publishing_credentials" {
   }
 }
 
+# The custom roles infra/roles.json defines (customRoles: the key operator, exactly the list and regenerate
+# actions of the Azure key family), created when a resource is bound, assignable in the resource groups holding the
+# bound resources. A role name is unique in the tenant, so it carries this deployment's resource group.
+resource "azurerm_role_definition" "custom" {
+  for_each          = length(local.azure_key_resource_ids) > 0 ? local.roles.customRoles : {}
+  name              = "${each.key} (${data.azurerm_resource_group.this.name}-${local.suffix})"
+  scope             = local.azure_key_resource_groups[0]
+  description       = each.value.description
+  assignable_scopes = local.azure_key_resource_groups
+  permissions {
+    actions     = each.value.actions
+    not_actions = []
+  }
+}
+
 # Every grant infra/roles.json lists for the deployed handlers, at the scope it names (locals.tf, scope_ids). The
-# role definition id is the built-in role's, in the subscription of the scope.
+# role definition id is the built-in role's, in the subscription of the scope, or the custom role's.
 resource "azurerm_role_assignment" "grant" {
   for_each           = local.grant_assignments
   scope              = each.value.scope_id
-  role_definition_id = "/subscriptions/${split("/", each.value.scope_id)[2]}/providers/Microsoft.Authorization/roleDefinitions/${local.roles.roleDefinitions[each.value.role]}"
+  role_definition_id = contains(keys(local.roles.customRoles), each.value.role) ? azurerm_role_definition.custom[each.value.role].role_definition_resource_id : "/subscriptions/${split("/", each.value.scope_id)[2]}/providers/Microsoft.Authorization/roleDefinitions/${local.roles.roleDefinitions[each.value.role]}"
   principal_id       = azurerm_user_assigned_identity.handler[each.value.handler].principal_id
   principal_type     = "ServicePrincipal"
   description        = "keyturn ${each.value.handler}: ${each.value.role} (${each.value.scope})"

@@ -69,8 +69,21 @@ locals {
   vault_url            = "https://${local.vault_name}.${var.key_vault_dns_suffix}"
   mirror_vault_urls    = [for id in var.mirror_vault_ids : "https://${element(split("/", id), 8)}.${var.key_vault_dns_suffix}"]
   mirror_routes        = "${local.vault_name}=${join(",", [for id in var.mirror_vault_ids : element(split("/", id), 8)])}"
-  notify_enabled       = var.notify_secret_uri != ""
-  notify_vault_id      = var.notify_vault_id != "" ? var.notify_vault_id : var.key_vault_id
+  # The Azure key family's bound resources (both variables), the resource groups holding them (the custom roles'
+  # assignable scopes: Azure takes management groups, subscriptions and resource groups there), and the bindings.
+  azure_key_resource_ids = distinct(concat(var.storage_key_account_ids, [for r in var.azure_key_resources : r.resource_id]))
+  azure_key_resource_groups = distinct([
+    for id in local.azure_key_resource_ids : "/subscriptions/${split("/", id)[2]}/resourceGroups/${split("/", id)[4]}"
+  ])
+  azure_key_bindings = join(";", [
+    for r in var.azure_key_resources : r.secrets == "" ? "${local.vault_name}=${r.resource_id}" : "${local.vault_name}/${r.secrets}=${r.resource_id}"
+  ])
+  storage_key_bindings = "${local.vault_name}=${join(",", var.storage_key_account_ids)}"
+  # The handlers that rotate keys: near-expiry, and the sweep when it repairs (roles.json grants them the key
+  # operator role).
+  rotates_keys    = { for h in var.handlers : h => h == "near-expiry" || (h == "sweep" && var.sweep_repair_enabled) }
+  notify_enabled  = var.notify_secret_uri != ""
+  notify_vault_id = var.notify_vault_id != "" ? var.notify_vault_id : var.key_vault_id
   # https://<vault>.vault.azure.net/secrets/<name>: the fifth segment is the secret's name.
   notify_secret_name = local.notify_enabled ? split("/", var.notify_secret_uri)[4] : ""
 
@@ -90,7 +103,7 @@ locals {
       canarySecret          = ["${var.key_vault_id}/secrets/${var.canary_secret_name}"]
       notificationSecret    = local.notify_enabled ? ["${local.notify_vault_id}/secrets/${local.notify_secret_name}"] : []
       mirrorVaults          = var.mirror_vault_ids
-      storageKeyAccounts    = var.storage_key_account_ids
+      azureKeyResources     = local.azure_key_resource_ids
       consumerWebApps       = [for id in var.consumer_app_ids : id if strcontains(lower(id), "/providers/microsoft.web/sites/")]
       consumerContainerApps = [for id in var.consumer_app_ids : id if strcontains(lower(id), "/providers/microsoft.app/containerapps/")]
       hostStorage           = [azurerm_storage_account.host[h].id]
@@ -132,6 +145,8 @@ locals {
           KEYTURN_MIRROR_ROUTES           = h == "new-version" && length(var.mirror_vault_ids) > 0 ? local.mirror_routes : null
           KEYTURN_ENTRA_APPLICATIONS      = h == "near-expiry" && var.entra_applications != "" ? var.entra_applications : null
           KEYTURN_CONSUMERS               = h == "new-version" && length(var.consumer_app_ids) > 0 ? (var.consumers != "" ? var.consumers : "${local.vault_name}=${join(",", var.consumer_app_ids)}") : null
+          KEYTURN_AZURE_KEY_RESOURCES     = local.rotates_keys[h] && length(var.azure_key_resources) > 0 ? local.azure_key_bindings : null
+          KEYTURN_STORAGE_ACCOUNTS        = local.rotates_keys[h] && length(var.storage_key_account_ids) > 0 ? local.storage_key_bindings : null
           KEYTURN_SWEEP_STATE_ACCOUNT_URL = h == "sweep" ? azurerm_storage_account.state.primary_blob_endpoint : null
           KEYTURN_SWEEP_STATE_CONTAINER   = h == "sweep" ? azurerm_storage_container.sweep_state.name : null
           KEYTURN_SWEEP_SCHEDULE          = h == "sweep" ? var.sweep_schedule : null

@@ -130,7 +130,7 @@ variable "entra_applications" {
 }
 
 variable "storage_key_account_ids" {
-  description = "Resource ids of the storage accounts whose keys near-expiry may rotate (the storage-account-key provider); near-expiry may regenerate their keys (infra/roles.json, storageKeyAccounts). Empty: none."
+  description = "Resource ids of storage accounts whose keys the monitored vault's secrets may rotate (KEYTURN_STORAGE_ACCOUNTS, bound to every secret of the vault; the storage-account-key provider). near-expiry (and the repairing sweep) hold the key operator role of infra/roles.json (customRoles) on each (azureKeyResources). Empty: none. For a binding per secret name, use azure_key_resources."
   type        = list(string)
   default     = []
 }
@@ -149,6 +149,15 @@ variable "consumers" {
   description = "KEYTURN_CONSUMERS for new-version: ;-separated <vault>[/<name or prefix*>]=<resource id>[,<id>] entries, to bind each consumer to the secrets it reads. Empty: every consumer_app_ids app is bound to every secret of the monitored vault."
   type        = string
   default     = ""
+}
+
+variable "azure_key_resources" {
+  description = "Resources of the Azure key family whose keys near-expiry may rotate (KEYTURN_AZURE_KEY_RESOURCES; the azure-key provider): storage accounts, Cosmos DB accounts, Redis caches, Service Bus and Event Hubs authorization rules, Azure AI services, Azure AI Search. Each entry: resource_id, and secrets (optional): the monitored vault's secret names or prefix* it is bound to (comma-separated; empty: every secret). near-expiry (and the repairing sweep) hold the key operator role of infra/roles.json (customRoles) on each (azureKeyResources). Empty: none."
+  type = list(object({
+    resource_id = string
+    secrets     = optional(string, "")
+  }))
+  default = []
 }
 
 variable "package_dir" {

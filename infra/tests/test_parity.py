@@ -45,6 +45,7 @@ ARM_TO_TERRAFORM = {
     "Microsoft.Web/serverfarms": "azurerm_service_plan",
     "Microsoft.Web/sites": "azapi_resource:Microsoft.Web/sites",
     "Microsoft.Authorization/roleAssignments": "azurerm_role_assignment",
+    "Microsoft.Authorization/roleDefinitions": "azurerm_role_definition",
     "Microsoft.EventGrid/systemTopics": "azurerm_eventgrid_system_topic",
     "Microsoft.EventGrid/systemTopics/eventSubscriptions": "azurerm_eventgrid_system_topic_event_subscription",
 }
@@ -205,7 +206,7 @@ def test_every_bicep_file_parses_with_checkovs_parser(bicep):
         "modules/eventgrid.bicep",
         "modules/vault-grants.bicep",
         "modules/secret-grants.bicep",
-        "modules/storage-grants.bicep",
+        "modules/key-grants.bicep",
         "modules/app-grants.bicep",
     }
     for name, doc in bicep.items():

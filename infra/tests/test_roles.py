@@ -1,7 +1,9 @@
 """infra/roles.json is the role matrix, and the only place it is written.
 
-- Its format is the one the local stack reads (roleDefinitions, handlers with {role, scope, when?}, everyHandler).
-- Its role ids are the platform's built-in ones.
+- Its format is the one the local stack reads (roleDefinitions, customRoles, handlers with {role, scope, when?},
+  everyHandler).
+- Its role ids are the platform's built-in ones; its custom role (keyturn key operator) holds only the list and
+  regenerate actions of the Azure key family, as the resource providers publish them.
 - Its grants are least privilege in the ways issue 15 names (checked on the file, so a change that widens a grant
   fails here before it reaches Azure or the emulator).
 - Bicep and Terraform read it (loadJsonContent, jsondecode(file())) and wire every scope it uses; neither writes
@@ -60,7 +62,7 @@ SCOPES = {
     "lockContainer",
     "sweepStateContainer",
     "deadLetterContainer",
-    "storageKeyAccounts",
+    "azureKeyResources",
     "consumerWebApps",
     "consumerContainerApps",
     "insights",
@@ -83,6 +85,29 @@ VAULT_WRITERS = {
 }
 
 
+# The Azure key family's operations, as the resource providers publish them ("Azure permissions for ..." in
+# MicrosoftDocs/azure-docs articles/role-based-access-control/permissions/*.md, and each provider's operations
+# list): per type, the list and regenerate actions keyturn's azure-key provider calls
+# (crates/rotation/src/provider/azure_keys/table.rs; the Rust test
+# `the_key_operator_role_holds_exactly_the_actions_the_served_operations_need` in crates/local/src/arm/mod.rs
+# derives them from the ARM emulator's routes and compares them with roles.json). The custom role must hold these,
+# exactly: no read, write or delete of the resource (what DocumentDB Account Contributor, Redis Cache Contributor
+# and the like add), no wildcard.
+KEY_FAMILY_ACTIONS = {
+    "Microsoft.Storage/storageAccounts": ["listkeys", "regeneratekey"],
+    "Microsoft.DocumentDB/databaseAccounts": ["listKeys", "regenerateKey"],
+    "Microsoft.Cache/redis": ["listKeys", "regenerateKey"],
+    "Microsoft.ServiceBus/namespaces/authorizationRules": ["listkeys", "regenerateKeys"],
+    "Microsoft.ServiceBus/namespaces/queues/authorizationRules": ["listkeys", "regenerateKeys"],
+    "Microsoft.ServiceBus/namespaces/topics/authorizationRules": ["listkeys", "regenerateKeys"],
+    "Microsoft.EventHub/namespaces/authorizationRules": ["listkeys", "regenerateKeys"],
+    "Microsoft.EventHub/namespaces/eventhubs/authorizationRules": ["listkeys", "regenerateKeys"],
+    "Microsoft.CognitiveServices/accounts": ["listKeys", "regenerateKey"],
+    "Microsoft.Search/searchServices": ["listAdminKeys", "regenerateAdminKey"],
+}
+KEY_OPERATOR = "keyturn key operator"
+
+
 def load(root: Path) -> dict:
     return json.loads((root / "roles.json").read_text())
 
@@ -98,15 +123,23 @@ def grants(roles: dict, handler: str, flags: set[str] = frozenset()) -> set[tupl
 
 def format_problems(roles: dict) -> list[str]:
     problems = []
-    if set(roles) != {"$comment", "roleDefinitions", "handlers", "everyHandler"}:
+    if set(roles) != {"$comment", "roleDefinitions", "customRoles", "handlers", "everyHandler"}:
         problems.append(f"top-level keys {sorted(roles)}")
+    for name, role in roles.get("customRoles", {}).items():
+        if set(role) != {"description", "actions"}:
+            problems.append(f"custom role {name}: keys {sorted(role)}, not description and actions")
+        if name in roles["roleDefinitions"]:
+            problems.append(f"custom role {name} is also in roleDefinitions")
     entries = [(h, g) for h, gs in roles["handlers"].items() for g in gs] + [("*", g) for g in roles["everyHandler"]]
     for h, g in entries:
         if not set(g) <= {"role", "scope", "when"} or not {"role", "scope"} <= set(g):
             problems.append(f"{h}: entry {g} is not {{role, scope, when?}}")
             continue
-        if g["role"] not in roles["roleDefinitions"]:
-            problems.append(f"{h}: role {g['role']} has no roleDefinitions entry")
+        if g["role"] not in roles["roleDefinitions"] and g["role"] not in roles.get("customRoles", {}):
+            problems.append(f"{h}: role {g['role']} has no roleDefinitions or customRoles entry")
+        elif g["role"] in roles.get("customRoles", {}) and g["scope"] != "azureKeyResources":
+            # Only this scope's wiring creates the custom roles and assigns them (both deployments).
+            problems.append(f"{h}: custom role {g['role']} at {g['scope']}, which creates no custom role")
         if g["scope"] not in SCOPES:
             problems.append(f"{h}: unknown scope {g['scope']}")
         if "when" in g and g["when"] not in FLAGS:
@@ -140,6 +173,60 @@ def test_detects_a_wrong_role_id_and_an_unknown_scope():
     assert any(p.startswith("Key Vault Reader:") for p in id_problems(roles))
     assert any(p.startswith("Storage Table Data Contributor:") for p in id_problems(roles))
     assert "expired: unknown scope subscription" in format_problems(roles)
+
+
+def custom_role_problems(roles: dict) -> list[str]:
+    """keyturn key operator holds exactly the family's list and regenerate actions."""
+    problems = []
+    role = roles.get("customRoles", {}).get(KEY_OPERATOR)
+    if role is None:
+        return [f"no custom role {KEY_OPERATOR}"]
+    expected = {f"{kind}/{op}/action" for kind, ops in KEY_FAMILY_ACTIONS.items() for op in ops}
+    actions = role["actions"]
+    for action in actions:
+        if "*" in action:
+            problems.append(f"{KEY_OPERATOR}: wildcard action {action}")
+        elif action not in expected:
+            problems.append(f"{KEY_OPERATOR}: {action} is not a list or regenerate action of the Azure key family")
+    for action in sorted(expected - set(actions)):
+        problems.append(f"{KEY_OPERATOR}: lacks {action}")
+    if len(actions) != len(set(actions)):
+        problems.append(f"{KEY_OPERATOR}: an action is listed twice")
+    return problems
+
+
+def test_the_key_operator_holds_exactly_the_key_familys_list_and_regenerate_actions():
+    assert custom_role_problems(load(INFRA)) == []
+
+
+@pytest.mark.parametrize(
+    "mutation, expected",
+    [
+        (
+            lambda a: a.append("Microsoft.DocumentDB/databaseAccounts/write"),
+            f"{KEY_OPERATOR}: Microsoft.DocumentDB/databaseAccounts/write is not a list or regenerate action of the Azure key family",
+        ),
+        (lambda a: a.append("Microsoft.Cache/redis/*"), f"{KEY_OPERATOR}: wildcard action Microsoft.Cache/redis/*"),
+        (
+            lambda a: a.remove("Microsoft.Search/searchServices/regenerateAdminKey/action"),
+            f"{KEY_OPERATOR}: lacks Microsoft.Search/searchServices/regenerateAdminKey/action",
+        ),
+        (
+            lambda a: a.__setitem__(0, "Microsoft.Storage/storageAccounts/listKeys/action/extra"),
+            f"{KEY_OPERATOR}: Microsoft.Storage/storageAccounts/listKeys/action/extra is not a list or regenerate action of the Azure key family",
+        ),
+    ],
+)
+def test_detects_a_key_operator_action_added_or_missing(mutation, expected):
+    roles = load(INFRA)
+    mutation(roles["customRoles"][KEY_OPERATOR]["actions"])
+    assert expected in custom_role_problems(roles)
+
+
+def test_detects_a_custom_role_at_a_scope_that_creates_none():
+    roles = load(INFRA)
+    roles["handlers"]["expired"].append({"role": KEY_OPERATOR, "scope": "vault"})
+    assert f"expired: custom role {KEY_OPERATOR} at vault, which creates no custom role" in format_problems(roles)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -177,21 +264,21 @@ def privilege_problems(roles: dict) -> list[str]:
         ("Key Vault Secrets Officer", "canarySecret"),
     }:
         problems.append("test-event holds more than Reader on the vault and write on its canary")
-    if ("Storage Account Key Operator Service Role", "storageKeyAccounts") not in grants(roles, "near-expiry"):
-        problems.append("near-expiry cannot rotate the storage account keys the deployment lists")
+    if (KEY_OPERATOR, "azureKeyResources") not in grants(roles, "near-expiry"):
+        problems.append("near-expiry cannot rotate the keys of the resources the deployment binds")
     host = {g for g in grants(roles, "expired") if g[1] == "hostStorage"}
     for needed in ("Storage Blob Data Owner", "Storage Queue Data Contributor", "Storage Table Data Contributor"):
         if (needed, "hostStorage") not in host:
             problems.append(f"the Functions host lacks {needed} on its storage")
     for h in roles["handlers"]:
         for role, scope in grants(roles, h, FLAGS):
-            if scope in {"mirrorVaults", "storageKeyAccounts", "canarySecret", "consumerWebApps", "consumerContainerApps"} and role in VAULT_WRITERS | {
-                "Storage Account Key Operator Service Role", "Website Contributor", "Container Apps Contributor"
+            if scope in {"mirrorVaults", "azureKeyResources", "canarySecret", "consumerWebApps", "consumerContainerApps"} and role in VAULT_WRITERS | {
+                KEY_OPERATOR, "Website Contributor", "Container Apps Contributor"
             }:
                 # The sweep's repair (sweepRepairEnabled) rotates what near-expiry would, through the same engine.
                 owner = {
                     "mirrorVaults": {"new-version"},
-                    "storageKeyAccounts": {"near-expiry", "sweep"},
+                    "azureKeyResources": {"near-expiry", "sweep"},
                     "canarySecret": {"test-event"},
                     "consumerWebApps": {"new-version"},
                     "consumerContainerApps": {"new-version"},
@@ -245,6 +332,10 @@ def test_grants_are_least_privilege():
         (
             lambda r: r["handlers"]["sweep"].append({"role": "Website Contributor", "scope": "consumerWebApps"}),
             "sweep may write consumerWebApps, which only new-version needs",
+        ),
+        (
+            lambda r: r["handlers"]["new-version"].append({"role": KEY_OPERATOR, "scope": "azureKeyResources"}),
+            "new-version may write azureKeyResources, which only near-expiry and sweep needs",
         ),
     ],
 )
@@ -306,6 +397,51 @@ def terraform_wiring_problems(tf_root: Path, roles: dict) -> list[str]:
         problems.append("terraform: no azurerm_role_assignment.grant over local.grant_assignments")
     elif "local.roles.roleDefinitions" not in grant[0]["role_definition_id"][0]:
         problems.append("terraform: the role ids do not come from roles.json")
+    elif "azurerm_role_definition.custom" not in grant[0]["role_definition_id"][0]:
+        problems.append("terraform: the custom roles' assignments do not use their definitions")
+    custom = [b["azurerm_role_definition"]["custom"] for b in res if "custom" in b.get("azurerm_role_definition", {})]
+    if not custom or "local.roles.customRoles" not in custom[0]["for_each"][0]:
+        problems.append("terraform: no azurerm_role_definition.custom over roles.json's customRoles")
+    elif custom[0]["permissions"][0]["actions"][0] != "${each.value.actions}":
+        problems.append("terraform: the custom roles' actions do not come from roles.json")
+    else:
+        # The same platform rules as on the Bicep side (bicep_custom_role_problems).
+        groups = loc.get("azure_key_resource_groups", "")
+        if custom[0]["assignable_scopes"][0] != "${local.azure_key_resource_groups}" or "/resourceGroups/${split(\"/\", id)[4]}" not in groups:
+            problems.append("terraform: the custom roles are not assignable in the bound resources' resource groups")
+        if "data.azurerm_resource_group.this.name" not in custom[0]["name"][0]:
+            problems.append("terraform: a custom role's name does not name the deployment's resource group (unique in the tenant)")
+    return problems
+
+
+def bicep_custom_role_problems(bicep_root: Path) -> list[str]:
+    """main.bicep creates roles.json's custom roles with its actions, named as modules/key-grants.bicep assigns them."""
+    problems = []
+    main = BicepParser().parse(text=(bicep_root / "main.bicep").read_text())
+    definitions = [d for d in main["resources"].values() if d["type"] == "Microsoft.Authorization/roleDefinitions"]
+    if len(definitions) != 1 or "customRoles" not in json.dumps(definitions[0]["config"]["loop_type"]):
+        problems.append("bicep: main.bicep does not create one role definition per roles.json customRoles entry")
+        return problems
+    body = definitions[0]["config"]["config"]
+    # The loop item's value.actions (pycep: r . (value . actions)), and the name main.bicep and key-grants.bicep share.
+    actions = json.dumps(body["properties"]["permissions"][0]["actions"])
+    if '"operand_1": "value", "operand_2": "actions"' not in actions or "customRoleSeed" not in json.dumps(body["name"]):
+        problems.append("bicep: the custom role definitions do not take their actions and names from roles.json")
+    # Platform rules: a custom role's assignableScopes are management groups, subscriptions or resource groups
+    # (not resources), so the bound resources' resource groups; its roleName is unique in the tenant, so it names
+    # this deployment's resource group.
+    scopes = body["properties"]["assignableScopes"]
+    groups = main["variables"].get("azureKeyResourceGroupList", {}).get("value", {})
+    if scopes != "azureKeyResourceGroups" or "/resourceGroups/${split(id, '/')[4]}" not in json.dumps(groups):
+        problems.append("bicep: the custom roles are not assignable in the bound resources' resource groups")
+    if "${resourceGroup().name}" not in body["properties"]["roleName"]:
+        problems.append("bicep: a custom role's name does not name the deployment's resource group (unique in the tenant)")
+    grants = (bicep_root / "modules" / "key-grants.bicep").read_text()
+    if grants.count("guid(customRoleSeed, g.role)") < len(KEY_FAMILY_ACTIONS):
+        problems.append("bicep: key-grants.bicep does not assign the custom role to every type of the family")
+    for kind in KEY_FAMILY_ACTIONS:
+        if f"'{kind}@" not in grants:
+            problems.append(f"bicep: key-grants.bicep cannot assign on a {kind}")
     return problems
 
 
@@ -329,7 +465,38 @@ def test_both_deployments_read_roles_json_and_wire_every_scope():
     roles = load(INFRA)
     assert bicep_wiring_problems(INFRA / "bicep", roles) == []
     assert terraform_wiring_problems(INFRA / "terraform", roles) == []
+    assert bicep_custom_role_problems(INFRA / "bicep") == []
     assert literal_problems(INFRA, roles) == []
+
+
+def test_detects_a_custom_role_not_created_from_roles_json(infra_copy):
+    main = infra_copy / "bicep" / "main.bicep"
+    main.write_text(main.read_text().replace("actions: r.value.actions", "actions: []"))
+    grants = infra_copy / "bicep" / "modules" / "key-grants.bicep"
+    grants.write_text(grants.read_text().replace("'Microsoft.Cache/redis@", "'Microsoft.Cache/redisEnterprise@"))
+    handlers_tf = infra_copy / "terraform" / "handlers.tf"
+    handlers_tf.write_text(handlers_tf.read_text().replace("actions     = each.value.actions", 'actions     = ["*"]'))
+    problems = bicep_custom_role_problems(infra_copy / "bicep")
+    assert "bicep: the custom role definitions do not take their actions and names from roles.json" in problems
+    assert "bicep: key-grants.bicep cannot assign on a Microsoft.Cache/redis" in problems
+    tf = terraform_wiring_problems(infra_copy / "terraform", load(infra_copy))
+    assert "terraform: the custom roles' actions do not come from roles.json" in tf
+
+
+def test_detects_custom_roles_assignable_at_resources_or_named_alike_in_every_deployment(infra_copy):
+    main = infra_copy / "bicep" / "main.bicep"
+    text = main.read_text().replace("assignableScopes: azureKeyResourceGroups", "assignableScopes: azureKeyResourceIds")
+    main.write_text(text.replace("roleName: '${r.key} (${resourceGroup().name}-${suffix})'", "roleName: r.key"))
+    handlers_tf = infra_copy / "terraform" / "handlers.tf"
+    text = handlers_tf.read_text().replace("assignable_scopes = local.azure_key_resource_groups", "assignable_scopes = local.azure_key_resource_ids")
+    handlers_tf.write_text(text.replace("(${data.azurerm_resource_group.this.name}-${local.suffix})", "(keyturn)"))
+    problems = bicep_custom_role_problems(infra_copy / "bicep")
+    assert "bicep: the custom roles are not assignable in the bound resources' resource groups" in problems
+    assert "bicep: a custom role's name does not name the deployment's resource group (unique in the tenant)" in problems
+    tf = terraform_wiring_problems(infra_copy / "terraform", load(infra_copy))
+    assert "terraform: the custom roles are not assignable in the bound resources' resource groups" in tf
+    assert "terraform: a custom role's name does not name the deployment's resource group (unique in the tenant)" in tf
+
 
 
 @pytest.fixture()
@@ -343,10 +510,10 @@ def infra_copy(tmp_path: Path) -> Path:
 def test_detects_a_scope_left_unwired(infra_copy):
     roles = load(infra_copy)
     handler = infra_copy / "bicep" / "modules" / "handler.bicep"
-    handler.write_text(handler.read_text().replace("g => g.scope == 'storageKeyAccounts'", "g => g.scope == 'storageKeys'"))
+    handler.write_text(handler.read_text().replace("g => g.scope == 'azureKeyResources'", "g => g.scope == 'azureKeys'"))
     locals_tf = infra_copy / "terraform" / "locals.tf"
     locals_tf.write_text(re.sub(r"\n *lockContainer *= .*\n", "\n", locals_tf.read_text()))
-    assert "bicep: no grant variable for scope storageKeyAccounts" in bicep_wiring_problems(infra_copy / "bicep", roles)
+    assert "bicep: no grant variable for scope azureKeyResources" in bicep_wiring_problems(infra_copy / "bicep", roles)
     assert "terraform: scope_ids has no lockContainer" in terraform_wiring_problems(infra_copy / "terraform", roles)
 
 
@@ -392,7 +559,7 @@ def test_readme_shows_roles_json_row_for_row():
 
 def test_detects_a_readme_row_missing():
     readme = (INFRA / "README.md").read_text()
-    mutated = "\n".join(l for l in readme.splitlines() if "Storage Account Key Operator Service Role" not in l)
+    mutated = "\n".join(l for l in readme.splitlines() if KEY_OPERATOR not in l)
     assert readme_rows(mutated) != expected_rows(load(INFRA))
 
 

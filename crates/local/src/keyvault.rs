@@ -35,7 +35,7 @@ pub use store::{CurrentObject, StoredKind, VaultChange, VaultStore};
 
 use crate::clock::Clock;
 use crate::identity::{Identities, IdentityEndpoint, IdentityEnv, IdentityError, ManagedIdentity, TokenRegistry};
-use crate::rbac::{Assignments, Scope};
+use crate::rbac::{ArmAssignments, Assignments, Scope};
 use crate::tls::{LocalCa, TlsError};
 use limits::{FaultInjector, Throttler};
 use server::ServerHandle;
@@ -271,6 +271,7 @@ impl Builder {
 
         Ok(RunningEmulator {
             assignments,
+            arm_assignments: ArmAssignments::default(),
             tokens,
             store,
             ca,
@@ -303,6 +304,9 @@ struct VaultListener {
 #[derive(Debug)]
 pub struct RunningEmulator {
     assignments: Assignments,
+    /// The Resource Manager role assignments of the same identities (handler identities' `customRoles` grants),
+    /// which an ARM emulator started with [`crate::arm::Builder::assignments`] enforces.
+    arm_assignments: ArmAssignments,
     tokens: TokenRegistry,
     store: VaultStore,
     ca: LocalCa,
@@ -375,6 +379,12 @@ impl RunningEmulator {
         &self.assignments
     }
 
+    /// The Resource Manager role assignments of this stack's identities: give them to the ARM emulator
+    /// ([`crate::arm::Builder::assignments`]) so that it enforces what [`RunningEmulator::handler_identity`] grants.
+    pub fn arm_assignments(&self) -> &ArmAssignments {
+        &self.arm_assignments
+    }
+
     /// Assigns the built-in role `role` (e.g. "Key Vault Secrets User") to `principal_id` (an identity's
     /// object id) at `scope`.
     pub fn assign_role(&self, principal_id: &str, role: &str, scope: Scope) -> Result<(), UnknownRole> {
@@ -413,6 +423,7 @@ impl RunningEmulator {
         for grant in grants {
             match grant {
                 ResolvedGrant::KeyVault { role, scope } => self.assignments.assign(&identity.object_id, role, scope),
+                ResolvedGrant::Arm { role, scope } => self.arm_assignments.assign(&identity.object_id, role, scope),
                 ResolvedGrant::NotEmulated { role, scope } => not_emulated.push((role, scope)),
             }
         }
@@ -420,6 +431,7 @@ impl RunningEmulator {
         Ok(crate::roles::HandlerIdentity {
             handler: handler.to_owned(),
             assignments: self.assignments.of(&identity.object_id),
+            arm_assignments: self.arm_assignments.of(&identity.object_id),
             identity,
             not_emulated,
         })

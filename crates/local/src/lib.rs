@@ -5,8 +5,8 @@
 //! - [`clock`]: the movable clock the vault and Event Grid share (advance by days, or run at N× speed).
 //! - [`tls`]: the local CA (generated at start, PEM written for clients to trust) and the listeners' leaf.
 //! - [`identity`]: App Service-style managed identity endpoint; the registry of tokens it issued.
-//! - [`rbac`]: role assignments (principal, built-in role, scope) the Key Vault emulator checks every
-//!   operation against.
+//! - [`rbac`]: role assignments (principal, role, scope) the Key Vault emulator (built-in roles) and the ARM
+//!   emulator (infra/roles.json's custom roles) check every operation against.
 //! - [`roles`]: the role matrix `infra/roles.json` (embedded, or another file) resolved for a deployment into
 //!   per-handler identities and role assignments.
 //! - [`keyvault`]: Key Vault emulator over HTTPS: secrets, keys, certificates, soft delete, throttling,
@@ -23,8 +23,8 @@
 //!   Teams check (signatures, Block Kit, Adaptive Cards): the demo's and the tests'.
 //! - [`arm`]: Azure Resource Manager emulator: the Azure key family's list and regenerate key operations (storage,
 //!   Cosmos DB, Redis, Service Bus, Event Hubs, Azure AI services, Azure AI Search) over HTTPS, tokens from
-//!   the local identity endpoint; [`arm::consumers`]: its consumer apps (Key Vault reference refresh, Container App
-//!   restarts).
+//!   the local identity endpoint, role assignments enforced (403 `AuthorizationFailed`); [`arm::consumers`]: its
+//!   consumer apps (Key Vault reference refresh, Container App restarts).
 //! - [`graph`]: Microsoft Graph emulator: application addPassword/removePassword/get over HTTPS, Graph's
 //!   permissions (owned applications) and errors, and the client-credentials sign-in that proves which secrets work.
 //! - [`paging`]: PagerDuty Events API v2 and Opsgenie Alert API receivers, following the vendors' contracts.

@@ -1,10 +1,13 @@
-//! Role assignments for the Key Vault emulator, and the check every vault operation passes through.
+//! Role assignments for the Key Vault emulator and the ARM emulator, and the check every operation passes through.
 //!
 //! An assignment is (principal object id, built-in role, scope). Scopes are ARM resource ids, lower-cased for
 //! comparison as ARM compares them; an assignment applies to its scope and everything below it, so a grant on
 //! the vault covers every object, and a grant on `…/vaults/<v>/secrets/<name>` covers that secret only. The
 //! grant is the union of every assignment that applies, as in Azure. The roles and their data actions come
 //! from [`keyturn_vault::rbac`], the same table the handlers use to name a missing role.
+//!
+//! Resource Manager's side ([`ArmAssignments`]) holds the deployment's custom roles ([`ArmRole`], read from
+//! infra/roles.json's `customRoles`): management `actions`, matched case-insensitively as ARM matches them.
 
 use crate::identity::{RESOURCE_GROUP, SUBSCRIPTION_ID};
 use crate::keyvault::StoredKind;
@@ -59,27 +62,52 @@ impl std::fmt::Display for Scope {
     }
 }
 
-/// One role assignment.
+/// What a role assignment can assign: a role that grants actions (Key Vault's built-in roles, the deployment's
+/// custom ARM roles).
+pub trait Role: std::fmt::Debug + Clone + PartialEq {
+    /// Whether the role grants `action` (a full action, e.g. `Microsoft.KeyVault/vaults/secrets/getSecret/action`).
+    fn grants(&self, action: &str) -> bool;
+}
+
+impl Role for &'static BuiltInRole {
+    fn grants(&self, action: &str) -> bool {
+        BuiltInRole::grants(self, action)
+    }
+}
+
+/// One role assignment of a role `R`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleAssignment {
+pub struct Assignment<R> {
     /// The principal's object id (a managed identity's `oid`).
     pub principal_id: String,
-    pub role: &'static BuiltInRole,
+    pub role: R,
     pub scope: Scope,
 }
 
-/// Every role assignment the emulator enforces. Cheap to clone (shared); changes apply to the next request
-/// (no propagation delay, unlike Azure's minutes).
-#[derive(Debug, Clone, Default)]
-pub struct Assignments {
-    // std RwLock: every vault request reads, writes are rare, nothing is held across an await.
-    all: Arc<RwLock<Vec<RoleAssignment>>>,
+/// A Key Vault role assignment.
+pub type RoleAssignment = Assignment<&'static BuiltInRole>;
+
+/// Every role assignment an emulator enforces. Cheap to clone (shared); changes apply to the next request (no
+/// propagation delay, unlike Azure's minutes).
+#[derive(Debug, Clone)]
+pub struct RoleStore<R> {
+    // std RwLock: every request reads, writes are rare, nothing is held across an await.
+    all: Arc<RwLock<Vec<Assignment<R>>>>,
 }
 
-impl Assignments {
+/// The Key Vault emulator's assignments.
+pub type Assignments = RoleStore<&'static BuiltInRole>;
+
+impl<R> Default for RoleStore<R> {
+    fn default() -> Self {
+        Self { all: Arc::default() }
+    }
+}
+
+impl<R: Role> RoleStore<R> {
     /// Adds an assignment (an identical one is not added twice).
-    pub fn assign(&self, principal_id: &str, role: &'static BuiltInRole, scope: Scope) {
-        let assignment = RoleAssignment { principal_id: principal_id.to_owned(), role, scope };
+    pub fn assign(&self, principal_id: &str, role: R, scope: Scope) {
+        let assignment = Assignment { principal_id: principal_id.to_owned(), role, scope };
         let mut all = self.all.write().unwrap_or_else(PoisonError::into_inner);
         if !all.contains(&assignment) {
             all.push(assignment);
@@ -87,7 +115,7 @@ impl Assignments {
     }
 
     /// Removes one assignment; whether it existed.
-    pub fn unassign(&self, principal_id: &str, role: &'static BuiltInRole, scope: &Scope) -> bool {
+    pub fn unassign(&self, principal_id: &str, role: R, scope: &Scope) -> bool {
         let mut all = self.all.write().unwrap_or_else(PoisonError::into_inner);
         let before = all.len();
         all.retain(|a| !(a.principal_id.eq_ignore_ascii_case(principal_id) && a.role == role && &a.scope == scope));
@@ -95,12 +123,12 @@ impl Assignments {
     }
 
     /// Every assignment of `principal_id`.
-    pub fn of(&self, principal_id: &str) -> Vec<RoleAssignment> {
+    pub fn of(&self, principal_id: &str) -> Vec<Assignment<R>> {
         let all = self.all.read().unwrap_or_else(PoisonError::into_inner);
         all.iter().filter(|a| a.principal_id.eq_ignore_ascii_case(principal_id)).cloned().collect()
     }
 
-    /// Whether `principal_id` may perform `action` (a full data action) on `resource`.
+    /// Whether `principal_id` may perform `action` on `resource`: an assignment at the resource or above grants it.
     pub fn allows(&self, principal_id: &str, action: &str, resource: &Scope) -> bool {
         let all = self.all.read().unwrap_or_else(PoisonError::into_inner);
         all.iter().any(|a| {
@@ -108,6 +136,29 @@ impl Assignments {
         })
     }
 }
+
+/// A role definition the deployment creates (infra/roles.json `customRoles`), as Resource Manager checks it: its
+/// name and its management `actions` (no wildcards: the matrix refuses them, least privilege).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArmRole {
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+impl Role for Arc<ArmRole> {
+    /// Whether the role's actions include `action` (e.g. `Microsoft.Cache/redis/listKeys/action`), compared
+    /// case-insensitively as ARM compares operation names.
+    fn grants(&self, action: &str) -> bool {
+        self.actions.iter().any(|a| a.eq_ignore_ascii_case(action))
+    }
+}
+
+/// A Resource Manager role assignment (a custom role at an ARM scope: a resource, its resource group, ...).
+pub type ArmAssignment = Assignment<Arc<ArmRole>>;
+
+/// Every role assignment the ARM emulator enforces, shared between the Key Vault emulator (whose
+/// `handler_identity` makes a handler's assignments) and the ARM emulator (which checks them).
+pub type ArmAssignments = RoleStore<Arc<ArmRole>>;
 
 #[cfg(test)]
 mod tests {
@@ -145,5 +196,23 @@ mod tests {
         assert!(a.unassign("P1", role("Key Vault Secrets Officer"), &db));
         assert!(!a.allows("p1", set, &db));
         assert_eq!(a.of("p1").len(), 1);
+    }
+
+    #[test]
+    fn an_arm_grant_covers_its_actions_on_its_scope_and_below_only() {
+        let a = ArmAssignments::default();
+        let role = Arc::new(ArmRole {
+            name: "key operator".into(),
+            actions: vec!["Microsoft.Cache/redis/listKeys/action".into()],
+        });
+        let cache = Scope::arm("/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/redis/c1");
+        let other = Scope::arm("/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/redis/c2");
+        a.assign("p1", role, cache.clone());
+        assert!(a.allows("P1", "microsoft.cache/REDIS/listkeys/action", &cache), "ARM compares actions in any case");
+        assert!(!a.allows("p1", "Microsoft.Cache/redis/regenerateKey/action", &cache), "an action the role lacks");
+        assert!(!a.allows("p1", "Microsoft.Cache/redis/listKeys/action", &other), "another resource");
+        assert!(!a.allows("p2", "Microsoft.Cache/redis/listKeys/action", &cache), "another principal");
+        let role = a.of("p1")[0].role.clone();
+        assert!(a.unassign("p1", role, &cache) && a.of("p1").is_empty());
     }
 }

@@ -1,7 +1,8 @@
-//! keyturn's role matrix, `infra/roles.json`: which built-in roles each handler's identity holds, and at which
-//! scope. The same file Bicep (`loadJsonContent`) and Terraform (`jsondecode(file())`) read; the local stack
-//! resolves it for one deployment (its monitored vaults, canary secret, mirror vaults, flags) into role
-//! assignments the Key Vault emulator enforces.
+//! keyturn's role matrix, `infra/roles.json`: which roles each handler's identity holds, and at which scope
+//! (built-in roles, and the custom roles the deployment creates, `customRoles`). The same file Bicep
+//! (`loadJsonContent`) and Terraform (`jsondecode(file())`) read; the local stack resolves it for one deployment
+//! (its monitored vaults, canary secret, mirror vaults, bound Azure key resources, flags) into role assignments
+//! the Key Vault emulator and the ARM emulator enforce.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), keyturn_local::roles::MatrixError> {
@@ -13,11 +14,12 @@
 //! ```
 
 use crate::keyvault::StoredKind;
-use crate::rbac::Scope;
+use crate::rbac::{ArmAssignment, ArmRole, Scope};
 use keyturn_vault::rbac::{BuiltInRole, role_by_name};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `infra/roles.json` as it was when this crate was built.
 pub const EMBEDDED: &str = include_str!("../../../infra/roles.json");
@@ -32,7 +34,7 @@ pub const SCOPE_NAMES: &[&str] = &[
     "lockContainer",
     "sweepStateContainer",
     "deadLetterContainer",
-    "storageKeyAccounts",
+    "azureKeyResources",
     "consumerWebApps",
     "consumerContainerApps",
     "insights",
@@ -49,6 +51,8 @@ pub enum MatrixError {
     UnknownHandler { handler: String, known: String },
     #[error("the deployment names vault '{0}', which this local stack does not serve: add it to the stack's vaults")]
     UnservedVault(String),
+    #[error("the role matrix has no custom role '{0}'")]
+    UnknownCustomRole(String),
 }
 
 /// One grant as the matrix writes it.
@@ -62,10 +66,21 @@ pub struct Grant {
     pub when: Option<String>,
 }
 
+/// A role definition the deployment creates, as the matrix writes it (`customRoles`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRole {
+    pub description: String,
+    /// Management actions, each `Microsoft.<Provider>/.../action`: no wildcard, no read, write or delete.
+    pub actions: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct Raw {
     #[serde(rename = "roleDefinitions")]
     role_definitions: BTreeMap<String, String>,
+    #[serde(rename = "customRoles", default)]
+    custom_roles: BTreeMap<String, CustomRole>,
     handlers: BTreeMap<String, Vec<Grant>>,
     #[serde(rename = "everyHandler", default)]
     every_handler: Vec<Grant>,
@@ -82,6 +97,9 @@ pub struct Deployment {
     pub mirror_vaults: Vec<String>,
     /// `notificationSecret`: the secret holding the channel URLs, as (vault, name).
     pub notification_secret: Option<(String, String)>,
+    /// `azureKeyResources`: the resource ids bound to the azure-key provider (KEYTURN_AZURE_KEY_RESOURCES,
+    /// KEYTURN_STORAGE_ACCOUNTS).
+    pub azure_key_resources: Vec<String>,
     /// The `when` flags that are on, e.g. `expiredActionsEnabled`.
     pub flags: BTreeSet<String>,
 }
@@ -91,8 +109,10 @@ pub struct Deployment {
 pub enum ResolvedGrant {
     /// A Key Vault role at a vault or object scope: the emulator enforces it.
     KeyVault { role: &'static BuiltInRole, scope: Scope },
-    /// A grant outside Key Vault (storage, Application Insights): Azure needs it, the local stack has nothing
-    /// that checks it.
+    /// A custom role at an ARM resource (the Azure key family's resources): the ARM emulator enforces it.
+    Arm { role: Arc<ArmRole>, scope: Scope },
+    /// A grant outside Key Vault and the ARM emulator (storage, Application Insights): Azure needs it, the local
+    /// stack has nothing that checks it.
     NotEmulated { role: String, scope: String },
 }
 
@@ -131,10 +151,26 @@ impl RoleMatrix {
                 return Err(invalid(format!("'{name}' is not a Key Vault built-in role with data actions")));
             }
         }
+        for (name, role) in &raw.custom_roles {
+            if raw.role_definitions.contains_key(name) {
+                return Err(invalid(format!("'{name}' is both a built-in role and a custom role")));
+            }
+            if let Some(bad) =
+                role.actions.iter().find(|a| !is_key_action(a)).or(role.actions.is_empty().then_some(name))
+            {
+                return Err(invalid(format!(
+                    "custom role '{name}': '{bad}' is not a management action Microsoft.<Provider>/<type>/<operation>/action \
+                     without wildcards (and the role needs at least one)"
+                )));
+            }
+        }
         let all = raw.handlers.iter().flat_map(|(h, grants)| grants.iter().map(move |g| (h.as_str(), g)));
         for (handler, grant) in all.chain(raw.every_handler.iter().map(|g| ("everyHandler", g))) {
-            if !raw.role_definitions.contains_key(&grant.role) {
-                return Err(invalid(format!("{handler}: role '{}' is not in roleDefinitions", grant.role)));
+            if !raw.role_definitions.contains_key(&grant.role) && !raw.custom_roles.contains_key(&grant.role) {
+                return Err(invalid(format!(
+                    "{handler}: role '{}' is neither in roleDefinitions nor in customRoles",
+                    grant.role
+                )));
             }
             if !SCOPE_NAMES.contains(&grant.scope.as_str()) {
                 return Err(invalid(format!(
@@ -145,6 +181,12 @@ impl RoleMatrix {
             }
         }
         Ok(Self { raw })
+    }
+
+    /// The custom role `name` as the ARM emulator enforces it.
+    pub fn custom_role(&self, name: &str) -> Result<Arc<ArmRole>, MatrixError> {
+        let role = self.raw.custom_roles.get(name).ok_or_else(|| MatrixError::UnknownCustomRole(name.to_owned()))?;
+        Ok(Arc::new(ArmRole { name: name.to_owned(), actions: role.actions.clone() }))
     }
 
     /// The handlers the matrix lists.
@@ -167,6 +209,14 @@ impl RoleMatrix {
         let mut out = Vec::new();
         for grant in self.written(handler)? {
             if grant.when.as_ref().is_some_and(|flag| !deployment.flags.contains(flag)) {
+                continue;
+            }
+            if self.raw.custom_roles.contains_key(&grant.role) && grant.scope == "azureKeyResources" {
+                let role = self.custom_role(&grant.role)?;
+                out.extend(deployment.azure_key_resources.iter().map(|id| ResolvedGrant::Arm {
+                    role: Arc::clone(&role),
+                    scope: Scope::arm(id.trim_end_matches('/')),
+                }));
                 continue;
             }
             let Some(role) = role_by_name(&grant.role) else {
@@ -210,6 +260,16 @@ impl Deployment {
     }
 }
 
+/// Whether `action` is a management action a custom role of the matrix may hold: `Microsoft.<Provider>/<type>/.../
+/// <operation>/action`, no wildcard (least privilege: a `*` would grant operations added later).
+fn is_key_action(action: &str) -> bool {
+    let segments: Vec<&str> = action.split('/').collect();
+    segments.len() >= 4
+        && segments[0].starts_with("Microsoft.")
+        && segments.last() == Some(&"action")
+        && segments.iter().all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
+}
+
 /// A handler's own identity, holding exactly its matrix grants for one deployment.
 #[derive(Debug, Clone)]
 pub struct HandlerIdentity {
@@ -217,6 +277,8 @@ pub struct HandlerIdentity {
     pub identity: crate::identity::ManagedIdentity,
     /// The Key Vault role assignments made for it.
     pub assignments: Vec<crate::rbac::RoleAssignment>,
+    /// The Resource Manager role assignments made for it (the ARM emulator enforces them).
+    pub arm_assignments: Vec<ArmAssignment>,
     /// Grants Azure would make that nothing local checks (storage, Application Insights), as (role, scope).
     pub not_emulated: Vec<(String, String)>,
 }
@@ -239,7 +301,7 @@ mod tests {
             .iter()
             .filter_map(|g| match g {
                 ResolvedGrant::KeyVault { role, scope } => Some((role.name.to_owned(), scope.to_string())),
-                ResolvedGrant::NotEmulated { .. } => None,
+                ResolvedGrant::Arm { .. } | ResolvedGrant::NotEmulated { .. } => None,
             })
             .collect()
     }
@@ -277,6 +339,36 @@ mod tests {
     }
 
     #[test]
+    fn the_key_operator_is_granted_at_each_bound_resource_to_near_expiry_and_the_repairing_sweep_only() {
+        let matrix = RoleMatrix::embedded().unwrap();
+        let cache = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/redis/c1";
+        let rule = "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventHub/namespaces/n/authorizationRules/r";
+        let mut deployment = Deployment {
+            monitored_vaults: vec!["kv".into()],
+            azure_key_resources: vec![cache.into(), format!("{rule}/")],
+            ..Deployment::default()
+        };
+        let arm = |handler: &str, deployment: &Deployment| -> Vec<(String, String)> {
+            matrix
+                .grants(handler, deployment)
+                .unwrap()
+                .into_iter()
+                .filter_map(|g| match g {
+                    ResolvedGrant::Arm { role, scope } => Some((role.name.clone(), scope.to_string())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let operator = |id: &str| ("keyturn key operator".to_owned(), id.to_owned());
+        assert_eq!(arm("near-expiry", &deployment), vec![operator(cache), operator(rule)]);
+        for handler in ["expired", "new-version", "test-event", "sweep"] {
+            assert!(arm(handler, &deployment).is_empty(), "{handler}");
+        }
+        deployment.flags.insert("sweepRepairEnabled".into());
+        assert_eq!(arm("sweep", &deployment).len(), 2);
+    }
+
+    #[test]
     fn when_flags_add_grants_only_when_on() {
         let matrix = RoleMatrix::embedded().unwrap();
         let mut deployment = Deployment { monitored_vaults: vec!["kv".into()], ..Deployment::default() };
@@ -294,6 +386,9 @@ mod tests {
             error.contains("Key Vault Secrets Officer") && error.contains("b86a8fe4-44ce-4948-aee5-eccb2c155cd7"),
             "{error}"
         );
+        let wildcard = EMBEDDED.replace("Microsoft.Cache/redis/listKeys/action", "Microsoft.Cache/redis/*");
+        let error = RoleMatrix::parse(&wildcard, "x").unwrap_err().to_string();
+        assert!(error.contains("keyturn key operator") && error.contains("Microsoft.Cache/redis/*"), "{error}");
         let bad_scope = EMBEDDED.replace("\"scope\": \"mirrorVaults\"", "\"scope\": \"mirrors\"");
         let error = RoleMatrix::parse(&bad_scope, "x").unwrap_err().to_string();
         assert!(error.contains("scope 'mirrors'"), "{error}");

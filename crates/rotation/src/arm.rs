@@ -20,6 +20,8 @@ pub struct ArmCallError {
     pub message: String,
     /// The HTTP status, when Resource Manager answered.
     pub status: Option<u16>,
+    /// Resource Manager's error code, when it named one (`AuthorizationFailed`, `ResourceNotFound`, ...).
+    pub code: Option<String>,
     /// Worth a retry: throttled (408/429), a server error, or Resource Manager unreachable.
     pub retryable: bool,
 }
@@ -82,6 +84,7 @@ impl ArmClient {
         let refuse = || ArmCallError {
             message: format!("{doing}: the next page is not on {}", self.endpoint.origin().ascii_serialization()),
             status: None,
+            code: None,
             retryable: false,
         };
         let url = Url::parse(link).map_err(|_| refuse())?;
@@ -114,6 +117,10 @@ impl ArmClient {
             let fail = |message: String, status: Option<u16>, retryable: bool| ArmCallError {
                 message: format!("{doing}: {message}"),
                 status,
+                code: match e.kind() {
+                    ErrorKind::HttpResponse { error_code, .. } => error_code.clone(),
+                    _ => None,
+                },
                 retryable,
             };
             match e.kind() {

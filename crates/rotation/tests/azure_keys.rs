@@ -5,6 +5,8 @@
 //!
 //! For each type: a rotation regenerates the key the secret does not hold, stores it and switches `CredentialId`;
 //! a handler killed after the regeneration, before the promotion, is replayed with exactly one regeneration.
+//! The ARM emulator enforces role assignments: the identity holds infra/roles.json's `keyturn key operator` on each
+//! bound resource but one, whose rotation fails permanently naming the role.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,6 +44,8 @@ const CASES: [(&str, &str, &str, &str); 9] = [
 ];
 /// A Cosmos DB account the identity could manage, bound to another vault only.
 const VICTIM: &str = "Microsoft.DocumentDB/databaseAccounts/victim";
+/// A Redis cache bound to the vault, on which the identity holds no role.
+const NO_ROLE: &str = "Microsoft.Cache/redis/famnorole";
 
 fn id(resource: &str) -> String {
     format!("{RG}/{resource}")
@@ -61,7 +65,7 @@ async fn scenario() {
     let bound: Vec<String> = CASES.iter().map(|(_, resource, _, _)| id(resource)).collect();
     let settings = support::child_settings(&[(
         "KEYTURN_AZURE_KEY_RESOURCES",
-        format!("{VAULT}={};other-vault={}", bound.join(","), id(VICTIM)),
+        format!("{VAULT}={},{};other-vault={}", bound.join(","), id(NO_ROLE), id(VICTIM)),
     )]);
     let (vault, providers) = support::vault_and_providers(&settings);
     let provider: Arc<dyn Provider> = providers.get("azure-key").unwrap().clone();
@@ -99,6 +103,9 @@ async fn scenario() {
     for (name, tags, says) in [
         ("bad-key", policy(cosmos, "key1"), "one of primary, secondary, primaryReadonly, secondaryReadonly"),
         ("stolen", policy(VICTIM, "primary"), "is not bound to secret 'stolen'"),
+        // Resource Manager's 403: permanent, naming the role the deployment assigns.
+        ("no-role", policy(NO_ROLE, "primary"), "403 AuthorizationFailed): this handler's identity holds no role"),
+        ("no-role-named", policy(NO_ROLE, "primary"), "Assign it the 'keyturn key operator' role"),
     ] {
         let s0 = vault.set_secret(VAULT, name, new_secret("mine", tags)).await.unwrap().version;
         let error = rotate(name.to_owned(), s0.clone()).await.unwrap_err();
@@ -115,11 +122,17 @@ async fn every_type_of_the_azure_key_family() {
         Err(_) => {}
     }
     let parent = Parent::start().await;
-    let mut builder = ArmEmulator::builder().resource(id(VICTIM));
+    let mut builder = ArmEmulator::builder().resource(id(VICTIM)).resource(id(NO_ROLE));
     for (_, resource, _, _) in CASES {
         builder = builder.resource(id(resource));
     }
     let arm = builder.start(parent.kv.token_registry().unwrap()).await.unwrap();
+    // The child runs as the system-assigned identity: the key operator role on every bound resource but NO_ROLE
+    // (the victim's included, as a deployment binding it to another vault grants it: the binding must refuse it).
+    let system = parent.kv.identities().system().object_id;
+    for resource in CASES.iter().map(|(_, r, _, _)| *r).chain([VICTIM]) {
+        arm.assign_role(&system, "keyturn key operator", &id(resource)).unwrap();
+    }
     let held_before: Vec<String> = CASES.iter().map(|(_, r, held, _)| arm.key(&id(r), held).unwrap()).collect();
     let victim: Vec<String> = ["primary", "secondary"].iter().map(|k| arm.key(&id(VICTIM), k).unwrap()).collect();
     parent
@@ -137,6 +150,9 @@ async fn every_type_of_the_azure_key_family() {
         assert_eq!(stored(&format!("{name}-crash")), arm.key(&resource, held).unwrap(), "{name}-crash");
         assert_ne!(arm.key(&resource, held).unwrap(), held_before, "{name}");
     }
+    // The cache without the role: its keys never regenerated.
+    assert_eq!(arm.regenerations(&id(NO_ROLE), "primary"), Some(0));
+    assert_eq!(arm.regenerations(&id(NO_ROLE), "secondary"), Some(0));
     // The unbound account: never regenerated, its keys unchanged.
     assert_eq!(arm.regenerations(&id(VICTIM), "primary"), Some(0));
     let after: Vec<String> = ["primary", "secondary"].iter().map(|k| arm.key(&id(VICTIM), k).unwrap()).collect();

@@ -102,6 +102,11 @@ async fn storage_account_keys() {
         .start(parent.kv.token_registry().unwrap())
         .await
         .unwrap();
+    // The child runs as the system-assigned identity, holding the key operator role on the accounts' resource group:
+    // the victim is covered too (what stops the rotation there is the binding, not a missing role), and a missing
+    // account is a 404, as ARM answers a caller with rights above it (without them it answers 403).
+    let system = parent.kv.identities().system().object_id;
+    arm.assign_role(&system, "keyturn key operator", "/subscriptions/0000/resourceGroups/rg-keys").unwrap();
     let key1 = arm.key(DUPLICATE, "key1").unwrap();
     let victim = (arm.key(VICTIM, "key1").unwrap(), arm.key(VICTIM, "key2").unwrap());
     parent

@@ -142,6 +142,7 @@ impl ArmRefresher {
                 return Err(ArmCallError {
                     message: format!("{doing}: '{revision}' is not a revision name"),
                     status: None,
+                    code: None,
                     retryable: false,
                 });
             }
@@ -157,6 +158,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], doing: &str) -> Result<T, 
     serde_json::from_slice(body).map_err(|e| ArmCallError {
         message: format!("{doing}: the response is not a revision list ({e})"),
         status: None,
+        code: None,
         retryable: false,
     })
 }

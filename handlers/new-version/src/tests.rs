@@ -245,7 +245,12 @@ impl Refresher for FakeRefresher {
             Some((left, status)) if *left > 0 => {
                 *left -= 1;
                 let status = *status;
-                Err(ArmCallError { message: format!("HTTP {status}"), status: Some(status), retryable: status >= 500 })
+                Err(ArmCallError {
+                    message: format!("HTTP {status}"),
+                    status: Some(status),
+                    code: None,
+                    retryable: status >= 500,
+                })
             }
             _ => Ok("done".to_owned()),
         };

@@ -68,8 +68,11 @@ param notifyVaultId string
 @description('Resource ids of the mirror vaults.')
 param mirrorVaultIds array
 
-@description('Resource ids of the storage accounts bound to the storage-account-key provider.')
-param storageKeyAccountIds array
+@description('Resource ids of the Azure key family\'s resources bound to the azure-key provider (and the storage accounts of storage-account-key).')
+param azureKeyResourceIds array
+
+@description('What main.bicep derives its custom role definitions\' names from (guid(customRoleSeed, role name)).')
+param customRoleSeed string
 
 @description('Resource ids of the consumer apps new-version refreshes (Microsoft.Web/sites and Microsoft.App/containerApps).')
 param consumerAppIds array
@@ -85,7 +88,7 @@ var vaultGrants = filter(grants, g => g.scope == 'vault')
 var canaryGrants = filter(grants, g => g.scope == 'canarySecret')
 var notifyGrants = empty(notifySecretUri) ? [] : filter(grants, g => g.scope == 'notificationSecret')
 var mirrorGrants = filter(grants, g => g.scope == 'mirrorVaults')
-var storageKeyGrants = filter(grants, g => g.scope == 'storageKeyAccounts')
+var azureKeyGrants = filter(grants, g => g.scope == 'azureKeyResources')
 var consumerWebAppGrants = filter(grants, g => g.scope == 'consumerWebApps')
 var consumerContainerAppGrants = filter(grants, g => g.scope == 'consumerContainerApps')
 // The consumers by type: each type's role is granted on its own apps only.
@@ -445,15 +448,15 @@ module mirrorAccess 'vault-grants.bicep' = [for (v, i) in mirrorVaultIds: if (!e
   }
 }]
 
-module storageKeyAccess 'storage-grants.bicep' = [for (a, i) in storageKeyAccountIds: if (!empty(storageKeyGrants)) {
-  name: '${appName}-storagekey-${i}'
-  scope: resourceGroup(split(a, '/')[2], split(a, '/')[4])
+module azureKeyAccess 'key-grants.bicep' = [for (r, i) in azureKeyResourceIds: if (!empty(azureKeyGrants)) {
+  name: '${appName}-azurekey-${i}'
+  scope: resourceGroup(split(r, '/')[2], split(r, '/')[4])
   params: {
-    storageAccountName: last(split(a, '/'))
+    resourceId: r
     principalId: identity.properties.principalId
-    grants: storageKeyGrants
-    roleDefinitions: roles.roleDefinitions
-    purpose: 'keyturn ${handler}: storage account keys it may rotate'
+    grants: azureKeyGrants
+    customRoleSeed: customRoleSeed
+    purpose: 'keyturn ${handler}: keys it may rotate (list and regenerate only)'
   }
 }]
 

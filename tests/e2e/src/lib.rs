@@ -323,7 +323,9 @@ async fn start_timer_host_as(
 
 /// The deployment a handler with `settings` (over the stack's) would be granted for, as infra reads it: the
 /// watched vaults are `KEYTURN_VAULTS` (the settings', else the stack's), the mirrors
-/// `KEYTURN_MIRROR_VAULTS`, the canary `KEYTURN_CANARY_SECRET`; no `when` flag is on (infra's defaults).
+/// `KEYTURN_MIRROR_VAULTS`, the canary `KEYTURN_CANARY_SECRET`, the Azure key family's resources every resource
+/// `KEYTURN_AZURE_KEY_RESOURCES` and `KEYTURN_STORAGE_ACCOUNTS` bind (infra grants the key operator role on each);
+/// no `when` flag is on (infra's defaults).
 pub fn deployment_of(stack: &keyturn_local::stack::LocalStack, settings: &[(String, String)]) -> Deployment {
     let env = stack.handler_env();
     let setting = |name: &str| {
@@ -346,8 +348,22 @@ pub fn deployment_of(stack: &keyturn_local::stack::LocalStack, settings: &[(Stri
         monitored_vaults: names(setting("KEYTURN_VAULTS")),
         canary_secret: setting("KEYTURN_CANARY_SECRET"),
         mirror_vaults: names(setting("KEYTURN_MIRROR_VAULTS")),
+        azure_key_resources: ["KEYTURN_AZURE_KEY_RESOURCES", "KEYTURN_STORAGE_ACCOUNTS"]
+            .into_iter()
+            .filter_map(setting)
+            .flat_map(|bindings| bound_targets(&bindings))
+            .collect(),
         ..Deployment::default()
     }
+}
+
+/// The targets of a binding setting (`<vault>[/<names>]=<target>[,<target>];...`), in order.
+fn bound_targets(bindings: &str) -> Vec<String> {
+    bindings
+        .split(';')
+        .filter_map(|entry| entry.split_once('=').map(|(_, targets)| targets))
+        .flat_map(|targets| targets.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned))
+        .collect()
 }
 
 /// Relays TCP connections from a loopback port to `target`, counting them: put it in front of an endpoint to

@@ -11,6 +11,10 @@
 //! | while recording the key it is about to replace (nothing regenerated yet) | that vault write | the vault delays every secret write by 2 s |
 //! | after the regeneration, before the promotion | Resource Manager's answer | the emulator holds its answers |
 //! | after the promotion, before the pending home is marked | that vault write | the same vault delay |
+//!
+//! The ARM emulator enforces infra/roles.json: the handler's identity holds `keyturn key operator` on each resource
+//! its deployment binds; a resource it holds no role on is refused with ARM's 403, a permanent rejection naming the
+//! role.
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,8 +24,8 @@ use std::time::Duration;
 
 use keyturn_e2e::receivers::http_sink;
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
-    publish_near_expiry, secret_versions, seed_secret, sigkill, tags, wait_for, workspace_binary,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, deployment_of, fast_retries,
+    fast_stack, publish_near_expiry, secret_versions, seed_secret, sigkill, tags, wait_for, workspace_binary,
 };
 use keyturn_host::Status;
 use keyturn_local::arm::{ArmEmulator, RunningArm};
@@ -41,7 +45,8 @@ const RESOURCES: [(&str, &str, &str); 2] = [(COSMOS, "primary", "secondary"), (B
 const HOLD: Duration = Duration::from_secs(2);
 
 async fn arm(stack: &LocalStack) -> RunningArm {
-    let mut builder = ArmEmulator::builder();
+    // The stack's Resource Manager role assignments: the handler identity's, from infra/roles.json.
+    let mut builder = ArmEmulator::builder().assignments(stack.emulator().arm_assignments().clone());
     for (resource, _, _) in RESOURCES {
         builder = builder.resource(resource);
     }
@@ -139,6 +144,60 @@ async fn ten_concurrent_duplicates_make_one_regeneration_per_resource() {
         }
 
         chain.assert_notified_without_values(&sink, 2, &[VAULT]).await;
+        chain.shutdown().await;
+        arm.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resource_the_identity_holds_no_role_on_is_refused_with_a_permanent_error_naming_the_role() {
+    bounded(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = fast_stack(&[VAULT]).await;
+        let arm = arm(&stack).await;
+        let settings = settings(&stack, &arm, dir.path());
+        // Both resources bound, but the deployment granted the role on the Cosmos DB account only (as if the rule
+        // were bound by hand after the deployment ran).
+        let mut deployment = deployment_of(&stack, &settings);
+        assert_eq!(deployment.azure_key_resources, vec![COSMOS.to_owned(), BUS.to_owned()]);
+        deployment.azure_key_resources.retain(|r| r == COSMOS);
+        let granted = seed(&stack, &arm, "kt-e2e-role-granted", COSMOS, "primary");
+        let refused = seed(&stack, &arm, "kt-e2e-role-missing", BUS, "primary");
+        let chain = Chain::start_as(
+            stack,
+            FUNCTION,
+            &workspace_binary(FUNCTION),
+            &NEAR_EXPIRY_EVENT_TYPES,
+            settings,
+            deployment,
+        )
+        .await;
+        publish_near_expiry(&chain, "role-granted", VAULT, "kt-e2e-role-granted", &granted);
+        publish_near_expiry(&chain, "role-missing", VAULT, "kt-e2e-role-missing", &refused);
+        wait_for("an answer to both deliveries", Duration::from_secs(60), || chain.outcomes().len() >= 2).await;
+        assert!(chain.stack.grid().settled(Duration::from_secs(60)).await);
+
+        let granted_outcomes = chain.outcomes_about("kt-e2e-role-granted");
+        assert_eq!(granted_outcomes.len(), 1, "{granted_outcomes:#?}");
+        assert_eq!(
+            (granted_outcomes[0].status, granted_outcomes[0].action.as_deref()),
+            (Status::Done, Some("rotated"))
+        );
+        assert_eq!(regenerations(&arm, COSMOS), (0, 1));
+
+        // Refused by Resource Manager: one attempt (permanent, no redelivery), the message naming the role. (A
+        // permanent error's outcome carries only its message: found by the event's subject.)
+        let refused_outcomes = chain.outcomes_for_subject("kt-e2e-role-missing");
+        assert_eq!(refused_outcomes.len(), 1, "a permanent error is not retried: {refused_outcomes:#?}");
+        let outcome = &refused_outcomes[0];
+        assert_eq!(outcome.status, Status::Rejected, "{outcome:#?}");
+        for says in ["403 AuthorizationFailed", "holds no role granting it on", "'keyturn key operator' role", BUS] {
+            assert!(outcome.message.contains(says), "{says}: {}", outcome.message);
+        }
+        assert_eq!(regenerations(&arm, BUS), (0, 0), "the rule's keys untouched");
+        assert_eq!(versions(&chain.stack, "kt-e2e-role-missing").len(), 1, "nothing stored");
+        assert!(chain.stack.grid().dead_letters().is_empty());
         chain.shutdown().await;
         arm.shutdown().await;
     })

@@ -64,6 +64,7 @@ async fn a_storage_key_rollback_restores_the_key_the_account_still_has_and_the_n
         let stack = fast_stack(&[VAULT]).await;
         stack.emulator().grant_system_identity("Key Vault Secrets Officer").unwrap();
         let arm = ArmEmulator::builder()
+            .assignments(stack.emulator().arm_assignments().clone())
             .storage_account(ACCOUNT)
             .ca_dir(dir.path().join("arm"))
             .start(stack.emulator().token_registry().unwrap())

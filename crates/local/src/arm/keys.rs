@@ -109,8 +109,8 @@ impl KeyType {
     }
 }
 
-/// Every type the emulator serves, for messages.
-pub(super) fn served_types() -> String {
+/// Every type the emulator serves.
+pub(super) const SERVED: [&KeyType; 7] = {
     use super::{cognitive, cosmos, messaging, redis, search, storage};
     [
         &storage::STORAGE,
@@ -121,10 +121,11 @@ pub(super) fn served_types() -> String {
         &cognitive::COGNITIVE_SERVICES,
         &search::SEARCH,
     ]
-    .iter()
-    .map(|t| t.name)
-    .collect::<Vec<_>>()
-    .join(", ")
+};
+
+/// Every type the emulator serves, for messages.
+pub(super) fn served_types() -> String {
+    SERVED.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
 }
 
 /// One key and when it was made.

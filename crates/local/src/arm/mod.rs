@@ -15,9 +15,14 @@
 //! for another audience 401 `InvalidAuthenticationToken`; an unknown resource is 404 `ResourceNotFound` (an
 //! unknown resource group `ResourceGroupNotFound`); a missing api-version 400 `MissingApiVersionParameter`, one the
 //! type does not serve 400 `InvalidApiVersionParameter`. Cosmos DB regenerates in a long-running operation (202,
-//! the new key visible a moment later). Not served: everything else ARM does (404 `NotServedByEmulator`); role
-//! assignments are not checked here (the Key Vault emulator enforces infra/roles.json; this one checks only
-//! the token), which docs/local-stack.md records.
+//! the new key visible a moment later). Not served: everything else ARM does (404 `NotServedByEmulator`).
+//!
+//! Role assignments are enforced as ARM's gateway enforces them, before the resource provider is asked (so before
+//! the resource's existence is known): each request needs the action `<namespace>/<types>/<operation>/action`
+//! (e.g. `Microsoft.ServiceBus/namespaces/queues/authorizationRules/regenerateKeys/action`), granted to the
+//! token's principal by a role assignment at the resource or above ([`Builder::assignments`]: the stack's handler
+//! identities hold infra/roles.json's `keyturn key operator` on the resources their deployment binds). Without it:
+//! 403 `AuthorizationFailed`, ARM's message naming the client, the action and the scope.
 
 mod cognitive;
 pub mod consumers;
@@ -42,8 +47,10 @@ use tokio::net::TcpListener;
 
 use self::consumers::ConsumerApps;
 use self::keys::{KeyType, Resource};
-use crate::identity::TokenRegistry;
+use crate::identity::{TokenInfo, TokenRegistry};
 use crate::keyvault::server::{self, HttpResponse, ServerHandle};
+use crate::rbac::{ArmAssignments, Scope};
+use crate::roles::{MatrixError, RoleMatrix};
 use crate::tls::{EmulatorCa, EmulatorCaError};
 
 /// The audience of Resource Manager tokens.
@@ -75,6 +82,7 @@ pub struct Builder {
     resources: Vec<String>,
     consumers: ConsumerApps,
     ca_dir: Option<PathBuf>,
+    assignments: ArmAssignments,
 }
 
 /// Entry point: `ArmEmulator::builder().resource(id).start(tokens)`.
@@ -105,6 +113,15 @@ impl Builder {
         self
     }
 
+    /// The role assignments to enforce, shared: pass the Key Vault emulator's
+    /// ([`crate::keyvault::RunningEmulator::arm_assignments`]) so that handler identities hold their
+    /// infra/roles.json grants here too. Default: none, so every call is refused (403), as in Azure for an identity
+    /// nobody granted anything.
+    pub fn assignments(mut self, assignments: ArmAssignments) -> Self {
+        self.assignments = assignments;
+        self
+    }
+
     /// Where the emulator's CA certificate is written (default: a new directory under the temp dir).
     pub fn ca_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.ca_dir = Some(dir.into());
@@ -128,12 +145,18 @@ impl Builder {
         let addr = listener.local_addr().map_err(ArmError::Bind)?;
         let resources: Resources = Arc::new(Mutex::new(resources));
         let hold = Arc::new(AtomicU64::new(0));
-        let service =
-            Arc::new(Service { resources: resources.clone(), consumers: self.consumers, tokens, hold: hold.clone() });
+        let assignments = self.assignments;
+        let service = Arc::new(Service {
+            resources: resources.clone(),
+            consumers: self.consumers,
+            tokens,
+            assignments: assignments.clone(),
+            hold: hold.clone(),
+        });
         let server = server::spawn(listener, Some(acceptor), move |req| Arc::clone(&service).handle(req));
         let url = format!("https://127.0.0.1:{}", addr.port());
         tracing::info!(%url, "ARM emulator listening");
-        Ok(RunningArm { url, ca, resources, hold, server: Some(server) })
+        Ok(RunningArm { url, ca, resources, assignments, hold, server: Some(server) })
     }
 }
 
@@ -143,6 +166,7 @@ pub struct RunningArm {
     url: String,
     ca: EmulatorCa,
     resources: Resources,
+    assignments: ArmAssignments,
     /// How long every answer is held after the request was carried out, in milliseconds.
     hold: Arc<AtomicU64>,
     server: Option<ServerHandle>,
@@ -157,6 +181,19 @@ impl RunningArm {
     /// The CA certificate (PEM) clients must trust.
     pub fn ca_pem(&self) -> &str {
         self.ca.ca_pem()
+    }
+
+    /// The role assignments this emulator enforces.
+    pub fn assignments(&self) -> &ArmAssignments {
+        &self.assignments
+    }
+
+    /// Assigns `principal_id` infra/roles.json's custom role `role` (e.g. `keyturn key operator`) at the resource
+    /// `resource_id`: for a test that calls Resource Manager as a broad client, visibly.
+    pub fn assign_role(&self, principal_id: &str, role: &str, resource_id: &str) -> Result<(), MatrixError> {
+        let role = RoleMatrix::embedded()?.custom_role(role)?;
+        self.assignments.assign(principal_id, role, Scope::arm(resource_id.trim_end_matches('/')));
+        Ok(())
     }
 
     /// The current value of `key` of the resource `resource_id`, by the name its type's module gives it
@@ -250,7 +287,34 @@ struct Service {
     resources: Resources,
     consumers: ConsumerApps,
     tokens: TokenRegistry,
+    assignments: ArmAssignments,
     hold: Arc<AtomicU64>,
+}
+
+/// The management action a request on `route` needs: the namespace, the resource types of the id (its names
+/// left out) and the operation (`regenerateAdminKey/primary` → `regenerateAdminKey`), then `/action`.
+fn required_action(route: &Route<'_>, operation: &str) -> String {
+    // `/subscriptions/<s>/resourceGroups/<g>/providers/<namespace>/<type>/<name>[/<type>/<name>...]`
+    let mut after_providers = route.resource.split('/').skip(6);
+    let namespace = after_providers.next().unwrap_or_default();
+    let types: Vec<&str> = after_providers.step_by(2).collect();
+    let verb = operation.split('/').next().unwrap_or(operation);
+    format!("{namespace}/{}/{verb}/action", types.join("/"))
+}
+
+/// ARM's 403 for a caller without the action: the gateway's code, message and failure-cause header.
+fn authorization_failed(caller: &TokenInfo, action: &str, scope: &str) -> HttpResponse {
+    let mut response = arm_error(
+        StatusCode::FORBIDDEN,
+        "AuthorizationFailed",
+        &format!(
+            "The client '{}' with object id '{}' does not have authorization to perform action '{action}' over \
+             scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+            caller.object_id, caller.object_id
+        ),
+    );
+    response.headers_mut().insert("x-ms-failure-cause", http::HeaderValue::from_static("gateway"));
+    response
 }
 
 /// ARM's error body.
@@ -269,9 +333,10 @@ impl Service {
     }
 
     async fn answer(&self, req: Request<Incoming>) -> HttpResponse {
-        if let Some(refusal) = self.refusal(&req) {
-            return refusal;
-        }
+        let caller = match self.caller(&req) {
+            Ok(caller) => caller,
+            Err(refusal) => return *refusal,
+        };
         if let Some(response) = self.consumers.handle(req.method(), req.uri().path(), req.uri().query()) {
             return response;
         }
@@ -302,6 +367,12 @@ impl Service {
             }
         }
         let Some(operation) = kind.operation(action) else { return not_served(&path) };
+        let route = Route { kind, resource, action: Some(action) };
+        let needed = required_action(&route, action);
+        if !self.assignments.allows(&caller.object_id, &needed, &Scope::arm(resource)) {
+            tracing::warn!(principal = %caller.object_id, action = %needed, %resource, "ARM request refused: no role grants it");
+            return authorization_failed(&caller, &needed, resource);
+        }
         if req.method() != Method::POST {
             return arm_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -326,8 +397,8 @@ impl Service {
         keys::apply(&self.resources, &mut resources, &normalise(resource), operation, &body)
     }
 
-    /// The 401 for a request without a valid Resource Manager token; `None` lets it through.
-    fn refusal(&self, req: &Request<Incoming>) -> Option<HttpResponse> {
+    /// Who calls, from a valid Resource Manager token; else the 401 to answer (boxed: a response is large).
+    fn caller(&self, req: &Request<Incoming>) -> Result<TokenInfo, Box<HttpResponse>> {
         let challenge = |code: &str, message: &str| {
             let mut response = arm_error(StatusCode::UNAUTHORIZED, code, message);
             response.headers_mut().insert(
@@ -344,14 +415,14 @@ impl Service {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         else {
-            return Some(challenge(
+            return Err(Box::new(challenge(
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is missing.",
-            ));
+            )));
         };
-        self.tokens.validate(token.trim(), RESOURCE).err().map(|rejection| {
+        self.tokens.validate(token.trim(), RESOURCE).map_err(|rejection| {
             tracing::warn!(%rejection, "ARM request with a token the emulator refuses");
-            challenge("InvalidAuthenticationToken", &format!("The access token is invalid: {rejection}."))
+            Box::new(challenge("InvalidAuthenticationToken", &format!("The access token is invalid: {rejection}.")))
         })
     }
 }
@@ -458,6 +529,49 @@ mod tests {
         ] {
             assert!(route(&bad).is_none(), "{bad}");
         }
+    }
+
+    /// The one place the key family's actions are written is infra/roles.json's `keyturn key operator`; what the
+    /// emulator demands of each type it serves (the provider's table's calls: the e2e tests run the provider against
+    /// it) must be exactly that list, so a type added here without its actions there fails.
+    #[test]
+    fn the_key_operator_role_holds_exactly_the_actions_the_served_operations_need() {
+        use std::collections::BTreeSet;
+        let role = RoleMatrix::embedded().unwrap().custom_role("keyturn key operator").unwrap();
+        let granted: BTreeSet<String> = role.actions.iter().map(|a| a.to_ascii_lowercase()).collect();
+        let mut needed = BTreeSet::new();
+        for kind in keys::SERVED {
+            let namespace = kind.name.split('/').next().unwrap();
+            for shape in kind.shapes {
+                // A resource id of this shape: every `*` a name, every `a|b` each of its literals in turn.
+                let alternatives: Vec<Vec<&str>> = shape.iter().map(|p| p.split('|').collect()).collect();
+                let widest = alternatives.iter().map(Vec::len).max().unwrap();
+                for choice in 0..widest {
+                    let segments: Vec<&str> = alternatives
+                        .iter()
+                        .map(|a| if a == &["*"] { "name" } else { a[choice.min(a.len() - 1)] })
+                        .collect();
+                    let id = format!("/subscriptions/s/resourceGroups/g/providers/{namespace}/{}", segments.join("/"));
+                    let regenerate = match kind.regenerate {
+                        keys::Regenerate::Body { action, .. } => action.to_owned(),
+                        keys::Regenerate::Path { action, names } => format!("{action}/{}", names[0]),
+                    };
+                    for operation in [kind.list_action.to_owned(), regenerate] {
+                        let path = format!("{id}/{operation}");
+                        let route = route(&path).unwrap_or_else(|| panic!("{path}"));
+                        needed.insert(required_action(&route, route.action.unwrap()).to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+        assert_eq!(needed, granted);
+        let path =
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Search/searchServices/x/regenerateAdminKey/primary";
+        let route = route(path).unwrap();
+        assert_eq!(
+            required_action(&route, route.action.unwrap()),
+            "Microsoft.Search/searchServices/regenerateAdminKey/action"
+        );
     }
 
     #[test]

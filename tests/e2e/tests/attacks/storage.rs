@@ -37,6 +37,7 @@ async fn a_secret_writer_cannot_rotate_the_keys_of_an_account_not_bound_to_their
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
         let arm = ArmEmulator::builder()
+            .assignments(stack.emulator().arm_assignments().clone())
             .storage_account(BOUND)
             .storage_account(VICTIM)
             .resource(COSMOS_VICTIM)

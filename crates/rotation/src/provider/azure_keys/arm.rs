@@ -4,6 +4,9 @@
 use crate::arm::{ArmCallError, ArmClient};
 use crate::provider::ProviderError;
 
+/// The custom role infra/roles.json defines for the family's calls, named when Resource Manager refuses one.
+pub const KEY_OPERATOR_ROLE: &str = "keyturn key operator";
+
 /// What a list call answers on success.
 const LIST_SUCCESS: &[u16] = &[200];
 /// Regenerations answer 200 (with the keys) or, for Cosmos DB's long-running operation, 202 (nothing yet).
@@ -67,8 +70,23 @@ impl KeyCalls {
     ) -> Result<Vec<u8>, ProviderError> {
         let path = format!("{}/{action}", resource.trim_end_matches('/'));
         let doing = format!("{action} on {resource}");
-        self.arm.send(azure_core::http::Method::Post, &path, api_version, body, success, &doing).await.map_err(
-            |ArmCallError { message, retryable, .. }| ProviderError { provider: self.provider, message, retryable },
-        )
+        self.arm.send(azure_core::http::Method::Post, &path, api_version, body, success, &doing).await.map_err(|error| {
+            if error.status == Some(403) && error.code.as_deref() == Some("AuthorizationFailed") {
+                // Permanent: a redelivery cannot grant a role. The deployment does, per bound resource.
+                return ProviderError {
+                    provider: self.provider,
+                    message: format!(
+                        "{doing}: Resource Manager refused it (HTTP 403 AuthorizationFailed): this handler's identity \
+                         holds no role granting it on {resource} (or, without one above it, the resource does not \
+                         exist: Resource Manager answers both alike). Assign it the '{KEY_OPERATOR_ROLE}' role \
+                         (infra/roles.json) at the resource: the deployment does for each resource it binds \
+                         (azureKeyResources / azure_key_resources, storageKeyAccountIds)"
+                    ),
+                    retryable: false,
+                };
+            }
+            let ArmCallError { message, retryable, .. } = error;
+            ProviderError { provider: self.provider, message, retryable }
+        })
     }
 }
