@@ -10,7 +10,7 @@ use keyturn_host::adapter::Adapter;
 use keyturn_notify::{BuildError, Notifier, NotifierOptions, Notify};
 use keyturn_rotation::provider::ProviderError;
 use keyturn_rotation::{Engine, LockSetupError, Providers, RotationLock};
-use keyturn_vault::{AzureKeyVault, CreatePacing, Inventory, KeyVault, VaultError, Versions};
+use keyturn_vault::{AzureKeyVault, Inventory, KeyVault, VaultError, VaultPacing, Versions};
 
 use crate::accept::{self, Accepted};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -130,16 +130,16 @@ impl Deps {
     pub fn from_settings(settings: Settings) -> Result<Self, DepsError> {
         let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
         let credential = keyturn_vault::credential::build_credential(&settings.credential, options.clone())?;
-        // One schedule of secret creates per vault for the whole process, mirrors included; an invocation's wait
-        // for its turn counts from its event's arrival.
-        let pacing = CreatePacing::counted_from(settings.retry.pacing_max_wait, keyturn_host::event_arrived);
+        // One schedule per vault and class of request (secret creates, key creates, other requests) for the
+        // whole process, mirrors included; an invocation's wait for its turn counts from its event's arrival.
+        let pacing = VaultPacing::counted_from(settings.retry.pacing_max_wait, keyturn_host::event_arrived);
         let vaults = Arc::new(
             AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?
-                .with_create_pacing(pacing.clone()),
+                .with_pacing(pacing.clone()),
         );
         let mirrors = Arc::new(
             AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?
-                .with_create_pacing(pacing),
+                .with_pacing(pacing),
         );
         let lock = keyturn_rotation::lock_from_settings(&settings.lock, credential.clone(), options.clone())?;
         let notifier = Arc::new(notifier(&settings)?);

@@ -32,8 +32,9 @@ pub mod testing;
 pub mod time;
 pub mod versions;
 
-pub use azure::{AzureKeyVault, CreatePacing, StartedAt};
+pub use azure::AzureKeyVault;
 pub use error::VaultError;
+pub use pacer::{OperationClass, StartedAt, VaultPacing};
 pub use inventory::{Collection, Inventory, Listed};
 pub use ops::{KeyVault, VaultFuture};
 pub use versions::{VersionProperties, VersionUpdate, Versions};
