@@ -41,6 +41,8 @@ pub(crate) struct VaultClients {
 /// Key Vault through the Azure SDK.
 pub struct AzureKeyVault {
     vaults: HashMap<String, VaultClients>,
+    /// The credential the clients were built with, for [`AzureKeyVault::warm_up`].
+    credential: Arc<dyn TokenCredential>,
     /// Every request paced to the vault's published limit of its class (off: left to the service's 429s).
     pacing: VaultPacing,
 }
@@ -129,7 +131,16 @@ impl AzureKeyVault {
             );
             built.insert(entry.name().to_owned(), VaultClients { entry: entry.clone(), secrets, keys, certificates });
         }
-        Ok(Self { vaults: built, pacing: VaultPacing::default() })
+        Ok(Self { vaults: built, credential, pacing: VaultPacing::default() })
+    }
+
+    /// The allow-listed vaults.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &VaultEntry> {
+        self.vaults.values().map(|clients| &clients.entry)
+    }
+
+    pub(crate) fn credential(&self) -> &dyn TokenCredential {
+        self.credential.as_ref()
     }
 
     /// The clients of an allow-listed vault.

@@ -101,7 +101,7 @@ pub(crate) struct Throttled {
     pub(crate) elapsed: Duration,
     /// Event Grid deliveries after the first of an event (a declined pacing slot, a 429, a timeout).
     pub(crate) redeliveries: usize,
-    /// Invocations that failed on a 429 from the vault.
+    /// Requests the vault refused with 429 (the emulator counts them).
     pub(crate) vault_429s: usize,
     /// Secrets without exactly one new version.
     pub(crate) not_once: usize,

@@ -70,7 +70,19 @@ async fn fifty_rsa_keys_near_expiry_under_key_vault_throttling_rotate_exactly_on
         .map(|i| (i, store.list_key_versions(VAULT, &format!("signing-{i:02}")).unwrap().len()))
         .filter(|(_, versions)| *versions != 2)
         .collect();
-    assert!(not_once.is_empty(), "keys not rotated exactly once (index, versions): {not_once:?}");
+    // What the handler said about each (its warnings: a failed rotation, a retry), to tell why.
+    let lines = chain.host.output().lines();
+    let said: Vec<Vec<&str>> = not_once
+        .iter()
+        .map(|(i, _)| {
+            let name = format!("signing-{i:02}");
+            lines.iter().filter(|line| line.text.contains(&name)).map(|line| line.text.as_str()).collect()
+        })
+        .collect();
+    assert!(
+        not_once.is_empty(),
+        "keys not rotated exactly once (index, versions): {not_once:?}; the handler said: {said:#?}"
+    );
     chain.shutdown().await;
 }
 
