@@ -47,10 +47,8 @@ async fn a_thousand_secrets_near_expiry_under_key_vault_throttling_rotate_exactl
     }
     let chain = rotate_all(stack, SECRETS).await;
     let store = chain.stack.emulator().store();
-    let not_once: Vec<(usize, usize)> = (0..SECRETS)
-        .map(|i| (i, store.list_secret_versions(VAULT, &format!("bulk-{i:04}")).unwrap().len()))
-        .filter(|(_, versions)| *versions != 2)
-        .collect();
+    let not_once =
+        not_rotated_once(SECRETS, |i| store.list_secret_versions(VAULT, &format!("bulk-{i:04}")).unwrap().len());
     assert!(not_once.is_empty(), "secrets not rotated exactly once (index, versions): {not_once:?}");
     chain.shutdown().await;
 }
@@ -66,10 +64,8 @@ async fn fifty_rsa_keys_near_expiry_under_key_vault_throttling_rotate_exactly_on
     }
     let chain = rotate_all(stack, KEYS).await;
     let store = chain.stack.emulator().store();
-    let not_once: Vec<(usize, usize)> = (0..KEYS)
-        .map(|i| (i, store.list_key_versions(VAULT, &format!("signing-{i:02}")).unwrap().len()))
-        .filter(|(_, versions)| *versions != 2)
-        .collect();
+    let not_once =
+        not_rotated_once(KEYS, |i| store.list_key_versions(VAULT, &format!("signing-{i:02}")).unwrap().len());
     // What the handler said about each (its warnings: a failed rotation, a retry), to tell why.
     let lines = chain.host.output().lines();
     let said: Vec<Vec<&str>> = not_once
@@ -84,6 +80,11 @@ async fn fifty_rsa_keys_near_expiry_under_key_vault_throttling_rotate_exactly_on
         "keys not rotated exactly once (index, versions): {not_once:?}; the handler said: {said:#?}"
     );
     chain.shutdown().await;
+}
+
+/// The objects, by index, without exactly two versions (seeded, rotated once), with how many they have.
+fn not_rotated_once(objects: usize, versions: impl Fn(usize) -> usize) -> Vec<(usize, usize)> {
+    (0..objects).map(|i| (i, versions(i))).filter(|(_, versions)| *versions != 2).collect()
 }
 
 /// The local stack with one vault throttled at Key Vault's published limits.
