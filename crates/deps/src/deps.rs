@@ -10,7 +10,7 @@ use keyturn_host::adapter::Adapter;
 use keyturn_notify::{BuildError, Notifier, NotifierOptions, Notify};
 use keyturn_rotation::provider::ProviderError;
 use keyturn_rotation::{Engine, LockSetupError, Providers, RotationLock};
-use keyturn_vault::{AzureKeyVault, CreatePacing, Inventory, KeyVault, VaultError, Versions};
+use keyturn_vault::{AzureKeyVault, Inventory, KeyVault, VaultError, VaultPacing, Versions};
 
 use crate::accept::{self, Accepted};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,6 +25,18 @@ use keyturn_config::notify::NameFilter;
 /// delivery timeout. Measured with the near-expiry bench (tests/e2e/benches/near_expiry.rs): bounding a burst
 /// to 64 rotations at once took the chain from 933 to 2,799 rotations/s and halved CPU per rotation.
 pub const MAX_CONCURRENT_INVOCATIONS: usize = 64;
+
+/// Starts, on the current runtime (if any), what a first event will need and can be had before it asks, all at
+/// once: the vault token ([`AzureKeyVault::warm_up`]) and, on blocking threads, the two one-time costs of the
+/// first TLS handshake: the crypto provider's random generator seeded (AWS-LC's CPU-jitter entropy, 30-45 ms of
+/// CPU measured) and the trust roots read and parsed. Nothing is sent to a vault.
+fn warm_up_in_background(vaults: Arc<AzureKeyVault>, roots: keyturn_tls::TrustRoots) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let random = roots.clone();
+    runtime.spawn_blocking(move || random.seed_random());
+    runtime.spawn_blocking(move || roots.preload());
+    runtime.spawn(async move { vaults.warm_up().await });
+}
 
 /// Why the handler cannot work. Every invocation fails with this message (retryably: the events wait in
 /// Event Grid until the setting is fixed and the process restarted).
@@ -123,23 +135,31 @@ impl Deps {
         if let Ok(Adapter::AwsLambda { .. }) = platform {
             settings.require_cross_instance_lock("AWS Lambda")?;
         }
-        Self::from_settings(settings)
+        let warm_up = matches!(platform, Ok(Adapter::AwsLambda { .. }));
+        Self::build(settings, warm_up)
     }
 
     /// Builds the clients, notifier, lock and engine for `settings`.
     pub fn from_settings(settings: Settings) -> Result<Self, DepsError> {
+        Self::build(settings, false)
+    }
+
+    /// [`Deps::from_settings`]; with `warm_up`, the vault token and the trust roots are had in the background
+    /// ([`warm_up_in_background`]), for a first event that is already waiting: on AWS Lambda, where the event is
+    /// sent as soon as init ends. Not on Azure Functions, whose host sends nothing before the handler answers
+    /// readiness and which may keep an idle handler for long: there it would only add to the start and to the
+    /// idle memory (the parsed trust roots).
+    fn build(settings: Settings, warm_up: bool) -> Result<Self, DepsError> {
         let options = keyturn_vault::http::client_options(&settings.retry, settings.ca_file.as_deref())?;
         let credential = keyturn_vault::credential::build_credential(&settings.credential, options.clone())?;
-        // One schedule of secret creates per vault for the whole process, mirrors included; an invocation's wait
-        // for its turn counts from its event's arrival.
-        let pacing = CreatePacing::counted_from(settings.retry.pacing_max_wait, keyturn_host::event_arrived);
+        // One schedule per vault and class of request (secret creates, key creates, other requests) for the
+        // whole process, mirrors included; an invocation's wait for its turn counts from its event's arrival.
+        let pacing = VaultPacing::counted_from(settings.retry.pacing_max_wait, keyturn_host::event_arrived);
         let vaults = Arc::new(
-            AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?
-                .with_create_pacing(pacing.clone()),
+            AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?.with_pacing(pacing.clone()),
         );
         let mirrors = Arc::new(
-            AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?
-                .with_create_pacing(pacing),
+            AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?.with_pacing(pacing),
         );
         let lock = keyturn_rotation::lock_from_settings(&settings.lock, credential.clone(), options.clone())?;
         let notifier = Arc::new(notifier(&settings)?);
@@ -147,6 +167,9 @@ impl Deps {
         let providers = Providers::from_settings(&settings, vaults.clone(), credential.clone(), options)?;
         let prober = keyturn_rotation::HealthProber::new(&settings.health_probes, settings.ca_file.as_deref())?;
         let engine = Engine::new(vaults.clone(), lock.clone(), providers).with_health_prober(prober);
+        if warm_up {
+            warm_up_in_background(vaults.clone(), keyturn_tls::TrustRoots::for_ca_file(settings.ca_file.as_deref())?);
+        }
         Ok(Self::from_parts(Parts {
             settings,
             vaults: vaults.clone(),

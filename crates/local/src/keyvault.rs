@@ -234,6 +234,7 @@ impl Builder {
         let clock = self.clock.unwrap_or_default();
         let store = VaultStore::new(initial, clock, self.persist_to.clone(), self.certificate_delay);
         let faults = Arc::new(FaultInjector::new(self.faults));
+        let throttled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
         let mut vaults = BTreeMap::new();
         for (name, listener, addr, url) in listeners {
@@ -243,6 +244,7 @@ impl Builder {
                 tokens: tokens.clone(),
                 tenant: self.tenant.clone(),
                 throttler: self.throttling.map(Throttler::new),
+                throttled: Arc::clone(&throttled),
                 faults: Arc::clone(&faults),
                 assignments: assignments.clone(),
                 location: DEFAULT_LOCATION.to_owned(),
@@ -279,6 +281,7 @@ impl Builder {
             identity: Some(identity),
             vaults,
             faults,
+            throttled,
             persister,
             stopped: false,
         })
@@ -314,6 +317,8 @@ pub struct RunningEmulator {
     identity: Option<IdentityEndpoint>,
     vaults: BTreeMap<String, VaultListener>,
     faults: Arc<FaultInjector>,
+    /// Requests answered 429 by throttling, every vault together.
+    throttled: Arc<std::sync::atomic::AtomicUsize>,
     persister: Option<JoinHandle<()>>,
     stopped: bool,
 }
@@ -445,6 +450,11 @@ impl RunningEmulator {
     /// The shared clock.
     pub fn clock(&self) -> &Clock {
         self.store.clock()
+    }
+
+    /// How many requests the vaults have refused with 429 (throttling) so far.
+    pub fn throttled(&self) -> usize {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the fault injection rules.

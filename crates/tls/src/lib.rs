@@ -151,6 +151,25 @@ impl TrustRoots {
 }
 
 impl TrustRoots {
+    /// Reads the system store and builds the verifier now rather than on the first handshake (blocking: call it
+    /// off the async runtime). For a process whose first handshake is certain and imminent (a cold start on AWS
+    /// Lambda, its event already waiting), so that the reading overlaps other work; a failure is kept and reported
+    /// by that handshake, as it would have been.
+    pub fn preload(&self) {
+        let _ = self.inner.verifier();
+    }
+
+    /// Draws one random byte from the crypto provider now rather than in the first handshake (blocking: call it
+    /// off the async runtime), for the same kind of process as [`TrustRoots::preload`]: AWS-LC seeds its generator
+    /// on first use from CPU-jitter entropy, which measured 30-45 ms of CPU here, the larger part of a Lambda cold
+    /// start. Meanwhile the rest of the first event's work goes on.
+    pub fn seed_random(&self) {
+        let mut byte = [0u8; 1];
+        if let Err(error) = self.inner.provider.secure_random.fill(&mut byte) {
+            tracing::debug!(?error, "no random byte yet; the first handshake will ask again");
+        }
+    }
+
     /// The same roots as certificates, for a TLS client that takes a list of roots rather than a verifier (the
     /// MySQL client): the platform's store (read once per process, shared with the verifier) plus the extra roots.
     pub fn root_certificates(&self) -> Vec<CertificateDer<'static>> {

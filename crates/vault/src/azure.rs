@@ -27,7 +27,7 @@ use crate::model::{
     SecretProperties, SecretVersion, Tags,
 };
 use crate::ops::{KeyVault, VaultFuture};
-use crate::pacer::{Pacer, PacerLimits};
+use crate::pacer::{OperationClass, VaultPacing};
 use crate::{VaultError, credential, http, time};
 
 /// The SDK clients of one vault.
@@ -41,64 +41,17 @@ pub(crate) struct VaultClients {
 /// Key Vault through the Azure SDK.
 pub struct AzureKeyVault {
     vaults: HashMap<String, VaultClients>,
-    /// Secret creates paced to the vault's published limit (off: left to the service's 429s).
-    create_pacing: CreatePacing,
-}
-
-/// Secret creates paced to Key Vault's per-vault limit ([`PacerLimits::key_vault_secret_create`]): one
-/// schedule per vault, shared by every invocation of the process and by every [`AzureKeyVault`] it is given to
-/// (the monitored vaults' and the mirrors', which may name the same vault). Cloning shares the schedule.
-#[derive(Debug, Clone, Default)]
-pub struct CreatePacing(Option<Arc<WritePacing>>);
-
-/// When the work now asking for a turn began (the event's arrival), if it is bound to answer in time.
-pub type StartedAt = fn() -> Option<tokio::time::Instant>;
-
-#[derive(Debug)]
-struct WritePacing {
-    pacer: Pacer,
-    /// A turn further away than this is not taken: the write is left to a later delivery.
-    max_wait: std::time::Duration,
-    /// The wait counts from here when it returns a time, from the write itself otherwise.
-    started_at: StartedAt,
-}
-
-impl CreatePacing {
-    /// Pacing that waits at most `max_wait` for a turn, counted from the write; zero turns pacing off.
-    pub fn new(max_wait: std::time::Duration) -> Self {
-        Self::counted_from(max_wait, || None)
-    }
-
-    /// Pacing whose `max_wait` counts from `started_at()` when it tells (a handler passes the event's arrival:
-    /// Event Grid's 30 s to answer run from delivery, not from the write), from the write otherwise.
-    pub fn counted_from(max_wait: std::time::Duration, started_at: StartedAt) -> Self {
-        Self((!max_wait.is_zero()).then(|| {
-            Arc::new(WritePacing { pacer: Pacer::new(PacerLimits::key_vault_secret_create()), max_wait, started_at })
-        }))
-    }
-
-    /// Waits for this write's turn, or refuses at once (retryable) when the turn is further than the longest
-    /// wait from the start.
-    async fn wait_for_turn(&self, operation: &'static str, vault: &str, object: &str) -> Result<(), VaultError> {
-        let Some(pacing) = &self.0 else { return Ok(()) };
-        let now = tokio::time::Instant::now();
-        let waited = (pacing.started_at)().map_or(std::time::Duration::ZERO, |started| now - started);
-        let may_wait = pacing.max_wait.saturating_sub(waited);
-        match pacing.pacer.try_reserve(vault, now, may_wait) {
-            Some(turn) => {
-                tokio::time::sleep_until(turn).await;
-                Ok(())
-            }
-            None => Err(VaultError::Paced { operation, object: object.to_owned(), max_wait: pacing.max_wait }),
-        }
-    }
+    /// The credential the clients were built with, for [`AzureKeyVault::warm_up`].
+    credential: Arc<dyn TokenCredential>,
+    /// Every request paced to the vault's published limit of its class (off: left to the service's 429s).
+    pacing: VaultPacing,
 }
 
 impl std::fmt::Debug for AzureKeyVault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&String> = self.vaults.keys().collect();
         names.sort();
-        f.debug_struct("AzureKeyVault").field("vaults", &names).field("create_pacing", &self.create_pacing).finish()
+        f.debug_struct("AzureKeyVault").field("vaults", &names).field("pacing", &self.pacing).finish()
     }
 }
 
@@ -107,14 +60,25 @@ impl AzureKeyVault {
     pub fn from_settings(settings: &Settings) -> Result<Self, VaultError> {
         let options = http::client_options(&settings.retry, settings.ca_file.as_deref())?;
         let credential = credential::build_credential(&settings.credential, options.clone())?;
-        let pacing = CreatePacing::new(settings.retry.pacing_max_wait);
-        Ok(Self::new(&settings.vaults, credential, options)?.with_create_pacing(pacing))
+        let pacing = VaultPacing::new(settings.retry.pacing_max_wait);
+        Ok(Self::new(&settings.vaults, credential, options)?.with_pacing(pacing))
     }
 
-    /// Paces this client's secret creates with `pacing` (shared with whoever else holds a clone of it).
-    pub fn with_create_pacing(mut self, pacing: CreatePacing) -> Self {
-        self.create_pacing = pacing;
+    /// Paces this client's requests with `pacing` (shared with whoever else holds a clone of it).
+    pub fn with_pacing(mut self, pacing: VaultPacing) -> Self {
+        self.pacing = pacing;
         self
+    }
+
+    /// Waits for the turn of `operation` on `object` under its class's limit (see [`VaultPacing`]).
+    pub(crate) async fn turn(
+        &self,
+        class: OperationClass,
+        operation: &'static str,
+        vault: &str,
+        object: &str,
+    ) -> Result<(), VaultError> {
+        self.pacing.wait_for_turn(class, operation, vault, object).await
     }
 
     /// Builds the clients of every vault in `vaults`. Real vault hosts keep the SDK's challenge-resource
@@ -167,7 +131,16 @@ impl AzureKeyVault {
             );
             built.insert(entry.name().to_owned(), VaultClients { entry: entry.clone(), secrets, keys, certificates });
         }
-        Ok(Self { vaults: built, create_pacing: CreatePacing::default() })
+        Ok(Self { vaults: built, credential, pacing: VaultPacing::default() })
+    }
+
+    /// The allow-listed vaults.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &VaultEntry> {
+        self.vaults.values().map(|clients| &clients.entry)
+    }
+
+    pub(crate) fn credential(&self) -> &dyn TokenCredential {
+        self.credential.as_ref()
     }
 
     /// The clients of an allow-listed vault.
@@ -258,6 +231,7 @@ impl KeyVault for AzureKeyVault {
             let (clients, object) = self.clients(vault, name)?;
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
             let options = SecretClientGetSecretOptions::default();
+            self.turn(OperationClass::SecretOther, OP, vault, &object).await?;
             let mut secret =
                 clients.secrets.get_secret(name, Some(options)).await.map_err(sdk)?.into_model().map_err(sdk)?;
             // Take the value out of the SDK model at once so that only the wiping wrapper holds it.
@@ -289,7 +263,7 @@ impl KeyVault for AzureKeyVault {
                 }),
             };
             let body: RequestContent<SdkSetSecret> = parameters.try_into().map_err(sdk)?;
-            self.create_pacing.wait_for_turn(OP, vault, &object).await?;
+            self.turn(OperationClass::SecretCreate, OP, vault, &object).await?;
             let mut secret =
                 clients.secrets.set_secret(name, body, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             // The response echoes the value; drop it into the wiping wrapper rather than keep it around.
@@ -303,6 +277,7 @@ impl KeyVault for AzureKeyVault {
             const OP: &str = "get key";
             let (clients, object) = self.clients(vault, name)?;
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
+            self.turn(OperationClass::KeyOther, OP, vault, &object).await?;
             let key = clients.keys.get_key(name, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             key_properties(key, OP, &object)
         })
@@ -313,6 +288,7 @@ impl KeyVault for AzureKeyVault {
             const OP: &str = "get key rotation policy";
             let (clients, object) = self.clients(vault, name)?;
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
+            self.turn(OperationClass::KeyOther, OP, vault, &object).await?;
             let policy =
                 clients.keys.get_key_rotation_policy(name, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             let rotate = policy.lifetime_actions.unwrap_or_default().into_iter().find(|action| {
@@ -334,6 +310,7 @@ impl KeyVault for AzureKeyVault {
             const OP: &str = "rotate key";
             let (clients, object) = self.clients(vault, name)?;
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
+            self.turn(OperationClass::KeyCreate, OP, vault, &object).await?;
             let key = clients.keys.rotate_key(name, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             key_properties(key, OP, &object)
         })
@@ -344,6 +321,7 @@ impl KeyVault for AzureKeyVault {
             const OP: &str = "get certificate";
             let (clients, object) = self.clients(vault, name)?;
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
+            self.turn(OperationClass::SecretOther, OP, vault, &object).await?;
             let certificate =
                 clients.certificates.get_certificate(name, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             let attributes = certificate.attributes.unwrap_or_default();
@@ -361,6 +339,7 @@ impl KeyVault for AzureKeyVault {
             const OP: &str = "get certificate policy";
             let (clients, object) = self.clients(vault, name)?;
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
+            self.turn(OperationClass::SecretOther, OP, vault, &object).await?;
             let policy = clients
                 .certificates
                 .get_certificate_policy(name, None)
@@ -380,6 +359,7 @@ impl KeyVault for AzureKeyVault {
             const OP: &str = "get certificate issuer";
             let (clients, object) = self.clients(vault, issuer)?;
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
+            self.turn(OperationClass::SecretOther, OP, vault, &object).await?;
             let issuer = clients.certificates.get_issuer(issuer, None).await.map_err(sdk)?.into_model().map_err(sdk)?;
             Ok(issuer.provider)
         })
@@ -392,6 +372,8 @@ impl KeyVault for AzureKeyVault {
             let sdk = |e| VaultError::from_sdk(OP, &object, e);
             // Empty parameters: a new version under the certificate's existing policy.
             let body: RequestContent<SdkCreateCertificate> = SdkCreateCertificate::default().try_into().map_err(sdk)?;
+            // Issuing a certificate creates its key: it counts against the vault's key-create limit.
+            self.turn(OperationClass::KeyCreate, OP, vault, &object).await?;
             let mut poller = clients.certificates.begin_create_certificate(name, body, None).map_err(sdk)?;
             // Only the first answer is awaited: Key Vault has accepted the operation then, and issuance by a
             // CA can take far longer than an invocation may. The new version raises its own event.
@@ -542,7 +524,7 @@ mod allow_list_tests {
     #[tokio::test(start_paused = true)]
     async fn secret_creates_are_paced_per_vault_and_a_turn_too_far_away_is_left_for_a_later_delivery() {
         let (vault, transport) = vault_with_counter();
-        let vault = vault.with_create_pacing(CreatePacing::new(std::time::Duration::from_secs(1)));
+        let vault = vault.with_pacing(VaultPacing::new(std::time::Duration::from_secs(1)));
         let started = tokio::time::Instant::now();
         let results = futures::future::join_all((0..40).map(|i| {
             let vault = &vault;
@@ -572,8 +554,8 @@ mod allow_list_tests {
             Some(tokio::time::Instant::now() - std::time::Duration::from_millis(500))
         }
         let (vault, transport) = vault_with_counter();
-        let pacing = CreatePacing::counted_from(std::time::Duration::from_secs(1), half_a_second_ago);
-        let vault = vault.with_create_pacing(pacing);
+        let pacing = VaultPacing::counted_from(std::time::Duration::from_secs(1), half_a_second_ago);
+        let vault = vault.with_pacing(pacing);
         let results = futures::future::join_all((0..40).map(|i| {
             let vault = &vault;
             async move { vault.set_secret("contoso", &format!("s{i}"), new_version()).await }
@@ -588,7 +570,7 @@ mod allow_list_tests {
     #[tokio::test]
     async fn pacing_off_sends_every_create_at_once() {
         let (vault, transport) = vault_with_counter();
-        let vault = vault.with_create_pacing(CreatePacing::new(std::time::Duration::ZERO));
+        let vault = vault.with_pacing(VaultPacing::new(std::time::Duration::ZERO));
         let results = futures::future::join_all((0..40).map(|i| {
             let vault = &vault;
             async move { vault.set_secret("contoso", &format!("s{i}"), new_version()).await }

@@ -32,14 +32,15 @@ pub enum VaultError {
     #[error("{operation} on '{object}': unexpected response: {message}")]
     Unexpected { operation: &'static str, object: String, message: String },
 
-    /// keyturn's own pacing left this write to a later delivery: the vault's write limit is booked further ahead
-    /// than an invocation may wait (`KEYTURN_PACING_MAX_WAIT_SECS`). Nothing was sent.
+    /// keyturn's own pacing left this request to a later delivery: the vault's limit for its class of request
+    /// (`limit`: "secret-create", "key-create", ...) is booked further ahead than an invocation may wait
+    /// (`KEYTURN_PACING_MAX_WAIT_SECS`). Nothing was sent.
     #[error(
-        "{operation} on '{object}': the vault's write limit is booked more than {} s ahead; left for a later \
+        "{operation} on '{object}': the vault's {limit} limit is booked more than {} s ahead; left for a later \
          delivery (paced, nothing sent)",
         max_wait.as_secs()
     )]
-    Paced { operation: &'static str, object: String, max_wait: std::time::Duration },
+    Paced { operation: &'static str, object: String, limit: &'static str, max_wait: std::time::Duration },
 
     /// Building the clients failed (unreadable CA bundle, bad credential settings).
     #[error("setting up vault access: {0}")]

@@ -12,6 +12,7 @@
 //! - [`versions`]: [`Versions`], reading and changing one named version (not the latest) of any object.
 //! - [`credential`]: the configured credential, built and logged once.
 //! - [`http`]: the transport (extra CA roots, per-try timeout) and the bounded retry policy.
+//! - [`warm`]: [`AzureKeyVault::warm_up`], the token fetched before a first event asks for it.
 //! - [`time`]: chrono ⇄ `time::OffsetDateTime`, the one conversion point at the SDK edge.
 //! - `testing` (feature `testing`): `FakeVault`, an in-memory vault set for unit tests.
 //! - [`error`]: [`VaultError`] and its retryable/permanent classification.
@@ -31,9 +32,11 @@ pub mod rbac;
 pub mod testing;
 pub mod time;
 pub mod versions;
+pub mod warm;
 
-pub use azure::{AzureKeyVault, CreatePacing, StartedAt};
+pub use azure::AzureKeyVault;
 pub use error::VaultError;
 pub use inventory::{Collection, Inventory, Listed};
 pub use ops::{KeyVault, VaultFuture};
+pub use pacer::{OperationClass, StartedAt, VaultPacing};
 pub use versions::{VersionProperties, VersionUpdate, Versions};

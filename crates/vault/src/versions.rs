@@ -29,6 +29,7 @@ use crate::azure::AzureKeyVault;
 use crate::inventory::{Collection, Inventory};
 use crate::model::{SecretProperties, SecretVersion, Tags};
 use crate::ops::VaultFuture;
+use crate::pacer::OperationClass;
 use crate::{VaultError, time};
 
 /// A version's attributes, whatever its kind (no value), and the vault's clock when it told them.
@@ -231,6 +232,7 @@ impl Versions for AzureKeyVault {
             const OP: &str = "get secret version";
             let (clients, object) = self.version_clients(vault, name, version)?;
             let options = SecretClientGetSecretOptions { secret_version: owned(version), ..Default::default() };
+            self.turn(OperationClass::SecretOther, OP, vault, &object).await?;
             let mut secret = model(clients.secrets.get_secret(name, Some(options)), OP, &object).await?;
             // Only the wiping wrapper holds the value from here on.
             let value = SecretString::new(secret.value.take().unwrap_or_default());
@@ -286,6 +288,7 @@ impl Versions for AzureKeyVault {
         Box::pin(async move {
             let (clients, object) = self.version_clients(vault, name, version)?;
             let tags = update.tags.map(|tags| tags.into_iter().collect());
+            self.turn(OperationClass::other(collection), "update version", vault, &object).await?;
             // One arm per SDK client: the request, its options and its answer are different types for each.
             let (answer, vault_time) = match collection {
                 Collection::Secrets => {
@@ -355,6 +358,7 @@ impl AzureKeyVault {
         version: &str,
     ) -> Result<VersionProperties, Refused> {
         let (clients, object) = self.version_clients(vault, name, version)?;
+        self.turn(OperationClass::other(collection), "get version", vault, &object).await?;
         // One arm per SDK client: the options and the answer are different types for each.
         let (answer, vault_time) = match collection {
             Collection::Secrets => {

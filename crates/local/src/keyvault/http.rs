@@ -36,6 +36,8 @@ pub struct VaultService {
     pub tokens: TokenRegistry,
     pub tenant: String,
     pub throttler: Option<Throttler>,
+    /// Requests answered 429 by the throttler, across every vault of the emulator.
+    pub throttled: Arc<std::sync::atomic::AtomicUsize>,
     pub faults: Arc<FaultInjector>,
     pub assignments: Assignments,
     /// The region the 403 message names (`Vault: <name>;location=<region>`).
@@ -275,6 +277,7 @@ impl VaultService {
             && let Err(retry_after) = throttler.admit(kind)
         {
             tracing::debug!(vault = %self.vault, ?kind, "throttled");
+            self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut response = server::json_bytes(StatusCode::TOO_MANY_REQUESTS, THROTTLED_BODY.to_vec());
             if let Some(after) = retry_after
                 && let Ok(value) = HeaderValue::from_str(&after.as_secs().to_string())
