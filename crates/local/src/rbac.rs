@@ -137,8 +137,9 @@ impl<R: Role> RoleStore<R> {
     }
 }
 
-/// A role definition the deployment creates (infra/roles.json `customRoles`), as Resource Manager checks it: its
-/// name and its management `actions` (no wildcards: the matrix refuses them, least privilege).
+/// A Resource Manager role as it checks it: its name and its management `actions`. The deployment's custom roles
+/// (infra/roles.json `customRoles`) hold exact actions (the matrix refuses wildcards, least privilege); a built-in
+/// role's published actions may end in `/*` (every operation below that prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArmRole {
     pub name: String,
@@ -149,7 +150,11 @@ impl Role for Arc<ArmRole> {
     /// Whether the role's actions include `action` (e.g. `Microsoft.Cache/redis/listKeys/action`), compared
     /// case-insensitively as ARM compares operation names.
     fn grants(&self, action: &str) -> bool {
-        self.actions.iter().any(|a| a.eq_ignore_ascii_case(action))
+        let action = action.to_ascii_lowercase();
+        self.actions.iter().map(|a| a.to_ascii_lowercase()).any(|granted| match granted.strip_suffix("/*") {
+            Some(prefix) => action.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')),
+            None => granted == action,
+        })
     }
 }
 
@@ -196,6 +201,15 @@ mod tests {
         assert!(a.unassign("P1", role("Key Vault Secrets Officer"), &db));
         assert!(!a.allows("p1", set, &db));
         assert_eq!(a.of("p1").len(), 1);
+    }
+
+    #[test]
+    fn a_built_in_role_wildcard_covers_the_operations_below_its_prefix_only() {
+        let role =
+            Arc::new(ArmRole { name: "Website Contributor".into(), actions: vec!["Microsoft.Web/sites/*".into()] });
+        assert!(role.grants("microsoft.web/SITES/config/configreferences/appsettings/refresh/action"));
+        assert!(!role.grants("Microsoft.Web/sitesX/config/action"), "a prefix of a type is not the type");
+        assert!(!role.grants("Microsoft.App/containerApps/revisions/restart/action"));
     }
 
     #[test]

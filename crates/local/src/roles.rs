@@ -100,6 +100,9 @@ pub struct Deployment {
     /// `azureKeyResources`: the resource ids bound to the azure-key provider (KEYTURN_AZURE_KEY_RESOURCES,
     /// KEYTURN_STORAGE_ACCOUNTS).
     pub azure_key_resources: Vec<String>,
+    /// `consumerWebApps`, `consumerContainerApps`: the apps new-version refreshes (KEYTURN_CONSUMERS), each granted
+    /// its type's role.
+    pub consumer_apps: Vec<String>,
     /// The `when` flags that are on, e.g. `expiredActionsEnabled`.
     pub flags: BTreeSet<String>,
 }
@@ -109,7 +112,8 @@ pub struct Deployment {
 pub enum ResolvedGrant {
     /// A Key Vault role at a vault or object scope: the emulator enforces it.
     KeyVault { role: &'static BuiltInRole, scope: Scope },
-    /// A custom role at an ARM resource (the Azure key family's resources): the ARM emulator enforces it.
+    /// A custom role at an ARM resource (the Azure key family's resources), or a built-in ARM role at a consumer app:
+    /// the ARM emulator enforces it.
     Arm { role: Arc<ArmRole>, scope: Scope },
     /// A grant outside Key Vault and the ARM emulator (storage, Application Insights): Azure needs it, the local
     /// stack has nothing that checks it.
@@ -219,6 +223,14 @@ impl RoleMatrix {
                 }));
                 continue;
             }
+            if let Some((role, app_type)) = consumer_role(&grant.role, &grant.scope) {
+                let apps = deployment.consumer_apps.iter().filter(|id| id.to_ascii_lowercase().contains(app_type));
+                out.extend(apps.map(|id| ResolvedGrant::Arm {
+                    role: Arc::new(role.clone()),
+                    scope: Scope::arm(id.trim_end_matches('/')),
+                }));
+                continue;
+            }
             let Some(role) = role_by_name(&grant.role) else {
                 out.push(ResolvedGrant::NotEmulated { role: grant.role, scope: grant.scope });
                 continue;
@@ -258,6 +270,21 @@ impl Deployment {
             .map(String::as_str)
             .chain(self.notification_secret.iter().map(|(vault, _)| vault.as_str()))
     }
+}
+
+/// The built-in Resource Manager role of a consumer scope, as the ARM emulator checks it, and the resource type (as
+/// it appears, lower-cased, in an id) of the apps that scope holds. Only the actions the consumer refresh needs are
+/// modelled: Website Contributor's `Microsoft.Web/sites/*` and Container Apps Contributor's
+/// `Microsoft.App/containerApps/*` (each published definition holds more, none of which the emulator serves).
+fn consumer_role(role: &str, scope: &str) -> Option<(ArmRole, &'static str)> {
+    let (actions, app_type) = match (role, scope) {
+        ("Website Contributor", "consumerWebApps") => ("Microsoft.Web/sites/*", "/providers/microsoft.web/sites/"),
+        ("Container Apps Contributor", "consumerContainerApps") => {
+            ("Microsoft.App/containerApps/*", "/providers/microsoft.app/containerapps/")
+        }
+        _ => return None,
+    };
+    Some((ArmRole { name: role.to_owned(), actions: vec![actions.to_owned()] }, app_type))
 }
 
 /// Whether `action` is a management action a custom role of the matrix may hold: `Microsoft.<Provider>/<type>/.../

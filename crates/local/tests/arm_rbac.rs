@@ -134,3 +134,53 @@ async fn the_other_handlers_and_the_sweep_without_repair_get_authorization_faile
     assert_eq!(arm.lists(&cache()), Some(0), "nor any list");
     kv.shutdown().await;
 }
+
+#[tokio::test]
+async fn new_version_holds_its_consumer_roles_on_the_bound_apps_only() {
+    let web = format!("{RG}/Microsoft.Web/sites/shop-web");
+    let other_web = format!("{RG}/Microsoft.Web/sites/unbound-web");
+    let app = format!("{RG}/Microsoft.App/containerApps/orders");
+    let kv = KeyVaultEmulator::builder().vault(VAULT).start().await.unwrap();
+    let apps = keyturn_local::arm::consumers::ConsumerApps::new()
+        .web_app(&web)
+        .web_app(&other_web)
+        .container_app(&app, &[("orders--r1", true)]);
+    let arm = ArmEmulator::builder()
+        .consumers(apps.clone())
+        .assignments(kv.arm_assignments().clone())
+        .start(kv.token_registry().unwrap())
+        .await
+        .unwrap();
+    let matrix = RoleMatrix::embedded().unwrap();
+    let bound = Deployment {
+        monitored_vaults: vec![VAULT.into()],
+        consumer_apps: vec![web.clone(), app.clone()],
+        ..Deployment::default()
+    };
+    let new_version = kv.handler_identity(&matrix, "new-version", &bound).unwrap();
+    let near_expiry = kv.handler_identity(&matrix, "near-expiry", &bound).unwrap();
+    let refresh = |id: &str| format!("{id}/config/configreferences/appsettings/refresh?api-version=2022-03-01");
+    let restart = format!("{app}/revisions/orders--r1/restart?api-version=2025-07-01");
+    let post = |identity: &ManagedIdentity, path: String| {
+        let (token, _) = kv.token_registry().unwrap().issue_for(RESOURCE, identity);
+        let ca = reqwest::Certificate::from_pem(arm.ca_pem().as_bytes()).unwrap();
+        let http = reqwest::Client::builder().tls_certs_only([ca]).timeout(Duration::from_secs(20)).build().unwrap();
+        let url = format!("{}{path}", arm.url());
+        async move {
+            let response = http.post(url).bearer_auth(token).header("content-length", "0").send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body["error"]["code"].as_str().map(str::to_owned))
+        }
+    };
+    assert_eq!(post(&new_version.identity, refresh(&web)).await, (200, None));
+    assert_eq!(post(&new_version.identity, restart.clone()).await, (200, None));
+    let refused = (403, Some("AuthorizationFailed".to_owned()));
+    assert_eq!(post(&new_version.identity, refresh(&other_web)).await, refused, "an app the deployment does not bind");
+    assert_eq!(post(&near_expiry.identity, refresh(&web)).await, refused, "another handler's identity");
+    assert_eq!(post(&near_expiry.identity, restart).await, refused);
+    assert_eq!(
+        (apps.calls(&web), apps.calls(&other_web), apps.calls(&app)),
+        (Some((1, 1)), Some((0, 0)), Some((1, 1)))
+    );
+}

@@ -353,6 +353,7 @@ pub fn deployment_of(stack: &keyturn_local::stack::LocalStack, settings: &[(Stri
             .filter_map(setting)
             .flat_map(|bindings| bound_targets(&bindings))
             .collect(),
+        consumer_apps: setting("KEYTURN_CONSUMERS").map(|bindings| bound_targets(&bindings)).unwrap_or_default(),
         ..Deployment::default()
     }
 }

@@ -45,6 +45,7 @@ async fn consumer_chain(
 ) -> (Chain, RunningArm) {
     let stack = fast_stack(&[VAULT]).await;
     let arm = ArmEmulator::builder()
+        .assignments(stack.emulator().arm_assignments().clone())
         .consumers(apps.clone())
         .ca_dir(dir.join("arm"))
         .start(stack.emulator().token_registry().unwrap())

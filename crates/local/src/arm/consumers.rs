@@ -15,9 +15,10 @@
 //! wrong method 405. [`ConsumerApps::fail_next`] makes an app's next refresh calls answer an error (e.g. 503
 //! `ServiceUnavailable` with `Retry-After`), as Resource Manager does under load.
 //!
-//! Differs from Azure: the emulator does not check the caller's role on the app (Azure requires
-//! `Microsoft.Web/sites/config/...` or `Microsoft.App/containerApps/revisions/restart/action`), and a restart
-//! restarts nothing (it is counted).
+//! Role assignments are checked as for the key family ([`crate::arm`]): the caller needs the request's action on
+//! the app ([`Route::required_action`]), which the local stack's new-version identity holds through infra/roles.json's
+//! Website Contributor / Container Apps Contributor on the apps its deployment binds; without it, 403
+//! `AuthorizationFailed`. Differs from Azure: a restart restarts nothing (it is counted).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -99,7 +100,14 @@ impl ConsumerApps {
     }
 
     /// The answer to a request for a consumer app, or `None` when the path is not one (the caller answers it).
-    pub(crate) fn handle(&self, method: &Method, path: &str, query: Option<&str>) -> Option<HttpResponse> {
+    /// `refused(action, app)` is the 403 to answer when the caller may not perform `action` on `app`, else `None`.
+    pub(crate) fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        refused: impl Fn(&str, &str) -> Option<HttpResponse>,
+    ) -> Option<HttpResponse> {
         let route = Route::parse(path)?;
         let api_version = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .find(|(name, _)| name == "api-version")
@@ -135,6 +143,9 @@ impl ConsumerApps {
                 "MethodNotAllowed",
                 &format!("The method '{method}' is not allowed for this request."),
             ));
+        }
+        if let Some(refusal) = refused(&route.required_action(), &route.app) {
+            return Some(refusal);
         }
         let mut apps = self.lock();
         let Some(app) = apps.get_mut(&normalise(&route.app)).filter(|app| app.kind == route.kind) else {
@@ -179,6 +190,16 @@ struct Route {
 }
 
 impl Route {
+    /// The management action the request needs, as the emulator names it (the role checked holds the type's `/*`).
+    fn required_action(&self) -> String {
+        let slot = if self.app.to_ascii_lowercase().contains("/slots/") { "/slots" } else { "" };
+        match self.action {
+            Action::Refresh => format!("Microsoft.Web/sites{slot}/config/configreferences/appsettings/refresh/action"),
+            Action::ListRevisions => "Microsoft.App/containerApps/revisions/read".to_owned(),
+            Action::Restart(_) => "Microsoft.App/containerApps/revisions/restart/action".to_owned(),
+        }
+    }
+
     /// The consumer route `path` names, if any.
     fn parse(path: &str) -> Option<Self> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -322,7 +343,8 @@ mod tests {
         apps.fail_next(WEB, 2, StatusCode::SERVICE_UNAVAILABLE);
         let refresh = format!("{WEB}/config/configreferences/appsettings/refresh");
         let query = Some("api-version=2022-03-01");
-        let status = |path: &str, method: Method, query| apps.handle(&method, path, query).unwrap().status();
+        let status =
+            |path: &str, method: Method, query| apps.handle(&method, path, query, |_, _| None).unwrap().status();
         assert_eq!(status(&refresh, Method::POST, query), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status(&refresh, Method::POST, query), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status(&refresh, Method::POST, query), StatusCode::OK);
@@ -338,5 +360,29 @@ mod tests {
         assert_eq!(status(&format!("{APP}/revisions/orders--r2/restart"), Method::POST, ca), StatusCode::OK);
         assert_eq!(status(&format!("{APP}/revisions/orders--r9/restart"), Method::POST, ca), StatusCode::NOT_FOUND);
         assert_eq!(apps.calls(APP), Some((1, 1)));
+    }
+
+    #[test]
+    fn a_caller_without_the_action_on_the_app_is_refused_before_the_app_is_touched() {
+        let apps = ConsumerApps::new().web_app(WEB).container_app(APP, &[("orders--r1", true)]);
+        let asked = std::sync::Mutex::new(Vec::new());
+        let refuse = |action: &str, app: &str| {
+            asked.lock().unwrap().push((action.to_owned(), app.to_owned()));
+            Some(arm_error(StatusCode::FORBIDDEN, "AuthorizationFailed", "no role"))
+        };
+        let refresh = format!("{WEB}/config/configreferences/appsettings/refresh");
+        let answer = apps.handle(&Method::POST, &refresh, Some("api-version=2022-03-01"), refuse).unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        let restart = format!("{APP}/revisions/orders--r1/restart");
+        let answer = apps.handle(&Method::POST, &restart, Some("api-version=2025-07-01"), refuse).unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        assert_eq!((apps.calls(WEB), apps.calls(APP)), (Some((0, 0)), Some((0, 0))), "nothing was counted");
+        assert_eq!(
+            asked.into_inner().unwrap(),
+            [
+                ("Microsoft.Web/sites/config/configreferences/appsettings/refresh/action".to_owned(), WEB.to_owned()),
+                ("Microsoft.App/containerApps/revisions/restart/action".to_owned(), APP.to_owned()),
+            ]
+        );
     }
 }

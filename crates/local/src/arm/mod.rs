@@ -337,7 +337,13 @@ impl Service {
             Ok(caller) => caller,
             Err(refusal) => return *refusal,
         };
-        if let Some(response) = self.consumers.handle(req.method(), req.uri().path(), req.uri().query()) {
+        let refused = |action: &str, app: &str| {
+            (!self.assignments.allows(&caller.object_id, action, &Scope::arm(app))).then(|| {
+                tracing::warn!(principal = %caller.object_id, %action, %app, "ARM request refused: no role grants it");
+                authorization_failed(&caller, action, app)
+            })
+        };
+        if let Some(response) = self.consumers.handle(req.method(), req.uri().path(), req.uri().query(), refused) {
             return response;
         }
         let path = req.uri().path().to_owned();
