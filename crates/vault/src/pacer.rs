@@ -55,16 +55,17 @@ impl PacerLimits {
 
 impl PacerLimits {
     /// Key Vault's published limit for secret CREATE (every new version, `set_secret`): 300 per vault per 10 s.
-    /// 98 % of it with a burst of 2, so any 10-second interval holds at most 294 + 3 = 297 creates: three to
-    /// spare for requests bunched up on their way to the vault, and a burst of rotations still runs at 98 % of
-    /// the limit. No subscription limit: it is five times the vault's and this process cannot know which
+    /// 99 % of it with no burst, so any 10-second interval holds at most 297 + 1 = 298 creates: two to spare for
+    /// requests bunched up on their way to the vault, and a burst of rotations still runs at 99 % of the limit
+    /// (98 % with a burst of 2 measured 96.6-97.8 % end to end: the chain's own latency comes on top of the
+    /// schedule, so the schedule itself needs the last percent). No subscription limit: it is five times the vault's and this process cannot know which
     /// vaults share a subscription.
     pub fn key_vault_secret_create() -> Self {
         Self {
             per_vault: RateLimit { requests: 300, per: Duration::from_secs(10) },
             per_subscription: None,
-            headroom: 0.98,
-            burst: 2,
+            headroom: 0.99,
+            burst: 0,
         }
     }
 
@@ -349,7 +350,7 @@ mod tests {
         let start = Instant::now();
         let times: Vec<Instant> = (0..1000).map(|_| pacer.reserve("kv1", start)).collect();
         let densest = densest(&times, Duration::from_secs(10));
-        assert!(densest <= 297, "{densest} creates in 10 s");
+        assert!(densest <= 298, "{densest} creates in 10 s");
         // 1,000 creates at 300 per 10 s: the limit allows the last to go at 33.3 s (the first 300 at once).
         let took = times[999] - start;
         let share = Duration::from_secs_f64(999.0 / 30.0).as_secs_f64() / took.as_secs_f64();
@@ -390,8 +391,8 @@ mod tests {
         let taken = |turns: &[Result<Duration, crate::VaultError>]| turns.iter().flatten().count();
         // 18 key creates per 10 s, no burst: at 0 and 0.56 s; the third would be at 1.11 s.
         assert_eq!(taken(&keys), 2);
-        // 294 secret creates per 10 s after a burst of 3: 3 at once, then one every 34 ms up to 0.99 s.
-        assert_eq!(taken(&secrets), 32);
+        // 297 secret creates per 10 s, no burst: one every 33.7 ms from 0 up to 0.98 s.
+        assert_eq!(taken(&secrets), 30);
         // 3,800 reads per 10 s after a burst of 21: all 40 within 53 ms.
         assert_eq!(taken(&reads), 40);
         assert!(reads.iter().flatten().all(|at| *at < Duration::from_millis(60)), "{reads:?}");
