@@ -21,8 +21,8 @@ use crate::SweepDeps;
 use crate::redrive::{self, Finding, Redrive};
 use crate::routes::{is_pager, state_name};
 
-/// How many objects of one vault are looked at concurrently (each costs a paced versions read and a few
-/// state writes); the pacer, not this, keeps Key Vault under its limits.
+/// How many objects per vault are looked at concurrently (each costs a paced versions read and a few state
+/// writes); the pacer, not this, keeps Key Vault under its limits.
 const OBJECTS_AT_ONCE: usize = 32;
 
 /// Objects per list page: Key Vault's default `maxresults`, which the SDK's listings use.
@@ -156,11 +156,18 @@ pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> Report {
     let vaults: Vec<String> =
         deps.core.settings().vaults.entries().iter().map(|v| v.name().to_ascii_lowercase()).collect();
     report.vaults = vaults.len();
-    let surveys = vaults.iter().map(|vault| survey_vault(deps, vault, &paged_by_object, &sweep_id, now));
-    let mut found = Found::default();
-    for (objects, vault_found) in futures::future::join_all(surveys).await {
-        report.objects += objects;
-        found.absorb(vault_found);
+    let (listed, mut found) = list_vaults(deps, &vaults).await;
+    report.objects = listed.iter().map(Vec::len).sum();
+    // Round-robin across the vaults, so that they advance together under the subscription's limit and no vault
+    // is left alone at the end, where its own (lower) limit would set the pace.
+    let (paged_by_object, sweep_id_ref) = (&paged_by_object, sweep_id.as_str());
+    let objects = futures::stream::iter(interleave(listed))
+        .map(|(vault, collection, item)| async move {
+            survey_object(deps, &vault, kind_of(collection), collection, item, paged_by_object, sweep_id_ref, now).await
+        })
+        .buffer_unordered(OBJECTS_AT_ONCE * vaults.len().max(1));
+    for result in objects.collect::<Vec<Found>>().await {
+        found.absorb(result);
     }
     report.failures.extend(found.failures);
     report.repairs = found.repairs;
@@ -190,41 +197,51 @@ pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> Report {
     report
 }
 
-/// Lists one vault's collections and surveys each object; returns how many objects it listed.
-async fn survey_vault(
-    deps: &SweepDeps,
-    vault: &str,
-    paged: &HashMap<(String, ObjectKind, String), Vec<Paged>>,
-    sweep_id: &str,
-    now: DateTime<Utc>,
-) -> (usize, Found) {
-    let mut found = Found::default();
-    let mut listed = 0;
-    for collection in Collection::ALL {
-        deps.pacer.acquire(vault).await;
-        let items = match deps.core.inventory().list(vault, collection).await {
-            Ok(items) => items,
-            Err(error) => {
-                found.failures.push(format!("listing {vault}/{}: {error}", collection.as_str()));
-                continue;
-            }
-        };
-        listed += items.len();
-        // The listing took one turn but sent a request per page: the later pages are paid for now, so the
-        // requests that follow keep the vault's (and the subscription's) rate where the limits want it.
-        for _ in 1..items.len().div_ceil(LIST_PAGE_SIZE) {
+/// Lists every collection of every vault, the vaults side by side; returns each vault's listed objects (with
+/// their collection) and the listings that failed.
+async fn list_vaults(deps: &SweepDeps, vaults: &[String]) -> (Vec<Vec<(String, Collection, Listed)>>, Found) {
+    let listings = vaults.iter().map(|vault| async move {
+        let mut found = Found::default();
+        let mut listed = Vec::new();
+        for collection in Collection::ALL {
             deps.pacer.acquire(vault).await;
+            match deps.core.inventory().list(vault, collection).await {
+                Ok(items) => {
+                    // The listing took one turn but sent a request per page: the later pages are paid for now,
+                    // so the requests that follow keep the vault's (and the subscription's) rate where the
+                    // limits want it.
+                    for _ in 1..items.len().div_ceil(LIST_PAGE_SIZE) {
+                        deps.pacer.acquire(vault).await;
+                    }
+                    listed.extend(items.into_iter().map(|item| (vault.clone(), collection, item)));
+                }
+                Err(error) => found.failures.push(format!("listing {vault}/{}: {error}", collection.as_str())),
+            }
         }
-        let kind = kind_of(collection);
-        let objects = futures::stream::iter(items)
-            .map(|item| survey_object(deps, vault, kind, collection, item, paged, sweep_id, now))
-            .buffer_unordered(OBJECTS_AT_ONCE);
-        let results: Vec<Found> = objects.collect().await;
-        for result in results {
-            found.absorb(result);
-        }
+        (listed, found)
+    });
+    let mut found = Found::default();
+    let mut listed = Vec::new();
+    for (vault_listed, vault_found) in futures::future::join_all(listings).await {
+        listed.push(vault_listed);
+        found.absorb(vault_found);
     }
     (listed, found)
+}
+
+/// The first item of each list, then the second of each, and so on.
+fn interleave<T>(lists: Vec<Vec<T>>) -> impl Iterator<Item = T> {
+    let mut lists: std::collections::VecDeque<std::vec::IntoIter<T>> = lists.into_iter().map(Vec::into_iter).collect();
+    std::iter::from_fn(move || {
+        // Take from the list in front and move it to the back; an empty list is dropped.
+        while let Some(mut list) = lists.pop_front() {
+            if let Some(item) = list.next() {
+                lists.push_back(list);
+                return Some(item);
+            }
+        }
+        None
+    })
 }
 
 fn kind_of(collection: Collection) -> ObjectKind {
@@ -571,4 +588,16 @@ fn event_type(kind: ObjectKind, lifecycle: Lifecycle) -> KeyVaultEventType {
 /// `<vault>/<kind>/<name>/<version>`, as the state names it.
 fn object_path(object: &ObjectRef) -> String {
     ObjectVersion::new(object.vault(), object.kind(), object.name(), object.version()).path()
+}
+
+#[cfg(test)]
+mod interleave_tests {
+    use super::interleave;
+
+    #[test]
+    fn the_vaults_take_turns_until_each_runs_out() {
+        let lists = vec![vec!["a1", "a2", "a3"], vec![], vec!["b1"], vec!["c1", "c2"]];
+        assert_eq!(interleave(lists).collect::<Vec<_>>(), ["a1", "b1", "c1", "a2", "c2", "a3"]);
+        assert_eq!(interleave(Vec::<Vec<u8>>::new()).count(), 0);
+    }
 }
