@@ -63,8 +63,13 @@ pub fn target_dir(explicit: Option<&Path>, root: &Path) -> PathBuf {
     }
 }
 
-/// Where cargo leaves a handler's binary for a build `profile` (`debug` or `release`) and optional target
-/// triple.
+/// The cargo profile deployments are built with (Cargo.toml `[profile.dist]`: release with whole-program LTO),
+/// which `keyturn package` builds and takes by default and the benches measure. `release` stays the quick
+/// optimised build for the demo and `keyturn dev --release`.
+pub const DIST_PROFILE: &str = "dist";
+
+/// Where cargo leaves a handler's binary for a build `profile` (its folder: `debug`, `release`, or a custom
+/// profile's name such as `dist`) and optional target triple.
 pub fn built_binary(target_dir: &Path, triple: Option<&str>, profile: &str, handler: &Handler) -> PathBuf {
     let mut dir = target_dir.to_path_buf();
     if let Some(triple) = triple {
@@ -76,8 +81,10 @@ pub fn built_binary(target_dir: &Path, triple: Option<&str>, profile: &str, hand
 /// The cargo command that builds `handlers` for `profile` (and `triple`).
 pub fn build_command(handlers: &[&Handler], profile: &str, triple: Option<&str>) -> String {
     let mut command = String::from("cargo build");
-    if profile == "release" {
-        command.push_str(" --release");
+    match profile {
+        "debug" => {}
+        "release" => command.push_str(" --release"),
+        custom => command.push_str(&format!(" --profile {custom}")),
     }
     if let Some(triple) = triple {
         command.push_str(&format!(" --target {triple}"));
@@ -115,5 +122,7 @@ mod tests {
             built_binary(Path::new("/t"), Some("x86_64-unknown-linux-musl"), "release", handlers[0]),
             Path::new("/t/x86_64-unknown-linux-musl/release/near-expiry")
         );
+        assert_eq!(build_command(&handlers[1..], DIST_PROFILE, None), "cargo build --profile dist -p expired");
+        assert_eq!(built_binary(Path::new("/t"), None, DIST_PROFILE, handlers[1]), Path::new("/t/dist/expired"));
     }
 }

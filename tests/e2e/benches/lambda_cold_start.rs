@@ -1,5 +1,6 @@
 //! The cold start of the real `near-expiry` handler on the local Lambda stand-in (run with
-//! `cargo bench -p keyturn-e2e --bench lambda_cold_start`; it builds `near-expiry` in release first).
+//! `cargo bench -p keyturn-e2e --bench lambda_cold_start`; it
+//! builds `near-expiry` with the deployments' `dist` profile first).
 //!
 //! Each run starts a fresh function (a new process, as a new Lambda execution environment) and at once sends
 //! one Event Grid delivery to its function URL: a `SecretNearExpiry` batch of one event with the webhook secret.
@@ -161,7 +162,7 @@ fn summary(name: &str, samples: &[Duration]) {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let binary = keyturn_e2e::bench::release_binary(FUNCTION);
+    let binary = keyturn_e2e::bench::shipped_binary(FUNCTION);
     let config = Config::full();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let report = runtime.block_on(run(config, &binary));

@@ -1,5 +1,6 @@
 //! How fast and how small the `near-expiry` handler is, measured on the real binary (run with
-//! `cargo bench -p keyturn-e2e --bench near_expiry`; it builds `near-expiry` in release first):
+//! `cargo bench -p keyturn-e2e --bench near_expiry`; it
+//! builds `near-expiry` with the deployments' `dist` profile first):
 //!
 //! - start to ready: process spawn to the first `200` on `GET /`, configured as `keyturn dev` configures it
 //!   (vault, CA file, managed identity), unconfigured (no `KEYTURN_*`), and for a bare warp server
@@ -466,8 +467,8 @@ fn print(report: &Report, config: &Config) {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let binary = keyturn_e2e::bench::release_binary(FUNCTION);
-    let bare = keyturn_e2e::bench::release_binary("bare-warp");
+    let binary = keyturn_e2e::bench::shipped_binary(FUNCTION);
+    let bare = keyturn_e2e::bench::shipped_binary("bare-warp");
     let config = Config::full();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let report = runtime.block_on(run(config, &binary, &bare));

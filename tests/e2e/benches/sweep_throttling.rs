@@ -1,5 +1,6 @@
 //! A sweep over 10,000 objects in 10 vaults at Key Vault's real throttling limits (run with
-//! `cargo bench -p keyturn-e2e --bench sweep_throttling`; it builds `sweep` in release first).
+//! `cargo bench -p keyturn-e2e --bench sweep_throttling`; it
+//! builds `sweep` with the deployments' `dist` profile first).
 //!
 //! The vault emulator enforces Key Vault's per-vault limits (crates/local/src/keyvault/limits.rs: 4,000 "other"
 //! secret operations per vault per 10 s, which lists and reads are). The 10,000 secrets are seeded through the
@@ -44,7 +45,7 @@ pub(crate) struct Figures {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
-    let binary = keyturn_e2e::bench::release_binary(FUNCTION);
+    let binary = keyturn_e2e::bench::shipped_binary(FUNCTION);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let figures = runtime.block_on(run(&binary, 10, 1000));
     print(&figures);

@@ -1,22 +1,33 @@
-//! What the benches share: they measure the binary that ships, so they build it in release first.
+//! What the benches share: they measure the binary that ships, so they build it with the deployments' profile
+//! first.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Builds the release binary `name` of package `name` next to the running bench (target/release), so the
-/// figures are for what ships; returns its path.
+/// The cargo profile deployments are built with (Cargo.toml `[profile.dist]`, what `keyturn package` takes).
+const SHIPPED_PROFILE: &str = "dist";
+
+/// Builds the binary `name` of package `name` with the deployments' profile (`dist`: release with whole-program
+/// LTO), in the target directory of the running bench (target/dist), so the figures are for what ships; returns
+/// its path.
 ///
 /// # Panics
 /// When cargo cannot run or the build fails.
-pub fn release_binary(name: &str) -> PathBuf {
+pub fn shipped_binary(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--package", name, "--bin", name])
+        .args(["build", "--profile", SHIPPED_PROFILE, "--package", name, "--bin", name])
         .current_dir(crate::repo_root())
         .status()
-        .unwrap_or_else(|error| panic!("running cargo to build {name} in release: {error}"));
-    assert!(status.success(), "building {name} in release failed");
-    crate::workspace_binary(name)
+        .unwrap_or_else(|error| panic!("running cargo to build {name} with profile {SHIPPED_PROFILE}: {error}"));
+    assert!(status.success(), "building {name} with profile {SHIPPED_PROFILE} failed");
+    // The bench runs from <target dir>/release/deps (cargo bench builds itself in release).
+    let bench = std::env::current_exe().unwrap_or_else(|error| panic!("cannot find the running bench: {error}"));
+    let target_dir =
+        bench.ancestors().nth(3).unwrap_or_else(|| panic!("{} is not in <target dir>/<profile>/deps", bench.display()));
+    let binary = target_dir.join(SHIPPED_PROFILE).join(name);
+    assert!(binary.is_file(), "{} was not built", binary.display());
+    binary
 }
 
 /// A local stack with `vault`, its throttling off (the benches measure the handler, not the emulated limits) and

@@ -235,6 +235,23 @@ async fn a_package_runs_under_the_functions_host_as_func_start_would_run_it() {
         )
         .await;
         assert_eq!(run.code, 4, "{run:?}");
+        assert!(run.stderr.contains("cargo build --profile dist -p near-expiry"), "{run:?}");
+        // The quicker release build on request.
+        let run = keyturn(
+            &[
+                "package",
+                "near-expiry",
+                "--profile",
+                "release",
+                "--target-dir",
+                empty.path().to_str().unwrap(),
+                "--out",
+                out.path().to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(run.code, 4, "{run:?}");
         assert!(run.stderr.contains("cargo build --release -p near-expiry"), "{run:?}");
     })
     .await;
