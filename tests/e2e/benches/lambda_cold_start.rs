@@ -146,7 +146,7 @@ pub(crate) async fn run(config: Config, binary: &Path) -> Report {
     report
 }
 
-fn summary(name: &str, samples: &[Duration]) {
+pub(crate) fn summary(name: &str, samples: &[Duration]) {
     let mut samples = samples.to_vec();
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
