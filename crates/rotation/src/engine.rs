@@ -30,7 +30,7 @@ use self::health::HealthProber;
 use crate::RotationError;
 use crate::lock::{LockGuard, RotationLock, lock_key};
 use crate::outcome::RotationOutcome;
-use crate::plan::{Native, ObjectFacts, Plan, Trigger, issuer_to_look_up, plan, window};
+use crate::plan::{ExpiryStage, Native, ObjectFacts, Plan, issuer_to_look_up, plan, window};
 use crate::policy::{self, Policy, PolicyError};
 use crate::provider::{Providers, RotationContext};
 use crate::window::WindowDecision;
@@ -101,18 +101,18 @@ impl Engine {
     /// Rotates the object `request` names, per its policy, as its expiry nears: within the object's rotation
     /// window, else [`RotationOutcome::Deferred`] until it opens.
     pub async fn rotate(&self, request: &Request) -> Result<RotationOutcome, RotationError> {
-        self.rotate_on(request, Trigger::NearExpiry).await
+        self.rotate_on(request, ExpiryStage::NearExpiry).await
     }
 
     /// Rotates the object `request` names, per its policy, because its version has expired: an emergency
     /// rotation, which no rotation window holds back.
     pub async fn rotate_expired(&self, request: &Request) -> Result<RotationOutcome, RotationError> {
-        self.rotate_on(request, Trigger::Expired).await
+        self.rotate_on(request, ExpiryStage::Expired).await
     }
 
-    async fn rotate_on(&self, request: &Request, trigger: Trigger) -> Result<RotationOutcome, RotationError> {
+    async fn rotate_on(&self, request: &Request, stage: ExpiryStage) -> Result<RotationOutcome, RotationError> {
         let object = &request.object;
-        let outcome = self.rotate_object(request, trigger).await;
+        let outcome = self.rotate_object(request, stage).await;
         match &outcome {
             Ok(outcome) => tracing::info!(
                 vault = object.vault(),
@@ -137,7 +137,7 @@ impl Engine {
         outcome
     }
 
-    async fn rotate_object(&self, request: &Request, trigger: Trigger) -> Result<RotationOutcome, RotationError> {
+    async fn rotate_object(&self, request: &Request, stage: ExpiryStage) -> Result<RotationOutcome, RotationError> {
         let object = &request.object;
         let names = self.providers.names();
         let latest = self.latest(object).await?;
@@ -150,7 +150,7 @@ impl Engine {
         if let Some(decided) = decided(planned.clone()) {
             return Ok(decided);
         }
-        match window(&planned, &latest.tags, latest.expires, trigger, (self.now)())? {
+        match window(&planned, &latest.tags, latest.expires, stage, (self.now)())? {
             WindowDecision::Open => {}
             WindowDecision::Deferred { until } => {
                 let window = policy::tag(&latest.tags, policy::ROTATION_WINDOW).unwrap_or_default().to_owned();

@@ -36,6 +36,6 @@ pub use error::RotationError;
 pub use lock::blob::{BlobLeaseLock, LeaseDuration, LockSetupError, lock_from_settings};
 pub use lock::{InProcessLock, LockError, LockGuard, RotationLock};
 pub use outcome::RotationOutcome;
-pub use plan::{Native, ObjectFacts, Plan, Trigger, plan};
+pub use plan::{ExpiryStage, Native, ObjectFacts, Plan, plan};
 pub use policy::Policy;
 pub use provider::{PreviousCredential, Provider, Providers};

@@ -24,7 +24,7 @@
 //! | no `KeyturnRotationWindow`, or one open now | [`WindowDecision::Open`]: carry it out |
 //! | near expiry, every window closed, the next opening before the expiry | [`WindowDecision::Deferred`] until it opens |
 //! | near expiry, the next opening at or after the expiry | [`WindowDecision::Overridden`]: carry it out (waiting would let it expire) |
-//! | expired ([`Trigger::Expired`]), whatever the window says | never held back: [`WindowDecision::Open`], or `Overridden` when a window is closed |
+//! | expired ([`ExpiryStage::Expired`]), whatever the window says | never held back: [`WindowDecision::Open`], or `Overridden` when a window is closed |
 //! | near expiry, a window tag that does not parse | `Err(PolicyError)` naming the part at fault |
 //!
 //! The native policies cost a vault call, so they are read only once the tags opt in: a caller plans with
@@ -126,7 +126,7 @@ impl Plan {
 
 /// Why a plan is carried out now: what the version's expiry has come to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub enum ExpiryStage {
     /// The version nears its expiry (a `*NearExpiry` event, or the sweep repairing a missed one): a rotation
     /// waits for the object's window.
     NearExpiry,
@@ -140,21 +140,23 @@ pub fn window(
     plan: &Plan,
     tags: &Tags,
     expires: Option<DateTime<Utc>>,
-    trigger: Trigger,
+    stage: ExpiryStage,
     now: DateTime<Utc>,
 ) -> Result<WindowDecision, PolicyError> {
     if !plan.acts() {
         return Ok(WindowDecision::Open);
     }
-    let windows = match (RotationWindows::for_object(policy::tag(tags, policy::ROTATION_WINDOW)), trigger) {
+    let windows = match (RotationWindows::for_object(policy::tag(tags, policy::ROTATION_WINDOW)), stage) {
         (Ok(windows), _) => windows,
         // Not even a window its owner mistyped holds an expired object back.
-        (Err(_), Trigger::Expired) => return Ok(WindowDecision::Open),
-        (Err(error), Trigger::NearExpiry) => return Err(error.into()),
+        (Err(_), ExpiryStage::Expired) => return Ok(WindowDecision::Open),
+        (Err(error), ExpiryStage::NearExpiry) => return Err(error.into()),
     };
-    Ok(match (WindowDecision::decide(windows.as_ref(), expires, now), trigger) {
+    Ok(match (WindowDecision::decide(windows.as_ref(), expires, now), stage) {
         // The expired event is the authority here, whatever this process's clock says of the expiry.
-        (WindowDecision::Deferred { .. }, Trigger::Expired) => WindowDecision::Overridden { reason: Override::Expired },
+        (WindowDecision::Deferred { .. }, ExpiryStage::Expired) => {
+            WindowDecision::Overridden { reason: Override::Expired }
+        }
         (decision, _) => decision,
     })
 }
@@ -360,15 +362,15 @@ mod tests {
         let in_a_month = Some(at("2027-01-01T00:00:00Z"));
         let rotate = Plan::RotateSecret { provider: "generated".into(), validity: Duration::days(60) };
         let windowed = tags(&[("keyturnrotationwindow", "Sat 02:00-04:00 UTC")]);
-        let row = |plan: &Plan, tags: &Tags, expires, trigger, now| window(plan, tags, expires, trigger, now);
+        let row = |plan: &Plan, tags: &Tags, expires, stage, now| window(plan, tags, expires, stage, now);
 
         // No window, or one open now: carry it out.
-        assert_eq!(row(&rotate, &tags(&[]), in_a_month, Trigger::NearExpiry, wednesday), Ok(WindowDecision::Open));
-        assert_eq!(row(&rotate, &windowed, in_a_month, Trigger::NearExpiry, saturday), Ok(WindowDecision::Open));
+        assert_eq!(row(&rotate, &tags(&[]), in_a_month, ExpiryStage::NearExpiry, wednesday), Ok(WindowDecision::Open));
+        assert_eq!(row(&rotate, &windowed, in_a_month, ExpiryStage::NearExpiry, saturday), Ok(WindowDecision::Open));
         // Closed, and the next opening comes before the expiry: deferred until it opens (keys and renewals too).
         for plan in [rotate.clone(), Plan::RotateKey, Plan::RenewCertificate { issuer: "Self".into() }] {
             assert_eq!(
-                row(&plan, &windowed, in_a_month, Trigger::NearExpiry, wednesday),
+                row(&plan, &windowed, in_a_month, ExpiryStage::NearExpiry, wednesday),
                 Ok(WindowDecision::Deferred { until: saturday }),
                 "{plan:?}"
             );
@@ -376,26 +378,26 @@ mod tests {
         // Closed, but the next opening is after the expiry: rotate now rather than let it expire.
         let friday = Some(at("2026-12-04T12:00:00Z"));
         assert_eq!(
-            row(&rotate, &windowed, friday, Trigger::NearExpiry, wednesday),
+            row(&rotate, &windowed, friday, ExpiryStage::NearExpiry, wednesday),
             Ok(WindowDecision::Overridden { reason: Override::NextWindowAfterExpiry { next_open: saturday } })
         );
         // Expired: never held back, even when this process's clock still sees the expiry ahead, and even by a
         // window tag that does not parse.
         assert_eq!(
-            row(&rotate, &windowed, in_a_month, Trigger::Expired, wednesday),
+            row(&rotate, &windowed, in_a_month, ExpiryStage::Expired, wednesday),
             Ok(WindowDecision::Overridden { reason: Override::Expired })
         );
-        assert_eq!(row(&rotate, &windowed, in_a_month, Trigger::Expired, saturday), Ok(WindowDecision::Open));
+        assert_eq!(row(&rotate, &windowed, in_a_month, ExpiryStage::Expired, saturday), Ok(WindowDecision::Open));
         let mistyped = tags(&[("KeyturnRotationWindow", "Sat 25:00-04:00")]);
-        assert_eq!(row(&rotate, &mistyped, in_a_month, Trigger::Expired, wednesday), Ok(WindowDecision::Open));
+        assert_eq!(row(&rotate, &mistyped, in_a_month, ExpiryStage::Expired, wednesday), Ok(WindowDecision::Open));
         // Near expiry, a window tag that does not parse is a policy error naming the part at fault.
-        let error = row(&rotate, &mistyped, in_a_month, Trigger::NearExpiry, wednesday).unwrap_err();
+        let error = row(&rotate, &mistyped, in_a_month, ExpiryStage::NearExpiry, wednesday).unwrap_err();
         assert_eq!(error.tag, "KeyturnRotationWindow");
         assert!(error.to_string().contains("'25:00' is not a time of day"), "{error}");
         // A plan that changes nothing has nothing to wait for, whatever the window says.
         for plan in [Plan::NotOptedIn, Plan::ManualActionDue { reason: "x".into() }, Plan::ReadNativePolicy] {
             assert!(!plan.acts());
-            assert_eq!(row(&plan, &mistyped, in_a_month, Trigger::NearExpiry, wednesday), Ok(WindowDecision::Open));
+            assert_eq!(row(&plan, &mistyped, in_a_month, ExpiryStage::NearExpiry, wednesday), Ok(WindowDecision::Open));
         }
     }
 

@@ -176,14 +176,14 @@ impl Refresher for ArmRefresher {
 
 /// What refreshing an object's consumers came to.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct RefreshReport {
     /// One result per consumer.
     pub results: Vec<TargetOutcome>,
     /// Some consumer failed in a way a redelivery may fix: the invocation must fail retryably.
     pub retry: bool,
 }
 
-impl Report {
+impl RefreshReport {
     /// One sentence for the notification and the outcome line; empty without consumers.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
@@ -218,8 +218,8 @@ pub async fn refresh(
     record: &dyn RefreshRecord,
     object: &ObjectRef,
     consumers: &[Consumer],
-) -> Report {
-    let mut report = Report::default();
+) -> RefreshReport {
+    let mut report = RefreshReport::default();
     for consumer in consumers {
         let key = record_key(object, consumer);
         let target = consumer.id().to_owned();

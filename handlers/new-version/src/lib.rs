@@ -145,7 +145,7 @@ pub async fn decide(accepted: &Accepted, handler: &NewVersion) -> Result<Outcome
                 .version_properties(vault, accepted.collection, name, version)
                 .await
                 .map_err(|e| e.handler_error(format!("{target}: reading version {version}")))?;
-            let mut report = mirror::Report::default();
+            let mut report = mirror::MirrorReport::default();
             if policy::tag(&properties.tags, MIRROR).is_some() {
                 report.notes.push(format!(
                     "{MIRROR} ignored: a {kind}'s key material cannot be exported, so it is never mirrored"
@@ -160,7 +160,7 @@ pub async fn decide(accepted: &Accepted, handler: &NewVersion) -> Result<Outcome
             let bound = deps.settings().consumers.of(vault, name);
             consumers::refresh(refresh.refresher.as_ref(), refresh.record.as_ref(), object, &bound).await
         }
-        None => consumers::Report::default(),
+        None => consumers::RefreshReport::default(),
     };
     if consumers.retry {
         // Event Grid delivers the event again; the consumers done are recorded and skipped then, and the

@@ -10,7 +10,7 @@ use keyturn_vault::model::{MAX_TAGS, NewSecretVersion};
 
 /// What replication did, per mirror vault.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
+pub struct MirrorReport {
     /// Mirrors that received a copy, as `vault (version)`.
     pub copied: Vec<String>,
     /// Mirrors that already held this source version.
@@ -22,7 +22,7 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-impl Report {
+impl MirrorReport {
     /// One sentence per kind of result, for the notification and the outcome line; empty when there was
     /// nothing to mirror.
     pub fn summary(&self) -> String {
@@ -43,10 +43,10 @@ impl Report {
 
 /// Copies `vault/name/version` into its mirrors. A vault error is returned in its class (retryable:
 /// the redelivery finds the mirrors already done skipped); refusals are collected in the report.
-pub async fn mirror(deps: &Deps, source: &ObjectRef) -> Result<Report, HandlerError> {
+pub async fn mirror(deps: &Deps, source: &ObjectRef) -> Result<MirrorReport, HandlerError> {
     let (vault, name, version) = (source.vault(), source.name(), source.version());
     let object = source.described();
-    let mut report = Report::default();
+    let mut report = MirrorReport::default();
     let source =
         deps.vault().latest_secret(vault, name).await.map_err(|e| e.handler_error(format!("{object}: reading")))?;
     let properties = &source.properties;
@@ -151,8 +151,8 @@ mod tests {
 
     #[test]
     fn the_summary_says_each_kind_of_result_once() {
-        assert_eq!(Report::default().summary(), "");
-        let report = Report {
+        assert_eq!(MirrorReport::default().summary(), "");
+        let report = MirrorReport {
             copied: vec!["kv-two (abc)".into()],
             already: vec!["kv-three (def)".into()],
             refused: vec!["'kv-evil' is not in KEYTURN_VAULTS or KEYTURN_MIRROR_VAULTS; nothing was sent to it".into()],

@@ -30,7 +30,7 @@ const LIST_PAGE_SIZE: usize = 25;
 
 /// What one pass did, for the outcome line.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct PassReport {
     pub vaults: usize,
     /// Objects listed (every collection of every vault).
     pub objects: usize,
@@ -53,7 +53,7 @@ pub struct Report {
     pub failures: Vec<String>,
 }
 
-impl Report {
+impl PassReport {
     /// One line for the outcome and the logs: the counts, then each repaired object and each dead letter.
     pub fn summary(&self) -> String {
         let mut line = self.counts();
@@ -129,9 +129,9 @@ impl Found {
 }
 
 /// Runs one pass at `now`.
-pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> Report {
+pub async fn run(deps: &SweepDeps, now: DateTime<Utc>) -> PassReport {
     let sweep_id = format!("sweep-{}", now.format("%Y%m%dT%H%M%S%.3fZ"));
-    let mut report = Report::default();
+    let mut report = PassReport::default();
     let paged = match deps.paged.list().await {
         Ok(paged) => paged,
         Err(error) => {
@@ -432,7 +432,7 @@ fn plan_phrase(decided: &Result<Plan, keyturn_rotation::policy::PolicyError>) ->
 type ToSend = (Notice, Option<ClaimToken>);
 
 /// Sends what was claimed, per channel, and completes or releases each claim.
-async fn deliver(deps: &SweepDeps, claimed: Vec<Claimed>, sweep_id: &str, now: DateTime<Utc>, report: &mut Report) {
+async fn deliver(deps: &SweepDeps, claimed: Vec<Claimed>, sweep_id: &str, now: DateTime<Utc>, report: &mut PassReport) {
     let mut by_channel: Vec<(ChannelId, Vec<ToSend>)> = Vec::new();
     for Claimed { channel, notice, token } in claimed {
         match by_channel.iter_mut().find(|(c, _)| *c == channel) {
@@ -502,7 +502,7 @@ async fn settle(
     token: Option<&ClaimToken>,
     delivered: bool,
     now: DateTime<Utc>,
-    report: &mut Report,
+    report: &mut PassReport,
 ) {
     let Some(token) = token else { return };
     let result = if delivered { deps.store.complete(token, now).await } else { deps.store.release(token).await };
@@ -516,7 +516,7 @@ async fn settle(
 
 /// Resolves the pages of objects the pass found on a newer version; a record is forgotten once its pager
 /// accepted the resolve.
-async fn resolve(deps: &SweepDeps, resolves: Vec<Resolve>, now: DateTime<Utc>, report: &mut Report) {
+async fn resolve(deps: &SweepDeps, resolves: Vec<Resolve>, now: DateTime<Utc>, report: &mut PassReport) {
     let channels = deps.core.notifier().channels();
     for Resolve { paged, current } in resolves {
         let Some(channel) = channels.iter().find(|c| state_name(c) == paged.channel) else {

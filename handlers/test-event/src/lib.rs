@@ -50,7 +50,7 @@ pub const FUNCTION: &str = "test-event";
 
 /// Why this event is a test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub enum TestKind {
     /// keyturn's own test event.
     TestEvent,
     /// A new version of the canary secret: the result is recorded on it.
@@ -58,11 +58,11 @@ pub enum Trigger {
 }
 
 /// The object to test with and why, or the outcome that says why this event is not a test.
-pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(Trigger, VaultObject), Box<Outcome>> {
+pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(TestKind, VaultObject), Box<Outcome>> {
     let not_served = |message: String| Box::new(Outcome::skipped(message).action(keyturn_deps::accept::NOT_SERVED));
     if let Some(object) = event.test_object() {
         return match object {
-            Ok(object) => Ok((Trigger::TestEvent, object)),
+            Ok(object) => Ok((TestKind::TestEvent, object)),
             Err(error) => Err(Box::new(
                 Outcome::rejected(format!("a keyturn test event whose data is not a vault object: {error}"))
                     .action("not-an-object"),
@@ -73,7 +73,7 @@ pub fn trigger(event: &Event, canary: Option<&str>) -> Result<(Trigger, VaultObj
         Payload::KeyVault(key_vault) if key_vault.event_type == KeyVaultEventType::SecretNewVersionCreated => {
             match canary {
                 Some(canary) if canary.eq_ignore_ascii_case(key_vault.object.name()) => {
-                    Ok((Trigger::Canary, key_vault.object.clone()))
+                    Ok((TestKind::Canary, key_vault.object.clone()))
                 }
                 Some(canary) => Err(not_served(format!(
                     "secret '{}' is not the canary ('{canary}', KEYTURN_CANARY_SECRET)",
@@ -113,12 +113,12 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
 }
 
 /// The test of an accepted object.
-pub async fn decide(trigger: Trigger, accepted: &Accepted, deps: &Deps) -> Result<Outcome, HandlerError> {
+pub async fn decide(trigger: TestKind, accepted: &Accepted, deps: &Deps) -> Result<Outcome, HandlerError> {
     let object = &accepted.object;
     let (vault, name, version, collection) = (object.vault(), object.name(), object.version(), accepted.collection);
     let target = object.described();
 
-    if trigger == Trigger::Canary {
+    if trigger == TestKind::Canary {
         let properties = deps
             .versions()
             .version_properties(vault, collection, name, version)
@@ -139,7 +139,7 @@ pub async fn decide(trigger: Trigger, accepted: &Accepted, deps: &Deps) -> Resul
     let lines = results.iter().map(CheckResult::to_string).collect::<Vec<_>>().join("; ");
     let mut line = format!("test of {target}: {verdict} ({lines})");
 
-    if trigger == Trigger::Canary {
+    if trigger == TestKind::Canary {
         let value = format!("{verdict} {}", Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true));
         record(deps, vault, collection, name, version, &value)
             .await
@@ -205,7 +205,7 @@ mod tests {
             let event = Event::test_event("t1", SOURCE, object("anything"), None, schema);
             let event = Event::from_value(event.to_value()).unwrap();
             let (trigger, found) = trigger(&event, None).unwrap();
-            assert_eq!(trigger, Trigger::TestEvent);
+            assert_eq!(trigger, TestKind::TestEvent);
             assert_eq!(found.name(), "anything");
         }
     }
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn only_the_canarys_new_versions_are_canary_runs() {
         let canary = key_vault_event(KeyVaultEventType::SecretNewVersionCreated, "Keyturn-Canary");
-        assert_eq!(trigger(&canary, Some("keyturn-canary")).unwrap().0, Trigger::Canary);
+        assert_eq!(trigger(&canary, Some("keyturn-canary")).unwrap().0, TestKind::Canary);
         let skipped = trigger(&canary, None).unwrap_err();
         assert_eq!(skipped.status, keyturn_host::Status::Skipped);
         assert!(skipped.message.contains("KEYTURN_CANARY_SECRET"), "{skipped:?}");

@@ -43,20 +43,22 @@ pub struct RotationPolicy {
 /// One lifetime action: when (`trigger`) to do what (`action.type`: `Rotate` or `Notify`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LifetimeAction {
-    pub trigger: Trigger,
-    pub action: Action,
+    pub trigger: LifetimeTrigger,
+    pub action: LifetimeActionType,
 }
 
+/// When a lifetime action fires (Key Vault's `LifetimeActionsTrigger`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Trigger {
+pub struct LifetimeTrigger {
     #[serde(rename = "timeAfterCreate", skip_serializing_if = "Option::is_none")]
     pub time_after_create: Option<String>,
     #[serde(rename = "timeBeforeExpiry", skip_serializing_if = "Option::is_none")]
     pub time_before_expiry: Option<String>,
 }
 
+/// What a lifetime action does (Key Vault's `LifetimeActionsType`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Action {
+pub struct LifetimeActionType {
     #[serde(rename = "type")]
     pub kind: String,
 }
@@ -349,8 +351,8 @@ impl VaultStore {
 fn default_rotation_policy() -> RotationPolicy {
     RotationPolicy {
         lifetime_actions: vec![LifetimeAction {
-            trigger: Trigger { time_after_create: None, time_before_expiry: Some("P30D".into()) },
-            action: Action { kind: "Notify".into() },
+            trigger: LifetimeTrigger { time_after_create: None, time_before_expiry: Some("P30D".into()) },
+            action: LifetimeActionType { kind: "Notify".into() },
         }],
         expiry_time: None,
         created: 0,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use keyturn_events::ObjectKind;
-use keyturn_rotation::plan::{Native, ObjectFacts, Plan, Trigger, near_expiry_at, plan, window};
+use keyturn_rotation::plan::{ExpiryStage, Native, ObjectFacts, Plan, near_expiry_at, plan, window};
 use keyturn_rotation::policy::{self, ExpiredAction, Policy, ReplicaOf, Rotation, ValueFormat};
 use keyturn_rotation::window::WindowDecision;
 use keyturn_sweep::{THRESHOLDS_TAG, ThresholdError, Thresholds};
@@ -146,7 +146,7 @@ fn near_expiry(facts: &Facts, providers: &[&str], now: DateTime<Utc>) -> Forecas
     let Ok(planned) = planned else { return forecast };
     // The window is judged when the plan is carried out: at the near-expiry event, or now if it is due.
     let at = near_expiry_at(expires).max(now);
-    match window(&planned, &facts.listed.tags, Some(expires), Trigger::NearExpiry, at) {
+    match window(&planned, &facts.listed.tags, Some(expires), ExpiryStage::NearExpiry, at) {
         Err(error) => Forecast::new("reject", error.to_string()),
         Ok(WindowDecision::Open) => forecast,
         Ok(WindowDecision::Deferred { until }) => Forecast {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use keyturn_local::keyvault::certs::{CertificatePolicy, IssuerParams, X509Props};
 use keyturn_local::keyvault::crypto::KeySpec;
-use keyturn_local::keyvault::keys::{Action, KeySpecInput, LifetimeAction, Trigger};
+use keyturn_local::keyvault::keys::{KeySpecInput, LifetimeAction, LifetimeActionType, LifetimeTrigger};
 use keyturn_local::keyvault::store::AttributeInput;
 use keyturn_local::keyvault::{KeyVaultEmulator, SecretSpec, ServiceError, StoredKind, VaultStore};
 use keyturn_rotation::policy;
@@ -121,8 +121,8 @@ pub(super) fn seed(store: &VaultStore, today: DateTime<Utc>) -> Result<Vec<Seede
         VAULT,
         "signing-key",
         vec![LifetimeAction {
-            trigger: Trigger { time_after_create: None, time_before_expiry: Some("P30D".to_owned()) },
-            action: Action { kind: "Notify".to_owned() },
+            trigger: LifetimeTrigger { time_after_create: None, time_before_expiry: Some("P30D".to_owned()) },
+            action: LifetimeActionType { kind: "Notify".to_owned() },
         }],
         Some(format!("P{VALIDITY_DAYS}D")),
     )?;
