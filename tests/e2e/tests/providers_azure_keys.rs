@@ -1,10 +1,12 @@
 //! The `azure-key` provider through the REAL `near-expiry` binary behind the Functions host stand-in, against the
-//! ARM emulator (crates/local/src/arm/), for a Cosmos DB account (whose regeneration is a long-running operation)
-//! and a Service Bus authorization rule (`regenerateKeys`).
+//! ARM emulator (crates/local/src/arm/), for every resource type of its table: a storage account, a Cosmos DB
+//! account (whose regeneration is a long-running operation), Azure Cache for Redis, Service Bus and Event Hubs
+//! authorization rules (`regenerateKeys`), an Azure AI services account and an Azure AI Search service.
 //!
-//! Ten concurrent duplicate deliveries make one regeneration. The handler is SIGKILLed after each step of a
+//! Ten concurrent duplicate deliveries make one regeneration, for each type. The handler is SIGKILLed after each step of a
 //! rotation in turn, and Event Grid's redelivery must converge with exactly one key changed, the vault holding it.
-//! Each kill point is made deterministic by holding the handler in what follows the step:
+//! The kill test runs on a Cosmos DB account and a Service Bus rule: one long-running and one immediate
+//! regeneration, the two ways the table's types answer. Each kill point is made deterministic by holding the handler in what follows the step:
 //!
 //! | killed | held in | how |
 //! |---|---|---|
@@ -39,8 +41,24 @@ const PENDING_SUFFIX: &str = "-keyturn-pending";
 const COSMOS: &str = "/subscriptions/0000/resourceGroups/rg-e2e/providers/Microsoft.DocumentDB/databaseAccounts/orders";
 const BUS: &str =
     "/subscriptions/0000/resourceGroups/rg-e2e/providers/Microsoft.ServiceBus/namespaces/shop/authorizationRules/send";
-/// `(resource, the key the secret holds, the key a rotation regenerates)`.
-const RESOURCES: [(&str, &str, &str); 2] = [(COSMOS, "primary", "secondary"), (BUS, "primary", "secondary")];
+const STORAGE: &str = "/subscriptions/0000/resourceGroups/rg-e2e/providers/Microsoft.Storage/storageAccounts/shopdata";
+const REDIS: &str = "/subscriptions/0000/resourceGroups/rg-e2e/providers/Microsoft.Cache/redis/shop-cache";
+const EVENT_HUBS: &str = "/subscriptions/0000/resourceGroups/rg-e2e/providers/Microsoft.EventHub/namespaces/shop-events/authorizationRules/send";
+const AI_SERVICES: &str =
+    "/subscriptions/0000/resourceGroups/rg-e2e/providers/Microsoft.CognitiveServices/accounts/shop-ai";
+const SEARCH: &str = "/subscriptions/0000/resourceGroups/rg-e2e/providers/Microsoft.Search/searchServices/shop-search";
+/// One resource of each type: `(resource, the key the secret holds, the key a rotation regenerates)`.
+const RESOURCES: [(&str, &str, &str); 7] = [
+    (COSMOS, "primary", "secondary"),
+    (BUS, "primary", "secondary"),
+    (STORAGE, "key1", "key2"),
+    (REDIS, "primary", "secondary"),
+    (EVENT_HUBS, "primary", "secondary"),
+    (AI_SERVICES, "key1", "key2"),
+    (SEARCH, "primary", "secondary"),
+];
+/// The kill test's: Cosmos DB (long-running regeneration) and Service Bus (immediate).
+const KILLED: [(&str, &str, &str); 2] = [RESOURCES[0], RESOURCES[1]];
 /// How long the vault holds a secret write, or Resource Manager its answer, when a kill must land in one.
 const HOLD: Duration = Duration::from_secs(2);
 
@@ -62,7 +80,8 @@ fn settings(stack: &LocalStack, arm: &RunningArm, dir: &std::path::Path) -> Vec<
         stack.handler_env().into_iter().filter(|(name, _)| name != "KEYTURN_CA_FILE").collect();
     settings.push(("KEYTURN_CA_FILE".to_owned(), bundle.display().to_string()));
     settings.push(("KEYTURN_ARM_ENDPOINT".to_owned(), arm.url().to_owned()));
-    settings.push(("KEYTURN_AZURE_KEY_RESOURCES".to_owned(), format!("{VAULT}={COSMOS},{BUS}")));
+    let bound: Vec<&str> = RESOURCES.iter().map(|(resource, _, _)| *resource).collect();
+    settings.push(("KEYTURN_AZURE_KEY_RESOURCES".to_owned(), format!("{VAULT}={}", bound.join(","))));
     settings.extend(fast_retries());
     settings
 }
@@ -83,8 +102,10 @@ fn versions(stack: &LocalStack, name: &str) -> Vec<(String, String, BTreeMap<Str
     secret_versions(stack, VAULT, name)
 }
 
+/// How often `resource`'s two keys were regenerated: `(the one a secret holds, the other)`.
 fn regenerations(arm: &RunningArm, resource: &str) -> (u32, u32) {
-    (arm.regenerations(resource, "primary").unwrap(), arm.regenerations(resource, "secondary").unwrap())
+    let (_, held, other) = RESOURCES.iter().find(|(r, _, _)| *r == resource).unwrap();
+    (arm.regenerations(resource, held).unwrap(), arm.regenerations(resource, other).unwrap())
 }
 
 #[tokio::test]
@@ -114,7 +135,9 @@ async fn ten_concurrent_duplicates_make_one_regeneration_per_resource() {
                 publish_near_expiry(&chain, &format!("{name}-duplicates"), VAULT, name, v0);
             }
         }
-        wait_for("an answer to every delivery", Duration::from_secs(120), || chain.outcomes().len() >= 20).await;
+        let deliveries = 10 * RESOURCES.len();
+        wait_for("an answer to every delivery", Duration::from_secs(120), || chain.outcomes().len() >= deliveries)
+            .await;
         assert!(chain.stack.grid().settled(Duration::from_secs(90)).await);
         assert!(chain.stack.grid().dead_letters().is_empty());
 
@@ -143,7 +166,7 @@ async fn ten_concurrent_duplicates_make_one_regeneration_per_resource() {
             assert_eq!(all[0].1, arm.key(resource, held).unwrap(), "{name}: the previous key survives");
         }
 
-        chain.assert_notified_without_values(&sink, 2, &[VAULT]).await;
+        chain.assert_notified_without_values(&sink, RESOURCES.len(), &[VAULT]).await;
         chain.shutdown().await;
         arm.shutdown().await;
     })
@@ -160,7 +183,7 @@ async fn a_resource_the_identity_holds_no_role_on_is_refused_with_a_permanent_er
         // Both resources bound, but the deployment granted the role on the Cosmos DB account only (as if the rule
         // were bound by hand after the deployment ran).
         let mut deployment = deployment_of(&stack, &settings);
-        assert_eq!(deployment.azure_key_resources, vec![COSMOS.to_owned(), BUS.to_owned()]);
+        assert_eq!(deployment.azure_key_resources, RESOURCES.map(|(resource, _, _)| resource.to_owned()));
         deployment.azure_key_resources.retain(|r| r == COSMOS);
         let granted = seed(&stack, &arm, "kt-e2e-role-granted", COSMOS, "primary");
         let refused = seed(&stack, &arm, "kt-e2e-role-missing", BUS, "primary");
@@ -218,7 +241,7 @@ enum KilledAfter {
 async fn a_rotation_killed_after_each_step_converges_with_exactly_one_key_change() {
     bounded(Duration::from_secs(420), async {
         let dir = tempfile::tempdir().unwrap();
-        for (resource, held, other) in RESOURCES {
+        for (resource, held, other) in KILLED {
             for step in [KilledAfter::Recording, KilledAfter::Regenerated, KilledAfter::Promoted] {
                 // A chain per kill: like the real host, the stand-in stops after a handler's third crash in 30
                 // minutes. Event Grid at half of real time: its first retry comes 5 s after the failed attempt.
