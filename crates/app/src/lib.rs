@@ -9,6 +9,7 @@
 //!   subscription (event types, the canary rule) as infra deploys it.
 //! - [`local_settings`]: `local.settings.json`, and the settings checks Core Tools makes before `func start`
 //!   runs anything (a worker runtime, storage for non-HTTP triggers).
+//! - [`ncrontab`]: a timer trigger's schedule, parsed and checked as the host does, and when it next fires.
 //! - [`executable`]: the handler executable: its name in a package, the executable bit, and the ELF header
 //!   that says which platform it runs on.
 
@@ -16,6 +17,7 @@ pub mod executable;
 pub mod function_app;
 pub mod handlers;
 pub mod local_settings;
+pub mod ncrontab;
 
 pub use executable::{EXECUTABLE, ExecutableError, Platform};
 pub use function_app::{

@@ -93,6 +93,12 @@ pub enum SettingsError {
         "The '{function}' function is in error: Error indexing method 'Functions.{function}'. '%{setting}%' does not resolve to a value. (set {setting} to an NCRONTAB schedule, e.g. \"0 0 * * * *\")"
     )]
     UnresolvedSchedule { function: String, setting: String },
+    /// A timer's schedule (as written, or its app setting's value) is not one the host reads: the function is
+    /// not indexed, in these words, and never runs.
+    #[error(
+        "The '{function}' function is in error: Error indexing method 'Functions.{function}'. The schedule expression '{expression}' was not recognized as a valid cron expression or timespan string. ({reason})"
+    )]
+    InvalidSchedule { function: String, expression: String, reason: String },
 }
 
 impl LocalSettings {
@@ -172,17 +178,35 @@ pub fn func_start_settings(
         return Err(SettingsError::NoStorage);
     }
     for function in app.functions() {
-        let Some(setting) = function.schedule.as_deref().and_then(|s| s.strip_prefix('%')?.strip_suffix('%')) else {
-            continue;
-        };
-        if lookup(setting).is_none_or(|value| value.trim().is_empty()) {
-            return Err(SettingsError::UnresolvedSchedule {
-                function: function.name.clone(),
-                setting: setting.to_owned(),
-            });
-        }
+        schedule_of(function, |name| lookup(name).cloned())?;
     }
     Ok(settings)
+}
+
+/// A timer function's schedule: its `schedule` as written, or the app setting it names (`%NAME%`), parsed as the
+/// host parses it; `None` for a function without one. `lookup` reads the app settings.
+pub fn schedule_of(
+    function: &crate::FunctionDefinition,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::ncrontab::Schedule>, SettingsError> {
+    let Some(written) = function.schedule.as_deref() else { return Ok(None) };
+    let expression = match written.strip_prefix('%').and_then(|s| s.strip_suffix('%')) {
+        Some(setting) => match lookup(setting).filter(|value| !value.trim().is_empty()) {
+            Some(value) => value,
+            None => {
+                return Err(SettingsError::UnresolvedSchedule {
+                    function: function.name.clone(),
+                    setting: setting.to_owned(),
+                });
+            }
+        },
+        None => written.to_owned(),
+    };
+    crate::ncrontab::Schedule::parse(&expression).map(Some).map_err(|error| SettingsError::InvalidSchedule {
+        function: function.name.clone(),
+        expression,
+        reason: error.reason,
+    })
 }
 
 #[cfg(test)]
@@ -245,6 +269,16 @@ mod tests {
         let no_schedule = values(&[(WORKER_RUNTIME, "custom"), (STORAGE, DEVELOPMENT_STORAGE)]);
         let error = func_start_settings(&app, None, &no_schedule).unwrap_err().to_string();
         assert!(error.contains("'%KEYTURN_SWEEP_SCHEDULE%' does not resolve to a value"), "{error}");
+        // A value the host cannot read as a schedule (here Unix cron's five fields) keeps it from indexing too.
+        let unix = values(&[(WORKER_RUNTIME, "custom"), (STORAGE, DEVELOPMENT_STORAGE), (schedule, "0 * * * *")]);
+        let error = func_start_settings(&app, None, &unix).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "The 'sweep' function is in error: Error indexing method 'Functions.sweep'. The schedule expression \
+                 '0 * * * *' was not recognized as a valid cron expression or timespan string."
+            ) && error.contains("it has 5 field(s)"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub struct FunctionsHostBuilder {
     shutdown_grace: Duration,
     port: u16,
     read_local_settings: bool,
+    run_schedules: bool,
 }
 
 impl FunctionsHostBuilder {
@@ -178,6 +179,14 @@ impl FunctionsHostBuilder {
         self
     }
 
+    /// Fires each timer function on its schedule (NCRONTAB, in UTC), one run at a time, as the host does. Off by
+    /// default: tests fire timers themselves ([`FunctionsHost::invoke_timer`]), so that an hourly schedule cannot
+    /// add a run in the middle of a test; `keyturn dev` turns it on. Either way the schedule is checked at start.
+    pub fn run_schedules(mut self) -> Self {
+        self.run_schedules = true;
+        self
+    }
+
     /// Serves the webhook on this port of 127.0.0.1 (default 0: any free port; `func start` uses 7071).
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
@@ -198,6 +207,15 @@ impl FunctionsHostBuilder {
         // the app settings given), a worker runtime, storage for the Event Grid trigger.
         let local = if self.read_local_settings { keyturn_app::LocalSettings::read(app.root())? } else { None };
         let settings = keyturn_app::local_settings::func_start_settings(&app, local.as_ref(), &self.settings)?;
+        let mut schedules = Vec::new();
+        for function in app.functions() {
+            // App setting names are case-insensitive, as `func_start_settings` reads them.
+            let lookup =
+                |name: &str| settings.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+            if let Some(schedule) = keyturn_app::local_settings::schedule_of(function, lookup)? {
+                schedules.push((function.clone(), schedule));
+            }
+        }
         if std::fs::metadata(&executable).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 == 0) {
             return Err(StartError::NotExecutable { executable, working_directory: app.working_directory() });
         }
@@ -266,6 +284,14 @@ impl FunctionsHostBuilder {
                 .run(),
         );
         tracing::info!(%addr, functions = ?app.functions().map(|f| &f.name).collect::<Vec<_>>(), "Functions host stand-in ready");
+        let timers = if self.run_schedules {
+            schedules
+                .into_iter()
+                .map(|(function, schedule)| tokio::spawn(run_schedule(invoker.clone(), function, schedule)))
+                .collect()
+        } else {
+            Vec::new()
+        };
 
         Ok(FunctionsHost {
             addr,
@@ -277,7 +303,30 @@ impl FunctionsHostBuilder {
             stop_webhook: Some(stop_webhook),
             output,
             log,
+            timers,
         })
+    }
+}
+
+/// Fires `function` at each time `schedule` names, one run at a time: a time that passes while a run is still
+/// going is skipped, as the host's singleton timer skips it.
+async fn run_schedule(invoker: Arc<Invoker>, function: FunctionDefinition, schedule: keyturn_app::ncrontab::Schedule) {
+    tracing::info!(function = %function.name, schedule = %schedule, "timer scheduled");
+    // What the host reports as the last run before the first: nothing yet (.NET's default date).
+    let mut last = "0001-01-01T00:00:00Z".to_owned();
+    loop {
+        let now = chrono::Utc::now();
+        let Some(due) = schedule.next_after(now) else {
+            tracing::warn!(function = %function.name, schedule = %schedule, "the schedule never fires again");
+            return;
+        };
+        tokio::time::sleep((due - now).to_std().unwrap_or_default()).await;
+        let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tick = keyturn_host::timer::Tick::azure_binding_value(false, &last, &due_text);
+        if let Err(error) = invoker.invoke(&function, tick).await {
+            tracing::warn!(function = %function.name, %error, "the scheduled run failed");
+        }
+        last = due_text;
     }
 }
 
@@ -303,6 +352,8 @@ pub struct FunctionsHost {
     stop_webhook: Option<oneshot::Sender<()>>,
     output: HandlerOutput,
     log: InvocationLog,
+    /// The timers' schedules, when they run ([`FunctionsHostBuilder::run_schedules`]).
+    timers: Vec<JoinHandle<()>>,
 }
 
 impl FunctionsHost {
@@ -318,6 +369,7 @@ impl FunctionsHost {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             port: 0,
             read_local_settings: true,
+            run_schedules: false,
         }
     }
 
@@ -378,8 +430,8 @@ impl FunctionsHost {
 
     /// Fires a timer-triggered function (the sweep) once, as the host does when its schedule comes due (or
     /// `POST /admin/functions/<name>` does by hand): the tick under the function's binding, as the .NET host
-    /// serialises it. The stand-in keeps no schedule of its own; callers fire when they choose, so a test's
-    /// "hourly" sweeps take milliseconds.
+    /// serialises it. Unless [`FunctionsHostBuilder::run_schedules`] is on, the stand-in fires no timer by itself;
+    /// callers fire when they choose, so a test's "hourly" sweeps take milliseconds.
     pub async fn invoke_timer(
         &self,
         function: &str,
@@ -402,6 +454,9 @@ impl FunctionsHost {
 
     /// Stops the handler (SIGTERM, then SIGKILL after the grace period) and the webhook.
     pub async fn shutdown(mut self) {
+        for timer in &self.timers {
+            timer.abort();
+        }
         self.worker.shutdown().await;
         if let Some(stop) = self.stop_webhook.take() {
             let _ = stop.send(());
@@ -419,9 +474,12 @@ impl FunctionsHost {
 
 impl Drop for FunctionsHost {
     fn drop(&mut self) {
-        // The worker's own Drop kills the handler; the webhook must not outlive the host either.
+        // The worker's own Drop kills the handler; the webhook and the timers must not outlive the host either.
         if let Some(server) = &self.server {
             server.abort();
+        }
+        for timer in &self.timers {
+            timer.abort();
         }
     }
 }
@@ -525,5 +583,28 @@ mod tests {
             .await;
         let error = result.map(|_| ()).unwrap_err().to_string();
         assert!(error.contains("did not start"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_timer_whose_schedule_the_host_cannot_read_is_not_indexed_and_nothing_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = package(dir.path(), 0o755, Some(SETTINGS));
+        let timer = dir.path().join("t/function.json");
+        std::fs::create_dir_all(timer.parent().unwrap()).unwrap();
+        // Unix cron's five fields: Functions timers take six (seconds first).
+        std::fs::write(
+            &timer,
+            r#"{"bindings":[{"type":"timerTrigger","name":"timer","direction":"in","schedule":"*/5 * * * *"}]}"#,
+        )
+        .unwrap();
+        let error = start_error(FunctionApp::load(dir.path()).unwrap()).await;
+        assert!(
+            error.contains(
+                "The 't' function is in error: Error indexing method 'Functions.t'. The schedule expression \
+                 '*/5 * * * *' was not recognized as a valid cron expression or timespan string."
+            ),
+            "{error}"
+        );
+        drop(app);
     }
 }

@@ -303,6 +303,28 @@ pub async fn start_timer_host(
     start_timer_host_as(stack, function, binary, settings, deployment).await
 }
 
+/// [`start_timer_host`] with the stand-in firing the function on its own schedule (`KEYTURN_SWEEP_SCHEDULE` in
+/// `settings`), as the real host does, rather than only when a test fires it.
+///
+/// # Panics
+/// When the handler does not become ready.
+pub async fn start_scheduled_timer_host(
+    stack: &keyturn_local::stack::LocalStack,
+    function: &str,
+    binary: &Path,
+    settings: Vec<(String, String)>,
+) -> FunctionsHost {
+    let app = FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
+    SubscribedHandler::new(function, binary)
+        .unsubscribed()
+        .identity(deployment_of(stack, &settings))
+        .app_settings(settings)
+        .host(|builder| test_timeouts(builder).run_schedules())
+        .start(stack, &app)
+        .await
+        .unwrap_or_else(|error| panic!("{} behind the stand-in, on its schedule: {error}", binary.display()))
+}
+
 async fn start_timer_host_as(
     stack: &keyturn_local::stack::LocalStack,
     function: &str,

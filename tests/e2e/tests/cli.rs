@@ -324,6 +324,17 @@ fn alive(pid: i32) -> bool {
 }
 
 #[tokio::test]
+async fn dev_refuses_a_sweep_schedule_the_functions_host_would_not_index() {
+    bounded(async {
+        // Unix cron's five fields: Functions timers take six, seconds first.
+        let run = keyturn(&["dev", "--sweep-schedule", "*/5 * * * *"], &[]).await;
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains("'*/5 * * * *' is not an NCRONTAB schedule: it has 5 field(s)"), "{run:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn dev_runs_until_sigint_twice_at_once_and_leaves_nothing_behind() {
     bounded(async {
         let dir = tempfile::tempdir().unwrap();

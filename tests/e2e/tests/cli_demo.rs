@@ -198,9 +198,8 @@ async fn demo_runs_beside_keyturn_dev() {
             "keyturn dev runs every built handler:\n{banner}"
         );
         assert!(
-            banner
-                .contains("handler sweep        timer (KEYTURN_SWEEP_SCHEDULE; not run on a schedule by the stand-in)"),
-            "the timer function is shown as one, not as a webhook:\n{banner}"
+            banner.contains("handler sweep        timer, on its schedule \"0 0 * * * *\" (--sweep-schedule, UTC)"),
+            "the timer function is shown as one, on the schedule the stand-in runs, not as a webhook:\n{banner}"
         );
 
         let demo = Demo::run().await;

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use keyturn_e2e::receivers::{HttpSink, http_sink};
 use keyturn_e2e::{
-    Chain, bounded, deployment_of, fast_retries, fast_stack, seed_secret, start_timer_host, tags, workspace_binary,
+    Chain, bounded, deployment_of, fast_retries, fast_stack, seed_secret, start_scheduled_timer_host, start_timer_host,
+    tags, wait_for, workspace_binary,
 };
 use keyturn_local::functions_host::{FunctionsHost, InvocationError, WorkerStatus};
 use keyturn_local::paging::PagerDutyReceiver;
@@ -177,6 +178,35 @@ async fn each_threshold_fires_once_per_version_across_sweeps_and_a_restart_and_a
         sweep(host).await;
         assert_eq!(world.pages().len(), 2, "resolved once");
         world.chain.assert_no_secret_leaked(&[VAULT], world.sink.bodies());
+        world.chain.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_its_own_schedule_the_host_sweeps_every_two_seconds_and_each_threshold_still_fires_once() {
+    bounded(Duration::from_secs(120), async {
+        let world = world_with(&[("KEYTURN_SWEEP_SCHEDULE", "*/2 * * * * *")], &[]).await;
+        world.seed("db-password", 20);
+        // The stand-in fires the sweep itself, as the host does on the schedule the app setting names.
+        let scheduled = start_scheduled_timer_host(
+            &world.chain.stack,
+            FUNCTION,
+            &workspace_binary(FUNCTION),
+            world.settings.clone(),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let swept = || scheduled.invocations().into_iter().filter(|run| run.result.is_ok()).count();
+        wait_for("three scheduled sweeps", Duration::from_secs(30), || swept() >= 3).await;
+        // Every two seconds, one at a time: three runs take at least four seconds.
+        assert!(started.elapsed() >= Duration::from_secs(4), "{:?} for {} runs", started.elapsed(), swept());
+        assert!(scheduled.invocations().iter().all(|run| run.function == FUNCTION));
+        // However often it runs, the 30-day threshold of this version is sent once.
+        assert_eq!(world.digests("/webhook"), [vec!["db-password".to_owned()]]);
+        // The test's own host fired nothing.
+        assert!(world.chain.host.invocations().is_empty());
+        scheduled.shutdown().await;
         world.chain.shutdown().await;
     })
     .await;

@@ -25,6 +25,7 @@ Examples:
   keyturn dev --vault kv-one --vault kv-two --release
   keyturn dev --handler near-expiry        # only that handler
   keyturn dev --binary test-event=./probe  # another executable as a handler
+  keyturn dev --sweep-schedule '*/30 * * * * *'  # the sweep every 30 s (NCRONTAB, seconds first)
 Then, in another terminal:
   keyturn send near-expiry --vault kv-one --secret db-password --to dev
   curl -s <management URL>/clock/advance -d '{\"days\": 30}'";
@@ -60,9 +61,22 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
 
+    /// The sweep's NCRONTAB schedule (six fields, seconds first, UTC), which the stand-in runs as the host would.
+    #[arg(
+        long,
+        value_name = "NCRONTAB",
+        default_value = keyturn_app::handlers::DEFAULT_SWEEP_SCHEDULE,
+        value_parser = parse_schedule
+    )]
+    pub sweep_schedule: String,
+
     /// The name of the canary secret, whose new versions go to test-event only.
     #[arg(long, value_name = "NAME", default_value = handlers::DEFAULT_CANARY_SECRET)]
     pub canary_secret: String,
+}
+
+fn parse_schedule(value: &str) -> Result<String, String> {
+    keyturn_app::ncrontab::Schedule::parse(value).map(|_| value.to_owned()).map_err(|error| error.to_string())
 }
 
 /// A handler running behind its stand-in (`keyturn demo` runs them the same way).
@@ -116,10 +130,11 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         canary_secret: Some(args.canary_secret.clone()),
         ..Deployment::default()
     };
+    let schedule = [(keyturn_app::handlers::SWEEP_SCHEDULE_SETTING.to_owned(), args.sweep_schedule.clone())];
     let mut running = Vec::new();
     for (handler, binary) in plan {
         output.status(&format!("starting {} ({})", handler.name, binary.display()));
-        match start_handler(&stack, &app, handler, &binary, &deployment, &[]).await {
+        match start_handler(&stack, &app, handler, &binary, &deployment, &schedule, true).await {
             Ok(host) => running.push(Running { handler, host }),
             Err(failure) => {
                 stop(running, stack).await;
@@ -149,7 +164,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         stop(running, stack).await;
         return Err(failure);
     }
-    print_banner(output, &stack, &running, &state, &state_path);
+    print_banner(output, &stack, &running, &state, &state_path, &args.sweep_schedule);
 
     let stopped_by = wait_for_stop().await;
     output.status(&format!("{stopped_by}: stopping"));
@@ -162,6 +177,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
 /// Starts `handler` from `binary` behind a Functions host stand-in with the stack's settings, the canary's
 /// name and `extra` app settings (this handler's own), under an identity of its own holding exactly its
 /// infra/roles.json grants for `deployment`, and subscribes it in Event Grid as its deployment is subscribed.
+/// With `schedules`, a timer handler (the sweep) also runs on its schedule, as the real host runs it.
 pub(crate) async fn start_handler(
     stack: &LocalStack,
     app: &FunctionApp,
@@ -169,14 +185,14 @@ pub(crate) async fn start_handler(
     binary: &std::path::Path,
     deployment: &Deployment,
     extra: &[(String, String)],
+    schedules: bool,
 ) -> Result<FunctionsHost, CommandFailure> {
     let canary = deployment.canary_secret.as_deref().unwrap_or(handlers::DEFAULT_CANARY_SECRET);
-    SubscribedHandler::deployed(handler, binary, canary)
+    let started = SubscribedHandler::deployed(handler, binary, canary)
         .identity(deployment.clone())
-        .app_settings(extra.iter().cloned())
-        .start(stack, app)
-        .await
-        .map_err(|error| CommandFailure::failed(error.to_string()))
+        .app_settings(extra.iter().cloned());
+    let started = if schedules { started.host(|host| host.run_schedules()) } else { started };
+    started.start(stack, app).await.map_err(|error| CommandFailure::failed(error.to_string()))
 }
 
 /// The client id of the identity [`start_handler`] made for `handler` (the stack names it `keyturn-<handler>`).
@@ -215,6 +231,7 @@ fn print_banner(
     running: &[Running],
     state: &DevState,
     state_path: &std::path::Path,
+    sweep_schedule: &str,
 ) {
     let heading = |text: &str| output.paint(Tone::Strong, text);
     let mut lines = vec![heading("keyturn dev: the local stack is running"), String::new()];
@@ -233,9 +250,9 @@ fn print_banner(
         let pid = r.host.worker_pid().map(|pid| format!("pid {pid}")).unwrap_or_else(|| "not running".to_owned());
         let reached_at = match r.handler.trigger {
             keyturn_app::handlers::Trigger::EventGrid { .. } => r.host.webhook_url(r.handler.name),
-            // The stand-in keeps no schedule: a timer function runs when a test or the sweep's caller fires it.
-            keyturn_app::handlers::Trigger::Timer { schedule_setting, .. } => {
-                format!("timer ({schedule_setting}; not run on a schedule by the stand-in)")
+            // The stand-in runs the schedule as the host does (NCRONTAB, UTC).
+            keyturn_app::handlers::Trigger::Timer { .. } => {
+                format!("timer, on its schedule \"{sweep_schedule}\" (--sweep-schedule, UTC)")
             }
         };
         lines.push(format!("  handler {:<12} {reached_at}  ({pid})", r.handler.name));

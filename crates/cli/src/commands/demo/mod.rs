@@ -135,7 +135,7 @@ async fn demo(args: Args, output: &Output) -> Result<Status, CommandFailure> {
     };
     let mut running = Vec::new();
     for (handler, binary) in binaries {
-        match dev::start_handler(&stack, &app, handler, &binary, &deployment, &settings).await {
+        match dev::start_handler(&stack, &app, handler, &binary, &deployment, &settings, false).await {
             Ok(host) => {
                 let pid = host.worker_pid().map(|pid| format!(" (pid {pid})")).unwrap_or_default();
                 output.status(&format!("{} is running{pid}", handler.name));
