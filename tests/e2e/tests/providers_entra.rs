@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use keyturn_e2e::receivers::http_sink;
 use keyturn_e2e::{
-    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack,
+    Chain, NEAR_EXPIRY_EVENT_TYPES, all_secret_values, assert_no_value_in, bounded, fast_retries, fast_stack, keyturn,
     publish_near_expiry, secret_versions, seed_secret, sigkill, tags, wait_for, workspace_binary,
 };
 use keyturn_host::Status;
@@ -199,6 +199,45 @@ async fn one_rotation_under_ten_duplicates_and_the_old_secret_works_through_the_
         assert!(signs_in(&graph, &app, &third).await);
 
         chain.assert_notified_without_values(&sink, 2, &[VAULT]).await;
+        chain.shutdown().await;
+        graph.shutdown().await;
+    })
+    .await;
+}
+
+/// `keyturn rollback` (the real CLI, as a Key Vault Secrets Officer) within the overlap: the previous password is
+/// still on the application, so it is written back as a new version, and it signs in.
+#[tokio::test]
+async fn a_rollback_within_the_overlap_restores_the_previous_password_which_still_signs_in() {
+    const NAME: &str = "kt-e2e-app-rollback";
+    bounded(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = fast_stack(&[VAULT]).await;
+        stack.emulator().grant_system_identity("Key Vault Secrets Officer").unwrap();
+        let (graph, app, first) = graph(&stack).await;
+        let settings = settings(&stack, &graph, &app, NAME, dir.path());
+        let v0 = seed(&stack, NAME, &app, &first, "P7D");
+        let chain =
+            Chain::start(stack, FUNCTION, &workspace_binary(FUNCTION), &NEAR_EXPIRY_EVENT_TYPES, settings.clone())
+                .await;
+        grant_handler(&chain, &graph, &app);
+        publish(&chain, "entra-rollback", NAME, &v0);
+        wait_for("the rotation", Duration::from_secs(60), || versions(&chain.stack, NAME).len() == 2).await;
+        let (v1, second, _) = versions(&chain.stack, NAME)[1].clone();
+
+        let run = keyturn(&["rollback", &format!("{VAULT}/{NAME}")], &settings).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains(&format!("the value of {v0} (replacing {v1})")), "{run:?}");
+        let (_, restored, restored_tags) = versions(&chain.stack, NAME).pop().unwrap();
+        assert_eq!(restored, first.secret_text, "the password the rotation replaced");
+        assert!(signs_in(&graph, &app, &restored).await, "the restored secret signs in");
+        assert!(signs_in(&graph, &app, &second).await, "the rotation's password is not removed by a rollback");
+        assert_eq!(restored_tags.get("KeyturnRollbackOf"), Some(&v0));
+        assert_eq!(restored_tags.get("KeyturnRolledBackFrom"), Some(&v1));
+        assert_eq!(graph.calls(), (1, 0), "one addPassword by the rotation; the rollback calls nothing");
+        for secret in [&first.secret_text, &second] {
+            assert!(!run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()), "no value printed");
+        }
         chain.shutdown().await;
         graph.shutdown().await;
     })

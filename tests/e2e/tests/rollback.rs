@@ -4,16 +4,19 @@
 //!
 //! - storage-account-key (ARM emulator): the rolled-back version holds key1 again, which the account still has,
 //!   with `CredentialId=key1`; the next rotation regenerates key2 (the key that broke things), never key1.
-//! - postgres-alternating (real PostgreSQL, `KEYTURN_TEST_PG_*`; without them this test fails, never skips): the
-//!   rolled-back version's login still works.
-//! - postgres (single user): refused, saying why; nothing is written.
+//! - postgres-alternating and mysql-alternating (real PostgreSQL and MariaDB, `KEYTURN_TEST_PG_*` and
+//!   `KEYTURN_TEST_MYSQL_*`; without them these tests fail, never skip): the rolled-back version's login still
+//!   works.
+//! - postgres and mysql (single user): refused, saying why; nothing is written.
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ops::Deref;
 use std::time::Duration;
 
-use keyturn_e2e::database::TestServer as _;
+use keyturn_e2e::database::{DbServer, TestServer};
+use keyturn_e2e::mysql::MySqlServer;
 use keyturn_e2e::postgres::PgServer;
 use keyturn_e2e::{
     Chain, NEAR_EXPIRY_EVENT_TYPES, bounded, fast_retries, fast_stack, handler_env_trusting, keyturn,
@@ -118,8 +121,30 @@ async fn a_storage_key_rollback_restores_the_key_the_account_still_has_and_the_n
 
 #[tokio::test]
 async fn an_alternating_postgres_rollback_restores_a_login_that_works_and_single_user_is_refused() {
+    // A PostgreSQL login changes its own password; a MySQL one is changed by the admin (providers.md).
+    alternating_rollback_works_and_single_user_is_refused(&PgServer::from_env(), "postgres", "KEYTURN_POSTGRES", false)
+        .await;
+}
+
+#[tokio::test]
+async fn an_alternating_mysql_rollback_restores_a_login_that_works_and_single_user_is_refused() {
+    alternating_rollback_works_and_single_user_is_refused(&MySqlServer::from_env(), "mysql", "KEYTURN_MYSQL", true)
+        .await;
+}
+
+/// The database providers' rollback: `<provider>-alternating` rolls back to the base login, which works;
+/// `<provider>` (single user) is refused, nothing written, since its previous password is dead. `bindings` is the
+/// prefix of the deployment's `_SERVERS` and `_ADMINS` settings; `single_by_admin`, whether the single-user
+/// provider changes the password through the admin login (MySQL) rather than the login's own (PostgreSQL).
+async fn alternating_rollback_works_and_single_user_is_refused<S>(
+    server: &S,
+    provider: &str,
+    bindings: &str,
+    single_by_admin: bool,
+) where
+    S: TestServer + Deref<Target = DbServer>,
+{
     bounded(Duration::from_secs(180), async {
-        let server = PgServer::from_env();
         let dir = tempfile::tempdir().unwrap();
         let stack = fast_stack(&[VAULT]).await;
         stack.emulator().grant_system_identity("Key Vault Secrets Officer").unwrap();
@@ -129,15 +154,17 @@ async fn an_alternating_postgres_rollback_restores_a_login_that_works_and_single
             dir.path(),
             &server_ca,
             &[
-                ("KEYTURN_POSTGRES_SERVERS", format!("{}:{}", server.host, server.port)),
-                ("KEYTURN_POSTGRES_ADMINS", format!("{VAULT}/kt-rb-admin=kt_rb_alt")),
+                (&format!("{bindings}_SERVERS"), format!("{}:{}", server.host, server.port)),
+                (&format!("{bindings}_ADMINS"), format!("{VAULT}/kt-rb-admin=kt_rb_alt,kt_rb_single")),
             ],
         );
         server.create_login("kt_rb_alt", "initial-pw-alt-01").await;
         server.create_login("kt_rb_single", "initial-pw-single-01").await;
-        seed_secret(&stack, VAULT, "kt-rb-admin", &server.admin_value(), 365, tags(&[]));
+        let admin = server.value(server.port, &server.admin_user, &server.admin_password);
+        seed_secret(&stack, VAULT, "kt-rb-admin", &admin, 365, tags(&[]));
+        let alternating_provider = format!("{provider}-alternating");
         let alternating = tags(&[
-            ("KeyturnRotation", "postgres-alternating"),
+            ("KeyturnRotation", alternating_provider.as_str()),
             ("ValidityPeriodDays", "60"),
             ("KeyturnAdminSecret", "kt-rb-admin"),
         ]);
@@ -149,7 +176,11 @@ async fn an_alternating_postgres_rollback_restores_a_login_that_works_and_single
             365,
             alternating,
         );
-        let single = tags(&[("KeyturnRotation", "postgres"), ("ValidityPeriodDays", "60")]);
+        let mut single = vec![("KeyturnRotation", provider), ("ValidityPeriodDays", "60")];
+        if single_by_admin {
+            single.push(("KeyturnAdminSecret", "kt-rb-admin"));
+        }
+        let single = tags(&single);
         let single0 = seed_secret(
             &stack,
             VAULT,
@@ -161,26 +192,25 @@ async fn an_alternating_postgres_rollback_restores_a_login_that_works_and_single
         let chain = near_expiry(stack, &settings).await;
         rotate(&chain, "kt-rb-alt", &alt0, "rotate-alt").await;
         rotate(&chain, "kt-rb-single", &single0, "rotate-single").await;
+        let (_, rotated, _) = secret_versions(&chain.stack, VAULT, "kt-rb-alt").pop().unwrap();
+        assert_eq!(server.login_of(&rotated).0, "kt_rb_alt_clone", "the rotation moved to the alternate login");
 
         // Alternating: the clone now holds the secret; the base login's password was never changed.
         let run = rollback(&settings, "kt-rb-alt").await;
         assert_eq!(run.code, 0, "{run:?}");
         let (_, value, restored) = secret_versions(&chain.stack, VAULT, "kt-rb-alt").pop().unwrap();
-        let login: serde_json::Value = serde_json::from_str(&value).unwrap();
-        let (user, password) = (login["user"].as_str().unwrap(), login["password"].as_str().unwrap());
+        let (user, password) = server.login_of(&value);
         assert_eq!(user, "kt_rb_alt");
-        assert!(server.logs_in(user, password).await, "the restored login works");
+        assert!(server.logs_in(&user, &password).await, "the restored login works");
         assert_eq!(restored.get("KeyturnRollbackOf"), Some(&alt0));
-        assert!(!run.stdout.contains(password) && !run.stderr.contains(password), "no value printed");
+        assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password), "no value printed");
 
         // Single user: the previous password is gone, so nothing is written, and the refusal says why.
         let before = secret_versions(&chain.stack, VAULT, "kt-rb-single").len();
         let run = rollback(&settings, "kt-rb-single").await;
         assert_eq!(run.code, 1, "{run:?}");
-        assert!(
-            run.stderr.contains("refusing to roll back kv-rb/kt-rb-single: postgres changes the one login's password"),
-            "{run:?}"
-        );
+        let refusal = format!("refusing to roll back kv-rb/kt-rb-single: {provider} changes the one login's password");
+        assert!(run.stderr.contains(&refusal), "{run:?}");
         assert_eq!(secret_versions(&chain.stack, VAULT, "kt-rb-single").len(), before);
         assert!(!server.logs_in("kt_rb_single", "initial-pw-single-01").await, "indeed, the old password is dead");
         chain.shutdown().await;
