@@ -18,8 +18,9 @@ async fn the_bench_works_on_a_few_iterations() {
     assert_eq!(report.start_to_ready.len(), config.starts);
     assert_eq!(report.unconfigured_start_to_ready.len(), config.starts);
     assert_eq!(report.bare_start_to_ready.len(), config.starts);
-    let throttled = report.throttled;
-    assert_eq!((throttled.not_once, throttled.dead_lettered, throttled.vault_429s), (0, 0, 0), "{throttled:?}");
+    for throttled in [&report.throttled, &report.throttled_real_retries] {
+        assert_eq!((throttled.not_once, throttled.dead_lettered, throttled.vault_429s), (0, 0, 0), "{throttled:?}");
+    }
     assert!(report.idle_rss_kb > 0 && report.rss_after_kb > 0);
     assert_eq!(report.chain.rotations, config.chain_secrets);
     assert_eq!(report.direct.rotations, config.direct_secrets);
