@@ -1,16 +1,18 @@
 //! [`Deps`]: everything a handler builds once per process and shares with every invocation.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
 
 use azure_core::credentials::TokenCredential;
 use keyturn_config::{ConfigError, ConfigErrors, Settings, VaultList};
-use keyturn_events::{Event, KeyVaultEventType, Lifecycle, VaultObject};
+use keyturn_events::{Event, KeyVaultEventType, Lifecycle, ObjectKind, ObjectRef, VaultObject};
 use keyturn_host::Outcome;
 use keyturn_host::adapter::Adapter;
 use keyturn_notify::{BuildError, Notifier, NotifierOptions, Notify};
 use keyturn_rotation::provider::ProviderError;
 use keyturn_rotation::{Engine, LockSetupError, Providers, RotationLock};
-use keyturn_vault::{AzureKeyVault, Inventory, KeyVault, VaultError, VaultPacing, Versions};
+use keyturn_vault::{AzureKeyVault, Inventory, KeyVault, OperationClass, VaultError, VaultPacing, Versions};
 
 use crate::accept::{self, Accepted};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -36,6 +38,38 @@ fn warm_up_in_background(vaults: Arc<AzureKeyVault>, roots: keyturn_tls::TrustRo
     runtime.spawn_blocking(move || random.seed_random());
     runtime.spawn_blocking(move || roots.preload());
     runtime.spawn(async move { vaults.warm_up().await });
+}
+
+type WaitingCounts = Mutex<HashMap<(String, OperationClass), usize>>;
+
+/// One invocation's place among those waiting for a permit to create in one vault, left when dropped.
+struct Waiting<'a> {
+    counts: &'a WaitingCounts,
+    key: (String, OperationClass),
+    /// How many were already waiting when it joined.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn join(counts: &'a WaitingCounts, key: (String, OperationClass)) -> Self {
+        let mut map = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = map.entry(key.clone()).or_default();
+        let ahead = *count;
+        *count += 1;
+        Self { counts, key, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Why the handler cannot work. Every invocation fails with this message (retryably: the events wait in
@@ -78,6 +112,11 @@ pub struct Deps {
     lock: Arc<dyn RotationLock>,
     engine: Engine,
     permits: Arc<Semaphore>,
+    /// Invocations waiting for a permit to create a version, per vault and class of create: what is ahead of
+    /// the next one ([`Deps::turn_to_create`]).
+    waiting: Arc<Mutex<HashMap<(String, OperationClass), usize>>>,
+    /// The process's Key Vault schedules (the vault clients take their turns from it); off in [`Deps::from_parts`].
+    pacing: VaultPacing,
 }
 
 /// Everything [`Deps`] holds, to build one from any implementations.
@@ -159,7 +198,8 @@ impl Deps {
             AzureKeyVault::new(&settings.vaults, credential.clone(), options.clone())?.with_pacing(pacing.clone()),
         );
         let mirrors = Arc::new(
-            AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?.with_pacing(pacing),
+            AzureKeyVault::new(&mirror_list(&settings)?, credential.clone(), options.clone())?
+                .with_pacing(pacing.clone()),
         );
         let lock = keyturn_rotation::lock_from_settings(&settings.lock, credential.clone(), options.clone())?;
         let notifier = Arc::new(notifier(&settings)?);
@@ -170,7 +210,7 @@ impl Deps {
         if warm_up {
             warm_up_in_background(vaults.clone(), keyturn_tls::TrustRoots::for_ca_file(settings.ca_file.as_deref())?);
         }
-        Ok(Self::from_parts(Parts {
+        let deps = Self::from_parts(Parts {
             settings,
             vaults: vaults.clone(),
             versions: vaults.clone(),
@@ -180,14 +220,28 @@ impl Deps {
             notifier,
             lock,
             engine,
-        }))
+        });
+        Ok(Self { pacing, ..deps })
     }
 
     /// Deps over any implementations (the real ones come from [`Deps::from_settings`]).
     pub fn from_parts(parts: Parts) -> Self {
         let Parts { settings, vaults, versions, inventory, mirrors, credential, notifier, lock, engine } = parts;
         let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_INVOCATIONS));
-        Self { settings, vaults, versions, inventory, mirrors, credential, notifier, lock, engine, permits }
+        Self {
+            settings,
+            vaults,
+            versions,
+            inventory,
+            mirrors,
+            credential,
+            notifier,
+            lock,
+            engine,
+            permits,
+            waiting: Arc::default(),
+            pacing: VaultPacing::default(),
+        }
     }
 
     /// The one parse of a delivered event: the typed, allow-listed object of an event of `lifecycle`, or
@@ -213,6 +267,24 @@ impl Deps {
     pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
         // The semaphore is never closed, so acquiring fails only in theory; then the work runs unbounded.
         self.permits.clone().acquire_owned().await.ok()
+    }
+
+    /// [`Deps::turn`] for an event that will create a new version of `object` (a rotation), or the retryable
+    /// refusal (nothing sent) when the vault's create schedule lies further ahead than the longest wait
+    /// (`KEYTURN_PACING_MAX_WAIT_SECS`, from the event's arrival) once the invocations already waiting for a
+    /// permit to create in the same vault have booked theirs. Refused on arrival, the event comes back from Event
+    /// Grid 10 s later, while the schedule still has work; refused only after waiting for a permit (up to that
+    /// longest wait), it would come back after the schedule had run dry.
+    pub async fn turn_to_create(&self, object: &ObjectRef) -> Result<Option<OwnedSemaphorePermit>, VaultError> {
+        let class = match object.kind() {
+            ObjectKind::Secret => OperationClass::SecretCreate,
+            // A certificate's new version creates its key.
+            ObjectKind::Key | ObjectKind::Certificate => OperationClass::KeyCreate,
+            ObjectKind::Vault => return Ok(self.turn().await),
+        };
+        let waiting = Waiting::join(&self.waiting, (object.vault().to_ascii_lowercase(), class));
+        self.pacing.admit(class, "rotate", object.vault(), &object.described(), waiting.ahead)?;
+        Ok(self.turn().await)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -328,6 +400,51 @@ mod tests {
         assert!(deps.vault().check_allowed("kv-one").is_ok());
         assert!(deps.canary().is_none());
         assert!(format!("{deps:?}").contains("InProcessLock"), "{deps:?}");
+    }
+
+    /// An event whose create would wait past the longest wait, behind the invocations already waiting to create
+    /// in the same vault, is refused on arrival (retryably) without waiting for a permit; another vault's is not.
+    #[tokio::test]
+    async fn a_create_too_far_behind_the_invocations_waiting_in_its_vault_is_refused_on_arrival() {
+        let mut settings = MINIMAL.to_vec();
+        settings.push(("KEYTURN_VAULTS", "kv-one=https://127.0.0.1:8443,kv-two=https://127.0.0.1:8444"));
+        settings.push(("KEYTURN_PACING_MAX_WAIT_SECS", "1"));
+        let deps = Arc::new(Deps::from_lookup(lookup(&settings)).unwrap());
+        let version = "0123456789abcdef0123456789abcdef";
+        let secret = ObjectRef::new("kv-one", ObjectKind::Secret, "db", version).unwrap();
+        // Every permit taken: the invocations that follow wait for one.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONCURRENT_INVOCATIONS {
+            held.push(deps.turn().await.unwrap());
+        }
+        // 297 secret creates per 10 s: with 29 waiting ahead this one's turn is at 0.98 s, with 30 at 1.01 s.
+        let waiters: Vec<_> = (0..30)
+            .map(|_| {
+                let (deps, secret) = (deps.clone(), secret.clone());
+                tokio::spawn(async move { deps.turn_to_create(&secret).await.map(|turn| turn.is_some()) })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while deps.waiting.lock().unwrap().values().sum::<usize>() < 30 {
+            assert!(tokio::time::Instant::now() < deadline, "the 30 invocations did not start waiting");
+            tokio::task::yield_now().await;
+        }
+        let refused = deps.turn_to_create(&secret).await.unwrap_err();
+        assert!(refused.is_retryable(), "{refused}");
+        assert!(refused.to_string().contains("secret-create limit is booked more than 1 s ahead"), "{refused}");
+        // Another vault's schedule and queue are its own.
+        let other = ObjectRef::new("kv-two", ObjectKind::Secret, "db", version).unwrap();
+        let other_turn = tokio::spawn({
+            let deps = deps.clone();
+            async move { deps.turn_to_create(&other).await.map(|turn| turn.is_some()) }
+        });
+        // Once permits free up, every waiter gets its turn.
+        drop(held);
+        for waiter in waiters {
+            assert!(waiter.await.unwrap().unwrap(), "a waiter gets its turn");
+        }
+        assert!(other_turn.await.unwrap().unwrap(), "another vault's create is not refused");
+        assert!(deps.waiting.lock().unwrap().is_empty(), "every waiter left the count");
     }
 
     #[tokio::test]

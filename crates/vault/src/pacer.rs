@@ -195,6 +195,36 @@ impl VaultPacing {
             }),
         }
     }
+
+    /// Refuses at once, as [`VaultPacing::wait_for_turn`] would (retryable [`crate::VaultError::Paced`]), when
+    /// the turn of `class` in `vault` would lie further than the longest wait even if only the `ahead` requests
+    /// already in the process booked first; books nothing. For a handler to turn an event away on arrival,
+    /// rather than after it has waited its place among the process's invocations: Event Grid redelivers a
+    /// refused event 10 s after the answer, so an early answer brings it back while the schedule still has work.
+    pub fn admit(
+        &self,
+        class: OperationClass,
+        operation: &'static str,
+        vault: &str,
+        object: &str,
+        ahead: usize,
+    ) -> Result<(), crate::VaultError> {
+        let Some(schedules) = &self.0 else { return Ok(()) };
+        let now = Instant::now();
+        let waited = (schedules.started_at)().map_or(Duration::ZERO, |started| now - started);
+        let may_wait = schedules.max_wait.saturating_sub(waited);
+        let earliest = schedules.pacers[class as usize].earliest_after(vault, now, ahead);
+        if earliest <= now + may_wait {
+            Ok(())
+        } else {
+            Err(crate::VaultError::Paced {
+                operation,
+                object: object.to_owned(),
+                limit: class.describe(),
+                max_wait: schedules.max_wait,
+            })
+        }
+    }
 }
 
 /// One limit's state: the theoretical arrival time of the next request.
@@ -220,6 +250,16 @@ impl Gcra {
             Some(tat) => now.max(tat.checked_sub(self.tolerance).unwrap_or(now)),
             None => now,
         }
+    }
+
+    /// [`Gcra::earliest`] after `ahead` requests were recorded at their earliest.
+    fn earliest_after(&self, now: Instant, ahead: u32) -> Instant {
+        let mut gcra = *self;
+        for _ in 0..ahead.min(100_000) {
+            let at = gcra.earliest(now);
+            gcra.record(at);
+        }
+        gcra.earliest(now)
     }
 
     fn record(&mut self, at: Instant) {
@@ -279,6 +319,23 @@ impl Pacer {
             sub.record(at);
         }
         Some(at)
+    }
+
+    /// The earliest a request to `vault` could go at or after `now` if `ahead` others booked first; books nothing.
+    pub fn earliest_after(&self, vault: &str, now: Instant, ahead: usize) -> Instant {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let limits = self.limits;
+        let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
+        let vault_gcra = state
+            .vaults
+            .get(&vault.to_ascii_lowercase())
+            .copied()
+            .unwrap_or_else(|| Gcra::new(limits.per_vault, limits.headroom, limits.burst));
+        let mut at = vault_gcra.earliest_after(now, ahead);
+        if let Some(sub) = state.subscription.as_ref() {
+            at = at.max(sub.earliest_after(now, ahead));
+        }
+        at
     }
 
     /// Waits until a request to `vault` may go; returns how long it waited.
@@ -369,6 +426,24 @@ mod tests {
         // 100 creates at 20 per 10 s: the limit allows the last at 45 s (the first 20 at once), 90 % of it ~50 s.
         let took = times[99] - start;
         assert!((Duration::from_secs(54)..=Duration::from_secs(56)).contains(&took), "took {took:?}");
+    }
+
+    /// An event is turned away on arrival when its create, behind the requests already in the process, would lie
+    /// past the longest wait; nothing is booked by asking.
+    #[tokio::test(start_paused = true)]
+    async fn admission_counts_the_requests_ahead_and_books_nothing() {
+        let pacing = VaultPacing::new(Duration::from_secs(1));
+        let admit = |ahead| pacing.admit(OperationClass::SecretCreate, "rotate", "kv1", "kv1/s", ahead);
+        // 297 creates per 10 s: one every 33.7 ms; 29 ahead put this one at 0.98 s, 30 at 1.01 s.
+        assert!(admit(29).is_ok());
+        let refused = admit(30).unwrap_err();
+        assert!(refused.is_retryable(), "{refused}");
+        // Asking booked nothing: the first turn is still free.
+        let start = Instant::now();
+        pacing.wait_for_turn(OperationClass::SecretCreate, "rotate", "kv1", "kv1/s").await.unwrap();
+        assert_eq!(Instant::now(), start);
+        // Another vault's schedule is its own.
+        assert!(pacing.admit(OperationClass::SecretCreate, "rotate", "kv2", "kv2/s", 29).is_ok());
     }
 
     /// Each class has its own schedule: a vault's key-create limit being booked holds back neither its secret

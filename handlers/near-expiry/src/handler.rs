@@ -18,7 +18,12 @@ pub async fn handle(event: Event, deps: Arc<Deps>) -> Result<Outcome, HandlerErr
         Ok(accepted) => accepted,
         Err(outcome) => return Ok(*outcome),
     };
-    let _turn = deps.turn().await;
+    // A rotation creates a version: turned away now, rather than after waiting for a permit, when the vault's
+    // create schedule is booked past the longest wait (Event Grid brings the event back while it still has work).
+    let _turn = match deps.turn_to_create(&accepted.object).await {
+        Ok(turn) => turn,
+        Err(paced) => return Err(paced.handler_error(accepted.object.described())),
+    };
     decide(&accepted, &deps).await
 }
 
