@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{check, demo, dev, package, rollback, send};
-use crate::exit::{CommandFailure, EXIT_CODES_HELP, Status};
+use crate::exit::{CommandFailure, EXIT_CODES_HELP, ExitStatus};
 use crate::output::Output;
 
 const ABOUT: &str = "keyturn: Azure Key Vault lifecycle events, handled by small Rust functions";
@@ -54,7 +54,7 @@ pub fn main() -> ExitCode {
         Err(error) => {
             // --help and --version are "errors" that print to stdout and exit 0.
             let _ = error.print();
-            return if error.use_stderr() { Status::Usage.into() } else { Status::Ok.into() };
+            return if error.use_stderr() { ExitStatus::Usage.into() } else { ExitStatus::Ok.into() };
         }
     };
     init_logging(cli.verbose);
@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             output.error(&format!("cannot start the async runtime: {error}"));
-            return Status::Failed.into();
+            return ExitStatus::Failed.into();
         }
     };
     let result = runtime.block_on(async {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// What the process exits with. The numbers are part of keyturn's interface (docs/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub enum ExitStatus {
     /// 0: the command did what was asked.
     Ok,
     /// 1: the operation ran and failed: the endpoint answered an error, a vault call failed, a package
@@ -19,7 +19,7 @@ pub enum Status {
     Setup,
 }
 
-impl Status {
+impl ExitStatus {
     pub fn code(self) -> u8 {
         match self {
             Self::Ok => 0,
@@ -31,8 +31,8 @@ impl Status {
     }
 }
 
-impl From<Status> for ExitCode {
-    fn from(status: Status) -> Self {
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
         ExitCode::from(status.code())
     }
 }
@@ -49,7 +49,7 @@ Exit codes:
 /// A command's failure: what went wrong, what to do about it, and the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandFailure {
-    pub status: Status,
+    pub status: ExitStatus,
     pub message: String,
     /// The next step for the user, when there is an obvious one.
     pub hint: Option<String>,
@@ -57,15 +57,15 @@ pub struct CommandFailure {
 
 impl CommandFailure {
     pub fn failed(message: impl Into<String>) -> Self {
-        Self { status: Status::Failed, message: message.into(), hint: None }
+        Self { status: ExitStatus::Failed, message: message.into(), hint: None }
     }
 
     pub fn unreachable(message: impl Into<String>) -> Self {
-        Self { status: Status::Unreachable, message: message.into(), hint: None }
+        Self { status: ExitStatus::Unreachable, message: message.into(), hint: None }
     }
 
     pub fn setup(message: impl Into<String>) -> Self {
-        Self { status: Status::Setup, message: message.into(), hint: None }
+        Self { status: ExitStatus::Setup, message: message.into(), hint: None }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -92,8 +92,8 @@ mod tests {
 
     #[test]
     fn codes_are_stable_and_the_help_lists_each() {
-        let all = [Status::Ok, Status::Failed, Status::Usage, Status::Unreachable, Status::Setup];
-        assert_eq!(all.map(Status::code), [0, 1, 2, 3, 4]);
+        let all = [ExitStatus::Ok, ExitStatus::Failed, ExitStatus::Usage, ExitStatus::Unreachable, ExitStatus::Setup];
+        assert_eq!(all.map(ExitStatus::code), [0, 1, 2, 3, 4]);
         for status in all {
             assert!(EXIT_CODES_HELP.contains(&format!("\n  {}  ", status.code())), "{status:?}");
         }
@@ -107,6 +107,6 @@ mod tests {
             failure.to_string(),
             "target/debug/near-expiry is missing\n  hint: run `cargo build -p near-expiry`"
         );
-        assert_eq!(failure.status, Status::Setup);
+        assert_eq!(failure.status, ExitStatus::Setup);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use keyturn_events::{Event, KeyVaultEvent, KeyVaultEventType, Payload, Schema, VaultObject};
 use keyturn_local::clock::Clock;
-use keyturn_local::eventgrid::{EndpointKind, EventGrid, EventGridOptions, Subscription};
+use keyturn_local::eventgrid::{EndpointType, EventGrid, EventGridOptions, Subscription};
 use keyturn_local::functions_host::Stream;
 use keyturn_local::lambda::{Completion, LocalLambda};
 use serde_json::{Value, json};
@@ -80,7 +80,7 @@ fn near_expiry(id: &str, subject: &str) -> Event {
 }
 
 fn webhook(name: &str, url: url::Url) -> Subscription {
-    Subscription::new(name, url, EndpointKind::Webhook)
+    Subscription::new(name, url, EndpointType::Webhook)
 }
 
 /// `(statusCode, results)` of every function URL response so far.

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 pub use blob_destination::BlobDestination;
 pub use dispatch::{Attempt, DeadLetter};
 pub use expiry::ObjectChange;
-pub use subscription::{EndpointKind, SubjectFilter, Subscription};
+pub use subscription::{EndpointType, SubjectFilter, Subscription};
 
 use crate::clock::Clock;
 use expiry::{DueEvent, ExpiryTracker};
@@ -133,7 +133,7 @@ impl EventGrid {
         subscription
             .validate()
             .map_err(|reason| SubscriptionError::Invalid { name: subscription.name.clone(), reason })?;
-        if subscription.endpoint_kind == EndpointKind::Webhook {
+        if subscription.endpoint_kind == EndpointType::Webhook {
             self.handshake(&subscription)
                 .await
                 .map_err(|reason| SubscriptionError::Handshake { name: subscription.name.clone(), reason })?;

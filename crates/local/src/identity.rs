@@ -18,7 +18,7 @@
 //! emulator instead accepts exactly the tokens recorded in the [`TokenRegistry`], and authorises the `oid`
 //! recorded with each.
 
-use crate::keyvault::server::{self, HttpResponse, ServerHandle};
+use crate::keyvault::server::{self, ServerHandle, ServerResponse};
 use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -356,7 +356,7 @@ struct TokenResponse<'a> {
 }
 
 impl TokenHandler {
-    fn handle(&self, req: Request<Incoming>) -> HttpResponse {
+    fn handle(&self, req: Request<Incoming>) -> ServerResponse {
         if req.uri().path() != TOKEN_PATH {
             return error(StatusCode::NOT_FOUND, "No route matches the request path.");
         }
@@ -429,7 +429,7 @@ fn selector(query: &HashMap<String, String>) -> Result<Selector, String> {
 }
 
 /// App Service's error body: `{"statusCode", "message", "correlationId"}`.
-fn error(status: StatusCode, message: &str) -> HttpResponse {
+fn error(status: StatusCode, message: &str) -> ServerResponse {
     let body = serde_json::json!({
         "statusCode": status.as_u16(),
         "message": message,

@@ -36,7 +36,7 @@ pub use store::{CurrentObject, StoredKind, VaultChange, VaultStore};
 use crate::clock::Clock;
 use crate::identity::{Identities, IdentityEndpoint, IdentityEnv, IdentityError, ManagedIdentity, TokenRegistry};
 use crate::rbac::{ArmAssignments, Assignments, Scope};
-use crate::tls::{LocalCa, TlsError};
+use crate::tls::{LocalCa, LocalCaError};
 use limits::{FaultInjector, Throttler};
 use server::ServerHandle;
 use std::collections::BTreeMap;
@@ -63,7 +63,7 @@ pub enum StartError {
     #[error("vault '{0}' is configured twice")]
     DuplicateVault(String),
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    Tls(#[from] LocalCaError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("binding a listener for vault '{vault}' on 127.0.0.1 failed: {source}")]

@@ -28,7 +28,7 @@ use warp::reply::{Json, WithStatus};
 use warp::{Filter, Rejection};
 
 use crate::clock::Clock;
-use crate::eventgrid::{EndpointKind, EventGrid, SubjectFilter, Subscription};
+use crate::eventgrid::{EndpointType, EventGrid, SubjectFilter, Subscription};
 
 /// The largest request body accepted (a batch of events is far smaller).
 const BODY_LIMIT: u64 = 4 * 1024 * 1024;
@@ -85,9 +85,9 @@ pub struct AdvancedFilter {
 impl SubscriptionRequest {
     fn into_subscription(self) -> Result<Subscription, String> {
         let kind = match self.endpoint_type.as_deref() {
-            None => EndpointKind::Webhook,
-            Some(t) if t.eq_ignore_ascii_case("WebHook") => EndpointKind::Webhook,
-            Some(t) if t.eq_ignore_ascii_case("AzureFunction") => EndpointKind::AzureFunction,
+            None => EndpointType::Webhook,
+            Some(t) if t.eq_ignore_ascii_case("WebHook") => EndpointType::Webhook,
+            Some(t) if t.eq_ignore_ascii_case("AzureFunction") => EndpointType::AzureFunction,
             Some(other) => return Err(format!("endpointType '{other}' is not WebHook or AzureFunction")),
         };
         let schema = match self.event_delivery_schema.as_deref() {

@@ -34,8 +34,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::keyvault::server::{self, HttpResponse, ServerHandle};
-use crate::tls::{LocalCa, TlsError};
+use crate::keyvault::server::{self, ServerHandle, ServerResponse};
+use crate::tls::{LocalCa, LocalCaError};
 
 /// PagerDuty's body limit.
 pub const PAGERDUTY_MAX_BODY: usize = 512 * 1024;
@@ -60,7 +60,7 @@ pub enum PagingError {
     #[error("creating the paging receiver's CA directory {path}: {source}")]
     CaDir { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    Tls(#[from] LocalCaError),
 }
 
 /// A bound listener: its base URL, and the TLS acceptor and CA when it speaks HTTPS.
@@ -270,7 +270,7 @@ fn pd_invalid(errors: &[String]) -> (StatusCode, Value) {
     )
 }
 
-async fn pagerduty(state: Arc<Mutex<PdState>>, req: Request<Incoming>) -> HttpResponse {
+async fn pagerduty(state: Arc<Mutex<PdState>>, req: Request<Incoming>) -> ServerResponse {
     if req.method() != Method::POST || req.uri().path() != "/v2/enqueue" {
         return server::json_response(StatusCode::NOT_FOUND, &json!({"status": "not found", "message": "Not Found"}));
     }
@@ -498,7 +498,7 @@ impl OpsgenieReceiver {
     }
 }
 
-fn og_answer(status: StatusCode, mut body: Value, request_id: &str) -> HttpResponse {
+fn og_answer(status: StatusCode, mut body: Value, request_id: &str) -> ServerResponse {
     body["took"] = json!(0.002);
     body["requestId"] = json!(request_id);
     let mut response = server::json_response(status, &body);
@@ -508,7 +508,7 @@ fn og_answer(status: StatusCode, mut body: Value, request_id: &str) -> HttpRespo
     response
 }
 
-async fn opsgenie(state: Arc<Mutex<OgState>>, req: Request<Incoming>) -> HttpResponse {
+async fn opsgenie(state: Arc<Mutex<OgState>>, req: Request<Incoming>) -> ServerResponse {
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// What can go wrong while creating or using the local CA.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub enum LocalCaError {
     #[error("generating the local CA or its leaf certificate failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("writing the CA certificate to {path} failed: {source}")]
@@ -59,7 +59,7 @@ pub enum EmulatorCaError {
     #[error("creating the CA directory {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    Tls(#[from] LocalCaError),
 }
 
 impl EmulatorCa {
@@ -97,7 +97,7 @@ impl Drop for EmulatorCa {
 impl LocalCa {
     /// Generates a CA and a leaf for loopback plus `<vault>.vault.azure.net` for each of `vault_names`,
     /// and writes the CA certificate to `dir/keyturn-local-ca.pem`.
-    pub fn generate(dir: &Path, vault_names: &[String]) -> Result<Self, TlsError> {
+    pub fn generate(dir: &Path, vault_names: &[String]) -> Result<Self, LocalCaError> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::default();
         let mut ca_name = DistinguishedName::new();
@@ -143,7 +143,7 @@ impl LocalCa {
 
         let ca_pem_path = dir.join("keyturn-local-ca.pem");
         std::fs::write(&ca_pem_path, &ca_pem)
-            .map_err(|source| TlsError::WriteCa { path: ca_pem_path.clone(), source })?;
+            .map_err(|source| LocalCaError::WriteCa { path: ca_pem_path.clone(), source })?;
         Ok(Self { ca_pem, ca_pem_path, leaf_pem, leaf_key_pem, server_config: Arc::new(config) })
     }
 
@@ -173,6 +173,6 @@ impl LocalCa {
     }
 }
 
-fn dns(name: &str) -> Result<SanType, TlsError> {
-    name.to_string().try_into().map(SanType::DnsName).map_err(|_| TlsError::BadName(name.to_string()))
+fn dns(name: &str) -> Result<SanType, LocalCaError> {
+    name.to_string().try_into().map(SanType::DnsName).map_err(|_| LocalCaError::BadName(name.to_string()))
 }

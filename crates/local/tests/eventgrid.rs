@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use keyturn_events::{Event, KeyVaultEventType, ObjectKind, Schema};
 use keyturn_local::clock::Clock;
-use keyturn_local::eventgrid::{EndpointKind, EventGrid, EventGridOptions, ObjectChange, Subscription};
+use keyturn_local::eventgrid::{EndpointType, EventGrid, EventGridOptions, ObjectChange, Subscription};
 use serde_json::{Value, json};
 use warp::Filter;
 use warp::http::{HeaderMap, StatusCode};
@@ -113,7 +113,7 @@ fn new_secret(name: &str, version: &str, exp_days: Option<i64>) -> ObjectChange 
 }
 
 fn azure_function(receiver: &Receiver, name: &str) -> Subscription {
-    Subscription::new(name, receiver.url(), EndpointKind::AzureFunction)
+    Subscription::new(name, receiver.url(), EndpointType::AzureFunction)
 }
 
 #[tokio::test]
@@ -298,7 +298,7 @@ async fn unauthorized_is_final_for_webhooks_only() {
     })
     .await;
     let grid = EventGrid::start(Clock::starting_at(start()), fast());
-    grid.subscribe(Subscription::new("hook", receiver.url(), EndpointKind::Webhook)).await.unwrap();
+    grid.subscribe(Subscription::new("hook", receiver.url(), EndpointType::Webhook)).await.unwrap();
     grid.subscribe(azure_function(&receiver, "func").max_delivery_attempts(3)).await.unwrap();
     grid.observe(new_secret("a", "v1", None));
     assert!(grid.settled(SETTLE).await);
@@ -318,7 +318,7 @@ async fn an_endpoint_that_is_down_exhausts_the_time_to_live() {
     let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
     let grid = EventGrid::start(Clock::starting_at(start()), fast());
     // 10 minutes to live: attempts at 0, 10 s, 40 s, 100 s, 400 s; the next (at 1000 s) is past the TTL.
-    grid.subscribe(Subscription::new("down", url, EndpointKind::AzureFunction).event_ttl(Duration::from_secs(600)))
+    grid.subscribe(Subscription::new("down", url, EndpointType::AzureFunction).event_ttl(Duration::from_secs(600)))
         .await
         .unwrap();
     grid.observe(new_secret("a", "v1", None));
@@ -334,24 +334,24 @@ async fn an_endpoint_that_is_down_exhausts_the_time_to_live() {
 async fn webhooks_must_pass_the_validation_handshake() {
     let good = Receiver::start(|r, _| validation_answer(r)).await;
     let grid = EventGrid::start(Clock::starting_at(start()), fast());
-    grid.subscribe(Subscription::new("good", good.url(), EndpointKind::Webhook)).await.unwrap();
+    grid.subscribe(Subscription::new("good", good.url(), EndpointType::Webhook)).await.unwrap();
     assert_eq!(good.got.lock().unwrap()[0].header("aeg-event-type"), "SubscriptionValidation");
 
     let wrong_code = Receiver::start(|_, _| (StatusCode::OK, json!({"validationResponse": "not-the-code"}))).await;
-    let err = grid.subscribe(Subscription::new("wrong", wrong_code.url(), EndpointKind::Webhook)).await.unwrap_err();
+    let err = grid.subscribe(Subscription::new("wrong", wrong_code.url(), EndpointType::Webhook)).await.unwrap_err();
     assert!(err.to_string().contains("validation handshake"), "{err}");
 
     let accepted_only = Receiver::start(|_, _| (StatusCode::ACCEPTED, json!({}))).await;
-    assert!(grid.subscribe(Subscription::new("202", accepted_only.url(), EndpointKind::Webhook)).await.is_err());
+    assert!(grid.subscribe(Subscription::new("202", accepted_only.url(), EndpointType::Webhook)).await.is_err());
 
     // CloudEvents webhooks: the OPTIONS handshake (the receiver answers with WebHook-Allowed-Origin).
     let ce = Receiver::start(|_, _| ok()).await;
-    grid.subscribe(Subscription::new("ce", ce.url(), EndpointKind::Webhook).schema(Schema::CloudEvents)).await.unwrap();
+    grid.subscribe(Subscription::new("ce", ce.url(), EndpointType::Webhook).schema(Schema::CloudEvents)).await.unwrap();
     let options = ce.got.lock().unwrap()[0].clone();
     assert_eq!((options.method.as_str(), options.header("webhook-request-origin")), ("OPTIONS", "eventgrid.azure.net"));
 
     let err = grid
-        .subscribe(Subscription::new("bad-limits", good.url(), EndpointKind::Webhook).max_delivery_attempts(0))
+        .subscribe(Subscription::new("bad-limits", good.url(), EndpointType::Webhook).max_delivery_attempts(0))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("maxDeliveryAttempts"), "{err}");

@@ -113,7 +113,7 @@ async fn extending_exp_rearms_the_expiry_events() {
             keyturn_local::eventgrid::Subscription::new(
                 "near",
                 endpoint,
-                keyturn_local::eventgrid::EndpointKind::AzureFunction,
+                keyturn_local::eventgrid::EndpointType::AzureFunction,
             )
             .event_types([KeyVaultEventType::SecretNearExpiry.as_str()]),
         )

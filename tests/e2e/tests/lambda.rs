@@ -21,7 +21,7 @@ use keyturn_e2e::{
 };
 use keyturn_events::Schema;
 use keyturn_host::{Outcome, Status};
-use keyturn_local::eventgrid::{Attempt, EndpointKind, Subscription};
+use keyturn_local::eventgrid::{Attempt, EndpointType, Subscription};
 use keyturn_local::keyvault::{FaultRule, Faults, OperationKind};
 use keyturn_local::lambda::{Completion, LocalLambda};
 use keyturn_local::stack::LocalStack;
@@ -68,7 +68,7 @@ async fn lambda(function: &str, settings: Vec<(String, String)>) -> LocalLambda 
 
 /// A WebHook subscription to the function URL with the secret as a static delivery header.
 fn webhook(name: &str, lambda: &LocalLambda, event_types: &[&str]) -> Subscription {
-    Subscription::new(name, lambda.url(), EndpointKind::Webhook)
+    Subscription::new(name, lambda.url(), EndpointType::Webhook)
         .event_types(event_types.iter().copied())
         .delivery_header(SECRET_HEADER, SECRET)
 }
@@ -392,7 +392,7 @@ async fn a_wrong_secret_is_refused_with_401_and_dead_lettered_and_the_vault_sees
         let mut lambda = lambda("near-expiry", settings.clone()).await;
 
         // A subscription with the wrong secret cannot even be created: its handshake gets 401.
-        let wrong = Subscription::new("wrong", lambda.url(), EndpointKind::Webhook)
+        let wrong = Subscription::new("wrong", lambda.url(), EndpointType::Webhook)
             .delivery_header(SECRET_HEADER, "not-the-secret-at-all-0000");
         let error = stack.grid().subscribe(wrong).await.unwrap_err().to_string();
         assert!(error.contains("401"), "{error}");

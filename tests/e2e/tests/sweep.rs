@@ -386,7 +386,7 @@ impl DeadLetterContainer {
 #[tokio::test]
 async fn a_dead_lettered_near_expiry_event_is_re_driven_by_the_next_sweep_exactly_once_and_reported() {
     bounded(Duration::from_secs(300), async {
-        use keyturn_local::eventgrid::{EndpointKind, Subscription};
+        use keyturn_local::eventgrid::{EndpointType, Subscription};
 
         let (account, name) = DeadLetterContainer::name();
         let settings = [
@@ -400,7 +400,7 @@ async fn a_dead_lettered_near_expiry_event_is_re_driven_by_the_next_sweep_exactl
 
         // Near-expiry's endpoint: nothing listens there. Three attempts, then the dead-letter container.
         let down = url::Url::parse("http://127.0.0.1:9/api/near-expiry").unwrap();
-        let subscription = Subscription::new("keyturn-near-expiry", down, EndpointKind::AzureFunction)
+        let subscription = Subscription::new("keyturn-near-expiry", down, EndpointType::AzureFunction)
             .event_types(["Microsoft.KeyVault.SecretNearExpiry"])
             .max_delivery_attempts(3)
             .dead_letter_blob(container.destination());

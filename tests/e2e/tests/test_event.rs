@@ -16,7 +16,7 @@ use keyturn_e2e::{Chain, bounded, fast_stack, secret_event, workspace_binary};
 use keyturn_events::event::TEST_EVENT_TYPE;
 use keyturn_events::{Event, KeyVaultEventType, ObjectKind, Schema, VaultObject};
 use keyturn_host::{Outcome, Status};
-use keyturn_local::eventgrid::{EndpointKind, Subscription};
+use keyturn_local::eventgrid::{EndpointType, Subscription};
 use keyturn_local::keyvault::SecretSpec;
 use keyturn_local::keyvault::store::AttributeInput;
 
@@ -154,7 +154,7 @@ async fn a_keyturn_test_event_runs_every_check_in_both_schemas() {
         // A second subscription to the same function in CloudEvents schema: Event Grid delivers each event in
         // each subscription's own schema.
         let endpoint = url::Url::parse(&chain.host.webhook_url(FUNCTION)).unwrap();
-        let cloud_events = Subscription::new("test-event-cloudevents", endpoint, EndpointKind::AzureFunction)
+        let cloud_events = Subscription::new("test-event-cloudevents", endpoint, EndpointType::AzureFunction)
             .event_types([TEST_EVENT_TYPE])
             .schema(Schema::CloudEvents);
         chain.stack.grid().subscribe(cloud_events).await.unwrap();

@@ -25,7 +25,7 @@ use keyturn_sweep::{ThresholdError, Thresholds};
 use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed};
 use serde_json::Value;
 
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 use crate::output::Output;
 
 const AFTER_HELP: &str = "\
@@ -82,7 +82,7 @@ fn parse_thresholds(text: &str) -> Result<Thresholds, ThresholdError> {
     Thresholds::parse(text, "--thresholds")
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
+pub async fn run(args: Args, output: &Output) -> Result<ExitStatus, CommandFailure> {
     let (settings, selected) = settings(&args)?;
     // What the sweep would use: the flag, else the deployment's setting (a bad one is named, as the sweep would).
     let thresholds = match &args.thresholds {
@@ -111,7 +111,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
                     return Err(match error.status() {
                         Some(401 | 403) => failure.hint("the identity needs Key Vault Reader (list) on the vault"),
                         None if error.is_retryable() => CommandFailure {
-                            status: Status::Unreachable,
+                            status: ExitStatus::Unreachable,
                             hint: Some("is the vault URL right, and is the vault reachable from here?".to_owned()),
                             ..failure
                         },
@@ -150,7 +150,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         print_table(output, &rows, now);
     }
     if failures.is_empty() {
-        Ok(Status::Ok)
+        Ok(ExitStatus::Ok)
     } else {
         Err(CommandFailure::failed(format!(
             "{} object(s) could not be read:\n  {}",

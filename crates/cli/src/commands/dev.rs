@@ -15,7 +15,7 @@ use keyturn_local::stack::LocalStack;
 use serde_json::json;
 
 use crate::dev_state::{self, DevState};
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 use crate::handlers::{self, BinaryOverride, HANDLERS, Handler};
 use crate::output::{Output, Tone};
 
@@ -85,7 +85,7 @@ pub(crate) struct Running {
     pub(crate) host: FunctionsHost,
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
+pub async fn run(args: Args, output: &Output) -> Result<ExitStatus, CommandFailure> {
     let root = handlers::app_root(args.app_root.as_deref())?;
     let target_dir = handlers::target_dir(args.target_dir.as_deref(), &root);
     let profile = if args.release { "release" } else { "debug" };
@@ -171,7 +171,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
     DevState::remove_if_ours(&state_path, state.pid);
     stop(running, stack).await;
     output.status("stopped");
-    Ok(Status::Ok)
+    Ok(ExitStatus::Ok)
 }
 
 /// Starts `handler` from `binary` behind a Functions host stand-in with the stack's settings, the canary's

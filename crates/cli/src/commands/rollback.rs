@@ -29,7 +29,7 @@ use keyturn_vault::model::{MAX_TAGS, NewSecretVersion, SecretProperties, SecretV
 use keyturn_vault::{AzureKeyVault, Collection, Inventory, KeyVault, Listed, Versions};
 
 use crate::commands::check::deployment_settings;
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 use crate::output::Output;
 
 const AFTER_HELP: &str = "\
@@ -71,14 +71,14 @@ fn split(target: &str) -> Result<(&str, &str), CommandFailure> {
     match target.trim().trim_end_matches('/').rsplit_once('/') {
         Some((vault, name)) if !vault.is_empty() && !name.is_empty() => Ok((vault, name)),
         _ => Err(CommandFailure {
-            status: Status::Usage,
+            status: ExitStatus::Usage,
             message: format!("'{target}' is not <vault>/<secret>"),
             hint: None,
         }),
     }
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
+pub async fn run(args: Args, output: &Output) -> Result<ExitStatus, CommandFailure> {
     let (vault_arg, name) = split(&args.secret)?;
     let (settings, selected) = deployment_settings(&[vault_arg.to_owned()], args.ca_file.as_deref())?;
     let vault_name = selected.first().cloned().unwrap_or_default();
@@ -118,7 +118,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
     );
     if args.dry_run {
         output.line(&format!("would roll back {summary}"));
-        return Ok(Status::Ok);
+        return Ok(ExitStatus::Ok);
     }
     // Fenced: a rotation that promoted meanwhile wins; roll that back (or not) knowingly.
     let live = vault
@@ -137,7 +137,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         .await
         .map_err(|e| CommandFailure::failed(format!("writing the rolled-back version of {target}: {e}")))?;
     output.line(&format!("rolled back {summary}: version {}", written.version));
-    Ok(Status::Ok)
+    Ok(ExitStatus::Ok)
 }
 
 /// The vault client and the deployment's providers (built as the handlers build them: only bound providers).
@@ -292,7 +292,7 @@ mod tests {
         assert!(plan(&Generated, &latest, &previous, now).unwrap_err().contains("already be expired"));
         assert_eq!(split("kv-one/db").unwrap(), ("kv-one", "db"));
         assert_eq!(split("kv-one=https://127.0.0.1:8443/db").unwrap(), ("kv-one=https://127.0.0.1:8443", "db"));
-        assert_eq!(split("db").unwrap_err().status, Status::Usage);
+        assert_eq!(split("db").unwrap_err().status, ExitStatus::Usage);
     }
 
     #[test]

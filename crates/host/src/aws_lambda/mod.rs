@@ -29,7 +29,7 @@ use crate::invoke::{Invoker, Trigger, Verdict};
 use crate::shutdown;
 use function_url::{HttpRequest, HttpResponse};
 use secret::{SecretError, WebhookSecret};
-use webhook::{Webhook, WebhookRequest, WebhookResponse};
+use webhook::{EventGridEndpoint, WebhookRequest, WebhookResponse};
 
 /// How long a stop waits for running invocations. Lambda sends SIGTERM only when an extension is registered
 /// and then allows a few hundred milliseconds; anything cut short is redelivered by Event Grid.
@@ -54,7 +54,7 @@ pub async fn run(secret: Result<WebhookSecret, SecretError>, invoker: Invoker) -
         _ => {}
     }
     tracing::info!(function, configured = invoker.not_configured().is_none(), "polling the Lambda Runtime API");
-    let webhook = Arc::new(Webhook::new(invoker.clone(), secret));
+    let webhook = Arc::new(EventGridEndpoint::new(invoker.clone(), secret));
     let service = service_fn(move |event: LambdaEvent<Value>| {
         let webhook = Arc::clone(&webhook);
         async move { invocation(&webhook, event).await }
@@ -92,7 +92,7 @@ pub async fn run(secret: Result<WebhookSecret, SecretError>, invoker: Invoker) -
 
 /// One Lambda invocation: one HTTP request from the function URL, or, for a scheduled function, the
 /// EventBridge schedule event itself.
-async fn invocation(webhook: &Webhook, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+async fn invocation(webhook: &EventGridEndpoint, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let request_id = event.context.request_id;
     if webhook.invoker().trigger() == Trigger::Timer {
         return scheduled(webhook.invoker(), &request_id, event.payload).await;

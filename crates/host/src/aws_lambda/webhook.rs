@@ -67,14 +67,14 @@ impl WebhookResponse {
 
 /// The webhook endpoint of one function: its invoker and the secret requests must carry.
 #[derive(Debug, Clone)]
-pub struct Webhook {
+pub struct EventGridEndpoint {
     invoker: Invoker,
     secret: Result<WebhookSecret, SecretError>,
 }
 
-impl Webhook {
+impl EventGridEndpoint {
     pub fn new(invoker: Invoker, secret: Result<WebhookSecret, SecretError>) -> Self {
-        Webhook { invoker, secret }
+        EventGridEndpoint { invoker, secret }
     }
 
     /// The function behind the webhook.
@@ -307,7 +307,7 @@ mod tests {
 
     /// A webhook whose handler answers by subject: `retry` → retryable error, `reject` → permanent error,
     /// anything else → done. Counts calls.
-    fn webhook(secret: Result<WebhookSecret, SecretError>) -> (Webhook, Arc<AtomicUsize>) {
+    fn webhook(secret: Result<WebhookSecret, SecretError>) -> (EventGridEndpoint, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&calls);
         let deps: Result<(), String> = Ok(());
@@ -319,10 +319,10 @@ mod tests {
                 _ => Ok(Outcome::done(event.id)),
             })
         });
-        (Webhook::new(invoker, secret), calls)
+        (EventGridEndpoint::new(invoker, secret), calls)
     }
 
-    fn configured() -> (Webhook, Arc<AtomicUsize>) {
+    fn configured() -> (EventGridEndpoint, Arc<AtomicUsize>) {
         webhook(WebhookSecret::new(SECRET.into()))
     }
 

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use http::{Method, StatusCode};
 
-use crate::keyvault::server::{self, HttpResponse};
+use crate::keyvault::server::{self, ServerResponse};
 
 /// The Microsoft.Web API versions the emulator accepts for the Key Vault reference refresh.
 pub const WEB_API_VERSIONS: &[&str] =
@@ -106,8 +106,8 @@ impl ConsumerApps {
         method: &Method,
         path: &str,
         query: Option<&str>,
-        refused: impl Fn(&str, &str) -> Option<HttpResponse>,
-    ) -> Option<HttpResponse> {
+        refused: impl Fn(&str, &str) -> Option<ServerResponse>,
+    ) -> Option<ServerResponse> {
         let route = Route::parse(path)?;
         let api_version = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .find(|(name, _)| name == "api-version")
@@ -259,7 +259,7 @@ fn normalise(id: &str) -> String {
     format!("/{}", id.trim_matches('/').to_ascii_lowercase())
 }
 
-fn list_revisions(app: &App) -> HttpResponse {
+fn list_revisions(app: &App) -> ServerResponse {
     let value: Vec<serde_json::Value> = app
         .revisions
         .iter()
@@ -282,11 +282,11 @@ fn list_revisions(app: &App) -> HttpResponse {
     server::json_response(StatusCode::OK, &serde_json::json!({ "value": value }))
 }
 
-fn arm_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+fn arm_error(status: StatusCode, code: &str, message: &str) -> ServerResponse {
     server::json_response(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
 }
 
-fn not_found(id: &str) -> HttpResponse {
+fn not_found(id: &str) -> ServerResponse {
     arm_error(
         StatusCode::NOT_FOUND,
         "ResourceNotFound",
@@ -296,7 +296,7 @@ fn not_found(id: &str) -> HttpResponse {
     )
 }
 
-fn injected(status: StatusCode) -> HttpResponse {
+fn injected(status: StatusCode) -> ServerResponse {
     let (code, message) = match status {
         StatusCode::TOO_MANY_REQUESTS => ("TooManyRequests", "The request was throttled."),
         StatusCode::SERVICE_UNAVAILABLE => ("ServiceUnavailable", "The service is temporarily unavailable."),

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use http::StatusCode;
 
 use super::{Resources, arm_error, lock};
-use crate::keyvault::server::{self, HttpResponse};
+use crate::keyvault::server::{self, ServerResponse};
 
 /// One resource type: its API version, its resource ids, its keys and its wire shapes.
 #[derive(Debug)]
@@ -192,7 +192,7 @@ pub(super) fn apply(
     id: &str,
     operation: Operation<'_>,
     body: &[u8],
-) -> HttpResponse {
+) -> ServerResponse {
     let Some(resource) = resources.get_mut(id) else {
         return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", "The resource was not found.");
     };

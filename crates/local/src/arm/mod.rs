@@ -48,7 +48,7 @@ use tokio::net::TcpListener;
 use self::consumers::ConsumerApps;
 use self::keys::{KeyType, Resource};
 use crate::identity::{TokenInfo, TokenRegistry};
-use crate::keyvault::server::{self, HttpResponse, ServerHandle};
+use crate::keyvault::server::{self, ServerHandle, ServerResponse};
 use crate::rbac::{ArmAssignments, Scope};
 use crate::roles::{MatrixError, RoleMatrix};
 use crate::tls::{EmulatorCa, EmulatorCaError};
@@ -303,7 +303,7 @@ fn required_action(route: &Route<'_>, operation: &str) -> String {
 }
 
 /// ARM's 403 for a caller without the action: the gateway's code, message and failure-cause header.
-fn authorization_failed(caller: &TokenInfo, action: &str, scope: &str) -> HttpResponse {
+fn authorization_failed(caller: &TokenInfo, action: &str, scope: &str) -> ServerResponse {
     let mut response = arm_error(
         StatusCode::FORBIDDEN,
         "AuthorizationFailed",
@@ -318,12 +318,12 @@ fn authorization_failed(caller: &TokenInfo, action: &str, scope: &str) -> HttpRe
 }
 
 /// ARM's error body.
-pub(super) fn arm_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+pub(super) fn arm_error(status: StatusCode, code: &str, message: &str) -> ServerResponse {
     server::json_response(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
 }
 
 impl Service {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> ServerResponse {
         let response = self.answer(req).await;
         let hold = self.hold.load(Ordering::Relaxed);
         if hold > 0 {
@@ -332,7 +332,7 @@ impl Service {
         response
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> HttpResponse {
+    async fn answer(&self, req: Request<Incoming>) -> ServerResponse {
         let caller = match self.caller(&req) {
             Ok(caller) => caller,
             Err(refusal) => return *refusal,
@@ -404,7 +404,7 @@ impl Service {
     }
 
     /// Who calls, from a valid Resource Manager token; else the 401 to answer (boxed: a response is large).
-    fn caller(&self, req: &Request<Incoming>) -> Result<TokenInfo, Box<HttpResponse>> {
+    fn caller(&self, req: &Request<Incoming>) -> Result<TokenInfo, Box<ServerResponse>> {
         let challenge = |code: &str, message: &str| {
             let mut response = arm_error(StatusCode::UNAUTHORIZED, code, message);
             response.headers_mut().insert(
@@ -434,7 +434,7 @@ impl Service {
 }
 
 /// ARM's 404 for a resource it does not hold: `ResourceGroupNotFound` when no resource lives in the group.
-fn not_found(kind: &KeyType, resource: &str, resources: &BTreeMap<String, Resource>) -> HttpResponse {
+fn not_found(kind: &KeyType, resource: &str, resources: &BTreeMap<String, Resource>) -> ServerResponse {
     let group_of = |id: &str| id.split('/').nth(4).map(str::to_ascii_lowercase);
     let group = group_of(resource).unwrap_or_default();
     if resources.values().any(|r| group_of(&r.id).as_deref() == Some(group.as_str())) {
@@ -457,7 +457,7 @@ fn not_found(kind: &KeyType, resource: &str, resources: &BTreeMap<String, Resour
     }
 }
 
-fn not_served(path: &str) -> HttpResponse {
+fn not_served(path: &str) -> ServerResponse {
     arm_error(
         StatusCode::NOT_FOUND,
         "NotServedByEmulator",

@@ -10,7 +10,7 @@ use keyturn_events::{Event, Schema};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{EndpointKind, Shared, Subscription};
+use super::{EndpointType, Shared, Subscription};
 
 /// Event Grid's retry schedule after the 1st, 2nd, ... failed attempt; every 12 h after the last.
 const RETRY_SCHEDULE: [Duration; 9] = [
@@ -87,7 +87,7 @@ pub(crate) async fn deliver(shared: &Shared, subscription: &Subscription, batch:
         if status.is_some_and(delivery::is_success) || duplicate {
             return;
         }
-        let webhook = subscription.endpoint_kind == EndpointKind::Webhook;
+        let webhook = subscription.endpoint_kind == EndpointType::Webhook;
         let reason = if status.is_some_and(|s| delivery::is_final_failure(s, webhook)) {
             Some(format!("UndeliverableDueToHttp{outcome}"))
         } else if attempts >= subscription.max_delivery_attempts {

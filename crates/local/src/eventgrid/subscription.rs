@@ -8,10 +8,10 @@ use url::Url;
 
 use super::BlobDestination;
 
-/// How Event Grid reaches the endpoint. It changes which failures are final and whether a validation
+/// How Event Grid reaches the endpoint (its `endpointType`). It changes which failures are final and whether a validation
 /// handshake happens when the subscription is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointKind {
+pub enum EndpointType {
     /// A plain HTTPS webhook: handshake on creation; 400, 401, 403 and 413 are final.
     Webhook,
     /// `endpointType: AzureFunction`: no handshake; 400, 403 and 413 are final.
@@ -41,7 +41,7 @@ impl SubjectFilter {
 pub struct Subscription {
     pub name: String,
     pub endpoint: Url,
-    pub endpoint_kind: EndpointKind,
+    pub endpoint_kind: EndpointType,
     pub schema: Schema,
     /// Event types delivered; empty means all (`includedEventTypes` absent).
     pub included_event_types: Vec<String>,
@@ -69,7 +69,7 @@ pub struct Subscription {
 impl Subscription {
     /// A subscription with the service's defaults: Event Grid schema, all event types, 30 attempts,
     /// 1440 minutes to live, one event per batch, no dead-lettering.
-    pub fn new(name: &str, endpoint: Url, endpoint_kind: EndpointKind) -> Self {
+    pub fn new(name: &str, endpoint: Url, endpoint_kind: EndpointType) -> Self {
         Self {
             name: name.to_owned(),
             endpoint,
@@ -192,7 +192,7 @@ mod tests {
     }
 
     fn sub() -> Subscription {
-        Subscription::new("s", Url::parse("http://127.0.0.1:1/").unwrap(), EndpointKind::Webhook)
+        Subscription::new("s", Url::parse("http://127.0.0.1:1/").unwrap(), EndpointType::Webhook)
     }
 
     #[test]

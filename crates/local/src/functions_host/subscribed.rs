@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use keyturn_app::{Canary, FunctionApp, Handler};
 
 use super::{FunctionsHost, FunctionsHostBuilder, StartError};
-use crate::eventgrid::{EndpointKind, SubjectFilter, Subscription, SubscriptionError};
+use crate::eventgrid::{EndpointType, SubjectFilter, Subscription, SubscriptionError};
 use crate::roles::{Deployment, MatrixError};
 use crate::stack::LocalStack;
 
@@ -183,7 +183,7 @@ impl SubscribedHandler {
             }
         };
         let mut subscription =
-            Subscription::new(&function, endpoint, EndpointKind::AzureFunction).event_types(self.event_types);
+            Subscription::new(&function, endpoint, EndpointType::AzureFunction).event_types(self.event_types);
         if let Some(filter) = self.subject_filter {
             subscription = subscription.subject_filter(filter);
         }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{Password, Permission, Shared, State, lock};
 use crate::identity::{TokenInfo, TokenRegistry};
-use crate::keyvault::server::{self, HttpResponse};
+use crate::keyvault::server::{self, ServerResponse};
 
 /// How long an added password lives when the request names no end (Graph's documented default).
 const DEFAULT_LIFETIME_DAYS: i64 = 2 * 365;
@@ -61,7 +61,7 @@ struct RemovePasswordIn {
 }
 
 impl Service {
-    pub(super) async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
+    pub(super) async fn handle(self: Arc<Self>, req: Request<Incoming>) -> ServerResponse {
         let path = req.uri().path().to_owned();
         if path.ends_with("/oauth2/v2.0/token") {
             return super::login::sign_in(&self.state, &self.tokens, req).await;
@@ -130,7 +130,7 @@ impl Service {
     }
 
     /// The caller's token, checked for Graph's audience.
-    fn caller(&self, req: &Request<Incoming>) -> Result<TokenInfo, Box<HttpResponse>> {
+    fn caller(&self, req: &Request<Incoming>) -> Result<TokenInfo, Box<ServerResponse>> {
         let unauthorised = |message: &str| {
             let mut response = graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message);
             response.headers_mut().insert(
@@ -210,7 +210,7 @@ fn percent_decode(segment: &str) -> String {
 
 /// The application a request names, if the caller may act on it: any Application permission to learn whether
 /// it exists, and `ReadWrite.All` or ownership with `ReadWrite.OwnedBy` to read or change it.
-fn authorised_app(state: &State, app: &AppRef, caller: &TokenInfo) -> Result<String, Box<HttpResponse>> {
+fn authorised_app(state: &State, app: &AppRef, caller: &TokenInfo) -> Result<String, Box<ServerResponse>> {
     let denied = || {
         graph_error(
             StatusCode::FORBIDDEN,
@@ -241,7 +241,7 @@ fn authorised_app(state: &State, app: &AppRef, caller: &TokenInfo) -> Result<Str
     Ok(found.ids.object_id.clone())
 }
 
-fn not_found(id: &str) -> HttpResponse {
+fn not_found(id: &str) -> ServerResponse {
     graph_error(
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
@@ -249,7 +249,7 @@ fn not_found(id: &str) -> HttpResponse {
     )
 }
 
-fn get(state: &State, object_id: &str, select: Option<&str>) -> HttpResponse {
+fn get(state: &State, object_id: &str, select: Option<&str>) -> ServerResponse {
     let Some(app) = state.apps.get(object_id) else { return not_found(object_id) };
     let selected: Vec<&str> = match select {
         None => SELECTABLE.to_vec(),
@@ -282,7 +282,7 @@ fn get(state: &State, object_id: &str, select: Option<&str>) -> HttpResponse {
     server::json_response(StatusCode::OK, &Value::Object(body))
 }
 
-fn add_password(state: &mut State, object_id: &str, body: &[u8]) -> HttpResponse {
+fn add_password(state: &mut State, object_id: &str, body: &[u8]) -> ServerResponse {
     let parsed: AddPasswordIn = match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
         Ok(parsed) => parsed,
         Err(_) => {
@@ -322,7 +322,7 @@ fn add_password(state: &mut State, object_id: &str, body: &[u8]) -> HttpResponse
     server::json_response(StatusCode::OK, &response)
 }
 
-fn remove_password(state: &mut State, object_id: &str, body: &[u8]) -> HttpResponse {
+fn remove_password(state: &mut State, object_id: &str, body: &[u8]) -> ServerResponse {
     let key_id = serde_json::from_slice::<RemovePasswordIn>(body).ok().and_then(|b| b.key_id);
     let Some(key_id) = key_id.filter(|k| uuid::Uuid::parse_str(k).is_ok()) else {
         return graph_error(
@@ -365,7 +365,7 @@ fn graph_time(time: DateTime<Utc>) -> String {
 }
 
 /// Graph's error body: `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
-pub(super) fn graph_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+pub(super) fn graph_error(status: StatusCode, code: &str, message: &str) -> ServerResponse {
     let request_id = uuid::Uuid::new_v4().to_string();
     let body = json!({
         "error": {

@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::{Shared, lock};
 use crate::identity::{ManagedIdentity, TENANT_ID, TOKEN_LIFETIME, TokenRegistry};
-use crate::keyvault::server::{self, HttpResponse};
+use crate::keyvault::server::{self, ServerResponse};
 
-pub(super) async fn sign_in(state: &Shared, tokens: &TokenRegistry, req: Request<Incoming>) -> HttpResponse {
+pub(super) async fn sign_in(state: &Shared, tokens: &TokenRegistry, req: Request<Incoming>) -> ServerResponse {
     let tenant = req.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default().to_owned();
     if req.method() != Method::POST {
         return entra_error(
@@ -122,7 +122,7 @@ pub(super) async fn sign_in(state: &Shared, tokens: &TokenRegistry, req: Request
     )
 }
 
-fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) -> HttpResponse {
+fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) -> ServerResponse {
     let trace = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
     server::json_response(

@@ -2,7 +2,7 @@
 //! `{"error":{"code":..,"message":..,"innererror":{"code":..}}}`.
 
 use super::crypto::CryptoError;
-use super::server::{self, HttpResponse};
+use super::server::{self, ServerResponse};
 use super::store::StoredKind;
 use http::StatusCode;
 use serde::Serialize;
@@ -92,7 +92,7 @@ impl ServiceError {
     }
 
     /// The response the service would send.
-    pub fn to_response(&self) -> HttpResponse {
+    pub fn to_response(&self) -> ServerResponse {
         let code = self.code();
         let inner = self.inner_code();
         let message = self.to_string();
@@ -119,7 +119,7 @@ struct InnerError<'a> {
 }
 
 /// `{"error":{"code","message"[,"innererror":{"code"}]}}` with `status`.
-pub fn error_response(status: StatusCode, code: &str, message: &str, inner: Option<&str>) -> HttpResponse {
+pub fn error_response(status: StatusCode, code: &str, message: &str, inner: Option<&str>) -> ServerResponse {
     let body = ErrorBody { error: ErrorDetail { code, message, innererror: inner.map(|code| InnerError { code }) } };
     server::json_response(status, &body)
 }

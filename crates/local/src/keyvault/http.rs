@@ -10,7 +10,7 @@ use super::error::{ServiceError, error_response};
 use super::keys::{self, CreateKeyBody, KeyBundle, RotationPolicyBody, UpdateKeyBody};
 use super::limits::{FaultInjector, OperationKind, Throttler};
 use super::secrets::{SecretBundle, SetSecretBody, Shape, UpdateSecretBody};
-use super::server::{self, HttpResponse};
+use super::server::{self, ServerResponse};
 use super::store::StoredKind;
 use super::store::VaultStore;
 use super::wire::{self, Query};
@@ -242,7 +242,7 @@ impl VaultService {
     /// stack's movable clock, which judges `exp` and raises the expiry events (left alone, hyper would stamp the
     /// machine's time): a handler that checks an event against the vault's own time sees the clock that expired
     /// the version, however far a test has moved it ahead of the machine's.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> ServerResponse {
         let now = self.store.clock().now();
         let mut response = self.answer(req).await;
         if let Some(date) = wire::http_date(now) {
@@ -251,7 +251,7 @@ impl VaultService {
         response
     }
 
-    async fn answer(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
+    async fn answer(self: Arc<Self>, req: Request<Incoming>) -> ServerResponse {
         let (parts, body) = req.into_parts();
         let caller = match self.authenticate(&parts.headers) {
             Ok(caller) => caller,
@@ -340,7 +340,7 @@ impl VaultService {
     }
 
     /// The caller's token when the request carries one this stack issued for Key Vault; else the 401 to send.
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<TokenInfo, Box<HttpResponse>> {
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<TokenInfo, Box<ServerResponse>> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -380,7 +380,7 @@ impl VaultService {
         query: &Query,
         base: &str,
         body: &[u8],
-    ) -> Result<HttpResponse, ServiceError> {
+    ) -> Result<ServerResponse, ServiceError> {
         let store = &self.store;
         let vault = self.vault.as_str();
         let ok = |value: &dyn erased::Json| Ok(server::json_bytes(StatusCode::OK, value.to_vec()));

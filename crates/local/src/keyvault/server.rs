@@ -18,7 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 /// Every response the local servers produce.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type ServerResponse = Response<Full<Bytes>>;
 
 /// A running server. Dropping it aborts the accept loop and every open connection.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ impl Drop for ServerHandle {
 pub fn spawn<H, F>(listener: TcpListener, tls: Option<TlsAcceptor>, handler: H) -> ServerHandle
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = HttpResponse> + Send + 'static,
+    F: Future<Output = ServerResponse> + Send + 'static,
 {
     let (shutdown, mut stop) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -131,7 +131,7 @@ where
 }
 
 /// A JSON response with `status`.
-pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> HttpResponse {
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> ServerResponse {
     match serde_json::to_vec(body) {
         Ok(bytes) => json_bytes(status, bytes),
         Err(error) => {
@@ -147,7 +147,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Htt
 }
 
 /// A response with an already-serialised JSON body.
-pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> ServerResponse {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -155,7 +155,7 @@ pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> HttpResponse {
 }
 
 /// An empty response with `status`.
-pub fn empty(status: StatusCode) -> HttpResponse {
+pub fn empty(status: StatusCode) -> ServerResponse {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response

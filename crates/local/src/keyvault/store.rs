@@ -147,18 +147,18 @@ pub struct Deleted<D, X> {
 /// Live and deleted objects of one kind, keyed by lowercase name (Key Vault names are case-insensitive).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(serialize = "D: Serialize, X: Serialize", deserialize = "D: Deserialize<'de>, X: Deserialize<'de>"))]
-pub struct Collection<D, X> {
+pub struct Objects<D, X> {
     pub live: BTreeMap<String, Object<D, X>>,
     pub deleted: BTreeMap<String, Deleted<D, X>>,
 }
 
-impl<D, X> Default for Collection<D, X> {
+impl<D, X> Default for Objects<D, X> {
     fn default() -> Self {
         Self { live: BTreeMap::new(), deleted: BTreeMap::new() }
     }
 }
 
-impl<D: Clone, X: Default + Clone> Collection<D, X> {
+impl<D: Clone, X: Default + Clone> Objects<D, X> {
     /// Refuses a create when the name is held by a soft-deleted object.
     pub fn check_creatable(&self, kind: StoredKind, name: &str) -> Result<(), ServiceError> {
         if self.deleted.contains_key(&name.to_ascii_lowercase()) {
@@ -329,9 +329,9 @@ pub struct CertExtra {
 /// Everything one vault holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VaultState {
-    pub secrets: Collection<SecretData, ()>,
-    pub keys: Collection<KeyData, KeyExtra>,
-    pub certificates: Collection<CertData, CertExtra>,
+    pub secrets: Objects<SecretData, ()>,
+    pub keys: Objects<KeyData, KeyExtra>,
+    pub certificates: Objects<CertData, CertExtra>,
 }
 
 /// One vault: its name, canonical URL and contents.

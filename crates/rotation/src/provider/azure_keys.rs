@@ -35,7 +35,7 @@ use keyturn_vault::KeyVault;
 use keyturn_vault::model::{SecretProperties, Tags};
 
 use self::arm::KeyCalls;
-use self::table::{Row, Slot};
+use self::table::{ResourceSpec, Slot};
 use crate::arm::ArmClient;
 use crate::policy::{CREDENTIAL_ID, PROVIDER_ADDRESS, tag};
 use crate::provider::pending::PendingHome;
@@ -66,7 +66,7 @@ pub struct AzureKeys {
 
 /// What a secret's tags point at, checked: its type's row, the resource, and the two keys.
 struct Target<'a> {
-    row: &'static Row,
+    row: &'static ResourceSpec,
     resource: &'a str,
     stored: Slot,
     other: Slot,

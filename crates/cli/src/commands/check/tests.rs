@@ -172,7 +172,7 @@ fn vaults_keep_their_configured_urls_unless_given_one() {
     assert_eq!(names, ["kv-two", "kv-prod"]);
     let (vaults, _) = select_vaults(configured, &["kv-one=https://10.0.0.1".into()]).unwrap();
     assert_eq!(vaults, "kv-one=https://10.0.0.1");
-    assert_eq!(select_vaults("", &[]).unwrap_err().status, Status::Setup);
+    assert_eq!(select_vaults("", &[]).unwrap_err().status, ExitStatus::Setup);
 }
 
 #[test]

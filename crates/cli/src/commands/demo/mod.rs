@@ -41,7 +41,7 @@ use keyturn_local::roles::Deployment;
 use keyturn_local::stack::LocalStack;
 
 use crate::commands::dev::{self, Running};
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 use crate::handlers;
 use crate::output::Output;
 use report::Report;
@@ -87,7 +87,7 @@ const GRID_TIME_SCALE: f64 = 0.001;
 /// resynchronisation, which is when a renewed certificate's new version appears.
 const QUIET: Duration = Duration::from_millis(1_200);
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
+pub async fn run(args: Args, output: &Output) -> Result<ExitStatus, CommandFailure> {
     tokio::select! {
         result = demo(args, output) => result,
         // Dropping the demo's future stops what it started: the handlers (killed by their stand-ins), the
@@ -98,7 +98,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
     }
 }
 
-async fn demo(args: Args, output: &Output) -> Result<Status, CommandFailure> {
+async fn demo(args: Args, output: &Output) -> Result<ExitStatus, CommandFailure> {
     let root = app_root(args.app_root.as_deref())?;
     let app = FunctionApp::load(&root).map_err(|error| CommandFailure::setup(format!("the function app: {error}")))?;
     let binaries = build::handler_binaries(output, args.no_build).await?;
@@ -170,7 +170,7 @@ async fn demo(args: Args, output: &Output) -> Result<Status, CommandFailure> {
         missing.push(format!("still running after the stop: {}", survivors.join(", ")));
     }
     if missing.is_empty() {
-        return Ok(Status::Ok);
+        return Ok(ExitStatus::Ok);
     }
     Err(CommandFailure::failed(format!(
         "the demo did not go as expected ({} step(s)):\n  - {}",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 use crate::handlers::{self, BinaryOverride, HANDLERS, Handler};
 use crate::output::{self, Output, Tone};
 
@@ -80,7 +80,7 @@ fn parse_setting(value: &str) -> Result<(String, String), String> {
     }
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
+pub async fn run(args: Args, output: &Output) -> Result<ExitStatus, CommandFailure> {
     let root = handlers::app_root(args.app_root.as_deref())?;
     let target_dir = handlers::target_dir(args.target_dir.as_deref(), &root);
     let selected: Vec<&'static Handler> =
@@ -149,7 +149,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
             .collect();
         output.line(&output::table(output, &["HANDLER", "EXECUTABLE", "ZIP", "PACKAGE"], &rows));
     }
-    Ok(Status::Ok)
+    Ok(ExitStatus::Ok)
 }
 
 fn display_relative(path: &Path, root: &Path) -> String {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Args;
 use crate::dev_state::{self, DevState};
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 
 /// The Functions host's Event Grid extension endpoint.
 pub const WEBHOOK_PATH: &str = "/runtime/webhooks/eventgrid";
@@ -35,13 +35,13 @@ pub fn endpoint(args: &Args, function: &str) -> Result<url::Url, CommandFailure>
 /// webhook path keeps its query and gets what it lacks.
 pub fn webhook_url(base: &str, function: &str, code: Option<&str>) -> Result<url::Url, CommandFailure> {
     let mut url = url::Url::parse(base).map_err(|error| CommandFailure {
-        status: Status::Usage,
+        status: ExitStatus::Usage,
         message: format!("--to {:?} is not a URL ({error})", redact_text(base)),
         hint: Some("e.g. --to http://localhost:7071, --to https://<app>.azurewebsites.net, or --to dev".to_owned()),
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(CommandFailure {
-            status: Status::Usage,
+            status: ExitStatus::Usage,
             message: format!("--to {}: only http and https URLs are supported", redact(&url)),
             hint: None,
         });

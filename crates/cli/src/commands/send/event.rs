@@ -9,7 +9,7 @@ use keyturn_sweep::dead_letters::DEAD_LETTER_FIELDS;
 use serde_json::Value;
 
 use super::{Args, EventKind, SchemaArg, usage};
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 
 /// The events of `path` (one event or an array), each less the dead-letter fields and checked to decode as
 /// the handlers decode it. Any problem is a usage error (exit 2) naming the file, the event and the JSON path,
@@ -64,7 +64,7 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, CommandFail
     let version = args.version.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let expires = match &args.expires {
         Some(text) => Some(parse_when(text, now).map_err(|message| CommandFailure {
-            status: Status::Usage,
+            status: ExitStatus::Usage,
             message: format!("--expires {text:?}: {message}"),
             hint: None,
         })?),
@@ -72,7 +72,7 @@ pub fn build_event(args: &Args, now: DateTime<Utc>) -> Result<Event, CommandFail
     };
     let object =
         VaultObject::new(vault, kind, name, Some(&version), None, expires).map_err(|error| CommandFailure {
-            status: Status::Usage,
+            status: ExitStatus::Usage,
             message: format!("the event would not be valid: {error}"),
             hint: Some("vault and object names are those Key Vault allows (letters, digits, -)".to_owned()),
         })?;

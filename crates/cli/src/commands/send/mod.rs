@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 pub use delivery::{Answer, WEBHOOK_PATH, endpoint, post, redact, webhook_url};
 pub use event::{build_event, parse_when, read_event_file};
 
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 use crate::output::{Output, Tone};
 
 const AFTER_HELP: &str = "\
@@ -156,7 +156,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> {
+pub async fn run(args: Args, output: &Output) -> Result<ExitStatus, CommandFailure> {
     let (batch, function, what) = match (&args.event_file, args.event) {
         (Some(path), _) => {
             let batch = read_event_file(path)?;
@@ -209,7 +209,7 @@ pub async fn run(args: Args, output: &Output) -> Result<Status, CommandFailure> 
         ));
     }
     if ok {
-        Ok(Status::Ok)
+        Ok(ExitStatus::Ok)
     } else {
         Err(CommandFailure::failed(format!("{} answered {} {}", redact(&url), answer.status, answer.reason)).hint(
             match answer.status {
@@ -258,5 +258,5 @@ pub fn outcome_lines(body: &str) -> Option<Vec<String>> {
 }
 
 fn usage(message: impl Into<String>) -> CommandFailure {
-    CommandFailure { status: Status::Usage, message: message.into(), hint: None }
+    CommandFailure { status: ExitStatus::Usage, message: message.into(), hint: None }
 }

@@ -10,7 +10,7 @@ use keyturn_sweep::dead_letters::DEAD_LETTER_FIELDS;
 
 use super::delivery::redact_text;
 use super::*;
-use crate::exit::{CommandFailure, Status};
+use crate::exit::{CommandFailure, ExitStatus};
 
 #[test]
 fn typed_outcomes_are_shown_from_their_fields() {
@@ -75,7 +75,7 @@ fn exactly_one_object_is_required() {
     assert!(parse(&["expired", "--vault", "kv"]).is_err());
     assert!(parse(&["expired", "--vault", "kv", "--secret", "a", "--key", "b"]).is_err());
     let bad = build_event(&args(&["expired", "--vault", "kv", "--secret", "a/b"]), now()).unwrap_err();
-    assert_eq!(bad.status, Status::Usage, "{bad}");
+    assert_eq!(bad.status, ExitStatus::Usage, "{bad}");
 }
 
 #[test]
@@ -134,17 +134,17 @@ fn a_file_with_a_bad_event_is_a_usage_error_naming_the_event_and_the_path() {
     batch.as_array_mut().unwrap().push(bad);
     std::fs::write(&path, batch.to_string()).unwrap();
     let error = read_event_file(&path).unwrap_err();
-    assert_eq!(error.status, Status::Usage);
+    assert_eq!(error.status, ExitStatus::Usage);
     assert!(error.message.contains("dead.json") && error.message.contains("event [1]"), "{error}");
     assert!(error.message.contains("data.EXP"), "{error}");
 
     for (text, says) in [("{", "not JSON"), ("[]", "no events"), ("42", "expected an event object")] {
         std::fs::write(&path, text).unwrap();
         let error = read_event_file(&path).unwrap_err();
-        assert!(error.status == Status::Usage && error.message.contains(says), "{text}: {error}");
+        assert!(error.status == ExitStatus::Usage && error.message.contains(says), "{text}: {error}");
     }
     let error = read_event_file(&dir.path().join("absent.json")).unwrap_err();
-    assert!(error.status == Status::Usage && error.message.contains("absent.json"), "{error}");
+    assert!(error.status == ExitStatus::Usage && error.message.contains("absent.json"), "{error}");
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn webhook_urls_get_the_path_the_function_and_the_code() {
     );
     let full = "http://127.0.0.1:9/runtime/webhooks/eventgrid?functionName=test-event";
     assert_eq!(webhook_url(full, "near-expiry", None).unwrap().as_str(), full, "an explicit function wins");
-    assert_eq!(webhook_url("localhost:7071", "x", None).unwrap_err().status, Status::Usage);
+    assert_eq!(webhook_url("localhost:7071", "x", None).unwrap_err().status, ExitStatus::Usage);
     assert!(webhook_url("not a url", "x", None).is_err());
 }
 

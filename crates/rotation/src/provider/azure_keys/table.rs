@@ -45,7 +45,7 @@ pub enum Regenerate {
 
 /// One resource type of the family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Row {
+pub struct ResourceSpec {
     pub kind: AzureKeyType,
     /// The REST API version of the type's resource provider.
     pub api_version: &'static str,
@@ -63,7 +63,7 @@ const fn slot(credential_id: &'static str, answer: &'static str, regenerate: &'s
 
 // Microsoft.Storage, stable/2025-06-01/storage.json: StorageAccounts_ListKeys, StorageAccounts_RegenerateKey
 // (StorageAccountRegenerateKeyParameters.keyName), answering StorageAccountListKeysResult.
-const STORAGE: Row = Row {
+const STORAGE: ResourceSpec = ResourceSpec {
     kind: AzureKeyType::StorageAccount,
     api_version: "2025-06-01",
     list_action: "listKeys",
@@ -75,7 +75,7 @@ const STORAGE: Row = Row {
 // Microsoft.DocumentDB, stable/2025-10-15/cosmos-db.json: DatabaseAccounts_ListKeys (DatabaseAccountListKeysResult:
 // the read-write and read-only master keys), DatabaseAccounts_RegenerateKey (DatabaseAccountRegenerateKeyParameters
 // .keyKind; a long-running operation answering 200 or 202 without a body).
-const COSMOS_DB: Row = Row {
+const COSMOS_DB: ResourceSpec = ResourceSpec {
     kind: AzureKeyType::CosmosDbAccount,
     api_version: "2025-10-15",
     list_action: "listKeys",
@@ -92,7 +92,7 @@ const COSMOS_DB: Row = Row {
 
 // Microsoft.Cache, stable/2024-11-01/redis.json: Redis_ListKeys, Redis_RegenerateKey (RedisRegenerateKeyParameters
 // .keyType: Primary | Secondary), answering RedisAccessKeys.
-const REDIS: Row = Row {
+const REDIS: ResourceSpec = ResourceSpec {
     kind: AzureKeyType::RedisCache,
     api_version: "2024-11-01",
     list_action: "listKeys",
@@ -104,7 +104,7 @@ const REDIS: Row = Row {
 // Microsoft.ServiceBus, stable/2024-01-01/AuthorizationRules.json (Queues.json, topics.json for entity rules):
 // *_ListKeys, *_RegenerateKeys (RegenerateAccessKeyParameters.keyType: PrimaryKey | SecondaryKey), answering
 // AccessKeys.
-const SERVICE_BUS: Row = Row {
+const SERVICE_BUS: ResourceSpec = ResourceSpec {
     kind: AzureKeyType::ServiceBusRule,
     api_version: "2024-01-01",
     list_action: "listKeys",
@@ -115,11 +115,11 @@ const SERVICE_BUS: Row = Row {
 
 // Microsoft.EventHub, stable/2024-01-01/AuthorizationRules.json (eventhubs.json for an event hub's rules): the
 // same operations and shapes as Service Bus.
-const EVENT_HUBS: Row = Row { kind: AzureKeyType::EventHubsRule, ..SERVICE_BUS };
+const EVENT_HUBS: ResourceSpec = ResourceSpec { kind: AzureKeyType::EventHubsRule, ..SERVICE_BUS };
 
 // Microsoft.CognitiveServices, stable/2025-09-01/cognitiveservices.json: Accounts_ListKeys, Accounts_RegenerateKey
 // (RegenerateKeyParameters.keyName: Key1 | Key2), answering ApiKeys {key1, key2}.
-const COGNITIVE_SERVICES: Row = Row {
+const COGNITIVE_SERVICES: ResourceSpec = ResourceSpec {
     kind: AzureKeyType::CognitiveServicesAccount,
     api_version: "2025-09-01",
     list_action: "listKeys",
@@ -130,7 +130,7 @@ const COGNITIVE_SERVICES: Row = Row {
 
 // Microsoft.Search, stable/2025-05-01/search.json: AdminKeys_Get (POST listAdminKeys), AdminKeys_Regenerate
 // (POST regenerateAdminKey/{keyKind}: primary | secondary), answering AdminKeyResult.
-const SEARCH: Row = Row {
+const SEARCH: ResourceSpec = ResourceSpec {
     kind: AzureKeyType::SearchService,
     api_version: "2025-05-01",
     list_action: "listAdminKeys",
@@ -140,7 +140,7 @@ const SEARCH: Row = Row {
 };
 
 /// The row of `kind` (every type has one: the match is exhaustive).
-pub fn row(kind: AzureKeyType) -> &'static Row {
+pub fn row(kind: AzureKeyType) -> &'static ResourceSpec {
     match kind {
         AzureKeyType::StorageAccount => &STORAGE,
         AzureKeyType::CosmosDbAccount => &COSMOS_DB,
@@ -152,7 +152,7 @@ pub fn row(kind: AzureKeyType) -> &'static Row {
     }
 }
 
-impl Row {
+impl ResourceSpec {
     /// `(the key the secret holds, the key a rotation regenerates)` for a `CredentialId`; `None` when this type has
     /// no key of that name.
     pub fn slots(&self, credential_id: &str) -> Option<(Slot, Slot)> {
