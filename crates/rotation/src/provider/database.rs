@@ -26,7 +26,7 @@ pub(crate) use self::details::{Details, Kind, MYSQL, POSTGRES};
 use crate::generate::generate;
 use crate::policy::tag;
 use crate::provider::pending::{self, PendingHome};
-use crate::provider::{Pending, PreviousCredential, ProviderError, RotationContext};
+use crate::provider::{Pending, PreviousCredential, ProviderError, ProviderFuture, RotationContext};
 
 /// Tag: the secret (same vault) holding the admin login that manages the rotated logins.
 pub const ADMIN_SECRET: &str = "KeyturnAdminSecret";
@@ -245,8 +245,12 @@ impl LoginRotation {
     }
 
     /// Step 5: the pending home keeps no credential once the value is live.
-    pub(crate) async fn finish(&self, ctx: &RotationContext<'_>, promoted: &SecretProperties) {
-        self.home.mark_promoted(ctx, promoted).await;
+    pub(crate) fn finish<'a>(
+        &'a self,
+        ctx: &'a RotationContext<'a>,
+        promoted: &'a SecretProperties,
+    ) -> ProviderFuture<'a, ()> {
+        self.home.finish(ctx, promoted)
     }
 
     /// The refusal when neither the stored nor the pending password logs in (single user).

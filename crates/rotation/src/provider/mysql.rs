@@ -299,10 +299,7 @@ impl Provider for Mysql {
     }
 
     fn finish<'a>(&'a self, ctx: &'a RotationContext<'a>, promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
-        Box::pin(async move {
-            self.rotation.finish(ctx, promoted).await;
-            Ok(())
-        })
+        self.rotation.finish(ctx, promoted)
     }
 
     fn previous_credential(

@@ -18,7 +18,7 @@ use keyturn_vault::model::{NewSecretVersion, SecretProperties, Tags};
 use keyturn_vault::{KeyVault, VaultError};
 
 use crate::policy::tag;
-use crate::provider::{Pending, ProviderError, RotationContext};
+use crate::provider::{Pending, ProviderError, ProviderFuture, RotationContext};
 
 /// The suffix of a pending home's name.
 pub const SUFFIX: &str = "-keyturn-pending";
@@ -127,6 +127,19 @@ impl PendingHome {
             .map_err(|e| self.vault_error("writing the pending home", &e))?;
         tracing::info!(secret = ctx.name, pending_home = %name, pending_version = %stored.version, "pending value stored");
         Ok(())
+    }
+
+    /// A provider's step 5 when its only clean-up is the pending home ([`PendingHome::mark_promoted`]): never
+    /// fails.
+    pub fn finish<'a>(
+        &'a self,
+        ctx: &'a RotationContext<'a>,
+        promoted: &'a SecretProperties,
+    ) -> ProviderFuture<'a, ()> {
+        Box::pin(async move {
+            self.mark_promoted(ctx, promoted).await;
+            Ok(())
+        })
     }
 
     /// Marks the pending home promoted: a version holding no credential, so the value lives in one place.

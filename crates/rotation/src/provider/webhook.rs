@@ -345,10 +345,7 @@ impl Provider for Webhook {
     }
 
     fn finish<'a>(&'a self, ctx: &'a RotationContext<'a>, promoted: &'a SecretProperties) -> ProviderFuture<'a, ()> {
-        Box::pin(async move {
-            self.home.mark_promoted(ctx, promoted).await;
-            Ok(())
-        })
+        self.home.finish(ctx, promoted)
     }
 }
 
