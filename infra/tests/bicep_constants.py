@@ -181,6 +181,29 @@ def until_newline(tokens: list[Token], i: int) -> int:
     return i
 
 
+def for_header(tokens: list[Token], k: int) -> tuple[int, int]:
+    """tokens[k] is `for`: the index of its `in`, and of the `:` ending `for ... in <expr>:` (a `?:` inside the
+    source is skipped; len(tokens) when there is no such `:`)."""
+    m = k + 1
+    while not (tokens[m].kind == "ident" and tokens[m].text == "in"):
+        m += 1
+    depth, ternaries, e = 0, 0, m + 1
+    while e < len(tokens):
+        x = tokens[e]
+        if x.kind == "punct" and x.text in OPEN:
+            depth += 1
+        elif x.kind == "punct" and x.text in CLOSE:
+            depth -= 1
+        elif depth == 0 and x.text == "?":
+            ternaries += 1
+        elif depth == 0 and x.text == ":":
+            if ternaries == 0:
+                return m, e
+            ternaries -= 1
+        e += 1
+    return m, e
+
+
 def closing(tokens: list[Token], i: int) -> int:
     """tokens[i] opens a bracket: index of its matching close."""
     depth = 0
@@ -410,23 +433,7 @@ def containers(tokens: list[Token], decl: Declarations):
                 j -= 1
             if j < 0 or tokens[j].text != "[":
                 continue
-            m = k + 1
-            while not (tokens[m].kind == "ident" and tokens[m].text == "in"):
-                m += 1
-            depth, ternaries, e = 0, 0, m + 1
-            while e < len(tokens):
-                x = tokens[e]
-                if x.text in OPEN:
-                    depth += 1
-                elif x.text in CLOSE:
-                    depth -= 1
-                elif depth == 0 and x.text == "?":
-                    ternaries += 1
-                elif depth == 0 and x.text == ":":
-                    if ternaries == 0:
-                        break
-                    ternaries -= 1
-                e += 1
+            m, e = for_header(tokens, k)
             yield "for-expression", t.line, tokens[m + 1 : e]
             var = enclosing_var(k)
             if var:

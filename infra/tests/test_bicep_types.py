@@ -67,25 +67,11 @@ def skip_nl(tokens: list[Token], i: int) -> int:
 
 
 def for_header_end(tokens: list[Token], i: int) -> int:
-    """tokens[i] is `for`: index of the `:` ending `for ... in <expr>:` (a `?:` inside the source is skipped)."""
-    k = i + 1
-    while not (tokens[k].kind == "ident" and tokens[k].text == "in"):
-        k += 1
-    depth, ternaries, k = 0, 0, k + 1
-    while k < len(tokens):
-        t = tokens[k]
-        if t.kind == "punct" and t.text in bicep_constants.OPEN:
-            depth += 1
-        elif t.kind == "punct" and t.text in bicep_constants.CLOSE:
-            depth -= 1
-        elif depth == 0 and t.text == "?":
-            ternaries += 1
-        elif depth == 0 and t.text == ":":
-            if ternaries == 0:
-                return k
-            ternaries -= 1
-        k += 1
-    raise ValueError(f"line {tokens[i].line}: `for` without its `:`")
+    """tokens[i] is `for`: index of the `:` ending `for ... in <expr>:` (bicep_constants.for_header)."""
+    end = bicep_constants.for_header(tokens, i)[1]
+    if end == len(tokens):
+        raise ValueError(f"line {tokens[i].line}: `for` without its `:`")
+    return end
 
 
 def body_start(tokens: list[Token], i: int) -> tuple[int, int]:
