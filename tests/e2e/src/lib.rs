@@ -314,15 +314,8 @@ pub async fn start_scheduled_timer_host(
     binary: &Path,
     settings: Vec<(String, String)>,
 ) -> FunctionsHost {
-    let app = FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
-    SubscribedHandler::new(function, binary)
-        .unsubscribed()
-        .identity(deployment_of(stack, &settings))
-        .app_settings(settings)
-        .host(|builder| test_timeouts(builder).run_schedules())
-        .start(stack, &app)
-        .await
-        .unwrap_or_else(|error| panic!("{} behind the stand-in, on its schedule: {error}", binary.display()))
+    let deployment = deployment_of(stack, &settings);
+    timer_host(stack, function, binary, settings, deployment, Schedule::Run).await
 }
 
 async fn start_timer_host_as(
@@ -332,15 +325,38 @@ async fn start_timer_host_as(
     settings: Vec<(String, String)>,
     deployment: Deployment,
 ) -> FunctionsHost {
+    timer_host(stack, function, binary, settings, deployment, Schedule::FiredByTheTest).await
+}
+
+/// Who fires a timer function behind the stand-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schedule {
+    /// The test, with [`FunctionsHost::invoke_timer`].
+    FiredByTheTest,
+    /// The stand-in, on the function's schedule (as well as the test, if it fires too).
+    Run,
+}
+
+async fn timer_host(
+    stack: &keyturn_local::stack::LocalStack,
+    function: &str,
+    binary: &Path,
+    settings: Vec<(String, String)>,
+    deployment: Deployment,
+    schedule: Schedule,
+) -> FunctionsHost {
     let app = FunctionApp::load(&repo_root()).unwrap_or_else(|error| panic!("the repository's function app: {error}"));
     SubscribedHandler::new(function, binary)
         .unsubscribed()
         .identity(deployment)
         .app_settings(settings)
-        .host(test_timeouts)
+        .host(move |builder| {
+            let builder = test_timeouts(builder);
+            if schedule == Schedule::Run { builder.run_schedules() } else { builder }
+        })
         .start(stack, &app)
         .await
-        .unwrap_or_else(|error| panic!("{} behind the stand-in: {error}", binary.display()))
+        .unwrap_or_else(|error| panic!("{} behind the stand-in ({schedule:?}): {error}", binary.display()))
 }
 
 /// The deployment a handler with `settings` (over the stack's) would be granted for, as infra reads it: the

@@ -222,37 +222,18 @@ async fn a_package_runs_under_the_functions_host_as_func_start_would_run_it() {
 
         // A handler that is not built: exit 4 with the cargo command that builds it.
         let empty = tempfile::tempdir().unwrap();
-        let run = keyturn(
-            &[
-                "package",
-                "near-expiry",
-                "--target-dir",
-                empty.path().to_str().unwrap(),
-                "--out",
-                out.path().to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
-        assert_eq!(run.code, 4, "{run:?}");
-        assert!(run.stderr.contains("cargo build --profile dist -p near-expiry"), "{run:?}");
-        // The quicker release build on request.
-        let run = keyturn(
-            &[
-                "package",
-                "near-expiry",
-                "--profile",
-                "release",
-                "--target-dir",
-                empty.path().to_str().unwrap(),
-                "--out",
-                out.path().to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
-        assert_eq!(run.code, 4, "{run:?}");
-        assert!(run.stderr.contains("cargo build --release -p near-expiry"), "{run:?}");
+        // The deployments' dist profile by default; the quicker release build on request.
+        for (profile, hint) in [
+            (None, "cargo build --profile dist -p near-expiry"),
+            (Some("release"), "cargo build --release -p near-expiry"),
+        ] {
+            let mut args = vec!["package", "near-expiry"];
+            args.extend(profile.map(|profile| ["--profile", profile]).into_iter().flatten());
+            args.extend(["--target-dir", empty.path().to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+            let run = keyturn(&args, &[]).await;
+            assert_eq!(run.code, 4, "{run:?}");
+            assert!(run.stderr.contains(hint), "{run:?}");
+        }
     })
     .await;
 }
